@@ -1,0 +1,11 @@
+//! zdm: zero-downtime PostgreSQL schema migrations that a person can watch and steer live.
+//!
+//! See `docs/architecture.md` for how the parts fit together.
+
+pub mod cli;
+pub mod db;
+pub mod demo;
+pub mod format;
+pub mod localpg;
+pub mod logging;
+pub mod signals;
