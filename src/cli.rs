@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::Overrides;
 use crate::demo::{DemoOptions, WorkloadOptions};
 
 /// Zero-downtime PostgreSQL schema migrations: expand, backfill and contract, watched and
@@ -35,6 +36,34 @@ pub enum Command {
     /// Run zdm on a throwaway local PostgreSQL (primary and streaming replica) holding a
     /// shop database under a live application workload; everything is removed on exit
     Demo(DemoArgs),
+}
+
+/// Where the target database and the migration files are: flattened into every
+/// subcommand that works on a database.
+#[derive(Debug, Clone, Args)]
+pub struct TargetArgs {
+    /// Config file [default: ./zdm.toml when it exists]
+    #[arg(long, env = "ZDM_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// The target database, e.g. postgres://user@host:5432/db (the password is never printed)
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+
+    /// Directory of migration files [default: migrations, or migrations_dir in zdm.toml]
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+impl TargetArgs {
+    /// These flags as overrides of the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_file: self.config.clone(),
+            database_url: self.database_url.clone(),
+            migrations_dir: self.dir.clone(),
+        }
+    }
 }
 
 /// Flags of `zdm demo`.

@@ -3,6 +3,7 @@
 //! See `docs/architecture.md` for how the parts fit together.
 
 pub mod cli;
+pub mod config;
 pub mod db;
 pub mod demo;
 pub mod format;

@@ -1,5 +1,49 @@
 //! PostgreSQL access shared by every part of zdm: identifier quoting and password-free URLs.
 
+use std::fmt;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+/// A connection URL that never shows its password: `Display` and `Debug` redact it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: String) -> Self {
+        DatabaseUrl(url)
+    }
+
+    /// The URL with its password, for connecting only: never print or log this.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Connection options parsed from the URL.
+    pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
+        self.0.parse()
+    }
+
+    /// A small pool of connections to this database.
+    pub async fn pool(&self, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+        PgPoolOptions::new()
+            .max_connections(max_connections)
+            .connect_with(self.connect_options()?)
+            .await
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact_url(&self.0))
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
 /// Quotes an SQL identifier (`order` → `"order"`, `a"b` → `"a""b"`).
 pub fn quote_ident(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
@@ -72,5 +116,13 @@ mod tests {
             "postgres://postgres@127.0.0.1:5432/shop"
         );
         assert_eq!(redact_url("not a url"), "not a url");
+    }
+
+    #[test]
+    fn database_urls_print_redacted() {
+        let url = DatabaseUrl::new("postgres://app:s3cr3t@db/shop".to_string());
+        assert_eq!(url.to_string(), "postgres://app:***@db/shop");
+        assert!(!format!("{url:?}").contains("s3cr3t"));
+        assert_eq!(url.expose(), "postgres://app:s3cr3t@db/shop");
     }
 }

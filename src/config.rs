@@ -1,0 +1,201 @@
+//! Settings from `zdm.toml`, the environment and flags, merged into one [`Config`]
+//! (a flag beats the environment, which beats the file, which beats the default).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::db::DatabaseUrl;
+
+/// The file read when `--config` is not given, if it exists in the current directory.
+pub const DEFAULT_FILE: &str = "zdm.toml";
+
+/// Why the settings could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error(
+        "no database to work on: give --database-url, set DATABASE_URL, \
+         or set database_url in zdm.toml"
+    )]
+    NoDatabase,
+}
+
+/// The contents of `zdm.toml`; every key is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    database_url: Option<String>,
+    migrations_dir: Option<PathBuf>,
+    lock_timeout_ms: Option<u64>,
+}
+
+/// What the command line contributes (already merged with the environment by clap).
+#[derive(Debug, Default, Clone)]
+pub struct Overrides {
+    pub config_file: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub migrations_dir: Option<PathBuf>,
+}
+
+/// zdm's settings for one run.
+#[derive(Debug, Clone)]
+pub struct Config {
+    database_url: Option<DatabaseUrl>,
+    /// Directory of migration files, ordered by file name.
+    pub migrations_dir: PathBuf,
+    /// How long any DDL may wait for its lock before giving up and retrying.
+    pub lock_timeout: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            database_url: None,
+            migrations_dir: PathBuf::from("migrations"),
+            lock_timeout: Duration::from_millis(500),
+        }
+    }
+}
+
+impl Config {
+    /// Reads the config file (the given one, or `./zdm.toml` when present) and applies overrides.
+    pub fn load(overrides: &Overrides) -> Result<Self, Error> {
+        let file = match &overrides.config_file {
+            Some(path) => Some((path.clone(), read(path)?)),
+            None => {
+                let path = PathBuf::from(DEFAULT_FILE);
+                path.is_file()
+                    .then(|| read(&path).map(|text| (path, text)))
+                    .transpose()?
+            }
+        };
+        let mut config = match file {
+            Some((path, text)) => Self::from_toml(&path, &text)?,
+            None => Config::default(),
+        };
+        if let Some(url) = &overrides.database_url {
+            config.database_url = Some(DatabaseUrl::new(url.clone()));
+        }
+        if let Some(dir) = &overrides.migrations_dir {
+            config.migrations_dir = dir.clone();
+        }
+        Ok(config)
+    }
+
+    /// Parses the text of a config file; `path` names it in errors.
+    pub fn from_toml(path: &Path, text: &str) -> Result<Self, Error> {
+        let file: FileConfig = toml::from_str(text).map_err(|error| {
+            let (line, column) = error
+                .span()
+                .map_or((1, 1), |span| line_column(text, span.start));
+            Error::Parse {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: error.message().to_string(),
+            }
+        })?;
+        let defaults = Config::default();
+        Ok(Config {
+            database_url: file.database_url.map(DatabaseUrl::new),
+            migrations_dir: file.migrations_dir.unwrap_or(defaults.migrations_dir),
+            lock_timeout: file
+                .lock_timeout_ms
+                .map_or(defaults.lock_timeout, Duration::from_millis),
+        })
+    }
+
+    /// The target database, or an error that says the three ways to give one.
+    pub fn database_url(&self) -> Result<&DatabaseUrl, Error> {
+        self.database_url.as_ref().ok_or(Error::NoDatabase)
+    }
+}
+
+fn read(path: &Path) -> Result<String, Error> {
+    std::fs::read_to_string(path).map_err(|source| Error::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_file_sets_what_it_names_and_defaults_fill_the_rest() {
+        let config = Config::from_toml(Path::new("zdm.toml"), "lock_timeout_ms = 250\n")
+            .expect("valid file");
+        assert_eq!(config.lock_timeout, Duration::from_millis(250));
+        assert_eq!(config.migrations_dir, PathBuf::from("migrations"));
+        assert!(matches!(config.database_url(), Err(Error::NoDatabase)));
+    }
+
+    #[test]
+    fn unknown_keys_are_reported_with_their_position() {
+        let text = "migrations_dir = \"m\"\nlock_timeout = 5\n";
+        let message = Config::from_toml(Path::new("zdm.toml"), text)
+            .expect_err("unknown key")
+            .to_string();
+        assert!(
+            message.starts_with("zdm.toml:2:1: unknown field `lock_timeout`"),
+            "{message}"
+        );
+        assert!(message.contains("lock_timeout_ms"), "{message}");
+    }
+
+    #[test]
+    fn wrong_types_are_reported_with_their_position() {
+        let text = "lock_timeout_ms = \"soon\"\n";
+        let message = Config::from_toml(Path::new("zdm.toml"), text)
+            .expect_err("wrong type")
+            .to_string();
+        assert!(message.starts_with("zdm.toml:1:19:"), "{message}");
+    }
+
+    #[test]
+    fn flags_beat_the_file() {
+        let dir = std::env::temp_dir().join(format!("zdm-config-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let file = dir.join("zdm.toml");
+        std::fs::write(&file, "database_url = \"postgres://a:pw@file/db\"\n").expect("write");
+        let overrides = Overrides {
+            config_file: Some(file),
+            database_url: Some("postgres://b@flag/db".to_string()),
+            migrations_dir: None,
+        };
+        let config = Config::load(&overrides).expect("loads");
+        assert_eq!(
+            config.database_url().expect("set").expose(),
+            "postgres://b@flag/db"
+        );
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn line_and_column_count_characters() {
+        assert_eq!(line_column("ab\ncd", 4), (2, 2));
+        assert_eq!(line_column("é = 1", 3), (1, 3));
+    }
+}
