@@ -9,4 +9,5 @@ pub mod demo;
 pub mod format;
 pub mod localpg;
 pub mod logging;
+pub mod migration;
 pub mod signals;

@@ -1,0 +1,263 @@
+//! The typed operations a migration file is made of: the contract between the file
+//! format (this module's parser) and the planner (`crate::plan`).
+
+use serde::{Deserialize, Serialize};
+
+/// One step of a migration, as written in its file (`op = "add_column"`, ...).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Operation {
+    CreateTable(CreateTable),
+    DropTable(DropTable),
+    RenameTable(RenameTable),
+    AddColumn(AddColumn),
+    DropColumn(DropColumn),
+    RenameColumn(RenameColumn),
+    ChangeType(ChangeType),
+    SetNotNull(SetNotNull),
+    DropNotNull(DropNotNull),
+    SetDefault(SetDefault),
+    AddCheck(AddCheck),
+    AddUnique(AddUnique),
+    AddForeignKey(AddForeignKey),
+    DropConstraint(DropConstraint),
+    CreateIndex(CreateIndex),
+    DropIndex(DropIndex),
+    SplitTable(SplitTable),
+    RawSql(RawSql),
+}
+
+impl Operation {
+    /// Every valid `op` value, for error messages ("did you mean ...").
+    pub const NAMES: [&'static str; 18] = [
+        "create_table",
+        "drop_table",
+        "rename_table",
+        "add_column",
+        "drop_column",
+        "rename_column",
+        "change_type",
+        "set_not_null",
+        "drop_not_null",
+        "set_default",
+        "add_check",
+        "add_unique",
+        "add_foreign_key",
+        "drop_constraint",
+        "create_index",
+        "drop_index",
+        "split_table",
+        "raw_sql",
+    ];
+}
+
+/// A column as declared in `create_table` or `add_column`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnDef {
+    pub name: String,
+    /// SQL type as PostgreSQL spells it (`text`, `bigint`, `numeric(12,2)`, ...).
+    #[serde(rename = "type")]
+    pub data_type: String,
+    #[serde(default = "yes")]
+    pub nullable: bool,
+    /// SQL expression for the default (`'new'`, `now()`, ...).
+    pub default: Option<String>,
+    #[serde(default)]
+    pub unique: bool,
+    #[serde(default)]
+    pub primary_key: bool,
+    /// SQL boolean expression the column must satisfy.
+    pub check: Option<String>,
+    pub references: Option<Reference>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// The target of a foreign key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reference {
+    /// Referenced table, optionally schema-qualified (`public.customers`).
+    pub table: String,
+    pub columns: Vec<String>,
+    /// `no action` (default), `restrict`, `cascade`, `set null` or `set default`.
+    pub on_delete: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTable {
+    pub table: String,
+    pub columns: Vec<ColumnDef>,
+    /// A primary key over several columns (a single one can say `primary_key = true`).
+    pub primary_key: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropTable {
+    pub table: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameTable {
+    pub table: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddColumn {
+    pub table: String,
+    pub column: ColumnDef,
+    /// SQL expression over the old row that fills the column for existing rows and for
+    /// rows written by the old version.
+    pub up: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropColumn {
+    pub table: String,
+    pub column: String,
+    /// SQL expression over the new row that fills the column for the old version while
+    /// the new one writes.
+    pub down: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameColumn {
+    pub table: String,
+    pub column: String,
+    pub to: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeType {
+    pub table: String,
+    pub column: String,
+    #[serde(rename = "type")]
+    pub data_type: String,
+    /// Old value → new type (e.g. `price_cents::numeric / 100`).
+    pub up: String,
+    /// New value → old type, for the old version.
+    pub down: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetNotNull {
+    pub table: String,
+    pub column: String,
+    /// Fills existing NULLs (and NULLs written by the old version), e.g. `coalesce(phone, '')`.
+    pub up: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropNotNull {
+    pub table: String,
+    pub column: String,
+    /// What the old version sees when the new one writes NULL.
+    pub down: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetDefault {
+    pub table: String,
+    pub column: String,
+    /// The new default expression; absent drops the default.
+    pub default: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddCheck {
+    pub table: String,
+    pub name: String,
+    /// SQL boolean expression.
+    pub check: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddUnique {
+    pub table: String,
+    pub name: String,
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddForeignKey {
+    pub table: String,
+    pub name: String,
+    pub columns: Vec<String>,
+    pub references: Reference,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropConstraint {
+    pub table: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateIndex {
+    pub table: String,
+    pub name: String,
+    /// Columns or expressions, in order.
+    pub columns: Vec<String>,
+    #[serde(default)]
+    pub unique: bool,
+    /// Access method (`btree` when absent, `gin`, `brin`, ...).
+    pub method: Option<String>,
+    /// A partial index's `WHERE` predicate.
+    pub predicate: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropIndex {
+    /// The index, optionally schema-qualified.
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SplitTable {
+    pub table: String,
+    /// The new table, keyed by the old one's primary key.
+    pub new_table: String,
+    /// Columns that move to the new table.
+    pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSql {
+    pub up: String,
+    /// Undo of `up`; without it the migration cannot be rolled back past this step.
+    pub down: Option<String>,
+    /// The phase `up` runs in.
+    #[serde(default)]
+    pub phase: RawSqlPhase,
+}
+
+/// Where a `raw_sql` operation's `up` runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RawSqlPhase {
+    #[default]
+    Expand,
+    Contract,
+}
