@@ -10,4 +10,5 @@ pub mod format;
 pub mod localpg;
 pub mod logging;
 pub mod migration;
+pub mod plan;
 pub mod signals;

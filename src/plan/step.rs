@@ -1,0 +1,103 @@
+//! One planned step: what it does, in which phase, and which lock it takes on what.
+
+use serde::Serialize;
+
+/// The phases of an expand/contract migration. Rollback undoes expand and backfill.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Additive DDL, triggers, views of the new version; the old version keeps working.
+    Expand,
+    /// Batched data copy into the new shape.
+    Backfill,
+    /// Drop the old shape, finalize constraints, drop triggers and old views. Irreversible.
+    Contract,
+    /// Undo of expand and backfill; possible only before contract.
+    Rollback,
+}
+
+/// PostgreSQL's table lock modes, weakest first (what a step's DDL acquires).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LockLevel {
+    /// Takes no table lock (e.g. creating a schema or a function).
+    None,
+    AccessShare,
+    RowShare,
+    RowExclusive,
+    ShareUpdateExclusive,
+    Share,
+    ShareRowExclusive,
+    Exclusive,
+    AccessExclusive,
+}
+
+impl LockLevel {
+    /// The name PostgreSQL uses (`ACCESS EXCLUSIVE`).
+    pub fn sql_name(self) -> &'static str {
+        match self {
+            LockLevel::None => "none",
+            LockLevel::AccessShare => "ACCESS SHARE",
+            LockLevel::RowShare => "ROW SHARE",
+            LockLevel::RowExclusive => "ROW EXCLUSIVE",
+            LockLevel::ShareUpdateExclusive => "SHARE UPDATE EXCLUSIVE",
+            LockLevel::Share => "SHARE",
+            LockLevel::ShareRowExclusive => "SHARE ROW EXCLUSIVE",
+            LockLevel::Exclusive => "EXCLUSIVE",
+            LockLevel::AccessExclusive => "ACCESS EXCLUSIVE",
+        }
+    }
+
+    /// Whether a lock of this level blocks ordinary reads (SELECT) while held or queued.
+    pub fn blocks_reads(self) -> bool {
+        self == LockLevel::AccessExclusive
+    }
+
+    /// Whether it blocks INSERT/UPDATE/DELETE while held.
+    pub fn blocks_writes(self) -> bool {
+        self >= LockLevel::Share
+    }
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum StepAction {
+    /// SQL run under `lock_timeout` with retries. `transactional = false` for statements
+    /// that cannot run in a transaction block (CREATE INDEX CONCURRENTLY).
+    Sql { sql: String, transactional: bool },
+    /// A batched copy of data within one table.
+    Backfill(Backfill),
+}
+
+/// A batched update: for every row (in key order), `SET column = expression` where needed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Backfill {
+    /// Schema-qualified physical table, quoted.
+    pub table: String,
+    /// The key batches are cut on (primary key or a unique NOT NULL key), in order.
+    pub key_columns: Vec<String>,
+    /// `(column, SQL expression over the row)` pairs to assign.
+    pub assignments: Vec<(String, String)>,
+    /// Only rows matching this predicate need the update (e.g. `new_col IS NULL`).
+    pub predicate: Option<String>,
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Step {
+    pub phase: Phase,
+    /// One line for a person: "add column orders.status (nullable, hidden from the old version)".
+    pub description: String,
+    pub action: StepAction,
+    /// The strongest lock the step takes.
+    pub lock: LockLevel,
+    /// What the lock is taken on (schema-qualified relation names).
+    pub locked: Vec<String>,
+    /// Whether the step rewrites a table (never under a lock that blocks the application).
+    pub rewrites: bool,
+    /// Whether the step reads a whole table (a scan: slow on big tables, but not blocking).
+    pub scans: bool,
+    /// Raw SQL zdm cannot reason about: shown as unsafe in the plan.
+    pub unchecked: bool,
+}
