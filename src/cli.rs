@@ -71,7 +71,7 @@ impl TargetArgs {
 pub struct DemoArgs {
     /// Data size relative to the default of 200k customers, 1M orders and 2M order items
     /// (0.01 loads in a second or two)
-    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_scale)]
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_scale, allow_negative_numbers = true)]
     pub scale: f64,
 
     /// Do not open the console: print the connection URLs and keep the servers up until

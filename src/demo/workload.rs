@@ -109,27 +109,19 @@ struct Session {
 impl Session {
     async fn run(mut self) {
         let mut conn: Option<PgConnection> = None;
-        loop {
-            // Jitter keeps the sessions from marching in step.
-            let pause = self.pause.mul_f64(self.rng.gen_range(0.5..1.5));
-            tokio::select! {
-                _ = self.stopped.changed() => break,
-                _ = tokio::time::sleep(pause) => {}
-            }
-            if *self.stopped.borrow() {
-                break;
-            }
-            let result = match conn.as_mut() {
-                Some(c) => self.operate(c).await,
-                None => match PgConnection::connect_with(&self.target).await {
-                    Ok(c) => {
-                        conn = Some(c);
-                        continue;
+        while !*self.stopped.borrow() {
+            let Some(session) = conn.as_mut() else {
+                match PgConnection::connect_with(&self.target).await {
+                    Ok(c) => conn = Some(c),
+                    Err(error) => {
+                        self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%error, "demo workload cannot connect; retrying");
+                        self.rest(Duration::from_secs(1)).await;
                     }
-                    Err(e) => Err(e),
-                },
+                }
+                continue;
             };
-            match result {
+            match self.operate(session).await {
                 Ok(()) => {
                     self.stats.operations.fetch_add(1, Ordering::Relaxed);
                 }
@@ -145,9 +137,20 @@ impl Session {
                     }
                 }
             }
+            // Jitter keeps the sessions from marching in step.
+            let pause = self.pause.mul_f64(self.rng.gen_range(0.5..1.5));
+            self.rest(pause).await;
         }
         if let Some(conn) = conn {
             let _ = conn.close().await;
+        }
+    }
+
+    /// Sleeps, waking early when the workload is stopped.
+    async fn rest(&mut self, duration: Duration) {
+        tokio::select! {
+            _ = self.stopped.changed() => {}
+            _ = tokio::time::sleep(duration) => {}
         }
     }
 

@@ -1,6 +1,8 @@
 //! Shared test harness: real local PostgreSQL servers (never mocks) and the zdm binary.
 #![allow(dead_code)] // each test binary uses only part of the harness
 
+pub mod demo_process;
+
 use std::path::PathBuf;
 use std::time::Duration;
 
