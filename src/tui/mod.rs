@@ -1,4 +1,8 @@
-//! The interactive console. So far its theming; screens come with the engine, backfill and
-//! monitor they show.
+//! The interactive console: one [`app::App`] state, views that only draw it, a key map
+//! shared by help, footer and docs, and themes. The event loop that feeds it from the
+//! engine and the monitor arrives with them.
 
+pub mod app;
+pub mod keymap;
 pub mod theme;
+pub mod view;

@@ -1,6 +1,7 @@
 //! Shared test harness: real local PostgreSQL servers (never mocks) and the zdm binary.
 #![allow(dead_code)] // each test binary uses only part of the harness
 
+pub mod console_fixture;
 pub mod demo_process;
 
 use std::path::PathBuf;

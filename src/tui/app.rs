@@ -1,0 +1,663 @@
+//! The console's one state: what is shown, what is selected, which dialog is open, and
+//! the key handling that turns keystrokes into [`Action`]s for the engine.
+//!
+//! Nothing here touches the database: actions are returned to the event loop, which
+//! sends them on; engine events and metrics come back as updates to this state.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers};
+use tui_input::backend::crossterm::EventHandler;
+use tui_input::Input;
+
+use super::keymap::Hint;
+use crate::plan::Plan;
+
+/// The most log lines kept; older ones are dropped first.
+const LOG_CAPACITY: usize = 5_000;
+
+/// Where a migration is, as the operator sees it (a badge with a word, never colour alone).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MigrationState {
+    Pending,
+    Expanding,
+    Backfilling,
+    Paused,
+    Throttled,
+    ReadyToContract,
+    Contracting,
+    Complete,
+    RolledBack,
+    Failed,
+}
+
+impl MigrationState {
+    /// The badge's word.
+    pub fn label(self) -> &'static str {
+        match self {
+            MigrationState::Pending => "pending",
+            MigrationState::Expanding => "expanding",
+            MigrationState::Backfilling => "backfilling",
+            MigrationState::Paused => "paused",
+            MigrationState::Throttled => "throttled",
+            MigrationState::ReadyToContract => "ready to contract",
+            MigrationState::Contracting => "contracting",
+            MigrationState::Complete => "complete",
+            MigrationState::RolledBack => "rolled back",
+            MigrationState::Failed => "FAILED",
+        }
+    }
+
+    /// Whether the engine is working on it right now (quitting asks first).
+    pub fn is_running(self) -> bool {
+        matches!(
+            self,
+            MigrationState::Expanding
+                | MigrationState::Backfilling
+                | MigrationState::Paused
+                | MigrationState::Throttled
+                | MigrationState::Contracting
+        )
+    }
+
+    /// Rollback undoes expand and backfill; once contract has begun there is no way back.
+    pub fn can_roll_back(self) -> bool {
+        matches!(
+            self,
+            MigrationState::Expanding
+                | MigrationState::Backfilling
+                | MigrationState::Paused
+                | MigrationState::Throttled
+                | MigrationState::ReadyToContract
+                | MigrationState::Failed
+        )
+    }
+}
+
+/// One line of the migrations list.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MigrationRow {
+    pub name: String,
+    pub description: Option<String>,
+    pub state: MigrationState,
+    /// The file changed after it ran: zdm refuses to run it.
+    pub checksum_mismatch: bool,
+}
+
+/// The backfill of the running migration, as last reported by the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BackfillView {
+    pub table: String,
+    pub rows_done: u64,
+    /// Estimated from statistics, refined as the backfill goes.
+    pub rows_total: u64,
+    pub rows_per_second_now: f64,
+    pub rows_per_second_average: f64,
+    /// Shown only once it means something.
+    pub eta: Option<Duration>,
+    pub batch_size: u64,
+    pub last_batch: Duration,
+    pub batch_target: Duration,
+    /// Why the backfill is held back right now, in words; `None` when it is not.
+    pub throttle_reason: Option<String>,
+    pub paused: bool,
+}
+
+/// The outcome of one contract safety gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GateResult {
+    Pass,
+    Fail,
+    Unknown,
+}
+
+/// A gate as the contract dialog lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateRow {
+    pub name: String,
+    pub result: GateResult,
+    pub evidence: String,
+}
+
+/// Severity of a log line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Info,
+    Warning,
+    Error,
+}
+
+/// One line of the event log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogLine {
+    /// Wall-clock time, already formatted (`23:41:07`).
+    pub at: String,
+    pub level: Level,
+    pub text: String,
+}
+
+/// How the console's connection to the target is doing.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Connection {
+    Connecting,
+    Connected,
+    /// No answer for this long: shown prominently, the console keeps answering keys.
+    NotResponding(Duration),
+}
+
+/// The panes a person can focus with Tab.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pane {
+    Migrations,
+    Plan,
+    Backfill,
+    Log,
+}
+
+impl Pane {
+    const ORDER: [Pane; 4] = [Pane::Migrations, Pane::Plan, Pane::Backfill, Pane::Log];
+
+    fn next(self) -> Pane {
+        let i = Self::ORDER.iter().position(|p| *p == self).unwrap_or(0);
+        Self::ORDER[(i + 1) % Self::ORDER.len()]
+    }
+
+    fn previous(self) -> Pane {
+        let i = Self::ORDER.iter().position(|p| *p == self).unwrap_or(0);
+        Self::ORDER[(i + Self::ORDER.len() - 1) % Self::ORDER.len()]
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Pane::Migrations => "Migrations",
+            Pane::Plan => "Plan",
+            Pane::Backfill => "Backfill",
+            Pane::Log => "Log",
+        }
+    }
+}
+
+/// The contract confirmation: gates shown, the migration's name typed, then (only when a
+/// gate did not pass) the word `override` typed as a second confirmation.
+#[derive(Debug, Clone)]
+pub struct ContractDialog {
+    pub migration: String,
+    /// `None` while the gates are being evaluated: contract waits for them.
+    pub gates: Option<Vec<GateRow>>,
+    pub input: Input,
+    /// True once the name matched and the failing gates need an explicit override.
+    pub overriding: bool,
+    pub error: Option<String>,
+}
+
+impl ContractDialog {
+    /// The gates that did not pass (failed or unknown): each blocks contract unless overridden.
+    pub fn blocking_gates(&self) -> Vec<String> {
+        self.gates
+            .iter()
+            .flatten()
+            .filter(|gate| gate.result != GateResult::Pass)
+            .map(|gate| gate.name.clone())
+            .collect()
+    }
+}
+
+/// A dialog over the panes; it gets every key first.
+#[derive(Debug, Clone)]
+pub enum Popup {
+    Help,
+    Contract(ContractDialog),
+    /// Rollback of the named migration, confirmed with `y`.
+    Rollback(String),
+    /// Quitting while a migration runs: detach or pause first.
+    Quit,
+    /// Editing the log filter.
+    Filter(Input),
+}
+
+/// What the operator asked for; the event loop carries it to the engine.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Action {
+    /// Expand and backfill the named migration.
+    Start(String),
+    Pause,
+    Resume,
+    /// Multiply the backfill's batch time target by this factor.
+    ScaleBatchTarget(f64),
+    ThrottleOn,
+    ThrottleOff,
+    /// Run contract, confirmed by name; `overrides` names the gates the operator overrode.
+    Contract {
+        migration: String,
+        overrides: Vec<String>,
+    },
+    Rollback(String),
+    /// Leave the migration running headless and quit the console.
+    Detach,
+    /// Pause the running migration, then quit.
+    PauseAndQuit,
+    Quit,
+}
+
+/// Everything the console shows.
+#[derive(Debug, Clone)]
+pub struct App {
+    /// The target, password already redacted.
+    pub target: String,
+    pub connection: Connection,
+    pub migrations: Vec<MigrationRow>,
+    pub selected: usize,
+    pub focus: Pane,
+    /// The detail pane shown beside the list on a small screen.
+    pub detail: Pane,
+    /// The plan of the selected migration and the index of its current step.
+    pub plan: Option<(Plan, Option<usize>)>,
+    pub plan_scroll: usize,
+    pub backfill: Option<BackfillView>,
+    /// Whether the operator's manual throttle is on.
+    pub manual_throttle: bool,
+    pub log: VecDeque<LogLine>,
+    /// Lines scrolled up from the newest.
+    pub log_scroll: usize,
+    pub log_filter: String,
+    pub popup: Option<Popup>,
+    /// Immediate feedback for the last keystroke ("pause requested").
+    pub notice: Option<String>,
+}
+
+impl App {
+    /// An empty console for `target` (shown as given: redact it first).
+    pub fn new(target: String) -> Self {
+        App {
+            target,
+            connection: Connection::Connecting,
+            migrations: Vec::new(),
+            selected: 0,
+            focus: Pane::Migrations,
+            detail: Pane::Plan,
+            plan: None,
+            plan_scroll: 0,
+            backfill: None,
+            manual_throttle: false,
+            log: VecDeque::new(),
+            log_scroll: 0,
+            log_filter: String::new(),
+            popup: None,
+            notice: None,
+        }
+    }
+
+    /// The migration under the cursor.
+    pub fn selected_migration(&self) -> Option<&MigrationRow> {
+        self.migrations.get(self.selected)
+    }
+
+    /// The migration the engine is working on, if any.
+    pub fn running_migration(&self) -> Option<&MigrationRow> {
+        self.migrations.iter().find(|m| m.state.is_running())
+    }
+
+    /// Whether a footer hint applies now (the footer shows only keys that would do something).
+    pub fn hint_applies(&self, hint: Hint) -> bool {
+        let selected = self.selected_migration().map(|m| m.state);
+        let running = self.running_migration().is_some();
+        match hint {
+            Hint::Help | Hint::Quit | Hint::Pane | Hint::Log => true,
+            Hint::Start => !running && selected == Some(MigrationState::Pending),
+            Hint::Pause | Hint::Throttle => running,
+            Hint::Contract => selected == Some(MigrationState::ReadyToContract),
+            Hint::Rollback => selected.is_some_and(MigrationState::can_roll_back),
+            Hint::Plan => self.focus == Pane::Migrations && selected.is_some(),
+        }
+    }
+
+    /// Appends to the log, dropping the oldest line past the capacity.
+    pub fn push_log(&mut self, line: LogLine) {
+        if self.log.len() == LOG_CAPACITY {
+            self.log.pop_front();
+        }
+        self.log.push_back(line);
+    }
+
+    /// Log lines that match the filter (case-insensitive substring), oldest first.
+    pub fn filtered_log(&self) -> impl Iterator<Item = &LogLine> {
+        let filter = self.log_filter.to_lowercase();
+        self.log
+            .iter()
+            .filter(move |line| filter.is_empty() || line.text.to_lowercase().contains(&filter))
+    }
+
+    /// Handles one terminal event; returns what the engine must be asked to do, if anything.
+    pub fn handle_event(&mut self, event: &Event) -> Option<Action> {
+        let Event::Key(key) = event else {
+            return None;
+        };
+        if key.kind == KeyEventKind::Release {
+            return None;
+        }
+        if key.modifiers.contains(KeyModifiers::CONTROL) && key.code == KeyCode::Char('c') {
+            // Ctrl-C behaves like q: never a silent abandonment of a running migration.
+            return self.request_quit();
+        }
+        match self.popup.take() {
+            Some(popup) => self.handle_popup(popup, key, event),
+            None => self.handle_global(key),
+        }
+    }
+
+    fn handle_popup(&mut self, popup: Popup, key: &KeyEvent, event: &Event) -> Option<Action> {
+        match popup {
+            Popup::Help => {
+                if !matches!(
+                    key.code,
+                    KeyCode::Char('?') | KeyCode::Esc | KeyCode::Char('q')
+                ) {
+                    self.popup = Some(Popup::Help);
+                }
+                None
+            }
+            Popup::Quit => match key.code {
+                KeyCode::Char('d') => Some(Action::Detach),
+                KeyCode::Char('p') => Some(Action::PauseAndQuit),
+                KeyCode::Esc | KeyCode::Char('n') => {
+                    self.notice = Some("quit cancelled".into());
+                    None
+                }
+                _ => {
+                    self.popup = Some(Popup::Quit);
+                    None
+                }
+            },
+            Popup::Rollback(name) => match key.code {
+                KeyCode::Char('y') => {
+                    self.notice = Some(format!("rollback of {name} requested"));
+                    Some(Action::Rollback(name))
+                }
+                KeyCode::Esc | KeyCode::Char('n') => {
+                    self.notice = Some("rollback cancelled".into());
+                    None
+                }
+                _ => {
+                    self.popup = Some(Popup::Rollback(name));
+                    None
+                }
+            },
+            Popup::Filter(mut input) => match key.code {
+                KeyCode::Enter => {
+                    self.log_filter = input.value().trim().to_string();
+                    self.log_scroll = 0;
+                    None
+                }
+                KeyCode::Esc => {
+                    self.log_filter.clear();
+                    None
+                }
+                _ => {
+                    input.handle_event(event);
+                    self.popup = Some(Popup::Filter(input));
+                    None
+                }
+            },
+            Popup::Contract(dialog) => self.handle_contract(dialog, key, event),
+        }
+    }
+
+    fn handle_contract(
+        &mut self,
+        mut dialog: ContractDialog,
+        key: &KeyEvent,
+        event: &Event,
+    ) -> Option<Action> {
+        match key.code {
+            KeyCode::Esc => {
+                self.notice = Some("contract cancelled: nothing was changed".into());
+                None
+            }
+            KeyCode::Enter => {
+                if dialog.gates.is_none() {
+                    dialog.error =
+                        Some("the safety gates are still being checked: wait for them".into());
+                    self.popup = Some(Popup::Contract(dialog));
+                    return None;
+                }
+                let typed = dialog.input.value().trim().to_string();
+                let blocking = dialog.blocking_gates();
+                if !dialog.overriding {
+                    if typed != dialog.migration {
+                        dialog.error = Some(format!(
+                            "the name does not match: type {} exactly",
+                            dialog.migration
+                        ));
+                        dialog.input.reset();
+                        self.popup = Some(Popup::Contract(dialog));
+                        return None;
+                    }
+                    if !blocking.is_empty() {
+                        dialog.overriding = true;
+                        dialog.error = None;
+                        dialog.input.reset();
+                        self.popup = Some(Popup::Contract(dialog));
+                        return None;
+                    }
+                } else if typed != "override" {
+                    dialog.error =
+                        Some("type override to contract despite the gates, or Esc".into());
+                    dialog.input.reset();
+                    self.popup = Some(Popup::Contract(dialog));
+                    return None;
+                }
+                self.notice = Some(format!("contract of {} confirmed", dialog.migration));
+                Some(Action::Contract {
+                    migration: dialog.migration,
+                    overrides: blocking,
+                })
+            }
+            _ => {
+                dialog.input.handle_event(event);
+                dialog.error = None;
+                self.popup = Some(Popup::Contract(dialog));
+                None
+            }
+        }
+    }
+
+    fn handle_global(&mut self, key: &KeyEvent) -> Option<Action> {
+        self.notice = None;
+        match key.code {
+            KeyCode::Char('q') => self.request_quit(),
+            KeyCode::Char('?') => {
+                self.popup = Some(Popup::Help);
+                None
+            }
+            KeyCode::Tab => {
+                self.focus = self.focus.next();
+                self.show_focused_detail();
+                None
+            }
+            KeyCode::BackTab => {
+                self.focus = self.focus.previous();
+                self.show_focused_detail();
+                None
+            }
+            KeyCode::Char('j') | KeyCode::Down => {
+                self.move_cursor(1);
+                None
+            }
+            KeyCode::Char('k') | KeyCode::Up => {
+                self.move_cursor(-1);
+                None
+            }
+            KeyCode::Enter => {
+                if self.focus == Pane::Migrations && self.selected_migration().is_some() {
+                    self.detail = Pane::Plan;
+                    self.focus = Pane::Plan;
+                }
+                None
+            }
+            KeyCode::Char('l') => {
+                self.detail = Pane::Log;
+                self.focus = Pane::Log;
+                None
+            }
+            KeyCode::Char('/') => {
+                self.detail = Pane::Log;
+                self.focus = Pane::Log;
+                self.popup = Some(Popup::Filter(Input::new(self.log_filter.clone())));
+                None
+            }
+            KeyCode::Char('s') => self.start_selected(),
+            KeyCode::Char('p') => self.toggle_pause(),
+            KeyCode::Char('+') | KeyCode::Char('=') => self.scale_target(1.5, "raised"),
+            KeyCode::Char('-') => self.scale_target(1.0 / 1.5, "lowered"),
+            KeyCode::Char('t') => self.toggle_throttle(),
+            KeyCode::Char('c') => {
+                self.open_contract();
+                None
+            }
+            KeyCode::Char('r') => {
+                self.open_rollback();
+                None
+            }
+            _ => None,
+        }
+    }
+
+    fn show_focused_detail(&mut self) {
+        if self.focus != Pane::Migrations {
+            self.detail = self.focus;
+        }
+    }
+
+    fn move_cursor(&mut self, delta: isize) {
+        match self.focus {
+            Pane::Migrations => {
+                let last = self.migrations.len().saturating_sub(1);
+                self.selected = self.selected.saturating_add_signed(delta).min(last);
+            }
+            Pane::Plan => self.plan_scroll = self.plan_scroll.saturating_add_signed(delta),
+            // The log is read from the newest line: down goes towards it.
+            Pane::Log => self.log_scroll = self.log_scroll.saturating_add_signed(-delta),
+            Pane::Backfill => {}
+        }
+    }
+
+    fn request_quit(&mut self) -> Option<Action> {
+        if self.running_migration().is_some() {
+            self.popup = Some(Popup::Quit);
+            None
+        } else {
+            Some(Action::Quit)
+        }
+    }
+
+    fn start_selected(&mut self) -> Option<Action> {
+        let row = self.selected_migration()?.clone();
+        if let Some(running) = self.running_migration() {
+            self.notice = Some(format!(
+                "{} is running: one migration at a time",
+                running.name
+            ));
+            return None;
+        }
+        if row.checksum_mismatch {
+            self.notice = Some(format!(
+                "{} changed after it ran: refusing to start it",
+                row.name
+            ));
+            return None;
+        }
+        if row.state != MigrationState::Pending {
+            self.notice = Some(format!(
+                "{} is {}, not pending",
+                row.name,
+                row.state.label()
+            ));
+            return None;
+        }
+        self.notice = Some(format!("start of {} requested", row.name));
+        Some(Action::Start(row.name))
+    }
+
+    fn toggle_pause(&mut self) -> Option<Action> {
+        let Some(running) = self.running_migration() else {
+            self.notice = Some("nothing is running to pause".into());
+            return None;
+        };
+        if running.state == MigrationState::Paused {
+            self.notice = Some(format!("resume of {} requested", running.name));
+            Some(Action::Resume)
+        } else {
+            self.notice = Some(format!("pause of {} requested", running.name));
+            Some(Action::Pause)
+        }
+    }
+
+    fn scale_target(&mut self, factor: f64, verb: &str) -> Option<Action> {
+        if self.backfill.is_none() {
+            self.notice = Some("no backfill is running".into());
+            return None;
+        }
+        self.notice = Some(format!("batch time target {verb}"));
+        Some(Action::ScaleBatchTarget(factor))
+    }
+
+    fn toggle_throttle(&mut self) -> Option<Action> {
+        if self.running_migration().is_none() {
+            self.notice = Some("nothing is running to throttle".into());
+            return None;
+        }
+        self.manual_throttle = !self.manual_throttle;
+        if self.manual_throttle {
+            self.notice = Some("manual throttle on".into());
+            Some(Action::ThrottleOn)
+        } else {
+            self.notice = Some("manual throttle off".into());
+            Some(Action::ThrottleOff)
+        }
+    }
+
+    /// Opens the contract dialog for the selected migration, with the gates last evaluated.
+    fn open_contract(&mut self) {
+        let Some(row) = self.selected_migration() else {
+            return;
+        };
+        if row.state != MigrationState::ReadyToContract {
+            self.notice = Some(format!(
+                "{} is {}: contract needs a migration that is ready to contract",
+                row.name,
+                row.state.label()
+            ));
+            return;
+        }
+        self.popup = Some(Popup::Contract(ContractDialog {
+            migration: row.name.clone(),
+            gates: None,
+            input: Input::default(),
+            overriding: false,
+            error: None,
+        }));
+    }
+
+    fn open_rollback(&mut self) {
+        let Some(row) = self.selected_migration() else {
+            return;
+        };
+        if !row.state.can_roll_back() {
+            self.notice = Some(format!(
+                "{} is {}: rollback is only possible before contract",
+                row.name,
+                row.state.label()
+            ));
+            return;
+        }
+        self.popup = Some(Popup::Rollback(row.name.clone()));
+    }
+
+    /// Replaces the gates shown in an open contract dialog (they arrive after it opens).
+    pub fn set_gates(&mut self, gates: Vec<GateRow>) {
+        if let Some(Popup::Contract(dialog)) = &mut self.popup {
+            dialog.gates = Some(gates);
+        }
+    }
+}

@@ -1,0 +1,156 @@
+//! A console state with fixed, realistic data (no database, no clock) for view and key tests.
+
+use std::time::Duration;
+
+use zdm::plan::{Backfill, LockLevel, Phase, Plan, Step, StepAction};
+use zdm::tui::app::{App, BackfillView, Connection, Level, LogLine, MigrationRow, MigrationState};
+
+fn row(name: &str, state: MigrationState) -> MigrationRow {
+    MigrationRow {
+        name: name.to_string(),
+        description: None,
+        state,
+        checksum_mismatch: false,
+    }
+}
+
+fn sql_step(phase: Phase, description: &str, sql: &str, lock: LockLevel, table: &str) -> Step {
+    Step {
+        phase,
+        description: description.to_string(),
+        action: StepAction::Sql {
+            sql: sql.to_string(),
+            transactional: true,
+        },
+        lock,
+        locked: vec![table.to_string()],
+        rewrites: false,
+        scans: false,
+        unchecked: false,
+    }
+}
+
+/// The plan of a type change on products.price_cents, as the planner would show it.
+pub fn price_plan() -> Plan {
+    let mut validate = sql_step(
+        Phase::Contract,
+        "validate products_price_not_null",
+        "ALTER TABLE public.products VALIDATE CONSTRAINT products_price_not_null",
+        LockLevel::ShareUpdateExclusive,
+        "public.products",
+    );
+    validate.scans = true;
+    Plan {
+        migration: "0003_products_price_numeric".to_string(),
+        version_schema: "public_0003_products_price_numeric".to_string(),
+        steps: vec![
+            sql_step(
+                Phase::Expand,
+                "add hidden column products._zdm_new_price",
+                "ALTER TABLE public.products ADD COLUMN _zdm_new_price numeric(12,2)",
+                LockLevel::AccessExclusive,
+                "public.products",
+            ),
+            sql_step(
+                Phase::Expand,
+                "keep price and price_cents in step (triggers)",
+                "CREATE TRIGGER _zdm_sync_price BEFORE INSERT OR UPDATE ON public.products\nFOR EACH ROW EXECUTE FUNCTION zdm.sync_0003()",
+                LockLevel::ShareRowExclusive,
+                "public.products",
+            ),
+            Step {
+                phase: Phase::Backfill,
+                description: "fill _zdm_new_price from price_cents".to_string(),
+                action: StepAction::Backfill(Backfill {
+                    table: "public.products".to_string(),
+                    key_columns: vec!["id".to_string()],
+                    assignments: vec![(
+                        "_zdm_new_price".to_string(),
+                        "price_cents::numeric / 100".to_string(),
+                    )],
+                    predicate: Some("_zdm_new_price IS NULL".to_string()),
+                }),
+                lock: LockLevel::RowExclusive,
+                locked: vec!["public.products".to_string()],
+                rewrites: false,
+                scans: true,
+                unchecked: false,
+            },
+            validate,
+            sql_step(
+                Phase::Contract,
+                "drop the old column price_cents",
+                "ALTER TABLE public.products DROP COLUMN price_cents",
+                LockLevel::AccessExclusive,
+                "public.products",
+            ),
+        ],
+    }
+}
+
+/// A console in the middle of a night's work.
+pub fn busy_app() -> App {
+    let mut app = App::new("postgres://app:***@db.internal:5432/shop".to_string());
+    app.connection = Connection::Connected;
+    let mut changed = row("0005_orders_split_notes", MigrationState::Pending);
+    changed.checksum_mismatch = true;
+    app.migrations = vec![
+        row("0001_orders_add_status", MigrationState::Complete),
+        row(
+            "0002_customers_phone_not_null",
+            MigrationState::ReadyToContract,
+        ),
+        row("0003_products_price_numeric", MigrationState::Backfilling),
+        row("0004_order_items_fk_products", MigrationState::Pending),
+        changed,
+    ];
+    app.selected = 2;
+    app.plan = Some((price_plan(), Some(2)));
+    app.backfill = Some(BackfillView {
+        table: "public.products".to_string(),
+        rows_done: 421_000,
+        rows_total: 1_000_000,
+        rows_per_second_now: 5_230.4,
+        rows_per_second_average: 4_911.0,
+        eta: Some(Duration::from_secs(112)),
+        batch_size: 2_000,
+        last_batch: Duration::from_millis(183),
+        batch_target: Duration::from_millis(200),
+        throttle_reason: None,
+        paused: false,
+    });
+    for (at, level, text) in [
+        (
+            "23:41:02",
+            Level::Info,
+            "expand of 0003_products_price_numeric finished (2 steps)",
+        ),
+        (
+            "23:41:03",
+            Level::Info,
+            "backfill of public.products started: about 1,000,000 rows",
+        ),
+        (
+            "23:41:40",
+            Level::Warning,
+            "throttled: replica lag 1.4 s > 1 s",
+        ),
+        (
+            "23:41:44",
+            Level::Info,
+            "throttle released: replica lag 0.2 s",
+        ),
+        (
+            "23:42:10",
+            Level::Error,
+            "batch 212 failed (connection reset); retrying",
+        ),
+    ] {
+        app.push_log(LogLine {
+            at: at.to_string(),
+            level,
+            text: text.to_string(),
+        });
+    }
+    app
+}
