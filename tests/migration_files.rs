@@ -308,6 +308,18 @@ fn empty_and_missing_operations_are_errors() {
 }
 
 #[test]
+fn a_byte_order_mark_is_invisible() {
+    let text = format!("\u{feff}{DROP_TABLE}cascade = true\n");
+    assert_eq!(
+        errors_in("m/0001_x.toml", &text),
+        ["m/0001_x.toml:4:1: drop_table: unknown key `cascade`; expected `table`"]
+    );
+    let json = "\u{feff}{\"operations\": [{\"op\": \"drop_table\", \"table\": \"t\"}]}";
+    let migration = parse(Path::new("m/0001_x.json"), json).expect("parses");
+    assert_eq!(migration.checksum, migration::checksum(json.as_bytes()));
+}
+
+#[test]
 fn files_that_are_not_utf8_are_errors() {
     let checked = check(Path::new("m/0001_x.toml"), b"description = \"caf\xe9\"\n");
     let messages: Vec<String> = checked.errors().map(ToString::to_string).collect();

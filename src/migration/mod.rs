@@ -175,6 +175,9 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
             return checked;
         }
     };
+    // A byte-order mark (some Windows editors write one) is invisible: positions are
+    // counted after it. The checksum still covers every byte.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     let Some(name) = path.file_stem().and_then(|stem| stem.to_str()) else {
         checked.diagnostics.push(Diagnostic {
             path: path.to_path_buf(),

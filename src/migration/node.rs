@@ -131,8 +131,13 @@ fn toml_table(table: &DeTable<'_>) -> Value {
 fn toml_node(value: &DeValue<'_>, span: Range<usize>) -> Node {
     let value = match value {
         DeValue::String(text) => Value::String(text.to_string()),
+        // No key of a migration takes a number, so an integer beyond i64 only needs to be
+        // reported as the wrong type: its approximate value is enough for the message.
         DeValue::Integer(integer) => i64::from_str_radix(integer.as_str(), integer.radix())
-            .map_or_else(|_| Value::Float(f64::INFINITY), Value::Integer),
+            .map_or_else(
+                |_| Value::Float(integer.as_str().parse().unwrap_or(f64::INFINITY)),
+                Value::Integer,
+            ),
         DeValue::Float(float) => Value::Float(float.as_str().parse().unwrap_or(f64::NAN)),
         DeValue::Boolean(flag) => Value::Bool(*flag),
         DeValue::Datetime(datetime) => Value::Datetime(datetime.to_string()),
