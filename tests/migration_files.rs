@@ -499,6 +499,26 @@ fn json_and_toml_spell_the_same_migration() {
     }
 }
 
+/// The parser agrees with serde's own reading of [`Operation`] (the tagged enum the planner
+/// and `--json` output use): the format is exactly the serde contract.
+#[test]
+fn the_parser_agrees_with_the_serde_types() {
+    #[derive(serde::Deserialize)]
+    struct File {
+        operations: Vec<Operation>,
+    }
+    for path in sorted_files(&samples_dir()) {
+        let text = std::fs::read_to_string(&path).expect("read sample");
+        let by_serde = match path.extension().and_then(|e| e.to_str()) {
+            Some("toml") => toml::from_str::<File>(&text).expect("serde reads TOML"),
+            Some("json") => serde_json::from_str::<File>(&text).expect("serde reads JSON"),
+            _ => continue,
+        };
+        let parsed = parse(&path, &text).expect("sample parses");
+        assert_eq!(parsed.operations, by_serde.operations, "{}", path.display());
+    }
+}
+
 #[test]
 fn the_samples_use_every_operation_and_pass_review() {
     let checked = check_dir(&samples_dir());

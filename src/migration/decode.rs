@@ -421,3 +421,35 @@ fn decoder(op: &str) -> Option<(&'static [&'static str], Decoder)> {
         _ => return None,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::migration::operation::ColumnDef;
+
+    #[test]
+    fn every_op_name_has_a_decoder() {
+        for name in Operation::NAMES {
+            let (fields, _) = decoder(name).unwrap_or_else(|| panic!("no decoder for {name}"));
+            assert!(!fields.is_empty(), "{name}");
+        }
+        assert!(decoder("truncate").is_none());
+    }
+
+    #[test]
+    fn struct_fields_are_learned_from_serde() {
+        assert_eq!(
+            fields_of::<ColumnDef>(),
+            [
+                "name",
+                "type",
+                "nullable",
+                "default",
+                "unique",
+                "primary_key",
+                "check",
+                "references"
+            ]
+        );
+    }
+}
