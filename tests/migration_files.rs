@@ -296,6 +296,37 @@ column = { name = "status", type = "text", nullable = false }
 }
 
 #[test]
+fn every_wrong_key_of_one_operation_is_reported() {
+    let text = r#"[[operations]]
+op = "create_index"
+table = 7
+name = ["i"]
+columns = "a"
+unique = "yes"
+"#;
+    assert_eq!(
+        errors_in("m/0001_x.toml", text),
+        [
+            "m/0001_x.toml:3:9: create_index: expected a string, found the integer 7",
+            "m/0001_x.toml:4:8: create_index: expected a string, found an array",
+            "m/0001_x.toml:5:11: create_index: expected an array, found the string \"a\"",
+            "m/0001_x.toml:6:10: create_index: expected a boolean, found the string \"yes\"",
+        ]
+    );
+    // A wrong value inside the column and one in `up` are both reported, and neither key
+    // is then also reported missing.
+    let text = "[[operations]]\nop = \"add_column\"\ntable = \"t\"\n\
+                column = { name = \"c\", type = 1 }\nup = 2\n";
+    assert_eq!(
+        errors_in("m/0001_x.toml", text),
+        [
+            "m/0001_x.toml:4:31: add_column: expected a string, found the integer 1",
+            "m/0001_x.toml:5:6: add_column: expected a string, found the integer 2",
+        ]
+    );
+}
+
+#[test]
 fn empty_and_missing_operations_are_errors() {
     assert_eq!(
         errors_in("m/0001_x.toml", "description = \"nothing\"\n"),

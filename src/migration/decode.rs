@@ -23,6 +23,8 @@ use super::suggest::{hint, one_of};
 pub(crate) struct DecodeError {
     pub span: Option<Range<usize>>,
     pub message: String,
+    /// Set when the error is a required key that is absent.
+    pub missing_key: Option<&'static str>,
 }
 
 impl DecodeError {
@@ -30,6 +32,7 @@ impl DecodeError {
         DecodeError {
             span: Some(span),
             message: message.into(),
+            missing_key: None,
         }
     }
 
@@ -55,6 +58,7 @@ impl de::Error for DecodeError {
         DecodeError {
             span: None,
             message: message.to_string(),
+            missing_key: None,
         }
     }
 
@@ -86,7 +90,10 @@ impl de::Error for DecodeError {
     }
 
     fn missing_field(field: &'static str) -> Self {
-        de::Error::custom(format_args!("missing required key `{field}`"))
+        DecodeError {
+            missing_key: Some(field),
+            ..de::Error::custom(format_args!("missing required key `{field}`"))
+        }
     }
 
     fn duplicate_field(field: &'static str) -> Self {
@@ -370,19 +377,40 @@ pub(crate) fn operation(node: &Node) -> Result<Operation, Vec<DecodeError>> {
             ));
         }
     }
-    let rest = Node {
-        span: node.span.clone(),
-        value: Value::Table(known),
-    };
-    match decode(&rest) {
-        Ok(operation) if errors.is_empty() => Ok(operation),
-        Ok(_) => Err(errors),
-        Err(error) => {
-            errors.push(DecodeError {
-                message: format!("{op}: {}", error.message),
-                ..error
-            });
-            Err(errors)
+    // serde stops at the first problem; each time one lies in a key's value, that key is
+    // set aside and the rest decoded again, so every key's problem is reported once.
+    let mut removed: Vec<String> = Vec::new();
+    loop {
+        let rest = Node {
+            span: node.span.clone(),
+            value: Value::Table(known.clone()),
+        };
+        match decode(&rest) {
+            Ok(operation) if errors.is_empty() => return Ok(operation),
+            Ok(_) => return Err(errors),
+            Err(error) => {
+                if error
+                    .missing_key
+                    .is_some_and(|key| removed.iter().any(|r| r == key))
+                {
+                    // Missing only because it was set aside: already reported.
+                    return Err(errors);
+                }
+                let culprit = error.span.as_ref().and_then(|span| {
+                    known.iter().position(|entry| {
+                        entry.value.span.start <= span.start && span.start < entry.value.span.end
+                            || entry.key_span.start == span.start
+                    })
+                });
+                errors.push(DecodeError {
+                    message: format!("{op}: {}", error.message),
+                    ..error
+                });
+                match culprit {
+                    Some(index) => removed.push(known.remove(index).key),
+                    None => return Err(errors),
+                }
+            }
         }
     }
 }
