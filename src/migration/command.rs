@@ -38,7 +38,7 @@ pub fn run(
     }
     let mut migrations = 0;
     for file in &checked.files {
-        if let Some(migration) = &file.migration {
+        if let (Some(migration), None) = (&file.migration, file.errors().next()) {
             migrations += 1;
             let operations = migration.operations.len();
             io(writeln!(

@@ -123,7 +123,7 @@ pub fn check_dir(dir: &Path) -> DirCheck {
         }
         // Duplicates are still checked: every error of every file is worth knowing.
         for path in &paths {
-            result.files.push(match std::fs::read(path) {
+            let mut checked = match std::fs::read(path) {
                 Ok(bytes) => check(path, &bytes),
                 Err(error) => Checked {
                     path: path.clone(),
@@ -131,7 +131,12 @@ pub fn check_dir(dir: &Path) -> DirCheck {
                     source: None,
                     diagnostics: vec![whole(path, format!("cannot read: {error}"))],
                 },
-            });
+            };
+            if paths.len() > 1 {
+                // Neither file can be the migration of that name.
+                checked.migration = None;
+            }
+            result.files.push(checked);
         }
     }
     result

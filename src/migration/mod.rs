@@ -116,10 +116,12 @@ impl SourceMap {
     }
 }
 
-/// One file, checked: the migration when it has no errors, and every finding.
+/// One file, checked: the migration when it could be read, and every finding.
 #[derive(Debug, Clone)]
 pub struct Checked {
     pub path: PathBuf,
+    /// The migration when every operation decoded; the review may still have found errors
+    /// in it (see `diagnostics`): [`parse`] and [`load_dir`] refuse those.
     pub migration: Option<Migration>,
     pub source: Option<SourceMap>,
     /// Errors and warnings, in file order.
