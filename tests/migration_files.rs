@@ -728,11 +728,17 @@ fn validate_lists_every_error_and_fails() {
         "[[operations]]\nop = \"dorp_table\"\ntable = \"t\"\n",
     );
     write(&migrations, "0003_broken.json", "{\"operations\": [");
+    write(
+        &migrations,
+        "0004_unfillable.toml",
+        "[[operations]]\nop = \"add_column\"\ntable = \"t\"\n\
+         column = { name = \"c\", type = \"text\", nullable = false }\n",
+    );
     // Default directory: ./migrations.
     let (code, stdout, stderr) = validate(&[], dir.path());
     assert_eq!(code, 1, "{stdout}\n{stderr}");
     let lines: Vec<&str> = stderr.lines().collect();
-    assert_eq!(lines.len(), 2, "{stderr}");
+    assert_eq!(lines.len(), 3, "{stderr}");
     assert!(
         lines[0].starts_with(
             "migrations/0002_typo.toml:2:6: unknown op \"dorp_table\"; did you mean `drop_table`?"
@@ -744,8 +750,18 @@ fn validate_lists_every_error_and_fails() {
         "{stderr}"
     );
     assert!(
-        stdout.contains("3 migration files, 1 valid, 2 errors"),
+        lines[2].starts_with(
+            "migrations/0004_unfillable.toml:4:50: add_column: column `c` is NOT NULL"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains("4 migration files, 1 valid, 3 errors"),
         "{stdout}"
+    );
+    assert!(
+        stdout.starts_with("0001_ok "),
+        "only valid files are listed: {stdout}"
     );
 }
 
