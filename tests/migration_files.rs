@@ -598,6 +598,19 @@ fn directories_are_read_in_name_order_and_skip_other_files() {
         write(dir.path(), ignored, "not a migration = [");
     }
     std::fs::create_dir(dir.path().join("archive.toml")).expect("a directory named like a file");
+    write(dir.path(), "0003_meant.yaml", "operations: []");
+    let warnings: Vec<String> = check_dir(dir.path())
+        .all()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].ends_with(
+            "0003_meant.yaml: warning: skipped: only files ending in .toml or .json (lower \
+             case) are migrations; rename it if it is one"
+        ),
+        "{warnings:?}"
+    );
     let names: Vec<String> = load_dir(dir.path())
         .expect("loads")
         .into_iter()

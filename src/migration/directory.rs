@@ -4,7 +4,8 @@
 //! The rule: a migration is a regular file (or a link to one) directly in the directory
 //! whose name ends in `.toml` or `.json` and does not start with `.`. Everything else
 //! (README.md, .gitkeep, sub-directories, editor files such as `.0001_a.toml.swp`,
-//! `0001_a.toml~` or `0001_a.toml.bak`) is skipped. Migrations run in byte order of their
+//! `0001_a.toml~` or `0001_a.toml.bak`) is skipped; a skipped file that looks meant as a
+//! migration (`.TOML`, `.yaml`, `.yml`, `.sql`) gets a warning. Migrations run in byte order of their
 //! names, so number them with leading zeros (`0001_`, `0002_`, ...). Two files with the same
 //! stem (`0003_x.toml` and `0003_x.json`) are an error: a name must mean one migration.
 
@@ -43,6 +44,16 @@ impl DirCheck {
 /// Whether a directory entry's name makes it a migration file (see the module doc).
 pub fn is_migration_file_name(name: &str) -> bool {
     !name.starts_with('.') && (name.ends_with(".toml") || name.ends_with(".json"))
+}
+
+/// A skipped file that someone may have meant as a migration (`0004_x.TOML`, `0004_x.yaml`,
+/// `0004_x.sql`): skipping it silently could leave a change out of a release.
+fn looks_like_a_migration(name: &str) -> bool {
+    let Some((_, extension)) = name.rsplit_once('.') else {
+        return false;
+    };
+    !name.starts_with('.')
+        && ["toml", "json", "yaml", "yml", "sql"].contains(&extension.to_ascii_lowercase().as_str())
 }
 
 /// Reads, parses and checks every migration file of `dir`. Never fails: a missing
@@ -96,6 +107,17 @@ pub fn check_dir(dir: &Path) -> DirCheck {
         };
         // Follows links: a link to a migration file is a migration file.
         if !is_migration_file_name(&name) || !path.is_file() {
+            if looks_like_a_migration(&name) && path.is_file() {
+                result.diagnostics.push(Diagnostic {
+                    severity: Severity::Warning,
+                    ..whole(
+                        &path,
+                        "skipped: only files ending in .toml or .json (lower case) are migrations; \
+                         rename it if it is one"
+                            .to_string(),
+                    )
+                });
+            }
             continue;
         }
         let stem = Path::new(&name)
@@ -181,5 +203,10 @@ mod tests {
         ] {
             assert!(!is_migration_file_name(name), "{name}");
         }
+        assert!(looks_like_a_migration("0001_a.TOML"));
+        assert!(looks_like_a_migration("0001_a.sql"));
+        assert!(!looks_like_a_migration("README.md"));
+        assert!(!looks_like_a_migration(".0001_a.yaml"));
+        assert!(!looks_like_a_migration("0001_a.toml~"));
     }
 }
