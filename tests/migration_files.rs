@@ -674,6 +674,15 @@ fn checksums_are_stable_and_see_every_byte() {
         "{mismatch}"
     );
     assert!(mismatch.contains("0001_a"), "{mismatch}");
+    let loaded = &load_dir(dir.path()).expect("loads")[0];
+    assert!(loaded.verify_checksum(&edited).is_ok());
+    assert_eq!(
+        loaded
+            .verify_checksum(&first)
+            .expect_err("changed")
+            .to_string(),
+        mismatch
+    );
 }
 
 #[test]

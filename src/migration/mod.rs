@@ -34,6 +34,13 @@ pub struct Migration {
     pub checksum: String,
 }
 
+impl Migration {
+    /// Refuses this file if it differs from the one that ran with checksum `recorded`.
+    pub fn verify_checksum(&self, recorded: &str) -> Result<(), ChecksumMismatch> {
+        checksum::verify(&self.name, recorded, &self.checksum)
+    }
+}
+
 /// The keys a migration file may have at its top level.
 const TOP_LEVEL_KEYS: [&str; 2] = ["description", "operations"];
 
