@@ -36,6 +36,9 @@ pub enum Command {
     /// Run zdm on a throwaway local PostgreSQL (primary and streaming replica) holding a
     /// shop database under a live application workload; everything is removed on exit
     Demo(DemoArgs),
+    /// Parse and check every migration file offline (no database needed): every error and
+    /// warning as file:line:col; exits 1 when any error is found
+    Validate(ValidateArgs),
 }
 
 /// Where the target database and the migration files are: flattened into every
@@ -64,6 +67,17 @@ impl TargetArgs {
             migrations_dir: self.dir.clone(),
         }
     }
+}
+
+/// Flags of `zdm validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Fail (exit 1) on warnings too, e.g. in CI
+    #[arg(long)]
+    pub deny_warnings: bool,
 }
 
 /// Flags of `zdm demo`.

@@ -10,6 +10,13 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match &cli.command {
         Command::Demo(args) => runtime.block_on(zdm::demo::run(args.into()))?,
+        Command::Validate(args) => {
+            let outcome =
+                zdm::migration::command::run(args, &mut std::io::stdout(), &mut std::io::stderr())?;
+            if !outcome.passed(args.deny_warnings) {
+                std::process::exit(1);
+            }
+        }
     }
     Ok(())
 }

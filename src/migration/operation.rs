@@ -49,6 +49,30 @@ impl Operation {
         "split_table",
         "raw_sql",
     ];
+
+    /// This operation's `op` value (`"add_column"`, ...).
+    pub fn name(&self) -> &'static str {
+        match self {
+            Operation::CreateTable(_) => "create_table",
+            Operation::DropTable(_) => "drop_table",
+            Operation::RenameTable(_) => "rename_table",
+            Operation::AddColumn(_) => "add_column",
+            Operation::DropColumn(_) => "drop_column",
+            Operation::RenameColumn(_) => "rename_column",
+            Operation::ChangeType(_) => "change_type",
+            Operation::SetNotNull(_) => "set_not_null",
+            Operation::DropNotNull(_) => "drop_not_null",
+            Operation::SetDefault(_) => "set_default",
+            Operation::AddCheck(_) => "add_check",
+            Operation::AddUnique(_) => "add_unique",
+            Operation::AddForeignKey(_) => "add_foreign_key",
+            Operation::DropConstraint(_) => "drop_constraint",
+            Operation::CreateIndex(_) => "create_index",
+            Operation::DropIndex(_) => "drop_index",
+            Operation::SplitTable(_) => "split_table",
+            Operation::RawSql(_) => "raw_sql",
+        }
+    }
 }
 
 /// A column as declared in `create_table` or `add_column`.

@@ -1,0 +1,71 @@
+//! `zdm validate`: parse and check every migration file of the directory, offline, and
+//! list every finding; the caller turns the outcome into the exit code.
+
+use std::io::Write;
+
+use crate::cli::ValidateArgs;
+use crate::config::Config;
+
+use super::directory::check_dir;
+
+/// What `zdm validate` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub migrations: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+impl Outcome {
+    /// Whether the command succeeded under the given flags.
+    pub fn passed(&self, deny_warnings: bool) -> bool {
+        self.errors == 0 && !(deny_warnings && self.warnings > 0)
+    }
+}
+
+/// Runs `zdm validate`: the list of migrations and a summary on `out`, every diagnostic on
+/// `err` (`file:line:col: message`).
+pub fn run(
+    args: &ValidateArgs,
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Result<Outcome, crate::config::Error> {
+    let config = Config::load(&args.target.overrides())?;
+    let checked = check_dir(&config.migrations_dir);
+    let io = |result: std::io::Result<()>| result.unwrap_or(());
+    for diagnostic in checked.all() {
+        io(writeln!(err, "{diagnostic}"));
+    }
+    let mut migrations = 0;
+    for file in &checked.files {
+        if let (Some(migration), None) = (&file.migration, file.errors().next()) {
+            migrations += 1;
+            let operations = migration.operations.len();
+            io(writeln!(
+                out,
+                "{:<40} {operations:>2} operation{}  {}",
+                migration.name,
+                if operations == 1 { "" } else { "s" },
+                migration.description.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    let outcome = Outcome {
+        migrations,
+        errors: checked.error_count(),
+        warnings: checked.warning_count(),
+    };
+    io(writeln!(
+        out,
+        "{}: {} migration file{}, {} valid, {} error{}, {} warning{}",
+        config.migrations_dir.display(),
+        checked.files.len(),
+        if checked.files.len() == 1 { "" } else { "s" },
+        outcome.migrations,
+        outcome.errors,
+        if outcome.errors == 1 { "" } else { "s" },
+        outcome.warnings,
+        if outcome.warnings == 1 { "" } else { "s" },
+    ));
+    Ok(outcome)
+}

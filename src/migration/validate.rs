@@ -1,0 +1,577 @@
+//! Offline review of a parsed migration, as a DBA would read it before it goes near a
+//! database: names PostgreSQL would refuse or truncate, operations that cannot be filled
+//! or undone, contradictions inside the file. The catalog checks are the planner's.
+
+use std::collections::HashSet;
+
+use super::operation::{ColumnDef, Operation, RawSqlPhase, Reference};
+use super::{Diagnostic, Migration, Severity, SourceMap};
+
+/// PostgreSQL's NAMEDATALEN - 1: longer identifiers are silently truncated.
+pub const MAX_IDENTIFIER_BYTES: usize = 63;
+
+/// The `on_delete` actions PostgreSQL knows.
+const ON_DELETE: [&str; 5] = [
+    "no action",
+    "restrict",
+    "cascade",
+    "set null",
+    "set default",
+];
+
+/// Index access methods built into PostgreSQL; others come from extensions.
+const BUILTIN_INDEX_METHODS: [&str; 6] = ["btree", "hash", "gist", "spgist", "gin", "brin"];
+
+/// Every finding about `migration`, positioned with `source`.
+pub(crate) fn check(migration: &Migration, source: &SourceMap) -> Vec<Diagnostic> {
+    let mut review = Review {
+        source,
+        index: 0,
+        op: "",
+        found: Vec::new(),
+    };
+    if migration.operations.is_empty() {
+        review.found.push(Diagnostic {
+            path: source.path().to_path_buf(),
+            position: Some((1, 1)),
+            severity: Severity::Error,
+            message: "no operations: a migration needs at least one [[operations]] table"
+                .to_string(),
+        });
+    }
+    if !migration
+        .name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        review.found.push(Diagnostic {
+            path: source.path().to_path_buf(),
+            position: None,
+            severity: Severity::Warning,
+            message: format!(
+                "the migration name `{}` (the file stem) has characters other than letters, \
+                 digits, `_` and `-`; it becomes part of a schema name and is typed to confirm \
+                 the contract, so keep it plain",
+                migration.name
+            ),
+        });
+    }
+    let mut created = Names::default();
+    for (index, operation) in migration.operations.iter().enumerate() {
+        review.index = index;
+        review.op = operation.name();
+        review.operation(operation, &mut created);
+    }
+    review.found
+}
+
+/// Names an earlier operation of the same migration already creates.
+#[derive(Default)]
+struct Names {
+    tables: HashSet<String>,
+    indexes: HashSet<String>,
+    constraints: HashSet<(String, String)>,
+}
+
+struct Review<'s> {
+    source: &'s SourceMap,
+    index: usize,
+    /// The `op` of the operation under review, which starts each message.
+    op: &'static str,
+    found: Vec<Diagnostic>,
+}
+
+impl Review<'_> {
+    fn error(&mut self, path: &[&str], message: String) {
+        let diagnostic = self.source.diagnostic(
+            self.index,
+            path,
+            Severity::Error,
+            format!("{}: {message}", self.op),
+        );
+        self.found.push(diagnostic);
+    }
+
+    fn warn(&mut self, path: &[&str], message: String) {
+        let diagnostic = self.source.diagnostic(
+            self.index,
+            path,
+            Severity::Warning,
+            format!("{}: {message}", self.op),
+        );
+        self.found.push(diagnostic);
+    }
+
+    fn operation(&mut self, operation: &Operation, created: &mut Names) {
+        match operation {
+            Operation::CreateTable(op) => {
+                self.table(&["table"], &op.table);
+                if !created.tables.insert(normalize_table(&op.table)) {
+                    self.error(
+                        &["table"],
+                        format!("table `{}` is created twice in this migration", op.table),
+                    );
+                }
+                self.create_table_columns(&op.columns, op.primary_key.as_deref());
+            }
+            Operation::DropTable(op) => self.table(&["table"], &op.table),
+            Operation::RenameTable(op) => {
+                self.table(&["table"], &op.table);
+                self.table(&["to"], &op.to);
+                let (from_schema, from_name) = split_table(&op.table);
+                let (to_schema, to_name) = split_table(&op.to);
+                if to_schema.is_some() && to_schema != from_schema {
+                    self.error(
+                        &["to"],
+                        format!(
+                            "rename_table renames within a schema: `to` is in schema `{}` but \
+                             `{}` is in `{}`; give the bare new name",
+                            to_schema.unwrap_or("public"),
+                            op.table,
+                            from_schema.unwrap_or("public")
+                        ),
+                    );
+                } else if from_name == to_name {
+                    self.error(
+                        &["to"],
+                        format!("`to` is the table's current name `{to_name}`"),
+                    );
+                }
+            }
+            Operation::AddColumn(op) => {
+                self.table(&["table"], &op.table);
+                self.column_def(&["column"], &op.column);
+                self.non_empty(&["up"], "up", op.up.as_deref());
+                if op.column.primary_key {
+                    self.error(
+                        &["column", "primary_key"],
+                        "add_column cannot make a primary key: an existing table keeps its key \
+                         (create a new table, or add a unique constraint)"
+                            .to_string(),
+                    );
+                }
+                if !op.column.nullable && op.column.default.is_none() && op.up.is_none() {
+                    self.error(
+                        &["column", "nullable"],
+                        format!(
+                            "column `{}` is NOT NULL with no `default` and no `up`: existing rows \
+                             cannot be filled, and the old version's INSERTs (which do not know \
+                             the column) would fail; give a `default`, an `up` expression, or \
+                             make it nullable",
+                            op.column.name
+                        ),
+                    );
+                }
+            }
+            Operation::DropColumn(op) => {
+                self.table(&["table"], &op.table);
+                self.column(&["column"], &op.column);
+                self.non_empty(&["down"], "down", op.down.as_deref());
+                if op.down.is_none() {
+                    self.warn(
+                        &["column"],
+                        format!(
+                            "no `down`: while both versions run, rows the new version writes \
+                             leave `{}` NULL (or its default) for the old version, and if it is \
+                             NOT NULL without a default those INSERTs fail; give `down` to fill it",
+                            op.column
+                        ),
+                    );
+                }
+            }
+            Operation::RenameColumn(op) => {
+                self.table(&["table"], &op.table);
+                self.column(&["column"], &op.column);
+                self.column(&["to"], &op.to);
+                if op.column == op.to {
+                    self.error(
+                        &["to"],
+                        format!("`to` is the column's current name `{}`", op.to),
+                    );
+                }
+            }
+            Operation::ChangeType(op) => {
+                self.table(&["table"], &op.table);
+                self.column(&["column"], &op.column);
+                self.non_empty(&["type"], "type", Some(&op.data_type));
+                self.non_empty(&["up"], "up", Some(&op.up));
+                self.non_empty(&["down"], "down", Some(&op.down));
+            }
+            Operation::SetNotNull(op) => {
+                self.table(&["table"], &op.table);
+                self.column(&["column"], &op.column);
+                self.non_empty(&["up"], "up", op.up.as_deref());
+                if op.up.is_none() {
+                    self.warn(
+                        &["column"],
+                        format!(
+                            "no `up`: if any row holds NULL in `{}`, validating the constraint \
+                             fails and the migration stops (nothing is lost, it can be rolled \
+                             back); give `up`, e.g. coalesce({}, ...), to fill them",
+                            op.column, op.column
+                        ),
+                    );
+                }
+            }
+            Operation::DropNotNull(op) => {
+                self.table(&["table"], &op.table);
+                self.column(&["column"], &op.column);
+                self.non_empty(&["down"], "down", op.down.as_deref());
+            }
+            Operation::SetDefault(op) => {
+                self.table(&["table"], &op.table);
+                self.column(&["column"], &op.column);
+                self.non_empty(&["default"], "default", op.default.as_deref());
+            }
+            Operation::AddCheck(op) => {
+                self.table(&["table"], &op.table);
+                self.constraint(created, &op.table, &op.name);
+                self.non_empty(&["check"], "check", Some(&op.check));
+            }
+            Operation::AddUnique(op) => {
+                self.table(&["table"], &op.table);
+                self.constraint(created, &op.table, &op.name);
+                self.column_list(&["columns"], &op.columns);
+            }
+            Operation::AddForeignKey(op) => {
+                self.table(&["table"], &op.table);
+                self.constraint(created, &op.table, &op.name);
+                self.column_list(&["columns"], &op.columns);
+                self.reference(&["references"], &op.references, Some(op.columns.len()));
+            }
+            Operation::DropConstraint(op) => {
+                self.table(&["table"], &op.table);
+                self.identifier(&["name"], "constraint name", &op.name);
+            }
+            Operation::CreateIndex(op) => {
+                self.table(&["table"], &op.table);
+                self.identifier(&["name"], "index name", &op.name);
+                if op.name.contains('.') {
+                    self.error(
+                        &["name"],
+                        "an index is created in its table's schema: give the bare index name"
+                            .to_string(),
+                    );
+                }
+                let (schema, _) = split_table(&op.table);
+                let qualified = format!("{}.{}", schema.unwrap_or("public"), op.name);
+                if !created.indexes.insert(qualified) {
+                    self.error(
+                        &["name"],
+                        format!("index `{}` is created twice in this migration", op.name),
+                    );
+                }
+                if op.columns.is_empty() {
+                    self.error(
+                        &["columns"],
+                        "an index needs at least one column".to_string(),
+                    );
+                }
+                for (i, column) in op.columns.iter().enumerate() {
+                    let position = i.to_string();
+                    // Entries may be expressions (`lower(email)`): only emptiness is certain.
+                    self.non_empty(&["columns", &position], "column", Some(column));
+                }
+                self.non_empty(&["predicate"], "predicate", op.predicate.as_deref());
+                if let Some(method) = &op.method {
+                    let method = method.to_ascii_lowercase();
+                    if op.unique && method != "btree" {
+                        self.error(
+                            &["method"],
+                            format!("only btree indexes can be unique in PostgreSQL, not {method}"),
+                        );
+                    } else if !BUILTIN_INDEX_METHODS.contains(&method.as_str()) {
+                        self.warn(
+                            &["method"],
+                            format!(
+                                "`{method}` is not a built-in index method (those are {}); \
+                                 it must come from an installed extension",
+                                BUILTIN_INDEX_METHODS.join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            Operation::DropIndex(op) => self.table(&["name"], &op.name),
+            Operation::SplitTable(op) => {
+                self.table(&["table"], &op.table);
+                self.table(&["new_table"], &op.new_table);
+                if normalize_table(&op.table) == normalize_table(&op.new_table) {
+                    self.error(
+                        &["new_table"],
+                        "`new_table` must differ from `table`".to_string(),
+                    );
+                }
+                if !created.tables.insert(normalize_table(&op.new_table)) {
+                    self.error(
+                        &["new_table"],
+                        format!(
+                            "table `{}` is created twice in this migration",
+                            op.new_table
+                        ),
+                    );
+                }
+                self.column_list(&["columns"], &op.columns);
+            }
+            Operation::RawSql(op) => {
+                self.non_empty(&["up"], "up", Some(&op.up));
+                self.non_empty(&["down"], "down", op.down.as_deref());
+                match (op.phase, &op.down) {
+                    (RawSqlPhase::Expand, None) => self.warn(
+                        &["up"],
+                        "irreversible: this raw_sql has no `down`, so a rollback cannot undo \
+                         it; give `down` with the SQL that reverses `up`"
+                            .to_string(),
+                    ),
+                    (RawSqlPhase::Contract, Some(_)) => self.warn(
+                        &["down"],
+                        "`down` is never run: this raw_sql runs in the contract phase, which \
+                         is not rolled back"
+                            .to_string(),
+                    ),
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    fn create_table_columns(&mut self, columns: &[ColumnDef], primary_key: Option<&[String]>) {
+        if columns.is_empty() {
+            self.error(
+                &["columns"],
+                "a table needs at least one column".to_string(),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (i, column) in columns.iter().enumerate() {
+            let position = i.to_string();
+            self.column_def(&["columns", &position], column);
+            if !seen.insert(column.name.as_str()) {
+                self.error(
+                    &["columns", &position, "name"],
+                    format!("column `{}` is declared twice", column.name),
+                );
+            }
+        }
+        let column_keys: Vec<usize> = columns
+            .iter()
+            .enumerate()
+            .filter(|(_, column)| column.primary_key)
+            .map(|(i, _)| i)
+            .collect();
+        match (primary_key, column_keys.as_slice()) {
+            (Some(_), [first, ..]) => {
+                let position = first.to_string();
+                self.error(
+                    &["columns", &position, "primary_key"],
+                    "the primary key is given twice: both `primary_key = true` on a column and \
+                     a table-level `primary_key` list; keep one"
+                        .to_string(),
+                );
+            }
+            (None, [_, second, ..]) => {
+                let position = second.to_string();
+                self.error(
+                    &["columns", &position, "primary_key"],
+                    "several columns say `primary_key = true`; a key over several columns is \
+                     written `primary_key = [\"a\", \"b\"]` at the table level"
+                        .to_string(),
+                );
+            }
+            (None, []) => self.warn(
+                &["table"],
+                "no primary key: zdm's backfills and split_table work by primary key, and \
+                 logical replication needs one; give a column `primary_key = true` or a \
+                 table-level `primary_key`"
+                    .to_string(),
+            ),
+            _ => {}
+        }
+        if let Some(key) = primary_key {
+            self.column_list(&["primary_key"], key);
+            for (i, name) in key.iter().enumerate() {
+                if !columns.iter().any(|column| &column.name == name) {
+                    let position = i.to_string();
+                    self.error(
+                        &["primary_key", &position],
+                        format!("primary key column `{name}` is not a column of this table"),
+                    );
+                }
+            }
+        }
+    }
+
+    fn column_def(&mut self, path: &[&str], column: &ColumnDef) {
+        let at = |key: &'static str| [path, &[key]].concat();
+        self.column(&at("name"), &column.name);
+        self.non_empty(&at("type"), "type", Some(&column.data_type));
+        self.non_empty(&at("default"), "default", column.default.as_deref());
+        self.non_empty(&at("check"), "check", column.check.as_deref());
+        if let Some(reference) = &column.references {
+            self.reference(&at("references"), reference, Some(1));
+        }
+    }
+
+    fn reference(&mut self, path: &[&str], reference: &Reference, columns: Option<usize>) {
+        let at = |key: &'static str| [path, &[key]].concat();
+        self.table(&at("table"), &reference.table);
+        self.column_list(&at("columns"), &reference.columns);
+        if let Some(expected) = columns {
+            if !reference.columns.is_empty() && reference.columns.len() != expected {
+                self.error(
+                    &at("columns"),
+                    format!(
+                        "the foreign key has {expected} referencing column(s) but references {}",
+                        reference.columns.len()
+                    ),
+                );
+            }
+        }
+        if let Some(action) = &reference.on_delete {
+            if !ON_DELETE.contains(&action.to_ascii_lowercase().as_str()) {
+                self.error(
+                    &at("on_delete"),
+                    format!(
+                        "unknown on_delete action `{action}`{}",
+                        super::suggest::hint(
+                            action,
+                            &ON_DELETE,
+                            &super::suggest::one_of(&ON_DELETE)
+                        )
+                    ),
+                );
+            }
+        }
+    }
+
+    fn constraint(&mut self, created: &mut Names, table: &str, name: &str) {
+        self.identifier(&["name"], "constraint name", name);
+        if !created
+            .constraints
+            .insert((normalize_table(table), name.to_string()))
+        {
+            self.error(
+                &["name"],
+                format!("constraint `{name}` on `{table}` is added twice in this migration"),
+            );
+        }
+    }
+
+    /// A non-empty list of distinct column names.
+    fn column_list(&mut self, path: &[&str], columns: &[String]) {
+        if columns.is_empty() {
+            self.error(path, "give at least one column".to_string());
+        }
+        let mut seen = HashSet::new();
+        for (i, column) in columns.iter().enumerate() {
+            let position = i.to_string();
+            let at = [path, &[position.as_str()]].concat();
+            self.column(&at, column);
+            if !seen.insert(column.as_str()) {
+                self.error(&at, format!("column `{column}` is listed twice"));
+            }
+        }
+    }
+
+    /// A column name: a bare identifier.
+    fn column(&mut self, path: &[&str], name: &str) {
+        if self.identifier(path, "column name", name) && name.contains('.') {
+            self.error(
+                path,
+                format!(
+                    "column name `{name}` contains a dot: give the bare column name (the table \
+                     is named by `table`)"
+                ),
+            );
+        }
+    }
+
+    /// A table name, `name` or `schema.name` (the schema defaults to `public`).
+    fn table(&mut self, path: &[&str], name: &str) {
+        let parts: Vec<&str> = name.split('.').collect();
+        if parts.len() > 2 {
+            self.error(
+                path,
+                format!("`{name}` is not a table name: write `table` or `schema.table`"),
+            );
+            return;
+        }
+        for part in parts {
+            if !self.identifier(path, "name", part) {
+                return;
+            }
+        }
+    }
+
+    /// Checks one identifier; false when it is unusable (so callers skip further checks).
+    fn identifier(&mut self, path: &[&str], what: &str, name: &str) -> bool {
+        if name.is_empty() {
+            self.error(path, format!("the {what} is empty"));
+            return false;
+        }
+        if name.len() > MAX_IDENTIFIER_BYTES {
+            self.error(
+                path,
+                format!(
+                    "{what} `{name}` is {} bytes long; PostgreSQL identifiers are at most {} \
+                     bytes (it would silently cut the name, and two names could collide)",
+                    name.len(),
+                    MAX_IDENTIFIER_BYTES
+                ),
+            );
+            return false;
+        }
+        if name.chars().any(char::is_control) {
+            self.error(
+                path,
+                format!("{what} {name:?} contains a control character"),
+            );
+            return false;
+        }
+        if name.trim() != name {
+            self.error(
+                path,
+                format!("{what} `{name}` starts or ends with a space; zdm quotes names as written"),
+            );
+            return false;
+        }
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            self.warn(
+                path,
+                format!(
+                    "{what} `{name}` has upper-case letters: zdm quotes every name, so this is \
+                     exactly \"{name}\", a different name from unquoted {name} (which PostgreSQL \
+                     folds to `{}`)",
+                    name.to_ascii_lowercase()
+                ),
+            );
+        }
+        true
+    }
+
+    /// An optional SQL text that, when given, must say something.
+    fn non_empty(&mut self, path: &[&str], key: &str, text: Option<&str>) {
+        if text.is_some_and(|text| text.trim().is_empty()) {
+            self.error(
+                path,
+                format!(
+                    "`{key}` is empty: give the SQL (or, where the key is optional, leave it out)"
+                ),
+            );
+        }
+    }
+}
+
+/// `(schema, name)` of `name` or `schema.name`.
+fn split_table(name: &str) -> (Option<&str>, &str) {
+    match name.split_once('.') {
+        Some((schema, table)) => (Some(schema), table),
+        None => (None, name),
+    }
+}
+
+/// `public.orders` and `orders` are the same table.
+fn normalize_table(name: &str) -> String {
+    let (schema, table) = split_table(name);
+    format!("{}.{table}", schema.unwrap_or("public"))
+}
