@@ -1,0 +1,277 @@
+//! Lock-safe execution of a step's SQL: every statement runs under a short
+//! `lock_timeout`; one that cannot get its lock in time gives up (SQLSTATE 55P03) and is
+//! retried after an exponential backoff with jitter, so it never queues the
+//! application's queries behind it for longer than the lock timeout.
+
+use std::time::{Duration, Instant};
+
+use rand::Rng;
+use sqlx::{Acquire, PgConnection};
+
+use super::state::{self, StepKey};
+use super::Error;
+use crate::plan::LockLevel;
+
+/// `lock_not_available`: the lock was not granted within `lock_timeout`.
+const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// `deadlock_detected`: PostgreSQL chose this statement as the victim; also worth a retry.
+const DEADLOCK_DETECTED: &str = "40P01";
+
+/// How DDL waits for locks and how often it tries again.
+#[derive(Debug, Clone)]
+pub struct LockPolicy {
+    /// The longest any statement waits for a lock before giving up.
+    pub lock_timeout: Duration,
+    /// The longest a statement may run (`None`: leave the server's setting alone).
+    pub statement_timeout: Option<Duration>,
+    /// The wait before the first retry; doubles on each further one.
+    pub first_backoff: Duration,
+    /// The longest wait between two tries.
+    pub max_backoff: Duration,
+    /// Tries before giving up (at least one).
+    pub max_attempts: u32,
+}
+
+/// Whether an error means "the lock was not available in time; nothing was done".
+pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => {
+            matches!(
+                db.code().as_deref(),
+                Some(LOCK_NOT_AVAILABLE | DEADLOCK_DETECTED)
+            )
+        }
+        _ => false,
+    }
+}
+
+/// The retry state of one step: counts tries and sleeps between them.
+#[derive(Debug)]
+pub struct LockRetry<'a> {
+    policy: &'a LockPolicy,
+    step: String,
+    lock: LockLevel,
+    attempts: u32,
+    started: Instant,
+}
+
+impl<'a> LockRetry<'a> {
+    /// Starts counting for `step` (a label for logs and errors) which takes `lock`.
+    pub fn new(policy: &'a LockPolicy, step: String, lock: LockLevel) -> Self {
+        LockRetry {
+            policy,
+            step,
+            lock,
+            attempts: 0,
+            started: Instant::now(),
+        }
+    }
+
+    /// Marks the start of a try; returns its number (1 for the first).
+    pub fn begin_attempt(&mut self) -> u32 {
+        self.attempts += 1;
+        self.attempts
+    }
+
+    /// Tries made so far.
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// After a lock timeout: logs it and sleeps before the next try, or returns the error
+    /// that ends the run when the tries are used up.
+    pub async fn back_off(&self, error: &sqlx::Error) -> Result<(), Error> {
+        if self.attempts >= self.policy.max_attempts.max(1) {
+            tracing::error!(step = %self.step, attempts = self.attempts, "lock retries exhausted");
+            return Err(Error::LockRetriesExhausted {
+                step: self.step.clone(),
+                lock: self.lock.sql_name().to_string(),
+                attempts: self.attempts,
+                waited: self.started.elapsed(),
+            });
+        }
+        let delay = backoff_delay(self.policy, self.attempts, &mut rand::thread_rng());
+        tracing::warn!(
+            step = %self.step,
+            attempt = self.attempts,
+            of = self.policy.max_attempts,
+            retry_in_ms = delay.as_millis() as u64,
+            error = %error,
+            "lock not granted within lock_timeout; gave up so the application is not queued behind it, will retry"
+        );
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+}
+
+/// The wait after the `attempt`-th failed try: `first × 2^(attempt-1)`, capped at
+/// `max_backoff`, then drawn uniformly from its upper half so that two waiting zdm
+/// sessions (or a zdm and an application retry loop) do not retry in lockstep.
+pub fn backoff_delay(policy: &LockPolicy, attempt: u32, rng: &mut impl Rng) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(20);
+    let ceiling = policy
+        .first_backoff
+        .saturating_mul(1 << exponent)
+        .min(policy.max_backoff)
+        .max(Duration::from_millis(1));
+    let half = ceiling / 2;
+    half + ceiling
+        .saturating_sub(half)
+        .mul_f64(rng.gen_range(0.0..=1.0))
+}
+
+/// `SET [LOCAL] lock_timeout ...; SET [LOCAL] statement_timeout ...` for this policy.
+fn timeout_settings(policy: &LockPolicy, local: bool) -> String {
+    let scope = if local { "LOCAL " } else { "" };
+    let mut sql = format!(
+        "SET {scope}lock_timeout = {}",
+        policy.lock_timeout.as_millis().max(1)
+    );
+    if let Some(limit) = policy.statement_timeout {
+        sql.push_str(&format!(
+            "; SET {scope}statement_timeout = {}",
+            limit.as_millis()
+        ));
+    }
+    sql
+}
+
+/// One try of a transactional step: its SQL and the record that it is done commit
+/// together, so a crash never leaves it done but unrecorded (or recorded but undone).
+pub async fn try_in_transaction(
+    conn: &mut PgConnection,
+    policy: &LockPolicy,
+    sql: &str,
+    done: &StepKey<'_>,
+    attempts: u32,
+) -> Result<(), sqlx::Error> {
+    let mut tx = conn.begin().await?;
+    sqlx::raw_sql(&timeout_settings(policy, true))
+        .execute(&mut *tx)
+        .await?;
+    sqlx::raw_sql(sql).execute(&mut *tx).await?;
+    state::mark_step_done(&mut tx, done, attempts).await?;
+    tx.commit().await
+}
+
+/// One try of a statement that cannot run in a transaction block (CREATE INDEX
+/// CONCURRENTLY). It must be idempotent: a crash after it ran but before it was recorded
+/// runs it again. The caller records it as done afterwards.
+pub async fn try_outside_transaction(
+    conn: &mut PgConnection,
+    policy: &LockPolicy,
+    sql: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::raw_sql(&timeout_settings(policy, false))
+        .execute(&mut *conn)
+        .await?;
+    let result = sqlx::raw_sql(sql).execute(&mut *conn).await.map(|_| ());
+    let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
+        .execute(&mut *conn)
+        .await;
+    result?;
+    reset.map(|_| ())
+}
+
+/// Invalid indexes on the given tables (a failed CREATE INDEX CONCURRENTLY leaves one).
+pub async fn invalid_indexes(
+    conn: &mut PgConnection,
+    tables: &[String],
+) -> Result<Vec<(u32, String)>, sqlx::Error> {
+    if tables.is_empty() {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<(sqlx::postgres::types::Oid, String)> = sqlx::query_as(
+        "SELECT i.indexrelid, i.indexrelid::regclass::text FROM pg_index i \
+         WHERE NOT i.indisvalid \
+           AND i.indrelid IN (SELECT to_regclass(t) FROM unnest($1::text[]) AS t)",
+    )
+    .bind(tables)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|(oid, name)| (oid.0, name)).collect())
+}
+
+/// Drops an invalid index left by a failed try of this run, without blocking the
+/// application (concurrently, under the same lock timeout and retries).
+pub async fn drop_invalid_index(
+    conn: &mut PgConnection,
+    policy: &LockPolicy,
+    qualified_name: &str,
+) -> Result<(), Error> {
+    let mut retry = LockRetry::new(
+        policy,
+        format!("dropping the invalid index {qualified_name} left by a failed try"),
+        LockLevel::ShareUpdateExclusive,
+    );
+    // The name comes from `regclass::text`, which quotes where needed.
+    let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified_name}");
+    loop {
+        retry.begin_attempt();
+        match try_outside_transaction(conn, policy, &sql).await {
+            Ok(()) => return Ok(()),
+            Err(error) if is_lock_timeout(&error) => retry.back_off(&error).await?,
+            Err(source) => {
+                return Err(Error::StepFailed {
+                    step: format!("dropping the invalid index {qualified_name}"),
+                    source,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::rngs::StdRng;
+    use rand::SeedableRng;
+
+    fn policy() -> LockPolicy {
+        LockPolicy {
+            lock_timeout: Duration::from_millis(500),
+            statement_timeout: None,
+            first_backoff: Duration::from_millis(100),
+            max_backoff: Duration::from_secs(1),
+            max_attempts: 10,
+        }
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_and_stops_at_the_cap() {
+        let policy = policy();
+        let mut rng = StdRng::seed_from_u64(7);
+        for (attempt, ceiling_ms) in [
+            (1, 100),
+            (2, 200),
+            (3, 400),
+            (4, 800),
+            (5, 1000),
+            (30, 1000),
+        ] {
+            for _ in 0..50 {
+                let delay = backoff_delay(&policy, attempt, &mut rng);
+                let ceiling = Duration::from_millis(ceiling_ms);
+                assert!(
+                    delay <= ceiling,
+                    "attempt {attempt}: {delay:?} > {ceiling:?}"
+                );
+                assert!(delay >= ceiling / 2, "attempt {attempt}: {delay:?} < half");
+            }
+        }
+    }
+
+    #[test]
+    fn timeouts_are_set_apart() {
+        let mut policy = policy();
+        assert_eq!(
+            timeout_settings(&policy, true),
+            "SET LOCAL lock_timeout = 500"
+        );
+        policy.statement_timeout = Some(Duration::from_secs(60));
+        assert_eq!(
+            timeout_settings(&policy, false),
+            "SET lock_timeout = 500; SET statement_timeout = 60000"
+        );
+    }
+}
