@@ -7,7 +7,7 @@
 
 use std::time::{Duration, Instant};
 
-use sqlx::{Acquire, PgConnection};
+use sqlx::{Acquire, Executor, PgConnection};
 
 use super::ddl::{self, LockPolicy, LockRetry};
 use super::state::{self, Checkpoint, StepKey};
@@ -147,7 +147,9 @@ pub async fn run(
         let mut retry = LockRetry::new(policy, label.to_string(), LockLevel::RowExclusive);
         let outcome = loop {
             let attempts = retry.begin_attempt();
-            match try_batch(conn, key, &sql, policy, &checkpoint, batch_size, attempts).await {
+            let result =
+                try_batch(conn, key, &sql, policy, &checkpoint, batch_size, attempts).await;
+            match result {
                 Ok(outcome) => break outcome,
                 Err(error) if ddl::is_lock_timeout(&error) => retry.back_off(&error).await?,
                 Err(source) => {
@@ -210,7 +212,7 @@ async fn try_batch(
             limit.as_millis()
         ));
     }
-    sqlx::raw_sql(&settings).execute(&mut *tx).await?;
+    (&mut *tx).execute(sqlx::raw_sql(&settings)).await?;
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let upper: Option<serde_json::Value> = match &checkpoint.last_key {
         None => {

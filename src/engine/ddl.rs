@@ -6,7 +6,7 @@
 use std::time::{Duration, Instant};
 
 use rand::Rng;
-use sqlx::{Acquire, PgConnection};
+use sqlx::{Acquire, Executor, PgConnection};
 
 use super::state::{self, StepKey};
 use super::Error;
@@ -146,10 +146,11 @@ pub async fn try_in_transaction(
     attempts: u32,
 ) -> Result<(), sqlx::Error> {
     let mut tx = conn.begin().await?;
-    sqlx::raw_sql(&timeout_settings(policy, true))
-        .execute(&mut *tx)
-        .await?;
-    sqlx::raw_sql(sql).execute(&mut *tx).await?;
+    // `Executor::execute` (a boxed, Send future) rather than `RawSql::execute`, whose
+    // future is not Send for a borrowed SQL text.
+    let settings = timeout_settings(policy, true);
+    (&mut *tx).execute(sqlx::raw_sql(&settings)).await?;
+    (&mut *tx).execute(sqlx::raw_sql(sql)).await?;
     state::mark_step_done(&mut tx, done, attempts).await?;
     tx.commit().await
 }
@@ -162,12 +163,11 @@ pub async fn try_outside_transaction(
     policy: &LockPolicy,
     sql: &str,
 ) -> Result<(), sqlx::Error> {
-    sqlx::raw_sql(&timeout_settings(policy, false))
-        .execute(&mut *conn)
-        .await?;
-    let result = sqlx::raw_sql(sql).execute(&mut *conn).await.map(|_| ());
-    let reset = sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout")
-        .execute(&mut *conn)
+    let settings = timeout_settings(policy, false);
+    (&mut *conn).execute(sqlx::raw_sql(&settings)).await?;
+    let result = (&mut *conn).execute(sqlx::raw_sql(sql)).await.map(|_| ());
+    let reset = (&mut *conn)
+        .execute(sqlx::raw_sql("RESET lock_timeout; RESET statement_timeout"))
         .await;
     result?;
     reset.map(|_| ())
@@ -208,7 +208,8 @@ pub async fn drop_invalid_index(
     let sql = format!("DROP INDEX CONCURRENTLY IF EXISTS {qualified_name}");
     loop {
         retry.begin_attempt();
-        match try_outside_transaction(conn, policy, &sql).await {
+        let result = try_outside_transaction(conn, policy, &sql).await;
+        match result {
             Ok(()) => return Ok(()),
             Err(error) if is_lock_timeout(&error) => retry.back_off(&error).await?,
             Err(source) => {

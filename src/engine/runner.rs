@@ -352,8 +352,9 @@ impl Engine {
                 let mut retry = LockRetry::new(policy, label.to_string(), step.lock);
                 loop {
                     let attempts = retry.begin_attempt();
-                    match ddl::try_in_transaction(&mut self.conn, policy, sql, key, attempts).await
-                    {
+                    let result =
+                        ddl::try_in_transaction(&mut self.conn, policy, sql, key, attempts).await;
+                    match result {
                         Ok(()) => return Ok(()),
                         Err(error) if ddl::is_lock_timeout(&error) => {
                             retry.back_off(&error).await?
