@@ -141,11 +141,8 @@ fn commands_without_a_database_say_how_to_give_one() {
     let output = Command::new(common::zdm_binary())
         .args(["status"])
         .env_remove("DATABASE_URL")
-        .env(
-            "ZDM_LOG_FILE",
-            std::env::temp_dir().join("zdm-cli-test.log"),
-        )
-        .current_dir(std::env::temp_dir())
+        .env("ZDM_LOG_FILE", empty.path().join("zdm.log"))
+        .current_dir(empty.path())
         .output()
         .expect("run zdm");
     assert!(!output.status.success());
