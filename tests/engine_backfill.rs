@@ -152,3 +152,82 @@ async fn composite_text_keys_and_a_predicate_are_batched_exactly() {
     assert_eq!(batches, 143);
     engine.close().await.expect("close");
 }
+
+/// Pauses after every batch so that a test can act between batches.
+struct Slow;
+
+impl zdm::engine::backfill::Pacing for Slow {
+    fn batch_size(&self) -> u64 {
+        10
+    }
+    fn after_batch(&mut self, _report: &zdm::engine::backfill::BatchReport) -> Duration {
+        Duration::from_millis(300)
+    }
+}
+
+#[tokio::test]
+async fn a_batch_whose_checkpoint_moved_under_it_changes_nothing() {
+    use sqlx::Connection;
+    use zdm::engine::{backfill as engine_backfill, identity::Identity, state};
+    use zdm::plan::{Phase, StepAction};
+
+    let pg = common::primary();
+    let pool = common::database(&pg, "backfill_fenced").await;
+    sqlx::raw_sql(
+        "CREATE TABLE t (id integer PRIMARY KEY, hits integer NOT NULL DEFAULT 0);
+         INSERT INTO t (id) SELECT generate_series(1, 100);",
+    )
+    .execute(&pool)
+    .await
+    .expect("table");
+    let step = backfill("\"public\".\"t\"", &["id"], &[("hits", "hits + 1")], None);
+    let plan = plan("0001_t_hits", vec![step.clone()]);
+    let StepAction::Backfill(spec) = &step.action else {
+        unreachable!("a backfill step")
+    };
+    let mut conn =
+        sqlx::PgConnection::connect_with(&pg.primary().connect_options("backfill_fenced"))
+            .await
+            .expect("connect");
+    state::ensure(&mut conn).await.expect("state");
+    state::insert(&mut conn, &plan, "sum", &Identity::current())
+        .await
+        .expect("record");
+    let key = state::StepKey {
+        migration: "0001_t_hits",
+        phase: Phase::Backfill,
+        position: 0,
+        description: "backfill t",
+    };
+    // Another run (which should never exist) advances the checkpoint during a pause.
+    let meddler = {
+        let pool = pool.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(450)).await;
+            sqlx::query("UPDATE zdm.backfill_progress SET batches = batches + 1")
+                .execute(&pool)
+                .await
+                .expect("meddle");
+        })
+    };
+    let error = engine_backfill::run(
+        &mut conn,
+        &key,
+        "backfill t",
+        spec,
+        &quick_options().ddl,
+        &mut Slow,
+    )
+    .await
+    .expect_err("the moved checkpoint is noticed");
+    meddler.await.expect("meddler");
+    assert!(error.to_string().contains("checkpoint moved"), "{error}");
+    let (done, twice): (i64, i64) = sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE hits = 1), count(*) FILTER (WHERE hits > 1) FROM t",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("rows");
+    assert_eq!(twice, 0);
+    assert!(done > 0 && done % 10 == 0 && done < 100, "{done}");
+}

@@ -132,7 +132,7 @@ pub async fn run(
         step: label.to_string(),
         problem,
     })?;
-    let mut checkpoint = state::checkpoint(conn, key).await?;
+    let mut checkpoint = state::open_checkpoint(conn, key).await?;
     if checkpoint.batches > 0 {
         tracing::info!(
             step = label,
@@ -160,14 +160,28 @@ pub async fn run(
                 }
             }
         };
-        let Some(next) = outcome else {
-            tracing::info!(
-                step = label,
-                batches = checkpoint.batches,
-                rows = checkpoint.rows_updated,
-                "backfill done"
-            );
-            return Ok(checkpoint);
+        let next = match outcome {
+            Batch::Committed(next) => next,
+            Batch::Finished => {
+                tracing::info!(
+                    step = label,
+                    batches = checkpoint.batches,
+                    rows = checkpoint.rows_updated,
+                    "backfill done"
+                );
+                return Ok(checkpoint);
+            }
+            Batch::CheckpointMoved { found } => {
+                return Err(Error::BadStep {
+                    step: label.to_string(),
+                    problem: format!(
+                        "its checkpoint moved under this run (batch {found} recorded, this run \
+                         was at batch {}): another run is backfilling the same step. Stopped \
+                         so that no row is updated twice; run the command again to resume",
+                        checkpoint.batches
+                    ),
+                });
+            }
         };
         let report = BatchReport {
             rows_updated: u64::try_from(next.rows_updated - checkpoint.rows_updated).unwrap_or(0),
@@ -189,9 +203,19 @@ pub async fn run(
     }
 }
 
-/// One batch in one transaction: find the batch's upper key, update the rows in
-/// (last key, upper key], save the checkpoint. Returns `None` (and records the step as
-/// done) when no rows are left.
+/// What one try of a batch did.
+#[derive(Debug)]
+enum Batch {
+    /// Rows updated and checkpoint saved.
+    Committed(Checkpoint),
+    /// No rows were left: the step is recorded as done.
+    Finished,
+    /// The checkpoint is not where this run left it; nothing was changed.
+    CheckpointMoved { found: i64 },
+}
+
+/// One batch in one transaction: lock the checkpoint, find the batch's upper key, update
+/// the rows in (last key, upper key], save the checkpoint.
 async fn try_batch(
     conn: &mut PgConnection,
     key: &StepKey<'_>,
@@ -200,7 +224,7 @@ async fn try_batch(
     checkpoint: &Checkpoint,
     batch_size: u64,
     attempts: u32,
-) -> Result<Option<Checkpoint>, sqlx::Error> {
+) -> Result<Batch, sqlx::Error> {
     let mut tx = conn.begin().await?;
     let mut settings = format!(
         "SET LOCAL lock_timeout = {}",
@@ -213,6 +237,10 @@ async fn try_batch(
         ));
     }
     (&mut *tx).execute(sqlx::raw_sql(&settings)).await?;
+    let found = state::claim_checkpoint(&mut tx, key).await?.unwrap_or(-1);
+    if found != checkpoint.batches {
+        return Ok(Batch::CheckpointMoved { found });
+    }
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let upper: Option<serde_json::Value> = match &checkpoint.last_key {
         None => {
@@ -232,7 +260,7 @@ async fn try_batch(
     let Some(upper) = upper else {
         state::mark_step_done(&mut tx, key, attempts).await?;
         tx.commit().await?;
-        return Ok(None);
+        return Ok(Batch::Finished);
     };
     let updated = match &checkpoint.last_key {
         None => sqlx::query(&sql.first_update).bind(&upper),
@@ -248,7 +276,7 @@ async fn try_batch(
     };
     state::save_checkpoint(&mut tx, key, &next).await?;
     tx.commit().await?;
-    Ok(Some(next))
+    Ok(Batch::Committed(next))
 }
 
 #[cfg(test)]

@@ -479,27 +479,55 @@ pub struct Checkpoint {
     pub batches: i64,
 }
 
-/// The checkpoint of a backfill step (the default when it never ran).
-pub async fn checkpoint(conn: &mut PgConnection, key: &StepKey<'_>) -> Result<Checkpoint, Error> {
-    let row: Option<(Option<serde_json::Value>, i64, i64)> = sqlx::query_as(
+/// The checkpoint of a backfill step, creating an empty one when it never ran (so that
+/// every batch can lock the row, see [`claim_checkpoint`]).
+pub async fn open_checkpoint(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+) -> Result<Checkpoint, Error> {
+    sqlx::query(
+        "INSERT INTO zdm.backfill_progress (migration, phase, position) VALUES ($1, $2, $3) \
+         ON CONFLICT (migration, phase, position) DO NOTHING",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .execute(&mut *conn)
+    .await
+    .context("creating the backfill checkpoint")?;
+    let (last_key, rows_updated, batches): (Option<serde_json::Value>, i64, i64) = sqlx::query_as(
         "SELECT last_key, rows_updated, batches FROM zdm.backfill_progress \
-         WHERE migration = $1 AND phase = $2 AND position = $3",
+             WHERE migration = $1 AND phase = $2 AND position = $3",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .fetch_one(conn)
+    .await
+    .context("reading the backfill checkpoint")?;
+    Ok(Checkpoint {
+        last_key,
+        rows_updated,
+        batches,
+    })
+}
+
+/// Locks a backfill's checkpoint row for the batch's transaction and returns its batch
+/// count: a batch proceeds only if that is still the count it started from, so two runs
+/// can never apply the same batch (even if the run lock was somehow lost).
+pub async fn claim_checkpoint(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT batches FROM zdm.backfill_progress \
+         WHERE migration = $1 AND phase = $2 AND position = $3 FOR UPDATE",
     )
     .bind(key.migration)
     .bind(phase_name(key.phase))
     .bind(key.position)
     .fetch_optional(conn)
     .await
-    .context("reading the backfill checkpoint")?;
-    Ok(
-        row.map_or_else(Checkpoint::default, |(last_key, rows_updated, batches)| {
-            Checkpoint {
-                last_key,
-                rows_updated,
-                batches,
-            }
-        }),
-    )
 }
 
 /// Saves a backfill checkpoint; call inside the batch's transaction.
