@@ -203,3 +203,115 @@ async fn a_concurrent_index_build_that_times_out_leaves_no_invalid_index_and_ret
     assert!(attempts > 1, "the build was retried ({attempts} tries)");
     engine.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn when_retries_run_out_the_error_names_the_blocking_session() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "lock_safety_blocker").await;
+    sqlx::raw_sql("CREATE TABLE jobs (id bigint PRIMARY KEY)")
+        .execute(&pool)
+        .await
+        .expect("table");
+    let mut holder = pool.acquire().await.expect("holder");
+    holder
+        .execute("SET application_name = 'nightly report'")
+        .await
+        .expect("name");
+    holder.execute("BEGIN").await.expect("begin");
+    holder
+        .execute("SELECT count(*) FROM jobs")
+        .await
+        .expect("read");
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *holder)
+        .await
+        .expect("pid");
+
+    let mut options = quick_options();
+    options.ddl.max_attempts = 3;
+    let plan = plan(
+        "0001_jobs_state",
+        vec![sql(
+            Phase::Expand,
+            "add column jobs.state",
+            "ALTER TABLE jobs ADD COLUMN state text",
+            LockLevel::AccessExclusive,
+            "public.jobs",
+        )],
+    );
+    let mut engine = engine(&pg, "lock_safety_blocker", options).await;
+    let error = engine
+        .start(&plan, "sum")
+        .await
+        .expect_err("never gets the lock");
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            zdm::engine::Error::LockRetriesExhausted { attempts: 3, .. }
+        ),
+        "{message}"
+    );
+    assert!(
+        message.contains(&format!("blocked by server process {holder_pid}")),
+        "{message}"
+    );
+    assert!(message.contains("\"nightly report\""), "{message}");
+    assert!(message.contains("idle in transaction"), "{message}");
+    assert!(message.contains("AccessShareLock on jobs"), "{message}");
+    holder.execute("ROLLBACK").await.expect("rollback");
+    // Recorded as failed; running start again (lock now free) finishes it.
+    let outcome = engine.start(&plan, "sum").await.expect("second try");
+    assert!(matches!(
+        outcome,
+        Outcome::Ran {
+            status: Status::ReadyToContract,
+            ..
+        }
+    ));
+    engine.close().await.expect("close");
+}
+
+#[tokio::test]
+async fn an_invalid_index_left_by_an_interrupted_build_is_rebuilt_not_skipped() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "lock_safety_leftover").await;
+    sqlx::raw_sql(
+        "CREATE TABLE users (id bigint PRIMARY KEY, email text NOT NULL);
+         INSERT INTO users SELECT g, 'u' || g || '@example.com' FROM generate_series(1, 1000) AS g;
+         INSERT INTO users VALUES (0, 'u1@example.com');",
+    )
+    .execute(&pool)
+    .await
+    .expect("table");
+    // An earlier build failed half-way (here: a duplicate), leaving an INVALID index
+    // with the step's name, as a killed run can.
+    let failed = sqlx::raw_sql("CREATE UNIQUE INDEX CONCURRENTLY users_email ON users (email)")
+        .execute(&pool)
+        .await;
+    assert!(failed.is_err());
+    sqlx::query("DELETE FROM users WHERE id = 0")
+        .execute(&pool)
+        .await
+        .expect("fix the data");
+
+    let plan = plan(
+        "0001_users_email_unique",
+        vec![concurrent(
+            Phase::Expand,
+            "unique index users.email",
+            "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email ON users (email)",
+            "public.users",
+        )],
+    );
+    let mut engine = engine(&pg, "lock_safety_leftover", quick_options()).await;
+    engine.start(&plan, "sum").await.expect("start");
+    let valid: bool = sqlx::query_scalar(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = 'users_email'::regclass",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("index");
+    assert!(valid, "IF NOT EXISTS must not accept the invalid leftover");
+    engine.close().await.expect("close");
+}

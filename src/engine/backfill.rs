@@ -151,7 +151,16 @@ pub async fn run(
                 try_batch(conn, key, &sql, policy, &checkpoint, batch_size, attempts).await;
             match result {
                 Ok(outcome) => break outcome,
-                Err(error) if ddl::is_lock_timeout(&error) => retry.back_off(&error).await?,
+                Err(error) if ddl::is_lock_timeout(&error) => {
+                    let blockers = ddl::blockers(
+                        conn,
+                        std::slice::from_ref(&spec.table),
+                        LockLevel::RowExclusive,
+                    )
+                    .await
+                    .unwrap_or_default();
+                    retry.back_off(&error, blockers).await?
+                }
                 Err(source) => {
                     return Err(Error::StepFailed {
                         step: label.to_string(),

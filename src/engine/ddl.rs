@@ -53,6 +53,8 @@ pub struct LockRetry<'a> {
     lock: LockLevel,
     attempts: u32,
     started: Instant,
+    /// Who held conflicting locks at the last timeout, for the final error.
+    blockers: Vec<Blocker>,
 }
 
 impl<'a> LockRetry<'a> {
@@ -64,6 +66,7 @@ impl<'a> LockRetry<'a> {
             lock,
             attempts: 0,
             started: Instant::now(),
+            blockers: Vec::new(),
         }
     }
 
@@ -78,16 +81,24 @@ impl<'a> LockRetry<'a> {
         self.attempts
     }
 
-    /// After a lock timeout: logs it and sleeps before the next try, or returns the error
-    /// that ends the run when the tries are used up.
-    pub async fn back_off(&self, error: &sqlx::Error) -> Result<(), Error> {
+    /// After a lock timeout: logs it (with the sessions holding conflicting locks) and
+    /// sleeps before the next try, or returns the error that ends the run when the tries
+    /// are used up.
+    pub async fn back_off(
+        &mut self,
+        reason: &(dyn std::fmt::Display + Sync),
+        blockers: Vec<Blocker>,
+    ) -> Result<(), Error> {
+        self.blockers = blockers;
+        let blocked_by = describe_blockers(&self.blockers);
         if self.attempts >= self.policy.max_attempts.max(1) {
-            tracing::error!(step = %self.step, attempts = self.attempts, "lock retries exhausted");
+            tracing::error!(step = %self.step, attempts = self.attempts, %blocked_by, "lock retries exhausted");
             return Err(Error::LockRetriesExhausted {
                 step: self.step.clone(),
                 lock: self.lock.sql_name().to_string(),
                 attempts: self.attempts,
                 waited: self.started.elapsed(),
+                blocked_by,
             });
         }
         let delay = backoff_delay(self.policy, self.attempts, &mut rand::thread_rng());
@@ -96,12 +107,147 @@ impl<'a> LockRetry<'a> {
             attempt = self.attempts,
             of = self.policy.max_attempts,
             retry_in_ms = delay.as_millis() as u64,
-            error = %error,
+            reason = %reason,
+            %blocked_by,
             "lock not granted within lock_timeout; gave up so the application is not queued behind it, will retry"
         );
         tokio::time::sleep(delay).await;
         Ok(())
     }
+}
+
+/// A session holding a lock that a step's DDL conflicts with.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct Blocker {
+    /// Server process id (what `pg_terminate_backend` takes).
+    pub pid: i32,
+    /// `AccessShareLock`, as `pg_locks.mode` spells it.
+    pub mode: String,
+    pub relation: String,
+    pub application_name: String,
+    pub db_user: String,
+    /// `active`, `idle in transaction`, ...
+    pub state: String,
+    /// How long its transaction has been open, in seconds.
+    pub transaction_seconds: Option<f64>,
+}
+
+impl std::fmt::Display for Blocker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "server process {} (application {:?}, user {}, {}",
+            self.pid, self.application_name, self.db_user, self.state
+        )?;
+        if let Some(seconds) = self.transaction_seconds {
+            write!(f, ", transaction open {seconds:.0} s")?;
+        }
+        write!(f, ") holds {} on {}", self.mode, self.relation)
+    }
+}
+
+/// "blocked by server process 1234 (...)", or a note that none was seen.
+fn describe_blockers(blockers: &[Blocker]) -> String {
+    if blockers.is_empty() {
+        return "no conflicting lock was seen after the timeout (it may have been brief)"
+            .to_string();
+    }
+    let list: Vec<String> = blockers.iter().map(Blocker::to_string).collect();
+    format!("blocked by {}", list.join("; "))
+}
+
+/// Sessions holding locks on `tables` that conflict with `wanted`.
+pub async fn blockers(
+    conn: &mut PgConnection,
+    tables: &[String],
+    wanted: LockLevel,
+) -> Result<Vec<Blocker>, sqlx::Error> {
+    if tables.is_empty() || wanted == LockLevel::None {
+        return Ok(Vec::new());
+    }
+    let rows: Vec<Blocker> = sqlx::query_as(
+        "SELECT l.pid, l.mode, l.relation::regclass::text AS relation, \
+                coalesce(a.application_name, '') AS application_name, \
+                coalesce(a.usename::text, '') AS db_user, \
+                coalesce(a.state, 'unknown state') AS state, \
+                extract(epoch FROM now() - a.xact_start)::float8 AS transaction_seconds \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.granted AND l.locktype = 'relation' AND l.pid <> pg_backend_pid() \
+           AND l.relation IN (SELECT to_regclass(t) FROM unnest($1::text[]) AS t) \
+         ORDER BY a.xact_start NULLS LAST, l.pid",
+    )
+    .bind(tables)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter(|blocker| conflicts(wanted, &blocker.mode))
+        .collect())
+}
+
+/// PostgreSQL's table lock conflict matrix: whether `wanted` waits for a held `mode`
+/// (as `pg_locks.mode` spells it, e.g. `RowExclusiveLock`).
+pub fn conflicts(wanted: LockLevel, held_mode: &str) -> bool {
+    use LockLevel::*;
+    let held = match held_mode {
+        "AccessShareLock" => AccessShare,
+        "RowShareLock" => RowShare,
+        "RowExclusiveLock" => RowExclusive,
+        "ShareUpdateExclusiveLock" => ShareUpdateExclusive,
+        "ShareLock" => Share,
+        "ShareRowExclusiveLock" => ShareRowExclusive,
+        "ExclusiveLock" => Exclusive,
+        "AccessExclusiveLock" => AccessExclusive,
+        _ => return false,
+    };
+    let conflicting: &[LockLevel] = match wanted {
+        None => &[],
+        AccessShare => &[AccessExclusive],
+        RowShare => &[Exclusive, AccessExclusive],
+        RowExclusive => &[Share, ShareRowExclusive, Exclusive, AccessExclusive],
+        ShareUpdateExclusive => &[
+            ShareUpdateExclusive,
+            Share,
+            ShareRowExclusive,
+            Exclusive,
+            AccessExclusive,
+        ],
+        Share => &[
+            RowExclusive,
+            ShareUpdateExclusive,
+            ShareRowExclusive,
+            Exclusive,
+            AccessExclusive,
+        ],
+        ShareRowExclusive => &[
+            RowExclusive,
+            ShareUpdateExclusive,
+            Share,
+            ShareRowExclusive,
+            Exclusive,
+            AccessExclusive,
+        ],
+        Exclusive => &[
+            RowShare,
+            RowExclusive,
+            ShareUpdateExclusive,
+            Share,
+            ShareRowExclusive,
+            Exclusive,
+            AccessExclusive,
+        ],
+        AccessExclusive => &[
+            AccessShare,
+            RowShare,
+            RowExclusive,
+            ShareUpdateExclusive,
+            Share,
+            ShareRowExclusive,
+            Exclusive,
+            AccessExclusive,
+        ],
+    };
+    conflicting.contains(&held)
 }
 
 /// The wait after the `attempt`-th failed try: `first × 2^(attempt-1)`, capped at
@@ -211,7 +357,7 @@ pub async fn drop_invalid_index(
         let result = try_outside_transaction(conn, policy, &sql).await;
         match result {
             Ok(()) => return Ok(()),
-            Err(error) if is_lock_timeout(&error) => retry.back_off(&error).await?,
+            Err(error) if is_lock_timeout(&error) => retry.back_off(&error, Vec::new()).await?,
             Err(source) => {
                 return Err(Error::StepFailed {
                     step: format!("dropping the invalid index {qualified_name}"),
@@ -220,6 +366,80 @@ pub async fn drop_invalid_index(
             }
         }
     }
+}
+
+/// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON ...`
+/// statement builds, as stored in `pg_class.relname` (unquoted, case-folded when bare).
+pub fn concurrent_index_name(sql: &str) -> Option<String> {
+    let mut rest = sql.trim_start();
+    let keyword = |word: &str, rest: &mut &str| -> bool {
+        let candidate = rest.get(..word.len());
+        let boundary = rest[word.len().min(rest.len())..]
+            .chars()
+            .next()
+            .is_none_or(|c| c.is_whitespace() || c == '"');
+        if candidate.is_some_and(|c| c.eq_ignore_ascii_case(word)) && boundary {
+            *rest = rest[word.len()..].trim_start();
+            true
+        } else {
+            false
+        }
+    };
+    if !keyword("create", &mut rest) {
+        return None;
+    }
+    keyword("unique", &mut rest);
+    if !(keyword("index", &mut rest) && keyword("concurrently", &mut rest)) {
+        return None;
+    }
+    if keyword("if", &mut rest) && !(keyword("not", &mut rest) && keyword("exists", &mut rest)) {
+        return None;
+    }
+    if let Some(quoted) = rest.strip_prefix('"') {
+        let mut name = String::new();
+        let mut chars = quoted.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c == '"' {
+                if chars.peek() == Some(&'"') {
+                    chars.next();
+                    name.push('"');
+                } else {
+                    return Some(name);
+                }
+            } else {
+                name.push(c);
+            }
+        }
+        return None;
+    }
+    let name: String = rest
+        .chars()
+        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
+        .collect();
+    // `CREATE INDEX CONCURRENTLY ON t (...)` has no name: PostgreSQL picks a new one.
+    (!name.is_empty() && !name.eq_ignore_ascii_case("on")).then(|| name.to_lowercase())
+}
+
+/// An invalid index named `name` on one of `tables`, left by an interrupted build, and
+/// whether a build of it is still running in some session.
+pub async fn leftover_index(
+    conn: &mut PgConnection,
+    name: &str,
+    tables: &[String],
+) -> Result<Option<(String, Option<i32>)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT c.oid::regclass::text, \
+                (SELECT p.pid FROM pg_stat_progress_create_index p \
+                 WHERE p.index_relid = c.oid LIMIT 1) \
+         FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid \
+         WHERE c.relname = $1 AND NOT i.indisvalid \
+           AND i.indrelid IN (SELECT to_regclass(t) FROM unnest($2::text[]) AS t) \
+         LIMIT 1",
+    )
+    .bind(name)
+    .bind(tables)
+    .fetch_optional(conn)
+    .await
 }
 
 #[cfg(test)]
@@ -260,6 +480,44 @@ mod tests {
                 assert!(delay >= ceiling / 2, "attempt {attempt}: {delay:?} < half");
             }
         }
+    }
+
+    #[test]
+    fn concurrent_index_names_are_read_as_postgres_stores_them() {
+        let cases = [
+            (
+                "CREATE INDEX CONCURRENTLY items_price ON items (price)",
+                Some("items_price"),
+            ),
+            (
+                "create unique index concurrently if not exists Items_Code on items (code)",
+                Some("items_code"),
+            ),
+            (
+                "CREATE INDEX CONCURRENTLY \"Odd \"\"Name\"\"\" ON t (a)",
+                Some("Odd \"Name\""),
+            ),
+            ("CREATE INDEX CONCURRENTLY ON items (price)", None),
+            ("CREATE INDEX items_price ON items (price)", None),
+            ("DROP INDEX CONCURRENTLY items_price", None),
+            ("CREATE INDEX CONCURRENTLYX x ON t (a)", None),
+        ];
+        for (sql, expected) in cases {
+            assert_eq!(concurrent_index_name(sql).as_deref(), expected, "{sql}");
+        }
+    }
+
+    #[test]
+    fn the_conflict_matrix_matches_postgres() {
+        use LockLevel::*;
+        assert!(conflicts(AccessExclusive, "AccessShareLock"));
+        assert!(!conflicts(ShareUpdateExclusive, "RowExclusiveLock"));
+        assert!(conflicts(Share, "RowExclusiveLock"));
+        assert!(!conflicts(RowExclusive, "RowExclusiveLock"));
+        assert!(conflicts(ShareUpdateExclusive, "ShareUpdateExclusiveLock"));
+        assert!(!conflicts(AccessShare, "ExclusiveLock"));
+        assert!(!conflicts(None, "AccessExclusiveLock"));
+        assert!(!conflicts(AccessExclusive, "SIReadLock"));
     }
 
     #[test]

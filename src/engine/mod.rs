@@ -90,15 +90,16 @@ pub enum Error {
         status: String,
     },
     #[error(
-        "{step}: could not get its {lock} lock after {attempts} tries over {waited:.1?} \
-         (another session keeps a conflicting lock); nothing was changed by this step, \
-         run the command again later"
+        "{step}: could not get its {lock} lock after {attempts} tries over {waited:.1?}, \
+         {blocked_by}; nothing was changed by this step, run the command again later"
     )]
     LockRetriesExhausted {
         step: String,
         lock: String,
         attempts: u32,
         waited: Duration,
+        /// The sessions that held conflicting locks at the last try.
+        blocked_by: String,
     },
     #[error("{step} failed: {source}")]
     StepFailed { step: String, source: sqlx::Error },

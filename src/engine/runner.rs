@@ -16,7 +16,7 @@ use super::lock::RunLock;
 use super::state::{self, MigrationRecord, StepKey};
 use super::{phase_name, Context, EngineOptions, Error, Status};
 use crate::db::{redact_url, DatabaseUrl};
-use crate::plan::{Phase, Plan, Step, StepAction};
+use crate::plan::{LockLevel, Phase, Plan, Step, StepAction};
 
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -336,7 +336,7 @@ impl Engine {
     }
 
     async fn run_step(&mut self, key: &StepKey<'_>, label: &str, step: &Step) -> Result<(), Error> {
-        let policy = &self.options.ddl;
+        let policy = &self.options.ddl.clone();
         match &step.action {
             StepAction::Backfill(spec) => {
                 let mut pacing = FixedBatches {
@@ -357,7 +357,8 @@ impl Engine {
                     match result {
                         Ok(()) => return Ok(()),
                         Err(error) if ddl::is_lock_timeout(&error) => {
-                            retry.back_off(&error).await?
+                            let blockers = blockers_of(&mut self.conn, step, step.lock).await;
+                            retry.back_off(&error, blockers).await?
                         }
                         Err(source) => {
                             return Err(Error::StepFailed {
@@ -371,43 +372,97 @@ impl Engine {
             StepAction::Sql {
                 sql,
                 transactional: false,
-            } => {
-                let mut retry = LockRetry::new(policy, label.to_string(), step.lock);
-                loop {
-                    let attempts = retry.begin_attempt();
-                    let before = ddl::invalid_indexes(&mut self.conn, &step.locked)
-                        .await
-                        .context("listing invalid indexes")?;
-                    let error =
-                        match ddl::try_outside_transaction(&mut self.conn, policy, sql).await {
-                            Ok(()) => {
-                                return state::mark_step_done(&mut self.conn, key, attempts)
-                                    .await
-                                    .context("recording the step as done");
-                            }
-                            Err(error) => error,
-                        };
-                    // A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind;
-                    // drop the ones this try left so the next try starts clean.
-                    let after = ddl::invalid_indexes(&mut self.conn, &step.locked)
-                        .await
-                        .context("listing invalid indexes")?;
-                    for (oid, index) in after {
-                        if !before.iter().any(|(old, _)| *old == oid) {
-                            tracing::warn!(step = label, index = %index, "dropping the invalid index a failed try left");
-                            ddl::drop_invalid_index(&mut self.conn, policy, &index).await?;
-                        }
+            } => self.run_outside_transaction(key, label, step, sql).await,
+        }
+    }
+
+    /// A statement that cannot run in a transaction (CREATE INDEX CONCURRENTLY), tried
+    /// until it gets its locks. An invalid index left by an interrupted earlier build of
+    /// the same index (a killed run, a failed try) is dropped first, so that `IF NOT
+    /// EXISTS` cannot mistake it for a finished one.
+    async fn run_outside_transaction(
+        &mut self,
+        key: &StepKey<'_>,
+        label: &str,
+        step: &Step,
+        sql: &str,
+    ) -> Result<(), Error> {
+        let policy = &self.options.ddl.clone();
+        let index = ddl::concurrent_index_name(sql);
+        // An index build waits for every transaction that could write the table: the
+        // ones holding locks that conflict with SHARE.
+        let waits_for = if index.is_some() {
+            LockLevel::Share
+        } else {
+            step.lock
+        };
+        let mut retry = LockRetry::new(policy, label.to_string(), step.lock);
+        loop {
+            let attempts = retry.begin_attempt();
+            if let Some(name) = &index {
+                let leftover = ddl::leftover_index(&mut self.conn, name, &step.locked)
+                    .await
+                    .context("looking for an invalid index left by an earlier build")?;
+                match leftover {
+                    Some((index, Some(pid))) => {
+                        let reason = format!(
+                            "an earlier build of index {index} is still running in server \
+                             process {pid}"
+                        );
+                        retry.back_off(&reason, Vec::new()).await?;
+                        continue;
                     }
-                    if ddl::is_lock_timeout(&error) {
-                        retry.back_off(&error).await?;
-                    } else {
-                        return Err(Error::StepFailed {
-                            step: label.to_string(),
-                            source: error,
-                        });
+                    Some((index, None)) => {
+                        tracing::warn!(step = label, index = %index, "dropping the invalid index an interrupted build left");
+                        ddl::drop_invalid_index(&mut self.conn, policy, &index).await?;
                     }
+                    None => {}
                 }
             }
+            let before = ddl::invalid_indexes(&mut self.conn, &step.locked)
+                .await
+                .context("listing invalid indexes")?;
+            let result = ddl::try_outside_transaction(&mut self.conn, policy, sql).await;
+            let error = match result {
+                Ok(()) => {
+                    return state::mark_step_done(&mut self.conn, key, attempts)
+                        .await
+                        .context("recording the step as done");
+                }
+                Err(error) => error,
+            };
+            // A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind; drop the
+            // ones this try left so the next try starts clean.
+            let after = ddl::invalid_indexes(&mut self.conn, &step.locked)
+                .await
+                .context("listing invalid indexes")?;
+            for (oid, index) in after {
+                if !before.iter().any(|(old, _)| *old == oid) {
+                    tracing::warn!(step = label, index = %index, "dropping the invalid index a failed try left");
+                    ddl::drop_invalid_index(&mut self.conn, policy, &index).await?;
+                }
+            }
+            if ddl::is_lock_timeout(&error) {
+                let blockers = blockers_of(&mut self.conn, step, waits_for).await;
+                retry.back_off(&error, blockers).await?;
+            } else {
+                return Err(Error::StepFailed {
+                    step: label.to_string(),
+                    source: error,
+                });
+            }
+        }
+    }
+}
+
+/// Who holds locks that `step` waits for; for logs and errors only, so a failure to
+/// find out is logged and ignored.
+async fn blockers_of(conn: &mut PgConnection, step: &Step, wanted: LockLevel) -> Vec<ddl::Blocker> {
+    match ddl::blockers(conn, &step.locked, wanted).await {
+        Ok(blockers) => blockers,
+        Err(error) => {
+            tracing::debug!(%error, "could not list the sessions holding conflicting locks");
+            Vec::new()
         }
     }
 }
