@@ -217,6 +217,7 @@ async fn a_batch_whose_checkpoint_moved_under_it_changes_nothing() {
         spec,
         &quick_options().ddl,
         &mut Slow,
+        &zdm::engine::Events::none(),
     )
     .await
     .expect_err("the moved checkpoint is noticed");

@@ -118,6 +118,15 @@ async fn status_complete_rollback_and_start_from_the_command_line() {
         "{}",
         text(&output.stdout)
     );
+    let progress = text(&output.stderr);
+    assert!(
+        progress.contains("rollback 1/2: drop version schema"),
+        "{progress}"
+    );
+    assert!(
+        progress.contains("rollback 2/2: drop table notes"),
+        "{progress}"
+    );
     let gone: (Option<String>, bool) = sqlx::query_as(
         "SELECT to_regclass('public.notes')::text, \
                 EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'public_0001_notes')",

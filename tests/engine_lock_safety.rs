@@ -79,6 +79,12 @@ async fn a_blocked_ddl_retries_without_queueing_readers_and_succeeds_when_free()
         )],
     );
     let mut engine = engine(&pg, "lock_safety", options).await;
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    engine.set_events(zdm::engine::Events::to(sender));
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *holder)
+        .await
+        .expect("pid");
     let run = tokio::spawn(async move {
         let outcome = engine.start(&plan, "sum").await;
         (engine, outcome)
@@ -137,6 +143,18 @@ async fn a_blocked_ddl_retries_without_queueing_readers_and_succeeds_when_free()
         attempts >= 4,
         "only {attempts} tries while the lock was held"
     );
+    // Every wait was reported, naming the session in the way.
+    let mut waits = 0;
+    while let Ok(event) = events.try_recv() {
+        if let zdm::engine::Event::LockWait { blocked_by, .. } = event {
+            waits += 1;
+            assert!(
+                blocked_by.contains(&format!("server process {holder_pid}")),
+                "{blocked_by}"
+            );
+        }
+    }
+    assert_eq!(waits, attempts - 1);
     assert!(queries >= 20, "the reader ran only {queries} queries");
     engine.close().await.expect("close");
 }

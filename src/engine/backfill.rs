@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use sqlx::{Acquire, Executor, PgConnection};
 
 use super::ddl::{self, LockPolicy, LockRetry};
+use super::event::{Event, Events};
 use super::state::{self, Checkpoint, StepKey};
 use super::Error;
 use crate::db::quote_ident;
@@ -127,6 +128,7 @@ pub async fn run(
     spec: &Backfill,
     policy: &LockPolicy,
     pacing: &mut impl Pacing,
+    events: &Events,
 ) -> Result<Checkpoint, Error> {
     let sql = BatchSql::new(spec).map_err(|problem| Error::BadStep {
         step: label.to_string(),
@@ -144,7 +146,8 @@ pub async fn run(
     loop {
         let batch_size = pacing.batch_size();
         let started = Instant::now();
-        let mut retry = LockRetry::new(policy, label.to_string(), LockLevel::RowExclusive);
+        let mut retry =
+            LockRetry::new(policy, label.to_string(), LockLevel::RowExclusive).with_events(events);
         let outcome = loop {
             let attempts = retry.begin_attempt();
             let result =
@@ -204,6 +207,12 @@ pub async fn run(
             took_ms = report.took.as_millis() as u64,
             "backfill batch committed"
         );
+        events.emit(Event::BatchCommitted {
+            step: label.to_string(),
+            batches: next.batches,
+            rows_updated: next.rows_updated,
+            took: report.took,
+        });
         checkpoint = next;
         let pause = pacing.after_batch(&report);
         if !pause.is_zero() {

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use rand::Rng;
 use sqlx::{Acquire, Executor, PgConnection};
 
+use super::event::{Event, Events};
 use super::state::{self, StepKey};
 use super::Error;
 use crate::plan::LockLevel;
@@ -55,6 +56,7 @@ pub struct LockRetry<'a> {
     started: Instant,
     /// Who held conflicting locks at the last timeout, for the final error.
     blockers: Vec<Blocker>,
+    events: Events,
 }
 
 impl<'a> LockRetry<'a> {
@@ -67,7 +69,14 @@ impl<'a> LockRetry<'a> {
             attempts: 0,
             started: Instant::now(),
             blockers: Vec::new(),
+            events: Events::none(),
         }
+    }
+
+    /// Also reports each wait as an [`Event::LockWait`].
+    pub fn with_events(mut self, events: &Events) -> Self {
+        self.events = events.clone();
+        self
     }
 
     /// Marks the start of a try; returns its number (1 for the first).
@@ -111,6 +120,13 @@ impl<'a> LockRetry<'a> {
             %blocked_by,
             "lock not granted within lock_timeout; gave up so the application is not queued behind it, will retry"
         );
+        self.events.emit(Event::LockWait {
+            step: self.step.clone(),
+            attempt: self.attempts,
+            max_attempts: self.policy.max_attempts,
+            retry_in: delay,
+            blocked_by,
+        });
         tokio::time::sleep(delay).await;
         Ok(())
     }

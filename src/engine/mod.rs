@@ -7,6 +7,7 @@
 pub mod backfill;
 pub mod commands;
 pub mod ddl;
+pub mod event;
 pub mod identity;
 pub mod lock;
 pub mod runner;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::plan::Phase;
 
+pub use event::{Event, Events};
 pub use runner::{Engine, Outcome};
 pub use state::Status;
 

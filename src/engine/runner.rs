@@ -11,6 +11,7 @@ use sqlx::{Connection, PgConnection};
 
 use super::backfill::{self, FixedBatches};
 use super::ddl::{self, LockRetry};
+use super::event::{Event, Events};
 use super::identity::Identity;
 use super::lock::RunLock;
 use super::state::{self, MigrationRecord, StepKey};
@@ -58,6 +59,7 @@ pub struct Engine {
     lock: RunLock,
     options: EngineOptions,
     who: Identity,
+    events: Events,
 }
 
 impl Engine {
@@ -96,7 +98,13 @@ impl Engine {
             lock,
             options,
             who,
+            events: Events::none(),
         })
+    }
+
+    /// Sends what happens from now on to `events`.
+    pub fn set_events(&mut self, events: Events) {
+        self.events = events;
     }
 
     /// Releases the run lock and closes the connections.
@@ -329,7 +337,19 @@ impl Engine {
                 position,
                 description: &step.description,
             };
+            self.events.emit(Event::StepStarted {
+                migration: name.to_string(),
+                phase,
+                position: index,
+                total: steps.len(),
+                description: step.description.clone(),
+            });
             self.run_step(&key, &label, step).await?;
+            self.events.emit(Event::StepDone {
+                migration: name.to_string(),
+                phase,
+                position: index,
+            });
             *steps_run += 1;
         }
         Ok(())
@@ -342,14 +362,24 @@ impl Engine {
                 let mut pacing = FixedBatches {
                     size: self.options.batch_size,
                 };
-                backfill::run(&mut self.conn, key, label, spec, policy, &mut pacing).await?;
+                backfill::run(
+                    &mut self.conn,
+                    key,
+                    label,
+                    spec,
+                    policy,
+                    &mut pacing,
+                    &self.events,
+                )
+                .await?;
                 Ok(())
             }
             StepAction::Sql {
                 sql,
                 transactional: true,
             } => {
-                let mut retry = LockRetry::new(policy, label.to_string(), step.lock);
+                let mut retry =
+                    LockRetry::new(policy, label.to_string(), step.lock).with_events(&self.events);
                 loop {
                     let attempts = retry.begin_attempt();
                     let result =
@@ -396,7 +426,8 @@ impl Engine {
         } else {
             step.lock
         };
-        let mut retry = LockRetry::new(policy, label.to_string(), step.lock);
+        let mut retry =
+            LockRetry::new(policy, label.to_string(), step.lock).with_events(&self.events);
         loop {
             let attempts = retry.begin_attempt();
             if let Some(name) = &index {
