@@ -76,7 +76,10 @@ impl RunLock {
     pub async fn acquire(options: &PgConnectOptions) -> Result<Self, Error> {
         let mut conn = PgConnection::connect_with(options)
             .await
-            .context("connecting for the run lock")?;
+            .map_err(|source| Error::Connect {
+                url: target(options),
+                source,
+            })?;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
             .bind(KEY_CLASS)
             .bind(KEY_OBJECT)
@@ -111,6 +114,17 @@ impl RunLock {
         let _ = self.conn.close().await;
         Ok(())
     }
+}
+
+/// `postgres://user@host:port/db` from connection options: never a password.
+pub fn target(options: &PgConnectOptions) -> String {
+    format!(
+        "postgres://{}@{}:{}/{}",
+        options.get_username(),
+        options.get_host(),
+        options.get_port(),
+        options.get_database().unwrap_or("")
+    )
 }
 
 /// Finds the session holding the run lock in `pg_locks` and describes it from

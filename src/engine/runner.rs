@@ -82,7 +82,10 @@ impl Engine {
         let lock = RunLock::acquire(&connect_options).await?;
         let mut conn = PgConnection::connect_with(&connect_options)
             .await
-            .context("connecting to the target database")?;
+            .map_err(|source| Error::Connect {
+                url: super::lock::target(&connect_options),
+                source,
+            })?;
         // When zdm dies mid-statement (kill -9, SSH drop), let the server notice the closed
         // connection and cancel the statement instead of finishing an orphaned index build.
         // PostgreSQL 14 and later only; older servers keep their default.
