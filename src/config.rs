@@ -189,6 +189,21 @@ mod tests {
     }
 
     #[test]
+    fn engine_settings_are_read_and_kept_in_range() {
+        let text = "lock_retry_first_ms = 50\nlock_retry_max_ms = 2000\nlock_retry_attempts = 0\n\
+                    statement_timeout_ms = 60000\nbackfill_batch_size = 250\n";
+        let config = Config::from_toml(Path::new("zdm.toml"), text).expect("valid file");
+        assert_eq!(config.lock_retry_first, Duration::from_millis(50));
+        assert_eq!(config.lock_retry_max, Duration::from_secs(2));
+        assert_eq!(config.lock_retry_attempts, 1, "at least one try");
+        assert_eq!(config.statement_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(config.backfill_batch_size, 250);
+        let defaults = Config::default();
+        assert_eq!(defaults.statement_timeout, None);
+        assert_eq!(defaults.lock_retry_attempts, 30);
+    }
+
+    #[test]
     fn unknown_keys_are_reported_with_their_position() {
         let text = "migrations_dir = \"m\"\nlock_timeout = 5\n";
         let message = Config::from_toml(Path::new("zdm.toml"), text)

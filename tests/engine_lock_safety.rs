@@ -333,3 +333,39 @@ async fn an_invalid_index_left_by_an_interrupted_build_is_rebuilt_not_skipped() 
     assert!(valid, "IF NOT EXISTS must not accept the invalid leftover");
     engine.close().await.expect("close");
 }
+
+#[tokio::test]
+async fn a_statement_timeout_stops_the_step_instead_of_retrying_it() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "lock_safety_statement").await;
+    let mut options = quick_options();
+    options.ddl.statement_timeout = Some(Duration::from_millis(300));
+    let plan = plan(
+        "0001_slow",
+        vec![sql(
+            Phase::Expand,
+            "a slow statement",
+            "SELECT pg_sleep(5)",
+            LockLevel::None,
+            "public.nothing",
+        )],
+    );
+    let mut engine = engine(&pg, "lock_safety_statement", options).await;
+    let error = engine
+        .start(&plan, "sum")
+        .await
+        .expect_err("statement timeout");
+    assert!(
+        matches!(error, zdm::engine::Error::StepFailed { .. }),
+        "{error}"
+    );
+    assert!(error.to_string().contains("statement timeout"), "{error}");
+    let (status, steps): (String, i64) = sqlx::query_as(
+        "SELECT (SELECT status FROM zdm.migrations), (SELECT count(*) FROM zdm.steps)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("state");
+    assert_eq!((status.as_str(), steps), ("failed", 0));
+    engine.close().await.expect("close");
+}
