@@ -36,9 +36,64 @@ pub enum Command {
     /// Run zdm on a throwaway local PostgreSQL (primary and streaming replica) holding a
     /// shop database under a live application workload; everything is removed on exit
     Demo(DemoArgs),
+
     /// Parse and check every migration file offline (no database needed): every error and
     /// warning as file:line:col; exits 1 when any error is found
     Validate(ValidateArgs),
+
+    /// Start a migration: expand, then backfill (resumes where a killed run stopped)
+    Start(StartArgs),
+
+    /// Contract a started migration: drop the old shape. Irreversible: needs
+    /// --confirm-contract with the migration's name
+    Complete(CompleteArgs),
+
+    /// Undo a started migration's expand and backfill (refused once contract has started)
+    Rollback(RollbackArgs),
+
+    /// Show every migration on the database: status, steps done, version schema, and the
+    /// search_path of each live version
+    Status(StatusArgs),
+}
+
+/// Flags of `zdm start`.
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// The migration (file stem, e.g. 0003_orders_add_status) [default: the next one]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm complete`.
+#[derive(Debug, Args)]
+pub struct CompleteArgs {
+    /// The migration to contract
+    pub name: String,
+    /// The migration's name again: contract is irreversible and runs only when this matches
+    #[arg(long, value_name = "NAME", required = true)]
+    pub confirm_contract: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm rollback`.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// The migration to roll back
+    pub name: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Print JSON for machines instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Where the target database and the migration files are: flattened into every

@@ -40,6 +40,11 @@ struct FileConfig {
     database_url: Option<String>,
     migrations_dir: Option<PathBuf>,
     lock_timeout_ms: Option<u64>,
+    lock_retry_first_ms: Option<u64>,
+    lock_retry_max_ms: Option<u64>,
+    lock_retry_attempts: Option<u32>,
+    statement_timeout_ms: Option<u64>,
+    backfill_batch_size: Option<u64>,
 }
 
 /// What the command line contributes (already merged with the environment by clap).
@@ -58,6 +63,18 @@ pub struct Config {
     pub migrations_dir: PathBuf,
     /// How long any DDL may wait for its lock before giving up and retrying.
     pub lock_timeout: Duration,
+    /// The wait before the first retry of a DDL that timed out on its lock; it doubles
+    /// (with jitter) on each further retry up to `lock_retry_max`.
+    pub lock_retry_first: Duration,
+    /// The longest wait between two tries of a DDL.
+    pub lock_retry_max: Duration,
+    /// How many times a DDL is tried before the run stops with an error.
+    pub lock_retry_attempts: u32,
+    /// Limit on how long one statement may run (`None`: the server's own setting), kept
+    /// apart from the lock timeout: a long index build is fine, a long lock wait is not.
+    pub statement_timeout: Option<Duration>,
+    /// Rows per backfill batch (each batch is one short transaction).
+    pub backfill_batch_size: u64,
 }
 
 impl Default for Config {
@@ -66,6 +83,11 @@ impl Default for Config {
             database_url: None,
             migrations_dir: PathBuf::from("migrations"),
             lock_timeout: Duration::from_millis(500),
+            lock_retry_first: Duration::from_millis(100),
+            lock_retry_max: Duration::from_secs(5),
+            lock_retry_attempts: 30,
+            statement_timeout: None,
+            backfill_batch_size: 1000,
         }
     }
 }
@@ -115,6 +137,20 @@ impl Config {
             lock_timeout: file
                 .lock_timeout_ms
                 .map_or(defaults.lock_timeout, Duration::from_millis),
+            lock_retry_first: file
+                .lock_retry_first_ms
+                .map_or(defaults.lock_retry_first, Duration::from_millis),
+            lock_retry_max: file
+                .lock_retry_max_ms
+                .map_or(defaults.lock_retry_max, Duration::from_millis),
+            lock_retry_attempts: file
+                .lock_retry_attempts
+                .map_or(defaults.lock_retry_attempts, |n| n.max(1)),
+            // 0 means "no limit", as in PostgreSQL; leaving it unset keeps the server's.
+            statement_timeout: file.statement_timeout_ms.map(Duration::from_millis),
+            backfill_batch_size: file
+                .backfill_batch_size
+                .map_or(defaults.backfill_batch_size, |n| n.max(1)),
         })
     }
 
@@ -150,6 +186,21 @@ mod tests {
         assert_eq!(config.lock_timeout, Duration::from_millis(250));
         assert_eq!(config.migrations_dir, PathBuf::from("migrations"));
         assert!(matches!(config.database_url(), Err(Error::NoDatabase)));
+    }
+
+    #[test]
+    fn engine_settings_are_read_and_kept_in_range() {
+        let text = "lock_retry_first_ms = 50\nlock_retry_max_ms = 2000\nlock_retry_attempts = 0\n\
+                    statement_timeout_ms = 60000\nbackfill_batch_size = 250\n";
+        let config = Config::from_toml(Path::new("zdm.toml"), text).expect("valid file");
+        assert_eq!(config.lock_retry_first, Duration::from_millis(50));
+        assert_eq!(config.lock_retry_max, Duration::from_secs(2));
+        assert_eq!(config.lock_retry_attempts, 1, "at least one try");
+        assert_eq!(config.statement_timeout, Some(Duration::from_secs(60)));
+        assert_eq!(config.backfill_batch_size, 250);
+        let defaults = Config::default();
+        assert_eq!(defaults.statement_timeout, None);
+        assert_eq!(defaults.lock_retry_attempts, 30);
     }
 
     #[test]

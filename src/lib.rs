@@ -6,6 +6,7 @@ pub mod cli;
 pub mod config;
 pub mod db;
 pub mod demo;
+pub mod engine;
 pub mod format;
 pub mod localpg;
 pub mod logging;

@@ -3,6 +3,8 @@
 use anyhow::Result;
 use clap::Parser;
 use zdm::cli::{Cli, Command};
+use zdm::config::Config;
+use zdm::engine::commands;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -16,6 +18,31 @@ fn main() -> Result<()> {
             if !outcome.passed(args.deny_warnings) {
                 std::process::exit(1);
             }
+        }
+        Command::Start(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let name = args.name.as_deref();
+            println!("{}", runtime.block_on(commands::start(&config, name))?);
+        }
+        Command::Complete(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let confirmation = &args.confirm_contract;
+            let done = commands::complete(&config, &args.name, confirmation);
+            println!("{}", runtime.block_on(done)?);
+        }
+        Command::Rollback(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            println!(
+                "{}",
+                runtime.block_on(commands::rollback(&config, &args.name))?
+            );
+        }
+        Command::Status(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            print!(
+                "{}",
+                runtime.block_on(commands::status(&config, args.json))?
+            );
         }
     }
     Ok(())

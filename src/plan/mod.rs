@@ -5,10 +5,10 @@ pub mod step;
 
 pub use step::{Backfill, LockLevel, Phase, Step, StepAction};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// Everything the engine will do for one migration, phase by phase.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Plan {
     /// The migration's name (its file stem).
     pub migration: String,

@@ -1,9 +1,9 @@
 //! One planned step: what it does, in which phase, and which lock it takes on what.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The phases of an expand/contract migration. Rollback undoes expand and backfill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Additive DDL, triggers, views of the new version; the old version keeps working.
@@ -17,7 +17,7 @@ pub enum Phase {
 }
 
 /// PostgreSQL's table lock modes, weakest first (what a step's DDL acquires).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LockLevel {
     /// Takes no table lock (e.g. creating a schema or a function).
@@ -60,7 +60,7 @@ impl LockLevel {
 }
 
 /// What a step does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StepAction {
     /// SQL run under `lock_timeout` with retries. `transactional = false` for statements
@@ -71,20 +71,22 @@ pub enum StepAction {
 }
 
 /// A batched update: for every row (in key order), `SET column = expression` where needed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Backfill {
     /// Schema-qualified physical table, quoted.
     pub table: String,
     /// The key batches are cut on (primary key or a unique NOT NULL key), in order.
+    /// Plain column names, not quoted: the engine quotes them.
     pub key_columns: Vec<String>,
-    /// `(column, SQL expression over the row)` pairs to assign.
+    /// `(column, SQL expression over the row)` pairs to assign. The column is a plain name
+    /// (the engine quotes it); the expression is SQL whose own identifiers the planner quotes.
     pub assignments: Vec<(String, String)>,
     /// Only rows matching this predicate need the update (e.g. `new_col IS NULL`).
     pub predicate: Option<String>,
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub phase: Phase,
     /// One line for a person: "add column orders.status (nullable, hidden from the old version)".

@@ -1,0 +1,65 @@
+//! What the engine reports while it works (steps, lock waits, backfill batches), sent to
+//! whichever front-end listens: the headless commands print them, a console draws them.
+
+use std::time::Duration;
+
+use tokio::sync::mpsc::UnboundedSender;
+
+use crate::plan::Phase;
+
+/// One thing that happened in a run.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A step is about to run. `position` is 0-based among the steps of its phase.
+    StepStarted {
+        migration: String,
+        phase: Phase,
+        position: usize,
+        total: usize,
+        description: String,
+    },
+    /// A step is done and recorded.
+    StepDone {
+        migration: String,
+        phase: Phase,
+        position: usize,
+    },
+    /// A statement gave up waiting for its lock and will try again after `retry_in`.
+    LockWait {
+        step: String,
+        attempt: u32,
+        max_attempts: u32,
+        retry_in: Duration,
+        blocked_by: String,
+    },
+    /// A backfill batch committed with its checkpoint.
+    BatchCommitted {
+        step: String,
+        batches: i64,
+        rows_updated: i64,
+        took: Duration,
+    },
+}
+
+/// Where events go: nowhere, or a channel. Cheap to clone; a closed channel is ignored
+/// (a front-end going away never stops a run).
+#[derive(Debug, Clone, Default)]
+pub struct Events(Option<UnboundedSender<Event>>);
+
+impl Events {
+    /// Events sent to `sender`.
+    pub fn to(sender: UnboundedSender<Event>) -> Self {
+        Events(Some(sender))
+    }
+
+    /// Events dropped.
+    pub fn none() -> Self {
+        Events(None)
+    }
+
+    pub fn emit(&self, event: Event) {
+        if let Some(sender) = &self.0 {
+            let _ = sender.send(event);
+        }
+    }
+}

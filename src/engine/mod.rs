@@ -1,0 +1,178 @@
+//! The engine: the only part of zdm that changes a database. It runs a [`Plan`]'s steps
+//! with lock-safe DDL, batched backfills with checkpoints, and keeps all of its state in
+//! the target database (schema `zdm`) so that a killed run resumes where it stopped.
+//!
+//! [`Plan`]: crate::plan::Plan
+
+pub mod backfill;
+pub mod commands;
+pub mod ddl;
+pub mod event;
+pub mod identity;
+pub mod lock;
+pub mod runner;
+pub mod source;
+pub mod state;
+pub mod status;
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::plan::Phase;
+
+pub use event::{Event, Events};
+pub use runner::{Engine, Outcome};
+pub use state::Status;
+
+/// What can stop the engine. Every message is meant for the DBA at the terminal.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("could not connect to {url}: {source}")]
+    Connect {
+        /// Already redacted: never holds a password.
+        url: String,
+        source: sqlx::Error,
+    },
+    #[error("the database failed while {action}: {source}")]
+    Database { action: String, source: sqlx::Error },
+    #[error(
+        "another zdm is already running migrations on this database: {holder}; \
+         wait for it to finish or stop it, then run this command again"
+    )]
+    Locked { holder: Box<lock::Holder> },
+    #[error(
+        "the connection holding zdm's run lock on this database was lost ({source}); \
+         stopped before the next step so that no other zdm can run at the same time. \
+         Run the command again to resume"
+    )]
+    LockLost { source: sqlx::Error },
+    #[error(
+        "migration {name} already ran with checksum {recorded}, but its file now has \
+         checksum {file}: a migration that ran must not change. Restore the file, or write \
+         a new migration for the further change"
+    )]
+    ChecksumChanged {
+        name: String,
+        recorded: String,
+        file: String,
+    },
+    #[error(
+        "migration {name} has not been started on this database; run `zdm start {name}` first"
+    )]
+    NotStarted { name: String },
+    #[error(
+        "migration {name} cannot be rolled back: its contract phase started at {since} and \
+         contract is irreversible; finish it with `zdm complete {name} --confirm-contract {name}`"
+    )]
+    ContractStarted { name: String, since: String },
+    #[error(
+        "migration {name} is not ready to contract (it is {status}); run `zdm start {name}` \
+         until it is ready to contract"
+    )]
+    NotReadyToContract { name: String, status: String },
+    #[error("migration {name} was rolled back; start it again with `zdm start {name}` first")]
+    WasRolledBack { name: String },
+    #[error(
+        "migration {name} is being rolled back; finish that with `zdm rollback {name}` \
+         before starting it again"
+    )]
+    RollbackInProgress { name: String },
+    #[error(
+        "contract of {name} refused: the confirmation must be the migration's name exactly \
+         (got {given:?})"
+    )]
+    ConfirmationMismatch { name: String, given: String },
+    #[error(
+        "migration {other} is still in flight ({status}); complete it or roll it back before \
+         starting {name}"
+    )]
+    AnotherInFlight {
+        name: String,
+        other: String,
+        status: String,
+    },
+    #[error(
+        "{step}: could not get its {lock} lock after {attempts} tries over {waited:.1?}, \
+         {blocked_by}; nothing was changed by this step, run the command again later"
+    )]
+    LockRetriesExhausted {
+        step: String,
+        lock: String,
+        attempts: u32,
+        waited: Duration,
+        /// The sessions that held conflicting locks at the last try.
+        blocked_by: String,
+    },
+    #[error("{step} failed: {source}")]
+    StepFailed { step: String, source: sqlx::Error },
+    #[error("{step}: {problem}")]
+    BadStep { step: String, problem: String },
+    #[error(
+        "the plan recorded for migration {name} in schema zdm cannot be read ({source}); \
+         it was written by an incompatible zdm version"
+    )]
+    StoredPlanUnreadable {
+        name: String,
+        source: serde_json::Error,
+    },
+    #[error("the plan of migration {name} cannot be stored: {source}")]
+    PlanNotStorable {
+        name: String,
+        source: serde_json::Error,
+    },
+    #[error(transparent)]
+    Source(#[from] source::Error),
+}
+
+/// Attaches "what zdm was doing" to a database error.
+pub(crate) trait Context<T> {
+    fn context(self, action: &str) -> Result<T, Error>;
+}
+
+impl<T> Context<T> for Result<T, sqlx::Error> {
+    fn context(self, action: &str) -> Result<T, Error> {
+        self.map_err(|source| Error::Database {
+            action: action.to_string(),
+            source,
+        })
+    }
+}
+
+/// The engine's settings for one run, taken from [`Config`].
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    pub ddl: ddl::LockPolicy,
+    /// Rows per backfill batch.
+    pub batch_size: u64,
+}
+
+impl From<&Config> for EngineOptions {
+    fn from(config: &Config) -> Self {
+        EngineOptions {
+            ddl: ddl::LockPolicy {
+                lock_timeout: config.lock_timeout,
+                statement_timeout: config.statement_timeout,
+                first_backoff: config.lock_retry_first,
+                max_backoff: config.lock_retry_max,
+                max_attempts: config.lock_retry_attempts,
+            },
+            batch_size: config.backfill_batch_size,
+        }
+    }
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions::from(&Config::default())
+    }
+}
+
+/// The name of a phase as stored in schema `zdm` and shown to people.
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Expand => "expand",
+        Phase::Backfill => "backfill",
+        Phase::Contract => "contract",
+        Phase::Rollback => "rollback",
+    }
+}

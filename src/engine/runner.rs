@@ -1,0 +1,518 @@
+//! Runs a plan's phases: `start` = expand then backfill, `complete` = contract,
+//! `rollback` = the rollback steps (only before contract). Every command is idempotent
+//! and resumable: steps already recorded as done are skipped, so running a command again
+//! after a crash continues from the last completed step, and running a finished one
+//! again changes nothing and says so.
+
+use std::fmt;
+
+use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+
+use super::backfill::{self, FixedBatches};
+use super::ddl::{self, LockRetry};
+use super::event::{Event, Events};
+use super::identity::Identity;
+use super::lock::RunLock;
+use super::state::{self, MigrationRecord, StepKey};
+use super::{phase_name, Context, EngineOptions, Error, Status};
+use crate::db::{redact_url, DatabaseUrl};
+use crate::plan::{LockLevel, Phase, Plan, Step, StepAction};
+
+/// What a command did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// The command ran (or resumed) and left the migration in `status`.
+    Ran {
+        migration: String,
+        status: Status,
+        steps_run: usize,
+    },
+    /// There was nothing to do; `reason` says why.
+    NothingToDo {
+        migration: String,
+        status: Status,
+        reason: String,
+    },
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Outcome::Ran {
+                migration,
+                status,
+                steps_run,
+            } => write!(f, "{migration}: {status} ({steps_run} steps run)"),
+            Outcome::NothingToDo {
+                migration, reason, ..
+            } => write!(f, "{migration}: nothing to do, {reason}"),
+        }
+    }
+}
+
+/// A connection to the target database holding zdm's run lock: the only way zdm
+/// changes a database.
+#[derive(Debug)]
+pub struct Engine {
+    conn: PgConnection,
+    lock: RunLock,
+    options: EngineOptions,
+    who: Identity,
+    events: Events,
+}
+
+impl Engine {
+    /// Connects to the target, takes the run lock and creates schema `zdm` if needed.
+    pub async fn connect(url: &DatabaseUrl, options: EngineOptions) -> Result<Self, Error> {
+        let connect_options = url.connect_options().map_err(|source| Error::Connect {
+            url: redact_url(url.expose()),
+            source,
+        })?;
+        Self::connect_with(connect_options, options).await
+    }
+
+    /// [`Engine::connect`] with already parsed connection options.
+    pub async fn connect_with(
+        connect_options: PgConnectOptions,
+        options: EngineOptions,
+    ) -> Result<Self, Error> {
+        let who = Identity::current();
+        let connect_options = who.apply(connect_options);
+        let lock = RunLock::acquire(&connect_options).await?;
+        let mut conn = PgConnection::connect_with(&connect_options)
+            .await
+            .map_err(|source| Error::Connect {
+                url: super::lock::target(&connect_options),
+                source,
+            })?;
+        // When zdm dies mid-statement (kill -9, SSH drop), let the server notice the closed
+        // connection and cancel the statement instead of finishing an orphaned index build.
+        // PostgreSQL 14 and later only; older servers keep their default.
+        if let Err(error) = sqlx::raw_sql("SET client_connection_check_interval = '1s'")
+            .execute(&mut conn)
+            .await
+        {
+            tracing::debug!(%error, "client_connection_check_interval is not available");
+        }
+        state::ensure(&mut conn).await?;
+        Ok(Engine {
+            conn,
+            lock,
+            options,
+            who,
+            events: Events::none(),
+        })
+    }
+
+    /// Sends what happens from now on to `events`.
+    pub fn set_events(&mut self, events: Events) {
+        self.events = events;
+    }
+
+    /// Releases the run lock and closes the connections.
+    pub async fn close(self) -> Result<(), Error> {
+        let _ = self.conn.close().await;
+        self.lock.release().await
+    }
+
+    /// `zdm start`: expand, then backfill. A migration already started resumes with the
+    /// plan it was started with; a rolled-back one starts over with `plan`.
+    pub async fn start(&mut self, plan: &Plan, checksum: &str) -> Result<Outcome, Error> {
+        let name = plan.migration.as_str();
+        let record = state::get(&mut self.conn, name).await?;
+        let plan = match record {
+            None => {
+                self.refuse_if_another_in_flight(name).await?;
+                state::insert(&mut self.conn, plan, checksum, &self.who).await?;
+                plan.clone()
+            }
+            Some(record) if record.status == Status::RolledBack => {
+                self.refuse_if_another_in_flight(name).await?;
+                state::restart(&mut self.conn, plan, checksum, &self.who).await?;
+                plan.clone()
+            }
+            Some(record) => {
+                if record.checksum != checksum {
+                    return Err(Error::ChecksumChanged {
+                        name: name.to_string(),
+                        recorded: record.checksum,
+                        file: checksum.to_string(),
+                    });
+                }
+                match record.activity() {
+                    Status::ReadyToContract => {
+                        return Ok(nothing(
+                            &record,
+                            format!(
+                                "it is already expanded and backfilled; contract it with \
+                                 `zdm complete {name} --confirm-contract {name}`"
+                            ),
+                        ))
+                    }
+                    Status::Contracting => {
+                        return Ok(nothing(
+                            &record,
+                            format!(
+                                "its contract phase has started; finish it with \
+                                 `zdm complete {name} --confirm-contract {name}`"
+                            ),
+                        ))
+                    }
+                    Status::Complete => {
+                        return Ok(nothing(&record, "it is already complete".to_string()))
+                    }
+                    Status::RollingBack => {
+                        return Err(Error::RollbackInProgress {
+                            name: name.to_string(),
+                        })
+                    }
+                    _ => {
+                        tracing::info!(migration = name, status = %record.status, "resuming start");
+                        record.plan
+                    }
+                }
+            }
+        };
+        let phases = [
+            (Phase::Expand, Status::Expanding),
+            (Phase::Backfill, Status::Backfilling),
+        ];
+        self.run_command(&plan, "start", None, &phases, Status::ReadyToContract)
+            .await
+    }
+
+    /// `zdm complete`: contract, irreversible; only with the migration's name typed
+    /// as confirmation, and only once start has finished.
+    pub async fn complete(&mut self, name: &str, confirmation: &str) -> Result<Outcome, Error> {
+        if confirmation != name {
+            return Err(Error::ConfirmationMismatch {
+                name: name.to_string(),
+                given: confirmation.to_string(),
+            });
+        }
+        let record = self.recorded(name).await?;
+        match record.activity() {
+            Status::ReadyToContract | Status::Contracting => {}
+            Status::Complete => {
+                return Ok(nothing(&record, "it is already complete".to_string()));
+            }
+            Status::RolledBack => {
+                return Err(Error::WasRolledBack {
+                    name: name.to_string(),
+                })
+            }
+            _ => {
+                return Err(Error::NotReadyToContract {
+                    name: name.to_string(),
+                    status: describe(&record),
+                })
+            }
+        }
+        let phases = [(Phase::Contract, Status::Contracting)];
+        self.run_command(
+            &record.plan,
+            "complete",
+            Some(confirmation),
+            &phases,
+            Status::Complete,
+        )
+        .await
+    }
+
+    /// `zdm rollback`: undo expand and backfill; refused once contract has started.
+    pub async fn rollback(&mut self, name: &str) -> Result<Outcome, Error> {
+        let record = self.recorded(name).await?;
+        match record.activity() {
+            Status::Contracting | Status::Complete => {
+                let since = record
+                    .contract_started_at
+                    .map(|at| at.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                    .unwrap_or_else(|| "an unknown time".to_string());
+                return Err(Error::ContractStarted {
+                    name: name.to_string(),
+                    since,
+                });
+            }
+            Status::RolledBack => {
+                return Ok(nothing(&record, "it is already rolled back".to_string()));
+            }
+            _ => {}
+        }
+        let phases = [(Phase::Rollback, Status::RollingBack)];
+        self.run_command(&record.plan, "rollback", None, &phases, Status::RolledBack)
+            .await
+    }
+
+    async fn recorded(&mut self, name: &str) -> Result<MigrationRecord, Error> {
+        state::get(&mut self.conn, name)
+            .await?
+            .ok_or_else(|| Error::NotStarted {
+                name: name.to_string(),
+            })
+    }
+
+    /// Only one migration is in flight (between start and complete/rollback) at a time:
+    /// each version's views are built on the one before.
+    async fn refuse_if_another_in_flight(&mut self, name: &str) -> Result<(), Error> {
+        let records = state::list(&mut self.conn).await?;
+        let in_flight = records.into_iter().find(|record| {
+            record.name != name && !matches!(record.status, Status::Complete | Status::RolledBack)
+        });
+        match in_flight {
+            Some(other) => Err(Error::AnotherInFlight {
+                name: name.to_string(),
+                status: describe(&other),
+                other: other.name,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs `phases` in order (each under its status), records the command in
+    /// `zdm.runs`, and on error marks the migration failed with the error's text.
+    async fn run_command(
+        &mut self,
+        plan: &Plan,
+        command: &str,
+        confirmation: Option<&str>,
+        phases: &[(Phase, Status)],
+        final_status: Status,
+    ) -> Result<Outcome, Error> {
+        let name = plan.migration.as_str();
+        let run = state::begin_run(&mut self.conn, name, command, confirmation, &self.who).await?;
+        let mut steps_run = 0;
+        for &(phase, status) in phases {
+            if let Err(error) = self.run_phase(plan, phase, status, &mut steps_run).await {
+                let text = error.to_string();
+                tracing::error!(migration = name, phase = phase_name(phase), error = %text, "stopped");
+                let recorded = match state::set_failed(&mut self.conn, name, status, &text).await {
+                    Ok(()) => {
+                        state::finish_run(&mut self.conn, run, &format!("failed: {text}")).await
+                    }
+                    Err(other) => Err(other),
+                };
+                if let Err(other) = recorded {
+                    tracing::warn!(error = %other, "could not record the failure");
+                }
+                return Err(error);
+            }
+        }
+        state::set_status(&mut self.conn, name, final_status).await?;
+        state::finish_run(&mut self.conn, run, final_status.key()).await?;
+        tracing::info!(migration = name, status = %final_status, steps_run, "{command} finished");
+        Ok(Outcome::Ran {
+            migration: name.to_string(),
+            status: final_status,
+            steps_run,
+        })
+    }
+
+    async fn run_phase(
+        &mut self,
+        plan: &Plan,
+        phase: Phase,
+        status: Status,
+        steps_run: &mut usize,
+    ) -> Result<(), Error> {
+        let name = plan.migration.as_str();
+        let done = state::done_positions(&mut self.conn, name, phase).await?;
+        let steps: Vec<&Step> = plan.phase(phase).collect();
+        state::set_status(&mut self.conn, name, status).await?;
+        for (index, step) in steps.iter().enumerate() {
+            let position = i32::try_from(index).unwrap_or(i32::MAX);
+            if done.contains(&position) {
+                continue;
+            }
+            // Never change the database without holding the run lock.
+            self.lock.check().await?;
+            let label = format!(
+                "{} step {} of {} ({})",
+                phase_name(phase),
+                index + 1,
+                steps.len(),
+                step.description
+            );
+            tracing::info!(migration = name, step = %label, "running");
+            let key = StepKey {
+                migration: name,
+                phase,
+                position,
+                description: &step.description,
+            };
+            self.events.emit(Event::StepStarted {
+                migration: name.to_string(),
+                phase,
+                position: index,
+                total: steps.len(),
+                description: step.description.clone(),
+            });
+            self.run_step(&key, &label, step).await?;
+            self.events.emit(Event::StepDone {
+                migration: name.to_string(),
+                phase,
+                position: index,
+            });
+            *steps_run += 1;
+        }
+        Ok(())
+    }
+
+    async fn run_step(&mut self, key: &StepKey<'_>, label: &str, step: &Step) -> Result<(), Error> {
+        let policy = &self.options.ddl.clone();
+        match &step.action {
+            StepAction::Backfill(spec) => {
+                let mut pacing = FixedBatches {
+                    size: self.options.batch_size,
+                };
+                backfill::run(
+                    &mut self.conn,
+                    key,
+                    label,
+                    spec,
+                    policy,
+                    &mut pacing,
+                    &self.events,
+                )
+                .await?;
+                Ok(())
+            }
+            StepAction::Sql {
+                sql,
+                transactional: true,
+            } => {
+                let mut retry =
+                    LockRetry::new(policy, label.to_string(), step.lock).with_events(&self.events);
+                loop {
+                    let attempts = retry.begin_attempt();
+                    let result =
+                        ddl::try_in_transaction(&mut self.conn, policy, sql, key, attempts).await;
+                    match result {
+                        Ok(()) => return Ok(()),
+                        Err(error) if ddl::is_lock_timeout(&error) => {
+                            let blockers = blockers_of(&mut self.conn, step, step.lock).await;
+                            retry.back_off(&error, blockers).await?
+                        }
+                        Err(source) => {
+                            return Err(Error::StepFailed {
+                                step: label.to_string(),
+                                source,
+                            })
+                        }
+                    }
+                }
+            }
+            StepAction::Sql {
+                sql,
+                transactional: false,
+            } => self.run_outside_transaction(key, label, step, sql).await,
+        }
+    }
+
+    /// A statement that cannot run in a transaction (CREATE INDEX CONCURRENTLY), tried
+    /// until it gets its locks. An invalid index left by an interrupted earlier build of
+    /// the same index (a killed run, a failed try) is dropped first, so that `IF NOT
+    /// EXISTS` cannot mistake it for a finished one.
+    async fn run_outside_transaction(
+        &mut self,
+        key: &StepKey<'_>,
+        label: &str,
+        step: &Step,
+        sql: &str,
+    ) -> Result<(), Error> {
+        let policy = &self.options.ddl.clone();
+        let index = ddl::concurrent_index_name(sql);
+        // An index build waits for every transaction that could write the table: the
+        // ones holding locks that conflict with SHARE.
+        let waits_for = if index.is_some() {
+            LockLevel::Share
+        } else {
+            step.lock
+        };
+        let mut retry =
+            LockRetry::new(policy, label.to_string(), step.lock).with_events(&self.events);
+        loop {
+            let attempts = retry.begin_attempt();
+            if let Some(name) = &index {
+                let leftover = ddl::leftover_index(&mut self.conn, name, &step.locked)
+                    .await
+                    .context("looking for an invalid index left by an earlier build")?;
+                match leftover {
+                    Some((index, Some(pid))) => {
+                        let reason = format!(
+                            "an earlier build of index {index} is still running in server \
+                             process {pid}"
+                        );
+                        retry.back_off(&reason, Vec::new()).await?;
+                        continue;
+                    }
+                    Some((index, None)) => {
+                        tracing::warn!(step = label, index = %index, "dropping the invalid index an interrupted build left");
+                        ddl::drop_invalid_index(&mut self.conn, policy, &index).await?;
+                    }
+                    None => {}
+                }
+            }
+            let before = ddl::invalid_indexes(&mut self.conn, &step.locked)
+                .await
+                .context("listing invalid indexes")?;
+            let result = ddl::try_outside_transaction(&mut self.conn, policy, sql).await;
+            let error = match result {
+                Ok(()) => {
+                    return state::mark_step_done(&mut self.conn, key, attempts)
+                        .await
+                        .context("recording the step as done");
+                }
+                Err(error) => error,
+            };
+            // A failed CREATE INDEX CONCURRENTLY leaves an invalid index behind; drop the
+            // ones this try left so the next try starts clean.
+            let after = ddl::invalid_indexes(&mut self.conn, &step.locked)
+                .await
+                .context("listing invalid indexes")?;
+            for (oid, index) in after {
+                if !before.iter().any(|(old, _)| *old == oid) {
+                    tracing::warn!(step = label, index = %index, "dropping the invalid index a failed try left");
+                    ddl::drop_invalid_index(&mut self.conn, policy, &index).await?;
+                }
+            }
+            if ddl::is_lock_timeout(&error) {
+                let blockers = blockers_of(&mut self.conn, step, waits_for).await;
+                retry.back_off(&error, blockers).await?;
+            } else {
+                return Err(Error::StepFailed {
+                    step: label.to_string(),
+                    source: error,
+                });
+            }
+        }
+    }
+}
+
+/// Who holds locks that `step` waits for; for logs and errors only, so a failure to
+/// find out is logged and ignored.
+async fn blockers_of(conn: &mut PgConnection, step: &Step, wanted: LockLevel) -> Vec<ddl::Blocker> {
+    match ddl::blockers(conn, &step.locked, wanted).await {
+        Ok(blockers) => blockers,
+        Err(error) => {
+            tracing::debug!(%error, "could not list the sessions holding conflicting locks");
+            Vec::new()
+        }
+    }
+}
+
+fn nothing(record: &MigrationRecord, reason: String) -> Outcome {
+    Outcome::NothingToDo {
+        migration: record.name.clone(),
+        status: record.status,
+        reason,
+    }
+}
+
+/// "ready to contract", or "failed while expanding: <error>".
+fn describe(record: &MigrationRecord) -> String {
+    match (record.status, record.failed_during) {
+        (Status::Failed, Some(during)) => format!("failed while {during}"),
+        (status, _) => status.to_string(),
+    }
+}

@@ -1,0 +1,604 @@
+//! zdm's state in the target database, schema `zdm`: the migrations run (checksum, plan,
+//! status, who, when), the steps done, backfill checkpoints and a history of commands.
+//! Created on first use; everything here is written by the engine and read by status.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::{PgConnection, Row};
+
+use super::identity::Identity;
+use super::{phase_name, Context, Error};
+use crate::plan::{Phase, Plan};
+
+/// Where zdm keeps its state in every target database.
+pub const SCHEMA: &str = "zdm";
+
+/// Version of the tables below, for future upgrades of the state format.
+const STATE_VERSION: i32 = 1;
+
+const CREATE: &str = "
+CREATE SCHEMA IF NOT EXISTS zdm;
+CREATE TABLE IF NOT EXISTS zdm.meta (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS zdm.migrations (
+    name text PRIMARY KEY,
+    checksum text NOT NULL,
+    version_schema text NOT NULL,
+    plan jsonb NOT NULL,
+    status text NOT NULL,
+    failed_during text,
+    error text,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    ready_at timestamptz,
+    contract_started_at timestamptz,
+    finished_at timestamptz,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    started_by_os_user text NOT NULL,
+    started_by_db_user text NOT NULL DEFAULT current_user,
+    started_from_host text NOT NULL
+);
+CREATE TABLE IF NOT EXISTS zdm.steps (
+    migration text NOT NULL REFERENCES zdm.migrations (name) ON DELETE CASCADE,
+    phase text NOT NULL,
+    position integer NOT NULL,
+    description text NOT NULL,
+    attempts integer NOT NULL,
+    done_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, phase, position)
+);
+CREATE TABLE IF NOT EXISTS zdm.backfill_progress (
+    migration text NOT NULL REFERENCES zdm.migrations (name) ON DELETE CASCADE,
+    phase text NOT NULL,
+    position integer NOT NULL,
+    last_key jsonb,
+    rows_updated bigint NOT NULL DEFAULT 0,
+    batches bigint NOT NULL DEFAULT 0,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, phase, position)
+);
+CREATE TABLE IF NOT EXISTS zdm.runs (
+    id bigserial PRIMARY KEY,
+    migration text NOT NULL,
+    command text NOT NULL,
+    confirmation text,
+    os_user text NOT NULL,
+    db_user text NOT NULL DEFAULT current_user,
+    client_host text NOT NULL,
+    pid integer NOT NULL,
+    started_at timestamptz NOT NULL DEFAULT now(),
+    finished_at timestamptz,
+    outcome text
+);
+";
+
+/// Where a migration stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// In the migrations directory, not started on this database.
+    Pending,
+    Expanding,
+    Backfilling,
+    /// Expand and backfill are done; old and new versions both work. Contract needs
+    /// `zdm complete NAME --confirm-contract NAME`.
+    ReadyToContract,
+    Contracting,
+    Complete,
+    RollingBack,
+    RolledBack,
+    /// Stopped by an error (see the record's `error` and `failed_during`).
+    Failed,
+}
+
+impl Status {
+    const ALL: [Status; 9] = [
+        Status::Pending,
+        Status::Expanding,
+        Status::Backfilling,
+        Status::ReadyToContract,
+        Status::Contracting,
+        Status::Complete,
+        Status::RollingBack,
+        Status::RolledBack,
+        Status::Failed,
+    ];
+
+    /// The value stored in `zdm.migrations.status`.
+    pub fn key(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Expanding => "expanding",
+            Status::Backfilling => "backfilling",
+            Status::ReadyToContract => "ready_to_contract",
+            Status::Contracting => "contracting",
+            Status::Complete => "complete",
+            Status::RollingBack => "rolling_back",
+            Status::RolledBack => "rolled_back",
+            Status::Failed => "failed",
+        }
+    }
+
+    fn from_key(key: &str) -> Option<Status> {
+        Status::ALL.into_iter().find(|status| status.key() == key)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.key().replace('_', " "))
+    }
+}
+
+/// Progress of one phase: steps done out of planned.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PhaseProgress {
+    pub phase: Phase,
+    pub done: u32,
+    pub total: u32,
+}
+
+/// One migration as recorded in schema `zdm`.
+#[derive(Debug, Clone, Serialize)]
+pub struct MigrationRecord {
+    pub name: String,
+    pub checksum: String,
+    pub version_schema: String,
+    pub status: Status,
+    /// For a failed migration: what it was doing when it failed.
+    pub failed_during: Option<Status>,
+    pub error: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub ready_at: Option<DateTime<Utc>>,
+    pub contract_started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub updated_at: DateTime<Utc>,
+    pub started_by_os_user: String,
+    pub started_by_db_user: String,
+    pub started_from_host: String,
+    pub phases: Vec<PhaseProgress>,
+    /// The plan the migration was started with: resume, complete and rollback run it.
+    #[serde(skip)]
+    pub plan: Plan,
+}
+
+impl MigrationRecord {
+    /// What the migration is doing, looking through `failed` to what failed.
+    pub fn activity(&self) -> Status {
+        match (self.status, self.failed_during) {
+            (Status::Failed, Some(during)) => during,
+            (status, _) => status,
+        }
+    }
+}
+
+/// Identifies one step of one migration in the state tables.
+#[derive(Debug, Clone, Copy)]
+pub struct StepKey<'a> {
+    pub migration: &'a str,
+    pub phase: Phase,
+    /// 0-based position among the plan's steps of this phase.
+    pub position: i32,
+    pub description: &'a str,
+}
+
+/// Creates schema `zdm` and its tables when missing. Call while holding the run lock
+/// (two sessions creating the same schema at once would collide).
+pub async fn ensure(conn: &mut PgConnection) -> Result<(), Error> {
+    sqlx::raw_sql(CREATE)
+        .execute(&mut *conn)
+        .await
+        .context("creating zdm's state schema")?;
+    sqlx::query(
+        "INSERT INTO zdm.meta (key, value) VALUES ('state_version', $1) \
+         ON CONFLICT (key) DO NOTHING",
+    )
+    .bind(STATE_VERSION.to_string())
+    .execute(conn)
+    .await
+    .context("recording zdm's state version")?;
+    Ok(())
+}
+
+/// Whether zdm has ever run against this database.
+pub async fn exists(conn: &mut PgConnection) -> Result<bool, Error> {
+    sqlx::query_scalar("SELECT to_regclass('zdm.migrations') IS NOT NULL")
+        .fetch_one(conn)
+        .await
+        .context("looking for zdm's state schema")
+}
+
+const SELECT_MIGRATIONS: &str = "SELECT name, checksum, version_schema, plan::text AS plan, \
+    status, failed_during, error, started_at, ready_at, contract_started_at, finished_at, \
+    updated_at, started_by_os_user, started_by_db_user, started_from_host FROM zdm.migrations";
+
+/// Every recorded migration, in name order (the order files run in).
+pub async fn list(conn: &mut PgConnection) -> Result<Vec<MigrationRecord>, Error> {
+    if !exists(conn).await? {
+        return Ok(Vec::new());
+    }
+    let rows = sqlx::query(&format!("{SELECT_MIGRATIONS} ORDER BY name"))
+        .fetch_all(&mut *conn)
+        .await
+        .context("reading zdm.migrations")?;
+    let mut records = Vec::with_capacity(rows.len());
+    for row in rows {
+        records.push(record_from_row(conn, &row).await?);
+    }
+    Ok(records)
+}
+
+/// One recorded migration, if it ever started.
+pub async fn get(conn: &mut PgConnection, name: &str) -> Result<Option<MigrationRecord>, Error> {
+    if !exists(conn).await? {
+        return Ok(None);
+    }
+    let row = sqlx::query(&format!("{SELECT_MIGRATIONS} WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(&mut *conn)
+        .await
+        .context("reading zdm.migrations")?;
+    match row {
+        Some(row) => Ok(Some(record_from_row(conn, &row).await?)),
+        None => Ok(None),
+    }
+}
+
+async fn record_from_row(
+    conn: &mut PgConnection,
+    row: &sqlx::postgres::PgRow,
+) -> Result<MigrationRecord, Error> {
+    let read = |source| Error::Database {
+        action: "reading zdm.migrations".to_string(),
+        source,
+    };
+    let name: String = row.try_get("name").map_err(read)?;
+    let plan_text: String = row.try_get("plan").map_err(read)?;
+    let plan: Plan =
+        serde_json::from_str(&plan_text).map_err(|source| Error::StoredPlanUnreadable {
+            name: name.clone(),
+            source,
+        })?;
+    let status_text: String = row.try_get("status").map_err(read)?;
+    let failed_text: Option<String> = row.try_get("failed_during").map_err(read)?;
+    let done = steps_done_per_phase(conn, &name).await?;
+    let phases = [
+        Phase::Expand,
+        Phase::Backfill,
+        Phase::Contract,
+        Phase::Rollback,
+    ]
+    .into_iter()
+    .map(|phase| PhaseProgress {
+        phase,
+        done: done.get(phase_name(phase)).copied().unwrap_or(0),
+        total: u32::try_from(plan.phase(phase).count()).unwrap_or(u32::MAX),
+    })
+    .collect();
+    Ok(MigrationRecord {
+        checksum: row.try_get("checksum").map_err(read)?,
+        version_schema: row.try_get("version_schema").map_err(read)?,
+        // An unknown status can only come from a newer zdm; show it as failed rather
+        // than guess what it may do.
+        status: Status::from_key(&status_text).unwrap_or(Status::Failed),
+        failed_during: failed_text.as_deref().and_then(Status::from_key),
+        error: row.try_get("error").map_err(read)?,
+        started_at: row.try_get("started_at").map_err(read)?,
+        ready_at: row.try_get("ready_at").map_err(read)?,
+        contract_started_at: row.try_get("contract_started_at").map_err(read)?,
+        finished_at: row.try_get("finished_at").map_err(read)?,
+        updated_at: row.try_get("updated_at").map_err(read)?,
+        started_by_os_user: row.try_get("started_by_os_user").map_err(read)?,
+        started_by_db_user: row.try_get("started_by_db_user").map_err(read)?,
+        started_from_host: row.try_get("started_from_host").map_err(read)?,
+        phases,
+        plan,
+        name,
+    })
+}
+
+async fn steps_done_per_phase(
+    conn: &mut PgConnection,
+    name: &str,
+) -> Result<BTreeMap<String, u32>, Error> {
+    let rows: Vec<(String, i64)> =
+        sqlx::query_as("SELECT phase, count(*) FROM zdm.steps WHERE migration = $1 GROUP BY phase")
+            .bind(name)
+            .fetch_all(conn)
+            .await
+            .context("counting the steps done")?;
+    Ok(rows
+        .into_iter()
+        .map(|(phase, count)| (phase, u32::try_from(count).unwrap_or(u32::MAX)))
+        .collect())
+}
+
+fn plan_json(plan: &Plan) -> Result<String, Error> {
+    serde_json::to_string(plan).map_err(|source| Error::PlanNotStorable {
+        name: plan.migration.clone(),
+        source,
+    })
+}
+
+/// Records a migration's first start (status expanding), with its plan and who started it.
+pub async fn insert(
+    conn: &mut PgConnection,
+    plan: &Plan,
+    checksum: &str,
+    who: &Identity,
+) -> Result<(), Error> {
+    sqlx::query(
+        "INSERT INTO zdm.migrations \
+           (name, checksum, version_schema, plan, status, started_by_os_user, started_from_host) \
+         VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7)",
+    )
+    .bind(&plan.migration)
+    .bind(checksum)
+    .bind(&plan.version_schema)
+    .bind(plan_json(plan)?)
+    .bind(Status::Expanding.key())
+    .bind(&who.os_user)
+    .bind(&who.host)
+    .execute(conn)
+    .await
+    .context("recording the migration's start")?;
+    Ok(())
+}
+
+/// Starts a rolled-back migration over: new checksum and plan, no steps done.
+pub async fn restart(
+    conn: &mut PgConnection,
+    plan: &Plan,
+    checksum: &str,
+    who: &Identity,
+) -> Result<(), Error> {
+    let action = "recording the migration's new start";
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.context(action)?;
+    for table in ["zdm.steps", "zdm.backfill_progress"] {
+        sqlx::query(&format!("DELETE FROM {table} WHERE migration = $1"))
+            .bind(&plan.migration)
+            .execute(&mut *tx)
+            .await
+            .context(action)?;
+    }
+    sqlx::query(
+        "UPDATE zdm.migrations SET checksum = $2, version_schema = $3, plan = $4::jsonb, \
+           status = $5, failed_during = NULL, error = NULL, started_at = now(), \
+           ready_at = NULL, contract_started_at = NULL, finished_at = NULL, updated_at = now(), \
+           started_by_os_user = $6, started_by_db_user = current_user, started_from_host = $7 \
+         WHERE name = $1",
+    )
+    .bind(&plan.migration)
+    .bind(checksum)
+    .bind(&plan.version_schema)
+    .bind(plan_json(plan)?)
+    .bind(Status::Expanding.key())
+    .bind(&who.os_user)
+    .bind(&who.host)
+    .execute(&mut *tx)
+    .await
+    .context(action)?;
+    tx.commit().await.context(action)
+}
+
+/// Moves a migration to `status`, clearing any earlier error and stamping the time the
+/// status stands for (ready, contract started, finished).
+pub async fn set_status(conn: &mut PgConnection, name: &str, status: Status) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE zdm.migrations SET status = $2, failed_during = NULL, error = NULL, \
+           updated_at = now(), \
+           ready_at = CASE WHEN $2 = 'ready_to_contract' THEN coalesce(ready_at, now()) \
+                           ELSE ready_at END, \
+           contract_started_at = CASE WHEN $2 = 'contracting' \
+                           THEN coalesce(contract_started_at, now()) \
+                           ELSE contract_started_at END, \
+           finished_at = CASE WHEN $2 IN ('complete', 'rolled_back') THEN now() \
+                           ELSE finished_at END \
+         WHERE name = $1",
+    )
+    .bind(name)
+    .bind(status.key())
+    .execute(conn)
+    .await
+    .context("recording the migration's status")?;
+    Ok(())
+}
+
+/// Records that a migration stopped with an error while doing `during`.
+pub async fn set_failed(
+    conn: &mut PgConnection,
+    name: &str,
+    during: Status,
+    error: &str,
+) -> Result<(), Error> {
+    sqlx::query(
+        "UPDATE zdm.migrations SET status = 'failed', failed_during = $2, error = $3, \
+           updated_at = now() WHERE name = $1",
+    )
+    .bind(name)
+    .bind(during.key())
+    .bind(error)
+    .execute(conn)
+    .await
+    .context("recording the migration's failure")?;
+    Ok(())
+}
+
+/// Records a step as done; in the step's own transaction where it has one.
+pub async fn mark_step_done(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+    attempts: u32,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO zdm.steps (migration, phase, position, description, attempts) \
+         VALUES ($1, $2, $3, $4, $5) \
+         ON CONFLICT (migration, phase, position) \
+         DO UPDATE SET attempts = EXCLUDED.attempts, done_at = now()",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .bind(key.description)
+    .bind(i32::try_from(attempts).unwrap_or(i32::MAX))
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE zdm.migrations SET updated_at = now() WHERE name = $1")
+        .bind(key.migration)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Positions of the steps of `phase` already done.
+pub async fn done_positions(
+    conn: &mut PgConnection,
+    name: &str,
+    phase: Phase,
+) -> Result<HashSet<i32>, Error> {
+    let positions: Vec<i32> =
+        sqlx::query_scalar("SELECT position FROM zdm.steps WHERE migration = $1 AND phase = $2")
+            .bind(name)
+            .bind(phase_name(phase))
+            .fetch_all(conn)
+            .await
+            .context("reading the steps done")?;
+    Ok(positions.into_iter().collect())
+}
+
+/// Where a backfill stands: the last key of the last committed batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Checkpoint {
+    /// The key row as JSON (`{"id": 1000}`), `None` before the first batch.
+    pub last_key: Option<serde_json::Value>,
+    pub rows_updated: i64,
+    pub batches: i64,
+}
+
+/// The checkpoint of a backfill step, creating an empty one when it never ran (so that
+/// every batch can lock the row, see [`claim_checkpoint`]).
+pub async fn open_checkpoint(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+) -> Result<Checkpoint, Error> {
+    sqlx::query(
+        "INSERT INTO zdm.backfill_progress (migration, phase, position) VALUES ($1, $2, $3) \
+         ON CONFLICT (migration, phase, position) DO NOTHING",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .execute(&mut *conn)
+    .await
+    .context("creating the backfill checkpoint")?;
+    let (last_key, rows_updated, batches): (Option<serde_json::Value>, i64, i64) = sqlx::query_as(
+        "SELECT last_key, rows_updated, batches FROM zdm.backfill_progress \
+             WHERE migration = $1 AND phase = $2 AND position = $3",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .fetch_one(conn)
+    .await
+    .context("reading the backfill checkpoint")?;
+    Ok(Checkpoint {
+        last_key,
+        rows_updated,
+        batches,
+    })
+}
+
+/// Locks a backfill's checkpoint row for the batch's transaction and returns its batch
+/// count: a batch proceeds only if that is still the count it started from, so two runs
+/// can never apply the same batch (even if the run lock was somehow lost).
+pub async fn claim_checkpoint(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT batches FROM zdm.backfill_progress \
+         WHERE migration = $1 AND phase = $2 AND position = $3 FOR UPDATE",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .fetch_optional(conn)
+    .await
+}
+
+/// Saves a backfill checkpoint; call inside the batch's transaction.
+pub async fn save_checkpoint(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+    checkpoint: &Checkpoint,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO zdm.backfill_progress \
+           (migration, phase, position, last_key, rows_updated, batches) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (migration, phase, position) DO UPDATE SET \
+           last_key = EXCLUDED.last_key, rows_updated = EXCLUDED.rows_updated, \
+           batches = EXCLUDED.batches, updated_at = now()",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .bind(&checkpoint.last_key)
+    .bind(checkpoint.rows_updated)
+    .bind(checkpoint.batches)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records a command being run (who, from where, with which confirmation); returns its id.
+pub async fn begin_run(
+    conn: &mut PgConnection,
+    migration: &str,
+    command: &str,
+    confirmation: Option<&str>,
+    who: &Identity,
+) -> Result<i64, Error> {
+    sqlx::query_scalar(
+        "INSERT INTO zdm.runs (migration, command, confirmation, os_user, client_host, pid) \
+         VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+    )
+    .bind(migration)
+    .bind(command)
+    .bind(confirmation)
+    .bind(&who.os_user)
+    .bind(&who.host)
+    .bind(i32::try_from(who.pid).unwrap_or(i32::MAX))
+    .fetch_one(conn)
+    .await
+    .context("recording the command in zdm.runs")
+}
+
+/// Records how a command ended.
+pub async fn finish_run(conn: &mut PgConnection, id: i64, outcome: &str) -> Result<(), Error> {
+    sqlx::query("UPDATE zdm.runs SET finished_at = now(), outcome = $2 WHERE id = $1")
+        .bind(id)
+        .bind(outcome)
+        .execute(conn)
+        .await
+        .context("recording the command's outcome in zdm.runs")?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip_and_read_as_words() {
+        for status in Status::ALL {
+            assert_eq!(Status::from_key(status.key()), Some(status));
+        }
+        assert_eq!(Status::ReadyToContract.to_string(), "ready to contract");
+        assert_eq!(Status::from_key("exploded"), None);
+    }
+}
