@@ -10,5 +10,6 @@ pub mod format;
 pub mod localpg;
 pub mod logging;
 pub mod migration;
+pub mod monitor;
 pub mod plan;
 pub mod signals;
