@@ -10,6 +10,7 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match &cli.command {
         Command::Demo(args) => runtime.block_on(zdm::demo::run(args.into()))?,
+        Command::Top(args) => runtime.block_on(zdm::monitor::top::run(args.options()?))?,
     }
     Ok(())
 }
