@@ -50,6 +50,11 @@ impl HostSampler {
         }
     }
 
+    /// How long until a CPU figure is meaningful (zero once 200 ms passed since the last).
+    pub fn ready_in(&self) -> Duration {
+        MIN_CPU_INTERVAL.saturating_sub(self.last_cpu_refresh.elapsed())
+    }
+
     /// CPU use since the previous call, memory now; None when the previous call was too
     /// recent for a CPU figure.
     pub fn sample(&mut self) -> Option<Host> {

@@ -115,6 +115,12 @@ impl Sampler {
 
     /// One pass: host, then (re)connect, then every database metric.
     pub(super) async fn sample(&mut self) -> Metrics {
+        if let Some(host) = &self.host {
+            if self.metrics.sequence == 0 {
+                // The first CPU figure needs a reference reading 200 ms older.
+                tokio::time::sleep(host.ready_in()).await;
+            }
+        }
         let started = Instant::now();
         let now = Utc::now();
         let mut m = self.metrics.clone();
