@@ -134,6 +134,28 @@ async fn every_metric_is_read_with_only_pg_monitor_and_select_on_the_target() {
         "idle commits/s {idle_commits} vs the sampler's own {own_per_second}/s"
     );
 
+    // A replication slot nobody consumes retains the WAL written after it.
+    pool.execute("SELECT pg_create_physical_replication_slot('zdm_test_slot', true)")
+        .await
+        .expect("slot");
+    pool.execute("INSERT INTO orders (note) SELECT repeat('w', 500) FROM generate_series(1, 2000)")
+        .await
+        .expect("write WAL");
+    let retained = wait_for(
+        &mut samples,
+        Duration::from_secs(5),
+        "WAL retained by the slot",
+        |m| m.max_slot_retained_bytes().is_some_and(|b| b > 1_000_000),
+    )
+    .await;
+    let slot = &retained.replication.current().expect("replication").slots[0];
+    assert_eq!(
+        (slot.name.as_str(), slot.slot_type.as_str()),
+        ("zdm_test_slot", "physical")
+    );
+    assert!(!slot.active);
+    assert_eq!(slot.wal_status.as_deref(), Some("reserved"));
+
     // Work done between two samples shows as rates and as a statement's mean time.
     let writer = pool.clone();
     let work = tokio::spawn(async move {
@@ -373,6 +395,148 @@ async fn a_lock_holder_and_its_waiter_show_as_a_pair() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_query_marks_only_its_own_metric_stale() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "canary").await;
+    pool.close().await;
+    let mut options = fast_options(pg.primary().connect_options("canary"));
+    // Longer than the 300 ms statement timeout: the server cancels it every time.
+    options.canary_query = Some("SELECT pg_sleep(1)".to_string());
+    let monitor = Monitor::start(options);
+    let mut samples = monitor.subscribe();
+    let first = wait_for(
+        &mut samples,
+        Duration::from_secs(10),
+        "a connected sample",
+        |m| m.sampler.connected,
+    )
+    .await;
+    let seen = wait_for(
+        &mut samples,
+        Duration::from_secs(10),
+        "three more samples",
+        |m| m.sequence >= first.sequence + 3,
+    )
+    .await;
+    assert_eq!(
+        seen.canary.problem.as_deref(),
+        Some("canceling statement due to statement timeout (SQLSTATE 57014)")
+    );
+    assert!(
+        seen.sampler.connected,
+        "the connection survives a cancelled statement"
+    );
+    assert_eq!(
+        seen.sampler.backend_pid, first.sampler.backend_pid,
+        "no reconnection was needed"
+    );
+    for (name, fresh) in [
+        ("replication", seen.replication.is_fresh()),
+        ("locks", seen.locks.is_fresh()),
+        ("sessions", seen.sessions.is_fresh()),
+        ("throughput", seen.throughput.is_fresh()),
+        ("progress", seen.progress.is_fresh()),
+    ] {
+        assert!(fresh, "{name} stays fresh while the canary fails");
+    }
+    // The cancelled canaries are the monitor's own rollbacks: not the application's.
+    assert_eq!(
+        seen.throughput
+            .current()
+            .expect("rates")
+            .rollbacks_per_second,
+        0.0
+    );
+    monitor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_build_waiting_for_writers_shows_in_progress_and_locks() {
+    let pg = common::primary();
+    let _pool = orders_table(&pg, "progress").await;
+    let mut options = fast_options(pg.primary().connect_options("progress"));
+    options.target_tables = vec!["orders".to_string()];
+    options.long_transaction = Duration::from_secs(1);
+    let monitor = Monitor::start(options);
+    let mut samples = monitor.subscribe();
+
+    // An application transaction that wrote to the table and stays open: CREATE INDEX
+    // CONCURRENTLY must wait for it before building.
+    let mut writer = session(&pg, "progress", "shop-app").await;
+    let writer_pid = backend_pid(&mut writer).await;
+    writer
+        .execute("BEGIN; INSERT INTO orders (note) VALUES ('open')")
+        .await
+        .expect("open transaction");
+    let mut builder = session(&pg, "progress", "zdm-engine").await;
+    let builder_pid = backend_pid(&mut builder).await;
+    let build = tokio::spawn(async move {
+        builder
+            .execute("CREATE INDEX CONCURRENTLY orders_note_idx ON orders (note)")
+            .await
+            .expect("index build");
+    });
+
+    let seen = wait_for(
+        &mut samples,
+        Duration::from_secs(10),
+        "the waiting index build",
+        |m| {
+            m.progress.current().is_some_and(|p| {
+                p.create_index
+                    .iter()
+                    .any(|i| i.phase.starts_with("waiting for writers"))
+            }) && m
+                .sessions
+                .current()
+                .is_some_and(|s| s.long_transactions.iter().any(|t| t.pid == writer_pid))
+        },
+    )
+    .await;
+    let progress = &seen.progress.current().expect("progress").create_index[0];
+    assert_eq!(progress.pid, builder_pid);
+    assert_eq!(progress.command, "CREATE INDEX CONCURRENTLY");
+    assert_eq!(
+        progress.table.as_ref().map(|t| t.to_string()).as_deref(),
+        Some("public.orders")
+    );
+    let locks = seen.locks.current().expect("locks");
+    let wait = locks
+        .waits
+        .iter()
+        .find(|w| w.waiter.pid == builder_pid)
+        .expect("the build waits on the writer");
+    assert_eq!(wait.blocker.pid, writer_pid);
+    assert_eq!(wait.lock_type, "virtualxid");
+    assert!(wait.waiter.is_zdm && !wait.blocker.is_zdm);
+    assert!(
+        seen.waits_blocked_by_zdm().is_empty(),
+        "zdm waits, it blocks nobody"
+    );
+    let sessions = seen.sessions.current().expect("sessions");
+    assert!(sessions.idle_in_transaction >= 1);
+    assert!(sessions
+        .oldest_idle_in_transaction_seconds
+        .is_some_and(|s| s > 1.0));
+
+    writer.execute("COMMIT").await.expect("commit");
+    build.await.expect("build");
+    wait_for(
+        &mut samples,
+        Duration::from_secs(10),
+        "the build finished",
+        |m| {
+            m.progress
+                .current()
+                .is_some_and(|p| p.create_index.is_empty())
+                && m.locks.current().is_some_and(|l| l.waits.is_empty())
+        },
+    )
+    .await;
+    monitor.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_connection_goes_stale_with_its_reason_and_the_sampler_reconnects() {
     let pg = common::primary();
     let _pool = common::database(&pg, "killed").await;
@@ -404,9 +568,14 @@ async fn a_killed_connection_goes_stale_with_its_reason_and_the_sampler_reconnec
         problem.starts_with("connection lost: terminating connection due to administrator command"),
         "{problem}"
     );
-    assert!(!stale.locks.is_fresh());
-    assert_eq!(stale.locks.problem.as_deref(), Some(problem.as_str()));
-    assert!(stale.locks.value.is_some(), "the last good value is kept");
+    // The loss may strike mid-sample: what was read before it is fresh, the rest (at
+    // least the progress views, read last) is stale with the reason, keeping its value.
+    assert_eq!(stale.progress.problem.as_deref(), Some(problem.as_str()));
+    assert!(!stale.progress.is_fresh());
+    assert!(
+        stale.progress.value.is_some(),
+        "the last good value is kept"
+    );
     assert!(stale
         .alerts
         .iter()

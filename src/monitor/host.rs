@@ -55,21 +55,18 @@ impl HostSampler {
         MIN_CPU_INTERVAL.saturating_sub(self.last_cpu_refresh.elapsed())
     }
 
-    /// CPU use since the previous call, memory now; None when the previous call was too
-    /// recent for a CPU figure.
-    pub fn sample(&mut self) -> Option<Host> {
-        if self.last_cpu_refresh.elapsed() < MIN_CPU_INTERVAL {
-            return None;
-        }
+    /// CPU use since the previous call (coarse when that was under 200 ms ago: wait
+    /// [`HostSampler::ready_in`] before the first call), memory now.
+    pub fn sample(&mut self) -> Host {
         self.system.refresh_cpu_usage();
         self.last_cpu_refresh = Instant::now();
         self.system.refresh_memory();
-        Some(Host {
+        Host {
             cpu_percent: f64::from(self.system.global_cpu_usage()),
             memory_used_bytes: self.system.used_memory(),
             memory_total_bytes: self.system.total_memory(),
             load_average_1m: System::load_average().one,
-        })
+        }
     }
 }
 
@@ -96,9 +93,10 @@ mod tests {
     #[test]
     fn the_host_sampler_reports_this_machine() {
         let mut sampler = HostSampler::new();
-        assert_eq!(sampler.sample(), None, "too soon after the first refresh");
-        std::thread::sleep(MIN_CPU_INTERVAL);
-        let host = sampler.sample().expect("a reading");
+        assert!(sampler.ready_in() > Duration::ZERO);
+        std::thread::sleep(sampler.ready_in());
+        assert_eq!(sampler.ready_in(), Duration::ZERO);
+        let host = sampler.sample();
         assert!(host.memory_total_bytes > 0);
         assert!((0.0..=100.0).contains(&host.cpu_percent), "{host:?}");
     }
