@@ -24,6 +24,9 @@ use super::MonitorOptions;
 /// The `application_name` of the sampler's connection.
 pub const APPLICATION_NAME: &str = "zdm-monitor";
 
+/// The oldest `server_version_num` whose statistics views the queries use (13.0).
+const MIN_VERSION: i32 = 130_000;
+
 /// What the canary runs on the current connection.
 #[derive(Debug, Clone)]
 struct CanaryPlan {
@@ -99,8 +102,11 @@ impl Sampler {
             let mut policy = self.options.alert_policy.clone();
             policy.baseline.end = *baseline_end.borrow();
             // A poisoned lock only means a reader panicked; the data is still whole.
-            let mut recorded = history.write().unwrap_or_else(|e| e.into_inner());
-            recorded.record_metrics(&metrics);
+            history
+                .write()
+                .unwrap_or_else(|e| e.into_inner())
+                .record_metrics(&metrics);
+            let recorded = history.read().unwrap_or_else(|e| e.into_inner());
             metrics.alerts = alerts::evaluate(&recorded, &metrics, &policy);
             drop(recorded);
             self.metrics = metrics.clone();
@@ -182,6 +188,10 @@ impl Sampler {
         })
         .await;
         match opened {
+            Ok(Ok(connected)) if connected.facts.version_num < MIN_VERSION => Err(format!(
+                "PostgreSQL {} is not supported: the monitor needs 13 or later",
+                connected.facts.version_num / 10_000
+            )),
             Ok(Ok(connected)) => {
                 tracing::info!(
                     backend_pid = connected.facts.backend_pid,

@@ -109,14 +109,20 @@ pub fn line(m: &Metrics) -> String {
                 ));
             }
         }
-        if let Some(tables) = m.tables.current() {
-            for table in tables {
-                parts.push(format!(
-                    "{} dead {}",
-                    table.table,
-                    crate::format::thousands(table.dead_tuples.max(0) as u64)
-                ));
-            }
+        if m.tables.value.as_ref().is_some_and(|t| !t.is_empty()) || m.tables.problem.is_some() {
+            parts.push(part(&m.tables, "tables", |tables| {
+                tables
+                    .iter()
+                    .map(|table| {
+                        format!(
+                            "{} dead {}",
+                            table.table,
+                            crate::format::thousands(table.dead_tuples.max(0) as u64)
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join(" | ")
+            }));
         }
     }
     parts.push(match (m.host.current(), &m.host.problem) {
