@@ -24,6 +24,9 @@ pub struct Alert {
     pub severity: Severity,
     /// The metric concerned, when the alert is about one tracked metric.
     pub metric: Option<MetricId>,
+    /// What the alert is about: the metric's label, `database`, or a reading's name.
+    /// At most one alert per subject is raised at a time.
+    pub subject: String,
     /// A sentence for the operator.
     pub message: String,
     /// The value that raised it.
@@ -205,6 +208,7 @@ pub fn evaluate(history: &History, metrics: &Metrics, policy: &AlertPolicy) -> V
             alerts.push(Alert {
                 severity,
                 metric: Some(rule.metric),
+                subject: rule.metric.label().to_string(),
                 message: format!(
                     "{} is {} (limit {})",
                     rule.metric.label(),
@@ -227,6 +231,7 @@ pub fn evaluate(history: &History, metrics: &Metrics, policy: &AlertPolicy) -> V
             alerts.push(Alert {
                 severity: Severity::Warning,
                 metric: Some(rule.metric),
+                subject: rule.metric.label().to_string(),
                 message: format!(
                     "{} is {}, {way} its normal {}..{} (median {}) for {} samples",
                     rule.metric.label(),
@@ -243,6 +248,39 @@ pub fn evaluate(history: &History, metrics: &Metrics, policy: &AlertPolicy) -> V
     }
     alerts.sort_by_key(|a| std::cmp::Reverse(a.severity));
     alerts
+}
+
+/// A change between two consecutive alert lists.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertChange {
+    /// A new alert, or one whose severity changed.
+    Raised(Alert),
+    /// The subject has no alert any more.
+    Cleared { subject: String, severity: Severity },
+}
+
+/// What changed from `previous` to `current`. Snapshots carry every alert that holds
+/// now; a consumer that reports events (the engine's log, the console) compares the list
+/// it saw last with the new one, so a lasting alert is reported once and its end too.
+pub fn changes(previous: &[Alert], current: &[Alert]) -> Vec<AlertChange> {
+    let before = |subject: &str| previous.iter().find(|a| a.subject == subject);
+    let mut changes: Vec<AlertChange> = current
+        .iter()
+        .filter(|alert| before(&alert.subject).is_none_or(|old| old.severity != alert.severity))
+        .cloned()
+        .map(AlertChange::Raised)
+        .collect();
+    changes.extend(
+        previous
+            .iter()
+            .filter(|old| current.iter().all(|a| a.subject != old.subject))
+            .map(|old| AlertChange::Cleared {
+                subject: old.subject.clone(),
+                severity: old.severity,
+            }),
+    );
+    changes
 }
 
 /// The band of the baseline window: the fixed window before the migration when set, else
@@ -288,6 +326,7 @@ fn staleness_alerts(metrics: &Metrics, policy: &AlertPolicy) -> Vec<Alert> {
         alerts.push(Alert {
             severity: Severity::Critical,
             metric: None,
+            subject: "database".to_string(),
             message: format!("the monitor cannot read the database: {problem}"),
             value: None,
             baseline: None,
@@ -309,6 +348,7 @@ fn staleness_alerts(metrics: &Metrics, policy: &AlertPolicy) -> Vec<Alert> {
             alerts.push(Alert {
                 severity: Severity::Warning,
                 metric: None,
+                subject: name.to_string(),
                 message: format!("{name} not read for {} s: {problem}", age.num_seconds()),
                 value: None,
                 baseline: None,
@@ -449,6 +489,32 @@ mod tests {
         let lag = lag_alerts(&alerts);
         assert_eq!(lag.len(), 1, "{alerts:?}");
         assert_eq!(lag[0].baseline.expect("band").samples, 30);
+    }
+
+    #[test]
+    fn a_lasting_alert_is_one_change_and_its_end_another() {
+        let calm = run(&[0.3; 20], &AlertPolicy::default());
+        let warned = run(&[6.0], &AlertPolicy::default());
+        let still_warned = run(&[7.0], &AlertPolicy::default());
+        let critical = run(&[40.0], &AlertPolicy::default());
+        let raised = changes(&calm, &warned);
+        assert!(
+            matches!(&raised[..], [AlertChange::Raised(a)] if a.severity == Severity::Warning),
+            "{raised:?}"
+        );
+        assert_eq!(changes(&warned, &still_warned), vec![]);
+        let escalated = changes(&still_warned, &critical);
+        assert!(
+            matches!(&escalated[..], [AlertChange::Raised(a)] if a.severity == Severity::Critical),
+            "{escalated:?}"
+        );
+        assert_eq!(
+            changes(&critical, &calm),
+            vec![AlertChange::Cleared {
+                subject: "replica replay lag (s)".to_string(),
+                severity: Severity::Critical
+            }]
+        );
     }
 
     #[test]

@@ -28,7 +28,7 @@ use sqlx::postgres::PgConnectOptions;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-pub use alerts::{Alert, AlertPolicy, Severity};
+pub use alerts::{Alert, AlertChange, AlertPolicy, Severity};
 pub use baseline::Band;
 pub use history::{History, MetricId, Series};
 pub use metrics::{is_zdm_application, Metrics};
