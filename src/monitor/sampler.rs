@@ -315,7 +315,11 @@ impl Sampler {
                 Ok((stats, missing)) if missing.is_empty() => m.tables = Reading::fresh(stats, now),
                 Ok((stats, missing)) => {
                     m.tables = Reading::fresh(stats, now);
-                    m.tables.problem = Some(format!("table not found: {}", missing.join(", ")));
+                    m.tables.problem = Some(format!(
+                        "no statistics for {} (no such table, or a partitioned one: \
+                         name its partitions)",
+                        missing.join(", ")
+                    ));
                 }
                 Err(why) => m.tables.mark_stale(why),
             }
