@@ -882,6 +882,12 @@ async fn zdm_top_prints_lines_and_json_then_ends_by_itself() {
     );
     assert!(samples[2]["throughput"]["value"]["commits_per_second"].is_number());
 
+    let missing =
+        tokio::task::block_in_place(|| run(&["--count", "1", "--json", "--table", "nosuch"]));
+    let missing: serde_json::Value = serde_json::from_str(missing.trim()).expect("JSON");
+    let problem = missing["tables"]["problem"].as_str().unwrap_or_default();
+    assert!(problem.starts_with("no statistics for nosuch"), "{problem}");
+
     let text = tokio::task::block_in_place(|| run(&["--count", "2"]));
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines.len(), 2, "{text}");
