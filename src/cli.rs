@@ -1,11 +1,13 @@
 //! The command line: every subcommand and flag, with the help text a DBA reads.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::Overrides;
+use crate::config::{Config, Overrides};
 use crate::demo::{DemoOptions, WorkloadOptions};
+use crate::monitor::{self, top::TopOptions, MonitorOptions};
 
 /// Zero-downtime PostgreSQL schema migrations: expand, backfill and contract, watched and
 /// steered live.
@@ -54,6 +56,10 @@ pub enum Command {
     /// Show every migration on the database: status, steps done, version schema, and the
     /// search_path of each live version
     Status(StatusArgs),
+
+    /// Show the target database's live metrics (replication lag, locks, sessions, throughput,
+    /// latency, progress, host) without a migration: one line per sample, or JSON lines
+    Top(TopArgs),
 }
 
 /// Flags of `zdm start`.
@@ -173,6 +179,59 @@ impl From<&DemoArgs> for DemoOptions {
             },
         }
     }
+}
+
+/// Flags of `zdm top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+
+    /// Seconds between samples [default: 1, or interval_ms in zdm.toml's [monitor]]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
+    pub interval: Option<f64>,
+
+    /// Stop after this many samples [default: run until Ctrl-C]
+    #[arg(long, value_name = "N")]
+    pub count: Option<u64>,
+
+    /// Print each sample as one JSON object per line
+    #[arg(long)]
+    pub json: bool,
+
+    /// A table to watch closely (statistics, progress, default canary); repeatable,
+    /// `name` or `schema.name`
+    #[arg(long = "table", value_name = "TABLE")]
+    pub tables: Vec<String>,
+
+    /// The canary query whose latency is shown [default: a primary-key lookup on the first
+    /// --table, else SELECT 1]
+    #[arg(long, value_name = "SQL")]
+    pub canary: Option<String>,
+}
+
+impl TopArgs {
+    /// The monitor's options: zdm.toml and the environment, overridden by these flags.
+    pub fn options(&self) -> Result<TopOptions, monitor::Error> {
+        let config = Config::load(&self.target.overrides())?;
+        let mut monitor = MonitorOptions::from_config(&config)?;
+        if let Some(seconds) = self.interval {
+            monitor.interval = Duration::from_secs_f64(seconds);
+        }
+        monitor.target_tables = self.tables.clone();
+        if let Some(canary) = &self.canary {
+            monitor.canary_query = Some(canary.clone());
+        }
+        Ok(TopOptions {
+            monitor,
+            json: self.json,
+            count: self.count,
+        })
+    }
+}
+
+fn parse_interval(text: &str) -> Result<f64, String> {
+    parse_bounded(text, 0.1, 3600.0)
 }
 
 fn parse_scale(text: &str) -> Result<f64, String> {

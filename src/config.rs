@@ -45,6 +45,67 @@ struct FileConfig {
     lock_retry_attempts: Option<u32>,
     statement_timeout_ms: Option<u64>,
     backfill_batch_size: Option<u64>,
+    #[serde(default)]
+    monitor: MonitorFile,
+}
+
+/// The `[monitor]` table of `zdm.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MonitorFile {
+    interval_ms: Option<u64>,
+    query_timeout_ms: Option<u64>,
+    canary_query: Option<String>,
+    long_transaction_s: Option<u64>,
+    baseline_window_s: Option<u64>,
+}
+
+/// How the monitor samples (see `docs/monitoring.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MonitorSettings {
+    /// Time between samples.
+    pub interval: Duration,
+    /// `statement_timeout` of each metric query.
+    pub query_timeout: Duration,
+    /// The canary query; None: a primary-key lookup on the target table, else `SELECT 1`.
+    pub canary_query: Option<String>,
+    /// Transactions open longer than this are listed as long-running.
+    pub long_transaction: Duration,
+    /// The window before the migration (or before now) that defines each metric's baseline.
+    pub baseline_window: Duration,
+}
+
+impl Default for MonitorSettings {
+    fn default() -> Self {
+        MonitorSettings {
+            interval: Duration::from_secs(1),
+            query_timeout: Duration::from_millis(500),
+            canary_query: None,
+            long_transaction: Duration::from_secs(60),
+            baseline_window: Duration::from_secs(300),
+        }
+    }
+}
+
+impl MonitorFile {
+    fn settings(self) -> MonitorSettings {
+        let defaults = MonitorSettings::default();
+        MonitorSettings {
+            interval: self
+                .interval_ms
+                .map_or(defaults.interval, |ms| Duration::from_millis(ms.max(100))),
+            query_timeout: self.query_timeout_ms.map_or(defaults.query_timeout, |ms| {
+                Duration::from_millis(ms.max(10))
+            }),
+            canary_query: self.canary_query.filter(|q| !q.trim().is_empty()),
+            long_transaction: self
+                .long_transaction_s
+                .map_or(defaults.long_transaction, Duration::from_secs),
+            baseline_window: self
+                .baseline_window_s
+                .map_or(defaults.baseline_window, Duration::from_secs),
+        }
+    }
 }
 
 /// What the command line contributes (already merged with the environment by clap).
@@ -75,6 +136,8 @@ pub struct Config {
     pub statement_timeout: Option<Duration>,
     /// Rows per backfill batch (each batch is one short transaction).
     pub backfill_batch_size: u64,
+    /// How the monitor samples.
+    pub monitor: MonitorSettings,
 }
 
 impl Default for Config {
@@ -88,6 +151,7 @@ impl Default for Config {
             lock_retry_attempts: 30,
             statement_timeout: None,
             backfill_batch_size: 1000,
+            monitor: MonitorSettings::default(),
         }
     }
 }
@@ -151,6 +215,7 @@ impl Config {
             backfill_batch_size: file
                 .backfill_batch_size
                 .map_or(defaults.backfill_batch_size, |n| n.max(1)),
+            monitor: file.monitor.settings(),
         })
     }
 
@@ -242,6 +307,15 @@ mod tests {
             "postgres://b@flag/db"
         );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn the_monitor_table_sets_sampling() {
+        let text = "[monitor]\ninterval_ms = 2000\ncanary_query = \"SELECT 1\"\n";
+        let config = Config::from_toml(Path::new("zdm.toml"), text).expect("valid file");
+        assert_eq!(config.monitor.interval, Duration::from_secs(2));
+        assert_eq!(config.monitor.canary_query.as_deref(), Some("SELECT 1"));
+        assert_eq!(config.monitor.query_timeout, Duration::from_millis(500));
     }
 
     #[test]

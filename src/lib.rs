@@ -11,6 +11,7 @@ pub mod format;
 pub mod localpg;
 pub mod logging;
 pub mod migration;
+pub mod monitor;
 pub mod plan;
 pub mod signals;
 pub mod tui;

@@ -44,6 +44,7 @@ fn main() -> Result<()> {
                 runtime.block_on(commands::status(&config, args.json))?
             );
         }
+        Command::Top(args) => runtime.block_on(zdm::monitor::top::run(args.options()?))?,
     }
     Ok(())
 }
