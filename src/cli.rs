@@ -39,6 +39,12 @@ pub enum Command {
     /// Parse and check every migration file offline (no database needed): every error and
     /// warning as file:line:col; exits 1 when any error is found
     Validate(ValidateArgs),
+    /// Steer a running migration from another terminal: status, pause, resume, set
+    /// KEY=VALUE, get KEY, throttle, no-throttle, abort
+    Ctl(CtlArgs),
+    /// Follow a running migration's events (progress, throttle, steps, log) until it ends
+    /// or Ctrl-C; the run goes on either way
+    Attach(AttachArgs),
 }
 
 /// Where the target database and the migration files are: flattened into every
@@ -78,6 +84,61 @@ pub struct ValidateArgs {
     /// Fail (exit 1) on warnings too, e.g. in CI
     #[arg(long)]
     pub deny_warnings: bool,
+}
+
+/// Flags of `zdm ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The running migration to talk to [default: the only one running]
+    #[arg(long, value_name = "NAME")]
+    pub migration: Option<String>,
+
+    /// Print the run's reply as raw JSON
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// What `zdm ctl` asks of the run.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// Where the run is: status, step, progress, throttle, every setting
+    Status,
+    /// Stop the backfill after the current batch (its checkpoint commits)
+    Pause,
+    /// Continue a paused backfill
+    Resume,
+    /// Change a setting from the next batch on, e.g. batch_target=500ms, max_rate=5000/s,
+    /// nice_ratio=0.5, max_replica_lag=2s (see docs/control.md for every key)
+    Set {
+        #[arg(value_name = "KEY=VALUE")]
+        assignment: String,
+    },
+    /// Print one setting's value
+    Get {
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// Throttle the backfill now, by hand, until `no-throttle`
+    Throttle,
+    /// Clear the manual throttle (automatic throttling still applies)
+    NoThrottle,
+    /// Stop the backfill after the current batch; `zdm start` resumes it later
+    Abort,
+}
+
+/// Flags of `zdm attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The running migration to follow [default: the only one running]
+    #[arg(long, value_name = "NAME")]
+    pub migration: Option<String>,
+
+    /// Print every event as one JSON object per line
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `zdm demo`.

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod db;
 pub mod demo;
 pub mod format;
@@ -12,4 +13,5 @@ pub mod logging;
 pub mod migration;
 pub mod plan;
 pub mod signals;
+pub mod suggest;
 pub mod tui;

@@ -17,6 +17,15 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Ctl(args) => {
+            let ok = runtime.block_on(zdm::control::ctl::ctl(args, &mut std::io::stdout()))?;
+            if !ok {
+                std::process::exit(1);
+            }
+        }
+        Command::Attach(args) => {
+            runtime.block_on(zdm::control::ctl::attach(args, &mut std::io::stdout()))?
+        }
     }
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! One planned step: what it does, in which phase, and which lock it takes on what.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The phases of an expand/contract migration. Rollback undoes expand and backfill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Additive DDL, triggers, views of the new version; the old version keeps working.

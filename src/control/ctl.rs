@@ -1,0 +1,150 @@
+//! `zdm ctl` and `zdm attach`: find the run, send one command or follow its events, and
+//! print what comes back for a person (or as raw JSON with `--json`).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use super::address::{runtime_dir, RunInfo};
+use super::client::Client;
+use super::command::{Command, Reply, RunStatus};
+use super::discover::find;
+use super::error::Error;
+use super::event::{Event, RunState};
+use super::setting::{Setting, SettingKey};
+use crate::cli::{AttachArgs, CtlArgs, CtlCommand};
+
+/// In readable `zdm attach` output, progress is printed at most this often (every batch
+/// would scroll too fast to read; `--json` gets every event).
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+/// Runs `zdm ctl`: `Ok(true)` when the run accepted the command, `Ok(false)` when it
+/// answered with an error (printed to stderr, or to `out` as JSON with `--json`).
+pub async fn ctl(args: &CtlArgs, out: &mut impl Write) -> Result<bool, Error> {
+    // Bad input is refused before looking for a run: it would be refused there too.
+    let command = command_of(&args.command)?;
+    let run = find(&runtime_dir(), args.migration.as_deref()).await?;
+    let mut client = Client::connect(&run.path).await?;
+    let line = client.request(&super::request::Request::Run(command.clone())).await?;
+    let reply: Reply = serde_json::from_str(&line).map_err(|error| Error::Protocol {
+        path: run.path.clone(),
+        detail: error.to_string(),
+    })?;
+    if args.json {
+        writeln!(out, "{line}").map_err(Error::Output)?;
+        return Ok(reply.is_ok());
+    }
+    let text = match &reply {
+        Reply::Done { message } => message.clone(),
+        Reply::Value(setting) => setting.to_string(),
+        Reply::Status(status) => describe_status(&run.info, status),
+        Reply::Error(error) => {
+            eprintln!("zdm ctl {}: {error}", command.name().replace('_', "-"));
+            return Ok(false);
+        }
+    };
+    writeln!(out, "{text}").map_err(Error::Output)?;
+    Ok(true)
+}
+
+/// The typed command for a `zdm ctl` subcommand.
+fn command_of(command: &CtlCommand) -> Result<Command, Error> {
+    Ok(match command {
+        CtlCommand::Status => Command::Status,
+        CtlCommand::Pause => Command::Pause,
+        CtlCommand::Resume => Command::Resume,
+        CtlCommand::Set { assignment } => Command::Set(Setting::parse(assignment)?),
+        CtlCommand::Get { key } => Command::Get {
+            key: key.parse::<SettingKey>()?,
+        },
+        CtlCommand::Throttle => Command::Throttle,
+        CtlCommand::NoThrottle => Command::NoThrottle,
+        CtlCommand::Abort => Command::Abort,
+    })
+}
+
+/// `zdm ctl status` for a person.
+pub fn describe_status(info: &RunInfo, status: &RunStatus) -> String {
+    let mut lines = vec![info.describe()];
+    let mut row = |label: &str, value: String| lines.push(format!("{label:<16}{value}"));
+    row("status", status.status.replace('_', " "));
+    if let Some(step) = &status.step {
+        row("step", step.clone());
+    }
+    let state = if status.paused {
+        "paused".to_string()
+    } else if !status.throttle_reasons.is_empty() {
+        format!("throttled: {}", status.throttle_reasons.join("; "))
+    } else if let Some(progress) = &status.progress {
+        progress.state.label().to_string()
+    } else {
+        RunState::Running.label().to_string()
+    };
+    row("state", state);
+    row(
+        "manual throttle",
+        if status.manual_throttle { "on" } else { "off" }.to_string(),
+    );
+    if let Some(progress) = &status.progress {
+        row("backfill", progress.describe());
+        row(
+            "time",
+            format!(
+                "running {} · throttled {} · paused {}",
+                crate::format::duration(progress.time_running),
+                crate::format::duration(progress.time_throttled),
+                crate::format::duration(progress.time_paused)
+            ),
+        );
+    }
+    for (i, setting) in status.settings.all().iter().enumerate() {
+        row(if i == 0 { "settings" } else { "" }, setting.to_string());
+    }
+    lines.join("\n")
+}
+
+/// Runs `zdm attach`: prints events until the run ends (its socket closes) or Ctrl-C.
+/// Either way the run goes on; attaching never changes it.
+pub async fn attach(args: &AttachArgs, out: &mut impl Write) -> Result<(), Error> {
+    let run = find(&runtime_dir(), args.migration.as_deref()).await?;
+    let (info, mut events) = Client::connect(&run.path).await?.attach().await?;
+    // Messages about the stream go to stderr so that stdout stays pure event lines.
+    eprintln!(
+        "attached to {}; Ctrl-C detaches, the run goes on",
+        info.describe()
+    );
+    let mut last_progress: Option<Instant> = None;
+    loop {
+        let line = tokio::select! {
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("detached; {} goes on", info.migration);
+                return Ok(());
+            }
+            line = events.next_line() => line?,
+        };
+        let Some(line) = line else {
+            eprintln!("the run of {} ended (its control socket closed)", info.migration);
+            return Ok(());
+        };
+        if args.json {
+            writeln!(out, "{line}").map_err(Error::Output)?;
+        } else {
+            let stamped: super::event::Stamped =
+                serde_json::from_str(&line).map_err(|error| Error::Protocol {
+                    path: run.path.clone(),
+                    detail: error.to_string(),
+                })?;
+            match &stamped.event {
+                Event::BatchDone(_) => continue,
+                Event::Progress(_) => {
+                    if last_progress.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
+                        continue;
+                    }
+                    last_progress = Some(Instant::now());
+                }
+                _ => {}
+            }
+            writeln!(out, "{}", stamped.describe()).map_err(Error::Output)?;
+        }
+        out.flush().map_err(Error::Output)?;
+    }
+}
