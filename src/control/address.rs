@@ -108,7 +108,9 @@ pub fn prepare_dir(dir: &Path) -> Result<(), Error> {
     }
     let metadata = std::fs::symlink_metadata(dir).map_err(io)?;
     if !metadata.is_dir() {
-        return Err(io(std::io::Error::other("it exists and is not a directory")));
+        return Err(io(std::io::Error::other(
+            "it exists and is not a directory",
+        )));
     }
     let uid = nix::unistd::getuid().as_raw();
     if metadata.uid() != uid {
@@ -197,8 +199,14 @@ mod tests {
         let odd = socket_name(&target("h", "d"), &format!("../{}", "x".repeat(200)));
         assert!(!odd.contains('/'), "{odd}");
         assert!(odd.len() < 70, "{odd}");
-        assert_eq!(socket_name(&target("h", "d"), "a/b"), socket_name(&target("h", "d"), "a/b"));
-        assert_ne!(socket_name(&target("h", "d"), "a/b"), socket_name(&target("h", "d"), "a_b"));
+        assert_eq!(
+            socket_name(&target("h", "d"), "a/b"),
+            socket_name(&target("h", "d"), "a/b")
+        );
+        assert_ne!(
+            socket_name(&target("h", "d"), "a/b"),
+            socket_name(&target("h", "d"), "a_b")
+        );
     }
 
     #[test]

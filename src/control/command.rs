@@ -20,7 +20,9 @@ pub enum Command {
     /// Change one setting from the next batch on.
     Set(Setting),
     /// Read one setting.
-    Get { key: SettingKey },
+    Get {
+        key: SettingKey,
+    },
     /// Throttle now, by hand, until `no_throttle` (on top of any automatic throttle).
     Throttle,
     /// Clear the manual throttle (automatic throttle inputs still apply).
@@ -212,9 +214,8 @@ mod tests {
             throttle_reasons: vec![],
             settings: Settings::default(),
         }));
-        let back: Reply =
-            serde_json::from_str(&serde_json::to_string(&status).expect("serialize"))
-                .expect("deserialize");
+        let back: Reply = serde_json::from_str(&serde_json::to_string(&status).expect("serialize"))
+            .expect("deserialize");
         assert_eq!(back, status);
     }
 }

@@ -24,7 +24,9 @@ pub async fn ctl(args: &CtlArgs, out: &mut impl Write) -> Result<bool, Error> {
     let command = command_of(&args.command)?;
     let run = find(&runtime_dir(), args.migration.as_deref()).await?;
     let mut client = Client::connect(&run.path).await?;
-    let line = client.request(&super::request::Request::Run(command.clone())).await?;
+    let line = client
+        .request(&super::request::Request::Run(command.clone()))
+        .await?;
     let reply: Reply = serde_json::from_str(&line).map_err(|error| Error::Protocol {
         path: run.path.clone(),
         detail: error.to_string(),
@@ -122,7 +124,10 @@ pub async fn attach(args: &AttachArgs, out: &mut impl Write) -> Result<(), Error
             line = events.next_line() => line?,
         };
         let Some(line) = line else {
-            eprintln!("the run of {} ended (its control socket closed)", info.migration);
+            eprintln!(
+                "the run of {} ended (its control socket closed)",
+                info.migration
+            );
             return Ok(());
         };
         if args.json {

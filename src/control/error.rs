@@ -23,7 +23,9 @@ pub enum Error {
         target: String,
         path: PathBuf,
     },
-    #[error("{path} exists and is not a socket: zdm will not replace it; remove it if it is stale")]
+    #[error(
+        "{path} exists and is not a socket: zdm will not replace it; remove it if it is stale"
+    )]
     NotASocket { path: PathBuf },
     #[error(
         "the control socket path {path} is longer than the {limit} bytes a unix socket \
@@ -37,9 +39,7 @@ pub enum Error {
     },
     #[error("no running migration{named} found: no live control socket in {dir}")]
     NotRunning { named: String, dir: PathBuf },
-    #[error(
-        "{count} migrations are running ({names}): choose one with --migration NAME"
-    )]
+    #[error("{count} migrations are running ({names}): choose one with --migration NAME")]
     Ambiguous { count: usize, names: String },
     #[error("cannot reach the run at {path}: {source}")]
     Connect {
@@ -55,7 +55,9 @@ pub enum Error {
     Closed { path: PathBuf },
     #[error("the run at {path} did not answer within {seconds} s")]
     Timeout { path: PathBuf, seconds: u64 },
-    #[error("the run at {path} sent a line zdm cannot read ({detail}); are both zdm the same version?")]
+    #[error(
+        "the run at {path} sent a line zdm cannot read ({detail}); are both zdm the same version?"
+    )]
     Protocol { path: PathBuf, detail: String },
     #[error("{0}")]
     Setting(#[from] super::setting::SettingError),

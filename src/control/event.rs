@@ -46,7 +46,9 @@ pub enum Event {
     /// One backfill batch committed with its checkpoint.
     BatchDone(BatchDone),
     /// The backfill is held back; `reason` in words, e.g. "replica lag 2.3 s > 1 s".
-    ThrottleOn { reason: String },
+    ThrottleOn {
+        reason: String,
+    },
     /// The throttle released; `reason` says why, e.g. "replica lag 0.2 s ≤ 1 s".
     ThrottleOff {
         reason: String,
@@ -54,7 +56,9 @@ pub enum Event {
         throttled_for: Duration,
     },
     /// The backfill stopped between batches: by the operator, or at a critical level.
-    Paused { reason: String },
+    Paused {
+        reason: String,
+    },
     Resumed {
         #[serde(rename = "paused_ms", with = "super::millis")]
         paused_for: Duration,
@@ -74,16 +78,29 @@ pub enum Event {
         took: Duration,
     },
     /// A setting changed (by `set`, the console, or the engine itself).
-    SettingChanged { key: String, value: String },
-    Log { level: Level, text: String },
+    SettingChanged {
+        key: String,
+        value: String,
+    },
+    Log {
+        level: Level,
+        text: String,
+    },
     /// Something failed; the run may go on (a retried batch) or stop (see `status_changed`).
-    Error { message: String },
+    Error {
+        message: String,
+    },
     /// The migration moved to another status (`expanding`, `backfilling`,
     /// `ready_to_contract`, `complete`, `failed`, ...: the engine's status keys).
-    StatusChanged { migration: String, status: String },
+    StatusChanged {
+        migration: String,
+        status: String,
+    },
     /// Sent by the control socket to a client that read too slowly: this many events
     /// were dropped for it (the run never waits for a client).
-    Missed { count: u64 },
+    Missed {
+        count: u64,
+    },
 }
 
 /// Where the backfill is right now.
@@ -282,7 +299,11 @@ pub fn estimate_eta(
     time_running: Duration,
 ) -> Option<Duration> {
     let total = rows_total_estimate?;
-    if time_running < ETA_AFTER || rows_done == 0 || !(rows_per_second_average > 0.0) {
+    if time_running < ETA_AFTER
+        || rows_done == 0
+        || rows_per_second_average.is_nan()
+        || rows_per_second_average <= 0.0
+    {
         return None;
     }
     let remaining = total.saturating_sub(rows_done) as f64;

@@ -239,12 +239,8 @@ impl Setting {
                     .filter(|d| within(*d, 10, 60_000))
                     .ok_or_else(bad)?,
             ),
-            SettingKey::MinBatchRows => {
-                Setting::MinBatchRows(parse_rows(text).ok_or_else(bad)?)
-            }
-            SettingKey::MaxBatchRows => {
-                Setting::MaxBatchRows(parse_rows(text).ok_or_else(bad)?)
-            }
+            SettingKey::MinBatchRows => Setting::MinBatchRows(parse_rows(text).ok_or_else(bad)?),
+            SettingKey::MaxBatchRows => Setting::MaxBatchRows(parse_rows(text).ok_or_else(bad)?),
             SettingKey::MaxRate => Setting::MaxRate(match none_or(text) {
                 None => None,
                 Some(rate) => Some(
@@ -291,9 +287,7 @@ impl Setting {
             SettingKey::MaxCanarySlowdown => {
                 Setting::MaxCanarySlowdown(parse_factor(text, 1000.0).ok_or_else(bad)?)
             }
-            SettingKey::ThrottleQuery => {
-                Setting::ThrottleQuery(none_or(text).map(str::to_string))
-            }
+            SettingKey::ThrottleQuery => Setting::ThrottleQuery(none_or(text).map(str::to_string)),
             SettingKey::FlagFile => Setting::FlagFile(none_or(text).map(PathBuf::from)),
         };
         Ok(setting)
@@ -458,7 +452,9 @@ impl Settings {
                 );
             }
             Setting::MaxReplicaLag(lag)
-                if self.critical_replica_lag.is_some_and(|critical| *lag >= critical) =>
+                if self
+                    .critical_replica_lag
+                    .is_some_and(|critical| *lag >= critical) =>
             {
                 return conflict(
                     setting.key(),
@@ -640,7 +636,10 @@ mod tests {
     #[test]
     fn a_duration_without_a_unit_is_refused_with_an_example() {
         let message = error("batch_target=200");
-        assert!(message.contains("batch_target: `200` is not a duration"), "{message}");
+        assert!(
+            message.contains("batch_target: `200` is not a duration"),
+            "{message}"
+        );
         assert!(message.contains("`200ms`"), "{message}");
     }
 
@@ -649,10 +648,19 @@ mod tests {
         assert_eq!(parse("max_rate=5000/s"), Setting::MaxRate(Some(5000.0)));
         assert_eq!(parse("max_rate=2500"), Setting::MaxRate(Some(2500.0)));
         assert_eq!(parse("max_rate=none"), Setting::MaxRate(None));
-        assert_eq!(parse("max_batch_rows=100_000"), Setting::MaxBatchRows(100_000));
+        assert_eq!(
+            parse("max_batch_rows=100_000"),
+            Setting::MaxBatchRows(100_000)
+        );
         assert_eq!(parse("nice_ratio=0.5"), Setting::NiceRatio(0.5));
-        assert_eq!(parse("max_active_sessions=1.5x"), Setting::MaxActiveSessions(1.5));
-        assert_eq!(parse("max_canary_slowdown=4"), Setting::MaxCanarySlowdown(4.0));
+        assert_eq!(
+            parse("max_active_sessions=1.5x"),
+            Setting::MaxActiveSessions(1.5)
+        );
+        assert_eq!(
+            parse("max_canary_slowdown=4"),
+            Setting::MaxCanarySlowdown(4.0)
+        );
         assert_eq!(parse("max_cpu=80%"), Setting::MaxCpu(Some(80.0)));
         assert_eq!(parse("max_lock_waiters=0"), Setting::MaxLockWaiters(0));
         assert_eq!(parse("max-rate=10/s"), Setting::MaxRate(Some(10.0)));
@@ -690,7 +698,10 @@ mod tests {
         ] {
             let message = error(text);
             let key = text.split('=').next().unwrap_or_default().replace('-', "_");
-            assert!(message.starts_with(&format!("{key}: ")), "{text}: {message}");
+            assert!(
+                message.starts_with(&format!("{key}: ")),
+                "{text}: {message}"
+            );
         }
     }
 
@@ -702,10 +713,16 @@ mod tests {
             "{message}"
         );
         for key in SettingKey::ALL {
-            assert!(message.contains(&format!("`{key}`")), "{key} missing: {message}");
+            assert!(
+                message.contains(&format!("`{key}`")),
+                "{key} missing: {message}"
+            );
         }
         let message = error("speed=fast");
-        assert!(message.starts_with("unknown setting `speed`; expected "), "{message}");
+        assert!(
+            message.starts_with("unknown setting `speed`; expected "),
+            "{message}"
+        );
     }
 
     #[test]
@@ -716,11 +733,13 @@ mod tests {
 
     #[test]
     fn values_print_back_in_a_form_that_parses_to_the_same_setting() {
-        let mut settings = Settings::default();
-        settings.max_rate = Some(1234.5);
-        settings.critical_replica_lag = Some(Duration::from_millis(90_000));
-        settings.throttle_query = Some("SELECT 1".to_string());
-        settings.batch_target = Duration::from_millis(1500);
+        let settings = Settings {
+            max_rate: Some(1234.5),
+            critical_replica_lag: Some(Duration::from_millis(90_000)),
+            throttle_query: Some("SELECT 1".to_string()),
+            batch_target: Duration::from_millis(1500),
+            ..Settings::default()
+        };
         for setting in settings.all() {
             let text = setting.to_string();
             assert_eq!(Setting::parse(&text).as_ref(), Ok(&setting), "{text}");
@@ -730,16 +749,20 @@ mod tests {
             "batch_target=200ms"
         );
         assert_eq!(
-            Settings::default().get(SettingKey::MaxReplicaLag).to_string(),
+            Settings::default()
+                .get(SettingKey::MaxReplicaLag)
+                .to_string(),
             "max_replica_lag=1s"
         );
     }
 
     #[test]
     fn settings_round_trip_through_json() {
-        let mut settings = Settings::default();
-        settings.nice_ratio = 0.25;
-        settings.flag_file = Some(PathBuf::from("/run/zdm.pause"));
+        let settings = Settings {
+            nice_ratio: 0.25,
+            flag_file: Some(PathBuf::from("/run/zdm.pause")),
+            ..Settings::default()
+        };
         let json = serde_json::to_string(&settings).expect("serialize");
         assert!(json.contains("\"batch_target\":\"200ms\""), "{json}");
         let back: Settings = serde_json::from_str(&json).expect("deserialize");
@@ -754,7 +777,10 @@ mod tests {
         let error = serde_json::from_str::<Setting>(r#"{"key":"max_rate","value":"fast"}"#)
             .expect_err("bad value")
             .to_string();
-        assert!(error.contains("max_rate: `fast` is not rows per second"), "{error}");
+        assert!(
+            error.contains("max_rate: `fast` is not rows per second"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -769,7 +795,9 @@ mod tests {
         );
         assert_eq!(settings.min_batch_rows, 10);
         assert!(settings
-            .apply(Setting::CriticalReplicaLag(Some(Duration::from_millis(500))))
+            .apply(Setting::CriticalReplicaLag(Some(Duration::from_millis(
+                500
+            ))))
             .is_err());
         settings
             .apply(Setting::CriticalReplicaLag(Some(Duration::from_secs(30))))
