@@ -9,7 +9,7 @@ use super::client::Client;
 use super::command::{Command, Reply, RunStatus};
 use super::discover::find;
 use super::error::Error;
-use super::event::{Event, RunState};
+use super::event::Event;
 use super::setting::{Setting, SettingKey};
 use crate::cli::{AttachArgs, CtlArgs, CtlCommand};
 
@@ -72,16 +72,20 @@ pub fn describe_status(info: &RunInfo, status: &RunStatus) -> String {
     if let Some(step) = &status.step {
         row("step", step.clone());
     }
+    // The backfill's state; with no backfill running only a pause or throttle is news.
     let state = if status.paused {
-        "paused".to_string()
+        Some("paused".to_string())
     } else if !status.throttle_reasons.is_empty() {
-        format!("throttled: {}", status.throttle_reasons.join("; "))
-    } else if let Some(progress) = &status.progress {
-        progress.state.label().to_string()
+        Some(format!("throttled: {}", status.throttle_reasons.join("; ")))
     } else {
-        RunState::Running.label().to_string()
+        status
+            .progress
+            .as_ref()
+            .map(|progress| progress.state.label().to_string())
     };
-    row("state", state);
+    if let Some(state) = state {
+        row("state", state);
+    }
     row(
         "manual throttle",
         if status.manual_throttle { "on" } else { "off" }.to_string(),
