@@ -685,3 +685,25 @@ async fn ctl_finds_the_run_or_says_what_it_looked_for() {
         .collect();
     assert_eq!(names, ["0009_a", "0009_b"]);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn help_lists_every_ctl_command_and_attach() {
+    let scratch = Scratch::new();
+    let help = assert_success(&scratch.run(&["ctl", "--help"]).await);
+    for command in [
+        "status",
+        "pause",
+        "resume",
+        "set",
+        "get",
+        "throttle",
+        "no-throttle",
+        "abort",
+        "--migration",
+        "--json",
+    ] {
+        assert!(help.contains(command), "{command} missing from:\n{help}");
+    }
+    let help = assert_success(&scratch.run(&["--help"]).await);
+    assert!(help.contains("ctl") && help.contains("attach"), "{help}");
+}

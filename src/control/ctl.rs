@@ -137,11 +137,13 @@ pub async fn attach(args: &AttachArgs, out: &mut impl Write) -> Result<(), Error
         if args.json {
             writeln!(out, "{line}").map_err(Error::Output)?;
         } else {
-            let stamped: super::event::Stamped =
-                serde_json::from_str(&line).map_err(|error| Error::Protocol {
-                    path: run.path.clone(),
-                    detail: error.to_string(),
-                })?;
+            // An event this zdm does not know (the run is a newer version) is shown raw
+            // rather than ending the stream.
+            let Ok(stamped) = serde_json::from_str::<super::event::Stamped>(&line) else {
+                writeln!(out, "{line}").map_err(Error::Output)?;
+                out.flush().map_err(Error::Output)?;
+                continue;
+            };
             match &stamped.event {
                 Event::BatchDone(_) => continue,
                 Event::Progress(_) => {

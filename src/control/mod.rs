@@ -26,6 +26,8 @@
 //! * `Set` is applied with [`Settings::apply`] (which refuses contradictions) and answered
 //!   with `Reply::Value` of the value now in force; the run also sends
 //!   `Event::SettingChanged` so that every front-end sees it.
+//! * The run sends `Event::Progress` after every batch and about once a second while
+//!   throttled or paused, so a client attaching mid-run is up to date within a second.
 //! * Sending events never blocks and never fails: a slow client is told how many it
 //!   missed (`Event::Missed`), a stuck one is dropped.
 //! * Everything a front-end shows must come through [`Event`]; the console subscribes in

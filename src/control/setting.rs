@@ -312,6 +312,22 @@ impl Setting {
     }
 }
 
+impl Setting {
+    /// `batch_target` scaled by `factor` from `current` (the console's faster/slower
+    /// keys), kept within the range `set` accepts.
+    pub fn batch_target_scaled(current: Duration, factor: f64) -> Setting {
+        let (min, max) = (0.010, 60.0);
+        let scaled = if factor.is_finite() && factor > 0.0 {
+            current.as_secs_f64() * factor
+        } else {
+            current.as_secs_f64()
+        };
+        // Whole milliseconds: the value prints back as `set` text without a fraction.
+        let millis = (scaled.clamp(min, max) * 1000.0).round() as u64;
+        Setting::BatchTarget(Duration::from_millis(millis))
+    }
+}
+
 impl fmt::Display for Setting {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}={}", self.key(), self.value_text())
@@ -780,6 +796,27 @@ mod tests {
         assert!(
             error.contains("max_rate: `fast` is not rows per second"),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn the_batch_target_scales_within_its_range() {
+        let current = Duration::from_millis(200);
+        assert_eq!(
+            Setting::batch_target_scaled(current, 1.5),
+            Setting::BatchTarget(Duration::from_millis(300))
+        );
+        assert_eq!(
+            Setting::batch_target_scaled(current, 0.001),
+            Setting::BatchTarget(Duration::from_millis(10))
+        );
+        assert_eq!(
+            Setting::batch_target_scaled(Duration::from_secs(50), 2.0),
+            Setting::BatchTarget(Duration::from_secs(60))
+        );
+        assert_eq!(
+            Setting::batch_target_scaled(current, f64::NAN),
+            Setting::BatchTarget(current)
         );
     }
 
