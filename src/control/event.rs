@@ -77,6 +77,12 @@ pub enum Event {
         #[serde(rename = "took_ms", with = "super::millis")]
         took: Duration,
     },
+    /// The contract safety gates of a migration were evaluated (shown before the operator
+    /// confirms contract).
+    GatesEvaluated {
+        migration: String,
+        gates: Vec<Gate>,
+    },
     /// A setting changed (by `set`, the console, or the engine itself).
     SettingChanged {
         key: String,
@@ -101,6 +107,16 @@ pub enum Event {
     Missed {
         count: u64,
     },
+}
+
+/// One contract safety gate's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Gate {
+    pub name: String,
+    /// `None` when it could not be determined (which blocks contract like a failure).
+    pub passed: Option<bool>,
+    /// What was checked and seen, in words.
+    pub evidence: String,
 }
 
 /// Where the backfill is right now.
@@ -262,6 +278,20 @@ impl Event {
                 index + 1,
                 duration(*took)
             ),
+            Event::GatesEvaluated { migration, gates } => {
+                let verdicts: Vec<String> = gates
+                    .iter()
+                    .map(|gate| {
+                        let verdict = match gate.passed {
+                            Some(true) => "pass",
+                            Some(false) => "FAIL",
+                            None => "unknown",
+                        };
+                        format!("{} {verdict} ({})", gate.name, gate.evidence)
+                    })
+                    .collect();
+                format!("{migration}: contract gates: {}", verdicts.join("; "))
+            }
             Event::SettingChanged { key, value } => format!("setting changed: {key}={value}"),
             Event::Log { level, text } => match level {
                 Level::Debug => format!("debug: {text}"),
@@ -382,6 +412,14 @@ mod tests {
                 index: 0,
                 total: 3,
                 took: Duration::from_millis(40),
+            },
+            Event::GatesEvaluated {
+                migration: "m".to_string(),
+                gates: vec![Gate {
+                    name: "no reads of the old column".to_string(),
+                    passed: None,
+                    evidence: "pg_stat_statements not installed".to_string(),
+                }],
             },
             Event::SettingChanged {
                 key: "batch_target".to_string(),

@@ -55,7 +55,7 @@ pub use client::{Client, EventStream};
 pub use command::{Command, Reply, RunStatus};
 pub use discover::{discover, find, Running};
 pub use error::Error;
-pub use event::{BatchDone, Event, Level, Progress, RunState, Stamped};
+pub use event::{BatchDone, Event, Gate, Level, Progress, RunState, Stamped};
 pub use publish::EventSender;
 pub use setting::{Setting, SettingError, SettingKey, Settings};
 pub use socket::{CommandRequest, Server};

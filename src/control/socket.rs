@@ -82,7 +82,18 @@ impl Server {
             path: path.clone(),
             source,
         };
-        let listener = UnixListener::bind(&path).map_err(bind)?;
+        let listener = UnixListener::bind(&path).map_err(|source| {
+            // Another process bound it between our check and now: it runs this migration.
+            if source.kind() == std::io::ErrorKind::AddrInUse {
+                Error::AlreadyRunning {
+                    migration: info.migration.clone(),
+                    target: info.target.to_string(),
+                    path: path.clone(),
+                }
+            } else {
+                bind(source)
+            }
+        })?;
         // The directory is 0700 already; the socket's own mode says the same.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(bind)?;
         let file_id = std::fs::metadata(&path)
@@ -138,11 +149,12 @@ impl Server {
     /// Stops accepting, lets attached clients read what was already sent (briefly), closes
     /// every connection and removes the socket file. Clients see the stream end.
     pub async fn shutdown(mut self) {
+        // Gone from the directory first: nobody new finds a run that is ending.
+        self.remove_file();
         let _ = self.stop.send(true);
         if let Some(accept) = self.accept.take() {
             let _ = accept.await;
         }
-        self.remove_file();
     }
 
     fn remove_file(&mut self) {
