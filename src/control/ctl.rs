@@ -4,6 +4,8 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
+use tokio::signal::unix::{signal, Signal, SignalKind};
+
 use super::address::{runtime_dir, RunInfo};
 use super::client::Client;
 use super::command::{Command, Reply, RunStatus};
@@ -111,6 +113,9 @@ pub fn describe_status(info: &RunInfo, status: &RunStatus) -> String {
 /// Runs `zdm attach`: prints events until the run ends (its socket closes) or Ctrl-C.
 /// Either way the run goes on; attaching never changes it.
 pub async fn attach(args: &AttachArgs, out: &mut impl Write) -> Result<(), Error> {
+    // Listening for Ctrl-C before attaching: from the moment the run counts this client,
+    // Ctrl-C must detach cleanly rather than kill the process mid-line.
+    let mut interrupt = signal(SignalKind::interrupt()).ok();
     let run = find(&runtime_dir(), args.migration.as_deref()).await?;
     let (info, mut events) = Client::connect(&run.path).await?.attach().await?;
     // Messages about the stream go to stderr so that stdout stays pure event lines.
@@ -121,7 +126,7 @@ pub async fn attach(args: &AttachArgs, out: &mut impl Write) -> Result<(), Error
     let mut last_progress: Option<Instant> = None;
     loop {
         let line = tokio::select! {
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupted(&mut interrupt) => {
                 eprintln!("detached; {} goes on", info.migration);
                 return Ok(());
             }
@@ -157,5 +162,15 @@ pub async fn attach(args: &AttachArgs, out: &mut impl Write) -> Result<(), Error
             writeln!(out, "{}", stamped.describe()).map_err(Error::Output)?;
         }
         out.flush().map_err(Error::Output)?;
+    }
+}
+
+/// Resolves on the signal; never when it could not be listened for.
+async fn interrupted(signal: &mut Option<Signal>) {
+    match signal {
+        Some(signal) => {
+            signal.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
