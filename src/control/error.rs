@@ -59,7 +59,7 @@ pub enum Error {
         "the run at {path} sent a line zdm cannot read ({detail}); are both zdm the same version?"
     )]
     Protocol { path: PathBuf, detail: String },
-    #[error("{0}")]
+    #[error(transparent)]
     Setting(#[from] super::setting::SettingError),
     #[error("cannot write the output: {0}")]
     Output(std::io::Error),
