@@ -45,6 +45,15 @@ fn main() -> Result<()> {
             );
         }
         Command::Top(args) => runtime.block_on(zdm::monitor::top::run(args.options()?))?,
+        Command::Ctl(args) => {
+            let ok = runtime.block_on(zdm::control::ctl::ctl(args, &mut std::io::stdout()))?;
+            if !ok {
+                std::process::exit(1);
+            }
+        }
+        Command::Attach(args) => {
+            runtime.block_on(zdm::control::ctl::attach(args, &mut std::io::stdout()))?
+        }
     }
     Ok(())
 }
