@@ -12,3 +12,4 @@ pub mod logging;
 pub mod migration;
 pub mod plan;
 pub mod signals;
+pub mod suggest;

@@ -1,9 +1,9 @@
 //! One planned step: what it does, in which phase, and which lock it takes on what.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The phases of an expand/contract migration. Rollback undoes expand and backfill.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Phase {
     /// Additive DDL, triggers, views of the new version; the old version keeps working.
@@ -17,7 +17,7 @@ pub enum Phase {
 }
 
 /// PostgreSQL's table lock modes, weakest first (what a step's DDL acquires).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LockLevel {
     /// Takes no table lock (e.g. creating a schema or a function).
@@ -60,7 +60,7 @@ impl LockLevel {
 }
 
 /// What a step does.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum StepAction {
     /// SQL run under `lock_timeout` with retries. `transactional = false` for statements
@@ -71,20 +71,24 @@ pub enum StepAction {
 }
 
 /// A batched update: for every row (in key order), `SET column = expression` where needed.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Backfill {
     /// Schema-qualified physical table, quoted.
     pub table: String,
-    /// The key batches are cut on (primary key or a unique NOT NULL key), in order.
+    /// The key batches are cut on (primary key or a unique NOT NULL key), in order;
+    /// unquoted column names (quote them with `db::quote_ident`).
     pub key_columns: Vec<String>,
-    /// `(column, SQL expression over the row)` pairs to assign.
+    /// `(column, SQL expression over the row)` pairs to assign; the column is unquoted,
+    /// the expression is SQL over the table's physical columns.
     pub assignments: Vec<(String, String)>,
-    /// Only rows matching this predicate need the update (e.g. `new_col IS NULL`).
+    /// Only rows matching this predicate need the update (e.g. `new_col IS NULL`). It only
+    /// skips rows: the backfill is one pass in key order, never "repeat until no row
+    /// matches" (an `up` expression may legitimately yield NULL).
     pub predicate: Option<String>,
 }
 
 /// One step of a plan.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
     pub phase: Phase,
     /// One line for a person: "add column orders.status (nullable, hidden from the old version)".
@@ -100,4 +104,63 @@ pub struct Step {
     pub scans: bool,
     /// Raw SQL zdm cannot reason about: shown as unsafe in the plan.
     pub unchecked: bool,
+    /// SQL (transactional, idempotent) to run before `action` every time the step runs or is
+    /// re-run. A concurrent index build uses it to drop the INVALID index a failed or
+    /// interrupted build left behind, so that re-running the step rebuilds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
+}
+
+impl Step {
+    /// A transactional SQL step taking `lock` on `locked`, neither scanning nor rewriting.
+    pub fn sql(
+        phase: Phase,
+        description: impl Into<String>,
+        sql: impl Into<String>,
+        lock: LockLevel,
+        locked: Vec<String>,
+    ) -> Step {
+        Step {
+            phase,
+            description: description.into(),
+            action: StepAction::Sql {
+                sql: sql.into(),
+                transactional: true,
+            },
+            lock,
+            locked,
+            rewrites: false,
+            scans: false,
+            unchecked: false,
+            guard: None,
+        }
+    }
+
+    /// The same step, run outside a transaction block (CREATE INDEX CONCURRENTLY).
+    pub fn outside_transaction(mut self) -> Step {
+        if let StepAction::Sql { transactional, .. } = &mut self.action {
+            *transactional = false;
+        }
+        self
+    }
+
+    /// The same step, marked as reading the whole table.
+    pub fn scanning(mut self) -> Step {
+        self.scans = true;
+        self
+    }
+
+    /// The same step, with SQL to run before it on every (re)run.
+    pub fn guarded(mut self, guard: impl Into<String>) -> Step {
+        self.guard = Some(guard.into());
+        self
+    }
+
+    /// The SQL of a SQL step.
+    pub fn sql_text(&self) -> Option<&str> {
+        match &self.action {
+            StepAction::Sql { sql, .. } => Some(sql),
+            StepAction::Backfill(_) => None,
+        }
+    }
 }
