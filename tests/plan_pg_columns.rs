@@ -124,3 +124,284 @@ up = "CASE WHEN shipped_at IS NULL THEN 'pending' ELSE 'shipped' END"
         ["new"]
     );
 }
+
+fn qualified(schema: &str, name: &str) -> zdm::db::catalog::QualifiedName {
+    zdm::db::catalog::QualifiedName::new(schema, name)
+}
+
+#[tokio::test]
+async fn drop_column_keeps_the_old_version_filled_by_down() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "drop_column").await;
+    let m = migration(
+        "0002_drop_country",
+        r#"
+[[operations]]
+op = "drop_column"
+table = "customers"
+column = "country"
+down = "'ZZ'"
+"#,
+    );
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    run_phase(&pool, &plan, Phase::Expand).await;
+    let old = client(&pg, "drop_column", "public").await;
+    let new = client(&pg, "drop_column", "public_0002_drop_country").await;
+    write_concurrently(
+        &old,
+        (0..20).map(|i| format!("INSERT INTO customers (id, email, full_name, country) VALUES ({}, 'old{i}@x', 'Old {i}', 'DE')", 5000 + i)).collect(),
+        &new,
+        (0..20).map(|i| format!("INSERT INTO customers (id, email, full_name) VALUES ({}, 'new{i}@x', 'New {i}')", 6000 + i)).collect(),
+    )
+    .await;
+    run_phase(&pool, &plan, Phase::Backfill).await;
+    // The old version sees the new version's rows with `down` applied.
+    assert_eq!(
+        fetch_one(
+            &old,
+            "SELECT string_agg(DISTINCT country, ',') FROM customers WHERE id >= 6000"
+        )
+        .await,
+        "ZZ"
+    );
+    // The new version does not see the column at all, but sees the old version's rows.
+    assert!(sqlx::raw_sql("SELECT country FROM customers")
+        .execute(&new)
+        .await
+        .is_err());
+    assert_eq!(
+        fetch_one(
+            &new,
+            "SELECT count(*)::text FROM customers WHERE id BETWEEN 5000 AND 5019"
+        )
+        .await,
+        "20"
+    );
+    old.close().await;
+    new.close().await;
+    run_phase(&pool, &plan, Phase::Contract).await;
+    let after = catalog(&pool).await;
+    let customers = after
+        .table(&qualified("public", "customers"))
+        .expect("customers");
+    assert!(customers.column("country").is_none());
+    assert!(customers.triggers.is_empty());
+    assert!(after.functions.is_empty());
+}
+
+#[tokio::test]
+async fn rename_column_shows_each_version_its_own_name() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "rename_column").await;
+    let m = migration(
+        "0003_rename_full_name",
+        r#"
+[[operations]]
+op = "rename_column"
+table = "customers"
+column = "full_name"
+to = "display_name"
+"#,
+    );
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    run_phase(&pool, &plan, Phase::Expand).await;
+    let old = client(&pg, "rename_column", "public").await;
+    let new = client(&pg, "rename_column", "public_0003_rename_full_name").await;
+    write_concurrently(
+        &old,
+        (0..20).map(|i| format!("INSERT INTO customers (id, email, full_name, country) VALUES ({}, 'old{i}@x', 'Old {i}', 'DE')", 5000 + i)).collect(),
+        &new,
+        (0..20).map(|i| format!("INSERT INTO customers (id, email, display_name, country) VALUES ({}, 'new{i}@x', 'New {i}', 'FR')", 6000 + i)).collect(),
+    )
+    .await;
+    sqlx::raw_sql("UPDATE customers SET display_name = 'Renamed' WHERE id = 5000")
+        .execute(&new)
+        .await
+        .expect("update through the view");
+    assert_eq!(
+        fetch_one(&old, "SELECT full_name FROM customers WHERE id = 6003").await,
+        "New 3"
+    );
+    assert_eq!(
+        fetch_one(&old, "SELECT full_name FROM customers WHERE id = 5000").await,
+        "Renamed"
+    );
+    assert_eq!(
+        fetch_one(&new, "SELECT display_name FROM customers WHERE id = 5001").await,
+        "Old 1"
+    );
+    old.close().await;
+    new.close().await;
+    run_phase(&pool, &plan, Phase::Backfill).await;
+    run_phase(&pool, &plan, Phase::Contract).await;
+    let after = catalog(&pool).await;
+    let customers = after
+        .table(&qualified("public", "customers"))
+        .expect("customers");
+    assert!(customers.column("display_name").is_some());
+    assert!(customers.column("full_name").is_none());
+    let new = client(&pg, "rename_column", "public_0003_rename_full_name").await;
+    assert_eq!(
+        fetch_one(&new, "SELECT display_name FROM customers WHERE id = 6003").await,
+        "New 3"
+    );
+}
+
+#[tokio::test]
+async fn change_type_goes_through_a_shadow_column() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "change_type").await;
+    let m = migration(
+        "0004_price_numeric",
+        r#"
+[[operations]]
+op = "change_type"
+table = "products"
+column = "price_cents"
+type = "numeric(12,2)"
+up = "price_cents::numeric / 100"
+down = "(price_cents * 100)::integer"
+"#,
+    );
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    assert!(plan.steps.iter().all(|s| !s.rewrites));
+    run_phase(&pool, &plan, Phase::Expand).await;
+    let old = client(&pg, "change_type", "public").await;
+    let new = client(&pg, "change_type", "public_0004_price_numeric").await;
+    write_concurrently(
+        &old,
+        (0..20).map(|i| format!("INSERT INTO products (id, sku, name, category, price_cents) VALUES ({}, 'OLD-{i}', 'Old', 'home', 999)", 5000 + i)).collect(),
+        &new,
+        (0..20).map(|i| format!("INSERT INTO products (id, sku, name, category, price_cents) VALUES ({}, 'NEW-{i}', 'New', 'home', 12.34)", 6000 + i)).collect(),
+    )
+    .await;
+    run_phase(&pool, &plan, Phase::Backfill).await;
+    assert_eq!(
+        fetch_one(
+            &old,
+            "SELECT price_cents::text FROM products WHERE id = 6000"
+        )
+        .await,
+        "1234"
+    );
+    assert_eq!(
+        fetch_one(
+            &new,
+            "SELECT price_cents::text FROM products WHERE id = 5000"
+        )
+        .await,
+        "9.99"
+    );
+    // Existing rows were backfilled exactly.
+    assert_eq!(
+        fetch_one(
+            &new,
+            "SELECT count(*)::text FROM products WHERE price_cents IS NULL"
+        )
+        .await,
+        "0"
+    );
+    assert_eq!(
+        fetch_one(
+            &new,
+            "SELECT (price_cents * 100)::int::text FROM products WHERE id = 1"
+        )
+        .await,
+        fetch_one(&old, "SELECT price_cents::text FROM products WHERE id = 1").await
+    );
+    // An update by the old version reaches the new one.
+    sqlx::raw_sql("UPDATE products SET price_cents = 500 WHERE id = 6001")
+        .execute(&old)
+        .await
+        .expect("update");
+    assert_eq!(
+        fetch_one(
+            &new,
+            "SELECT price_cents::text FROM products WHERE id = 6001"
+        )
+        .await,
+        "5.00"
+    );
+    old.close().await;
+    new.close().await;
+    run_phase(&pool, &plan, Phase::Contract).await;
+    let after = catalog(&pool).await;
+    let products = after
+        .table(&qualified("public", "products"))
+        .expect("products");
+    let price = products.column("price_cents").expect("price_cents");
+    assert_eq!(price.data_type, "numeric(12,2)");
+    assert!(!price.nullable);
+    assert!(products.columns.iter().all(|c| !c.name.starts_with("_zdm")));
+    assert!(products
+        .constraints
+        .iter()
+        .all(|c| !c.name.starts_with("_zdm")));
+    assert_eq!(
+        fetch_one(
+            &pool,
+            "SELECT price_cents::text FROM products WHERE id = 5000"
+        )
+        .await,
+        "9.99"
+    );
+}
+
+#[tokio::test]
+async fn set_not_null_fills_nulls_in_place() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "set_not_null").await;
+    let m = migration(
+        "0005_phone_required",
+        r#"
+[[operations]]
+op = "set_not_null"
+table = "customers"
+column = "phone"
+up = "'unknown'"
+"#,
+    );
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    run_phase(&pool, &plan, Phase::Expand).await;
+    let old = client(&pg, "set_not_null", "public").await;
+    let new = client(&pg, "set_not_null", "public_0005_phone_required").await;
+    write_concurrently(
+        &old,
+        (0..20).map(|i| format!("INSERT INTO customers (id, email, full_name, country, phone) VALUES ({}, 'old{i}@x', 'Old', 'DE', NULL)", 5000 + i)).collect(),
+        &new,
+        (0..20).map(|i| format!("INSERT INTO customers (id, email, full_name, country, phone) VALUES ({}, 'new{i}@x', 'New', 'FR', '+100{i}')", 6000 + i)).collect(),
+    )
+    .await;
+    // The new version may not write NULL any more; the old one's NULLs become `up`.
+    assert!(sqlx::raw_sql(
+        "INSERT INTO customers (id, email, full_name, country) VALUES (7000, 'n@x', 'N', 'FR')"
+    )
+    .execute(&new)
+    .await
+    .is_err());
+    assert_eq!(
+        fetch_one(&new, "SELECT phone FROM customers WHERE id = 5000").await,
+        "unknown"
+    );
+    run_phase(&pool, &plan, Phase::Backfill).await;
+    assert_eq!(
+        fetch_one(
+            &pool,
+            "SELECT count(*)::text FROM customers WHERE phone IS NULL"
+        )
+        .await,
+        "0"
+    );
+    old.close().await;
+    new.close().await;
+    run_phase(&pool, &plan, Phase::Contract).await;
+    let after = catalog(&pool).await;
+    let customers = after
+        .table(&qualified("public", "customers"))
+        .expect("customers");
+    assert!(!customers.column("phone").expect("phone").nullable);
+    assert!(customers
+        .constraints
+        .iter()
+        .all(|c| !c.name.starts_with("_zdm")));
+}

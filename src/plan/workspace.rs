@@ -231,7 +231,11 @@ impl<'a> Workspace<'a> {
             return Ok(&mut self.tables[index]);
         }
         let found = self.table(table)?;
-        let state = TableState::from_table(found, false);
+        let mut state = TableState::from_table(found, false);
+        // The old version's row is the table as it was before this migration.
+        if let Some(before) = self.original.table(table) {
+            state.old_columns = before.columns.iter().map(|c| c.name.clone()).collect();
+        }
         self.tables.push(state);
         let last = self.tables.len() - 1;
         Ok(&mut self.tables[last])
@@ -284,6 +288,8 @@ impl<'a> Workspace<'a> {
         physical: &str,
     ) -> Result<usize, Problem> {
         let name = column.name.clone();
+        // The transition state must be taken before the catalog changes.
+        self.state(table)?;
         self.table_mut(table)?.columns.push(column);
         let state = self.state(table)?;
         let id = state.next_id;
@@ -302,6 +308,7 @@ impl<'a> Workspace<'a> {
         table: &QualifiedName,
         column: &str,
     ) -> Result<(), Problem> {
+        self.state(table)?;
         self.table_mut(table)?.columns.retain(|c| c.name != column);
         let state = self.state(table)?;
         if let Some(position) = state.columns.iter().position(|c| c.name == column) {
@@ -318,6 +325,7 @@ impl<'a> Workspace<'a> {
         from: &str,
         to: &str,
     ) -> Result<(), Problem> {
+        self.state(table)?;
         let found = self.table_mut(table)?;
         if let Some(column) = found.column_mut(from) {
             column.name = to.to_string();
