@@ -171,7 +171,12 @@ pub fn schema_dump(pg: &LocalPg, database: &str) -> String {
         "pg_dump failed: {}",
         String::from_utf8_lossy(&output.stderr)
     );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    // pg_dump 15.14+ brackets its output with a random \restrict key: not schema.
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 pub async fn fetch_strings(pool: &PgPool, sql: &str) -> Vec<String> {
