@@ -36,6 +36,26 @@ pub enum Command {
     /// Run zdm on a throwaway local PostgreSQL (primary and streaming replica) holding a
     /// shop database under a live application workload; everything is removed on exit
     Demo(DemoArgs),
+
+    /// Print what migrations will do, phase by phase: each step's SQL, the lock it takes and
+    /// on what, whether it scans or rewrites a table, and raw SQL zdm did not check
+    Plan(PlanArgs),
+}
+
+/// Flags of `zdm plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The migration to plan (its file name without extension) [default: every migration
+    /// that has not started, in order]
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Print the plan as JSON, for machines
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Where the target database and the migration files are: flattened into every

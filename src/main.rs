@@ -10,6 +10,15 @@ fn main() -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match &cli.command {
         Command::Demo(args) => runtime.block_on(zdm::demo::run(args.into()))?,
+        Command::Plan(args) => {
+            let config = zdm::config::Config::load(&args.target.overrides())?;
+            let output = runtime.block_on(zdm::plan::command::run(
+                &config,
+                args.name.as_deref(),
+                args.json,
+            ))?;
+            print!("{output}");
+        }
     }
     Ok(())
 }

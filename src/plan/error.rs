@@ -10,7 +10,7 @@ pub enum PlanError {
         /// 1-based position of the operation in its file.
         number: usize,
         op: &'static str,
-        problem: Problem,
+        problem: Box<Problem>,
     },
     #[error(
         "{migration}: its operations change tables in several schemas ({schemas}); \

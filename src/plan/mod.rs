@@ -8,6 +8,7 @@
 //! contract, and a sync trigger per table fills the other version's columns on every write
 //! (see `workspace::sync_function_sql` for how it tells the versions apart).
 
+pub mod command;
 pub mod error;
 pub mod names;
 mod ops;
@@ -63,7 +64,7 @@ pub fn plan_and_simulate(
             migration: migration.name.clone(),
             number: index + 1,
             op: ops::op_name(operation),
-            problem,
+            problem: Box::new(problem),
         };
         planner.validate(&ws).map_err(fail)?;
         ws.begin_operation();

@@ -115,6 +115,15 @@ impl TableState {
     }
 }
 
+/// One view of a version schema: its columns as `(name, physical column)`, the table it
+/// shows, and the columns whose default the view overrides.
+struct VersionView {
+    view: QualifiedName,
+    columns: Vec<(String, String)>,
+    source: QualifiedName,
+    defaults: Vec<String>,
+}
+
 /// Everything the planner knows and has decided so far for one migration.
 #[derive(Debug)]
 pub struct Workspace<'a> {
@@ -403,15 +412,7 @@ impl<'a> Workspace<'a> {
     }
 
     /// The views of the new version: one per table of the schema, in the new shape.
-    fn version_views(
-        &self,
-        final_names: bool,
-    ) -> Vec<(
-        QualifiedName,
-        Vec<(String, String)>,
-        QualifiedName,
-        Vec<String>,
-    )> {
+    fn version_views(&self, final_names: bool) -> Vec<VersionView> {
         self.catalog
             .tables
             .iter()
@@ -443,12 +444,12 @@ impl<'a> Workspace<'a> {
                             .collect()
                     })
                     .unwrap_or_default();
-                (
-                    QualifiedName::new(&self.version_schema, &table.name.name),
+                VersionView {
+                    view: QualifiedName::new(&self.version_schema, &table.name.name),
                     columns,
                     source,
                     defaults,
-                )
+                }
             })
             .collect()
     }
@@ -521,7 +522,13 @@ impl<'a> Workspace<'a> {
             ));
         }
         let views = self.version_views(false);
-        for (view, columns, source, defaults) in &views {
+        for VersionView {
+            view,
+            columns,
+            source,
+            defaults,
+        } in &views
+        {
             steps.push(view_step(
                 Phase::Expand,
                 format!("create view {view} (the new version of {source})"),
@@ -586,7 +593,13 @@ impl<'a> Workspace<'a> {
             ));
         }
         let final_views = self.version_views(true);
-        for (view, columns, source, defaults) in &final_views {
+        for VersionView {
+            view,
+            columns,
+            source,
+            defaults,
+        } in &final_views
+        {
             let drop_defaults: String = defaults
                 .iter()
                 .map(|column| {
@@ -622,7 +635,7 @@ impl<'a> Workspace<'a> {
             ));
         }
         let mut body = String::new();
-        let view_names: Vec<String> = views.iter().map(|(view, ..)| view.quoted()).collect();
+        let view_names: Vec<String> = views.iter().map(|v| v.view.quoted()).collect();
         if !view_names.is_empty() {
             body.push_str(&format!(
                 "  DROP VIEW IF EXISTS {};\n",
@@ -661,7 +674,13 @@ impl<'a> Workspace<'a> {
             name: self.version_schema.clone(),
             comment: Some(comment),
         });
-        for (view, columns, source, _) in final_views {
+        for VersionView {
+            view,
+            columns,
+            source,
+            ..
+        } in final_views
+        {
             catalog.views.push(View {
                 columns: columns.iter().map(|(name, _)| name.clone()).collect(),
                 definition: select_sql(&columns, &source),
