@@ -545,16 +545,17 @@ impl<'a> Workspace<'a> {
 
         // Contract.
         for previous in self.previous_version_schemas() {
-            let views: Vec<String> = self
+            let previous_views: Vec<&View> = self
                 .original
                 .views
                 .iter()
                 .filter(|v| v.name.schema == previous.name)
-                .map(|v| v.name.quoted())
                 .collect();
+            let quoted: Vec<String> = previous_views.iter().map(|v| v.name.quoted()).collect();
+            let views: Vec<String> = previous_views.iter().map(|v| v.name.to_string()).collect();
             let mut body = String::new();
-            if !views.is_empty() {
-                body.push_str(&format!("  DROP VIEW IF EXISTS {};\n", views.join(", ")));
+            if !quoted.is_empty() {
+                body.push_str(&format!("  DROP VIEW IF EXISTS {};\n", quoted.join(", ")));
             }
             body.push_str(&format!(
                 "  DROP SCHEMA IF EXISTS {};\n",
@@ -642,6 +643,7 @@ impl<'a> Workspace<'a> {
                 view_names.join(", ")
             ));
         }
+        let view_labels: Vec<String> = views.iter().map(|v| v.view.to_string()).collect();
         for state in &synced {
             body.push_str(&format!(
                 "  DROP FUNCTION IF EXISTS {version}.{}();\n",
@@ -654,7 +656,7 @@ impl<'a> Workspace<'a> {
             format!("drop version schema {}", self.version_schema),
             do_block(&body),
             LockLevel::AccessExclusive,
-            view_names,
+            view_labels,
         ));
         for group in self.rollback.drain(..).rev() {
             steps.extend(group);

@@ -1,0 +1,113 @@
+//! Two migrations in a row: while the second is in flight, the first one's version schema
+//! is the old version (not the physical tables), and the second's contract drops it.
+
+mod plan_support;
+
+use plan_support::{
+    catalog, client, demo_database, fetch_one, migration, run_phase, write_concurrently,
+};
+use zdm::plan::{plan, Phase};
+
+#[tokio::test]
+async fn the_previous_version_schema_is_the_old_version_until_the_next_contract() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "versions").await;
+    let first = migration(
+        "0001_display_name",
+        "[[operations]]\nop = \"rename_column\"\ntable = \"customers\"\ncolumn = \"full_name\"\nto = \"display_name\"\n",
+    );
+    let first_plan = plan(&first, &catalog(&pool).await).expect("plans");
+    for phase in [Phase::Expand, Phase::Backfill, Phase::Contract] {
+        run_phase(&pool, &first_plan, phase).await;
+    }
+
+    let second = migration(
+        "0002_tiers",
+        r#"
+[[operations]]
+op = "add_column"
+table = "customers"
+column = { name = "tier", type = "text", nullable = false, default = "'basic'" }
+up = "CASE WHEN marketing_opt_in THEN 'engaged' ELSE 'basic' END"
+
+[[operations]]
+op = "drop_column"
+table = "customers"
+column = "marketing_opt_in"
+down = "tier = 'engaged'"
+"#,
+    );
+    let second_plan = plan(&second, &catalog(&pool).await).expect("plans");
+    assert!(
+        second_plan
+            .phase(Phase::Contract)
+            .any(|s| s.description == "drop the previous version schema public_0001_display_name"),
+        "{second_plan:#?}"
+    );
+    run_phase(&pool, &second_plan, Phase::Expand).await;
+
+    let old = client(&pg, "versions", "public_0001_display_name").await;
+    let new = client(&pg, "versions", "public_0002_tiers").await;
+    write_concurrently(
+        &old,
+        (0..20)
+            .map(|i| format!("INSERT INTO customers (id, email, display_name, country, marketing_opt_in) VALUES ({}, 'old{i}@x', 'Old', 'DE', {})", 5000 + i, i % 2 == 0))
+            .collect(),
+        &new,
+        (0..20)
+            .map(|i| format!("INSERT INTO customers (id, email, display_name, country, tier) VALUES ({}, 'new{i}@x', 'New', 'FR', '{}')", 6000 + i, if i % 2 == 0 { "engaged" } else { "basic" }))
+            .collect(),
+    )
+    .await;
+    run_phase(&pool, &second_plan, Phase::Backfill).await;
+    // The old version (first migration's views) does not see the new column…
+    assert!(sqlx::raw_sql("SELECT tier FROM customers")
+        .execute(&old)
+        .await
+        .is_err());
+    // …but sees the new version's rows, with `down` filling what it still has.
+    assert_eq!(
+        fetch_one(
+            &old,
+            "SELECT marketing_opt_in::text FROM customers WHERE id = 6000"
+        )
+        .await,
+        "true"
+    );
+    assert_eq!(
+        fetch_one(
+            &old,
+            "SELECT marketing_opt_in::text FROM customers WHERE id = 6001"
+        )
+        .await,
+        "false"
+    );
+    // The new version sees the old version's rows with `up` applied.
+    assert_eq!(
+        fetch_one(&new, "SELECT tier FROM customers WHERE id = 5000").await,
+        "engaged"
+    );
+    assert_eq!(
+        fetch_one(&new, "SELECT tier FROM customers WHERE id = 5001").await,
+        "basic"
+    );
+    assert!(sqlx::raw_sql("SELECT marketing_opt_in FROM customers")
+        .execute(&new)
+        .await
+        .is_err());
+    old.close().await;
+    new.close().await;
+
+    run_phase(&pool, &second_plan, Phase::Contract).await;
+    let after = catalog(&pool).await;
+    assert!(
+        after.schema("public_0001_display_name").is_none(),
+        "previous version dropped"
+    );
+    assert!(after.schema("public_0002_tiers").is_some());
+    let customers = after
+        .table(&zdm::db::catalog::QualifiedName::new("public", "customers"))
+        .expect("customers");
+    assert!(customers.column("marketing_opt_in").is_none());
+    assert!(!customers.column("tier").expect("tier").nullable);
+}
