@@ -140,7 +140,7 @@ fn add_column_with_a_constant_default_needs_no_backfill() {
     );
     assert_safe(&plan);
     assert!(
-        sql(&find(&plan, Phase::Expand, "add column")[0]).ends_with("\"priority\" int DEFAULT 0")
+        sql(find(&plan, Phase::Expand, "add column")[0]).ends_with("\"priority\" int DEFAULT 0")
     );
     assert!(!plan
         .steps
@@ -155,7 +155,7 @@ fn add_column_with_a_constant_default_needs_no_backfill() {
         "[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"token\", type = \"uuid\", default = \"gen_random_uuid()\" }\n",
     );
     assert!(
-        sql(&find(&plan, Phase::Expand, "add column")[0]).contains("SET DEFAULT gen_random_uuid()")
+        sql(find(&plan, Phase::Expand, "add column")[0]).contains("SET DEFAULT gen_random_uuid()")
     );
     assert!(plan.steps.iter().any(|s| matches!(&s.action, StepAction::Backfill(b) if b.assignments[0].1 == "gen_random_uuid()")));
 }
