@@ -639,3 +639,18 @@ table = "products"
         "{message}"
     );
 }
+
+#[test]
+fn contract_re_runs_never_drop_a_column_that_replaced_another() {
+    let plan = planned("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"notes\"\ntype = \"varchar(200)\"\nup = \"notes\"\ndown = \"notes\"\n");
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    assert!(
+        contract.contains("attname = '_zdm_new_notes' AND NOT attisdropped) THEN\n    ALTER TABLE \"public\".\"orders\" DROP COLUMN IF EXISTS \"notes\";"),
+        "{contract}"
+    );
+    let message = refused("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n\n[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"currency\"\nto = \"notes\"\n");
+    assert!(
+        message.contains("keeps existing physically until contract"),
+        "{message}"
+    );
+}

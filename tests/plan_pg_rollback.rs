@@ -239,3 +239,85 @@ async fn every_operation_contracts_to_the_planned_shape() {
         .all(|f| !f.name.name.starts_with("_zdm")));
     assert!(after.tables.iter().all(|t| t.triggers.is_empty()));
 }
+
+/// The engine re-runs a step that was interrupted: every step must be safe to run twice.
+#[tokio::test]
+async fn every_step_can_run_twice() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "twice").await;
+    let m = migration("0009_everything", EVERY_OPERATION);
+    let (plan, simulated) = zdm::plan::plan_and_simulate(&m, &catalog(&pool).await).expect("plans");
+    for phase in [Phase::Expand, Phase::Backfill, Phase::Contract] {
+        for step in plan.phase(phase) {
+            plan_support::run_step(&pool, step).await;
+            plan_support::run_step(&pool, step).await;
+        }
+    }
+    let after = catalog(&pool).await;
+    let names = |c: &zdm::db::catalog::Catalog| {
+        c.tables
+            .iter()
+            .filter(|t| t.name.name != "audit_note")
+            .map(|t| {
+                (
+                    t.name.to_string(),
+                    t.columns.iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut real = names(&after);
+    let mut planned = names(&simulated);
+    for (_, columns) in real.iter_mut().chain(planned.iter_mut()) {
+        columns.sort();
+    }
+    assert_eq!(real, planned);
+}
+
+#[tokio::test]
+async fn drop_table_hides_it_from_the_new_version_until_contract() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "drop_table").await;
+    sqlx::raw_sql("CREATE TABLE legacy_notes (id bigint PRIMARY KEY, body text)")
+        .execute(&pool)
+        .await
+        .expect("setup");
+    let m = migration(
+        "0010_drop_legacy",
+        "[[operations]]\nop = \"drop_table\"\ntable = \"legacy_notes\"\n\n[[operations]]\nop = \"raw_sql\"\nup = \"ANALYZE orders\"\nphase = \"contract\"\n",
+    );
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    run_phase(&pool, &plan, Phase::Expand).await;
+    let old = client(&pg, "drop_table", "public").await;
+    let new = client(&pg, "drop_table", "public_0010_drop_legacy").await;
+    write_concurrently(
+        &old,
+        (0..10)
+            .map(|i| format!("INSERT INTO legacy_notes VALUES ({i}, 'note')"))
+            .collect(),
+        &new,
+        (0..10)
+            .map(|i| {
+                format!(
+                    "INSERT INTO orders (id, customer_id, total_cents) VALUES ({}, 1, 1)",
+                    10_000 + i
+                )
+            })
+            .collect(),
+    )
+    .await;
+    assert!(sqlx::raw_sql("SELECT * FROM legacy_notes")
+        .execute(&new)
+        .await
+        .is_err());
+    old.close().await;
+    new.close().await;
+    run_phase(&pool, &plan, Phase::Contract).await;
+    assert!(catalog(&pool)
+        .await
+        .table(&zdm::db::catalog::QualifiedName::new(
+            "public",
+            "legacy_notes"
+        ))
+        .is_none());
+}

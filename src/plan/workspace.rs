@@ -864,13 +864,25 @@ fn table_contract_step(state: &TableState) -> Option<Step> {
             quote_ident(&names::sync_trigger(&state.physical.name))
         ));
     }
+    let renames = ordered_renames(state);
     for column in &state.drop_columns {
-        body.push_str(&format!(
-            "  ALTER TABLE {table} DROP COLUMN IF EXISTS {};\n",
-            quote_ident(column)
-        ));
+        // A dropped column whose name a renamed column takes over: drop it only while the
+        // column that replaces it is still under its old name, so that a re-run after the
+        // commit never drops the replacement.
+        match renames.iter().find(|(_, to)| to == column) {
+            Some((from, _)) => body.push_str(&format!(
+                "  IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {} AND attname = {} AND NOT attisdropped) THEN\n    ALTER TABLE {table} DROP COLUMN IF EXISTS {};\n  END IF;\n",
+                regclass(&table),
+                literal(from),
+                quote_ident(column)
+            )),
+            None => body.push_str(&format!(
+                "  ALTER TABLE {table} DROP COLUMN IF EXISTS {};\n",
+                quote_ident(column)
+            )),
+        }
     }
-    for (from, to) in ordered_renames(state) {
+    for (from, to) in renames {
         body.push_str(&format!(
             "  IF EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = {} AND attname = {} AND NOT attisdropped) THEN\n    ALTER TABLE {table} RENAME COLUMN {} TO {};\n  END IF;\n",
             regclass(&table),

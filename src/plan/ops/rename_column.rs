@@ -21,6 +21,19 @@ impl PlanOperation for RenameColumn {
                 column: self.to.clone(),
             });
         }
+        // Physical renames happen at contract: a name still held physically (by a column
+        // renamed or dropped earlier in this migration) cannot be taken before then.
+        let physical_table = ws.physical_table(&table);
+        if ws
+            .original
+            .table(&physical_table)
+            .is_some_and(|t| t.column(&self.to).is_some())
+        {
+            return Err(Problem::Refused(format!(
+                "column {} of {table} keeps existing physically until contract, so {} cannot be renamed to it in the same migration: do it in a later one",
+                self.to, self.column
+            )));
+        }
         Ok(())
     }
 
