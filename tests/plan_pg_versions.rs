@@ -111,3 +111,68 @@ down = "tier = 'engaged'"
     assert!(customers.column("marketing_opt_in").is_none());
     assert!(!customers.column("tier").expect("tier").nullable);
 }
+
+#[tokio::test]
+async fn an_application_role_that_owns_nothing_can_use_the_new_version() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "grants").await;
+    sqlx::raw_sql(
+        "CREATE ROLE shop_app LOGIN;
+         GRANT SELECT, INSERT, UPDATE ON orders, customers TO shop_app;",
+    )
+    .execute(&pool)
+    .await
+    .expect("application role");
+    let m = migration(
+        "0003_gift",
+        "[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"gift\", type = \"boolean\", nullable = false, default = \"false\" }\nup = \"notes IS NOT NULL\"\n",
+    );
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    run_phase(&pool, &plan, Phase::Expand).await;
+    let as_app = |search_path: &'static str| {
+        let options = pg.primary().connect_options("grants").username("shop_app");
+        async move {
+            sqlx::postgres::PgPoolOptions::new()
+                .max_connections(1)
+                .after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        sqlx::Executor::execute(
+                            conn,
+                            format!("SET search_path TO {search_path}").as_str(),
+                        )
+                        .await
+                        .map(|_| ())
+                    })
+                })
+                .connect_with(options)
+                .await
+                .expect("connect as shop_app")
+        }
+    };
+    let old = as_app("public").await;
+    let new = as_app("public_0003_gift").await;
+    write_concurrently(
+        &old,
+        vec!["INSERT INTO orders (id, customer_id, total_cents, notes) VALUES (10000, 1, 1, 'wrap it')".to_string()],
+        &new,
+        vec!["INSERT INTO orders (id, customer_id, total_cents, gift) VALUES (10001, 1, 1, true)".to_string()],
+    )
+    .await;
+    assert_eq!(
+        fetch_one(&new, "SELECT gift::text FROM orders WHERE id = 10000").await,
+        "true"
+    );
+    assert_eq!(
+        fetch_one(&old, "SELECT count(*)::text FROM orders WHERE id = 10001").await,
+        "1"
+    );
+    // Privileges are copied, not widened: the role could not delete before, and cannot now.
+    assert!(sqlx::raw_sql("DELETE FROM orders WHERE id = 10001")
+        .execute(&new)
+        .await
+        .is_err());
+    assert!(sqlx::raw_sql("SELECT * FROM products")
+        .execute(&new)
+        .await
+        .is_err());
+}

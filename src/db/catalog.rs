@@ -57,6 +57,10 @@ pub struct Schema {
     pub name: String,
     /// `COMMENT ON SCHEMA`: zdm marks its version schemas with one.
     pub comment: Option<String>,
+    /// Roles (or `PUBLIC`) granted USAGE on it, its owner aside: a version schema of this
+    /// schema grants the same.
+    #[serde(default)]
+    pub usage: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,6 +71,19 @@ pub struct Table {
     pub constraints: Vec<Constraint>,
     pub indexes: Vec<Index>,
     pub triggers: Vec<Trigger>,
+    /// Table privileges granted to roles other than the owner: the version views of the
+    /// table grant the same, so the application's role can use them.
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+/// One privilege on a relation granted to a role (or to `PUBLIC`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Grant {
+    /// A role name, or `PUBLIC`.
+    pub grantee: String,
+    /// `SELECT`, `INSERT`, `UPDATE`, `DELETE`, ...
+    pub privilege: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -165,6 +182,7 @@ impl Catalog {
         load_constraints(conn, &mut catalog).await?;
         load_indexes(conn, &mut catalog).await?;
         load_triggers(conn, &mut catalog).await?;
+        load_grants(conn, &mut catalog).await?;
         Ok(catalog)
     }
 
@@ -214,6 +232,7 @@ impl Catalog {
             table.constraints.sort_by(|a, b| a.name.cmp(&b.name));
             table.indexes.sort_by(|a, b| a.name.cmp(&b.name));
             table.triggers.sort_by(|a, b| a.name.cmp(&b.name));
+            table.grants.sort();
         }
     }
 }
@@ -287,7 +306,11 @@ impl Table {
 
 async fn load_schemas(conn: &mut PgConnection) -> Result<Vec<Schema>, sqlx::Error> {
     let sql = format!(
-        "SELECT n.nspname::text AS name, obj_description(n.oid, 'pg_namespace') AS comment
+        "SELECT n.nspname::text AS name, obj_description(n.oid, 'pg_namespace') AS comment,
+                ARRAY(SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END
+                      FROM aclexplode(n.nspacl) AS a
+                      WHERE a.privilege_type = 'USAGE' AND a.grantee <> n.nspowner
+                      ORDER BY 1) AS usage
          FROM pg_namespace n WHERE {HIDDEN_SCHEMAS} ORDER BY 1"
     );
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
@@ -296,6 +319,7 @@ async fn load_schemas(conn: &mut PgConnection) -> Result<Vec<Schema>, sqlx::Erro
             Ok(Schema {
                 name: row.try_get("name")?,
                 comment: row.try_get("comment")?,
+                usage: row.try_get("usage")?,
             })
         })
         .collect()
@@ -319,6 +343,7 @@ async fn load_tables(conn: &mut PgConnection) -> Result<Vec<Table>, sqlx::Error>
                 constraints: Vec::new(),
                 indexes: Vec::new(),
                 triggers: Vec::new(),
+                grants: Vec::new(),
             })
         })
         .collect()
@@ -491,6 +516,34 @@ async fn load_triggers(conn: &mut PgConnection, catalog: &mut Catalog) -> Result
         };
         if let Some(table) = catalog.table_mut(&table) {
             table.triggers.push(trigger);
+        }
+    }
+    Ok(())
+}
+
+async fn load_grants(conn: &mut PgConnection, catalog: &mut Catalog) -> Result<(), sqlx::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text AS schema, c.relname::text AS table_name,
+                CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee)::text END AS grantee,
+                a.privilege_type AS privilege
+         FROM pg_class c
+         JOIN pg_namespace n ON n.oid = c.relnamespace
+         CROSS JOIN LATERAL aclexplode(c.relacl) AS a
+         WHERE c.relkind IN ('r', 'p') AND a.grantee <> c.relowner AND {HIDDEN_SCHEMAS}
+         ORDER BY 1, 2, 3, 4"
+    );
+    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    for row in &rows {
+        let table = QualifiedName::new(
+            row.try_get::<String, _>("schema")?,
+            row.try_get::<String, _>("table_name")?,
+        );
+        let grant = Grant {
+            grantee: row.try_get("grantee")?,
+            privilege: row.try_get("privilege")?,
+        };
+        if let Some(table) = catalog.table_mut(&table) {
+            table.grants.push(grant);
         }
     }
     Ok(())

@@ -539,6 +539,10 @@ impl<'a> Workspace<'a> {
             ));
         }
 
+        if let Some(step) = self.grant_step(&views) {
+            steps.push(step);
+        }
+
         // Backfill: data first, then the validations that need the data in place.
         steps.append(&mut self.backfill);
         steps.append(&mut self.validate);
@@ -675,6 +679,11 @@ impl<'a> Workspace<'a> {
         catalog.schemas.push(Schema {
             name: self.version_schema.clone(),
             comment: Some(comment),
+            usage: self
+                .original
+                .schema(&self.schema)
+                .map(|s| s.usage.clone())
+                .unwrap_or_default(),
         });
         for VersionView {
             view,
@@ -691,6 +700,64 @@ impl<'a> Workspace<'a> {
         }
         catalog.normalize();
         (steps, catalog)
+    }
+
+    /// Grants the version schema and its views to the roles that use the base schema and
+    /// its tables, so the application's role can switch its search_path to the new version.
+    fn grant_step(&self, views: &[VersionView]) -> Option<Step> {
+        let mut body = String::new();
+        let usage = self
+            .original
+            .schema(&self.schema)
+            .map(|s| s.usage.clone())
+            .unwrap_or_default();
+        if !usage.is_empty() {
+            body.push_str(&format!(
+                "  GRANT USAGE ON SCHEMA {} TO {};\n",
+                quote_ident(&self.version_schema),
+                grantees(&usage)
+            ));
+        }
+        for view in views {
+            let Some(table) = self
+                .catalog
+                .table(&QualifiedName::new(&self.schema, &view.view.name))
+            else {
+                continue;
+            };
+            let mut by_privilege: Vec<(&str, Vec<String>)> = Vec::new();
+            for grant in &table.grants {
+                if !matches!(
+                    grant.privilege.as_str(),
+                    "SELECT" | "INSERT" | "UPDATE" | "DELETE"
+                ) {
+                    continue;
+                }
+                match by_privilege.iter_mut().find(|(p, _)| *p == grant.privilege) {
+                    Some((_, roles)) => roles.push(grant.grantee.clone()),
+                    None => by_privilege.push((&grant.privilege, vec![grant.grantee.clone()])),
+                }
+            }
+            for (privilege, roles) in by_privilege {
+                body.push_str(&format!(
+                    "  GRANT {privilege} ON {} TO {};\n",
+                    view.view.quoted(),
+                    grantees(&roles)
+                ));
+            }
+        }
+        (!body.is_empty()).then(|| {
+            Step::sql(
+                Phase::Expand,
+                format!(
+                    "grant the version schema {} to the roles that use {}",
+                    self.version_schema, self.schema
+                ),
+                do_block(&body),
+                LockLevel::None,
+                Vec::new(),
+            )
+        })
     }
 
     fn view_default_sql(&self, view: &QualifiedName, defaults: &[String]) -> String {
@@ -720,6 +787,21 @@ impl<'a> Workspace<'a> {
             })
             .collect()
     }
+}
+
+/// Role names for GRANT: quoted, except the keyword PUBLIC.
+fn grantees(roles: &[String]) -> String {
+    roles
+        .iter()
+        .map(|role| {
+            if role == "PUBLIC" {
+                role.clone()
+            } else {
+                quote_ident(role)
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `orders` → `public.orders`; `billing.orders` → `billing.orders`.

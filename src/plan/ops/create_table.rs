@@ -198,6 +198,7 @@ impl PlanOperation for CreateTable {
             constraints,
             indexes,
             triggers: Vec::new(),
+            grants: Vec::new(),
         });
         ws.catalog.normalize();
         ws.created_table(&table)
