@@ -623,11 +623,8 @@ table = "products"
         message.contains("referenced by foreign key order_items_order_id_fkey"),
         "{message}"
     );
-    let message = refused("[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_notes\"\ncolumns = [\"notes\"]\n");
-    assert!(
-        message.contains("not supported by this version of zdm yet"),
-        "{message}"
-    );
+    let message = refused("[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_notes\"\ncolumns = [\"customer_id\"]\n");
+    assert!(message.contains("NOT NULL without a default"), "{message}");
     let message = refused("[[operations]]\nop = \"drop_constraint\"\ntable = \"orders\"\nname = \"orders_customer_fkey\"\n");
     assert!(
         message.contains("(did you mean orders_customer_id_fkey?)"),
@@ -653,4 +650,73 @@ fn contract_re_runs_never_drop_a_column_that_replaced_another() {
         message.contains("keeps existing physically until contract"),
         "{message}"
     );
+}
+
+#[test]
+fn split_table_keeps_both_tables_in_step_until_contract() {
+    let (plan, after) = plan_and_simulate(
+        &migration("[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_details\"\ncolumns = [\"notes\", \"currency\"]\n"),
+        &demo(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_safe(&plan);
+    let create = sql(find(&plan, Phase::Expand, "create table public.order_details")[0]);
+    assert!(
+        create.contains("\"currency\" text NOT NULL DEFAULT 'EUR'::text"),
+        "{create}"
+    );
+    assert!(create.contains("REFERENCES \"public\".\"orders\" (\"id\") ON DELETE CASCADE"));
+    let copy = sql(find(
+        &plan,
+        Phase::Expand,
+        "create the function that will copy the old version",
+    )[0]);
+    assert!(
+        copy.contains("ON CONFLICT (\"id\") DO UPDATE SET \"notes\" = EXCLUDED.\"notes\""),
+        "{copy}"
+    );
+    let back = sql(find(
+        &plan,
+        Phase::Expand,
+        "create the function that will copy the new version",
+    )[0]);
+    assert!(
+        back.contains("UPDATE \"public\".\"orders\" SET \"notes\" = NEW.\"notes\""),
+        "{back}"
+    );
+    let orders_view = sql(find(&plan, Phase::Expand, "create view public_0042_test.orders")[0]);
+    assert!(
+        !orders_view.contains("notes") && !orders_view.contains("currency"),
+        "{orders_view}"
+    );
+    assert!(!find(
+        &plan,
+        Phase::Expand,
+        "create view public_0042_test.order_details"
+    )
+    .is_empty());
+    let contract = sql(find(&plan, Phase::Contract, "public.orders its final shape")[0]);
+    assert!(contract.contains(
+        "DROP TRIGGER IF EXISTS \"_zdm_split_order_details\" ON \"public\".\"order_details\""
+    ));
+    assert!(contract.contains("DROP COLUMN IF EXISTS \"notes\""));
+    assert!(plan
+        .phase(Phase::Rollback)
+        .any(|s| sql(s) == "DROP TABLE IF EXISTS \"public\".\"order_details\""));
+    let details = after
+        .table(&QualifiedName::new("public", "order_details"))
+        .expect("new table");
+    assert_eq!(
+        details
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["id", "notes", "currency"]
+    );
+    assert!(after
+        .table(&QualifiedName::new("public", "orders"))
+        .expect("orders")
+        .column("notes")
+        .is_none());
 }

@@ -107,6 +107,12 @@ table = "order_items"
 to = "order_lines"
 
 [[operations]]
+op = "split_table"
+table = "products"
+new_table = "product_details"
+columns = ["description", "discontinued_at"]
+
+[[operations]]
 op = "raw_sql"
 up = "CREATE TABLE IF NOT EXISTS audit_note (id bigint PRIMARY KEY)"
 down = "DROP TABLE IF EXISTS audit_note"

@@ -176,3 +176,88 @@ async fn an_application_role_that_owns_nothing_can_use_the_new_version() {
         .await
         .is_err());
 }
+
+#[tokio::test]
+async fn split_table_keeps_both_tables_in_step_for_both_versions() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "split").await;
+    let m = migration(
+        "0004_order_details",
+        "[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_details\"\ncolumns = [\"notes\", \"currency\"]\n",
+    );
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    run_phase(&pool, &plan, Phase::Expand).await;
+    let old = client(&pg, "split", "public").await;
+    let new = client(&pg, "split", "public_0004_order_details").await;
+    write_concurrently(
+        &old,
+        (0..20)
+            .map(|i| format!("INSERT INTO orders (id, customer_id, total_cents, notes, currency) VALUES ({}, 1, 1, 'old {i}', 'GBP')", 10_000 + i))
+            .collect(),
+        &new,
+        (0..20)
+            .map(|i| format!(
+                "INSERT INTO orders (id, customer_id, total_cents) VALUES ({id}, 1, 1); INSERT INTO order_details (id, notes, currency) VALUES ({id}, 'new {i}', 'USD')",
+                id = 20_000 + i
+            ))
+            .collect(),
+    )
+    .await;
+    run_phase(&pool, &plan, Phase::Backfill).await;
+    // Each version sees the other's writes in its own shape.
+    assert_eq!(
+        fetch_one(
+            &new,
+            "SELECT notes || ' ' || currency FROM order_details WHERE id = 10003"
+        )
+        .await,
+        "old 3 GBP"
+    );
+    assert_eq!(
+        fetch_one(
+            &old,
+            "SELECT notes || ' ' || currency FROM orders WHERE id = 20003"
+        )
+        .await,
+        "new 3 USD"
+    );
+    sqlx::raw_sql("UPDATE orders SET notes = 'changed' WHERE id = 20004")
+        .execute(&old)
+        .await
+        .expect("old update");
+    assert_eq!(
+        fetch_one(&new, "SELECT notes FROM order_details WHERE id = 20004").await,
+        "changed"
+    );
+    sqlx::raw_sql("UPDATE order_details SET currency = 'CHF' WHERE id = 10004")
+        .execute(&new)
+        .await
+        .expect("new update");
+    assert_eq!(
+        fetch_one(&old, "SELECT currency FROM orders WHERE id = 10004").await,
+        "CHF"
+    );
+    // Existing rows were copied by the backfill.
+    assert_eq!(
+        fetch_one(&new, "SELECT count(*)::text FROM orders o LEFT JOIN order_details d USING (id) WHERE d.id IS NULL").await,
+        "0"
+    );
+    assert!(sqlx::raw_sql("SELECT notes FROM orders")
+        .execute(&new)
+        .await
+        .is_err());
+    old.close().await;
+    new.close().await;
+    run_phase(&pool, &plan, Phase::Contract).await;
+    let after = catalog(&pool).await;
+    let orders = after
+        .table(&zdm::db::catalog::QualifiedName::new("public", "orders"))
+        .expect("orders");
+    assert!(orders.column("notes").is_none() && orders.column("currency").is_none());
+    assert!(orders.triggers.is_empty());
+    assert!(after.functions.is_empty(), "{:?}", after.functions);
+    assert_eq!(
+        fetch_one(&pool, "SELECT currency FROM order_details WHERE id = 10004").await,
+        "CHF"
+    );
+}

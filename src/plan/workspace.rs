@@ -62,6 +62,9 @@ pub(crate) struct TableState {
     pub defaults: Vec<(usize, Option<String>)>,
     /// Constraints dropped at contract.
     pub drop_constraints: Vec<String>,
+    /// Triggers an operation installed beyond the sync trigger (split_table's), as
+    /// (table, trigger): dropped in this table's contract step and first thing in a rollback.
+    pub extra_triggers: Vec<(QualifiedName, String)>,
 }
 
 impl TableState {
@@ -95,6 +98,7 @@ impl TableState {
             not_null: Vec::new(),
             defaults: Vec::new(),
             drop_constraints: Vec::new(),
+            extra_triggers: Vec::new(),
         }
     }
 
@@ -142,6 +146,8 @@ pub struct Workspace<'a> {
     pub(crate) contract: Vec<Step>,
     /// Each operation's undo, in operation order (run in reverse).
     pub(crate) rollback: Vec<Vec<Step>>,
+    /// Trigger functions operations put in the version schema beyond the sync functions.
+    pub(crate) extra_functions: Vec<String>,
 }
 
 impl<'a> Workspace<'a> {
@@ -158,6 +164,7 @@ impl<'a> Workspace<'a> {
             validate: Vec::new(),
             contract: Vec::new(),
             rollback: Vec::new(),
+            extra_functions: Vec::new(),
         }
     }
 
@@ -579,16 +586,13 @@ impl<'a> Workspace<'a> {
             }
         }
         steps.append(&mut self.contract);
-        if !synced.is_empty() {
-            let functions: Vec<String> = synced
-                .iter()
-                .map(|s| {
-                    format!(
-                        "{version}.{}()",
-                        quote_ident(&names::sync_trigger(&s.physical.name))
-                    )
-                })
-                .collect();
+        let functions: Vec<String> = synced
+            .iter()
+            .map(|s| names::sync_trigger(&s.physical.name))
+            .chain(self.extra_functions.iter().cloned())
+            .map(|name| format!("{version}.{}()", quote_ident(&name)))
+            .collect();
+        if !functions.is_empty() {
             steps.push(Step::sql(
                 Phase::Contract,
                 "drop the sync functions",
@@ -626,17 +630,39 @@ impl<'a> Workspace<'a> {
         }
 
         // Rollback: triggers, then the version schema, then each operation last first.
-        for state in &synced {
+        for state in &self.tables {
+            let mut triggers = state.extra_triggers.clone();
+            if state.needs_sync() && !state.created {
+                triggers.insert(
+                    0,
+                    (
+                        state.physical.clone(),
+                        names::sync_trigger(&state.physical.name),
+                    ),
+                );
+            }
+            if triggers.is_empty() {
+                continue;
+            }
+            let drops: String = triggers
+                .iter()
+                .map(|(table, trigger)| {
+                    format!(
+                        "  IF {} IS NOT NULL THEN\n    DROP TRIGGER IF EXISTS {} ON {};\n  END IF;\n",
+                        regclass(&table.quoted()),
+                        quote_ident(trigger),
+                        table.quoted()
+                    )
+                })
+                .collect();
+            let mut locked: Vec<String> = triggers.iter().map(|(t, _)| t.to_string()).collect();
+            locked.dedup();
             steps.push(Step::sql(
                 Phase::Rollback,
-                format!("drop the sync trigger on {}", state.physical),
-                format!(
-                    "DROP TRIGGER IF EXISTS {} ON {}",
-                    quote_ident(&names::sync_trigger(&state.physical.name)),
-                    state.physical.quoted()
-                ),
+                format!("drop the sync triggers on {}", locked.join(", ")),
+                do_block(&drops),
                 LockLevel::AccessExclusive,
-                vec![Self::label(&state.physical)],
+                locked,
             ));
         }
         let mut body = String::new();
@@ -648,11 +674,8 @@ impl<'a> Workspace<'a> {
             ));
         }
         let view_labels: Vec<String> = views.iter().map(|v| v.view.to_string()).collect();
-        for state in &synced {
-            body.push_str(&format!(
-                "  DROP FUNCTION IF EXISTS {version}.{}();\n",
-                quote_ident(&names::sync_trigger(&state.physical.name))
-            ));
+        for function in &functions {
+            body.push_str(&format!("  DROP FUNCTION IF EXISTS {function};\n"));
         }
         body.push_str(&format!("  DROP SCHEMA IF EXISTS {version};\n"));
         steps.push(Step::sql(
@@ -946,6 +969,13 @@ fn table_contract_step(state: &TableState) -> Option<Step> {
             quote_ident(&names::sync_trigger(&state.physical.name))
         ));
     }
+    for (on, trigger) in &state.extra_triggers {
+        body.push_str(&format!(
+            "  DROP TRIGGER IF EXISTS {} ON {};\n",
+            quote_ident(trigger),
+            on.quoted()
+        ));
+    }
     let renames = ordered_renames(state);
     for column in &state.drop_columns {
         // A dropped column whose name a renamed column takes over: drop it only while the
@@ -1025,6 +1055,11 @@ fn table_contract_step(state: &TableState) -> Option<Step> {
     if renamed {
         locked.push(state.name.to_string());
     }
+    for (on, _) in &state.extra_triggers {
+        if !locked.contains(&on.to_string()) {
+            locked.push(on.to_string());
+        }
+    }
     Some(Step::sql(
         Phase::Contract,
         format!("give {} its final shape", state.name),
@@ -1091,6 +1126,7 @@ mod tests {
             not_null: Vec::new(),
             defaults: Vec::new(),
             drop_constraints: Vec::new(),
+            extra_triggers: Vec::new(),
         }
     }
 
