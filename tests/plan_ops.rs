@@ -271,14 +271,38 @@ down = "(price_cents * 100)::integer"
         .expect("rename");
     assert!(drop < rename);
     assert!(contract.contains("SET NOT NULL"), "the column was NOT NULL");
-    // Indexed or constrained columns are refused rather than silently losing their index.
-    let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"customer_id\"\ntype = \"int\"\nup = \"customer_id::int\"\ndown = \"customer_id::bigint\"\n");
+    // Plain indexes and the column's foreign keys are rebuilt on the shadow column.
+    let plan = planned("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"customer_id\"\ntype = \"int\"\nup = \"customer_id::int\"\ndown = \"customer_id::bigint\"\n");
+    assert_safe(&plan);
+    let index = find(&plan, Phase::Expand, "rebuild index orders_customer_id_idx")[0];
+    assert_eq!(sql(index), "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"_zdm_new_orders_customer_id_idx\" ON \"public\".\"orders\" USING btree (\"_zdm_new_customer_id\")");
+    let fk = find(
+        &plan,
+        Phase::Expand,
+        "rebuild foreign key orders_customer_id_fkey",
+    )[0];
+    assert!(sql(fk).contains("FOREIGN KEY (\"_zdm_new_customer_id\") REFERENCES \"public\".\"customers\" (\"id\") NOT VALID"), "{}", sql(fk));
+    assert!(!find(
+        &plan,
+        Phase::Backfill,
+        "validate constraint _zdm_new_orders_customer_id_fkey"
+    )
+    .is_empty());
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    assert!(contract.contains("ALTER INDEX \"public\".\"_zdm_new_orders_customer_id_idx\" RENAME TO \"orders_customer_id_idx\""));
+    assert!(contract.contains(
+        "RENAME CONSTRAINT \"_zdm_new_orders_customer_id_fkey\" TO \"orders_customer_id_fkey\""
+    ));
+    // Partial and expression indexes, other constraints and incoming foreign keys are refused.
+    let message = refused("[[operations]]\nop = \"create_index\"\ntable = \"orders\"\nname = \"orders_noted\"\ncolumns = [\"shipped_at\"]\npredicate = \"notes IS NOT NULL\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"notes\"\ntype = \"varchar(100)\"\nup = \"notes\"\ndown = \"notes\"\n");
     assert!(
-        message.contains("is used by constraint orders_customer_id_fkey"),
+        message.contains("index orders_noted (expression or partial)"),
         "{message}"
     );
+    let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"order_items\"\ncolumn = \"order_id\"\ntype = \"int\"\nup = \"order_id::int\"\ndown = \"order_id\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"total_cents\"\ntype = \"int\"\nup = \"total_cents::int\"\ndown = \"total_cents\"\n\n[[operations]]\nop = \"add_unique\"\ntable = \"products\"\nname = \"products_price_unique\"\ncolumns = [\"price_cents\"]\n\n[[operations]]\nop = \"change_type\"\ntable = \"products\"\ncolumn = \"price_cents\"\ntype = \"bigint\"\nup = \"price_cents\"\ndown = \"price_cents::int\"\n");
     assert!(
-        message.contains("index orders_customer_id_idx"),
+        message.contains("operation 4 (change_type)")
+            && message.contains("constraint products_price_unique"),
         "{message}"
     );
 }

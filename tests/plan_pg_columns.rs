@@ -405,3 +405,66 @@ up = "'unknown'"
         .iter()
         .all(|c| !c.name.starts_with("_zdm")));
 }
+
+#[tokio::test]
+async fn change_type_rebuilds_the_columns_index_and_foreign_key() {
+    let pg = plan_support::common::primary();
+    let pool = demo_database(&pg, "change_type_keys").await;
+    let m = migration(
+        "0011_item_order_int",
+        r#"
+[[operations]]
+op = "change_type"
+table = "order_items"
+column = "order_id"
+type = "integer"
+up = "order_id::integer"
+down = "order_id::bigint"
+"#,
+    );
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    run_phase(&pool, &plan, Phase::Expand).await;
+    let old = client(&pg, "change_type_keys", "public").await;
+    let new = client(&pg, "change_type_keys", "public_0011_item_order_int").await;
+    write_concurrently(
+        &old,
+        (0..20).map(|i| format!("INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES ({}, 1, 1, 100)", 1 + i)).collect(),
+        &new,
+        (0..20).map(|i| format!("INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES ({}, 2, 1, 100)", 50 + i)).collect(),
+    )
+    .await;
+    // The rebuilt foreign key already holds for new rows, from both versions.
+    assert!(sqlx::raw_sql("INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (999999, 1, 1, 1)").execute(&new).await.is_err());
+    run_phase(&pool, &plan, Phase::Backfill).await;
+    old.close().await;
+    new.close().await;
+    run_phase(&pool, &plan, Phase::Contract).await;
+    let after = catalog(&pool).await;
+    let items = after
+        .table(&qualified("public", "order_items"))
+        .expect("order_items");
+    assert_eq!(
+        items.column("order_id").expect("order_id").data_type,
+        "integer"
+    );
+    let fk = items
+        .constraint("order_items_order_id_fkey")
+        .expect("foreign key keeps its name");
+    assert!(fk.validated);
+    assert_eq!(fk.columns, ["order_id"]);
+    let index = items
+        .indexes
+        .iter()
+        .find(|i| i.name == "order_items_order_id_idx")
+        .expect("index keeps its name");
+    assert!(index.valid);
+    assert_eq!(index.columns, [Some("order_id".to_string())]);
+    assert_eq!(
+        fetch_one(
+            &pool,
+            "SELECT count(*)::text FROM order_items i JOIN orders o ON o.id = i.order_id"
+        )
+        .await,
+        fetch_one(&pool, "SELECT count(*)::text FROM order_items").await
+    );
+}

@@ -65,6 +65,10 @@ pub(crate) struct TableState {
     /// Triggers an operation installed beyond the sync trigger (split_table's), as
     /// (table, trigger): dropped in this table's contract step and first thing in a rollback.
     pub extra_triggers: Vec<(QualifiedName, String)>,
+    /// Indexes and constraints rebuilt on a shadow column under a temporary name, renamed to
+    /// their real name at contract (after the old column, and the originals, are dropped).
+    pub rename_indexes: Vec<(String, String)>,
+    pub rename_constraints: Vec<(String, String)>,
 }
 
 impl TableState {
@@ -99,6 +103,8 @@ impl TableState {
             defaults: Vec::new(),
             drop_constraints: Vec::new(),
             extra_triggers: Vec::new(),
+            rename_indexes: Vec::new(),
+            rename_constraints: Vec::new(),
         }
     }
 
@@ -1003,6 +1009,24 @@ fn table_contract_step(state: &TableState) -> Option<Step> {
             quote_ident(&to)
         ));
     }
+    for (from, to) in &state.rename_indexes {
+        let index = QualifiedName::new(&state.physical.schema, from);
+        body.push_str(&format!(
+            "  IF {} IS NOT NULL THEN\n    ALTER INDEX {} RENAME TO {};\n  END IF;\n",
+            regclass(&index.quoted()),
+            index.quoted(),
+            quote_ident(to)
+        ));
+    }
+    for (from, to) in &state.rename_constraints {
+        body.push_str(&format!(
+            "  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {} AND conname = {}) THEN\n    ALTER TABLE {table} RENAME CONSTRAINT {} TO {};\n  END IF;\n",
+            regclass(&table),
+            literal(from),
+            quote_ident(from),
+            quote_ident(to)
+        ));
+    }
     for (id, check) in &state.not_null {
         if let Some(column) = state.column_name(*id) {
             body.push_str(&format!(
@@ -1127,6 +1151,8 @@ mod tests {
             defaults: Vec::new(),
             drop_constraints: Vec::new(),
             extra_triggers: Vec::new(),
+            rename_indexes: Vec::new(),
+            rename_constraints: Vec::new(),
         }
     }
 

@@ -3,14 +3,15 @@
 //! writes, `down` when the new one does), backfilled in batches, and renamed into place at
 //! contract, where the old column is dropped.
 
-use crate::db::catalog::Column;
+use crate::db::catalog::{Column, Constraint, ConstraintKind, Index, QualifiedName, Table};
 use crate::db::quote_ident;
 use crate::migration::operation::ChangeType;
 use crate::plan::error::Problem;
-use crate::plan::names;
+use crate::plan::names::{self, column_list};
 use crate::plan::ops::add_column::no_batch_key;
 use crate::plan::ops::{
-    add_constraint_sql, refuse_created, refuse_reshaped, validate_step, PlanOperation,
+    add_constraint_sql, concurrent_index_step, physical_column_list, refuse_created,
+    refuse_reshaped, validate_step, PlanOperation,
 };
 use crate::plan::step::{Backfill, LockLevel, Phase, Step, StepAction};
 use crate::plan::workspace::{SyncRule, Workspace};
@@ -67,11 +68,29 @@ pub(crate) fn validate_shadow(
             )));
         }
         let found = ws.table(&table)?;
-        let dependents = found.dependents_of(column_name);
-        if !dependents.is_empty() {
+        let (_, _, unsupported) = rebuildable(found, column_name);
+        if !unsupported.is_empty() {
             return Err(Problem::Refused(format!(
-                "column {column_name} of {table} is used by {}; zdm does not rebuild those on the reshaped column yet: drop them first, recreate them after",
-                dependents.join(", ")
+                "column {column_name} of {table} is used by {}; zdm rebuilds plain indexes and its own foreign keys on the reshaped column, not those: drop them first, recreate them after",
+                unsupported.join(", ")
+            )));
+        }
+        let referencing: Vec<String> = ws
+            .catalog
+            .tables
+            .iter()
+            .flat_map(|t| t.constraints.iter().map(move |c| (t, c)))
+            .filter(|(_, c)| {
+                c.references
+                    .as_ref()
+                    .is_some_and(|r| r.table == table && r.columns.iter().any(|n| n == column_name))
+            })
+            .map(|(t, c)| format!("{} ({})", c.name, t.name))
+            .collect();
+        if !referencing.is_empty() {
+            return Err(Problem::Refused(format!(
+                "column {column_name} of {table} is referenced by foreign key {}: drop it first, recreate it after",
+                referencing.join(", ")
             )));
         }
         let physical_table = ws.physical_table(&table);
@@ -138,6 +157,8 @@ pub(crate) fn plan_shadow(
             LockLevel::AccessExclusive,
             vec![label.clone()],
         ));
+
+        rebuild_dependents(ws, &table, column_name, &shadow)?;
 
         {
             let state = ws.state(&table)?;
@@ -212,4 +233,148 @@ pub(crate) fn plan_shadow(
         });
         Ok(())
     }
+}
+
+/// Splits what uses a column into the indexes and foreign keys zdm rebuilds on its shadow
+/// column, and the rest (described), which it refuses.
+fn rebuildable<'t>(
+    table: &'t Table,
+    column: &str,
+) -> (Vec<&'t Index>, Vec<&'t Constraint>, Vec<String>) {
+    let mut indexes = Vec::new();
+    let mut foreign_keys = Vec::new();
+    let mut unsupported = Vec::new();
+    for constraint in &table.constraints {
+        if !constraint.columns.iter().any(|c| c == column) {
+            continue;
+        }
+        if constraint.kind == ConstraintKind::ForeignKey && constraint.references.is_some() {
+            foreign_keys.push(constraint);
+        } else {
+            unsupported.push(format!("constraint {}", constraint.name));
+        }
+    }
+    for index in &table.indexes {
+        let uses = index.columns.iter().any(|k| k.as_deref() == Some(column))
+            || ((index.columns.iter().any(Option::is_none)
+                || index.definition.contains(" WHERE "))
+                && index.definition.contains(column));
+        if !uses {
+            continue;
+        }
+        let backs_constraint = table
+            .constraints
+            .iter()
+            .any(|c| c.index.as_deref() == Some(index.name.as_str()));
+        if backs_constraint {
+            continue; // reported through its constraint
+        }
+        if index.columns.iter().all(Option::is_some) && !index.definition.contains(" WHERE ") {
+            indexes.push(index);
+        } else {
+            unsupported.push(format!("index {} (expression or partial)", index.name));
+        }
+    }
+    (indexes, foreign_keys, unsupported)
+}
+
+/// Rebuilds the column's plain indexes (concurrently) and foreign keys (NOT VALID, then
+/// validated) on the shadow column under temporary names, renamed at contract.
+fn rebuild_dependents(
+    ws: &mut Workspace,
+    table: &QualifiedName,
+    column: &str,
+    shadow: &str,
+) -> Result<(), Problem> {
+    let found = ws.table(table)?.clone();
+    let physical_table = ws.physical_table(table);
+    let (indexes, foreign_keys, _) = rebuildable(&found, column);
+    let mut renamed_indexes = Vec::new();
+    for index in indexes {
+        let temporary = names::fit_identifier(&format!("{}{}", names::SHADOW_PREFIX, index.name));
+        let keys: Vec<String> = index
+            .columns
+            .iter()
+            .flatten()
+            .map(|key| {
+                if key == column {
+                    quote_ident(shadow)
+                } else {
+                    quote_ident(&ws.physical_column(table, key))
+                }
+            })
+            .collect();
+        let method = index
+            .definition
+            .split(" USING ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .filter(|m| m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or("btree");
+        ws.push_expand(concurrent_index_step(
+            format!(
+                "rebuild index {} on the shadow column as {temporary}, concurrently",
+                index.name
+            ),
+            &physical_table,
+            &temporary,
+            index.unique,
+            &format!("USING {method} ({})", keys.join(", ")),
+        ));
+        renamed_indexes.push((temporary, index.name.clone()));
+    }
+    let mut renamed_constraints = Vec::new();
+    for constraint in foreign_keys {
+        let Some(reference) = &constraint.references else {
+            continue;
+        };
+        let temporary =
+            names::fit_identifier(&format!("{}{}", names::SHADOW_PREFIX, constraint.name));
+        // ON DELETE / ON UPDATE / MATCH / DEFERRABLE as PostgreSQL printed them.
+        let tail = constraint
+            .definition
+            .split_once("REFERENCES ")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(_, tail)| tail.replace(" NOT VALID", ""))
+            .unwrap_or_default();
+        let physical_target = ws.physical_table(&reference.table);
+        let columns: Vec<String> = constraint
+            .columns
+            .iter()
+            .map(|c| {
+                if c == column {
+                    shadow.to_string()
+                } else {
+                    ws.physical_column(table, c)
+                }
+            })
+            .collect();
+        let definition = format!(
+            "FOREIGN KEY ({}) REFERENCES {} ({}){} NOT VALID",
+            column_list(&columns),
+            physical_target.quoted(),
+            physical_column_list(ws, &reference.table, &reference.columns),
+            tail.trim_end()
+        );
+        ws.push_expand(Step::sql(
+            Phase::Expand,
+            format!(
+                "rebuild foreign key {} on the shadow column as {temporary}, NOT VALID",
+                constraint.name
+            ),
+            add_constraint_sql(&physical_table, &temporary, &definition),
+            LockLevel::ShareRowExclusive,
+            vec![physical_table.to_string(), physical_target.to_string()],
+        ));
+        ws.push_validate(validate_step(
+            &physical_table,
+            &temporary,
+            Some(&physical_target),
+        ));
+        renamed_constraints.push((temporary, constraint.name.clone()));
+    }
+    let state = ws.state(table)?;
+    state.rename_indexes.extend(renamed_indexes);
+    state.rename_constraints.extend(renamed_constraints);
+    Ok(())
 }

@@ -85,6 +85,12 @@ impl PlanOperation for CreateIndex {
             &physical_table,
             &self.name,
         ));
+        let definition = format!(
+            "CREATE {}INDEX {} ON {} {rest}",
+            if self.unique { "UNIQUE " } else { "" },
+            self.name,
+            physical_table
+        );
         let columns = self
             .columns
             .iter()
@@ -96,7 +102,7 @@ impl PlanOperation for CreateIndex {
             unique: self.unique,
             primary: false,
             valid: true,
-            definition: String::new(),
+            definition,
         });
         Ok(())
     }
