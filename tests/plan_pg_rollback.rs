@@ -327,3 +327,48 @@ async fn drop_table_hides_it_from_the_new_version_until_contract() {
         ))
         .is_none());
 }
+
+/// Each step's declared lock is what PostgreSQL really takes: observed in pg_locks while
+/// the step's transaction is open, for every transactional step of every phase.
+#[tokio::test]
+async fn declared_locks_match_the_locks_postgres_takes() {
+    let pg = plan_support::common::primary();
+    let check = |step: &zdm::plan::Step, taken: Vec<(String, zdm::plan::LockLevel)>| {
+        for (relation, level) in taken {
+            let unqualified = relation.trim_start_matches("public.").to_string();
+            let declared_on = step
+                .locked
+                .iter()
+                .any(|l| l == &format!("public.{unqualified}") || l == &relation);
+            if level <= zdm::plan::LockLevel::RowExclusive && !declared_on {
+                continue; // reading the catalog or a referenced row: never blocks anyone
+            }
+            assert!(
+                declared_on,
+                "{:?} also locks {relation} ({level:?}); declared {:?}",
+                step.description, step.locked
+            );
+            assert!(
+                level <= step.lock,
+                "{:?} takes {level:?} on {relation} but declares {:?}",
+                step.description,
+                step.lock
+            );
+        }
+    };
+    let pool = demo_database(&pg, "locks").await;
+    let m = migration("0009_everything", EVERY_OPERATION);
+    let plan = plan(&m, &catalog(&pool).await).expect("plans");
+    for phase in [Phase::Expand, Phase::Backfill, Phase::Contract] {
+        for step in plan.phase(phase) {
+            let taken = plan_support::run_step_observing_locks(&pool, step).await;
+            check(step, taken);
+        }
+    }
+    let pool = demo_database(&pg, "locks_rollback").await;
+    run_phase(&pool, &plan, Phase::Expand).await;
+    for step in plan.phase(Phase::Rollback) {
+        let taken = plan_support::run_step_observing_locks(&pool, step).await;
+        check(step, taken);
+    }
+}

@@ -69,6 +69,9 @@ pub(crate) struct TableState {
     /// their real name at contract (after the old column, and the originals, are dropped).
     pub rename_indexes: Vec<(String, String)>,
     pub rename_constraints: Vec<(String, String)>,
+    /// Other tables the contract step locks: dropping a foreign key (alone, or with its
+    /// column) takes ACCESS EXCLUSIVE on the referenced table too.
+    pub also_locked: Vec<String>,
 }
 
 impl TableState {
@@ -105,6 +108,7 @@ impl TableState {
             extra_triggers: Vec::new(),
             rename_indexes: Vec::new(),
             rename_constraints: Vec::new(),
+            also_locked: Vec::new(),
         }
     }
 
@@ -292,6 +296,34 @@ impl<'a> Workspace<'a> {
     /// Whether the table is created by this migration.
     pub fn is_created(&self, table: &QualifiedName) -> bool {
         self.state_of(table).is_some_and(|state| state.created)
+    }
+
+    /// Notes that the table's contract step also locks the tables its dropped foreign keys
+    /// reference (those involving `column`, or the constraint `name`).
+    pub(crate) fn lock_referenced_at_contract(
+        &mut self,
+        table: &QualifiedName,
+        column: Option<&str>,
+        constraint: Option<&str>,
+    ) -> Result<(), Problem> {
+        let referenced: Vec<String> = self
+            .table(table)?
+            .constraints
+            .iter()
+            .filter(|c| {
+                column.is_some_and(|col| c.columns.iter().any(|n| n == col))
+                    || constraint.is_some_and(|name| c.name == name)
+            })
+            .filter_map(|c| c.references.as_ref())
+            .map(|r| self.physical_table(&r.table).to_string())
+            .collect();
+        let state = self.state(table)?;
+        for other in referenced {
+            if !state.also_locked.contains(&other) {
+                state.also_locked.push(other);
+            }
+        }
+        Ok(())
     }
 
     /// Records a table created by this migration (already in the simulated catalog).
@@ -1079,9 +1111,14 @@ fn table_contract_step(state: &TableState) -> Option<Step> {
     if renamed {
         locked.push(state.name.to_string());
     }
-    for (on, _) in &state.extra_triggers {
-        if !locked.contains(&on.to_string()) {
-            locked.push(on.to_string());
+    let others = state
+        .extra_triggers
+        .iter()
+        .map(|(on, _)| on.to_string())
+        .chain(state.also_locked.iter().cloned());
+    for other in others {
+        if !locked.contains(&other) {
+            locked.push(other);
         }
     }
     Some(Step::sql(
@@ -1153,6 +1190,7 @@ mod tests {
             extra_triggers: Vec::new(),
             rename_indexes: Vec::new(),
             rename_constraints: Vec::new(),
+            also_locked: Vec::new(),
         }
     }
 

@@ -199,3 +199,64 @@ pub async fn fetch_one(pool: &PgPool, sql: &str) -> String {
         .next()
         .unwrap_or_else(|| panic!("no row: {sql}"))
 }
+
+/// Runs a transactional step and returns the strongest lock it took on each table that
+/// existed before it (tables it creates are invisible to others until it commits).
+pub async fn run_step_observing_locks(
+    pool: &PgPool,
+    step: &Step,
+) -> Vec<(String, zdm::plan::LockLevel)> {
+    use zdm::plan::LockLevel;
+    let StepAction::Sql {
+        sql,
+        transactional: true,
+    } = &step.action
+    else {
+        run_step(pool, step).await;
+        return Vec::new();
+    };
+    let mut conn = pool.acquire().await.expect("connection");
+    let existing: Vec<String> =
+        sqlx::query("SELECT c.oid::regclass::text FROM pg_class c WHERE c.relkind IN ('r', 'p')")
+            .fetch_all(&mut *conn)
+            .await
+            .expect("tables")
+            .iter()
+            .map(|row| row.get(0))
+            .collect();
+    let mut tx = conn.begin().await.expect("begin");
+    tx.execute(sql.as_str())
+        .await
+        .unwrap_or_else(|e| panic!("step {:?} failed: {e}\n{sql}", step.description));
+    let rows = sqlx::query(
+        "SELECT l.relation::regclass::text AS rel, l.mode FROM pg_locks l
+         WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND l.granted",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .expect("locks");
+    tx.commit().await.expect("commit");
+    let level = |mode: &str| match mode {
+        "AccessShareLock" => LockLevel::AccessShare,
+        "RowShareLock" => LockLevel::RowShare,
+        "RowExclusiveLock" => LockLevel::RowExclusive,
+        "ShareUpdateExclusiveLock" => LockLevel::ShareUpdateExclusive,
+        "ShareLock" => LockLevel::Share,
+        "ShareRowExclusiveLock" => LockLevel::ShareRowExclusive,
+        "ExclusiveLock" => LockLevel::Exclusive,
+        _ => LockLevel::AccessExclusive,
+    };
+    let mut strongest: Vec<(String, LockLevel)> = Vec::new();
+    for row in &rows {
+        let relation: String = row.get("rel");
+        if !existing.contains(&relation) {
+            continue;
+        }
+        let mode: String = row.get("mode");
+        match strongest.iter_mut().find(|(r, _)| *r == relation) {
+            Some((_, current)) => *current = (*current).max(level(&mode)),
+            None => strongest.push((relation, level(&mode))),
+        }
+    }
+    strongest
+}

@@ -159,6 +159,7 @@ pub(crate) fn plan_shadow(
         ));
 
         rebuild_dependents(ws, &table, column_name, &shadow)?;
+        ws.lock_referenced_at_contract(&table, Some(column_name), None)?;
 
         {
             let state = ws.state(&table)?;

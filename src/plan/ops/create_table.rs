@@ -172,14 +172,15 @@ impl PlanOperation for CreateTable {
                 lines.join(",\n  ")
             ),
             lock,
-            locked,
+            locked.clone(),
         ));
+        // Its foreign keys go with it, which locks the tables they reference too.
         ws.push_rollback(Step::sql(
             Phase::Rollback,
             format!("drop table {table}"),
             format!("DROP TABLE IF EXISTS {}", table.quoted()),
             LockLevel::AccessExclusive,
-            vec![table.to_string()],
+            locked,
         ));
         ws.catalog.tables.push(Table {
             name: table.clone(),

@@ -77,6 +77,7 @@ impl PlanOperation for DropColumn {
 
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
         let table = ws.existing_table(&self.table)?;
+        ws.lock_referenced_at_contract(&table, Some(&self.column), None)?;
         let physical = ws.physical_column(&table, &self.column);
         if let Some(down) = &self.down {
             ws.state(&table)?.down.push(SyncRule {

@@ -37,6 +37,7 @@ impl PlanOperation for DropConstraint {
 
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
         let table = ws.existing_table(&self.table)?;
+        ws.lock_referenced_at_contract(&table, None, Some(&self.name))?;
         ws.state(&table)?.drop_constraints.push(self.name.clone());
         let found = ws.table_mut(&table)?;
         let index = found.constraint(&self.name).and_then(|c| c.index.clone());

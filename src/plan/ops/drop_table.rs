@@ -38,6 +38,20 @@ impl PlanOperation for DropTable {
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
         let table = ws.existing_table(&self.table)?;
         let physical = ws.physical_table(&table);
+        // Dropping its foreign keys locks the tables they reference.
+        let mut locked = vec![physical.to_string()];
+        let referenced: Vec<String> = ws
+            .table(&table)?
+            .constraints
+            .iter()
+            .filter_map(|c| c.references.as_ref())
+            .map(|r| ws.physical_table(&r.table).to_string())
+            .collect();
+        for other in referenced {
+            if !locked.contains(&other) {
+                locked.push(other);
+            }
+        }
         ws.state(&table)?.dropped = true;
         ws.catalog.tables.retain(|t| t.name != table);
         ws.push_contract(Step::sql(
@@ -45,7 +59,7 @@ impl PlanOperation for DropTable {
             format!("drop table {physical}"),
             format!("DROP TABLE IF EXISTS {}", physical.quoted()),
             LockLevel::AccessExclusive,
-            vec![physical.to_string()],
+            locked,
         ));
         Ok(())
     }

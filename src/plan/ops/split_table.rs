@@ -250,7 +250,8 @@ impl PlanOperation for SplitTable {
             format!("drop table {new_table}"),
             format!("DROP TABLE IF EXISTS {}", new_table.quoted()),
             LockLevel::AccessExclusive,
-            vec![new_table.to_string()],
+            // Its foreign key goes with it, which locks the old table too.
+            vec![new_table.to_string(), physical.to_string()],
         ));
 
         // The simulated catalog: the new table, and the old one without the moved columns.
