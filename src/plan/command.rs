@@ -16,14 +16,14 @@ use crate::suggest::did_you_mean;
 pub enum CommandError {
     #[error(transparent)]
     Config(#[from] config::Error),
-    #[error("cannot connect to {url}: {source}")]
-    Connect { url: String, source: sqlx::Error },
-    #[error("cannot read the schema of {url}: {source}")]
-    Introspect { url: String, source: sqlx::Error },
-    #[error("cannot read the migrations directory {path}: {source}")]
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: sqlx::Error },
+    #[error("cannot read the schema of {url}: {reason}")]
+    Introspect { url: String, reason: sqlx::Error },
+    #[error("cannot read the migrations directory {path}: {reason}")]
     ReadDir {
         path: PathBuf,
-        source: std::io::Error,
+        reason: std::io::Error,
     },
     #[error("{path}: {message}")]
     File { path: PathBuf, message: String },
@@ -57,9 +57,9 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> Result<Stri
         }
     }
     let url = config.database_url()?;
-    let connect = |source| CommandError::Connect {
+    let connect = |reason| CommandError::Connect {
         url: url.to_string(),
-        source,
+        reason,
     };
     let options = url.connect_options().map_err(connect)?;
     let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
@@ -67,9 +67,9 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> Result<Stri
         .map_err(connect)?;
     let catalog = Catalog::load(&mut conn)
         .await
-        .map_err(|source| CommandError::Introspect {
+        .map_err(|reason| CommandError::Introspect {
             url: url.to_string(),
-            source,
+            reason,
         })?;
     let planned = plan_pending(&migrations, &catalog, name)?;
     if json {
@@ -157,9 +157,9 @@ fn read_migrations_for_plan(dir: &Path) -> Result<Vec<Migration>, CommandError> 
         description: Option<String>,
         operations: Vec<Operation>,
     }
-    let entries = std::fs::read_dir(dir).map_err(|source| CommandError::ReadDir {
+    let entries = std::fs::read_dir(dir).map_err(|reason| CommandError::ReadDir {
         path: dir.to_path_buf(),
-        source,
+        reason,
     })?;
     let mut paths: Vec<PathBuf> = entries
         .filter_map(Result::ok)
