@@ -8,7 +8,7 @@ use sqlx::Connection;
 use crate::config::{self, Config};
 use crate::db::catalog::Catalog;
 use crate::migration::{Migration, Operation};
-use crate::plan::{names, plan_and_simulate, render, Plan, PlanError};
+use crate::plan::{plan_and_simulate, render, Plan, PlanError};
 use crate::suggest::did_you_mean;
 
 /// Why `zdm plan` could not print a plan.
@@ -102,13 +102,9 @@ pub fn plan_pending(
     only: Option<&str>,
 ) -> Result<Vec<(Plan, Option<String>)>, CommandError> {
     let started: Vec<(String, String)> = catalog
-        .schemas
-        .iter()
-        .filter_map(|schema| {
-            let comment = schema.comment.as_deref()?;
-            let (_, migration) = names::parse_version_schema_comment(comment)?;
-            Some((migration.to_string(), schema.name.clone()))
-        })
+        .version_schemas()
+        .into_iter()
+        .map(|(schema, _, migration)| (migration, schema))
         .collect();
     let last_started = migrations
         .iter()
