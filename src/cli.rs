@@ -67,6 +67,10 @@ pub enum Command {
     /// Follow a running migration's events (progress, throttle, steps, log) until it ends
     /// or Ctrl-C; the run goes on either way
     Attach(AttachArgs),
+
+    /// Print what migrations will do, phase by phase: each step's SQL, the lock it takes and
+    /// on what, whether it scans or rewrites a table, and raw SQL zdm did not check
+    Plan(PlanArgs),
 }
 
 /// Flags of `zdm start`.
@@ -105,6 +109,22 @@ pub struct StatusArgs {
     /// Print JSON for machines instead of text
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The migration to plan (its file name without extension) [default: every migration
+    /// that has not started, in order]
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Print the plan as JSON, for machines
+    #[arg(long)]
+    pub json: bool,
+
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -54,6 +54,15 @@ fn main() -> Result<()> {
         Command::Attach(args) => {
             runtime.block_on(zdm::control::ctl::attach(args, &mut std::io::stdout()))?
         }
+        Command::Plan(args) => {
+            let config = zdm::config::Config::load(&args.target.overrides())?;
+            let output = runtime.block_on(zdm::plan::command::run(
+                &config,
+                args.name.as_deref(),
+                args.json,
+            ))?;
+            print!("{output}");
+        }
     }
     Ok(())
 }

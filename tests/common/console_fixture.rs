@@ -27,6 +27,7 @@ fn sql_step(phase: Phase, description: &str, sql: &str, lock: LockLevel, table: 
         rewrites: false,
         scans: false,
         unchecked: false,
+        guard: None,
     }
 }
 
@@ -75,6 +76,7 @@ pub fn price_plan() -> Plan {
                 rewrites: false,
                 scans: true,
                 unchecked: false,
+                guard: None,
             },
             validate,
             sql_step(
