@@ -102,7 +102,11 @@ async fn status_complete_rollback_and_start_from_the_command_line() {
     assert_eq!(status, "ready_to_contract");
 
     // Start reads the migration files first: without them it says what is missing.
-    let output = zdm(&pg, &url, &["start", name, "--dir", "/nonexistent/migrations"]);
+    let output = zdm(
+        &pg,
+        &url,
+        &["start", name, "--dir", "/nonexistent/migrations"],
+    );
     assert!(!output.status.success());
     let stderr = text(&output.stderr);
     assert!(stderr.contains("/nonexistent/migrations"), "{stderr}");
