@@ -63,7 +63,7 @@ pub fn plan_and_simulate(
         let fail = |problem| PlanError::Operation {
             migration: migration.name.clone(),
             number: index + 1,
-            op: ops::op_name(operation),
+            op: operation.name(),
             problem: Box::new(problem),
         };
         planner.validate(&ws).map_err(fail)?;

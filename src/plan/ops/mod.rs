@@ -63,30 +63,6 @@ pub(crate) fn planner(operation: &Operation) -> &dyn PlanOperation {
     }
 }
 
-/// The `op` name of an operation (`add_column`).
-pub(crate) fn op_name(operation: &Operation) -> &'static str {
-    match operation {
-        Operation::CreateTable(_) => "create_table",
-        Operation::DropTable(_) => "drop_table",
-        Operation::RenameTable(_) => "rename_table",
-        Operation::AddColumn(_) => "add_column",
-        Operation::DropColumn(_) => "drop_column",
-        Operation::RenameColumn(_) => "rename_column",
-        Operation::ChangeType(_) => "change_type",
-        Operation::SetNotNull(_) => "set_not_null",
-        Operation::DropNotNull(_) => "drop_not_null",
-        Operation::SetDefault(_) => "set_default",
-        Operation::AddCheck(_) => "add_check",
-        Operation::AddUnique(_) => "add_unique",
-        Operation::AddForeignKey(_) => "add_foreign_key",
-        Operation::DropConstraint(_) => "drop_constraint",
-        Operation::CreateIndex(_) => "create_index",
-        Operation::DropIndex(_) => "drop_index",
-        Operation::SplitTable(_) => "split_table",
-        Operation::RawSql(_) => "raw_sql",
-    }
-}
-
 /// `ALTER TABLE t ADD CONSTRAINT name <definition>` unless a constraint of that name exists.
 fn add_constraint_sql(table: &QualifiedName, name: &str, definition: &str) -> String {
     do_block(&format!(
