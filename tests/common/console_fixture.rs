@@ -115,7 +115,7 @@ pub fn busy_app() -> App {
         eta: Some(Duration::from_secs(112)),
         batch_size: 2_000,
         last_batch: Duration::from_millis(183),
-        batch_target: Duration::from_millis(200),
+        batch_target: Some(Duration::from_millis(200)),
         throttle_reason: None,
         paused: false,
     });

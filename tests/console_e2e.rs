@@ -1,0 +1,178 @@
+//! The console end to end: the real binary in tmux against a real PostgreSQL holding the
+//! demo's shop schema, read back with capture-pane as a person would see it.
+
+mod common;
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use zdm::demo::{schema, Scale};
+use zdm::localpg::LocalPg;
+
+use common::tmux::Tmux;
+
+/// A primary holding a small shop database; its URL.
+async fn shop() -> (LocalPg, String) {
+    let pg = tokio::task::spawn_blocking(common::primary)
+        .await
+        .expect("join");
+    let pool = common::database(&pg, "shop").await;
+    schema::load(&pool, Scale::from_factor(0.001), |_| {})
+        .await
+        .expect("load the shop schema");
+    pool.close().await;
+    let url = pg.primary().url("shop");
+    (pg, url)
+}
+
+/// `zdm console` on `url` with the sample migrations, then (after it exits) its exit code
+/// and the terminal's mode, so a test can see the terminal was restored.
+fn console_command(url: &str, log: &Path) -> String {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations");
+    format!(
+        "{} console --database-url '{url}' --dir '{dir}' --log-file '{}'; \
+         echo \"zdm exited with $?\"; stty -a; sleep 600",
+        common::zdm_binary().display(),
+        log.display()
+    )
+}
+
+fn log_file(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("zdm-console-e2e-{}-{name}.log", std::process::id()))
+}
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_opens_lists_the_migrations_and_quits_restoring_the_terminal() {
+    let (_pg, url) = shop().await;
+    let tmux = Tmux::start(&console_command(&url, &log_file("open")), 100, 30);
+
+    let screen = tmux.wait_for("the migrations, connected", PATIENCE, |s| {
+        s.contains("0001_orders_add_status") && s.contains("connected")
+    });
+    assert!(screen.contains("[pending]"), "{screen}");
+    assert!(
+        screen.contains("0013_shipments_drop_carrier_fk"),
+        "{screen}"
+    );
+    // Without the planner merged, the plan pane says why there is no plan, in words.
+    tmux.wait_for("the plan pane's answer", PATIENCE, |s| {
+        !s.contains("planning 0001")
+    });
+    // The password never shows; the target does.
+    assert!(screen.contains("/shop"), "{screen}");
+    let health = tmux.wait_for("a health sample", PATIENCE, |s| {
+        s.contains("Tab") && !s.contains("connecting")
+    });
+    assert!(!health.contains("database not responding"), "{health}");
+
+    // Tab to the Health pane: on 100x30 it replaces the plan beside the list.
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    let screen = tmux.wait_for_text("Health", PATIENCE);
+    assert!(screen.contains("canary"), "{screen}");
+    assert!(screen.contains("lock waiters"), "{screen}");
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let modes: Vec<&str> = screen.split_whitespace().collect();
+    assert!(
+        modes.contains(&"icanon") && modes.contains(&"echo"),
+        "the terminal is back in cooked mode with echo: {screen}"
+    );
+    assert!(
+        !screen.contains("0001_orders_add_status"),
+        "the alternate screen was left: {screen}"
+    );
+}
+
+/// The postmaster and every process it started.
+fn server_processes(postmaster: i32) -> Vec<Pid> {
+    let mut pids = vec![Pid::from_raw(postmaster)];
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<i32>().ok());
+        if parent == Some(postmaster) {
+            pids.push(Pid::from_raw(pid));
+        }
+    }
+    pids
+}
+
+/// A server stopped with SIGSTOP; SIGCONT when dropped, even when the test fails.
+struct Frozen(Vec<Pid>);
+
+impl Frozen {
+    fn freeze(postmaster: i32) -> Self {
+        let pids = server_processes(postmaster);
+        for pid in &pids {
+            let _ = kill(*pid, Signal::SIGSTOP);
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = kill(*pid, Signal::SIGCONT);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_is_reported_while_the_console_keeps_answering_keys() {
+    let (pg, url) = shop().await;
+    let tmux = Tmux::start(&console_command(&url, &log_file("stall")), 100, 30);
+    tmux.wait_for("connected", PATIENCE, |s| {
+        s.contains("connected") && s.contains("0001_orders_add_status")
+    });
+
+    let frozen = Frozen::freeze(pg.primary().pid().expect("postmaster pid"));
+    tmux.wait_for_text("database not responding for", PATIENCE);
+
+    // The database still hangs; the console answers: help opens over the stalled screen.
+    tmux.keys(&["?"]);
+    let screen = tmux.wait_for_text("Keys (? or Esc closes)", PATIENCE);
+    assert!(
+        screen.contains("database not responding for"),
+        "the stall is still reported while help is open: {screen}"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("help closed", PATIENCE, |s| !s.contains("Keys (? or Esc"));
+    // The seconds keep counting while it hangs.
+    let first = not_responding_seconds(&tmux.screen());
+    let later = tmux.wait_for("the stall's duration to grow", PATIENCE, |s| {
+        not_responding_seconds(s) > first
+    });
+    assert!(later.contains("database not responding for"), "{later}");
+
+    drop(frozen);
+    tmux.wait_for("recovery", Duration::from_secs(60), |s| {
+        s.contains("connected") && !s.contains("not responding")
+    });
+    tmux.keys(&["l"]);
+    let screen = tmux.wait_for_text("the database answers again", PATIENCE);
+    assert!(screen.contains("not responding (no answer for"), "{screen}");
+
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+}
+
+/// The whole seconds in "database not responding for 12.0 s", or 0.
+fn not_responding_seconds(screen: &str) -> u64 {
+    screen
+        .split("database not responding for ")
+        .nth(1)
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|digits| digits.trim().parse().ok())
+        .unwrap_or(0)
+}
