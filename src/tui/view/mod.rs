@@ -51,8 +51,8 @@ fn draw_large(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(left);
     let [backfill, health, log] = Layout::vertical([
         Constraint::Length(8),
-        Constraint::Min(10),
-        Constraint::Percentage(30),
+        Constraint::Length(15),
+        Constraint::Min(5),
     ])
     .areas(right);
     draw_pane(frame, list, Pane::Migrations, app, theme);

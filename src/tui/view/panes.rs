@@ -312,19 +312,25 @@ pub fn health(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             head.push(Span::raw(" "));
             head.push(severity_word(severity, theme));
         }
-        if series.current.is_some() {
-            if let Some(band) = &series.band {
-                head.push(Span::styled(format!("  {band}"), theme.muted()));
+        let band = series
+            .band
+            .as_ref()
+            .filter(|_| series.current.is_some())
+            .map(|band| format!("  {band}"));
+        if one_line {
+            if let Some(band) = band {
+                head.push(Span::styled(band, theme.muted()));
             }
-        }
-        lines.push(Line::from(head));
-        if !one_line {
+            lines.push(Line::from(head));
+        } else {
+            // The sparkline's line carries the band, so the first line rarely wraps.
+            let band = band.unwrap_or_default();
+            let spark_width = width.saturating_sub(2 + band.chars().count()).max(8);
+            lines.push(Line::from(head));
             lines.push(Line::from(vec![
                 Span::raw("  "),
-                Span::styled(
-                    sparkline(&series.points, width.saturating_sub(2)),
-                    theme.chart(),
-                ),
+                Span::styled(sparkline(&series.points, spark_width), theme.chart()),
+                Span::styled(band, theme.muted()),
             ]));
         }
     }
