@@ -71,8 +71,8 @@ async fn the_console_opens_lists_the_migrations_and_quits_restoring_the_terminal
 
     // Tab to the Health pane: on 100x30 it replaces the plan beside the list.
     tmux.keys(&["Tab", "Tab", "Tab"]);
-    let screen = tmux.wait_for_text("Health", PATIENCE);
-    assert!(screen.contains("canary"), "{screen}");
+    let screen = tmux.wait_for_text("canary", PATIENCE);
+    assert!(screen.contains("Health"), "{screen}");
     assert!(screen.contains("lock waiters"), "{screen}");
 
     tmux.keys(&["q"]);
@@ -175,4 +175,42 @@ fn not_responding_seconds(screen: &str) -> u64 {
         .and_then(|rest| rest.split('.').next())
         .and_then(|digits| digits.trim().parse().ok())
         .unwrap_or(0)
+}
+
+/// The pid of the process whose parent is `parent`, named `name`.
+fn child_named(parent: i32, name: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent && comm == name).then_some(pid)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_restores_the_terminal_even_while_the_database_hangs() {
+    let (pg, url) = shop().await;
+    let tmux = Tmux::start(&console_command(&url, &log_file("hup")), 100, 30);
+    tmux.wait_for("connected", PATIENCE, |s| {
+        s.contains("connected") && s.contains("0001_orders_add_status")
+    });
+    let shell = tmux.pane_pid();
+    let zdm = child_named(shell, "zdm").expect("the zdm process under the pane's shell");
+
+    let _frozen = Frozen::freeze(pg.primary().pid().expect("postmaster pid"));
+    tmux.wait_for_text("database not responding for", PATIENCE);
+    // An SSH drop sends SIGHUP: the console must give the terminal back and exit.
+    kill(Pid::from_raw(zdm), Signal::SIGHUP).expect("signal zdm");
+    let screen = tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let modes: Vec<&str> = screen.split_whitespace().collect();
+    assert!(modes.contains(&"icanon"), "cooked mode again: {screen}");
+    assert!(
+        !screen.contains("Migrations"),
+        "alternate screen left: {screen}"
+    );
 }

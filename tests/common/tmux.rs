@@ -51,6 +51,15 @@ impl Tmux {
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
 
+    /// The pid of the shell running in the pane.
+    pub fn pane_pid(&self) -> i32 {
+        let output = self.run(&["list-panes", "-t", "console", "-F", "#{pane_pid}"]);
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .parse()
+            .expect("a pane pid")
+    }
+
     /// Sends keys in tmux's notation (`q`, `Enter`, `Escape`, `C-c`).
     pub fn keys(&self, keys: &[&str]) {
         let mut args = vec!["send-keys", "-t", "console"];
