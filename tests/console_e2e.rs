@@ -2,6 +2,7 @@
 //! demo's shop schema, read back with capture-pane as a person would see it.
 
 mod common;
+mod engine_support;
 
 use std::path::Path;
 use std::time::Duration;
@@ -10,6 +11,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use zdm::demo::{schema, Scale};
 use zdm::localpg::LocalPg;
+use zdm::plan::{LockLevel, Phase};
 
 use common::tmux::Tmux;
 
@@ -30,7 +32,16 @@ async fn shop() -> (LocalPg, String) {
 /// `zdm console` on `url` with the sample migrations, then (after it exits) its exit code
 /// and the terminal's mode, so a test can see the terminal was restored.
 fn console_command(url: &str, log: &Path) -> String {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations");
+    console_command_in(
+        url,
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations")),
+        log,
+    )
+}
+
+/// [`console_command`] with another migrations directory.
+fn console_command_in(url: &str, dir: &Path, log: &Path) -> String {
+    let dir = dir.display();
     format!(
         "{} console --database-url '{url}' --dir '{dir}' --log-file '{}'; \
          echo \"zdm exited with $?\"; stty -a; sleep 600",
@@ -213,4 +224,162 @@ async fn sighup_restores_the_terminal_even_while_the_database_hangs() {
         !screen.contains("Migrations"),
         "alternate screen left: {screen}"
     );
+}
+
+/// Column `zdm_e2e_status` of orders: added, backfilled, made NOT NULL at contract.
+fn status_column_plan(name: &str) -> zdm::plan::Plan {
+    use engine_support::{backfill, plan, sql};
+    plan(
+        name,
+        vec![
+            sql(
+                Phase::Expand,
+                "add orders.zdm_e2e_status",
+                "ALTER TABLE public.orders ADD COLUMN IF NOT EXISTS zdm_e2e_status text",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+            backfill(
+                "public.orders",
+                &["id"],
+                &[("zdm_e2e_status", "'new'")],
+                Some("zdm_e2e_status IS NULL"),
+            ),
+            sql(
+                Phase::Contract,
+                "orders.zdm_e2e_status NOT NULL",
+                "ALTER TABLE public.orders ALTER COLUMN zdm_e2e_status SET NOT NULL",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+            sql(
+                Phase::Rollback,
+                "drop orders.zdm_e2e_status",
+                "ALTER TABLE public.orders DROP COLUMN IF EXISTS zdm_e2e_status",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+        ],
+    )
+}
+
+/// A scratch table, dropped by rollback.
+fn scratch_table_plan(name: &str) -> zdm::plan::Plan {
+    use engine_support::{plan, sql};
+    plan(
+        name,
+        vec![
+            sql(
+                Phase::Expand,
+                "create zdm_e2e_scratch",
+                "CREATE TABLE IF NOT EXISTS public.zdm_e2e_scratch (id int)",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+            sql(
+                Phase::Rollback,
+                "drop zdm_e2e_scratch",
+                "DROP TABLE IF EXISTS public.zdm_e2e_scratch",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+        ],
+    )
+}
+
+async fn scalar_bool(pg: &LocalPg, sql: &str) -> bool {
+    let mut conn = pg.primary().connect("shop").await.expect("connect");
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect(sql)
+}
+
+/// Contract by typing the name (and `override`, since not every gate can be evaluated
+/// yet), then roll back another migration with `y`; a recorded checksum that differs from
+/// the file is flagged. The migrations are started with hand-made plans through the engine
+/// (the planner is not merged yet); the console then reads their recorded state and runs
+/// contract and rollback itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_by_typed_name_and_rollback_with_confirmation() {
+    let (pg, url) = shop().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    for file in [
+        "0001_orders_add_status.toml",
+        "0002_customers_phone_not_null.toml",
+    ] {
+        std::fs::copy(samples.join(file), dir.path().join(file)).expect("copy");
+    }
+    let files = zdm::migration::load_dir(dir.path()).expect("valid files");
+    let first = &files[0];
+    let mut engine = engine_support::engine(&pg, "shop", engine_support::quick_options()).await;
+    engine
+        .start(&status_column_plan(&first.name), &first.checksum)
+        .await
+        .expect("start 0001");
+    engine.close().await.expect("close");
+
+    let tmux = Tmux::start(
+        &console_command_in(&url, dir.path(), &log_file("contract")),
+        100,
+        30,
+    );
+    tmux.wait_for_text("[ready to contract]", PATIENCE);
+
+    tmux.keys(&["c"]);
+    let screen = tmux.wait_for_text("UNKNOWN", PATIENCE);
+    assert!(
+        screen.contains("PASS") && screen.contains("expand and backfill finished"),
+        "{screen}"
+    );
+    tmux.type_text("0001_orders_add_stat");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("the name does not match", PATIENCE);
+    tmux.type_text("0001_orders_add_status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("Type override", PATIENCE);
+    tmux.type_text("override");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("[complete]", PATIENCE);
+    assert!(
+        scalar_bool(
+            &pg,
+            "SELECT attnotnull FROM pg_attribute \
+              WHERE attrelid = 'public.orders'::regclass AND attname = 'zdm_e2e_status'"
+        )
+        .await,
+        "contract ran: the column is NOT NULL"
+    );
+
+    // A second migration starts elsewhere with a checksum that is not its file's.
+    let second = &files[1];
+    let mut engine = engine_support::engine(&pg, "shop", engine_support::quick_options()).await;
+    engine
+        .start(&scratch_table_plan(&second.name), "not-the-file-checksum")
+        .await
+        .expect("start 0002");
+    engine.close().await.expect("close");
+    tmux.wait_for_text("CHANGED", PATIENCE);
+
+    tmux.keys(&["j", "r"]);
+    tmux.wait_for_text("Roll back 0002_customers_phone_not_null?", PATIENCE);
+    tmux.keys(&["y"]);
+    tmux.wait_for_text("[rolled back]", PATIENCE);
+    assert!(
+        !scalar_bool(
+            &pg,
+            "SELECT to_regclass('public.zdm_e2e_scratch') IS NOT NULL"
+        )
+        .await,
+        "rollback ran: the scratch table is gone"
+    );
+    let screen = tmux.screen();
+    assert!(
+        !screen.contains("CHANGED"),
+        "a rolled-back migration may change: {screen}"
+    );
+
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
 }

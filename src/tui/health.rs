@@ -91,16 +91,18 @@ impl Unit {
         }
     }
 
+    /// `0.1–0.4 s`: the unit once, and never a percentage above 100.
     fn format_range(self, low: f64, high: f64) -> String {
-        let low = self.format(low.max(0.0));
-        let high = self.format(high);
-        // "0.1 s–0.4 s" reads worse than "0.1–0.4 s": keep the unit once.
-        match high.split_once(' ') {
-            Some((_, unit)) if low.ends_with(unit) => {
-                format!("{}–{high}", low.trim_end_matches(unit).trim_end())
-            }
-            _ => format!("{low}–{high}"),
-        }
+        let low = low.max(0.0);
+        let (low, high, unit) = match self {
+            Unit::Percent => (format!("{low:.0}"), format!("{:.0}", high.min(100.0)), "%"),
+            Unit::Seconds => (format!("{low:.1}"), format!("{high:.1}"), " s"),
+            Unit::Count => (format!("{low:.0}"), format!("{high:.0}"), ""),
+            Unit::Millis if high < 10.0 => (format!("{low:.2}"), format!("{high:.2}"), " ms"),
+            Unit::Millis => (format!("{low:.0}"), format!("{high:.0}"), " ms"),
+            Unit::PerSecond => (format!("{low:.1}"), format!("{high:.1}"), "/s"),
+        };
+        format!("{low}–{high}{unit}")
     }
 }
 
@@ -233,8 +235,9 @@ mod tests {
     #[test]
     fn ranges_keep_the_unit_once() {
         assert_eq!(Unit::Seconds.format_range(0.1, 0.4), "0.1–0.4 s");
-        assert_eq!(Unit::Percent.format_range(-3.0, 40.0), "0%–40%");
+        assert_eq!(Unit::Percent.format_range(-3.0, 128.0), "0–100%");
         assert_eq!(Unit::Millis.format_range(0.2, 0.9), "0.20–0.90 ms");
+        assert_eq!(Unit::PerSecond.format_range(18.8, 56.3), "18.8–56.3/s");
     }
 
     #[test]
