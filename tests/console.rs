@@ -231,6 +231,30 @@ fn start_asks_the_engine_only_for_a_pending_migration() {
 }
 
 #[test]
+fn a_stopped_migration_is_resumed_with_s_and_quitting_does_not_ask() {
+    let mut app = busy_app();
+    app.migrations[2].stopped = true;
+    assert!(app.running_migration().is_none(), "nobody runs it");
+    select(&mut app, "0003_products_price_numeric");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('s')),
+        Some(Action::Start("0003_products_price_numeric".to_string()))
+    );
+    assert!(app.notice.as_deref().unwrap_or("").starts_with("resume of"));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("STOPPED"), "{screen}");
+    assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Action::Quit));
+
+    app.migrations[2].stopped = false;
+    app.migrations[2].state = MigrationState::ReadyToContract;
+    assert_eq!(
+        press(&mut app, KeyCode::Char('s')),
+        None,
+        "ready is not startable"
+    );
+}
+
+#[test]
 fn pause_resume_throttle_and_batch_target() {
     let mut app = busy_app();
     assert_eq!(press(&mut app, KeyCode::Char('p')), Some(Action::Pause));

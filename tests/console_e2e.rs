@@ -17,11 +17,16 @@ use common::tmux::Tmux;
 
 /// A primary holding a small shop database; its URL.
 async fn shop() -> (LocalPg, String) {
+    shop_of(0.001).await
+}
+
+/// A primary holding a shop database of `scale`; its URL.
+async fn shop_of(scale: f64) -> (LocalPg, String) {
     let pg = tokio::task::spawn_blocking(common::primary)
         .await
         .expect("join");
     let pool = common::database(&pg, "shop").await;
-    schema::load(&pool, Scale::from_factor(0.001), |_| {})
+    schema::load(&pool, Scale::from_factor(scale), |_| {})
         .await
         .expect("load the shop schema");
     pool.close().await;
@@ -42,8 +47,15 @@ fn console_command(url: &str, log: &Path) -> String {
 /// [`console_command`] with another migrations directory.
 fn console_command_in(url: &str, dir: &Path, log: &Path) -> String {
     let dir = dir.display();
+    // The test's own config file (beside its log; empty unless the test wrote one): a
+    // zdm.toml in the working directory must not change the test.
+    let config = log.with_extension("toml");
+    if !config.exists() {
+        std::fs::write(&config, "").expect("write the config file");
+    }
+    let config = config.display();
     format!(
-        "{} console --database-url '{url}' --dir '{dir}' --log-file '{}'; \
+        "{} console --config '{config}' --database-url '{url}' --dir '{dir}' --log-file '{}'; \
          echo \"zdm exited with $?\"; stty -a; sleep 600",
         common::zdm_binary().display(),
         log.display()
@@ -380,6 +392,75 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
         "a rolled-back migration may change: {screen}"
     );
 
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+}
+
+/// A migration stopped mid-backfill (its run killed) shows as stopped; `s` resumes it with
+/// the plan recorded at its start, and the Backfill pane follows it to 100 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
+    let (pg, url) = shop_of(0.05).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = "0001_orders_add_status.toml";
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    std::fs::copy(samples.join(file), dir.path().join(file)).expect("copy");
+    // Small batches, so the backfill of 50,000 orders takes hundreds of them.
+    let log = log_file("resume");
+    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 100\n").expect("config");
+    let files = zdm::migration::load_dir(dir.path()).expect("valid file");
+    let migration = files[0].clone();
+
+    // Start it and kill the run after its first committed batch.
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let mut options = engine_support::quick_options();
+    options.batch_size = 100;
+    let mut engine = engine_support::engine(&pg, "shop", options).await;
+    engine.set_events(zdm::engine::Events::to(sender));
+    let plan = status_column_plan(&migration.name);
+    let run = tokio::spawn(async move {
+        let _ = engine.start(&plan, &migration.checksum).await;
+    });
+    loop {
+        match events.recv().await.expect("events until the first batch") {
+            zdm::engine::Event::BatchCommitted { .. } => break,
+            _ => continue,
+        }
+    }
+    run.abort();
+    let _ = run.await;
+
+    let tmux = Tmux::start(&console_command_in(&url, dir.path(), &log), 100, 30);
+    let screen = tmux.wait_for_text("STOPPED", PATIENCE);
+    assert!(screen.contains("[backfilling]"), "{screen}");
+    tmux.keys(&["Tab", "Tab"]);
+    tmux.wait_for_text("No backfill running.", PATIENCE);
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for_text("rows", PATIENCE);
+    assert!(
+        screen.contains("table  \"public\".\"orders\"") || screen.contains("public.orders"),
+        "{screen}"
+    );
+    let done = tmux.wait_for("the backfill at 100 %", Duration::from_secs(120), |s| {
+        s.contains("100.0%") && s.contains("[ready to contract]")
+    });
+    assert!(done.contains("50,000 / 50,000 rows"), "{done}");
+    assert!(done.contains("state  finished"), "{done}");
+    assert!(!done.contains("STOPPED"), "{done}");
+    tmux.keys(&["l"]);
+    let log = tmux.wait_for_text("backfill finished", PATIENCE);
+    assert!(
+        log.contains("start: 0001_orders_add_status: ready to contract"),
+        "{log}"
+    );
+    assert!(
+        !scalar_bool(
+            &pg,
+            "SELECT EXISTS (SELECT 1 FROM public.orders WHERE zdm_e2e_status IS NULL)"
+        )
+        .await,
+        "every row was backfilled"
+    );
     tmux.keys(&["q"]);
     tmux.wait_for_text("zdm exited with 0", PATIENCE);
 }

@@ -87,6 +87,26 @@ pub struct MigrationRow {
     pub state: MigrationState,
     /// The file changed after it ran: zdm refuses to run it.
     pub checksum_mismatch: bool,
+    /// Recorded as in progress, but no zdm holds the run lock: it was stopped (a killed
+    /// run, a quit) and waits to be resumed.
+    pub stopped: bool,
+}
+
+impl MigrationRow {
+    /// Whether a zdm works on it right now.
+    pub fn is_running(&self) -> bool {
+        self.state.is_running() && !self.stopped
+    }
+
+    /// Whether `s` would start or resume it: pending, stopped during expand or backfill,
+    /// or failed (the engine resumes what failed, or says why it cannot).
+    pub fn can_start(&self) -> bool {
+        match self.state {
+            MigrationState::Pending | MigrationState::Failed => true,
+            MigrationState::Expanding | MigrationState::Backfilling => self.stopped,
+            _ => false,
+        }
+    }
 }
 
 /// The backfill of the running migration, as last reported by the engine.
@@ -107,6 +127,8 @@ pub struct BackfillView {
     /// Why the backfill is held back right now, in words; `None` when it is not.
     pub throttle_reason: Option<String>,
     pub paused: bool,
+    /// Every row that needed it is done.
+    pub finished: bool,
 }
 
 /// The outcome of one contract safety gate.
@@ -320,7 +342,7 @@ impl App {
 
     /// The migration the engine is working on, if any.
     pub fn running_migration(&self) -> Option<&MigrationRow> {
-        self.migrations.iter().find(|m| m.state.is_running())
+        self.migrations.iter().find(|m| m.is_running())
     }
 
     /// Whether a footer hint applies now (the footer shows only keys that would do something).
@@ -329,7 +351,12 @@ impl App {
         let running = self.running_migration().is_some();
         match hint {
             Hint::Help | Hint::Quit | Hint::Pane | Hint::Log => true,
-            Hint::Start => !running && selected == Some(MigrationState::Pending),
+            Hint::Start => {
+                !running
+                    && self
+                        .selected_migration()
+                        .is_some_and(MigrationRow::can_start)
+            }
             Hint::Pause | Hint::Throttle => running,
             Hint::Contract => selected == Some(MigrationState::ReadyToContract),
             Hint::Rollback => selected.is_some_and(MigrationState::can_roll_back),
@@ -594,15 +621,20 @@ impl App {
             ));
             return None;
         }
-        if row.state != MigrationState::Pending {
+        if !row.can_start() {
             self.notice = Some(format!(
-                "{} is {}, not pending",
+                "{} is {}: only a pending or stopped migration can be started",
                 row.name,
                 row.state.label()
             ));
             return None;
         }
-        self.notice = Some(format!("start of {} requested", row.name));
+        let verb = if row.state == MigrationState::Pending {
+            "start"
+        } else {
+            "resume"
+        };
+        self.notice = Some(format!("{verb} of {} requested", row.name));
         Some(Action::Start(row.name))
     }
 

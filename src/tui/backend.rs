@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use super::app::{GateResult, GateRow, Level, MigrationRow, MigrationState};
 use crate::config::Config;
 use crate::engine::identity::Identity;
+use crate::engine::lock;
 use crate::engine::state::{self, MigrationRecord};
 use crate::engine::{self, source, Engine, EngineOptions, Events, Outcome, Status};
 use crate::migration::{self, Migration};
@@ -279,9 +280,9 @@ async fn run_engine(
         .map_err(|e| e.to_string())?;
     engine.set_events(Events::to(events));
     let outcome = match command {
-        EngineCommand::Start => match plan_file(config, name).await {
-            Ok(planned) => engine
-                .start(&planned.plan, &planned.checksum)
+        EngineCommand::Start => match plan_or_resume(config, name).await {
+            Ok((plan, checksum)) => engine
+                .start(&plan, &checksum)
                 .await
                 .map_err(|e| e.to_string()),
             Err(error) => Err(error),
@@ -294,6 +295,31 @@ async fn run_engine(
     let outcome: Outcome = outcome?;
     closed.map_err(|e| e.to_string())?;
     Ok(outcome.to_string())
+}
+
+/// What `start` runs: for a migration already recorded (stopped or failed), the plan
+/// recorded at its start with the file's checksum (the engine resumes with the recorded
+/// plan and refuses a changed file); otherwise the file planned now.
+async fn plan_or_resume(config: &Config, name: &str) -> Result<(Plan, String), String> {
+    let mut conn = connect_plain(config).await?;
+    let record = state::get(&mut conn, name).await;
+    let _ = conn.close().await;
+    match record.map_err(|e| e.to_string())? {
+        Some(record) if record.status != Status::RolledBack => {
+            let (files, _) = read_files(config);
+            let file = files.into_iter().find(|m| m.name == name).ok_or_else(|| {
+                format!(
+                    "the file of {name} is not in {} (or does not parse): zdm cannot check \
+                     that it is unchanged, so it does not resume it",
+                    config.migrations_dir.display()
+                )
+            })?;
+            Ok((record.plan, file.checksum))
+        }
+        _ => plan_file(config, name)
+            .await
+            .map(|planned| (planned.plan, planned.checksum)),
+    }
 }
 
 /// Loads and plans the file of migration `name` against the live catalog.
@@ -351,12 +377,17 @@ async fn poll_loop(
             let records = state::list(&mut connection)
                 .await
                 .map_err(|e| e.to_string())?;
+            let held = lock::holder(&mut connection)
+                .await
+                .map_err(|e| e.to_string())?
+                .backend_pid
+                .is_some();
             conn = Some(connection);
-            Ok::<_, String>(records)
+            Ok::<_, String>((records, held))
         })
         .await;
         let update = match read {
-            Ok(Ok(records)) => Update::Status(Box::new(merge(&files, &records))),
+            Ok(Ok((records, held))) => Update::Status(Box::new(merge(&files, &records, held))),
             Ok(Err(error)) => Update::StatusFailed(error),
             Err(_) => {
                 conn = None;
@@ -390,8 +421,14 @@ fn read_files(config: &Config) -> (Vec<Migration>, BTreeSet<String>) {
 }
 
 /// The list the console shows: every file in order, then recorded migrations whose file
-/// is gone; a recorded checksum that differs from the file's is flagged.
-pub fn merge(files: &[Migration], records: &[MigrationRecord]) -> StatusSnapshot {
+/// is gone; a recorded checksum that differs from the file's is flagged, and a migration
+/// recorded in progress while no zdm holds the run lock (`run_lock_held`) is stopped.
+pub fn merge(
+    files: &[Migration],
+    records: &[MigrationRecord],
+    run_lock_held: bool,
+) -> StatusSnapshot {
+    let stopped = |record: &MigrationRecord| !run_lock_held && state_of(record.status).is_running();
     let mut rows = Vec::new();
     for file in files {
         let record = records.iter().find(|r| r.name == file.name);
@@ -401,6 +438,7 @@ pub fn merge(files: &[Migration], records: &[MigrationRecord]) -> StatusSnapshot
             state: record.map_or(MigrationState::Pending, |r| state_of(r.status)),
             checksum_mismatch: record
                 .is_some_and(|r| r.status != Status::RolledBack && r.checksum != file.checksum),
+            stopped: record.is_some_and(stopped),
         });
     }
     for record in records {
@@ -410,6 +448,7 @@ pub fn merge(files: &[Migration], records: &[MigrationRecord]) -> StatusSnapshot
                 description: Some("(its file is not in the migrations directory)".into()),
                 state: state_of(record.status),
                 checksum_mismatch: false,
+                stopped: stopped(record),
             });
         }
     }

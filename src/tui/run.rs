@@ -377,6 +377,12 @@ impl Console {
             self.plan_problems.remove(&name);
         }
         let mut rows = snapshot.rows;
+        // This console's own command holds the run lock, whatever a racing read saw.
+        if let Some(own) = self.backend.running() {
+            for row in rows.iter_mut().filter(|r| r.name == own) {
+                row.stopped = false;
+            }
+        }
         // While this console's backfill is held back, the badge says so.
         if let (Some(tracker), Some(view)) = (&self.backfill, &self.app.backfill) {
             if view.throttle_reason.is_some() {
@@ -497,6 +503,7 @@ impl Console {
                 };
                 if let Some(row) = self.app.migrations.iter_mut().find(|m| m.name == migration) {
                     row.state = state;
+                    row.stopped = false;
                 }
                 if let Some((plan, current)) = self.plans.get_mut(&migration) {
                     *current = backend::step_index(plan, phase, position);
@@ -628,6 +635,7 @@ impl Console {
             batch_target: None,
             throttle_reason: None,
             paused: false,
+            finished: false,
         });
         self.dirty = true;
     }
@@ -638,6 +646,7 @@ impl Console {
             view.rows_total = view.rows_done;
             view.eta = None;
             view.rows_per_second_now = 0.0;
+            view.finished = true;
         }
         self.log(Level::Info, "backfill finished".to_string());
     }

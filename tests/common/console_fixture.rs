@@ -13,6 +13,7 @@ fn row(name: &str, state: MigrationState) -> MigrationRow {
         description: None,
         state,
         checksum_mismatch: false,
+        stopped: false,
     }
 }
 
@@ -212,6 +213,7 @@ pub fn busy_app() -> App {
         batch_target: Some(Duration::from_millis(200)),
         throttle_reason: None,
         paused: false,
+        finished: false,
     });
     for (at, level, text) in [
         (

@@ -46,6 +46,9 @@ pub fn migrations(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     badge_style(row.state, theme),
                 ),
             ];
+            if row.stopped {
+                badge.push(Span::styled(" STOPPED", theme.warning()));
+            }
             if row.checksum_mismatch {
                 badge.push(Span::styled(" CHANGED", theme.danger()));
             }
@@ -176,7 +179,9 @@ pub fn backfill(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ));
     frame.render_widget(gauge, gauge_area);
 
-    let state = if view.paused {
+    let state = if view.finished {
+        Span::styled("finished", theme.ok())
+    } else if view.paused {
         Span::styled("PAUSED", theme.warning())
     } else if let Some(reason) = &view.throttle_reason {
         Span::styled(format!("THROTTLED: {reason}"), theme.warning())
