@@ -255,6 +255,31 @@ fn a_stopped_migration_is_resumed_with_s_and_quitting_does_not_ask() {
 }
 
 #[test]
+fn a_console_without_live_control_says_so() {
+    let mut app = busy_app();
+    app.live_control = false;
+    app.can_detach = false;
+    let screen = render(&app, 80, 24);
+    assert!(!screen.contains("pause/resume"), "not offered: {screen}");
+    assert!(!screen.contains("throttle "), "not offered: {screen}");
+    press(&mut app, KeyCode::Char('q'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("cannot go on without it"), "{screen}");
+    assert!(screen.contains("stop it and quit"), "{screen}");
+    assert!(!screen.contains("detach"), "{screen}");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('d')),
+        None,
+        "d is not offered"
+    );
+    assert!(matches!(app.popup, Some(Popup::Quit)), "the dialog stays");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('p')),
+        Some(Action::PauseAndQuit)
+    );
+}
+
+#[test]
 fn pause_resume_throttle_and_batch_target() {
     let mut app = busy_app();
     assert_eq!(press(&mut app, KeyCode::Char('p')), Some(Action::Pause));

@@ -309,6 +309,12 @@ pub struct App {
     pub popup: Option<Popup>,
     /// Immediate feedback for the last keystroke ("pause requested").
     pub notice: Option<String>,
+    /// Whether the engine can be steered while it runs (pause, throttle, batch target);
+    /// without it the footer does not offer those keys.
+    pub live_control: bool,
+    /// Whether a running migration can go on without the console (`zdm attach` returns
+    /// to it); without it the quit dialog says so instead of offering detach.
+    pub can_detach: bool,
 }
 
 impl App {
@@ -332,6 +338,8 @@ impl App {
             log_filter: String::new(),
             popup: None,
             notice: None,
+            live_control: false,
+            can_detach: false,
         }
     }
 
@@ -357,7 +365,7 @@ impl App {
                         .selected_migration()
                         .is_some_and(MigrationRow::can_start)
             }
-            Hint::Pause | Hint::Throttle => running,
+            Hint::Pause | Hint::Throttle => running && self.live_control,
             Hint::Contract => selected == Some(MigrationState::ReadyToContract),
             Hint::Rollback => selected.is_some_and(MigrationState::can_roll_back),
             Hint::Plan => self.focus == Pane::Migrations && selected.is_some(),
@@ -410,7 +418,7 @@ impl App {
                 None
             }
             Popup::Quit => match key.code {
-                KeyCode::Char('d') => Some(Action::Detach),
+                KeyCode::Char('d') if self.can_detach => Some(Action::Detach),
                 KeyCode::Char('p') => Some(Action::PauseAndQuit),
                 KeyCode::Esc | KeyCode::Char('n') => {
                     self.notice = Some("quit cancelled".into());

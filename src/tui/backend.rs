@@ -548,3 +548,138 @@ fn gates_of(record: Result<Option<MigrationRecord>, String>) -> Vec<GateRow> {
         },
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::PhaseProgress;
+    use crate::plan::{LockLevel, Step, StepAction};
+
+    fn step(phase: Phase) -> Step {
+        Step {
+            phase,
+            description: format!("{phase:?}"),
+            action: StepAction::Sql {
+                sql: "SELECT 1".into(),
+                transactional: true,
+            },
+            lock: LockLevel::None,
+            locked: Vec::new(),
+            rewrites: false,
+            scans: false,
+            unchecked: false,
+        }
+    }
+
+    fn file(name: &str, checksum: &str) -> Migration {
+        Migration {
+            name: name.into(),
+            description: None,
+            operations: Vec::new(),
+            checksum: checksum.into(),
+        }
+    }
+
+    fn record(
+        name: &str,
+        checksum: &str,
+        status: Status,
+        done: &[(Phase, u32)],
+    ) -> MigrationRecord {
+        let now = chrono::Utc::now();
+        MigrationRecord {
+            name: name.into(),
+            checksum: checksum.into(),
+            version_schema: format!("public_{name}"),
+            status,
+            failed_during: None,
+            error: None,
+            started_at: now,
+            ready_at: None,
+            contract_started_at: None,
+            finished_at: None,
+            updated_at: now,
+            started_by_os_user: "dba".into(),
+            started_by_db_user: "postgres".into(),
+            started_from_host: "bastion".into(),
+            phases: done
+                .iter()
+                .map(|&(phase, done)| PhaseProgress {
+                    phase,
+                    done,
+                    total: 2,
+                })
+                .collect(),
+            plan: Plan {
+                migration: name.into(),
+                version_schema: format!("public_{name}"),
+                steps: [
+                    Phase::Expand,
+                    Phase::Expand,
+                    Phase::Backfill,
+                    Phase::Contract,
+                    Phase::Rollback,
+                ]
+                .into_iter()
+                .map(step)
+                .collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn files_and_records_merge_with_changed_stopped_and_missing_files_flagged() {
+        let files = [
+            file("0001_a", "aaa"),
+            file("0002_b", "bbb"),
+            file("0003_c", "ccc"),
+        ];
+        let records = [
+            record("0001_a", "old", Status::Complete, &[]),
+            record("0002_b", "bbb", Status::Backfilling, &[(Phase::Expand, 2)]),
+            record("0000_gone", "x", Status::RolledBack, &[]),
+        ];
+        let snapshot = merge(&files, &records, false);
+        let rows: Vec<(&str, MigrationState, bool, bool)> = snapshot
+            .rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.state, r.checksum_mismatch, r.stopped))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("0001_a", MigrationState::Complete, true, false),
+                ("0002_b", MigrationState::Backfilling, false, true),
+                ("0003_c", MigrationState::Pending, false, false),
+                ("0000_gone", MigrationState::RolledBack, false, false),
+            ]
+        );
+        let held = merge(&files, &records, true);
+        assert!(!held.rows[1].stopped, "a zdm holds the run lock: it runs");
+        let rolled_back = [record("0001_a", "old", Status::RolledBack, &[])];
+        assert!(
+            !merge(&files, &rolled_back, false).rows[0].checksum_mismatch,
+            "a rolled-back migration may change before it starts again"
+        );
+    }
+
+    #[test]
+    fn the_current_step_follows_the_recorded_progress() {
+        let expanding = record("m", "c", Status::Expanding, &[(Phase::Expand, 1)]);
+        assert_eq!(current_step(&expanding), Some(1));
+        let backfilling = record("m", "c", Status::Backfilling, &[(Phase::Expand, 2)]);
+        assert_eq!(current_step(&backfilling), Some(2));
+        let ready = record("m", "c", Status::ReadyToContract, &[]);
+        assert_eq!(current_step(&ready), Some(3));
+        let complete = record("m", "c", Status::Complete, &[]);
+        assert_eq!(
+            current_step(&complete),
+            Some(4),
+            "everything but rollback done"
+        );
+        let rolled_back = record("m", "c", Status::RolledBack, &[]);
+        assert_eq!(current_step(&rolled_back), None);
+        assert_eq!(step_index(&expanding.plan, Phase::Rollback, 0), Some(4));
+        assert_eq!(step_index(&expanding.plan, Phase::Backfill, 1), None);
+    }
+}

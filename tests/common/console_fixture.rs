@@ -186,6 +186,10 @@ pub fn busy_health() -> HealthView {
 pub fn busy_app() -> App {
     let mut app = App::new("postgres://app:***@db.internal:5432/shop".to_string());
     app.connection = Connection::Connected;
+    // The whole product, as the screens are meant to look once live control and the
+    // background runner are merged; `a_console_without_live_control_says_so` covers today.
+    app.live_control = true;
+    app.can_detach = true;
     let mut changed = row("0005_orders_split_notes", MigrationState::Pending);
     changed.checksum_mismatch = true;
     app.migrations = vec![
