@@ -99,7 +99,9 @@ async fn the_console_opens_lists_the_migrations_and_quits_restoring_the_terminal
     assert!(screen.contains("lock waiters"), "{screen}");
 
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let screen = tmux.wait_for("the exit and the terminal's modes", PATIENCE, |s| {
+        s.contains("zdm exited with 0") && s.contains("icanon") && s.contains("echoe")
+    });
     let modes: Vec<&str> = screen.split_whitespace().collect();
     assert!(
         modes.contains(&"icanon") && modes.contains(&"echo"),
@@ -229,7 +231,9 @@ async fn sighup_restores_the_terminal_even_while_the_database_hangs() {
     tmux.wait_for_text("database not responding for", PATIENCE);
     // An SSH drop sends SIGHUP: the console must give the terminal back and exit.
     kill(Pid::from_raw(zdm), Signal::SIGHUP).expect("signal zdm");
-    let screen = tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let screen = tmux.wait_for("the exit and the terminal's modes", PATIENCE, |s| {
+        s.contains("zdm exited with 0") && s.contains("icanon") && s.contains("echoe")
+    });
     let modes: Vec<&str> = screen.split_whitespace().collect();
     assert!(modes.contains(&"icanon"), "cooked mode again: {screen}");
     assert!(

@@ -292,9 +292,15 @@ impl Console {
 
     /// Shows the plan of `name`: a known one at once, else asks the planner.
     fn show_plan(&mut self, name: &str) {
-        self.app.plan = self.plans.get(name).cloned();
-        self.app.plan_problem = self.plan_problems.get(name).cloned();
-        let known = self.app.plan.is_some() || self.app.plan_problem.is_some();
+        let plan = self.plans.get(name).cloned();
+        let problem = self.plan_problems.get(name).cloned();
+        // A status read every second re-shows the same plan: redraw only on a change.
+        let known = plan.is_some() || problem.is_some();
+        if known && plan == self.app.plan && problem == self.app.plan_problem {
+            return;
+        }
+        self.app.plan = plan;
+        self.app.plan_problem = problem;
         if !known && !self.planning.iter().any(|n| n == name) {
             self.planning.push(name.to_string());
             self.app.plan_problem = Some(format!("planning {name}…"));
@@ -409,9 +415,7 @@ impl Console {
             .min(self.app.migrations.len().saturating_sub(1));
         if let Some(name) = self.selected_name() {
             if first_load || self.plans.contains_key(&name) {
-                let shown = self.app.plan.clone();
                 self.show_plan(&name);
-                self.dirty |= shown != self.app.plan;
             }
         }
     }
