@@ -468,3 +468,35 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     tmux.keys(&["q"]);
     tmux.wait_for_text("zdm exited with 0", PATIENCE);
 }
+
+/// `zdm demo` opens the console on its own servers, which stop when the console quits.
+#[test]
+fn the_demo_opens_the_console_and_stops_its_servers_when_it_quits() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations");
+    let command = format!(
+        "{} demo --scale 0.001 --no-replica --workload-sessions 1 --dir '{dir}' \
+         --log-file '{}'; echo \"zdm exited with $?\"; sleep 600",
+        common::zdm_binary().display(),
+        log_file("demo").display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    let screen = tmux.wait_for("the console on the demo", Duration::from_secs(120), |s| {
+        s.contains("0001_orders_add_status") && s.contains("connected") && s.contains("/shop")
+    });
+    assert!(screen.contains("[pending]"), "{screen}");
+    // The simulated application's commits show in the health pane.
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    tmux.wait_for_text("TPS", PATIENCE);
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_text("zdm exited with 0", Duration::from_secs(60));
+    let root = screen
+        .split("Stopped; ")
+        .nth(1)
+        .and_then(|rest| rest.split(" was removed").next())
+        .unwrap_or_else(|| panic!("the demo says what it removed: {screen}"));
+    assert!(
+        !Path::new(root.trim()).exists(),
+        "{root} is gone after the demo stopped"
+    );
+}
