@@ -64,6 +64,17 @@ pub enum Command {
     /// Show the target database's live metrics (replication lag, locks, sessions, throughput,
     /// latency, progress, host) without a migration: one line per sample, or JSON lines
     Top(TopArgs),
+
+    /// Steer a running migration from another terminal: status, pause, resume, set
+    /// KEY=VALUE, get KEY, throttle, no-throttle, abort
+    Ctl(CtlArgs),
+    /// Follow a running migration's events (progress, throttle, steps, log) until it ends
+    /// or Ctrl-C; the run goes on either way
+    Attach(AttachArgs),
+
+    /// Print what migrations will do, phase by phase: each step's SQL, the lock it takes and
+    /// on what, whether it scans or rewrites a table, and raw SQL zdm did not check
+    Plan(PlanArgs),
 }
 
 /// Flags of `zdm console`.
@@ -132,6 +143,22 @@ pub struct StatusArgs {
     pub target: TargetArgs,
 }
 
+/// Flags of `zdm plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The migration to plan (its file name without extension) [default: every migration
+    /// that has not started, in order]
+    #[arg(value_name = "NAME")]
+    pub name: Option<String>,
+
+    /// Print the plan as JSON, for machines
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
 /// Where the target database and the migration files are: flattened into every
 /// subcommand that works on a database.
 #[derive(Debug, Clone, Args)]
@@ -169,6 +196,61 @@ pub struct ValidateArgs {
     /// Fail (exit 1) on warnings too, e.g. in CI
     #[arg(long)]
     pub deny_warnings: bool,
+}
+
+/// Flags of `zdm ctl`.
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The running migration to talk to [default: the only one running]
+    #[arg(long, value_name = "NAME")]
+    pub migration: Option<String>,
+
+    /// Print the run's reply as raw JSON
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(subcommand)]
+    pub command: CtlCommand,
+}
+
+/// What `zdm ctl` asks of the run.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CtlCommand {
+    /// Where the run is: status, step, progress, throttle, every setting
+    Status,
+    /// Stop the backfill after the current batch (its checkpoint commits)
+    Pause,
+    /// Continue a paused backfill
+    Resume,
+    /// Change a setting from the next batch on, e.g. batch_target=500ms, max_rate=5000/s,
+    /// nice_ratio=0.5, max_replica_lag=2s (see docs/control.md for every key)
+    Set {
+        #[arg(value_name = "KEY=VALUE")]
+        assignment: String,
+    },
+    /// Print one setting's value
+    Get {
+        #[arg(value_name = "KEY")]
+        key: String,
+    },
+    /// Throttle the backfill now, by hand, until `no-throttle`
+    Throttle,
+    /// Clear the manual throttle (automatic throttling still applies)
+    NoThrottle,
+    /// Stop the backfill after the current batch; `zdm start` resumes it later
+    Abort,
+}
+
+/// Flags of `zdm attach`.
+#[derive(Debug, Args)]
+pub struct AttachArgs {
+    /// The running migration to follow [default: the only one running]
+    #[arg(long, value_name = "NAME")]
+    pub migration: Option<String>,
+
+    /// Print every event as one JSON object per line
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `zdm demo`.

@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod db;
 pub mod demo;
 pub mod engine;
@@ -14,4 +15,5 @@ pub mod migration;
 pub mod monitor;
 pub mod plan;
 pub mod signals;
+pub mod suggest;
 pub mod tui;

@@ -55,6 +55,24 @@ fn main() -> Result<()> {
             );
         }
         Command::Top(args) => runtime.block_on(zdm::monitor::top::run(args.options()?))?,
+        Command::Ctl(args) => {
+            let ok = runtime.block_on(zdm::control::ctl::ctl(args, &mut std::io::stdout()))?;
+            if !ok {
+                std::process::exit(1);
+            }
+        }
+        Command::Attach(args) => {
+            runtime.block_on(zdm::control::ctl::attach(args, &mut std::io::stdout()))?
+        }
+        Command::Plan(args) => {
+            let config = zdm::config::Config::load(&args.target.overrides())?;
+            let output = runtime.block_on(zdm::plan::command::run(
+                &config,
+                args.name.as_deref(),
+                args.json,
+            ))?;
+            print!("{output}");
+        }
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! PostgreSQL access shared by every part of zdm: identifier quoting and password-free URLs.
 
+pub mod catalog;
+
 use std::fmt;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};

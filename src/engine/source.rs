@@ -1,11 +1,15 @@
-//! The one seam between migration files and the engine: load a migration file and plan
-//! it. The parser (`crate::migration`) and planner (`crate::plan`) are built on their own
-//! branches; until they are wired in here, this says so instead of guessing a plan.
+//! The one seam between migration files and the engine: pick the migration to start,
+//! load it, and plan it against the live catalog (or reuse the plan recorded when it
+//! first started: the catalog has changed since, and resume must run the same steps).
 
 use sqlx::PgConnection;
 
+use super::state::{self, Status};
 use crate::config::Config;
-use crate::plan::Plan;
+use crate::db::catalog::Catalog;
+use crate::migration::{self, LoadErrors, Migration};
+use crate::plan::{self, Plan, PlanError};
+use crate::suggest::did_you_mean;
 
 /// A migration file turned into a plan, with the checksum of the file it came from.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,27 +22,90 @@ pub struct Planned {
 /// Why no plan could be made.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    #[error("the migration files have errors; nothing was changed:\n{0}")]
+    Load(#[from] LoadErrors),
+    #[error("no migration named {name} in {dir}{hint}")]
+    UnknownMigration {
+        name: String,
+        dir: String,
+        hint: String,
+    },
+    #[error("every migration in {dir} is complete: nothing to start")]
+    NothingPending { dir: String },
     #[error(
-        "planning migration files is not available in this build yet: the migration file \
-         parser and the planner are not wired into the engine, so `zdm start` cannot read \
-         {dir}. `zdm status`, `zdm complete` and `zdm rollback` work on migrations already \
-         started (they run the plan recorded in schema zdm)"
+        "{name} cannot start before {earlier}, which comes first in {dir} and is {status}: \
+         migrations run in file-name order"
     )]
-    PlanningUnavailable { dir: String },
+    OutOfOrder {
+        name: String,
+        earlier: String,
+        status: String,
+        dir: String,
+    },
+    #[error("cannot read zdm's state or the schema of the target database: {0}")]
+    Introspect(#[from] sqlx::Error),
+    #[error(transparent)]
+    State(Box<super::Error>),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
 }
 
 /// Loads the migration `name` (or, without a name, the first one in file-name order that
-/// has not completed) from `config.migrations_dir`, introspects the catalog through
-/// `catalog`, and plans it.
-///
-/// This is the only function that needs the parser and the planner; wire them in here.
+/// is not complete) from `config.migrations_dir` and plans it; a migration that already
+/// started (and was not rolled back) gets the plan recorded then.
 pub async fn load_and_plan(
     config: &Config,
-    catalog: &mut PgConnection,
+    conn: &mut PgConnection,
     name: Option<&str>,
 ) -> Result<Planned, Error> {
-    let _ = (catalog, name);
-    Err(Error::PlanningUnavailable {
-        dir: config.migrations_dir.display().to_string(),
+    let dir = config.migrations_dir.display().to_string();
+    let migrations = migration::load_dir(&config.migrations_dir)?;
+    let records = if state::exists(conn).await.map_err(boxed)? {
+        state::list(conn).await.map_err(boxed)?
+    } else {
+        Vec::new()
+    };
+    let status_of = |m: &Migration| records.iter().find(|r| r.name == m.name).map(|r| r.status);
+    let position = match name {
+        Some(name) => migrations
+            .iter()
+            .position(|m| m.name == name)
+            .ok_or_else(|| Error::UnknownMigration {
+                name: name.to_string(),
+                dir: dir.clone(),
+                hint: did_you_mean(name, migrations.iter().map(|m| m.name.as_str())),
+            })?,
+        None => migrations
+            .iter()
+            .position(|m| status_of(m) != Some(Status::Complete))
+            .ok_or_else(|| Error::NothingPending { dir: dir.clone() })?,
+    };
+    let migration = &migrations[position];
+    // Each plan is made against the catalog its predecessors leave: they must be done.
+    if let Some(earlier) = migrations[..position]
+        .iter()
+        .find(|m| status_of(m) != Some(Status::Complete))
+    {
+        return Err(Error::OutOfOrder {
+            name: migration.name.clone(),
+            earlier: earlier.name.clone(),
+            status: status_of(earlier).map_or("not started".to_string(), |s| s.to_string()),
+            dir,
+        });
+    }
+    let recorded = records
+        .iter()
+        .find(|r| r.name == migration.name && r.status != Status::RolledBack);
+    let plan = match recorded {
+        Some(record) => record.plan.clone(),
+        None => plan::plan(migration, &Catalog::load(conn).await?)?,
+    };
+    Ok(Planned {
+        plan,
+        checksum: migration.checksum.clone(),
     })
+}
+
+fn boxed(error: super::Error) -> Error {
+    Error::State(Box::new(error))
 }

@@ -16,7 +16,7 @@ use super::operation::{
     DropColumn, DropConstraint, DropIndex, DropNotNull, DropTable, Operation, RawSql, RenameColumn,
     RenameTable, SetDefault, SetNotNull, SplitTable,
 };
-use super::suggest::{hint, one_of};
+use crate::suggest::{hint, one_of};
 
 /// A decoding problem and the bytes it is about.
 #[derive(Debug, Clone, PartialEq)]

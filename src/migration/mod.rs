@@ -11,7 +11,7 @@ pub mod diagnostic;
 pub mod directory;
 mod node;
 pub mod operation;
-mod suggest;
+use crate::suggest;
 mod validate;
 
 use std::path::{Path, PathBuf};

@@ -433,10 +433,10 @@ impl Review<'_> {
                     &at("on_delete"),
                     format!(
                         "unknown on_delete action `{action}`{}",
-                        super::suggest::hint(
+                        crate::suggest::hint(
                             action,
                             &ON_DELETE,
-                            &super::suggest::one_of(&ON_DELETE)
+                            &crate::suggest::one_of(&ON_DELETE)
                         )
                     ),
                 );

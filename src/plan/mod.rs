@@ -1,11 +1,31 @@
 //! The planner's output: a migration turned into phased, lock-annotated steps that the
 //! engine (`crate::engine`) runs. Planning is pure: migration + catalog in, [`Plan`] out.
+//!
+//! How old and new versions coexist between expand and contract: each migration gets a
+//! version schema (`<schema>_<migration>`) holding one auto-updatable view per table in the
+//! new shape; the previous version keeps using the physical tables (or the previous
+//! migration's version schema). Columns whose shape changes live in shadow columns until
+//! contract, and a sync trigger per table fills the other version's columns on every write
+//! (see `workspace::sync_function_sql` for how it tells the versions apart).
 
+pub mod command;
+pub mod error;
+pub mod names;
+mod ops;
+pub mod render;
 pub mod step;
+pub mod workspace;
 
+pub use error::{PlanError, Problem};
 pub use step::{Backfill, LockLevel, Phase, Step, StepAction};
 
+use std::collections::BTreeSet;
+
 use serde::{Deserialize, Serialize};
+
+use crate::db::catalog::Catalog;
+use crate::migration::Migration;
+use workspace::{qualify, Workspace, DEFAULT_SCHEMA};
 
 /// Everything the engine will do for one migration, phase by phase.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -22,5 +42,72 @@ impl Plan {
     /// The steps of one phase, in order.
     pub fn phase(&self, phase: Phase) -> impl Iterator<Item = &Step> {
         self.steps.iter().filter(move |step| step.phase == phase)
+    }
+}
+
+/// Plans a migration against the database as `catalog` describes it.
+pub fn plan(migration: &Migration, catalog: &Catalog) -> Result<Plan, PlanError> {
+    plan_and_simulate(migration, catalog).map(|(plan, _)| plan)
+}
+
+/// Plans a migration and returns, beside the plan, the catalog as it will be once the
+/// migration is complete (contract done): the input for planning the next one.
+pub fn plan_and_simulate(
+    migration: &Migration,
+    catalog: &Catalog,
+) -> Result<(Plan, Catalog), PlanError> {
+    let schema = migration_schema(migration)?;
+    let mut ws = Workspace::new(&migration.name, &schema, catalog);
+    for (index, operation) in migration.operations.iter().enumerate() {
+        let planner = ops::planner(operation);
+        let fail = |problem| PlanError::Operation {
+            migration: migration.name.clone(),
+            number: index + 1,
+            op: ops::op_name(operation),
+            problem: Box::new(problem),
+        };
+        planner.validate(&ws).map_err(fail)?;
+        ws.begin_operation();
+        planner.plan(&mut ws).map_err(fail)?;
+    }
+    let version_schema = ws.version_schema.clone();
+    let (steps, after) = ws.finish();
+    Ok((
+        Plan {
+            migration: migration.name.clone(),
+            version_schema,
+            steps,
+        },
+        after,
+    ))
+}
+
+/// Plans migrations in order, each against the catalog the previous ones leave behind.
+pub fn plan_all(migrations: &[Migration], catalog: &Catalog) -> Result<Vec<Plan>, PlanError> {
+    let mut current = catalog.clone();
+    let mut plans = Vec::new();
+    for migration in migrations {
+        let (plan, after) = plan_and_simulate(migration, &current)?;
+        plans.push(plan);
+        current = after;
+    }
+    Ok(plans)
+}
+
+/// The one schema a migration versions: that of the tables it changes (`public` if none).
+fn migration_schema(migration: &Migration) -> Result<String, PlanError> {
+    let schemas: BTreeSet<String> = migration
+        .operations
+        .iter()
+        .flat_map(|operation| ops::planner(operation).tables())
+        .map(|table| qualify(table).schema)
+        .collect();
+    match schemas.len() {
+        0 => Ok(DEFAULT_SCHEMA.to_string()),
+        1 => Ok(schemas.into_iter().next().unwrap_or_default()),
+        _ => Err(PlanError::MixedSchemas {
+            migration: migration.name.clone(),
+            schemas: schemas.into_iter().collect::<Vec<_>>().join(", "),
+        }),
     }
 }

@@ -81,7 +81,9 @@ pub struct Backfill {
     /// `(column, SQL expression over the row)` pairs to assign. The column is a plain name
     /// (the engine quotes it); the expression is SQL whose own identifiers the planner quotes.
     pub assignments: Vec<(String, String)>,
-    /// Only rows matching this predicate need the update (e.g. `new_col IS NULL`).
+    /// Only rows matching this predicate need the update (e.g. `new_col IS NULL`). It only
+    /// skips rows: the backfill is one pass in key order, never "repeat until no row
+    /// matches" (an `up` expression may legitimately yield NULL).
     pub predicate: Option<String>,
 }
 
@@ -102,4 +104,63 @@ pub struct Step {
     pub scans: bool,
     /// Raw SQL zdm cannot reason about: shown as unsafe in the plan.
     pub unchecked: bool,
+    /// SQL (transactional, idempotent) to run before `action` every time the step runs or is
+    /// re-run. A concurrent index build uses it to drop the INVALID index a failed or
+    /// interrupted build left behind, so that re-running the step rebuilds it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<String>,
+}
+
+impl Step {
+    /// A transactional SQL step taking `lock` on `locked`, neither scanning nor rewriting.
+    pub fn sql(
+        phase: Phase,
+        description: impl Into<String>,
+        sql: impl Into<String>,
+        lock: LockLevel,
+        locked: Vec<String>,
+    ) -> Step {
+        Step {
+            phase,
+            description: description.into(),
+            action: StepAction::Sql {
+                sql: sql.into(),
+                transactional: true,
+            },
+            lock,
+            locked,
+            rewrites: false,
+            scans: false,
+            unchecked: false,
+            guard: None,
+        }
+    }
+
+    /// The same step, run outside a transaction block (CREATE INDEX CONCURRENTLY).
+    pub fn outside_transaction(mut self) -> Step {
+        if let StepAction::Sql { transactional, .. } = &mut self.action {
+            *transactional = false;
+        }
+        self
+    }
+
+    /// The same step, marked as reading the whole table.
+    pub fn scanning(mut self) -> Step {
+        self.scans = true;
+        self
+    }
+
+    /// The same step, with SQL to run before it on every (re)run.
+    pub fn guarded(mut self, guard: impl Into<String>) -> Step {
+        self.guard = Some(guard.into());
+        self
+    }
+
+    /// The SQL of a SQL step.
+    pub fn sql_text(&self) -> Option<&str> {
+        match &self.action {
+            StepAction::Sql { sql, .. } => Some(sql),
+            StepAction::Backfill(_) => None,
+        }
+    }
 }

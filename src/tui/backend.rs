@@ -568,6 +568,7 @@ mod tests {
             rewrites: false,
             scans: false,
             unchecked: false,
+            guard: None,
         }
     }
 

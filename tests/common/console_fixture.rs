@@ -30,6 +30,7 @@ fn sql_step(phase: Phase, description: &str, sql: &str, lock: LockLevel, table: 
         rewrites: false,
         scans: false,
         unchecked: false,
+        guard: None,
     }
 }
 
@@ -78,6 +79,7 @@ pub fn price_plan() -> Plan {
                 rewrites: false,
                 scans: true,
                 unchecked: false,
+                guard: None,
             },
             validate,
             sql_step(

@@ -23,6 +23,14 @@ pub(crate) fn closest<'v>(given: &str, valid: &[&'v str]) -> Option<&'v str> {
         .map(|(_, name)| name)
 }
 
+/// " (did you mean X?)" or nothing: ready to append to an error message.
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    let candidates: Vec<&str> = candidates.into_iter().collect();
+    closest(word, &candidates)
+        .map(|name| format!(" (did you mean {name}?)"))
+        .unwrap_or_default()
+}
+
 /// `` `a`, `b` or `c` `` for messages.
 pub(crate) fn one_of(valid: &[&str]) -> String {
     match valid {
@@ -82,6 +90,21 @@ mod tests {
         assert_eq!(closest("drop_colunm", &ops), Some("drop_column"));
         assert_eq!(closest("tabel", &["table", "column"]), Some("table"));
         assert_eq!(closest("truncate", &ops), None);
+    }
+
+    #[test]
+    fn suffixes_for_messages() {
+        let tables = ["orders", "order_items", "customers"];
+        assert_eq!(did_you_mean("ordrs", tables), " (did you mean orders?)");
+        assert_eq!(
+            did_you_mean("customer", tables),
+            " (did you mean customers?)"
+        );
+        assert_eq!(did_you_mean("invoices", tables), "");
+        assert_eq!(
+            did_you_mean("emial", ["email", "phone"]),
+            " (did you mean email?)"
+        );
     }
 
     #[test]

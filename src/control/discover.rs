@@ -1,0 +1,81 @@
+//! Finding running migrations: every live control socket in the runtime directory, and
+//! the one a command means (named, or the only one running).
+
+use std::os::unix::fs::FileTypeExt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::address::{RunInfo, SOCKET_SUFFIX};
+use super::client::Client;
+use super::error::Error;
+
+/// A live socket answers `info` within this long; a hung one is left out.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// One running migration, reachable at `path`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Running {
+    pub path: PathBuf,
+    pub info: RunInfo,
+}
+
+/// Every run whose socket in `dir` answers, sorted by migration. Stale sockets (of dead
+/// processes) and other files are skipped; a missing directory means none runs.
+pub async fn discover(dir: &Path) -> Vec<Running> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let sockets: Vec<PathBuf> = entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.file_type().is_ok_and(|kind| kind.is_socket()))
+        .map(|entry| entry.path())
+        .filter(|path| path.to_string_lossy().ends_with(SOCKET_SUFFIX))
+        .collect();
+    let probes = sockets.into_iter().map(|path| async move {
+        let info = tokio::time::timeout(PROBE_TIMEOUT, async {
+            Client::connect(&path).await?.info().await
+        })
+        .await;
+        match info {
+            Ok(Ok(info)) => Some(Running { path, info }),
+            _ => None,
+        }
+    });
+    let mut running: Vec<Running> = futures::future::join_all(probes)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    running.sort_by(|a, b| {
+        (a.info.migration.as_str(), a.info.target.to_string())
+            .cmp(&(b.info.migration.as_str(), b.info.target.to_string()))
+    });
+    running
+}
+
+/// The run a command means: the one named `migration`, or the only one running.
+pub async fn find(dir: &Path, migration: Option<&str>) -> Result<Running, Error> {
+    let running = discover(dir).await;
+    let mut matching: Vec<Running> = match migration {
+        Some(name) => running
+            .into_iter()
+            .filter(|run| run.info.migration == name)
+            .collect(),
+        None => running,
+    };
+    match matching.len() {
+        0 => Err(Error::NotRunning {
+            named: migration.map_or_else(String::new, |name| format!(" named {name}")),
+            dir: dir.to_path_buf(),
+        }),
+        1 => Ok(matching.remove(0)),
+        count => Err(Error::Ambiguous {
+            count,
+            names: matching
+                .iter()
+                .map(|run| run.info.describe())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}

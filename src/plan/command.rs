@@ -1,0 +1,137 @@
+//! `zdm plan [NAME] [--json]`: reads the migration files, introspects the target database
+//! and prints what each pending migration will do, phase by phase.
+
+use std::path::PathBuf;
+
+use sqlx::Connection;
+
+use crate::config::{self, Config};
+use crate::db::catalog::Catalog;
+use crate::migration::{self, LoadErrors, Migration};
+use crate::plan::{plan_and_simulate, render, Plan, PlanError};
+use crate::suggest::did_you_mean;
+
+/// Why `zdm plan` could not print a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Config(#[from] config::Error),
+    #[error("cannot connect to {url}: {reason}")]
+    Connect { url: String, reason: sqlx::Error },
+    #[error("cannot read the schema of {url}: {reason}")]
+    Introspect { url: String, reason: sqlx::Error },
+    #[error("the migration files have errors:\n{0}")]
+    Load(#[from] LoadErrors),
+    #[error("no migration named {name} in {dir}{hint}")]
+    UnknownMigration {
+        name: String,
+        dir: PathBuf,
+        hint: String,
+    },
+    #[error(
+        "migration {name} has already started (its version schema {schema} exists): \
+         `zdm status` shows where it is"
+    )]
+    AlreadyStarted { name: String, schema: String },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("cannot write the plan as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// Runs `zdm plan` and returns what to print.
+pub async fn run(config: &Config, name: Option<&str>, json: bool) -> Result<String, CommandError> {
+    let migrations = migration::load_dir(&config.migrations_dir)?;
+    if let Some(name) = name {
+        if !migrations.iter().any(|m| m.name == name) {
+            return Err(CommandError::UnknownMigration {
+                name: name.to_string(),
+                dir: config.migrations_dir.clone(),
+                hint: did_you_mean(name, migrations.iter().map(|m| m.name.as_str())),
+            });
+        }
+    }
+    let url = config.database_url()?;
+    let connect = |reason| CommandError::Connect {
+        url: url.to_string(),
+        reason,
+    };
+    let options = url.connect_options().map_err(connect)?;
+    let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
+        .await
+        .map_err(connect)?;
+    let catalog = Catalog::load(&mut conn)
+        .await
+        .map_err(|reason| CommandError::Introspect {
+            url: url.to_string(),
+            reason,
+        })?;
+    let planned = plan_pending(&migrations, &catalog, name)?;
+    if json {
+        return Ok(match name {
+            Some(_) => serde_json::to_string_pretty(&planned.first().map(|(plan, _)| plan))?,
+            None => serde_json::to_string_pretty(
+                &planned.iter().map(|(plan, _)| plan).collect::<Vec<_>>(),
+            )?,
+        } + "\n");
+    }
+    if planned.is_empty() {
+        return Ok(format!(
+            "Nothing to plan: every migration in {} has started.\n",
+            config.migrations_dir.display()
+        ));
+    }
+    Ok(planned
+        .iter()
+        .map(|(plan, description)| render::render(plan, description.as_deref()))
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+/// Plans the migrations that have not started, in order, each against the catalog the
+/// previous ones leave; with `only`, returns just that one's plan. A migration has started
+/// when its version schema (or a later one's) exists in the database.
+pub fn plan_pending(
+    migrations: &[Migration],
+    catalog: &Catalog,
+    only: Option<&str>,
+) -> Result<Vec<(Plan, Option<String>)>, CommandError> {
+    let started: Vec<(String, String)> = catalog
+        .version_schemas()
+        .into_iter()
+        .map(|(schema, _, migration)| (migration, schema))
+        .collect();
+    let last_started = migrations
+        .iter()
+        .rposition(|m| started.iter().any(|(name, _)| name == &m.name));
+    let first_pending = last_started.map_or(0, |index| index + 1);
+    if let Some(name) = only {
+        if let Some(position) = migrations.iter().position(|m| m.name == name) {
+            if position < first_pending {
+                let schema = started
+                    .iter()
+                    .find(|(started, _)| started == name)
+                    .map(|(_, schema)| schema.clone())
+                    .unwrap_or_else(|| format!("of a later migration than {name}"));
+                return Err(CommandError::AlreadyStarted {
+                    name: name.to_string(),
+                    schema,
+                });
+            }
+        }
+    }
+    let mut current = catalog.clone();
+    let mut plans = Vec::new();
+    for migration in &migrations[first_pending.min(migrations.len())..] {
+        let (plan, after) = plan_and_simulate(migration, &current)?;
+        current = after;
+        let wanted = only.is_none_or(|name| name == migration.name);
+        if wanted {
+            plans.push((plan, migration.description.clone()));
+        }
+        if only == Some(migration.name.as_str()) {
+            break;
+        }
+    }
+    Ok(plans)
+}

@@ -1,0 +1,320 @@
+//! add_column: a new column, added so the old version keeps working. It is added nullable
+//! (a NOT NULL column gets CHECK ... NOT VALID, validated after the backfill and turned into
+//! NOT NULL at contract); a constant default is stored once (no rewrite), any other default
+//! is set for new rows only and filled in by the backfill; `up` fills existing rows and rows
+//! the old version writes (sync trigger); unique, check and references are built the safe
+//! way (concurrent index, NOT VALID then VALIDATE).
+
+use crate::db::catalog::{Column, Constraint, ConstraintKind, ForeignKeyTarget, Index};
+use crate::db::quote_ident;
+use crate::migration::operation::AddColumn;
+use crate::plan::error::Problem;
+use crate::plan::names::{self, is_constant_default};
+use crate::plan::ops::{
+    add_constraint_sql, check_columns, concurrent_index_step, on_delete_clause,
+    physical_column_list, refuse_created, validate_step, PlanOperation,
+};
+use crate::plan::step::{Backfill, LockLevel, Phase, Step, StepAction};
+use crate::plan::workspace::{SyncRule, Workspace};
+
+impl PlanOperation for AddColumn {
+    fn tables(&self) -> Vec<&str> {
+        vec![&self.table]
+    }
+
+    fn validate(&self, ws: &Workspace) -> Result<(), Problem> {
+        let table = ws.existing_table(&self.table)?;
+        refuse_created(ws, &table)?;
+        let column = &self.column;
+        if ws.table(&table)?.column(&column.name).is_some() {
+            return Err(Problem::ColumnExists {
+                table: table.to_string(),
+                column: column.name.clone(),
+            });
+        }
+        let lower_type = column.data_type.trim().to_ascii_lowercase();
+        if lower_type.contains("serial") {
+            return Err(Problem::Refused(format!(
+                "type {} rewrites the whole table under an exclusive lock; add a bigint column with a default from a sequence instead",
+                column.data_type
+            )));
+        }
+        if column.primary_key {
+            return Err(Problem::Refused(
+                "add_column cannot add a primary key column: add the column, then a unique key, in separate operations".to_string(),
+            ));
+        }
+        if !column.nullable && column.default.is_none() && self.up.is_none() {
+            return Err(Problem::Refused(format!(
+                "column {} is NOT NULL without a default: give `up` (its value for existing rows and for rows the old version writes) or a default",
+                column.name
+            )));
+        }
+        if column.check.is_some() && physical_name(ws, self)? != column.name {
+            return Err(Problem::Refused(format!(
+                "column {} still exists physically (dropped by this migration only at contract): add its check in a later migration",
+                column.name
+            )));
+        }
+        if let Some(reference) = &column.references {
+            let target = ws.existing_table(&reference.table)?;
+            check_columns(ws, &target, &reference.columns)?;
+            on_delete_clause(reference.on_delete.as_deref())?;
+            if reference.columns.len() != 1 {
+                return Err(Problem::Refused(
+                    "a column's references must name exactly one column".to_string(),
+                ));
+            }
+        }
+        let table_name = &table.name;
+        if column.unique {
+            ws.check_name_free(&table.schema, &format!("{table_name}_{}_key", column.name))?;
+        }
+        Ok(())
+    }
+
+    fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
+        let table = ws.existing_table(&self.table)?;
+        let physical_table = ws.physical_table(&table);
+        let label = physical_table.to_string();
+        let column = &self.column;
+        let physical = physical_name(ws, self)?;
+        let quoted = quote_ident(&physical);
+
+        // Constant default without `up`: stored once for all rows, no backfill needed.
+        // Otherwise the column starts empty and the backfill fills it.
+        let fast_default =
+            self.up.is_none() && column.default.as_deref().is_some_and(is_constant_default);
+        let mut sql = format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {quoted} {}",
+            physical_table.quoted(),
+            column.data_type
+        );
+        match (&column.default, fast_default) {
+            (Some(default), true) => sql.push_str(&format!(" DEFAULT {default}")),
+            (Some(default), false) => {
+                sql.push_str(&format!(", ALTER COLUMN {quoted} SET DEFAULT {default}"))
+            }
+            (None, _) => {}
+        }
+        let shown = if physical == column.name {
+            String::new()
+        } else {
+            format!(" as {physical}")
+        };
+        ws.push_expand(Step::sql(
+            Phase::Expand,
+            format!(
+                "add column {}.{}{shown} (nullable for now; catalog only, no rewrite)",
+                physical_table, column.name
+            ),
+            sql,
+            LockLevel::AccessExclusive,
+            vec![label.clone()],
+        ));
+        ws.push_rollback(Step::sql(
+            Phase::Rollback,
+            format!("drop column {}.{physical}", physical_table),
+            format!(
+                "ALTER TABLE {} DROP COLUMN IF EXISTS {quoted}",
+                physical_table.quoted()
+            ),
+            LockLevel::AccessExclusive,
+            vec![label.clone()],
+        ));
+
+        let id = ws.add_column(
+            &table,
+            Column {
+                name: column.name.clone(),
+                data_type: column.data_type.clone(),
+                nullable: column.nullable,
+                default: column.default.clone(),
+                identity: None,
+                generated: false,
+            },
+            &physical,
+        )?;
+
+        if !column.nullable {
+            let check = names::not_null_check(&physical_table.name, &column.name);
+            ws.push_expand(Step::sql(
+                Phase::Expand,
+                format!(
+                    "add CHECK ({} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
+                    column.name, physical_table
+                ),
+                add_constraint_sql(
+                    &physical_table,
+                    &check,
+                    &format!("CHECK ({quoted} IS NOT NULL) NOT VALID"),
+                ),
+                LockLevel::AccessExclusive,
+                vec![label.clone()],
+            ));
+            ws.push_validate(validate_step(&physical_table, &check, None));
+            ws.state(&table)?.not_null.push((id, check));
+        }
+
+        let fill = self
+            .up
+            .clone()
+            .or_else(|| column.default.clone().filter(|_| !fast_default));
+        if let Some(up) = &self.up {
+            ws.state(&table)?.up.push(SyncRule {
+                target: physical.clone(),
+                expression: up.clone(),
+                only_when_null: false,
+            });
+        }
+        if let Some(expression) = fill {
+            let key = ws
+                .original
+                .table(&physical_table)
+                .and_then(|t| t.batch_key())
+                .ok_or_else(|| no_batch_key(&physical_table.to_string()))?;
+            ws.push_backfill(Step {
+                phase: Phase::Backfill,
+                description: format!(
+                    "fill {}.{} for existing rows, in batches",
+                    physical_table, column.name
+                ),
+                action: StepAction::Backfill(Backfill {
+                    table: physical_table.quoted(),
+                    key_columns: key,
+                    assignments: vec![(physical.clone(), expression)],
+                    predicate: Some(format!("{quoted} IS NULL")),
+                }),
+                lock: LockLevel::RowExclusive,
+                locked: vec![label.clone()],
+                rewrites: false,
+                scans: true,
+                unchecked: false,
+                guard: None,
+            });
+        }
+
+        let table_name = physical_table.name.clone();
+        if column.unique {
+            let name = format!("{table_name}_{}_key", column.name);
+            ws.push_expand(concurrent_index_step(
+                format!("build unique index {name} concurrently (writes go on)"),
+                &physical_table,
+                &name,
+                true,
+                &format!("({quoted})"),
+            ));
+            ws.push_expand(Step::sql(
+                Phase::Expand,
+                format!("turn index {name} into a unique constraint (brief, no scan)"),
+                add_constraint_sql(
+                    &physical_table,
+                    &name,
+                    &format!("UNIQUE USING INDEX {}", quote_ident(&name)),
+                ),
+                LockLevel::AccessExclusive,
+                vec![label.clone()],
+            ));
+            let found = ws.table_mut(&table)?;
+            found.indexes.push(Index {
+                name: name.clone(),
+                columns: vec![Some(column.name.clone())],
+                unique: true,
+                primary: false,
+                valid: true,
+                definition: String::new(),
+            });
+            found.constraints.push(Constraint {
+                name: name.clone(),
+                kind: ConstraintKind::Unique,
+                columns: vec![column.name.clone()],
+                definition: format!("UNIQUE ({})", column.name),
+                validated: true,
+                index: Some(name),
+                references: None,
+            });
+        }
+        if let Some(check) = &column.check {
+            let name = format!("{table_name}_{}_check", column.name);
+            ws.push_expand(Step::sql(
+                Phase::Expand,
+                format!("add CHECK {name} NOT VALID (new rows only, no scan)"),
+                add_constraint_sql(
+                    &physical_table,
+                    &name,
+                    &format!("CHECK ({check}) NOT VALID"),
+                ),
+                LockLevel::AccessExclusive,
+                vec![label.clone()],
+            ));
+            ws.push_validate(validate_step(&physical_table, &name, None));
+            ws.table_mut(&table)?.constraints.push(Constraint {
+                name,
+                kind: ConstraintKind::Check,
+                columns: vec![column.name.clone()],
+                definition: format!("CHECK ({check})"),
+                validated: true,
+                index: None,
+                references: None,
+            });
+        }
+        if let Some(reference) = &column.references {
+            let name = format!("{table_name}_{}_fkey", column.name);
+            let target = ws.existing_table(&reference.table)?;
+            let physical_target = ws.physical_table(&target);
+            let definition = format!(
+                "FOREIGN KEY ({quoted}) REFERENCES {} ({}){} NOT VALID",
+                physical_target.quoted(),
+                physical_column_list(ws, &target, &reference.columns),
+                on_delete_clause(reference.on_delete.as_deref())?
+            );
+            ws.push_expand(Step::sql(
+                Phase::Expand,
+                format!("add foreign key {name} NOT VALID (new rows only, no scan)"),
+                add_constraint_sql(&physical_table, &name, &definition),
+                LockLevel::ShareRowExclusive,
+                vec![label.clone(), physical_target.to_string()],
+            ));
+            ws.push_validate(validate_step(
+                &physical_table,
+                &name,
+                Some(&physical_target),
+            ));
+            ws.table_mut(&table)?.constraints.push(Constraint {
+                name,
+                kind: ConstraintKind::ForeignKey,
+                columns: vec![column.name.clone()],
+                definition,
+                validated: true,
+                index: None,
+                references: Some(ForeignKeyTarget {
+                    table: target,
+                    columns: reference.columns.clone(),
+                }),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// The column's physical name: its own, unless a column of that name still exists
+/// physically (dropped by this migration at contract), then a shadow name.
+fn physical_name(ws: &Workspace, op: &AddColumn) -> Result<String, Problem> {
+    let table = ws.existing_table(&op.table)?;
+    let physical_table = ws.physical_table(&table);
+    let taken = ws
+        .original
+        .table(&physical_table)
+        .is_some_and(|t| t.column(&op.column.name).is_some());
+    Ok(if taken {
+        names::shadow_column(&op.column.name)
+    } else {
+        op.column.name.clone()
+    })
+}
+
+pub(crate) fn no_batch_key(table: &str) -> Problem {
+    Problem::Refused(format!(
+        "table {table} has no primary key or unique NOT NULL key, so zdm cannot backfill it in batches"
+    ))
+}

@@ -1,0 +1,50 @@
+//! drop_constraint: both versions obey the constraint until contract, which drops it
+//! (catalog only, brief), so expand stays reversible without re-validating anything.
+
+use crate::db::catalog::ConstraintKind;
+use crate::migration::operation::DropConstraint;
+use crate::plan::error::Problem;
+use crate::plan::ops::PlanOperation;
+use crate::plan::workspace::Workspace;
+use crate::suggest::did_you_mean;
+
+impl PlanOperation for DropConstraint {
+    fn tables(&self) -> Vec<&str> {
+        vec![&self.table]
+    }
+
+    fn validate(&self, ws: &Workspace) -> Result<(), Problem> {
+        let table = ws.existing_table(&self.table)?;
+        let found = ws.table(&table)?;
+        let Some(constraint) = found.constraint(&self.name) else {
+            return Err(Problem::NoConstraint {
+                table: table.to_string(),
+                name: self.name.clone(),
+                hint: did_you_mean(
+                    &self.name,
+                    found.constraints.iter().map(|c| c.name.as_str()),
+                ),
+            });
+        };
+        if constraint.kind == ConstraintKind::PrimaryKey {
+            return Err(Problem::Refused(format!(
+                "{} is the primary key of {table}; zdm does not drop primary keys",
+                self.name
+            )));
+        }
+        Ok(())
+    }
+
+    fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
+        let table = ws.existing_table(&self.table)?;
+        ws.lock_referenced_at_contract(&table, None, Some(&self.name))?;
+        ws.state(&table)?.drop_constraints.push(self.name.clone());
+        let found = ws.table_mut(&table)?;
+        let index = found.constraint(&self.name).and_then(|c| c.index.clone());
+        found.constraints.retain(|c| c.name != self.name);
+        if let Some(index) = index {
+            found.indexes.retain(|i| i.name != index);
+        }
+        Ok(())
+    }
+}

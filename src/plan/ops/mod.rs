@@ -1,0 +1,239 @@
+//! One file per operation, all behind one trait, and the registry that maps each
+//! [`Operation`] to its planner. Adding an operation means one new file and one line here.
+
+mod add_check;
+mod add_column;
+mod add_foreign_key;
+mod add_unique;
+mod change_type;
+mod create_index;
+mod create_table;
+mod drop_column;
+mod drop_constraint;
+mod drop_index;
+mod drop_not_null;
+mod drop_table;
+mod raw_sql;
+mod rename_column;
+mod rename_table;
+mod set_default;
+mod set_not_null;
+mod split_table;
+
+use crate::db::catalog::QualifiedName;
+use crate::db::quote_ident;
+use crate::migration::Operation;
+use crate::plan::error::Problem;
+use crate::plan::names::{do_block, literal, regclass};
+use crate::plan::step::{LockLevel, Phase, Step};
+use crate::plan::workspace::Workspace;
+
+/// What every operation does: check itself against the new shape so far, then add its
+/// steps (expand, backfill, contract, rollback) and update the simulated catalog.
+pub(crate) trait PlanOperation {
+    /// The tables it changes, as written (`orders`, `billing.orders`).
+    fn tables(&self) -> Vec<&str>;
+    /// Checks the operation against the catalog as earlier operations left it.
+    fn validate(&self, ws: &Workspace) -> Result<(), Problem>;
+    /// Adds its steps; called only after `validate` passed.
+    fn plan(&self, ws: &mut Workspace) -> Result<(), Problem>;
+}
+
+/// The registry: the planner of each operation.
+pub(crate) fn planner(operation: &Operation) -> &dyn PlanOperation {
+    match operation {
+        Operation::CreateTable(op) => op,
+        Operation::DropTable(op) => op,
+        Operation::RenameTable(op) => op,
+        Operation::AddColumn(op) => op,
+        Operation::DropColumn(op) => op,
+        Operation::RenameColumn(op) => op,
+        Operation::ChangeType(op) => op,
+        Operation::SetNotNull(op) => op,
+        Operation::DropNotNull(op) => op,
+        Operation::SetDefault(op) => op,
+        Operation::AddCheck(op) => op,
+        Operation::AddUnique(op) => op,
+        Operation::AddForeignKey(op) => op,
+        Operation::DropConstraint(op) => op,
+        Operation::CreateIndex(op) => op,
+        Operation::DropIndex(op) => op,
+        Operation::SplitTable(op) => op,
+        Operation::RawSql(op) => op,
+    }
+}
+
+/// The `op` name of an operation (`add_column`).
+pub(crate) fn op_name(operation: &Operation) -> &'static str {
+    match operation {
+        Operation::CreateTable(_) => "create_table",
+        Operation::DropTable(_) => "drop_table",
+        Operation::RenameTable(_) => "rename_table",
+        Operation::AddColumn(_) => "add_column",
+        Operation::DropColumn(_) => "drop_column",
+        Operation::RenameColumn(_) => "rename_column",
+        Operation::ChangeType(_) => "change_type",
+        Operation::SetNotNull(_) => "set_not_null",
+        Operation::DropNotNull(_) => "drop_not_null",
+        Operation::SetDefault(_) => "set_default",
+        Operation::AddCheck(_) => "add_check",
+        Operation::AddUnique(_) => "add_unique",
+        Operation::AddForeignKey(_) => "add_foreign_key",
+        Operation::DropConstraint(_) => "drop_constraint",
+        Operation::CreateIndex(_) => "create_index",
+        Operation::DropIndex(_) => "drop_index",
+        Operation::SplitTable(_) => "split_table",
+        Operation::RawSql(_) => "raw_sql",
+    }
+}
+
+/// `ALTER TABLE t ADD CONSTRAINT name <definition>` unless a constraint of that name exists.
+fn add_constraint_sql(table: &QualifiedName, name: &str, definition: &str) -> String {
+    do_block(&format!(
+        "  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {} AND conname = {}) THEN\n    ALTER TABLE {} ADD CONSTRAINT {} {definition};\n  END IF;\n",
+        regclass(&table.quoted()),
+        literal(name),
+        table.quoted(),
+        quote_ident(name),
+    ))
+}
+
+/// VALIDATE CONSTRAINT: scans the table under SHARE UPDATE EXCLUSIVE (reads and writes go
+/// on); validating a valid constraint again does nothing.
+fn validate_step(table: &QualifiedName, name: &str, also_locked: Option<&QualifiedName>) -> Step {
+    let mut locked = vec![table.to_string()];
+    if let Some(other) = also_locked {
+        locked.push(other.to_string());
+    }
+    Step::sql(
+        Phase::Backfill,
+        format!("validate constraint {name} on {table} (scans, reads and writes go on)"),
+        format!(
+            "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+            table.quoted(),
+            quote_ident(name)
+        ),
+        LockLevel::ShareUpdateExclusive,
+        locked,
+    )
+    .scanning()
+}
+
+/// `DROP CONSTRAINT IF EXISTS`, for rollbacks.
+fn drop_constraint_step(table: &QualifiedName, name: &str, locked: Vec<String>) -> Step {
+    Step::sql(
+        Phase::Rollback,
+        format!("drop constraint {name} from {table}"),
+        format!(
+            "ALTER TABLE IF EXISTS {} DROP CONSTRAINT IF EXISTS {}",
+            table.quoted(),
+            quote_ident(name)
+        ),
+        LockLevel::AccessExclusive,
+        locked,
+    )
+}
+
+/// CREATE [UNIQUE] INDEX CONCURRENTLY, re-runnable: its guard drops the INVALID index a
+/// failed or interrupted build left (a brief ACCESS EXCLUSIVE, only when there is one), so
+/// `IF NOT EXISTS` never mistakes a broken index for a built one.
+fn concurrent_index_step(
+    description: String,
+    table: &QualifiedName,
+    index: &str,
+    unique: bool,
+    keys_and_rest: &str,
+) -> Step {
+    let qualified_index = QualifiedName::new(&table.schema, index);
+    let guard = do_block(&format!(
+        "  IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = {} AND NOT indisvalid) THEN\n    DROP INDEX {};\n  END IF;\n",
+        regclass(&qualified_index.quoted()),
+        qualified_index.quoted()
+    ));
+    Step::sql(
+        Phase::Expand,
+        description,
+        format!(
+            "CREATE {}INDEX CONCURRENTLY IF NOT EXISTS {} ON {} {keys_and_rest}",
+            if unique { "UNIQUE " } else { "" },
+            quote_ident(index),
+            table.quoted(),
+        ),
+        LockLevel::ShareUpdateExclusive,
+        vec![table.to_string()],
+    )
+    .outside_transaction()
+    .scanning()
+    .guarded(guard)
+}
+
+/// DROP INDEX CONCURRENTLY IF EXISTS (outside a transaction, SHARE UPDATE EXCLUSIVE).
+fn drop_index_concurrently_step(phase: Phase, table: &QualifiedName, index: &str) -> Step {
+    Step::sql(
+        phase,
+        format!("drop index {}.{index} concurrently", table.schema),
+        format!(
+            "DROP INDEX CONCURRENTLY IF EXISTS {}",
+            QualifiedName::new(&table.schema, index).quoted()
+        ),
+        LockLevel::ShareUpdateExclusive,
+        vec![table.to_string()],
+    )
+    .outside_transaction()
+}
+
+/// Refuses shape changes of tables this migration creates: declare them in create_table.
+fn refuse_created(ws: &Workspace, table: &QualifiedName) -> Result<(), Problem> {
+    if ws.is_created(table) {
+        return Err(Problem::Refused(format!(
+            "table {table} is created by this migration: declare its final columns in create_table instead"
+        )));
+    }
+    Ok(())
+}
+
+/// Refuses a second shape change of a column within one migration.
+fn refuse_reshaped(ws: &Workspace, table: &QualifiedName, column: &str) -> Result<(), Problem> {
+    if ws.column_is_reshaped(table, column) {
+        return Err(Problem::Refused(format!(
+            "column {column} of {table} already changes shape in an earlier operation of this migration; change it again in a later migration"
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that every listed column exists in the new shape of the table.
+fn check_columns(ws: &Workspace, table: &QualifiedName, columns: &[String]) -> Result<(), Problem> {
+    if columns.is_empty() {
+        return Err(Problem::Refused("the column list is empty".to_string()));
+    }
+    for column in columns {
+        ws.existing_column(table, column)?;
+    }
+    Ok(())
+}
+
+/// Physical names of columns of the new shape, quoted and comma-separated.
+fn physical_column_list(ws: &Workspace, table: &QualifiedName, columns: &[String]) -> String {
+    columns
+        .iter()
+        .map(|c| quote_ident(&ws.physical_column(table, c)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `ON DELETE` clause of a foreign key, checked.
+fn on_delete_clause(on_delete: Option<&str>) -> Result<String, Problem> {
+    let Some(action) = on_delete else {
+        return Ok(String::new());
+    };
+    let normalized = action.trim().to_ascii_lowercase();
+    match normalized.as_str() {
+        "no action" | "restrict" | "cascade" | "set null" | "set default" => {
+            Ok(format!(" ON DELETE {}", normalized.to_ascii_uppercase()))
+        }
+        _ => Err(Problem::Refused(format!(
+            "on_delete = {action:?} is not one of: no action, restrict, cascade, set null, set default"
+        ))),
+    }
+}

@@ -1,0 +1,135 @@
+//! A plan printed for a person: phases, each step's SQL, the lock it takes and on what,
+//! and flags for scans, rewrites and raw SQL zdm did not check.
+
+use std::fmt::Write;
+
+use crate::db::quote_ident;
+use crate::plan::step::{LockLevel, Phase, StepAction};
+use crate::plan::Plan;
+
+/// The whole plan as text (no colours: it goes to pipes and runbooks as often as to a tty).
+pub fn render(plan: &Plan, description: Option<&str>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Migration {}", plan.migration);
+    if let Some(description) = description {
+        let _ = writeln!(out, "  {description}");
+    }
+    let _ = writeln!(
+        out,
+        "  New version: SET search_path TO {}",
+        quote_ident(&plan.version_schema)
+    );
+    let _ = writeln!(
+        out,
+        "  Old version: its current search_path (the physical tables, or the previous version schema)"
+    );
+    let mut number = 0;
+    for phase in [
+        Phase::Expand,
+        Phase::Backfill,
+        Phase::Contract,
+        Phase::Rollback,
+    ] {
+        let steps: Vec<_> = plan.phase(phase).collect();
+        let _ = writeln!(out);
+        let _ = writeln!(
+            out,
+            "{} ({} steps){}",
+            heading(phase),
+            steps.len(),
+            note(phase)
+        );
+        if steps.is_empty() {
+            let _ = writeln!(out, "  (nothing to do)");
+        }
+        for step in steps {
+            number += 1;
+            let _ = writeln!(out, "  {number}. {}", step.description);
+            let locked = if step.locked.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", step.locked.join(", "))
+            };
+            let mut flags = Vec::new();
+            if step.unchecked {
+                flags.push("UNSAFE: raw SQL not checked by zdm");
+            }
+            if step.rewrites {
+                flags.push("REWRITES the table");
+            }
+            if step.scans {
+                flags.push("scans the table");
+            }
+            if step.lock.blocks_reads() {
+                flags.push("blocks reads and writes while held (brief, under lock_timeout)");
+            } else if step.lock.blocks_writes() {
+                flags.push("blocks writes while held (brief, under lock_timeout)");
+            }
+            let lock = if step.lock == LockLevel::None {
+                "no table lock".to_string()
+            } else {
+                format!("{}{locked}", step.lock.sql_name())
+            };
+            let _ = writeln!(out, "     lock: {lock}");
+            if !flags.is_empty() {
+                let _ = writeln!(out, "     {}", flags.join("; "));
+            }
+            if let Some(guard) = &step.guard {
+                let _ = writeln!(out, "     before each attempt:");
+                indent(&mut out, guard);
+            }
+            match &step.action {
+                StepAction::Sql { sql, transactional } => {
+                    if !transactional {
+                        let _ = writeln!(out, "     (runs outside a transaction)");
+                    }
+                    indent(&mut out, sql);
+                }
+                StepAction::Backfill(backfill) => {
+                    let assignments: Vec<String> = backfill
+                        .assignments
+                        .iter()
+                        .map(|(column, expression)| {
+                            format!("{} = {expression}", quote_ident(column))
+                        })
+                        .collect();
+                    let mut text = format!(
+                        "UPDATE {} SET {}\n  -- in batches by ({})",
+                        backfill.table,
+                        assignments.join(", "),
+                        backfill.key_columns.join(", ")
+                    );
+                    if let Some(predicate) = &backfill.predicate {
+                        let _ = write!(text, ", rows where {predicate}");
+                    }
+                    indent(&mut out, &text);
+                }
+            }
+        }
+    }
+    out
+}
+
+fn heading(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Expand => "EXPAND",
+        Phase::Backfill => "BACKFILL",
+        Phase::Contract => "CONTRACT",
+        Phase::Rollback => "ROLLBACK",
+    }
+}
+
+fn note(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Expand => ": additive, both versions keep working",
+        Phase::Backfill => ": batched, then validations",
+        Phase::Contract => ": irreversible, after confirmation",
+        Phase::Rollback => ": undo of expand and backfill, only before contract",
+    }
+}
+
+fn indent(out: &mut String, text: &str) {
+    for line in text.lines() {
+        let _ = writeln!(out, "       {line}");
+    }
+}

@@ -1,0 +1,746 @@
+//! The planner without a database: each operation's steps, phases and locks, its errors,
+//! and the simulated catalog later operations see. The catalog is the demo schema as
+//! introspected (tests/fixtures/demo_catalog.json, checked against a live database by
+//! tests/plan_catalog.rs).
+
+use zdm::db::catalog::{Catalog, QualifiedName};
+use zdm::migration::{Migration, Operation};
+use zdm::plan::{plan, plan_and_simulate, LockLevel, Phase, Plan, PlanError, Step, StepAction};
+
+fn demo() -> Catalog {
+    serde_json::from_str(include_str!("fixtures/demo_catalog.json")).expect("fixture")
+}
+
+fn migration(toml_text: &str) -> Migration {
+    #[derive(serde::Deserialize)]
+    struct File {
+        operations: Vec<Operation>,
+    }
+    let file: File = toml::from_str(toml_text).expect("valid operations");
+    Migration {
+        name: "0042_test".to_string(),
+        description: None,
+        operations: file.operations,
+        checksum: String::new(),
+    }
+}
+
+fn planned(toml_text: &str) -> Plan {
+    plan(&migration(toml_text), &demo()).unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn refused(toml_text: &str) -> String {
+    plan(&migration(toml_text), &demo())
+        .expect_err("refused")
+        .to_string()
+}
+
+fn sql(step: &Step) -> &str {
+    step.sql_text().unwrap_or("")
+}
+
+/// Steps of a phase whose description contains `text`.
+fn find<'a>(plan: &'a Plan, phase: Phase, text: &str) -> Vec<&'a Step> {
+    plan.phase(phase)
+        .filter(|s| s.description.contains(text))
+        .collect()
+}
+
+/// Rules every plan obeys, whatever the operation.
+fn assert_safe(plan: &Plan) {
+    for step in &plan.steps {
+        assert!(!step.rewrites, "no step rewrites a table: {step:?}");
+        if step.scans {
+            assert!(
+                !step.lock.blocks_writes(),
+                "a scanning step must not block writes: {step:?}"
+            );
+        }
+        if let StepAction::Sql { sql, transactional } = &step.action {
+            if sql.contains("CONCURRENTLY") {
+                assert!(
+                    !transactional,
+                    "concurrent DDL runs outside a transaction: {sql}"
+                );
+            }
+            assert!(
+                !sql.contains("ALTER COLUMN") || !sql.contains(" TYPE "),
+                "no ALTER TYPE: {sql}"
+            );
+        }
+    }
+    let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
+    let mut sorted = phases.clone();
+    sorted.sort();
+    assert_eq!(phases, sorted, "steps run phase after phase");
+    assert!(
+        plan.phase(Phase::Rollback)
+            .any(|s| sql(s).contains("DROP SCHEMA IF EXISTS")),
+        "rollback drops the version schema"
+    );
+}
+
+#[test]
+fn add_column_not_null_uses_check_then_validate_then_set_not_null() {
+    let plan = planned(
+        r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "status", type = "text", nullable = false, default = "'new'" }
+up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
+"#,
+    );
+    assert_safe(&plan);
+    assert_eq!(plan.version_schema, "public_0042_test");
+    let add = find(&plan, Phase::Expand, "add column public.orders.status");
+    assert_eq!(add.len(), 1);
+    assert_eq!(add[0].lock, LockLevel::AccessExclusive);
+    // With `up`, the default applies to new rows only: existing rows are backfilled.
+    assert!(
+        sql(add[0]).contains(
+            "ADD COLUMN IF NOT EXISTS \"status\" text, ALTER COLUMN \"status\" SET DEFAULT 'new'"
+        ),
+        "{}",
+        sql(add[0])
+    );
+    assert!(sql(add[0]).contains("IF NOT EXISTS"));
+    let check = find(&plan, Phase::Expand, "IS NOT NULL) NOT VALID");
+    assert!(sql(check[0]).contains("NOT VALID"));
+    let trigger = find(&plan, Phase::Expand, "sync trigger");
+    assert_eq!(trigger[0].lock, LockLevel::ShareRowExclusive);
+    let function = find(&plan, Phase::Expand, "keeping old and new columns");
+    assert!(sql(function[0]).contains("NEW.\"status\" := (CASE WHEN shipped_at IS NULL"));
+    let backfill: Vec<_> = plan
+        .phase(Phase::Backfill)
+        .filter_map(|s| match &s.action {
+            StepAction::Backfill(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(backfill.len(), 1);
+    assert_eq!(backfill[0].key_columns, ["id"]);
+    assert_eq!(backfill[0].table, "\"public\".\"orders\"");
+    let validate = find(&plan, Phase::Backfill, "validate constraint");
+    assert_eq!(validate[0].lock, LockLevel::ShareUpdateExclusive);
+    let contract = find(&plan, Phase::Contract, "final shape");
+    assert!(sql(contract[0]).contains("ALTER COLUMN \"status\" SET NOT NULL"));
+    assert!(sql(contract[0]).contains("DROP CONSTRAINT IF EXISTS \"_zdm_nn_orders_status\""));
+    let view = find(&plan, Phase::Expand, "create view public_0042_test.orders");
+    assert!(sql(view[0]).contains("\"status\" FROM \"public\".\"orders\""));
+    assert!(plan
+        .phase(Phase::Rollback)
+        .any(|s| sql(s).contains("DROP COLUMN IF EXISTS \"status\"")));
+}
+
+#[test]
+fn add_column_with_a_constant_default_needs_no_backfill() {
+    let plan = planned(
+        "[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"priority\", type = \"int\", default = \"0\" }\n",
+    );
+    assert_safe(&plan);
+    assert!(
+        sql(find(&plan, Phase::Expand, "add column")[0]).ends_with("\"priority\" int DEFAULT 0")
+    );
+    assert!(!plan
+        .steps
+        .iter()
+        .any(|s| matches!(s.action, StepAction::Backfill(_))));
+    assert!(
+        find(&plan, Phase::Expand, "sync").is_empty(),
+        "nothing to keep in step"
+    );
+    // A volatile default is set for new rows only and backfilled.
+    let plan = planned(
+        "[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"token\", type = \"uuid\", default = \"gen_random_uuid()\" }\n",
+    );
+    assert!(
+        sql(find(&plan, Phase::Expand, "add column")[0]).contains("SET DEFAULT gen_random_uuid()")
+    );
+    assert!(plan.steps.iter().any(|s| matches!(&s.action, StepAction::Backfill(b) if b.assignments[0].1 == "gen_random_uuid()")));
+}
+
+#[test]
+fn add_column_refusals_say_what_to_do() {
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"ordrs\"\ncolumn = { name = \"x\", type = \"int\" }\n");
+    assert_eq!(message, "0042_test: operation 1 (add_column): table public.ordrs does not exist (did you mean orders?)");
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"x\", type = \"int\", nullable = false }\n");
+    assert!(
+        message.contains("NOT NULL without a default: give `up`"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"x\", type = \"bigserial\" }\n");
+    assert!(message.contains("rewrites the whole table"), "{message}");
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"notes\", type = \"int\" }\n");
+    assert!(
+        message.contains("column notes already exists in table public.orders"),
+        "{message}"
+    );
+}
+
+#[test]
+fn drop_column_waits_for_contract_and_fills_the_old_version() {
+    let plan = planned("[[operations]]\nop = \"drop_column\"\ntable = \"customers\"\ncolumn = \"country\"\ndown = \"'ZZ'\"\n");
+    assert_safe(&plan);
+    let view = sql(find(
+        &plan,
+        Phase::Expand,
+        "create view public_0042_test.customers",
+    )[0]);
+    assert!(!view.contains("country"), "{view}");
+    let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);
+    assert!(function.contains("NEW.\"country\" := ('ZZ')"));
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    assert!(contract.contains("DROP COLUMN IF EXISTS \"country\""));
+    assert!(
+        contract.find("DROP TRIGGER").unwrap_or(usize::MAX)
+            < contract.find("DROP COLUMN").unwrap_or(0)
+    );
+    assert!(!plan
+        .phase(Phase::Expand)
+        .any(|s| sql(s).contains("DROP COLUMN")));
+
+    let message = refused(
+        "[[operations]]\nop = \"drop_column\"\ntable = \"customers\"\ncolumn = \"country\"\n",
+    );
+    assert!(message.contains("NOT NULL without a default"), "{message}");
+    let message =
+        refused("[[operations]]\nop = \"drop_column\"\ntable = \"customers\"\ncolumn = \"id\"\n");
+    assert!(message.contains("primary key"), "{message}");
+    let message = refused(
+        "[[operations]]\nop = \"drop_column\"\ntable = \"customers\"\ncolumn = \"emial\"\n",
+    );
+    assert!(
+        message.ends_with(
+            "column emial does not exist in table public.customers (did you mean email?)"
+        ),
+        "{message}"
+    );
+}
+
+#[test]
+fn rename_column_is_a_view_alias_until_contract() {
+    let plan = planned("[[operations]]\nop = \"rename_column\"\ntable = \"customers\"\ncolumn = \"full_name\"\nto = \"name\"\n");
+    assert_safe(&plan);
+    assert!(sql(find(
+        &plan,
+        Phase::Expand,
+        "create view public_0042_test.customers"
+    )[0])
+    .contains("\"full_name\" AS \"name\""));
+    assert!(!plan.phase(Phase::Expand).any(|s| sql(s).contains("RENAME")));
+    assert!(sql(find(&plan, Phase::Contract, "final shape")[0])
+        .contains("RENAME COLUMN \"full_name\" TO \"name\""));
+    assert!(find(&plan, Phase::Expand, "sync").is_empty());
+    let message = refused("[[operations]]\nop = \"rename_column\"\ntable = \"customers\"\ncolumn = \"full_name\"\nto = \"email\"\n");
+    assert!(message.contains("column email already exists"), "{message}");
+}
+
+#[test]
+fn change_type_never_alters_the_type_in_place() {
+    let plan = planned(
+        r#"
+[[operations]]
+op = "change_type"
+table = "products"
+column = "price_cents"
+type = "numeric(12,2)"
+up = "price_cents::numeric / 100"
+down = "(price_cents * 100)::integer"
+"#,
+    );
+    assert_safe(&plan);
+    assert!(sql(find(&plan, Phase::Expand, "add shadow column")[0])
+        .contains("ADD COLUMN IF NOT EXISTS \"_zdm_new_price_cents\" numeric(12,2)"));
+    let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);
+    assert!(function.contains("NEW.\"_zdm_new_price_cents\" := (price_cents::numeric / 100)"));
+    assert!(function.contains("NEW.\"price_cents\" := ((price_cents * 100)::integer)"));
+    assert!(function.contains("'public_0042_test' = ANY (current_schemas(false))"));
+    assert!(sql(find(
+        &plan,
+        Phase::Expand,
+        "create view public_0042_test.products"
+    )[0])
+    .contains("\"_zdm_new_price_cents\" AS \"price_cents\""));
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    let drop = contract
+        .find("DROP COLUMN IF EXISTS \"price_cents\"")
+        .expect("drop old");
+    let rename = contract
+        .find("RENAME COLUMN \"_zdm_new_price_cents\" TO \"price_cents\"")
+        .expect("rename");
+    assert!(drop < rename);
+    assert!(contract.contains("SET NOT NULL"), "the column was NOT NULL");
+    // Plain indexes and the column's foreign keys are rebuilt on the shadow column.
+    let plan = planned("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"customer_id\"\ntype = \"int\"\nup = \"customer_id::int\"\ndown = \"customer_id::bigint\"\n");
+    assert_safe(&plan);
+    let index = find(&plan, Phase::Expand, "rebuild index orders_customer_id_idx")[0];
+    assert_eq!(sql(index), "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"_zdm_new_orders_customer_id_idx\" ON \"public\".\"orders\" USING btree (\"_zdm_new_customer_id\")");
+    let fk = find(
+        &plan,
+        Phase::Expand,
+        "rebuild foreign key orders_customer_id_fkey",
+    )[0];
+    assert!(sql(fk).contains("FOREIGN KEY (\"_zdm_new_customer_id\") REFERENCES \"public\".\"customers\" (\"id\") NOT VALID"), "{}", sql(fk));
+    assert!(!find(
+        &plan,
+        Phase::Backfill,
+        "validate constraint _zdm_new_orders_customer_id_fkey"
+    )
+    .is_empty());
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    assert!(contract.contains("ALTER INDEX \"public\".\"_zdm_new_orders_customer_id_idx\" RENAME TO \"orders_customer_id_idx\""));
+    assert!(contract.contains(
+        "RENAME CONSTRAINT \"_zdm_new_orders_customer_id_fkey\" TO \"orders_customer_id_fkey\""
+    ));
+    // Partial and expression indexes, other constraints and incoming foreign keys are refused.
+    let message = refused("[[operations]]\nop = \"create_index\"\ntable = \"orders\"\nname = \"orders_noted\"\ncolumns = [\"shipped_at\"]\npredicate = \"notes IS NOT NULL\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"notes\"\ntype = \"varchar(100)\"\nup = \"notes\"\ndown = \"notes\"\n");
+    assert!(
+        message.contains("index orders_noted (expression or partial)"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"order_items\"\ncolumn = \"order_id\"\ntype = \"int\"\nup = \"order_id::int\"\ndown = \"order_id\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"total_cents\"\ntype = \"int\"\nup = \"total_cents::int\"\ndown = \"total_cents\"\n\n[[operations]]\nop = \"add_unique\"\ntable = \"products\"\nname = \"products_price_unique\"\ncolumns = [\"price_cents\"]\n\n[[operations]]\nop = \"change_type\"\ntable = \"products\"\ncolumn = \"price_cents\"\ntype = \"bigint\"\nup = \"price_cents\"\ndown = \"price_cents::int\"\n");
+    assert!(
+        message.contains("operation 4 (change_type)")
+            && message.contains("constraint products_price_unique"),
+        "{message}"
+    );
+}
+
+#[test]
+fn set_not_null_checks_validates_then_sets() {
+    let plan = planned("[[operations]]\nop = \"set_not_null\"\ntable = \"customers\"\ncolumn = \"phone\"\nup = \"'unknown'\"\n");
+    assert_safe(&plan);
+    assert!(sql(find(&plan, Phase::Expand, "NOT VALID")[0])
+        .contains("CHECK (\"phone\" IS NOT NULL) NOT VALID"));
+    let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);
+    assert!(
+        function.contains("IF NEW.\"phone\" IS NULL THEN NEW.\"phone\" := ('unknown'); END IF;")
+    );
+    assert!(plan.phase(Phase::Backfill).any(|s| matches!(&s.action, StepAction::Backfill(b) if b.predicate.as_deref() == Some("\"phone\" IS NULL"))));
+    let order: Vec<&str> = plan
+        .phase(Phase::Backfill)
+        .map(|s| s.description.as_str())
+        .collect();
+    assert!(
+        order.last().is_some_and(|d| d.starts_with("validate")),
+        "validation after the data: {order:?}"
+    );
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    assert!(contract.contains("ALTER COLUMN \"phone\" SET NOT NULL"));
+    assert!(plan
+        .phase(Phase::Rollback)
+        .any(|s| sql(s).contains("DROP CONSTRAINT IF EXISTS \"_zdm_nn_customers_phone\"")));
+    let message = refused(
+        "[[operations]]\nop = \"set_not_null\"\ntable = \"customers\"\ncolumn = \"email\"\n",
+    );
+    assert!(message.contains("already NOT NULL"), "{message}");
+}
+
+#[test]
+fn indexes_are_built_and_dropped_concurrently() {
+    let plan = planned("[[operations]]\nop = \"create_index\"\ntable = \"orders\"\nname = \"orders_lower_notes\"\ncolumns = [\"lower(notes)\", \"shipped_at\"]\nmethod = \"btree\"\npredicate = \"notes IS NOT NULL\"\n");
+    assert_safe(&plan);
+    let build = find(&plan, Phase::Expand, "orders_lower_notes")[0];
+    assert_eq!(build.lock, LockLevel::ShareUpdateExclusive);
+    assert!(build.scans);
+    assert_eq!(
+        sql(build),
+        "CREATE INDEX CONCURRENTLY IF NOT EXISTS \"orders_lower_notes\" ON \"public\".\"orders\" USING btree ((lower(notes)), \"shipped_at\") WHERE notes IS NOT NULL"
+    );
+    let guard = build.guard.as_deref().expect("guard");
+    assert!(
+        guard.contains("NOT indisvalid")
+            && guard.contains("DROP INDEX \"public\".\"orders_lower_notes\"")
+    );
+    assert!(plan
+        .phase(Phase::Rollback)
+        .any(|s| sql(s) == "DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"orders_lower_notes\""));
+
+    let plan = planned("[[operations]]\nop = \"drop_index\"\nname = \"orders_placed_at_idx\"\n");
+    assert_safe(&plan);
+    let drop = plan
+        .phase(Phase::Contract)
+        .find(|s| sql(s).contains("DROP INDEX"))
+        .expect("drop at contract");
+    assert_eq!(
+        sql(drop),
+        "DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"orders_placed_at_idx\""
+    );
+    assert!(!plan
+        .phase(Phase::Expand)
+        .any(|s| sql(s).contains("DROP INDEX")));
+
+    let message = refused("[[operations]]\nop = \"drop_index\"\nname = \"orders_placed_idx\"\n");
+    assert!(message.contains("index orders_placed_idx does not exist in schema public (did you mean orders_placed_at_idx?)"), "{message}");
+    let message = refused("[[operations]]\nop = \"drop_index\"\nname = \"orders_pkey\"\n");
+    assert!(
+        message.contains("backs constraint orders_pkey"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"create_index\"\ntable = \"orders\"\nname = \"orders_pkey\"\ncolumns = [\"id\"]\n");
+    assert!(
+        message.contains("named orders_pkey already exists"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"create_index\"\ntable = \"orders\"\nname = \"x\"\ncolumns = [\"shiped_at\"]\n");
+    assert!(message.contains("(did you mean shipped_at?)"), "{message}");
+}
+
+#[test]
+fn constraints_are_added_not_valid_then_validated() {
+    let plan = planned(
+        r#"
+[[operations]]
+op = "add_foreign_key"
+table = "order_items"
+name = "order_items_order_fk"
+columns = ["order_id"]
+references = { table = "orders", columns = ["id"], on_delete = "cascade" }
+
+[[operations]]
+op = "add_check"
+table = "products"
+name = "products_price_positive"
+check = "price_cents > 0"
+
+[[operations]]
+op = "add_unique"
+table = "products"
+name = "products_name_unique"
+columns = ["name"]
+"#,
+    );
+    assert_safe(&plan);
+    let fk = find(&plan, Phase::Expand, "foreign key order_items_order_fk")[0];
+    assert_eq!(fk.lock, LockLevel::ShareRowExclusive);
+    assert_eq!(fk.locked, ["public.order_items", "public.orders"]);
+    assert!(sql(fk).contains("FOREIGN KEY (\"order_id\") REFERENCES \"public\".\"orders\" (\"id\") ON DELETE CASCADE NOT VALID"));
+    assert!(sql(fk).contains("IF NOT EXISTS (SELECT 1 FROM pg_constraint"));
+    assert!(
+        sql(find(&plan, Phase::Expand, "CHECK products_price_positive")[0])
+            .contains("CHECK (price_cents > 0) NOT VALID")
+    );
+    let validations = find(&plan, Phase::Backfill, "validate constraint");
+    assert_eq!(validations.len(), 2);
+    let unique = find(&plan, Phase::Expand, "unique index products_name_unique")[0];
+    assert!(sql(unique).starts_with("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS"));
+    let attach = find(&plan, Phase::Expand, "into a unique constraint")[0];
+    assert!(sql(attach).contains("UNIQUE USING INDEX \"products_name_unique\""));
+    let rollback: Vec<&str> = plan.phase(Phase::Rollback).map(sql).collect();
+    let position = |text: &str| {
+        rollback
+            .iter()
+            .position(|s| s.contains(text))
+            .unwrap_or_else(|| panic!("{text} in {rollback:?}"))
+    };
+    // Operations are undone last first.
+    assert!(position("\"products_name_unique\"") < position("\"products_price_positive\""));
+    assert!(position("\"products_price_positive\"") < position("\"order_items_order_fk\""));
+
+    let message = refused("[[operations]]\nop = \"add_foreign_key\"\ntable = \"orders\"\nname = \"fk\"\ncolumns = [\"customer_id\"]\nreferences = { table = \"customers\", columns = [\"email\"] }\n");
+    assert!(
+        message.contains("is not a primary key or unique constraint"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"add_foreign_key\"\ntable = \"orders\"\nname = \"fk\"\ncolumns = [\"customer_id\"]\nreferences = { table = \"customers\", columns = [\"id\"], on_delete = \"explode\" }\n");
+    assert!(message.contains("not one of: no action"), "{message}");
+    let message = refused("[[operations]]\nop = \"add_unique\"\ntable = \"products\"\nname = \"u\"\ncolumns = [\"nam\"]\n");
+    assert!(message.contains("(did you mean name?)"), "{message}");
+}
+
+#[test]
+fn later_operations_see_earlier_ones() {
+    let (plan, after) = plan_and_simulate(
+        &migration(
+            r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "status", type = "text" }
+
+[[operations]]
+op = "create_index"
+table = "orders"
+name = "orders_status_idx"
+columns = ["status"]
+
+[[operations]]
+op = "rename_column"
+table = "orders"
+column = "notes"
+to = "remarks"
+
+[[operations]]
+op = "set_not_null"
+table = "orders"
+column = "remarks"
+up = "''"
+
+[[operations]]
+op = "rename_table"
+table = "orders"
+to = "purchases"
+
+[[operations]]
+op = "add_check"
+table = "purchases"
+name = "purchases_total_positive"
+check = "total_cents >= 0"
+"#,
+        ),
+        &demo(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_safe(&plan);
+    // Physical names are used until contract.
+    assert!(plan
+        .steps
+        .iter()
+        .any(|s| sql(s).contains("CHECK (\"notes\" IS NOT NULL) NOT VALID")));
+    assert!(plan.steps.iter().any(|s| sql(s).contains(
+        "ALTER TABLE \"public\".\"orders\" ADD CONSTRAINT \"purchases_total_positive\""
+    )));
+    let view = sql(find(
+        &plan,
+        Phase::Expand,
+        "create view public_0042_test.purchases",
+    )[0]);
+    assert!(
+        view.contains("\"notes\" AS \"remarks\"") && view.ends_with("FROM \"public\".\"orders\""),
+        "{view}"
+    );
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    assert!(contract.contains("RENAME COLUMN \"notes\" TO \"remarks\""));
+    assert!(contract.contains("ALTER COLUMN \"remarks\" SET NOT NULL"));
+    assert!(
+        contract
+            .trim_end()
+            .ends_with("RENAME TO \"purchases\";\nEND\n$zdm$")
+            || contract.contains("RENAME TO \"purchases\";\nEND"),
+        "{contract}"
+    );
+    // The simulated catalog is the database after contract.
+    let purchases = after
+        .table(&QualifiedName::new("public", "purchases"))
+        .expect("renamed");
+    assert!(!purchases.column("remarks").expect("remarks").nullable);
+    assert!(purchases.column("status").is_some());
+    assert!(purchases
+        .indexes
+        .iter()
+        .any(|i| i.name == "orders_status_idx"));
+    assert!(after
+        .table(&QualifiedName::new("public", "orders"))
+        .is_none());
+    assert!(after.schema("public_0042_test").is_some());
+
+    // An operation naming the old name after a rename is told so.
+    let message = refused("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n\n[[operations]]\nop = \"drop_column\"\ntable = \"orders\"\ncolumn = \"notes\"\n");
+    assert!(
+        message.starts_with("0042_test: operation 2 (drop_column): column notes does not exist"),
+        "{message}"
+    );
+    // A second shape change of one column waits for a later migration.
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"int\" }\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"notes\"\ntype = \"varchar(10)\"\nup = \"notes\"\ndown = \"notes\"\n\n[[operations]]\nop = \"drop_not_null\"\ntable = \"orders\"\ncolumn = \"notes\"\ndown = \"''\"\n");
+    assert!(message.contains("operation 3 (drop_not_null)"), "{message}");
+}
+
+#[test]
+fn a_migration_versions_one_schema() {
+    let error = plan(
+        &migration("[[operations]]\nop = \"drop_table\"\ntable = \"billing.invoices\"\n\n[[operations]]\nop = \"drop_column\"\ntable = \"orders\"\ncolumn = \"notes\"\n"),
+        &demo(),
+    )
+    .expect_err("two schemas");
+    assert!(matches!(error, PlanError::MixedSchemas { .. }));
+    assert!(error.to_string().contains("billing, public"), "{error}");
+}
+
+#[test]
+fn long_migration_names_fit_the_identifier_limit() {
+    let mut m =
+        migration("[[operations]]\nop = \"drop_column\"\ntable = \"orders\"\ncolumn = \"notes\"\n");
+    m.name = format!("0001_{}", "a_very_long_description_of_the_change".repeat(3));
+    let plan = plan(&m, &demo()).expect("plans");
+    assert!(plan.version_schema.len() <= 63);
+    assert!(plan.version_schema.starts_with("public_0001_a_very_long"));
+}
+
+#[test]
+fn raw_sql_is_marked_unsafe_and_undone_only_by_its_down() {
+    let plan = planned("[[operations]]\nop = \"raw_sql\"\nup = \"UPDATE orders SET notes = NULL\"\n\n[[operations]]\nop = \"raw_sql\"\nup = \"VACUUM orders\"\nphase = \"contract\"\n");
+    let expand = find(&plan, Phase::Expand, "raw SQL")[0];
+    assert!(expand.unchecked);
+    assert_eq!(expand.lock, LockLevel::AccessExclusive);
+    assert!(find(&plan, Phase::Contract, "raw SQL")[0].unchecked);
+    let undo = find(&plan, Phase::Rollback, "raw SQL")[0];
+    assert!(sql(undo).contains("RAISE EXCEPTION") && sql(undo).contains("has no down"));
+}
+
+#[test]
+fn the_remaining_operations_plan_safely() {
+    let plan = planned(
+        r#"
+[[operations]]
+op = "create_table"
+table = "shipments"
+columns = [
+  { name = "id", type = "bigint", primary_key = true },
+  { name = "order_id", type = "bigint", nullable = false, references = { table = "orders", columns = ["id"] } },
+]
+
+[[operations]]
+op = "set_default"
+table = "orders"
+column = "currency"
+default = "'USD'"
+
+[[operations]]
+op = "drop_not_null"
+table = "customers"
+column = "country"
+down = "'ZZ'"
+
+[[operations]]
+op = "drop_constraint"
+table = "order_items"
+name = "order_items_product_id_fkey"
+
+[[operations]]
+op = "drop_table"
+table = "products"
+"#,
+    );
+    assert_safe(&plan);
+    let create = sql(find(&plan, Phase::Expand, "create table public.shipments")[0]);
+    assert!(create.starts_with("CREATE TABLE IF NOT EXISTS \"public\".\"shipments\""));
+    assert!(create.contains("CONSTRAINT \"shipments_pkey\" PRIMARY KEY (\"id\")"));
+    let orders_view = sql(find(&plan, Phase::Expand, "create view public_0042_test.orders")[0]);
+    assert!(orders_view.contains(
+        "ALTER VIEW \"public_0042_test\".\"orders\" ALTER COLUMN \"currency\" SET DEFAULT 'USD'"
+    ));
+    assert!(plan.steps.iter().any(|s| s.phase == Phase::Contract
+        && sql(s).contains("ALTER COLUMN \"currency\" SET DEFAULT 'USD'")));
+    let function = sql(find(&plan, Phase::Expand, "customers in step")[0]);
+    assert!(
+        function.contains("NEW.\"country\" := (coalesce(\"country\", 'ZZ'))"),
+        "{function}"
+    );
+    assert!(plan.steps.iter().any(|s| s.phase == Phase::Contract
+        && sql(s).contains("DROP CONSTRAINT IF EXISTS \"order_items_product_id_fkey\"")));
+    assert!(find(
+        &plan,
+        Phase::Expand,
+        "create view public_0042_test.products"
+    )
+    .is_empty());
+    assert!(plan
+        .phase(Phase::Contract)
+        .any(|s| sql(s) == "DROP TABLE IF EXISTS \"public\".\"products\""));
+    assert!(plan
+        .phase(Phase::Rollback)
+        .any(|s| sql(s) == "DROP TABLE IF EXISTS \"public\".\"shipments\""));
+
+    let message = refused("[[operations]]\nop = \"drop_table\"\ntable = \"orders\"\n");
+    assert!(
+        message.contains("referenced by foreign key order_items_order_id_fkey"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_notes\"\ncolumns = [\"customer_id\"]\n");
+    assert!(message.contains("NOT NULL without a default"), "{message}");
+    let message = refused("[[operations]]\nop = \"drop_constraint\"\ntable = \"orders\"\nname = \"orders_customer_fkey\"\n");
+    assert!(
+        message.contains("(did you mean orders_customer_id_fkey?)"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"create_table\"\ntable = \"orders\"\ncolumns = [{ name = \"id\", type = \"int\" }]\n");
+    assert!(
+        message.contains("table public.orders already exists"),
+        "{message}"
+    );
+}
+
+#[test]
+fn contract_re_runs_never_drop_a_column_that_replaced_another() {
+    let plan = planned("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"notes\"\ntype = \"varchar(200)\"\nup = \"notes\"\ndown = \"notes\"\n");
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    assert!(
+        contract.contains("attname = '_zdm_new_notes' AND NOT attisdropped) THEN\n    ALTER TABLE \"public\".\"orders\" DROP COLUMN IF EXISTS \"notes\";"),
+        "{contract}"
+    );
+    let message = refused("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n\n[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"currency\"\nto = \"notes\"\n");
+    assert!(
+        message.contains("keeps existing physically until contract"),
+        "{message}"
+    );
+}
+
+#[test]
+fn split_table_keeps_both_tables_in_step_until_contract() {
+    let (plan, after) = plan_and_simulate(
+        &migration("[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_details\"\ncolumns = [\"notes\", \"currency\"]\n"),
+        &demo(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_safe(&plan);
+    let create = sql(find(&plan, Phase::Expand, "create table public.order_details")[0]);
+    assert!(
+        create.contains("\"currency\" text NOT NULL DEFAULT 'EUR'::text"),
+        "{create}"
+    );
+    assert!(create.contains("REFERENCES \"public\".\"orders\" (\"id\") ON DELETE CASCADE"));
+    let copy = sql(find(
+        &plan,
+        Phase::Expand,
+        "create the function that will copy the old version",
+    )[0]);
+    assert!(
+        copy.contains("ON CONFLICT (\"id\") DO UPDATE SET \"notes\" = EXCLUDED.\"notes\""),
+        "{copy}"
+    );
+    let back = sql(find(
+        &plan,
+        Phase::Expand,
+        "create the function that will copy the new version",
+    )[0]);
+    assert!(
+        back.contains("UPDATE \"public\".\"orders\" SET \"notes\" = NEW.\"notes\""),
+        "{back}"
+    );
+    let orders_view = sql(find(&plan, Phase::Expand, "create view public_0042_test.orders")[0]);
+    assert!(
+        !orders_view.contains("notes") && !orders_view.contains("currency"),
+        "{orders_view}"
+    );
+    assert!(!find(
+        &plan,
+        Phase::Expand,
+        "create view public_0042_test.order_details"
+    )
+    .is_empty());
+    let contract = sql(find(&plan, Phase::Contract, "public.orders its final shape")[0]);
+    assert!(contract.contains(
+        "DROP TRIGGER IF EXISTS \"_zdm_split_order_details\" ON \"public\".\"order_details\""
+    ));
+    assert!(contract.contains("DROP COLUMN IF EXISTS \"notes\""));
+    assert!(plan
+        .phase(Phase::Rollback)
+        .any(|s| sql(s) == "DROP TABLE IF EXISTS \"public\".\"order_details\""));
+    let details = after
+        .table(&QualifiedName::new("public", "order_details"))
+        .expect("new table");
+    assert_eq!(
+        details
+            .columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["id", "notes", "currency"]
+    );
+    assert!(after
+        .table(&QualifiedName::new("public", "orders"))
+        .expect("orders")
+        .column("notes")
+        .is_none());
+}
