@@ -452,11 +452,7 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     assert!(done.contains("state  finished"), "{done}");
     assert!(!done.contains("STOPPED"), "{done}");
     tmux.keys(&["l"]);
-    let log = tmux.wait_for_text("backfill finished", PATIENCE);
-    assert!(
-        log.contains("start: 0001_orders_add_status: ready to contract"),
-        "{log}"
-    );
+    tmux.wait_for_text("start: 0001_orders_add_status: ready to contract", PATIENCE);
     assert!(
         !scalar_bool(
             &pg,
@@ -467,6 +463,11 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     );
     tmux.keys(&["q"]);
     tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let written = std::fs::read_to_string(&log).expect("zdm's log file");
+    assert!(
+        written.contains("finished: 50,000 rows updated"),
+        "the resumed backfill counts the rows of both runs: {written}"
+    );
 }
 
 /// `zdm demo` opens the console on its own servers, which stop when the console quits.
@@ -498,5 +499,74 @@ fn the_demo_opens_the_console_and_stops_its_servers_when_it_quits() {
     assert!(
         !Path::new(root.trim()).exists(),
         "{root} is gone after the demo stopped"
+    );
+}
+
+/// A sample migration from start to finish through the console: planned from its file,
+/// started with `s` (expand, then the backfill followed to 100 %), contracted by typing its
+/// name (and `override` for the gates this build cannot evaluate yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_migration_is_started_backfilled_and_contracted_from_the_console() {
+    let (pg, url) = shop_of(0.02).await;
+    let log = log_file("sample");
+    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 500\n").expect("config");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    let tmux = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
+
+    // The plan of the selected (first) migration, from the planner.
+    let screen = tmux.wait_for("the plan of 0001", PATIENCE, |s| {
+        s.contains("EXPAND") && s.contains("0001_orders_add_status")
+    });
+    assert!(screen.contains("new version:"), "{screen}");
+    tmux.keys(&["Tab", "Tab"]);
+    tmux.wait_for_text("No backfill running.", PATIENCE);
+    tmux.keys(&["s"]);
+    tmux.wait_for_text("start of 0001_orders_add_status requested", PATIENCE);
+    let done = tmux.wait_for("the backfill at 100 %", Duration::from_secs(120), |s| {
+        s.contains("100.0%") && s.contains("[ready to contract]")
+    });
+    assert!(done.contains("state  finished"), "{done}");
+    assert!(done.contains("orders"), "{done}");
+
+    tmux.keys(&["c"]);
+    tmux.wait_for_text("PASS", PATIENCE);
+    tmux.type_text("0001_orders_add_status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("Type override", PATIENCE);
+    tmux.type_text("override");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("[complete]", Duration::from_secs(60));
+    assert!(
+        scalar_bool(
+            &pg,
+            "SELECT attnotnull FROM pg_attribute \
+              WHERE attrelid = 'public.orders'::regclass AND attname = 'status' \
+                AND NOT attisdropped"
+        )
+        .await,
+        "orders.status is in place and NOT NULL after contract"
+    );
+    assert!(
+        !scalar_bool(
+            &pg,
+            "SELECT EXISTS (SELECT 1 FROM public.orders \
+              WHERE status <> CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END)"
+        )
+        .await,
+        "every existing order got its status from shipped_at"
+    );
+    tmux.keys(&["l"]);
+    tmux.wait_for_text("contract: 0001_orders_add_status: complete", PATIENCE);
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let written = std::fs::read_to_string(&log).expect("zdm's log file");
+    assert!(
+        written.contains("overriding: old version unused, queries checked"),
+        "the override is in zdm's log: {written}"
+    );
+    assert_eq!(
+        written.matches("finished: 20,000 rows updated").count(),
+        1,
+        "the one backfill step updated all 20,000 orders and is reported once: {written}"
     );
 }

@@ -104,6 +104,8 @@ pub async fn run_demo(
 #[derive(Debug)]
 struct BackfillTracker {
     migration: String,
+    /// The backfill step's position among its phase's steps.
+    position: usize,
     table: String,
     started: Instant,
     rows_at_start: u64,
@@ -518,6 +520,7 @@ impl Console {
                         {
                             self.backfill = Some(BackfillTracker {
                                 migration: migration.clone(),
+                                position,
                                 table: spec.table.clone(),
                                 started: Instant::now(),
                                 rows_at_start: 0,
@@ -536,14 +539,15 @@ impl Console {
                 self.dirty = true;
             }
             engine::Event::StepDone {
-                migration, phase, ..
+                migration,
+                phase,
+                position,
             } => {
-                if phase == Phase::Backfill {
-                    if let Some(tracker) = &self.backfill {
-                        if tracker.migration == migration {
-                            self.finish_backfill_view();
-                        }
-                    }
+                let tracked = self.backfill.as_ref().is_some_and(|tracker| {
+                    tracker.migration == migration && tracker.position == position
+                });
+                if phase == Phase::Backfill && tracked {
+                    self.finish_backfill_view();
                 }
             }
             engine::Event::LockWait {
@@ -646,12 +650,18 @@ impl Console {
 
     /// The backfill finished: every row that needed it is done.
     fn finish_backfill_view(&mut self) {
-        if let Some(view) = &mut self.app.backfill {
-            view.rows_total = view.rows_done;
-            view.eta = None;
-            view.rows_per_second_now = 0.0;
-            view.finished = true;
-        }
-        self.log(Level::Info, "backfill finished".to_string());
+        let Some(view) = &mut self.app.backfill else {
+            return;
+        };
+        view.rows_total = view.rows_done;
+        view.eta = None;
+        view.rows_per_second_now = 0.0;
+        view.finished = true;
+        let text = format!(
+            "backfill of {} finished: {} rows updated",
+            view.table,
+            crate::format::thousands(view.rows_done)
+        );
+        self.log(Level::Info, text);
     }
 }
