@@ -13,7 +13,9 @@ use futures::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use super::app::{Action, App, BackfillView, Connection, Level, LogLine, MigrationState};
+use super::app::{
+    Action, App, BackfillView, Connection, Level, LogLine, MigrationRow, MigrationState,
+};
 use super::backend::{self, Backend, Update};
 use super::health::HealthView;
 use super::theme::Theme;
@@ -298,15 +300,24 @@ impl Console {
         let problem = self.plan_problems.get(name).cloned();
         // A status read every second re-shows the same plan: redraw only on a change.
         let known = plan.is_some() || problem.is_some();
-        if known && plan == self.app.plan && problem == self.app.plan_problem {
+        let planning = Some(format!("planning {name}…"));
+        let unchanged = if known {
+            plan == self.app.plan && problem == self.app.plan_problem
+        } else {
+            // Being planned: "planning …" is on screen already.
+            self.app.plan.is_none() && self.app.plan_problem == planning
+        };
+        if unchanged {
             return;
         }
         self.app.plan = plan;
         self.app.plan_problem = problem;
-        if !known && !self.planning.iter().any(|n| n == name) {
-            self.planning.push(name.to_string());
+        if !known {
             self.app.plan_problem = Some(format!("planning {name}…"));
-            self.backend.plan(name.to_string());
+            if !self.planning.iter().any(|n| n == name) {
+                self.planning.push(name.to_string());
+                self.backend.plan(name.to_string());
+            }
         }
         self.dirty = true;
     }
@@ -379,6 +390,16 @@ impl Console {
     fn apply_status(&mut self, snapshot: backend::StatusSnapshot) {
         let selected = self.selected_name();
         let first_load = self.app.migrations.is_empty() && !snapshot.rows.is_empty();
+        let states = |rows: &[MigrationRow]| -> Vec<(String, MigrationState)> {
+            rows.iter().map(|r| (r.name.clone(), r.state)).collect()
+        };
+        if states(&snapshot.rows) != states(&self.app.migrations) {
+            // Plans of files not started depend on the catalog and on what ran before
+            // them: plan them again after any migration moved.
+            let recorded: Vec<&String> = snapshot.plans.iter().map(|(name, _, _)| name).collect();
+            self.plans.retain(|name, _| recorded.contains(&name));
+            self.plan_problems.clear();
+        }
         for (name, plan, current) in snapshot.plans {
             // A plan planned from the file is replaced by the one recorded at start.
             self.plans.insert(name.clone(), (plan, current));
@@ -416,7 +437,12 @@ impl Console {
             .selected
             .min(self.app.migrations.len().saturating_sub(1));
         if let Some(name) = self.selected_name() {
-            if first_load || self.plans.contains_key(&name) {
+            let shown = self
+                .app
+                .plan
+                .as_ref()
+                .map(|(plan, _)| plan.migration.as_str());
+            if first_load || self.plans.contains_key(&name) || shown != Some(name.as_str()) {
                 self.show_plan(&name);
             }
         }
