@@ -570,3 +570,38 @@ async fn a_sample_migration_is_started_backfilled_and_contracted_from_the_consol
         "the one backfill step updated all 20,000 orders and is reported once: {written}"
     );
 }
+
+/// Quitting while a backfill runs asks first; `p` stops the run (the server rolls back the
+/// open batch) and quits; the next console shows it STOPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_during_a_backfill_asks_then_stops_it_resumably() {
+    let (pg, url) = shop_of(0.05).await;
+    let log = log_file("quit");
+    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 20\n").expect("config");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    let tmux = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
+    tmux.wait_for("the plan of 0001", PATIENCE, |s| s.contains("EXPAND"));
+    tmux.keys(&["Tab", "Tab", "s"]);
+    tmux.wait_for("backfill batches", PATIENCE, |s| s.contains("rows/s now"));
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_text("is running.", PATIENCE);
+    assert!(screen.contains("stop it and quit"), "{screen}");
+    tmux.keys(&["p"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+
+    // The run is gone (its run lock released by the server), the migration mid-backfill.
+    let mut conn = pg.primary().connect("shop").await.expect("connect");
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM zdm.migrations WHERE name = '0001_orders_add_status'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("recorded");
+    assert_eq!(status, "backfilling");
+    let again = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
+    let screen = again.wait_for_text("STOPPED", PATIENCE);
+    assert!(screen.contains("[backfilling]"), "{screen}");
+    again.keys(&["q"]);
+    again.wait_for_text("zdm exited with 0", PATIENCE);
+}
