@@ -39,6 +39,10 @@ pub enum Command {
     /// shop database under a live application workload; everything is removed on exit
     Demo(DemoArgs),
 
+    /// Open the console: migrations, plans, backfill progress, database health and the
+    /// log, live; start, contract and roll back migrations from it
+    Console(ConsoleArgs),
+
     /// Parse and check every migration file offline (no database needed): every error and
     /// warning as file:line:col; exits 1 when any error is found
     Validate(ValidateArgs),
@@ -71,6 +75,32 @@ pub enum Command {
     /// Print what migrations will do, phase by phase: each step's SQL, the lock it takes and
     /// on what, whether it scans or rewrites a table, and raw SQL zdm did not check
     Plan(PlanArgs),
+}
+
+/// Flags of `zdm console`.
+#[derive(Debug, Args)]
+pub struct ConsoleArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
+    #[command(flatten)]
+    pub theme: ThemeArgs,
+}
+
+/// The console's colours.
+#[derive(Debug, Clone, Args)]
+pub struct ThemeArgs {
+    /// Colour theme: dark, light, high-contrast, monochrome, or the path of a .toml theme
+    /// (NO_COLOR set in the environment always means monochrome)
+    #[arg(long, env = "ZDM_THEME", value_name = "NAME|PATH")]
+    pub theme: Option<String>,
+}
+
+impl ThemeArgs {
+    /// The theme chosen, honouring NO_COLOR.
+    pub fn theme(&self) -> Result<crate::tui::theme::Theme, crate::tui::theme::Error> {
+        let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
+        crate::tui::theme::Theme::select(self.theme.as_deref(), no_color)
+    }
 }
 
 /// Flags of `zdm start`.
@@ -232,10 +262,16 @@ pub struct DemoArgs {
     pub scale: f64,
 
     /// Do not open the console: print the connection URLs and keep the servers up until
-    /// Ctrl-C, so that another terminal can run zdm against them (until the console is
-    /// built, the demo always works this way)
+    /// Ctrl-C, so that another terminal can run zdm against them
     #[arg(long)]
     pub no_console: bool,
+
+    /// The migrations the console offers on the demo database
+    #[arg(long, value_name = "DIR", default_value = "sample-migrations")]
+    pub dir: PathBuf,
+
+    #[command(flatten)]
+    pub theme: ThemeArgs,
 
     /// Start only a primary, without the streaming replica
     #[arg(long)]

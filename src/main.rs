@@ -11,7 +11,17 @@ fn main() -> Result<()> {
     zdm::logging::init(cli.log.as_deref(), cli.log_file.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     match &cli.command {
-        Command::Demo(args) => runtime.block_on(zdm::demo::run(args.into()))?,
+        Command::Demo(args) if args.no_console => runtime.block_on(zdm::demo::run(args.into()))?,
+        Command::Demo(args) => {
+            let theme = args.theme.theme()?;
+            let demo = zdm::tui::run::run_demo(args.into(), args.dir.clone(), theme);
+            runtime.block_on(demo)?;
+        }
+        Command::Console(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let theme = args.theme.theme()?;
+            runtime.block_on(zdm::tui::run::run(config, theme))?;
+        }
         Command::Validate(args) => {
             let outcome =
                 zdm::migration::command::run(args, &mut std::io::stdout(), &mut std::io::stderr())?;

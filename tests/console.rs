@@ -69,6 +69,35 @@ fn screens_at_80x24() {
 }
 
 #[test]
+fn the_health_pane_at_80x24_and_140x40() {
+    let mut app = busy_app();
+    for _ in 0..3 {
+        press(&mut app, KeyCode::Tab);
+    }
+    assert_eq!((app.focus, app.detail), (Pane::Health, Pane::Health));
+    let small = render(&app, 80, 24);
+    for words in [
+        "remote host: not measured",
+        "WARN",
+        "? stale 4 s: canceling",
+        "ZDM",
+    ] {
+        assert!(small.contains(words), "{words:?} missing:\n{small}");
+    }
+    insta::assert_snapshot!("health_80x24", small);
+    insta::assert_snapshot!("health_140x40", render(&app, 140, 40));
+}
+
+#[test]
+fn a_console_without_samples_says_it_waits_for_them() {
+    let mut app = busy_app();
+    app.health = None;
+    app.detail = Pane::Health;
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Waiting for the first sample"), "{screen}");
+}
+
+#[test]
 fn every_pane_at_140x40() {
     insta::assert_snapshot!("all_140x40", render(&busy_app(), 140, 40));
 }
@@ -135,10 +164,14 @@ fn the_throttle_reason_is_shown_in_words() {
 #[test]
 fn navigation_keys_move_selection_focus_and_panes() {
     let mut app = busy_app();
-    press(&mut app, KeyCode::Char('j'));
+    assert_eq!(
+        press(&mut app, KeyCode::Char('j')),
+        Some(Action::ShowPlan("0004_order_items_fk_products".to_string())),
+        "a new selection asks for its plan"
+    );
     assert_eq!(app.selected, 3);
     press(&mut app, KeyCode::Down);
-    press(&mut app, KeyCode::Down);
+    assert_eq!(press(&mut app, KeyCode::Down), None, "no move, no request");
     assert_eq!(app.selected, 4, "stops at the last migration");
     press(&mut app, KeyCode::Char('k'));
     press(&mut app, KeyCode::Up);
@@ -147,6 +180,12 @@ fn navigation_keys_move_selection_focus_and_panes() {
     assert_eq!((app.focus, app.detail), (Pane::Plan, Pane::Plan));
     press(&mut app, KeyCode::Tab);
     assert_eq!(app.focus, Pane::Backfill);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Pane::Health);
+    press(&mut app, KeyCode::Tab);
+    assert_eq!(app.focus, Pane::Log);
+    press(&mut app, KeyCode::BackTab);
+    press(&mut app, KeyCode::BackTab);
     press(&mut app, KeyCode::BackTab);
     assert_eq!(app.focus, Pane::Plan);
     press(&mut app, KeyCode::Char('j'));
@@ -192,6 +231,55 @@ fn start_asks_the_engine_only_for_a_pending_migration() {
 }
 
 #[test]
+fn a_stopped_migration_is_resumed_with_s_and_quitting_does_not_ask() {
+    let mut app = busy_app();
+    app.migrations[2].stopped = true;
+    assert!(app.running_migration().is_none(), "nobody runs it");
+    select(&mut app, "0003_products_price_numeric");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('s')),
+        Some(Action::Start("0003_products_price_numeric".to_string()))
+    );
+    assert!(app.notice.as_deref().unwrap_or("").starts_with("resume of"));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("STOPPED"), "{screen}");
+    assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Action::Quit));
+
+    app.migrations[2].stopped = false;
+    app.migrations[2].state = MigrationState::ReadyToContract;
+    assert_eq!(
+        press(&mut app, KeyCode::Char('s')),
+        None,
+        "ready is not startable"
+    );
+}
+
+#[test]
+fn a_console_without_live_control_says_so() {
+    let mut app = busy_app();
+    app.live_control = false;
+    app.can_detach = false;
+    let screen = render(&app, 80, 24);
+    assert!(!screen.contains("pause/resume"), "not offered: {screen}");
+    assert!(!screen.contains("throttle "), "not offered: {screen}");
+    press(&mut app, KeyCode::Char('q'));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("cannot go on without it"), "{screen}");
+    assert!(screen.contains("stop it and quit"), "{screen}");
+    assert!(!screen.contains("detach"), "{screen}");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('d')),
+        None,
+        "d is not offered"
+    );
+    assert!(matches!(app.popup, Some(Popup::Quit)), "the dialog stays");
+    assert_eq!(
+        press(&mut app, KeyCode::Char('p')),
+        Some(Action::PauseAndQuit)
+    );
+}
+
+#[test]
 fn pause_resume_throttle_and_batch_target() {
     let mut app = busy_app();
     assert_eq!(press(&mut app, KeyCode::Char('p')), Some(Action::Pause));
@@ -225,7 +313,13 @@ fn pause_resume_throttle_and_batch_target() {
 fn contract_refuses_a_wrong_name_and_never_runs_on_one_key() {
     let mut app = busy_app();
     select(&mut app, "0002_customers_phone_not_null");
-    assert_eq!(press(&mut app, KeyCode::Char('c')), None);
+    assert_eq!(
+        press(&mut app, KeyCode::Char('c')),
+        Some(Action::EvaluateGates(
+            "0002_customers_phone_not_null".to_string()
+        )),
+        "c opens the dialog and asks for the gates, nothing more"
+    );
     assert!(matches!(app.popup, Some(Popup::Contract(_))));
     // Gates not evaluated yet: even the right name waits.
     type_text(&mut app, "0002_customers_phone_not_null");

@@ -200,6 +200,6 @@ fn print_summary(demo: &Demo, options: &DemoOptions) {
     println!("  export DATABASE_URL={}", demo.database_url());
     println!("  psql \"$DATABASE_URL\"");
     println!();
-    println!("The console is not part of zdm yet: the demo serves the database until Ctrl-C,");
+    println!("Without the console (--no-console), the demo serves the database until Ctrl-C,");
     println!("then stops the servers and removes their files.");
 }

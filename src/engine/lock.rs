@@ -128,8 +128,10 @@ pub fn target(options: &PgConnectOptions) -> String {
 }
 
 /// Finds the session holding the run lock in `pg_locks` and describes it from
-/// `pg_stat_activity` (whose application name is visible to every user).
-async fn holder(conn: &mut PgConnection) -> Result<Holder, Error> {
+/// `pg_stat_activity` (whose application name is visible to every user); a [`Holder`]
+/// without `backend_pid` when no session holds it. Public for the console, which shows
+/// a migration recorded in progress without a holder as stopped.
+pub async fn holder(conn: &mut PgConnection) -> Result<Holder, Error> {
     let row = sqlx::query(
         "SELECT a.pid, a.application_name, a.usename::text AS usename, \
                 host(a.client_addr) AS client_addr, a.backend_start \

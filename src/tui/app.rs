@@ -11,6 +11,7 @@ use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyEventKind, KeyModif
 use tui_input::backend::crossterm::EventHandler;
 use tui_input::Input;
 
+use super::health::HealthView;
 use super::keymap::Hint;
 use crate::plan::Plan;
 
@@ -28,6 +29,7 @@ pub enum MigrationState {
     ReadyToContract,
     Contracting,
     Complete,
+    RollingBack,
     RolledBack,
     Failed,
 }
@@ -44,6 +46,7 @@ impl MigrationState {
             MigrationState::ReadyToContract => "ready to contract",
             MigrationState::Contracting => "contracting",
             MigrationState::Complete => "complete",
+            MigrationState::RollingBack => "rolling back",
             MigrationState::RolledBack => "rolled back",
             MigrationState::Failed => "FAILED",
         }
@@ -58,6 +61,7 @@ impl MigrationState {
                 | MigrationState::Paused
                 | MigrationState::Throttled
                 | MigrationState::Contracting
+                | MigrationState::RollingBack
         )
     }
 
@@ -83,6 +87,26 @@ pub struct MigrationRow {
     pub state: MigrationState,
     /// The file changed after it ran: zdm refuses to run it.
     pub checksum_mismatch: bool,
+    /// Recorded as in progress, but no zdm holds the run lock: it was stopped (a killed
+    /// run, a quit) and waits to be resumed.
+    pub stopped: bool,
+}
+
+impl MigrationRow {
+    /// Whether a zdm works on it right now.
+    pub fn is_running(&self) -> bool {
+        self.state.is_running() && !self.stopped
+    }
+
+    /// Whether `s` would start or resume it: pending, stopped during expand or backfill,
+    /// or failed (the engine resumes what failed, or says why it cannot).
+    pub fn can_start(&self) -> bool {
+        match self.state {
+            MigrationState::Pending | MigrationState::Failed => true,
+            MigrationState::Expanding | MigrationState::Backfilling => self.stopped,
+            _ => false,
+        }
+    }
 }
 
 /// The backfill of the running migration, as last reported by the engine.
@@ -98,10 +122,13 @@ pub struct BackfillView {
     pub eta: Option<Duration>,
     pub batch_size: u64,
     pub last_batch: Duration,
-    pub batch_target: Duration,
+    /// The batch time the backfill aims for; `None` when batches have a fixed size.
+    pub batch_target: Option<Duration>,
     /// Why the backfill is held back right now, in words; `None` when it is not.
     pub throttle_reason: Option<String>,
     pub paused: bool,
+    /// Every row that needed it is done.
+    pub finished: bool,
 }
 
 /// The outcome of one contract safety gate.
@@ -142,6 +169,8 @@ pub struct LogLine {
 pub enum Connection {
     Connecting,
     Connected,
+    /// The database answered with an error (refused the connection, say): why.
+    Failed(String),
     /// No answer for this long: shown prominently, the console keeps answering keys.
     NotResponding(Duration),
 }
@@ -152,11 +181,18 @@ pub enum Pane {
     Migrations,
     Plan,
     Backfill,
+    Health,
     Log,
 }
 
 impl Pane {
-    const ORDER: [Pane; 4] = [Pane::Migrations, Pane::Plan, Pane::Backfill, Pane::Log];
+    const ORDER: [Pane; 5] = [
+        Pane::Migrations,
+        Pane::Plan,
+        Pane::Backfill,
+        Pane::Health,
+        Pane::Log,
+    ];
 
     fn next(self) -> Pane {
         let i = Self::ORDER.iter().position(|p| *p == self).unwrap_or(0);
@@ -173,6 +209,7 @@ impl Pane {
             Pane::Migrations => "Migrations",
             Pane::Plan => "Plan",
             Pane::Backfill => "Backfill",
+            Pane::Health => "Health",
             Pane::Log => "Log",
         }
     }
@@ -221,6 +258,10 @@ pub enum Popup {
 pub enum Action {
     /// Expand and backfill the named migration.
     Start(String),
+    /// The contract dialog of the named migration opened: evaluate its safety gates.
+    EvaluateGates(String),
+    /// The selection moved to the named migration: show its plan.
+    ShowPlan(String),
     Pause,
     Resume,
     /// Multiply the backfill's batch time target by this factor.
@@ -253,8 +294,12 @@ pub struct App {
     pub detail: Pane,
     /// The plan of the selected migration and the index of its current step.
     pub plan: Option<(Plan, Option<usize>)>,
+    /// Why the selected migration has no plan to show (or that it is being planned).
+    pub plan_problem: Option<String>,
     pub plan_scroll: usize,
     pub backfill: Option<BackfillView>,
+    /// The database's health as the monitor last saw it.
+    pub health: Option<HealthView>,
     /// Whether the operator's manual throttle is on.
     pub manual_throttle: bool,
     pub log: VecDeque<LogLine>,
@@ -264,6 +309,12 @@ pub struct App {
     pub popup: Option<Popup>,
     /// Immediate feedback for the last keystroke ("pause requested").
     pub notice: Option<String>,
+    /// Whether the engine can be steered while it runs (pause, throttle, batch target);
+    /// without it the footer does not offer those keys.
+    pub live_control: bool,
+    /// Whether a running migration can go on without the console (`zdm attach` returns
+    /// to it); without it the quit dialog says so instead of offering detach.
+    pub can_detach: bool,
 }
 
 impl App {
@@ -277,14 +328,18 @@ impl App {
             focus: Pane::Migrations,
             detail: Pane::Plan,
             plan: None,
+            plan_problem: None,
             plan_scroll: 0,
             backfill: None,
+            health: None,
             manual_throttle: false,
             log: VecDeque::new(),
             log_scroll: 0,
             log_filter: String::new(),
             popup: None,
             notice: None,
+            live_control: false,
+            can_detach: false,
         }
     }
 
@@ -295,7 +350,7 @@ impl App {
 
     /// The migration the engine is working on, if any.
     pub fn running_migration(&self) -> Option<&MigrationRow> {
-        self.migrations.iter().find(|m| m.state.is_running())
+        self.migrations.iter().find(|m| m.is_running())
     }
 
     /// Whether a footer hint applies now (the footer shows only keys that would do something).
@@ -304,8 +359,13 @@ impl App {
         let running = self.running_migration().is_some();
         match hint {
             Hint::Help | Hint::Quit | Hint::Pane | Hint::Log => true,
-            Hint::Start => !running && selected == Some(MigrationState::Pending),
-            Hint::Pause | Hint::Throttle => running,
+            Hint::Start => {
+                !running
+                    && self
+                        .selected_migration()
+                        .is_some_and(MigrationRow::can_start)
+            }
+            Hint::Pause | Hint::Throttle => running && self.live_control,
             Hint::Contract => selected == Some(MigrationState::ReadyToContract),
             Hint::Rollback => selected.is_some_and(MigrationState::can_roll_back),
             Hint::Plan => self.focus == Pane::Migrations && selected.is_some(),
@@ -358,7 +418,7 @@ impl App {
                 None
             }
             Popup::Quit => match key.code {
-                KeyCode::Char('d') => Some(Action::Detach),
+                KeyCode::Char('d') if self.can_detach => Some(Action::Detach),
                 KeyCode::Char('p') => Some(Action::PauseAndQuit),
                 KeyCode::Esc | KeyCode::Char('n') => {
                     self.notice = Some("quit cancelled".into());
@@ -480,20 +540,16 @@ impl App {
                 self.show_focused_detail();
                 None
             }
-            KeyCode::Char('j') | KeyCode::Down => {
-                self.move_cursor(1);
-                None
-            }
-            KeyCode::Char('k') | KeyCode::Up => {
-                self.move_cursor(-1);
-                None
-            }
+            KeyCode::Char('j') | KeyCode::Down => self.move_cursor(1),
+            KeyCode::Char('k') | KeyCode::Up => self.move_cursor(-1),
             KeyCode::Enter => {
-                if self.focus == Pane::Migrations && self.selected_migration().is_some() {
-                    self.detail = Pane::Plan;
-                    self.focus = Pane::Plan;
+                if self.focus != Pane::Migrations {
+                    return None;
                 }
-                None
+                let name = self.selected_migration()?.name.clone();
+                self.detail = Pane::Plan;
+                self.focus = Pane::Plan;
+                Some(Action::ShowPlan(name))
             }
             KeyCode::Char('l') => {
                 self.detail = Pane::Log;
@@ -511,10 +567,7 @@ impl App {
             KeyCode::Char('+') | KeyCode::Char('=') => self.scale_target(1.5, "raised"),
             KeyCode::Char('-') => self.scale_target(1.0 / 1.5, "lowered"),
             KeyCode::Char('t') => self.toggle_throttle(),
-            KeyCode::Char('c') => {
-                self.open_contract();
-                None
-            }
+            KeyCode::Char('c') => self.open_contract(),
             KeyCode::Char('r') => {
                 self.open_rollback();
                 None
@@ -529,17 +582,26 @@ impl App {
         }
     }
 
-    fn move_cursor(&mut self, delta: isize) {
+    /// Moves the focused pane's cursor; a new selection asks for its plan.
+    fn move_cursor(&mut self, delta: isize) -> Option<Action> {
         match self.focus {
             Pane::Migrations => {
                 let last = self.migrations.len().saturating_sub(1);
+                let before = self.selected;
                 self.selected = self.selected.saturating_add_signed(delta).min(last);
+                if self.selected != before {
+                    self.plan_scroll = 0;
+                    return self
+                        .selected_migration()
+                        .map(|m| Action::ShowPlan(m.name.clone()));
+                }
             }
             Pane::Plan => self.plan_scroll = self.plan_scroll.saturating_add_signed(delta),
             // The log is read from the newest line: down goes towards it.
             Pane::Log => self.log_scroll = self.log_scroll.saturating_add_signed(-delta),
-            Pane::Backfill => {}
+            Pane::Backfill | Pane::Health => {}
         }
+        None
     }
 
     fn request_quit(&mut self) -> Option<Action> {
@@ -567,15 +629,20 @@ impl App {
             ));
             return None;
         }
-        if row.state != MigrationState::Pending {
+        if !row.can_start() {
             self.notice = Some(format!(
-                "{} is {}, not pending",
+                "{} is {}: only a pending or stopped migration can be started",
                 row.name,
                 row.state.label()
             ));
             return None;
         }
-        self.notice = Some(format!("start of {} requested", row.name));
+        let verb = if row.state == MigrationState::Pending {
+            "start"
+        } else {
+            "resume"
+        };
+        self.notice = Some(format!("{verb} of {} requested", row.name));
         Some(Action::Start(row.name))
     }
 
@@ -617,26 +684,26 @@ impl App {
         }
     }
 
-    /// Opens the contract dialog for the selected migration, with the gates last evaluated.
-    fn open_contract(&mut self) {
-        let Some(row) = self.selected_migration() else {
-            return;
-        };
+    /// Opens the contract dialog for the selected migration and asks for its gates.
+    fn open_contract(&mut self) -> Option<Action> {
+        let row = self.selected_migration()?;
         if row.state != MigrationState::ReadyToContract {
             self.notice = Some(format!(
                 "{} is {}: contract needs a migration that is ready to contract",
                 row.name,
                 row.state.label()
             ));
-            return;
+            return None;
         }
+        let name = row.name.clone();
         self.popup = Some(Popup::Contract(ContractDialog {
-            migration: row.name.clone(),
+            migration: name.clone(),
             gates: None,
             input: Input::default(),
             overriding: false,
             error: None,
         }));
+        Some(Action::EvaluateGates(name))
     }
 
     fn open_rollback(&mut self) {
@@ -658,6 +725,13 @@ impl App {
     pub fn set_gates(&mut self, gates: Vec<GateRow>) {
         if let Some(Popup::Contract(dialog)) = &mut self.popup {
             dialog.gates = Some(gates);
+        }
+    }
+
+    /// The gates of `migration`, if its contract dialog is still the one open.
+    pub fn set_gates_of(&mut self, migration: &str, gates: Vec<GateRow>) {
+        if matches!(&self.popup, Some(Popup::Contract(d)) if d.migration == migration) {
+            self.set_gates(gates);
         }
     }
 }

@@ -3,6 +3,9 @@
 //! engine and the monitor arrives with them.
 
 pub mod app;
+pub mod backend;
+pub mod health;
 pub mod keymap;
+pub mod run;
 pub mod theme;
 pub mod view;

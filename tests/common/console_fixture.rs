@@ -2,8 +2,10 @@
 
 use std::time::Duration;
 
+use zdm::monitor::Severity;
 use zdm::plan::{Backfill, LockLevel, Phase, Plan, Step, StepAction};
 use zdm::tui::app::{App, BackfillView, Connection, Level, LogLine, MigrationRow, MigrationState};
+use zdm::tui::health::{AlertLine, HealthView, LockPair, SeriesView};
 
 fn row(name: &str, state: MigrationState) -> MigrationRow {
     MigrationRow {
@@ -11,6 +13,7 @@ fn row(name: &str, state: MigrationState) -> MigrationRow {
         description: None,
         state,
         checksum_mismatch: false,
+        stopped: false,
     }
 }
 
@@ -90,10 +93,105 @@ pub fn price_plan() -> Plan {
     }
 }
 
+fn series(
+    label: &str,
+    points: &[f64],
+    current: Option<&str>,
+    band: Option<&str>,
+    problem: Option<&str>,
+    alert: Option<Severity>,
+) -> SeriesView {
+    SeriesView {
+        label: label.to_string(),
+        points: points.to_vec(),
+        current: current.map(str::to_string),
+        band: band.map(str::to_string),
+        problem: problem.map(str::to_string),
+        alert,
+    }
+}
+
+/// The database during the backfill: remote host, replica lag rising past its band, one
+/// session blocked behind zdm, the canary stale.
+pub fn busy_health() -> HealthView {
+    let lag: Vec<f64> = (0..40)
+        .map(|i| {
+            if i < 30 {
+                0.2
+            } else {
+                0.2 + f64::from(i - 29) * 0.5
+            }
+        })
+        .collect();
+    let tps: Vec<f64> = (0..40).map(|i| 50.0 + f64::from(i % 7) * 3.0).collect();
+    HealthView {
+        series: vec![
+            series(
+                "CPU",
+                &[],
+                None,
+                None,
+                Some("remote host: not measured"),
+                None,
+            ),
+            series(
+                "replica lag",
+                &lag,
+                Some("5.7 s"),
+                Some("normal 0.0–1.2 s"),
+                None,
+                Some(Severity::Warning),
+            ),
+            series(
+                "lock waiters",
+                &[0.0, 0.0, 1.0, 1.0, 1.0],
+                Some("1"),
+                Some("normal 0–2"),
+                None,
+                None,
+            ),
+            series(
+                "canary",
+                &[0.3, 0.4, 0.3, 0.5],
+                None,
+                Some("normal 0.20–0.90 ms"),
+                Some("stale 4 s: canceling statement due to lock timeout"),
+                None,
+            ),
+            series(
+                "TPS",
+                &tps,
+                Some("62.0/s"),
+                Some("normal 40.1–70.3/s"),
+                None,
+                None,
+            ),
+        ],
+        locks: vec![LockPair {
+            waiter: "pid 4711 zdm-demo-app".to_string(),
+            waiter_mode: "RowExclusiveLock".to_string(),
+            object: "public.products".to_string(),
+            blocker: "pid 4700 zdm pid=812 host=bastion".to_string(),
+            blocker_mode: "AccessExclusiveLock".to_string(),
+            wait_seconds: 0.4,
+            blocker_is_zdm: true,
+        }],
+        locks_problem: None,
+        alerts: vec![AlertLine {
+            severity: Severity::Warning,
+            message: "replica replay lag (s) is 5.7 (limit 5)".to_string(),
+        }],
+    }
+}
+
 /// A console in the middle of a night's work.
 pub fn busy_app() -> App {
     let mut app = App::new("postgres://app:***@db.internal:5432/shop".to_string());
     app.connection = Connection::Connected;
+    // The whole product, as the screens are meant to look once live control and the
+    // background runner are merged; `a_console_without_live_control_says_so` covers today.
+    app.live_control = true;
+    app.can_detach = true;
     let mut changed = row("0005_orders_split_notes", MigrationState::Pending);
     changed.checksum_mismatch = true;
     app.migrations = vec![
@@ -107,6 +205,7 @@ pub fn busy_app() -> App {
         changed,
     ];
     app.selected = 2;
+    app.health = Some(busy_health());
     app.plan = Some((price_plan(), Some(2)));
     app.backfill = Some(BackfillView {
         table: "public.products".to_string(),
@@ -117,9 +216,10 @@ pub fn busy_app() -> App {
         eta: Some(Duration::from_secs(112)),
         batch_size: 2_000,
         last_batch: Duration::from_millis(183),
-        batch_target: Duration::from_millis(200),
+        batch_target: Some(Duration::from_millis(200)),
         throttle_reason: None,
         paused: false,
+        finished: false,
     });
     for (at, level, text) in [
         (

@@ -3,6 +3,7 @@
 
 pub mod console_fixture;
 pub mod demo_process;
+pub mod tmux;
 
 use std::path::PathBuf;
 use std::time::Duration;

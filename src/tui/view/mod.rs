@@ -49,11 +49,16 @@ fn draw_large(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)]).areas(area);
     let [list, plan] =
         Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(left);
-    let [backfill, log] =
-        Layout::vertical([Constraint::Length(9), Constraint::Min(5)]).areas(right);
+    let [backfill, health, log] = Layout::vertical([
+        Constraint::Length(8),
+        Constraint::Length(15),
+        Constraint::Min(5),
+    ])
+    .areas(right);
     draw_pane(frame, list, Pane::Migrations, app, theme);
     draw_pane(frame, plan, Pane::Plan, app, theme);
     draw_pane(frame, backfill, Pane::Backfill, app, theme);
+    draw_pane(frame, health, Pane::Health, app, theme);
     draw_pane(frame, log, Pane::Log, app, theme);
 }
 
@@ -78,6 +83,7 @@ fn draw_pane(frame: &mut Frame, area: Rect, pane: Pane, app: &App, theme: &Theme
         Pane::Migrations => panes::migrations(frame, inner, app, theme),
         Pane::Plan => panes::plan(frame, inner, app, theme),
         Pane::Backfill => panes::backfill(frame, inner, app, theme),
+        Pane::Health => panes::health(frame, inner, app, theme),
         Pane::Log => panes::log(frame, inner, app, theme),
     }
 }
@@ -86,6 +92,7 @@ fn draw_status_bar(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let connection = match &app.connection {
         Connection::Connecting => Span::styled("connecting…", theme.warning()),
         Connection::Connected => Span::styled("connected", theme.ok()),
+        Connection::Failed(why) => Span::styled(format!("database error: {why}"), theme.danger()),
         Connection::NotResponding(for_how_long) => Span::styled(
             format!(
                 "database not responding for {}",

@@ -1,4 +1,4 @@
-//! The four panes' contents: migrations list, plan, backfill progress and log.
+//! The panes' contents: migrations list, plan, backfill progress, health and log.
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::style::{Modifier, Style};
@@ -7,6 +7,7 @@ use ratatui::widgets::{Gauge, List, ListItem, ListState, Paragraph, Wrap};
 use ratatui::Frame;
 
 use crate::format::{self, thousands};
+use crate::monitor::Severity;
 use crate::plan::{Phase, StepAction};
 use crate::tui::app::{App, Level, MigrationState};
 use crate::tui::theme::Theme;
@@ -20,6 +21,7 @@ fn badge_style(state: MigrationState, theme: &Theme) -> Style {
         MigrationState::Paused | MigrationState::Throttled => theme.warning(),
         MigrationState::ReadyToContract => theme.title(),
         MigrationState::Complete => theme.ok(),
+        MigrationState::RollingBack => theme.warning(),
         MigrationState::RolledBack => theme.muted(),
         MigrationState::Failed => theme.danger(),
     }
@@ -44,6 +46,9 @@ pub fn migrations(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
                     badge_style(row.state, theme),
                 ),
             ];
+            if row.stopped {
+                badge.push(Span::styled(" STOPPED", theme.warning()));
+            }
             if row.checksum_mismatch {
                 badge.push(Span::styled(" CHANGED", theme.danger()));
             }
@@ -62,7 +67,11 @@ pub fn migrations(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
 
 pub fn plan(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let Some((plan, current)) = &app.plan else {
-        let hint = Paragraph::new("Select a migration and press Enter to see its plan.")
+        let text = app
+            .plan_problem
+            .as_deref()
+            .unwrap_or("Select a migration and press Enter to see its plan.");
+        let hint = Paragraph::new(text)
             .style(theme.muted())
             .wrap(Wrap { trim: true });
         frame.render_widget(hint, area);
@@ -170,7 +179,9 @@ pub fn backfill(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         ));
     frame.render_widget(gauge, gauge_area);
 
-    let state = if view.paused {
+    let state = if view.finished {
+        Span::styled("finished", theme.ok())
+    } else if view.paused {
         Span::styled("PAUSED", theme.warning())
     } else if let Some(reason) = &view.throttle_reason {
         Span::styled(format!("THROTTLED: {reason}"), theme.warning())
@@ -197,10 +208,14 @@ pub fn backfill(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Line::from(vec![
             Span::styled("batch  ", theme.muted()),
             Span::raw(format!(
-                "{} rows in {} (target {})",
+                "{} rows in {} ({})",
                 thousands(view.batch_size),
                 format::duration(view.last_batch),
-                format::duration(view.batch_target)
+                view.batch_target
+                    .map_or("fixed size".to_string(), |target| format!(
+                        "target {}",
+                        format::duration(target)
+                    ))
             )),
         ]),
         Line::from(vec![Span::styled("state  ", theme.muted()), state]),
@@ -241,4 +256,127 @@ pub fn log(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         })
         .collect();
     frame.render_widget(Paragraph::new(shown), area);
+}
+
+/// Eight heights of a one-line sparkline.
+const BARS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// The last `width` points as bars scaled from zero to their maximum.
+fn sparkline(points: &[f64], width: usize) -> String {
+    let shown = &points[points.len().saturating_sub(width)..];
+    let max = shown.iter().copied().fold(0.0_f64, f64::max);
+    let bars: String = shown
+        .iter()
+        .map(|value| {
+            if max <= 0.0 {
+                BARS[0]
+            } else {
+                let level = (value.max(0.0) / max * 7.0).round() as usize;
+                BARS[level.min(7)]
+            }
+        })
+        .collect();
+    format!("{bars:<width$}")
+}
+
+fn severity_word(severity: Severity, theme: &Theme) -> Span<'static> {
+    match severity {
+        Severity::Warning => Span::styled("WARN", theme.warning()),
+        Severity::Critical => Span::styled("CRIT", theme.danger()),
+    }
+}
+
+pub fn health(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    let Some(view) = &app.health else {
+        frame.render_widget(
+            Paragraph::new("Waiting for the first sample of the database…").style(theme.muted()),
+            area,
+        );
+        return;
+    };
+    let width = usize::from(area.width);
+    // Wide panes put each metric on one line; narrow ones give the sparkline its own.
+    let one_line = width >= 70;
+    let mut lines = Vec::new();
+    for series in &view.series {
+        let mut head = vec![Span::styled(format!("{:<13}", series.label), theme.text())];
+        if one_line {
+            head.push(Span::styled(
+                sparkline(&series.points, 30) + " ",
+                theme.chart(),
+            ));
+        }
+        match (&series.current, &series.problem) {
+            (Some(current), _) => head.push(Span::styled(format!("{current:>9}"), theme.text())),
+            (None, Some(problem)) => {
+                head.push(Span::styled(format!("? {problem}"), theme.warning()))
+            }
+            (None, None) => head.push(Span::styled("?", theme.warning())),
+        }
+        if let Some(severity) = series.alert {
+            head.push(Span::raw(" "));
+            head.push(severity_word(severity, theme));
+        }
+        let band = series
+            .band
+            .as_ref()
+            .filter(|_| series.current.is_some())
+            .map(|band| format!("  {band}"));
+        if one_line {
+            if let Some(band) = band {
+                head.push(Span::styled(band, theme.muted()));
+            }
+            lines.push(Line::from(head));
+        } else {
+            // The sparkline's line carries the band, so the first line rarely wraps.
+            let band = band.unwrap_or_default();
+            let spark_width = width.saturating_sub(2 + band.chars().count()).max(8);
+            lines.push(Line::from(head));
+            lines.push(Line::from(vec![
+                Span::raw("  "),
+                Span::styled(sparkline(&series.points, spark_width), theme.chart()),
+                Span::styled(band, theme.muted()),
+            ]));
+        }
+    }
+    let locks_heading = match (&view.locks_problem, view.locks.len()) {
+        (Some(problem), _) => Span::styled(format!("Locks ? {problem}"), theme.warning()),
+        (None, 0) => Span::styled("Locks: no session waits", theme.muted()),
+        (None, n) => Span::styled(format!("Locks: {n} blocked/blocker pairs"), theme.title()),
+    };
+    lines.push(Line::from(locks_heading));
+    for pair in &view.locks {
+        let mut spans = vec![
+            Span::styled(
+                format!(
+                    "  {} waits {:.1} s for {} on {}",
+                    pair.waiter, pair.wait_seconds, pair.waiter_mode, pair.object
+                ),
+                theme.text(),
+            ),
+            Span::styled(" ← ", theme.muted()),
+        ];
+        if pair.blocker_is_zdm {
+            spans.push(Span::styled("ZDM ", theme.danger()));
+        }
+        spans.push(Span::styled(
+            format!("{} holds {}", pair.blocker, pair.blocker_mode),
+            theme.text(),
+        ));
+        lines.push(Line::from(spans));
+    }
+    if view.alerts.is_empty() {
+        lines.push(Line::from(Span::styled("Alerts: none", theme.muted())));
+    } else {
+        lines.push(Line::from(Span::styled("Alerts:", theme.title())));
+        for alert in &view.alerts {
+            lines.push(Line::from(vec![
+                Span::raw("  "),
+                severity_word(alert.severity, theme),
+                Span::raw(" "),
+                Span::styled(alert.message.clone(), theme.text()),
+            ]));
+        }
+    }
+    frame.render_widget(Paragraph::new(lines).wrap(Wrap { trim: false }), area);
 }

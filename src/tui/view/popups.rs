@@ -32,14 +32,27 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             let name = app
                 .running_migration()
                 .map_or("A migration", |m| m.name.as_str());
-            let lines = vec![
-                Line::from(format!("{name} is running.")),
-                Line::from(""),
+            let detach = if app.can_detach {
                 keys_line(
                     &[("d", "detach: it goes on headless (zdm attach returns)")],
                     theme,
-                ),
-                keys_line(&[("p", "pause it, then quit")], theme),
+                )
+            } else {
+                Line::from(Span::styled(
+                    "It runs inside this console: it cannot go on without it in this build.",
+                    theme.muted(),
+                ))
+            };
+            let pause = if app.can_detach {
+                "pause it, then quit"
+            } else {
+                "stop it and quit (s or zdm start resumes it)"
+            };
+            let lines = vec![
+                Line::from(format!("{name} is running.")),
+                Line::from(""),
+                detach,
+                keys_line(&[("p", pause)], theme),
                 keys_line(&[("Esc", "stay")], theme),
             ];
             dialog(frame, " Quit ", lines, 64, theme, false);

@@ -1,0 +1,686 @@
+//! The console's background work: every database call runs in a tokio task here and
+//! reports through a channel, so the event loop never waits for the database. It polls the
+//! migration files and the recorded state (also the connection watchdog), plans the
+//! selected migration, evaluates contract gates, and runs engine commands (start,
+//! complete, rollback) with their events sent to the console.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{oneshot, Notify};
+use tokio::task::JoinHandle;
+
+use super::app::{GateResult, GateRow, Level, MigrationRow, MigrationState};
+use crate::config::Config;
+use crate::engine::identity::Identity;
+use crate::engine::lock;
+use crate::engine::state::{self, MigrationRecord};
+use crate::engine::{self, source, Engine, EngineOptions, Events, Outcome, Status};
+use crate::migration::{self, Migration};
+use crate::plan::{Phase, Plan};
+
+/// How long a status read may take before the connection is dropped and made again.
+/// (The watchdog reports "not responding" long before: it measures from the outside.)
+const POLL_GIVE_UP: Duration = Duration::from_secs(30);
+
+/// What a background task reports to the event loop.
+#[derive(Debug)]
+pub enum Update {
+    /// A status read is about to be sent to the database.
+    Polling,
+    /// The files and the recorded state, merged.
+    Status(Box<StatusSnapshot>),
+    /// The status read failed with an answer (refused, error): the database is reachable
+    /// or definitely not, but it did answer.
+    StatusFailed(String),
+    /// The status read got no answer in [`POLL_GIVE_UP`]; the connection is remade.
+    StatusNoAnswer,
+    /// The plan of a migration not started yet, or why there is none.
+    Plan {
+        migration: String,
+        plan: Result<Plan, String>,
+    },
+    /// The contract gates of a migration.
+    Gates {
+        migration: String,
+        gates: Vec<GateRow>,
+    },
+    /// The estimated rows of a table a backfill works on.
+    Estimate { table: String, rows: u64 },
+    /// An engine command ended.
+    Finished {
+        command: &'static str,
+        migration: String,
+        result: Result<String, String>,
+    },
+    /// A line for the log.
+    Log(Level, String),
+}
+
+/// The migrations list and what is recorded about each.
+#[derive(Debug, Clone, Default)]
+pub struct StatusSnapshot {
+    pub rows: Vec<MigrationRow>,
+    /// Recorded migrations: the plan they run and the index of their current step.
+    pub plans: Vec<(String, Plan, Option<usize>)>,
+}
+
+/// The console's handle on its background tasks.
+#[derive(Debug)]
+pub struct Backend {
+    config: Arc<Config>,
+    updates: UnboundedSender<Update>,
+    events: UnboundedSender<engine::Event>,
+    poll_now: Arc<Notify>,
+    poller: JoinHandle<()>,
+    /// The engine command running, if any (one at a time, like the engine's run lock).
+    command: Option<RunningCommand>,
+}
+
+impl Backend {
+    /// Starts the status poller; updates and engine events go to the given channels.
+    pub fn start(
+        config: Config,
+        interval: Duration,
+        updates: UnboundedSender<Update>,
+        events: UnboundedSender<engine::Event>,
+    ) -> Backend {
+        let config = Arc::new(config);
+        let poll_now = Arc::new(Notify::new());
+        let poller = tokio::spawn(poll_loop(
+            config.clone(),
+            interval,
+            updates.clone(),
+            poll_now.clone(),
+        ));
+        Backend {
+            config,
+            updates,
+            events,
+            poll_now,
+            poller,
+            command: None,
+        }
+    }
+
+    /// Asks for a status read now rather than at the next interval.
+    pub fn refresh(&self) {
+        self.poll_now.notify_one();
+    }
+
+    /// The migration an engine command of this console works on, if one runs.
+    pub fn running(&self) -> Option<&str> {
+        match &self.command {
+            Some(command) if !command.thread.is_finished() => Some(&command.migration),
+            _ => None,
+        }
+    }
+
+    /// Plans `migration` (a file not started yet) in the background.
+    pub fn plan(&self, migration: String) {
+        let config = self.config.clone();
+        let updates = self.updates.clone();
+        tokio::spawn(async move {
+            let plan = plan_file(&config, &migration).await.map(|p| p.plan);
+            let _ = updates.send(Update::Plan { migration, plan });
+        });
+    }
+
+    /// Estimates the rows of `table` (schema-qualified) from its statistics.
+    pub fn estimate(&self, table: String) {
+        let config = self.config.clone();
+        let updates = self.updates.clone();
+        tokio::spawn(async move {
+            let Ok(mut conn) = connect_plain(&config).await else {
+                return;
+            };
+            let read = crate::monitor::queries::tables(&mut conn, std::slice::from_ref(&table));
+            if let Ok((stats, _)) = read.await {
+                if let Some(stats) = stats.first() {
+                    let rows = u64::try_from(stats.live_tuples).unwrap_or(0);
+                    let _ = updates.send(Update::Estimate { table, rows });
+                }
+            }
+            let _ = conn.close().await;
+        });
+    }
+
+    /// Evaluates the contract gates of `migration` from its recorded state.
+    pub fn gates(&self, migration: String) {
+        let config = self.config.clone();
+        let updates = self.updates.clone();
+        tokio::spawn(async move {
+            let record = match connect_plain(&config).await {
+                Ok(mut conn) => {
+                    let record = state::get(&mut conn, &migration).await;
+                    let _ = conn.close().await;
+                    record.map_err(|e| e.to_string())
+                }
+                Err(error) => Err(error),
+            };
+            let gates = gates_of(record);
+            let _ = updates.send(Update::Gates { migration, gates });
+        });
+    }
+
+    /// Runs `zdm start` for `migration` (expand + backfill), unless a command runs.
+    pub fn start_migration(&mut self, migration: String) -> Result<(), String> {
+        self.spawn_command(EngineCommand::Start, migration)
+    }
+
+    /// Runs contract for `migration`, confirmed by its name typed in the dialog.
+    pub fn complete(&mut self, migration: String) -> Result<(), String> {
+        self.spawn_command(EngineCommand::Contract, migration)
+    }
+
+    /// Runs rollback for `migration`.
+    pub fn rollback(&mut self, migration: String) -> Result<(), String> {
+        self.spawn_command(EngineCommand::Rollback, migration)
+    }
+
+    /// Stops the running command at once: its open batch or step transaction is rolled
+    /// back by the server when the connection closes, and `zdm start` (or `s`) resumes.
+    pub fn stop_command(&mut self) -> Option<String> {
+        let command = self.command.take()?;
+        if command.thread.is_finished() {
+            return None;
+        }
+        let _ = command.cancel.send(());
+        Some(command.migration)
+    }
+
+    fn spawn_command(&mut self, command: EngineCommand, migration: String) -> Result<(), String> {
+        if let Some(running) = self.running() {
+            return Err(format!(
+                "{running} is being worked on by this console: one command at a time"
+            ));
+        }
+        let config = self.config.clone();
+        let updates = self.updates.clone();
+        let events = self.events.clone();
+        let name = migration.clone();
+        let (cancel, cancelled) = oneshot::channel::<()>();
+        // The engine's futures are not `Send` (a compiler limitation with their borrowed
+        // plans), so each command gets a thread with its own small runtime.
+        let thread = std::thread::Builder::new()
+            .name(format!("zdm-{}", command.word()))
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build();
+                let result = match runtime {
+                    Ok(runtime) => runtime.block_on(async {
+                        tokio::select! {
+                            result = run_engine(&config, command, &name, events) => Some(result),
+                            // Dropping the engine closes its connections: the server rolls
+                            // back the open batch or step.
+                            _ = cancelled => None,
+                        }
+                    }),
+                    Err(error) => Some(Err(format!("cannot start the engine's runtime: {error}"))),
+                };
+                if let Some(result) = result {
+                    let _ = updates.send(Update::Finished {
+                        command: command.word(),
+                        migration: name,
+                        result,
+                    });
+                }
+            })
+            .map_err(|error| format!("cannot start the engine's thread: {error}"))?;
+        self.command = Some(RunningCommand {
+            migration,
+            thread,
+            cancel,
+        });
+        Ok(())
+    }
+}
+
+/// An engine command in its thread, and the way to stop it.
+#[derive(Debug)]
+struct RunningCommand {
+    migration: String,
+    thread: std::thread::JoinHandle<()>,
+    cancel: oneshot::Sender<()>,
+}
+
+/// The engine commands the console runs.
+#[derive(Debug, Clone, Copy)]
+enum EngineCommand {
+    Start,
+    Contract,
+    Rollback,
+}
+
+impl EngineCommand {
+    fn word(self) -> &'static str {
+        match self {
+            EngineCommand::Start => "start",
+            EngineCommand::Contract => "contract",
+            EngineCommand::Rollback => "rollback",
+        }
+    }
+}
+
+/// Connects the engine (taking the run lock), runs `command` on `name` with its events
+/// sent to the console, and closes it.
+async fn run_engine(
+    config: &Config,
+    command: EngineCommand,
+    name: &str,
+    events: UnboundedSender<engine::Event>,
+) -> Result<String, String> {
+    let url = config.database_url().map_err(|e| e.to_string())?;
+    let mut engine = Engine::connect(url, EngineOptions::from(config))
+        .await
+        .map_err(|e| e.to_string())?;
+    engine.set_events(Events::to(events));
+    let outcome = match command {
+        EngineCommand::Start => match plan_or_resume(config, name).await {
+            Ok((plan, checksum)) => engine
+                .start(&plan, &checksum)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(error) => Err(error),
+        },
+        // The dialog made the operator type the name: it is the confirmation.
+        EngineCommand::Contract => engine.complete(name, name).await.map_err(|e| e.to_string()),
+        EngineCommand::Rollback => engine.rollback(name).await.map_err(|e| e.to_string()),
+    };
+    let closed = engine.close().await;
+    let outcome: Outcome = outcome?;
+    closed.map_err(|e| e.to_string())?;
+    Ok(outcome.to_string())
+}
+
+/// What `start` runs: for a migration already recorded (stopped or failed), the plan
+/// recorded at its start with the file's checksum (the engine resumes with the recorded
+/// plan and refuses a changed file); otherwise the file planned now.
+async fn plan_or_resume(config: &Config, name: &str) -> Result<(Plan, String), String> {
+    let mut conn = connect_plain(config).await?;
+    let record = state::get(&mut conn, name).await;
+    let _ = conn.close().await;
+    match record.map_err(|e| e.to_string())? {
+        Some(record) if record.status != Status::RolledBack => {
+            let (files, _) = read_files(config);
+            let file = files.into_iter().find(|m| m.name == name).ok_or_else(|| {
+                format!(
+                    "the file of {name} is not in {} (or does not parse): zdm cannot check \
+                     that it is unchanged, so it does not resume it",
+                    config.migrations_dir.display()
+                )
+            })?;
+            Ok((record.plan, file.checksum))
+        }
+        _ => plan_file(config, name)
+            .await
+            .map(|planned| (planned.plan, planned.checksum)),
+    }
+}
+
+/// Loads and plans the file of migration `name` against the live catalog.
+async fn plan_file(config: &Config, name: &str) -> Result<source::Planned, String> {
+    let mut catalog = connect_plain(config).await?;
+    let planned = source::load_and_plan(config, &mut catalog, Some(name)).await;
+    let _ = catalog.close().await;
+    planned.map_err(|e| e.to_string())
+}
+
+impl Drop for Backend {
+    fn drop(&mut self) {
+        self.poller.abort();
+    }
+}
+
+/// A reading connection (no run lock), named like every zdm connection.
+async fn connect_plain(config: &Config) -> Result<PgConnection, String> {
+    let url = config.database_url().map_err(|e| e.to_string())?;
+    let options = url
+        .connect_options()
+        .map_err(|e| format!("the database URL {url} is not valid: {e}"))?;
+    let options = Identity::current().apply(options);
+    PgConnection::connect_with(&options)
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))
+}
+
+/// Reads the files and the recorded state every `interval` (or when asked), on one
+/// connection that is made again after a failure.
+async fn poll_loop(
+    config: Arc<Config>,
+    interval: Duration,
+    updates: UnboundedSender<Update>,
+    poll_now: Arc<Notify>,
+) {
+    let mut conn: Option<PgConnection> = None;
+    let mut reported_file_errors = BTreeSet::new();
+    loop {
+        let (files, file_errors) = read_files(&config);
+        if file_errors != reported_file_errors {
+            for error in file_errors.difference(&reported_file_errors) {
+                let _ = updates.send(Update::Log(Level::Error, error.clone()));
+            }
+            reported_file_errors = file_errors;
+        }
+        if updates.send(Update::Polling).is_err() {
+            return;
+        }
+        let read = tokio::time::timeout(POLL_GIVE_UP, async {
+            let mut connection = match conn.take() {
+                Some(connection) => connection,
+                None => connect_plain(&config).await?,
+            };
+            let records = state::list(&mut connection)
+                .await
+                .map_err(|e| e.to_string())?;
+            let held = lock::holder(&mut connection)
+                .await
+                .map_err(|e| e.to_string())?
+                .backend_pid
+                .is_some();
+            conn = Some(connection);
+            Ok::<_, String>((records, held))
+        })
+        .await;
+        let update = match read {
+            Ok(Ok((records, held))) => Update::Status(Box::new(merge(&files, &records, held))),
+            Ok(Err(error)) => Update::StatusFailed(error),
+            Err(_) => {
+                conn = None;
+                Update::StatusNoAnswer
+            }
+        };
+        if updates.send(update).is_err() {
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(interval) => {}
+            _ = poll_now.notified() => {}
+        }
+    }
+}
+
+/// The valid migration files, and every error of the others (as log lines).
+fn read_files(config: &Config) -> (Vec<Migration>, BTreeSet<String>) {
+    let checked = migration::check_dir(&config.migrations_dir);
+    let errors = checked
+        .all()
+        .filter(|d| d.is_error())
+        .map(|d| d.to_string())
+        .collect();
+    let files = checked
+        .files
+        .into_iter()
+        .filter_map(|file| file.migration)
+        .collect();
+    (files, errors)
+}
+
+/// The list the console shows: every file in order, then recorded migrations whose file
+/// is gone; a recorded checksum that differs from the file's is flagged, and a migration
+/// recorded in progress while no zdm holds the run lock (`run_lock_held`) is stopped.
+pub fn merge(
+    files: &[Migration],
+    records: &[MigrationRecord],
+    run_lock_held: bool,
+) -> StatusSnapshot {
+    let stopped = |record: &MigrationRecord| !run_lock_held && state_of(record.status).is_running();
+    let mut rows = Vec::new();
+    for file in files {
+        let record = records.iter().find(|r| r.name == file.name);
+        rows.push(MigrationRow {
+            name: file.name.clone(),
+            description: file.description.clone(),
+            state: record.map_or(MigrationState::Pending, |r| state_of(r.status)),
+            checksum_mismatch: record
+                .is_some_and(|r| r.status != Status::RolledBack && r.checksum != file.checksum),
+            stopped: record.is_some_and(stopped),
+        });
+    }
+    for record in records {
+        if !files.iter().any(|f| f.name == record.name) {
+            rows.push(MigrationRow {
+                name: record.name.clone(),
+                description: Some("(its file is not in the migrations directory)".into()),
+                state: state_of(record.status),
+                checksum_mismatch: false,
+                stopped: stopped(record),
+            });
+        }
+    }
+    let plans = records
+        .iter()
+        .map(|r| (r.name.clone(), r.plan.clone(), current_step(r)))
+        .collect();
+    StatusSnapshot { rows, plans }
+}
+
+/// The console's word for a recorded status.
+pub fn state_of(status: Status) -> MigrationState {
+    match status {
+        Status::Pending => MigrationState::Pending,
+        Status::Expanding => MigrationState::Expanding,
+        Status::Backfilling => MigrationState::Backfilling,
+        Status::ReadyToContract => MigrationState::ReadyToContract,
+        Status::Contracting => MigrationState::Contracting,
+        Status::Complete => MigrationState::Complete,
+        Status::RollingBack => MigrationState::RollingBack,
+        Status::RolledBack => MigrationState::RolledBack,
+        Status::Failed => MigrationState::Failed,
+    }
+}
+
+/// The index in `plan.steps` of the step running (or next) for a recorded migration.
+fn current_step(record: &MigrationRecord) -> Option<usize> {
+    let phase = match record.activity() {
+        Status::Expanding => Phase::Expand,
+        Status::Backfilling => Phase::Backfill,
+        Status::ReadyToContract | Status::Contracting => Phase::Contract,
+        Status::RollingBack => Phase::Rollback,
+        Status::Complete => {
+            // Everything before rollback is done.
+            return Some(
+                record
+                    .plan
+                    .steps
+                    .iter()
+                    .position(|s| s.phase == Phase::Rollback)
+                    .unwrap_or(record.plan.steps.len()),
+            );
+        }
+        _ => return None,
+    };
+    let done = record
+        .phases
+        .iter()
+        .find(|p| p.phase == phase)
+        .map_or(0, |p| p.done as usize);
+    step_index(&record.plan, phase, done)
+}
+
+/// The index in `plan.steps` of the `position`-th step of `phase`.
+pub fn step_index(plan: &Plan, phase: Phase, position: usize) -> Option<usize> {
+    plan.steps
+        .iter()
+        .enumerate()
+        .filter(|(_, step)| step.phase == phase)
+        .nth(position)
+        .map(|(index, _)| index)
+}
+
+/// The contract gates this build can evaluate, and the ones it cannot, said so.
+fn gates_of(record: Result<Option<MigrationRecord>, String>) -> Vec<GateRow> {
+    let finished = match record {
+        Ok(Some(record)) if record.activity() == Status::ReadyToContract => GateRow {
+            name: "expand and backfill finished".into(),
+            result: GateResult::Pass,
+            evidence: record.ready_at.map_or_else(
+                || "recorded as ready to contract".to_string(),
+                |at| format!("ready since {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
+            ),
+        },
+        Ok(Some(record)) => GateRow {
+            name: "expand and backfill finished".into(),
+            result: GateResult::Fail,
+            evidence: format!("the migration is {}", record.status),
+        },
+        Ok(None) => GateRow {
+            name: "expand and backfill finished".into(),
+            result: GateResult::Fail,
+            evidence: "the migration has not been started on this database".into(),
+        },
+        Err(error) => GateRow {
+            name: "expand and backfill finished".into(),
+            result: GateResult::Unknown,
+            evidence: format!("could not read the recorded state: {error}"),
+        },
+    };
+    vec![
+        finished,
+        GateRow {
+            name: "old version unused, queries checked".into(),
+            result: GateResult::Unknown,
+            evidence: "not evaluated: this build has no contract safety checks yet".into(),
+        },
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::engine::state::PhaseProgress;
+    use crate::plan::{LockLevel, Step, StepAction};
+
+    fn step(phase: Phase) -> Step {
+        Step {
+            phase,
+            description: format!("{phase:?}"),
+            action: StepAction::Sql {
+                sql: "SELECT 1".into(),
+                transactional: true,
+            },
+            lock: LockLevel::None,
+            locked: Vec::new(),
+            rewrites: false,
+            scans: false,
+            unchecked: false,
+            guard: None,
+        }
+    }
+
+    fn file(name: &str, checksum: &str) -> Migration {
+        Migration {
+            name: name.into(),
+            description: None,
+            operations: Vec::new(),
+            checksum: checksum.into(),
+        }
+    }
+
+    fn record(
+        name: &str,
+        checksum: &str,
+        status: Status,
+        done: &[(Phase, u32)],
+    ) -> MigrationRecord {
+        let now = chrono::Utc::now();
+        MigrationRecord {
+            name: name.into(),
+            checksum: checksum.into(),
+            version_schema: format!("public_{name}"),
+            status,
+            failed_during: None,
+            error: None,
+            started_at: now,
+            ready_at: None,
+            contract_started_at: None,
+            finished_at: None,
+            updated_at: now,
+            started_by_os_user: "dba".into(),
+            started_by_db_user: "postgres".into(),
+            started_from_host: "bastion".into(),
+            phases: done
+                .iter()
+                .map(|&(phase, done)| PhaseProgress {
+                    phase,
+                    done,
+                    total: 2,
+                })
+                .collect(),
+            plan: Plan {
+                migration: name.into(),
+                version_schema: format!("public_{name}"),
+                steps: [
+                    Phase::Expand,
+                    Phase::Expand,
+                    Phase::Backfill,
+                    Phase::Contract,
+                    Phase::Rollback,
+                ]
+                .into_iter()
+                .map(step)
+                .collect(),
+            },
+        }
+    }
+
+    #[test]
+    fn files_and_records_merge_with_changed_stopped_and_missing_files_flagged() {
+        let files = [
+            file("0001_a", "aaa"),
+            file("0002_b", "bbb"),
+            file("0003_c", "ccc"),
+        ];
+        let records = [
+            record("0001_a", "old", Status::Complete, &[]),
+            record("0002_b", "bbb", Status::Backfilling, &[(Phase::Expand, 2)]),
+            record("0000_gone", "x", Status::RolledBack, &[]),
+        ];
+        let snapshot = merge(&files, &records, false);
+        let rows: Vec<(&str, MigrationState, bool, bool)> = snapshot
+            .rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.state, r.checksum_mismatch, r.stopped))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("0001_a", MigrationState::Complete, true, false),
+                ("0002_b", MigrationState::Backfilling, false, true),
+                ("0003_c", MigrationState::Pending, false, false),
+                ("0000_gone", MigrationState::RolledBack, false, false),
+            ]
+        );
+        let held = merge(&files, &records, true);
+        assert!(!held.rows[1].stopped, "a zdm holds the run lock: it runs");
+        let rolled_back = [record("0001_a", "old", Status::RolledBack, &[])];
+        assert!(
+            !merge(&files, &rolled_back, false).rows[0].checksum_mismatch,
+            "a rolled-back migration may change before it starts again"
+        );
+    }
+
+    #[test]
+    fn the_current_step_follows_the_recorded_progress() {
+        let expanding = record("m", "c", Status::Expanding, &[(Phase::Expand, 1)]);
+        assert_eq!(current_step(&expanding), Some(1));
+        let backfilling = record("m", "c", Status::Backfilling, &[(Phase::Expand, 2)]);
+        assert_eq!(current_step(&backfilling), Some(2));
+        let ready = record("m", "c", Status::ReadyToContract, &[]);
+        assert_eq!(current_step(&ready), Some(3));
+        let complete = record("m", "c", Status::Complete, &[]);
+        assert_eq!(
+            current_step(&complete),
+            Some(4),
+            "everything but rollback done"
+        );
+        let rolled_back = record("m", "c", Status::RolledBack, &[]);
+        assert_eq!(current_step(&rolled_back), None);
+        assert_eq!(step_index(&expanding.plan, Phase::Rollback, 0), Some(4));
+        assert_eq!(step_index(&expanding.plan, Phase::Backfill, 1), None);
+    }
+}

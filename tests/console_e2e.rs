@@ -1,0 +1,607 @@
+//! The console end to end: the real binary in tmux against a real PostgreSQL holding the
+//! demo's shop schema, read back with capture-pane as a person would see it.
+
+mod common;
+mod engine_support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use zdm::demo::{schema, Scale};
+use zdm::localpg::LocalPg;
+use zdm::plan::{LockLevel, Phase};
+
+use common::tmux::Tmux;
+
+/// A primary holding a small shop database; its URL.
+async fn shop() -> (LocalPg, String) {
+    shop_of(0.001).await
+}
+
+/// A primary holding a shop database of `scale`; its URL.
+async fn shop_of(scale: f64) -> (LocalPg, String) {
+    let pg = tokio::task::spawn_blocking(common::primary)
+        .await
+        .expect("join");
+    let pool = common::database(&pg, "shop").await;
+    schema::load(&pool, Scale::from_factor(scale), |_| {})
+        .await
+        .expect("load the shop schema");
+    pool.close().await;
+    let url = pg.primary().url("shop");
+    (pg, url)
+}
+
+/// `zdm console` on `url` with the sample migrations, then (after it exits) its exit code
+/// and the terminal's mode, so a test can see the terminal was restored.
+fn console_command(url: &str, log: &Path) -> String {
+    console_command_in(
+        url,
+        Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations")),
+        log,
+    )
+}
+
+/// [`console_command`] with another migrations directory.
+fn console_command_in(url: &str, dir: &Path, log: &Path) -> String {
+    let dir = dir.display();
+    // The test's own config file (beside its log; empty unless the test wrote one): a
+    // zdm.toml in the working directory must not change the test.
+    let config = log.with_extension("toml");
+    if !config.exists() {
+        std::fs::write(&config, "").expect("write the config file");
+    }
+    let config = config.display();
+    format!(
+        "{} console --config '{config}' --database-url '{url}' --dir '{dir}' --log-file '{}'; \
+         echo \"zdm exited with $?\"; stty -a; sleep 600",
+        common::zdm_binary().display(),
+        log.display()
+    )
+}
+
+fn log_file(name: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("zdm-console-e2e-{}-{name}.log", std::process::id()))
+}
+
+const PATIENCE: Duration = Duration::from_secs(30);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_opens_lists_the_migrations_and_quits_restoring_the_terminal() {
+    let (_pg, url) = shop().await;
+    let tmux = Tmux::start(&console_command(&url, &log_file("open")), 100, 30);
+
+    let screen = tmux.wait_for("the migrations, connected", PATIENCE, |s| {
+        s.contains("0001_orders_add_status") && s.contains("connected")
+    });
+    assert!(screen.contains("[pending]"), "{screen}");
+    assert!(
+        screen.contains("0013_shipments_drop_carrier_fk"),
+        "{screen}"
+    );
+    // Without the planner merged, the plan pane says why there is no plan, in words.
+    tmux.wait_for("the plan pane's answer", PATIENCE, |s| {
+        !s.contains("planning 0001")
+    });
+    // The password never shows; the target does.
+    assert!(screen.contains("/shop"), "{screen}");
+    let health = tmux.wait_for("a health sample", PATIENCE, |s| {
+        s.contains("Tab") && !s.contains("connecting")
+    });
+    assert!(!health.contains("database not responding"), "{health}");
+
+    // Tab to the Health pane: on 100x30 it replaces the plan beside the list.
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    let screen = tmux.wait_for_text("canary", PATIENCE);
+    assert!(screen.contains("Health"), "{screen}");
+    assert!(screen.contains("lock waiters"), "{screen}");
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for("the exit and the terminal's modes", PATIENCE, |s| {
+        s.contains("zdm exited with 0") && s.contains("icanon") && s.contains("echoe")
+    });
+    let modes: Vec<&str> = screen.split_whitespace().collect();
+    assert!(
+        modes.contains(&"icanon") && modes.contains(&"echo"),
+        "the terminal is back in cooked mode with echo: {screen}"
+    );
+    assert!(
+        !screen.contains("0001_orders_add_status"),
+        "the alternate screen was left: {screen}"
+    );
+}
+
+/// The postmaster and every process it started.
+fn server_processes(postmaster: i32) -> Vec<Pid> {
+    let mut pids = vec![Pid::from_raw(postmaster)];
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        let parent = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|ppid| ppid.parse::<i32>().ok());
+        if parent == Some(postmaster) {
+            pids.push(Pid::from_raw(pid));
+        }
+    }
+    pids
+}
+
+/// A server stopped with SIGSTOP; SIGCONT when dropped, even when the test fails.
+struct Frozen(Vec<Pid>);
+
+impl Frozen {
+    fn freeze(postmaster: i32) -> Self {
+        let pids = server_processes(postmaster);
+        for pid in &pids {
+            let _ = kill(*pid, Signal::SIGSTOP);
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for pid in &self.0 {
+            let _ = kill(*pid, Signal::SIGCONT);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_database_is_reported_while_the_console_keeps_answering_keys() {
+    let (pg, url) = shop().await;
+    let tmux = Tmux::start(&console_command(&url, &log_file("stall")), 100, 30);
+    tmux.wait_for("connected", PATIENCE, |s| {
+        s.contains("connected") && s.contains("0001_orders_add_status")
+    });
+
+    let frozen = Frozen::freeze(pg.primary().pid().expect("postmaster pid"));
+    tmux.wait_for_text("database not responding for", PATIENCE);
+
+    // The database still hangs; the console answers: help opens over the stalled screen.
+    tmux.keys(&["?"]);
+    let screen = tmux.wait_for_text("Keys (? or Esc closes)", PATIENCE);
+    assert!(
+        screen.contains("database not responding for"),
+        "the stall is still reported while help is open: {screen}"
+    );
+    tmux.keys(&["Escape"]);
+    tmux.wait_for("help closed", PATIENCE, |s| !s.contains("Keys (? or Esc"));
+    // The seconds keep counting while it hangs.
+    let first = not_responding_seconds(&tmux.screen());
+    let later = tmux.wait_for("the stall's duration to grow", PATIENCE, |s| {
+        not_responding_seconds(s) > first
+    });
+    assert!(later.contains("database not responding for"), "{later}");
+
+    drop(frozen);
+    tmux.wait_for("recovery", Duration::from_secs(60), |s| {
+        s.contains("connected") && !s.contains("not responding")
+    });
+    tmux.keys(&["l"]);
+    let screen = tmux.wait_for_text("the database answers again", PATIENCE);
+    assert!(screen.contains("not responding (no answer for"), "{screen}");
+
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+}
+
+/// The whole seconds in "database not responding for 12.0 s", or 0.
+fn not_responding_seconds(screen: &str) -> u64 {
+    screen
+        .split("database not responding for ")
+        .nth(1)
+        .and_then(|rest| rest.split('.').next())
+        .and_then(|digits| digits.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// The pid of the process whose parent is `parent`, named `name`.
+fn child_named(parent: i32, name: &str) -> Option<i32> {
+    std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .find_map(|entry| {
+            let pid = entry.file_name().to_string_lossy().parse::<i32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            let (head, rest) = stat.rsplit_once(')')?;
+            let comm = head.split_once('(')?.1;
+            let ppid: i32 = rest.split_whitespace().nth(1)?.parse().ok()?;
+            (ppid == parent && comm == name).then_some(pid)
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sighup_restores_the_terminal_even_while_the_database_hangs() {
+    let (pg, url) = shop().await;
+    let tmux = Tmux::start(&console_command(&url, &log_file("hup")), 100, 30);
+    tmux.wait_for("connected", PATIENCE, |s| {
+        s.contains("connected") && s.contains("0001_orders_add_status")
+    });
+    let shell = tmux.pane_pid();
+    let zdm = child_named(shell, "zdm").expect("the zdm process under the pane's shell");
+
+    let _frozen = Frozen::freeze(pg.primary().pid().expect("postmaster pid"));
+    tmux.wait_for_text("database not responding for", PATIENCE);
+    // An SSH drop sends SIGHUP: the console must give the terminal back and exit.
+    kill(Pid::from_raw(zdm), Signal::SIGHUP).expect("signal zdm");
+    let screen = tmux.wait_for("the exit and the terminal's modes", PATIENCE, |s| {
+        s.contains("zdm exited with 0") && s.contains("icanon") && s.contains("echoe")
+    });
+    let modes: Vec<&str> = screen.split_whitespace().collect();
+    assert!(modes.contains(&"icanon"), "cooked mode again: {screen}");
+    assert!(
+        !screen.contains("Migrations"),
+        "alternate screen left: {screen}"
+    );
+}
+
+/// Column `zdm_e2e_status` of orders: added, backfilled, made NOT NULL at contract.
+fn status_column_plan(name: &str) -> zdm::plan::Plan {
+    use engine_support::{backfill, plan, sql};
+    plan(
+        name,
+        vec![
+            sql(
+                Phase::Expand,
+                "add orders.zdm_e2e_status",
+                "ALTER TABLE public.orders ADD COLUMN IF NOT EXISTS zdm_e2e_status text",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+            backfill(
+                "public.orders",
+                &["id"],
+                &[("zdm_e2e_status", "'new'")],
+                Some("zdm_e2e_status IS NULL"),
+            ),
+            sql(
+                Phase::Contract,
+                "orders.zdm_e2e_status NOT NULL",
+                "ALTER TABLE public.orders ALTER COLUMN zdm_e2e_status SET NOT NULL",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+            sql(
+                Phase::Rollback,
+                "drop orders.zdm_e2e_status",
+                "ALTER TABLE public.orders DROP COLUMN IF EXISTS zdm_e2e_status",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+        ],
+    )
+}
+
+/// A scratch table, dropped by rollback.
+fn scratch_table_plan(name: &str) -> zdm::plan::Plan {
+    use engine_support::{plan, sql};
+    plan(
+        name,
+        vec![
+            sql(
+                Phase::Expand,
+                "create zdm_e2e_scratch",
+                "CREATE TABLE IF NOT EXISTS public.zdm_e2e_scratch (id int)",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+            sql(
+                Phase::Rollback,
+                "drop zdm_e2e_scratch",
+                "DROP TABLE IF EXISTS public.zdm_e2e_scratch",
+                LockLevel::AccessExclusive,
+                "public.orders",
+            ),
+        ],
+    )
+}
+
+async fn scalar_bool(pg: &LocalPg, sql: &str) -> bool {
+    let mut conn = pg.primary().connect("shop").await.expect("connect");
+    sqlx::query_scalar(sql)
+        .fetch_one(&mut conn)
+        .await
+        .expect(sql)
+}
+
+/// Contract by typing the name (and `override`, since not every gate can be evaluated
+/// yet), then roll back another migration with `y`; a recorded checksum that differs from
+/// the file is flagged. The migrations are started with hand-made plans through the engine
+/// (the planner is not merged yet); the console then reads their recorded state and runs
+/// contract and rollback itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_by_typed_name_and_rollback_with_confirmation() {
+    let (pg, url) = shop().await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    for file in [
+        "0001_orders_add_status.toml",
+        "0002_customers_phone_not_null.toml",
+    ] {
+        std::fs::copy(samples.join(file), dir.path().join(file)).expect("copy");
+    }
+    let files = zdm::migration::load_dir(dir.path()).expect("valid files");
+    let first = &files[0];
+    let mut engine = engine_support::engine(&pg, "shop", engine_support::quick_options()).await;
+    engine
+        .start(&status_column_plan(&first.name), &first.checksum)
+        .await
+        .expect("start 0001");
+    engine.close().await.expect("close");
+
+    let tmux = Tmux::start(
+        &console_command_in(&url, dir.path(), &log_file("contract")),
+        100,
+        30,
+    );
+    tmux.wait_for_text("[ready to contract]", PATIENCE);
+
+    tmux.keys(&["c"]);
+    let screen = tmux.wait_for_text("UNKNOWN", PATIENCE);
+    assert!(
+        screen.contains("PASS") && screen.contains("expand and backfill finished"),
+        "{screen}"
+    );
+    tmux.type_text("0001_orders_add_stat");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("the name does not match", PATIENCE);
+    tmux.type_text("0001_orders_add_status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("Type override", PATIENCE);
+    tmux.type_text("override");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("[complete]", PATIENCE);
+    assert!(
+        scalar_bool(
+            &pg,
+            "SELECT attnotnull FROM pg_attribute \
+              WHERE attrelid = 'public.orders'::regclass AND attname = 'zdm_e2e_status'"
+        )
+        .await,
+        "contract ran: the column is NOT NULL"
+    );
+
+    // A second migration starts elsewhere with a checksum that is not its file's.
+    let second = &files[1];
+    let mut engine = engine_support::engine(&pg, "shop", engine_support::quick_options()).await;
+    engine
+        .start(&scratch_table_plan(&second.name), "not-the-file-checksum")
+        .await
+        .expect("start 0002");
+    engine.close().await.expect("close");
+    tmux.wait_for_text("CHANGED", PATIENCE);
+
+    tmux.keys(&["j", "r"]);
+    tmux.wait_for_text("Roll back 0002_customers_phone_not_null?", PATIENCE);
+    tmux.keys(&["y"]);
+    tmux.wait_for_text("[rolled back]", PATIENCE);
+    assert!(
+        !scalar_bool(
+            &pg,
+            "SELECT to_regclass('public.zdm_e2e_scratch') IS NOT NULL"
+        )
+        .await,
+        "rollback ran: the scratch table is gone"
+    );
+    let screen = tmux.screen();
+    assert!(
+        !screen.contains("CHANGED"),
+        "a rolled-back migration may change: {screen}"
+    );
+
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+}
+
+/// A migration stopped mid-backfill (its run killed) shows as stopped; `s` resumes it with
+/// the plan recorded at its start, and the Backfill pane follows it to 100 %.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
+    let (pg, url) = shop_of(0.05).await;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = "0001_orders_add_status.toml";
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    std::fs::copy(samples.join(file), dir.path().join(file)).expect("copy");
+    // Small batches, so the backfill of 50,000 orders takes hundreds of them.
+    let log = log_file("resume");
+    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 100\n").expect("config");
+    let files = zdm::migration::load_dir(dir.path()).expect("valid file");
+    let migration = files[0].clone();
+
+    // Start it and kill the run after its first committed batch.
+    let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let mut options = engine_support::quick_options();
+    options.batch_size = 100;
+    let mut engine = engine_support::engine(&pg, "shop", options).await;
+    engine.set_events(zdm::engine::Events::to(sender));
+    let plan = status_column_plan(&migration.name);
+    let run = tokio::spawn(async move {
+        let _ = engine.start(&plan, &migration.checksum).await;
+    });
+    loop {
+        match events.recv().await.expect("events until the first batch") {
+            zdm::engine::Event::BatchCommitted { .. } => break,
+            _ => continue,
+        }
+    }
+    run.abort();
+    let _ = run.await;
+
+    let tmux = Tmux::start(&console_command_in(&url, dir.path(), &log), 100, 30);
+    let screen = tmux.wait_for_text("STOPPED", PATIENCE);
+    assert!(screen.contains("[backfilling]"), "{screen}");
+    tmux.keys(&["Tab", "Tab"]);
+    tmux.wait_for_text("No backfill running.", PATIENCE);
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for_text("rows", PATIENCE);
+    assert!(
+        screen.contains("table  \"public\".\"orders\"") || screen.contains("public.orders"),
+        "{screen}"
+    );
+    let done = tmux.wait_for("the backfill at 100 %", Duration::from_secs(120), |s| {
+        s.contains("100.0%") && s.contains("[ready to contract]")
+    });
+    assert!(done.contains("50,000 / 50,000 rows"), "{done}");
+    assert!(done.contains("state  finished"), "{done}");
+    assert!(!done.contains("STOPPED"), "{done}");
+    tmux.keys(&["l"]);
+    tmux.wait_for_text("start: 0001_orders_add_status: ready to contract", PATIENCE);
+    assert!(
+        !scalar_bool(
+            &pg,
+            "SELECT EXISTS (SELECT 1 FROM public.orders WHERE zdm_e2e_status IS NULL)"
+        )
+        .await,
+        "every row was backfilled"
+    );
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let written = std::fs::read_to_string(&log).expect("zdm's log file");
+    assert!(
+        written.contains("finished: 50,000 rows updated"),
+        "the resumed backfill counts the rows of both runs: {written}"
+    );
+}
+
+/// `zdm demo` opens the console on its own servers, which stop when the console quits.
+#[test]
+fn the_demo_opens_the_console_and_stops_its_servers_when_it_quits() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations");
+    let command = format!(
+        "{} demo --scale 0.001 --no-replica --workload-sessions 1 --dir '{dir}' \
+         --log-file '{}'; echo \"zdm exited with $?\"; sleep 600",
+        common::zdm_binary().display(),
+        log_file("demo").display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    let screen = tmux.wait_for("the console on the demo", Duration::from_secs(120), |s| {
+        s.contains("0001_orders_add_status") && s.contains("connected") && s.contains("/shop")
+    });
+    assert!(screen.contains("[pending]"), "{screen}");
+    // The simulated application's commits show in the health pane.
+    tmux.keys(&["Tab", "Tab", "Tab"]);
+    tmux.wait_for_text("TPS", PATIENCE);
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_text("zdm exited with 0", Duration::from_secs(60));
+    let root = screen
+        .split("Stopped; ")
+        .nth(1)
+        .and_then(|rest| rest.split(" was removed").next())
+        .unwrap_or_else(|| panic!("the demo says what it removed: {screen}"));
+    assert!(
+        !Path::new(root.trim()).exists(),
+        "{root} is gone after the demo stopped"
+    );
+}
+
+/// A sample migration from start to finish through the console: planned from its file,
+/// started with `s` (expand, then the backfill followed to 100 %), contracted by typing its
+/// name (and `override` for the gates this build cannot evaluate yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sample_migration_is_started_backfilled_and_contracted_from_the_console() {
+    let (pg, url) = shop_of(0.02).await;
+    let log = log_file("sample");
+    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 500\n").expect("config");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    let tmux = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
+
+    // The plan of the selected (first) migration, from the planner.
+    let screen = tmux.wait_for("the plan of 0001", PATIENCE, |s| {
+        s.contains("EXPAND") && s.contains("0001_orders_add_status")
+    });
+    assert!(screen.contains("new version:"), "{screen}");
+    tmux.keys(&["Tab", "Tab"]);
+    tmux.wait_for_text("No backfill running.", PATIENCE);
+    tmux.keys(&["s"]);
+    tmux.wait_for_text("start of 0001_orders_add_status requested", PATIENCE);
+    let done = tmux.wait_for("the backfill at 100 %", Duration::from_secs(120), |s| {
+        s.contains("100.0%") && s.contains("[ready to contract]")
+    });
+    assert!(done.contains("state  finished"), "{done}");
+    assert!(done.contains("orders"), "{done}");
+
+    tmux.keys(&["c"]);
+    tmux.wait_for_text("PASS", PATIENCE);
+    tmux.type_text("0001_orders_add_status");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("Type override", PATIENCE);
+    tmux.type_text("override");
+    tmux.keys(&["Enter"]);
+    tmux.wait_for_text("[complete]", Duration::from_secs(60));
+    assert!(
+        scalar_bool(
+            &pg,
+            "SELECT attnotnull FROM pg_attribute \
+              WHERE attrelid = 'public.orders'::regclass AND attname = 'status' \
+                AND NOT attisdropped"
+        )
+        .await,
+        "orders.status is in place and NOT NULL after contract"
+    );
+    assert!(
+        !scalar_bool(
+            &pg,
+            "SELECT EXISTS (SELECT 1 FROM public.orders \
+              WHERE status <> CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END)"
+        )
+        .await,
+        "every existing order got its status from shipped_at"
+    );
+    tmux.keys(&["l"]);
+    tmux.wait_for_text("contract: 0001_orders_add_status: complete", PATIENCE);
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let written = std::fs::read_to_string(&log).expect("zdm's log file");
+    assert!(
+        written.contains("overriding: old version unused, queries checked"),
+        "the override is in zdm's log: {written}"
+    );
+    assert_eq!(
+        written.matches("finished: 20,000 rows updated").count(),
+        1,
+        "the one backfill step updated all 20,000 orders and is reported once: {written}"
+    );
+}
+
+/// Quitting while a backfill runs asks first; `p` stops the run (the server rolls back the
+/// open batch) and quits; the next console shows it STOPPED.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_during_a_backfill_asks_then_stops_it_resumably() {
+    let (pg, url) = shop_of(0.05).await;
+    let log = log_file("quit");
+    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 20\n").expect("config");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    let tmux = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
+    tmux.wait_for("the plan of 0001", PATIENCE, |s| s.contains("EXPAND"));
+    tmux.keys(&["Tab", "Tab", "s"]);
+    tmux.wait_for("backfill batches", PATIENCE, |s| s.contains("rows/s now"));
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_text("is running.", PATIENCE);
+    assert!(screen.contains("stop it and quit"), "{screen}");
+    tmux.keys(&["p"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+
+    // The run is gone (its run lock released by the server), the migration mid-backfill.
+    let mut conn = pg.primary().connect("shop").await.expect("connect");
+    let status: String = sqlx::query_scalar(
+        "SELECT status FROM zdm.migrations WHERE name = '0001_orders_add_status'",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .expect("recorded");
+    assert_eq!(status, "backfilling");
+    let again = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
+    let screen = again.wait_for_text("STOPPED", PATIENCE);
+    assert!(screen.contains("[backfilling]"), "{screen}");
+    again.keys(&["q"]);
+    again.wait_for_text("zdm exited with 0", PATIENCE);
+}
