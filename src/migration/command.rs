@@ -52,10 +52,9 @@ pub fn report(
     }
     let mut migrations = 0;
     for file in &checked.files {
-        let planner_error = extra.iter().any(|d| d.is_error() && d.path == file.path);
-        if let (Some(migration), None, false) =
-            (&file.migration, file.errors().next(), planner_error)
-        {
+        // A file the database check flagged (an error, or not checked) is not listed valid.
+        let flagged = extra.iter().any(|d| d.path == file.path);
+        if let (Some(migration), None, false) = (&file.migration, file.errors().next(), flagged) {
             migrations += 1;
             let operations = migration.operations.len();
             io(writeln!(
