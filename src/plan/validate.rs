@@ -134,8 +134,8 @@ fn diagnostic(file: &Checked, error: &PlanError) -> Diagnostic {
             Some(source),
         ) => {
             let index = number.saturating_sub(1);
-            match value_path(problem) {
-                Some(path) if has_key(file, index, path) => source.value(index, &[path]),
+            match offending_value(problem) {
+                Some((key, name)) if holds(file, index, key, name) => source.value(index, &[key]),
                 _ => source.operation(index),
             }
         }
@@ -149,21 +149,23 @@ fn diagnostic(file: &Checked, error: &PlanError) -> Diagnostic {
     }
 }
 
-/// The key whose value a problem is about, when it is a plain field of the operation.
-fn value_path(problem: &Problem) -> Option<&'static str> {
+/// The key a problem is probably about, and the name it complains of.
+fn offending_value(problem: &Problem) -> Option<(&'static str, &str)> {
     match problem {
-        Problem::NoTable { .. } | Problem::TableExists(_) => Some("table"),
-        Problem::NoColumn { .. } | Problem::ColumnExists { .. } => Some("column"),
-        Problem::NoConstraint { .. } | Problem::NoIndex { .. } | Problem::NameTaken { .. } => {
-            Some("name")
+        Problem::NoTable { table, .. } | Problem::TableExists(table) => Some(("table", table)),
+        Problem::NoColumn { column, .. } | Problem::ColumnExists { column, .. } => {
+            Some(("column", column))
         }
+        Problem::NoConstraint { name, .. }
+        | Problem::NoIndex { name, .. }
+        | Problem::NameTaken { name, .. } => Some(("name", name)),
         Problem::Refused(_) => None,
     }
 }
 
-/// Whether operation `index` has `key` as a plain string (e.g. `column = "phone"`, not
-/// `add_column`'s `column = { ... }`), judged from the decoded operation.
-fn has_key(file: &Checked, index: usize, key: &str) -> bool {
+/// Whether operation `index` has `key` as a plain string naming `name` (schema-qualified
+/// or not): then the problem is about that value, not, say, a referenced table.
+fn holds(file: &Checked, index: usize, key: &str, name: &str) -> bool {
     let Some(operation) = file
         .migration
         .as_ref()
@@ -171,8 +173,14 @@ fn has_key(file: &Checked, index: usize, key: &str) -> bool {
     else {
         return false;
     };
-    serde_json::to_value(operation)
-        .ok()
-        .and_then(|value| value.get(key).map(serde_json::Value::is_string))
-        .unwrap_or(false)
+    let value = serde_json::to_value(operation).ok();
+    let Some(written) = value
+        .as_ref()
+        .and_then(|v| v.get(key))
+        .and_then(|v| v.as_str())
+    else {
+        return false;
+    };
+    let bare = |qualified: &str| qualified.rsplit('.').next().unwrap_or("").to_string();
+    written == name || bare(written) == bare(name)
 }
