@@ -27,6 +27,9 @@ struct Case {
     old_writes: &'static [&'static str],
     /// ... while these are written through the new one (search_path = version schema).
     new_writes: &'static [&'static str],
+    /// Then, one after the other, updates of the other version's rows: `(true, sql)` runs
+    /// on the old version, `(false, sql)` on the new one.
+    cross_updates: &'static [(bool, &'static str)],
     /// Queries on the old version and what they must return.
     old_sees: &'static [(&'static str, &'static str)],
     /// Queries on the new version and what they must return.
@@ -110,6 +113,13 @@ async fn run(case: Case) {
         case.new_writes.iter().map(|s| s.to_string()).collect(),
     )
     .await;
+    for (on_old, sql) in case.cross_updates {
+        let pool = if *on_old { &old } else { &new };
+        sqlx::raw_sql(sql)
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
     for (sql, expected) in case.old_sees {
         assert_eq!(fetch_one(&old, sql).await, *expected, "old version: {sql}");
     }
@@ -182,6 +192,7 @@ up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
             "INSERT INTO orders (id, customer_id, total_cents, status) VALUES (20001, 2, 200, 'cancelled')",
             "INSERT INTO orders (id, customer_id, total_cents) VALUES (20002, 2, 200)",
         ],
+        cross_updates: &[],
         old_sees: &[(
             "SELECT count(*)::text FROM orders WHERE id IN (20001, 20002)",
             "2",
@@ -219,6 +230,7 @@ down = "'2020-01-01 00:00:00+00'::timestamptz"
 "#,
         old_writes: &["INSERT INTO products (id, sku, name, category, price_cents, discontinued_at) VALUES (10001, 'S-1', 'old', 'x', 1, '2019-05-05 00:00:00+00')"],
         new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2)"],
+        cross_updates: &[],
         old_sees: &[(
             "SELECT to_char(discontinued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM products WHERE id = 20001",
             "2020-01-01",
@@ -253,11 +265,15 @@ to = "delivery_notes"
 "#,
         old_writes: &["INSERT INTO orders (id, customer_id, total_cents, notes) VALUES (10001, 1, 100, 'from old')"],
         new_writes: &["INSERT INTO orders (id, customer_id, total_cents, delivery_notes) VALUES (20001, 2, 200, 'from new')"],
-        old_sees: &[("SELECT notes FROM orders WHERE id = 20001", "from new")],
-        new_sees: &[("SELECT delivery_notes FROM orders WHERE id = 10001", "from old")],
+        cross_updates: &[
+            (true, "UPDATE orders SET notes = 'old edited new' WHERE id = 20001"),
+            (false, "UPDATE orders SET delivery_notes = 'new edited old' WHERE id = 10001"),
+        ],
+        old_sees: &[("SELECT notes FROM orders WHERE id = 10001", "new edited old")],
+        new_sees: &[("SELECT delivery_notes FROM orders WHERE id = 20001", "old edited new")],
         refused: &[],
         after: &[
-            ("SELECT delivery_notes FROM orders WHERE id = 20001", "from new"),
+            ("SELECT delivery_notes FROM orders WHERE id = 20001", "old edited new"),
             ("SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'notes'", "0"),
         ],
     })
@@ -278,15 +294,21 @@ type = "numeric(12,2)"
 up = "price_cents::numeric(12,2)"
 down = "round(price_cents)::integer"
 "#,
-        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'x', 150)"],
-        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2.5)"],
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'x', 150)", "INSERT INTO products (id, sku, name, category, price_cents) VALUES (10002, 'S-3', 'old', 'x', 1)"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2.5)", "INSERT INTO products (id, sku, name, category, price_cents) VALUES (20002, 'S-4', 'new', 'x', 1.25)"],
+        cross_updates: &[
+            (true, "UPDATE products SET price_cents = 7 WHERE id = 20002"),
+            (false, "UPDATE products SET price_cents = 9.4 WHERE id = 10002"),
+        ],
         old_sees: &[
             ("SELECT price_cents::text FROM products WHERE id = 20001", "3"),
             ("SELECT pg_typeof(price_cents)::text FROM products WHERE id = 20001", "integer"),
+            ("SELECT price_cents::text FROM products WHERE id = 10002", "9"),
         ],
         new_sees: &[
             ("SELECT price_cents::text FROM products WHERE id = 10001", "150.00"),
             ("SELECT price_cents::text FROM products WHERE id = 20001", "2.50"),
+            ("SELECT price_cents::text FROM products WHERE id = 20002", "7.00"),
             ("SELECT count(*)::text FROM products WHERE price_cents IS NULL", "0"),
         ],
         refused: &[],
@@ -313,7 +335,8 @@ up = "coalesce(phone, 'unknown')"
 "#,
         old_writes: &["INSERT INTO customers (id, email, full_name, country, phone) VALUES (10001, 'old@x', 'Old', 'DE', NULL)"],
         new_writes: &["INSERT INTO customers (id, email, full_name, country, phone) VALUES (20001, 'new@x', 'New', 'FR', '+1')"],
-        old_sees: &[("SELECT phone FROM customers WHERE id = 20001", "+1")],
+        cross_updates: &[(true, "UPDATE customers SET phone = NULL WHERE id = 20001")],
+        old_sees: &[("SELECT phone FROM customers WHERE id = 20001", "unknown")],
         new_sees: &[
             ("SELECT phone FROM customers WHERE id = 10001", "unknown"),
             ("SELECT phone FROM customers WHERE id = 1", "unknown"),
@@ -341,9 +364,13 @@ down = "split_part(email, '@', 1)"
 "#,
         old_writes: &["INSERT INTO customers (id, email, full_name, country) VALUES (10001, 'old@x', 'Old', 'DE')"],
         new_writes: &["INSERT INTO customers (id, email, full_name, country) VALUES (20001, 'newbie@x.org', NULL, 'FR')"],
-        old_sees: &[("SELECT full_name FROM customers WHERE id = 20001", "newbie")],
+        cross_updates: &[(false, "UPDATE customers SET full_name = NULL WHERE id = 10001")],
+        old_sees: &[
+            ("SELECT full_name FROM customers WHERE id = 20001", "newbie"),
+            ("SELECT full_name FROM customers WHERE id = 10001", "old"),
+        ],
         new_sees: &[
-            ("SELECT full_name FROM customers WHERE id = 10001", "Old"),
+            ("SELECT coalesce(full_name, 'null') FROM customers WHERE id = 10001", "null"),
             ("SELECT coalesce(full_name, 'null') FROM customers WHERE id = 20001", "null"),
         ],
         refused: &[],
@@ -369,6 +396,7 @@ default = "'uncategorized'"
 "#,
         old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'tools', 5)"],
         new_writes: &["INSERT INTO products (id, sku, name, price_cents) VALUES (20001, 'S-2', 'new', 5)"],
+        cross_updates: &[],
         old_sees: &[("SELECT category FROM products WHERE id = 20001", "uncategorized")],
         new_sees: &[("SELECT category FROM products WHERE id = 10001", "tools")],
         refused: &[],
@@ -394,6 +422,7 @@ check = "quantity > 0"
 "#,
         old_writes: &["INSERT INTO order_items (id, order_id, product_id, quantity, unit_price_cents) VALUES (10001, 1, 1, 2, 100)"],
         new_writes: &["INSERT INTO order_items (id, order_id, product_id, quantity, unit_price_cents) VALUES (20001, 1, 1, 3, 100)"],
+        cross_updates: &[],
         old_sees: &[("SELECT quantity::text FROM order_items WHERE id = 20001", "3")],
         new_sees: &[("SELECT quantity::text FROM order_items WHERE id = 10001", "2")],
         refused: &["INSERT INTO order_items (id, order_id, product_id, quantity, unit_price_cents) VALUES (30001, 1, 1, 0, 100)"],
@@ -419,6 +448,7 @@ columns = ["description"]
 "#,
         old_writes: &["INSERT INTO products (id, sku, name, category, price_cents, description) VALUES (10001, 'S-1', 'old', 'x', 1, 'from old')"],
         new_writes: &["INSERT INTO products (id, sku, name, category, price_cents, description) VALUES (20001, 'S-2', 'new', 'x', 1, 'from new')"],
+        cross_updates: &[],
         old_sees: &[("SELECT description FROM products WHERE id = 20001", "from new")],
         new_sees: &[("SELECT description FROM products WHERE id = 10001", "from old")],
         refused: &["INSERT INTO products (id, sku, name, category, price_cents, description) VALUES (30001, 'S-3', 'dup', 'x', 1, 'from old')"],
@@ -448,6 +478,7 @@ references = { table = "warehouses", columns = ["code"] }
 "#,
         old_writes: &["INSERT INTO products (id, sku, name, category, price_cents, warehouse) VALUES (10001, 'S-1', 'old', 'x', 1, 'B')"],
         new_writes: &["INSERT INTO products (id, sku, name, category, price_cents, warehouse) VALUES (20001, 'S-2', 'new', 'x', 1, 'A')"],
+        cross_updates: &[],
         old_sees: &[("SELECT warehouse FROM products WHERE id = 20001", "A")],
         new_sees: &[("SELECT warehouse FROM products WHERE id = 10001", "B")],
         refused: &["INSERT INTO products (id, sku, name, category, price_cents, warehouse) VALUES (30001, 'S-3', 'bad', 'x', 1, 'Z')"],
@@ -472,6 +503,7 @@ name = "orders_customer_id_fkey"
 "#,
         old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
         new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
         old_sees: &[("SELECT customer_id::text FROM orders WHERE id = 20001", "2")],
         new_sees: &[("SELECT customer_id::text FROM orders WHERE id = 10001", "1")],
         // Both versions obey it until contract.
@@ -498,6 +530,7 @@ columns = ["customer_id", "placed_at"]
 "#,
         old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
         new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
         old_sees: &[("SELECT customer_id::text FROM orders WHERE id = 20001", "2")],
         new_sees: &[("SELECT customer_id::text FROM orders WHERE id = 10001", "1")],
         refused: &[],
@@ -521,6 +554,7 @@ name = "orders_placed_at_idx"
 "#,
         old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
         new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
         old_sees: &[
             ("SELECT customer_id::text FROM orders WHERE id = 20001", "2"),
             // The old version keeps the index until contract.
@@ -555,6 +589,7 @@ columns = [
 "#,
         old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
         new_writes: &["INSERT INTO carriers (code, name) VALUES ('dhl', 'DHL')"],
+        cross_updates: &[],
         old_sees: &[("SELECT name FROM public.carriers WHERE code = 'dhl'", "DHL")],
         new_sees: &[
             ("SELECT customer_id::text FROM orders WHERE id = 10001", "1"),
@@ -579,6 +614,7 @@ table = "legacy_notes"
 "#,
         old_writes: &["INSERT INTO legacy_notes (id, body) VALUES (10001, 'from old')"],
         new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
         old_sees: &[
             ("SELECT string_agg(body, ',' ORDER BY id) FROM legacy_notes", "kept until contract,from old"),
             ("SELECT customer_id::text FROM orders WHERE id = 20001", "2"),
@@ -606,6 +642,7 @@ to = "shipping_carriers"
 "#,
         old_writes: &["INSERT INTO carriers (code, name) VALUES ('ups', 'UPS')"],
         new_writes: &["INSERT INTO shipping_carriers (code, name) VALUES ('dhl', 'DHL')"],
+        cross_updates: &[],
         old_sees: &[("SELECT string_agg(code, ',' ORDER BY code) FROM carriers", "dhl,ups")],
         new_sees: &[
             ("SELECT string_agg(code, ',' ORDER BY code) FROM shipping_carriers", "dhl,ups"),
@@ -638,9 +675,17 @@ columns = ["marketing_opt_in"]
         old_writes: &["INSERT INTO customers (id, email, full_name, country, marketing_opt_in) VALUES (10001, 'old@x', 'Old', 'DE', true)"],
         new_writes: &["INSERT INTO customers (id, email, full_name, country) VALUES (20001, 'new@x', 'New', 'FR'); \
                        INSERT INTO customer_marketing (id, marketing_opt_in) VALUES (20001, false)"],
-        old_sees: &[("SELECT marketing_opt_in::text FROM customers WHERE id = 20001", "false")],
+        cross_updates: &[
+            (false, "UPDATE customer_marketing SET marketing_opt_in = NULL WHERE id = 1"),
+            (true, "UPDATE customers SET marketing_opt_in = true WHERE id = 20001"),
+        ],
+        old_sees: &[
+            ("SELECT marketing_opt_in::text FROM customers WHERE id = 20001", "true"),
+            ("SELECT coalesce(marketing_opt_in::text, 'null') FROM customers WHERE id = 1", "null"),
+        ],
         new_sees: &[
             ("SELECT marketing_opt_in::text FROM customer_marketing WHERE id = 10001", "true"),
+            ("SELECT marketing_opt_in::text FROM customer_marketing WHERE id = 20001", "true"),
             (
                 "SELECT (SELECT count(*) FROM customers)::text || '=' || (SELECT count(*) FROM customer_marketing)::text",
                 "102=102",
@@ -675,6 +720,7 @@ down = "DROP FUNCTION public.order_line_total_cents(integer, integer);"
 "#,
         old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
         new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
         old_sees: &[
             ("SELECT customer_id::text FROM orders WHERE id = 20001", "2"),
             ("SELECT order_line_total_cents(3, 50)::text", "150"),
