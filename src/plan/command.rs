@@ -79,12 +79,12 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> Result<Stri
         reason: Box::new(reason),
     };
     let recorded = if state::exists(&mut conn).await.map_err(state_error)? {
-        state::list(&mut conn).await.map_err(state_error)?
+        Some(state::list(&mut conn).await.map_err(state_error)?)
     } else {
-        Vec::new()
+        None
     };
     let _ = conn.close().await;
-    let started = Started::find(&recorded, &catalog);
+    let started = Started::find(recorded.as_deref(), &catalog);
     let planned = plan_pending(&migrations, &catalog, &started, name)?;
     if json {
         return Ok(match name {
@@ -118,9 +118,10 @@ pub struct Started {
 }
 
 impl Started {
-    /// From zdm's state when it has any record, otherwise from the version schemas.
-    pub fn find(recorded: &[state::MigrationRecord], catalog: &Catalog) -> Vec<Started> {
-        if !recorded.is_empty() {
+    /// From zdm's state (`recorded`: `None` when schema `zdm` does not exist), otherwise
+    /// from the version schemas' comments.
+    pub fn find(recorded: Option<&[state::MigrationRecord]>, catalog: &Catalog) -> Vec<Started> {
+        if let Some(recorded) = recorded {
             return recorded
                 .iter()
                 .filter(|record| record.status != Status::RolledBack)

@@ -74,16 +74,13 @@ async fn against_database(
         reason: Box::new(reason),
     };
     let recorded = if state::exists(&mut conn).await.map_err(state_error)? {
-        state::list(&mut conn).await.map_err(state_error)?
+        Some(state::list(&mut conn).await.map_err(state_error)?)
     } else {
-        Vec::new()
+        None
     };
     let _ = conn.close().await;
-    Ok(plan_files(
-        files,
-        &catalog,
-        &Started::find(&recorded, &catalog),
-    ))
+    let started = Started::find(recorded.as_deref(), &catalog);
+    Ok(plan_files(files, &catalog, &started))
 }
 
 /// The planner's findings for the files after the last started one. Planning stops at the
