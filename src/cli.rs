@@ -43,8 +43,9 @@ pub enum Command {
     /// log, live; start, contract and roll back migrations from it
     Console(ConsoleArgs),
 
-    /// Parse and check every migration file offline (no database needed): every error and
-    /// warning as file:line:col; exits 1 when any error is found
+    /// Parse and check every migration file (no database needed): every error and warning
+    /// as file:line:col; with a database, also plan the pending ones against its catalog
+    /// (changes nothing); exits 1 when any error is found
     Validate(ValidateArgs),
 
     /// Start a migration: expand, then backfill (resumes where a killed run stopped)

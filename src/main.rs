@@ -23,8 +23,8 @@ fn main() -> Result<()> {
             runtime.block_on(zdm::tui::run::run(config, theme))?;
         }
         Command::Validate(args) => {
-            let outcome =
-                zdm::migration::command::run(args, &mut std::io::stdout(), &mut std::io::stderr())?;
+            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
+            let outcome = runtime.block_on(zdm::plan::validate::run(args, &mut out, &mut err))?;
             if !outcome.passed(args.deny_warnings) {
                 std::process::exit(1);
             }

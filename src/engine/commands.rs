@@ -28,13 +28,17 @@ pub enum CommandError {
 
 /// `zdm start [NAME]`: expand and backfill (or resume) a migration.
 pub async fn start(config: &Config, name: Option<&str>) -> Result<String, CommandError> {
-    let mut engine = connect(config).await?;
+    // Planned before the engine connects (which creates schema `zdm`): a file naming a
+    // table or column the database lacks is refused with nothing changed. Planning
+    // outside the run lock is safe: `Engine::start` runs the recorded plan of a
+    // migration that started meanwhile, and refuses one out of order.
     let planned = {
         let mut catalog = connect_plain(config).await?;
         let planned = source::load_and_plan(config, &mut catalog, name).await;
         let _ = catalog.close().await;
         planned.map_err(Error::from)?
     };
+    let mut engine = connect(config).await?;
     let Planned { plan, checksum } = planned;
     let printer = print_events(&mut engine);
     let outcome = engine.start(&plan, &checksum).await;
@@ -75,6 +79,7 @@ pub async fn status(config: &Config, json: bool) -> Result<String, CommandError>
     let mut conn = connect_plain(config).await?;
     let report = status::report(&mut conn, url.to_string()).await?;
     let _ = conn.close().await;
+    let report = report.with_files(crate::migration::load_dir(&config.migrations_dir));
     if json {
         Ok(serde_json::to_string_pretty(&report)? + "\n")
     } else {

@@ -1,6 +1,7 @@
 //! `zdm status`: every migration recorded on a database (status, steps done per phase,
 //! version schema) and the `search_path` that selects each live version, for a person
-//! or as JSON. Reads only; takes no lock and creates nothing.
+//! or as JSON, together with the migration files not started yet and any file that
+//! changed since it ran. Reads only; takes no lock and creates nothing.
 
 use std::fmt::Write as _;
 
@@ -10,6 +11,7 @@ use sqlx::PgConnection;
 use super::state::{self, MigrationRecord};
 use super::{phase_name, Context, Error, Status};
 use crate::db::quote_ident;
+use crate::migration::{LoadErrors, Migration};
 
 /// The schema holding the physical tables: what the application sees before any
 /// migration has a version schema.
@@ -23,6 +25,23 @@ pub struct StatusReport {
     pub migrations: Vec<MigrationStatus>,
     /// The application versions that work right now, oldest first.
     pub versions: Vec<Version>,
+    /// Migration files of the configured directory that have not started (or were rolled
+    /// back), in the order they run; empty when the files could not be read.
+    pub pending: Vec<PendingFile>,
+    /// Why the migration files are not listed, when the directory could not be read or a
+    /// file has errors (`zdm validate` shows them all).
+    pub files_unreadable: Option<String>,
+}
+
+/// A migration file that has not run (yet).
+#[derive(Debug, Clone, Serialize)]
+pub struct PendingFile {
+    pub name: String,
+    pub description: Option<String>,
+    /// SHA-256 of the file, hex.
+    pub checksum: String,
+    /// It was started once and rolled back (it may have changed since: allowed).
+    pub rolled_back: bool,
 }
 
 /// One migration and whether its version schema is there.
@@ -31,6 +50,9 @@ pub struct MigrationStatus {
     #[serde(flatten)]
     pub record: MigrationRecord,
     pub version_schema_exists: bool,
+    /// The checksum of its file now, when the file is there and differs from the recorded
+    /// one: a migration that ran must not change (`zdm start` refuses it).
+    pub file_checksum_changed: Option<String>,
 }
 
 /// One application version and how a client chooses it.
@@ -55,6 +77,7 @@ pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusR
         migrations.push(MigrationStatus {
             record,
             version_schema_exists: exists,
+            file_checksum_changed: None,
         });
     }
     let versions = versions(&migrations);
@@ -62,7 +85,50 @@ pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusR
         database,
         migrations,
         versions,
+        pending: Vec::new(),
+        files_unreadable: None,
     })
+}
+
+impl StatusReport {
+    /// Adds what the migration files say: the ones not started (or rolled back) as
+    /// pending, and a changed checksum on the ones that ran.
+    pub fn with_files(mut self, files: Result<Vec<Migration>, LoadErrors>) -> Self {
+        let files = match files {
+            Ok(files) => files,
+            Err(errors) => {
+                self.files_unreadable = Some(errors.to_string());
+                return self;
+            }
+        };
+        for file in &files {
+            let recorded = self
+                .migrations
+                .iter_mut()
+                .find(|m| m.record.name == file.name);
+            match recorded {
+                Some(m) if m.record.status == Status::RolledBack => {
+                    self.pending.push(pending(file, true));
+                }
+                Some(m) => {
+                    if m.record.checksum != file.checksum {
+                        m.file_checksum_changed = Some(file.checksum.clone());
+                    }
+                }
+                None => self.pending.push(pending(file, false)),
+            }
+        }
+        self
+    }
+}
+
+fn pending(file: &Migration, rolled_back: bool) -> PendingFile {
+    PendingFile {
+        name: file.name.clone(),
+        description: file.description.clone(),
+        checksum: file.checksum.clone(),
+        rolled_back,
+    }
 }
 
 /// The live versions: the physical tables until a migration completes, then the newest
@@ -139,6 +205,36 @@ impl StatusReport {
             }
             if let Some(error) = &r.error {
                 let _ = writeln!(out, "  error:          {error}");
+            }
+            if let Some(file) = &m.file_checksum_changed {
+                let _ = writeln!(
+                    out,
+                    "  FILE CHANGED:   recorded checksum {}, the file now has {file}; a \
+                     migration that ran must not change",
+                    r.checksum
+                );
+            }
+        }
+        match (&self.files_unreadable, self.pending.is_empty()) {
+            (Some(why), _) => {
+                let _ = writeln!(out, "\nMigration files not listed: {why}");
+            }
+            (None, true) => out.push_str("\nNo pending migration files.\n"),
+            (None, false) => {
+                out.push_str("\nPending migration files (run in this order):\n");
+                for file in &self.pending {
+                    let note = if file.rolled_back {
+                        " (rolled back)"
+                    } else {
+                        ""
+                    };
+                    let _ = writeln!(
+                        out,
+                        "  {}{note}  {}",
+                        file.name,
+                        file.description.as_deref().unwrap_or("")
+                    );
+                }
             }
         }
         out.push_str("\nVersions (an application chooses one with search_path):\n");

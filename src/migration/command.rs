@@ -1,12 +1,13 @@
-//! `zdm validate`: parse and check every migration file of the directory, offline, and
-//! list every finding; the caller turns the outcome into the exit code.
+//! `zdm validate`: parse and check every migration file of the directory and list every
+//! finding; the caller turns the outcome into the exit code.
 
 use std::io::Write;
 
 use crate::cli::ValidateArgs;
 use crate::config::Config;
 
-use super::directory::check_dir;
+use super::diagnostic::Diagnostic;
+use super::directory::{check_dir, DirCheck};
 
 /// What `zdm validate` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,8 +24,9 @@ impl Outcome {
     }
 }
 
-/// Runs `zdm validate`: the list of migrations and a summary on `out`, every diagnostic on
-/// `err` (`file:line:col: message`).
+/// Runs `zdm validate` offline: the list of migrations and a summary on `out`, every
+/// diagnostic on `err` (`file:line:col: message`). With a database, `zdm validate` runs
+/// `crate::plan::validate::run`, which adds the planner's findings.
 pub fn run(
     args: &ValidateArgs,
     out: &mut dyn Write,
@@ -32,13 +34,27 @@ pub fn run(
 ) -> Result<Outcome, crate::config::Error> {
     let config = Config::load(&args.target.overrides())?;
     let checked = check_dir(&config.migrations_dir);
+    Ok(report(&config, &checked, &[], out, err))
+}
+
+/// Prints what the files' check found plus `extra` findings (from planning against a
+/// database): migrations without an error listed on `out`, every diagnostic on `err`.
+pub fn report(
+    config: &Config,
+    checked: &DirCheck,
+    extra: &[Diagnostic],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Outcome {
     let io = |result: std::io::Result<()>| result.unwrap_or(());
-    for diagnostic in checked.all() {
+    for diagnostic in checked.all().chain(extra) {
         io(writeln!(err, "{diagnostic}"));
     }
     let mut migrations = 0;
     for file in &checked.files {
-        if let (Some(migration), None) = (&file.migration, file.errors().next()) {
+        // A file the database check flagged (an error, or not checked) is not listed valid.
+        let flagged = extra.iter().any(|d| d.path == file.path);
+        if let (Some(migration), None, false) = (&file.migration, file.errors().next(), flagged) {
             migrations += 1;
             let operations = migration.operations.len();
             io(writeln!(
@@ -52,8 +68,8 @@ pub fn run(
     }
     let outcome = Outcome {
         migrations,
-        errors: checked.error_count(),
-        warnings: checked.warning_count(),
+        errors: checked.error_count() + extra.iter().filter(|d| d.is_error()).count(),
+        warnings: checked.warning_count() + extra.iter().filter(|d| !d.is_error()).count(),
     };
     io(writeln!(
         out,
@@ -67,5 +83,5 @@ pub fn run(
         outcome.warnings,
         if outcome.warnings == 1 { "" } else { "s" },
     ));
-    Ok(outcome)
+    outcome
 }

@@ -14,6 +14,7 @@ pub mod names;
 mod ops;
 pub mod render;
 pub mod step;
+pub mod validate;
 pub mod workspace;
 
 pub use error::{PlanError, Problem};

@@ -1,0 +1,736 @@
+//! Every one of the 18 operations through the engine's commands (what `zdm start`,
+//! `zdm rollback` and `zdm complete` run) on a real PostgreSQL with the demo schema:
+//! start → rollback leaves the catalog and `pg_dump --schema-only` exactly as before;
+//! start again, an old-version and a new-version client write at the same time (both
+//! succeed, each sees the other's rows in its own shape, both obey the new constraints),
+//! then complete and check the final schema.
+
+mod plan_support;
+
+use std::path::Path;
+
+use plan_support::common;
+use plan_support::{catalog, client, demo_database, fetch_one, write_concurrently};
+use zdm::config::{Config, Overrides};
+use zdm::engine::commands;
+use zdm::localpg::LocalPg;
+
+/// One operation's scenario. SQL in `*_sees` and `after` returns one text value.
+struct Case {
+    /// The migration's name (its file stem); also names the test database.
+    name: &'static str,
+    /// Run before anything is recorded (extra tables or data the operation needs).
+    setup: &'static str,
+    /// The migration file (TOML).
+    file: &'static str,
+    /// Written through the old version (search_path = public) ...
+    old_writes: &'static [&'static str],
+    /// ... while these are written through the new one (search_path = version schema).
+    new_writes: &'static [&'static str],
+    /// Then, one after the other, updates of the other version's rows: `(true, sql)` runs
+    /// on the old version, `(false, sql)` on the new one.
+    cross_updates: &'static [(bool, &'static str)],
+    /// Queries on the old version and what they must return.
+    old_sees: &'static [(&'static str, &'static str)],
+    /// Queries on the new version and what they must return.
+    new_sees: &'static [(&'static str, &'static str)],
+    /// Writes each version must be refused (the new constraints hold for both).
+    refused: &'static [&'static str],
+    /// Queries on the physical tables after complete.
+    after: &'static [(&'static str, &'static str)],
+}
+
+fn config(url: &str, dir: &Path) -> Config {
+    Config::load(&Overrides {
+        config_file: None,
+        database_url: Some(url.to_string()),
+        migrations_dir: Some(dir.to_path_buf()),
+    })
+    .expect("config")
+}
+
+/// `pg_dump --schema-only` without zdm's own state schema (created by the first start).
+fn schema_dump(pg: &LocalPg, database: &str) -> String {
+    let output = std::process::Command::new(pg.binaries().tool("pg_dump"))
+        .args(["--schema-only", "--no-owner", "--exclude-schema=zdm"])
+        .arg(format!("--dbname={}", pg.primary().url(database)))
+        .output()
+        .expect("run pg_dump");
+    assert!(output.status.success(), "pg_dump failed");
+    String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+async fn run(case: Case) {
+    let pg = common::primary();
+    let db = case
+        .name
+        .trim_start_matches(|c: char| c.is_ascii_digit() || c == '_');
+    let pool = demo_database(&pg, db).await;
+    if !case.setup.is_empty() {
+        sqlx::raw_sql(case.setup)
+            .execute(&pool)
+            .await
+            .expect("setup");
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(format!("{}.toml", case.name)), case.file).expect("write");
+    let config = config(&pg.primary().url(db), dir.path());
+    let name = case.name;
+    let version = format!("public_{name}");
+
+    // start → rollback: exactly as before.
+    let catalog_before = catalog(&pool).await;
+    let dump_before = schema_dump(&pg, db);
+    let started = commands::start(&config, Some(name)).await.expect("start");
+    assert!(started.contains("ready to contract"), "{started}");
+    let rolled_back = commands::rollback(&config, name).await.expect("rollback");
+    assert!(rolled_back.contains("rolled back"), "{rolled_back}");
+    assert_eq!(
+        catalog_before,
+        catalog(&pool).await,
+        "{name}: rollback restores the catalog"
+    );
+    assert_eq!(
+        dump_before,
+        schema_dump(&pg, db),
+        "{name}: rollback restores the schema dump"
+    );
+
+    // start again; both versions write at once.
+    commands::start(&config, Some(name))
+        .await
+        .expect("start again");
+    let old = client(&pg, db, "public").await;
+    let new = client(&pg, db, &format!("\"{version}\"")).await;
+    write_concurrently(
+        &old,
+        case.old_writes.iter().map(|s| s.to_string()).collect(),
+        &new,
+        case.new_writes.iter().map(|s| s.to_string()).collect(),
+    )
+    .await;
+    for (on_old, sql) in case.cross_updates {
+        let pool = if *on_old { &old } else { &new };
+        sqlx::raw_sql(sql)
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    }
+    for (sql, expected) in case.old_sees {
+        assert_eq!(fetch_one(&old, sql).await, *expected, "old version: {sql}");
+    }
+    for (sql, expected) in case.new_sees {
+        assert_eq!(fetch_one(&new, sql).await, *expected, "new version: {sql}");
+    }
+    for sql in case.refused {
+        for (who, pool) in [("old", &old), ("new", &new)] {
+            assert!(
+                sqlx::raw_sql(sql).execute(pool).await.is_err(),
+                "{who} version must be refused: {sql}"
+            );
+        }
+    }
+    old.close().await;
+    new.close().await;
+
+    let completed = commands::complete(&config, name, name)
+        .await
+        .expect("complete");
+    assert!(completed.contains("complete"), "{completed}");
+    for (sql, expected) in case.after {
+        assert_eq!(
+            fetch_one(&pool, sql).await,
+            *expected,
+            "after complete: {sql}"
+        );
+    }
+    let leftovers = fetch_one(
+        &pool,
+        "SELECT ((SELECT count(*) FROM pg_trigger WHERE tgname LIKE '\\_zdm%')
+              + (SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+                 JOIN pg_namespace n ON n.oid = c.relnamespace
+                 WHERE n.nspname = 'public' AND a.attname LIKE '\\_zdm%' AND NOT a.attisdropped)
+              + (SELECT count(*) FROM pg_constraint WHERE conname LIKE '\\_zdm%')
+              + (SELECT count(*) FROM pg_proc WHERE proname LIKE '\\_zdm%'))::text",
+    )
+    .await;
+    assert_eq!(leftovers, "0", "{name}: contract leaves no zdm machinery");
+    // The version schema keeps serving the new version after contract.
+    let new = client(&pg, db, &format!("\"{version}\"")).await;
+    for (sql, expected) in case.new_sees {
+        assert_eq!(
+            fetch_one(&new, sql).await,
+            *expected,
+            "after complete: {sql}"
+        );
+    }
+    new.close().await;
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn add_column() {
+    run(Case {
+        name: "0001_add_column",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "status", type = "text", nullable = false, default = "'new'" }
+up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
+"#,
+        old_writes: &[
+            "INSERT INTO orders (id, customer_id, total_cents, shipped_at) VALUES (10001, 1, 100, now())",
+            "INSERT INTO orders (id, customer_id, total_cents, shipped_at) VALUES (10002, 1, 100, NULL)",
+        ],
+        new_writes: &[
+            "INSERT INTO orders (id, customer_id, total_cents, status) VALUES (20001, 2, 200, 'cancelled')",
+            "INSERT INTO orders (id, customer_id, total_cents) VALUES (20002, 2, 200)",
+        ],
+        cross_updates: &[],
+        old_sees: &[(
+            "SELECT count(*)::text FROM orders WHERE id IN (20001, 20002)",
+            "2",
+        )],
+        new_sees: &[
+            (
+                "SELECT string_agg(status, ',' ORDER BY id) FROM orders WHERE id IN (10001, 10002, 20001, 20002)",
+                "shipped,new,cancelled,new",
+            ),
+            ("SELECT count(*)::text FROM orders WHERE status IS NULL", "0"),
+        ],
+        refused: &[],
+        after: &[
+            (
+                "SELECT is_nullable FROM information_schema.columns WHERE table_name = 'orders' AND column_name = 'status'",
+                "NO",
+            ),
+            ("SELECT status FROM orders WHERE id = 10002", "new"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drop_column() {
+    run(Case {
+        name: "0001_drop_column",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "drop_column"
+table = "products"
+column = "discontinued_at"
+down = "'2020-01-01 00:00:00+00'::timestamptz"
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents, discontinued_at) VALUES (10001, 'S-1', 'old', 'x', 1, '2019-05-05 00:00:00+00')"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2)"],
+        cross_updates: &[],
+        old_sees: &[(
+            "SELECT to_char(discontinued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') FROM products WHERE id = 20001",
+            "2020-01-01",
+        )],
+        new_sees: &[
+            ("SELECT name FROM products WHERE id = 10001", "old"),
+            (
+                "SELECT count(*)::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'products' AND column_name = 'discontinued_at'",
+                "0",
+            ),
+        ],
+        refused: &[],
+        after: &[(
+            "SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'discontinued_at'",
+            "0",
+        )],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rename_column() {
+    run(Case {
+        name: "0001_rename_column",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "rename_column"
+table = "orders"
+column = "notes"
+to = "delivery_notes"
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents, notes) VALUES (10001, 1, 100, 'from old')"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents, delivery_notes) VALUES (20001, 2, 200, 'from new')"],
+        cross_updates: &[
+            (true, "UPDATE orders SET notes = 'old edited new' WHERE id = 20001"),
+            (false, "UPDATE orders SET delivery_notes = 'new edited old' WHERE id = 10001"),
+        ],
+        old_sees: &[("SELECT notes FROM orders WHERE id = 10001", "new edited old")],
+        new_sees: &[("SELECT delivery_notes FROM orders WHERE id = 20001", "old edited new")],
+        refused: &[],
+        after: &[
+            ("SELECT delivery_notes FROM orders WHERE id = 20001", "old edited new"),
+            ("SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'notes'", "0"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn change_type() {
+    run(Case {
+        name: "0001_change_type",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "change_type"
+table = "products"
+column = "price_cents"
+type = "numeric(12,2)"
+up = "price_cents::numeric(12,2)"
+down = "round(price_cents)::integer"
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'x', 150)", "INSERT INTO products (id, sku, name, category, price_cents) VALUES (10002, 'S-3', 'old', 'x', 1)"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2.5)", "INSERT INTO products (id, sku, name, category, price_cents) VALUES (20002, 'S-4', 'new', 'x', 1.25)"],
+        cross_updates: &[
+            (true, "UPDATE products SET price_cents = 7 WHERE id = 20002"),
+            (false, "UPDATE products SET price_cents = 9.4 WHERE id = 10002"),
+        ],
+        old_sees: &[
+            ("SELECT price_cents::text FROM products WHERE id = 20001", "3"),
+            ("SELECT pg_typeof(price_cents)::text FROM products WHERE id = 20001", "integer"),
+            ("SELECT price_cents::text FROM products WHERE id = 10002", "9"),
+        ],
+        new_sees: &[
+            ("SELECT price_cents::text FROM products WHERE id = 10001", "150.00"),
+            ("SELECT price_cents::text FROM products WHERE id = 20001", "2.50"),
+            ("SELECT price_cents::text FROM products WHERE id = 20002", "7.00"),
+            ("SELECT count(*)::text FROM products WHERE price_cents IS NULL", "0"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT data_type FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'price_cents'", "numeric"),
+            ("SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'price_cents'", "NO"),
+            ("SELECT price_cents::text FROM products WHERE id = 20001", "2.50"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn set_not_null() {
+    run(Case {
+        name: "0001_set_not_null",
+        setup: "UPDATE customers SET phone = NULL WHERE id <= 10",
+        file: r#"
+[[operations]]
+op = "set_not_null"
+table = "customers"
+column = "phone"
+up = "coalesce(phone, 'unknown')"
+"#,
+        old_writes: &["INSERT INTO customers (id, email, full_name, country, phone) VALUES (10001, 'old@x', 'Old', 'DE', NULL)"],
+        new_writes: &["INSERT INTO customers (id, email, full_name, country, phone) VALUES (20001, 'new@x', 'New', 'FR', '+1')"],
+        cross_updates: &[(true, "UPDATE customers SET phone = NULL WHERE id = 20001")],
+        old_sees: &[("SELECT phone FROM customers WHERE id = 20001", "unknown")],
+        new_sees: &[
+            ("SELECT phone FROM customers WHERE id = 10001", "unknown"),
+            ("SELECT phone FROM customers WHERE id = 1", "unknown"),
+            ("SELECT count(*)::text FROM customers WHERE phone IS NULL", "0"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'customers' AND column_name = 'phone'", "NO"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drop_not_null() {
+    run(Case {
+        name: "0001_drop_not_null",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "drop_not_null"
+table = "customers"
+column = "full_name"
+down = "split_part(email, '@', 1)"
+"#,
+        old_writes: &["INSERT INTO customers (id, email, full_name, country) VALUES (10001, 'old@x', 'Old', 'DE')"],
+        new_writes: &["INSERT INTO customers (id, email, full_name, country) VALUES (20001, 'newbie@x.org', NULL, 'FR')"],
+        cross_updates: &[(false, "UPDATE customers SET full_name = NULL WHERE id = 10001")],
+        old_sees: &[
+            ("SELECT full_name FROM customers WHERE id = 20001", "newbie"),
+            ("SELECT full_name FROM customers WHERE id = 10001", "old"),
+        ],
+        new_sees: &[
+            ("SELECT coalesce(full_name, 'null') FROM customers WHERE id = 10001", "null"),
+            ("SELECT coalesce(full_name, 'null') FROM customers WHERE id = 20001", "null"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'customers' AND column_name = 'full_name'", "YES"),
+            ("SELECT coalesce(full_name, 'null') FROM customers WHERE id = 20001", "null"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn set_default() {
+    run(Case {
+        name: "0001_set_default",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "set_default"
+table = "products"
+column = "category"
+default = "'uncategorized'"
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'tools', 5)"],
+        new_writes: &["INSERT INTO products (id, sku, name, price_cents) VALUES (20001, 'S-2', 'new', 5)"],
+        cross_updates: &[],
+        old_sees: &[("SELECT category FROM products WHERE id = 20001", "uncategorized")],
+        new_sees: &[("SELECT category FROM products WHERE id = 10001", "tools")],
+        refused: &[],
+        after: &[(
+            "SELECT column_default FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'category'",
+            "'uncategorized'::text",
+        )],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn add_check() {
+    run(Case {
+        name: "0001_add_check",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "add_check"
+table = "order_items"
+name = "order_items_quantity_positive"
+check = "quantity > 0"
+"#,
+        old_writes: &["INSERT INTO order_items (id, order_id, product_id, quantity, unit_price_cents) VALUES (10001, 1, 1, 2, 100)"],
+        new_writes: &["INSERT INTO order_items (id, order_id, product_id, quantity, unit_price_cents) VALUES (20001, 1, 1, 3, 100)"],
+        cross_updates: &[],
+        old_sees: &[("SELECT quantity::text FROM order_items WHERE id = 20001", "3")],
+        new_sees: &[("SELECT quantity::text FROM order_items WHERE id = 10001", "2")],
+        refused: &["INSERT INTO order_items (id, order_id, product_id, quantity, unit_price_cents) VALUES (30001, 1, 1, 0, 100)"],
+        after: &[(
+            "SELECT convalidated::text FROM pg_constraint WHERE conname = 'order_items_quantity_positive'",
+            "true",
+        )],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn add_unique() {
+    run(Case {
+        name: "0001_add_unique",
+        setup: "UPDATE products SET description = 'd' || id",
+        file: r#"
+[[operations]]
+op = "add_unique"
+table = "products"
+name = "products_description_key"
+columns = ["description"]
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents, description) VALUES (10001, 'S-1', 'old', 'x', 1, 'from old')"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents, description) VALUES (20001, 'S-2', 'new', 'x', 1, 'from new')"],
+        cross_updates: &[],
+        old_sees: &[("SELECT description FROM products WHERE id = 20001", "from new")],
+        new_sees: &[("SELECT description FROM products WHERE id = 10001", "from old")],
+        refused: &["INSERT INTO products (id, sku, name, category, price_cents, description) VALUES (30001, 'S-3', 'dup', 'x', 1, 'from old')"],
+        after: &[(
+            "SELECT contype::text FROM pg_constraint WHERE conname = 'products_description_key'",
+            "u",
+        )],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn add_foreign_key() {
+    run(Case {
+        name: "0001_add_foreign_key",
+        setup: "CREATE TABLE warehouses (code text PRIMARY KEY);
+                INSERT INTO warehouses VALUES ('A'), ('B');
+                ALTER TABLE products ADD COLUMN warehouse text;
+                UPDATE products SET warehouse = 'A';",
+        file: r#"
+[[operations]]
+op = "add_foreign_key"
+table = "products"
+name = "products_warehouse_fkey"
+columns = ["warehouse"]
+references = { table = "warehouses", columns = ["code"] }
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents, warehouse) VALUES (10001, 'S-1', 'old', 'x', 1, 'B')"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents, warehouse) VALUES (20001, 'S-2', 'new', 'x', 1, 'A')"],
+        cross_updates: &[],
+        old_sees: &[("SELECT warehouse FROM products WHERE id = 20001", "A")],
+        new_sees: &[("SELECT warehouse FROM products WHERE id = 10001", "B")],
+        refused: &["INSERT INTO products (id, sku, name, category, price_cents, warehouse) VALUES (30001, 'S-3', 'bad', 'x', 1, 'Z')"],
+        after: &[(
+            "SELECT convalidated::text FROM pg_constraint WHERE conname = 'products_warehouse_fkey'",
+            "true",
+        )],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drop_constraint() {
+    run(Case {
+        name: "0001_drop_constraint",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "drop_constraint"
+table = "orders"
+name = "orders_customer_id_fkey"
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
+        old_sees: &[("SELECT customer_id::text FROM orders WHERE id = 20001", "2")],
+        new_sees: &[("SELECT customer_id::text FROM orders WHERE id = 10001", "1")],
+        // Both versions obey it until contract.
+        refused: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (30001, 999999, 1)"],
+        after: &[
+            ("SELECT count(*)::text FROM pg_constraint WHERE conname = 'orders_customer_id_fkey'", "0"),
+            ("INSERT INTO orders (id, customer_id, total_cents) VALUES (30001, 999999, 1) RETURNING id::text", "30001"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_index() {
+    run(Case {
+        name: "0001_create_index",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "create_index"
+table = "orders"
+name = "orders_customer_id_placed_at_idx"
+columns = ["customer_id", "placed_at"]
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
+        old_sees: &[("SELECT customer_id::text FROM orders WHERE id = 20001", "2")],
+        new_sees: &[("SELECT customer_id::text FROM orders WHERE id = 10001", "1")],
+        refused: &[],
+        after: &[(
+            "SELECT (indisvalid AND indisready)::text FROM pg_index WHERE indexrelid = 'orders_customer_id_placed_at_idx'::regclass",
+            "true",
+        )],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drop_index() {
+    run(Case {
+        name: "0001_drop_index",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "drop_index"
+name = "orders_placed_at_idx"
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
+        old_sees: &[
+            ("SELECT customer_id::text FROM orders WHERE id = 20001", "2"),
+            // The old version keeps the index until contract.
+            (
+                "SELECT (to_regclass('public.orders_placed_at_idx') IS NOT NULL)::text",
+                "true",
+            ),
+        ],
+        new_sees: &[("SELECT customer_id::text FROM orders WHERE id = 10001", "1")],
+        refused: &[],
+        after: &[(
+            "SELECT (to_regclass('public.orders_placed_at_idx') IS NULL)::text",
+            "true",
+        )],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_table() {
+    run(Case {
+        name: "0001_create_table",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "create_table"
+table = "carriers"
+columns = [
+  { name = "code", type = "text", primary_key = true },
+  { name = "name", type = "text", nullable = false },
+]
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &["INSERT INTO carriers (code, name) VALUES ('dhl', 'DHL')"],
+        cross_updates: &[],
+        old_sees: &[("SELECT name FROM public.carriers WHERE code = 'dhl'", "DHL")],
+        new_sees: &[
+            ("SELECT customer_id::text FROM orders WHERE id = 10001", "1"),
+            ("SELECT name FROM carriers WHERE code = 'dhl'", "DHL"),
+        ],
+        refused: &["INSERT INTO carriers (code, name) VALUES ('ups', NULL)"],
+        after: &[("SELECT name FROM carriers WHERE code = 'dhl'", "DHL")],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drop_table() {
+    run(Case {
+        name: "0001_drop_table",
+        setup: "CREATE TABLE legacy_notes (id bigint PRIMARY KEY, body text);
+                INSERT INTO legacy_notes VALUES (1, 'kept until contract');",
+        file: r#"
+[[operations]]
+op = "drop_table"
+table = "legacy_notes"
+"#,
+        old_writes: &["INSERT INTO legacy_notes (id, body) VALUES (10001, 'from old')"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
+        old_sees: &[
+            ("SELECT string_agg(body, ',' ORDER BY id) FROM legacy_notes", "kept until contract,from old"),
+            ("SELECT customer_id::text FROM orders WHERE id = 20001", "2"),
+        ],
+        new_sees: &[(
+            "SELECT count(*)::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'legacy_notes'",
+            "0",
+        )],
+        refused: &[],
+        after: &[("SELECT (to_regclass('public.legacy_notes') IS NULL)::text", "true")],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rename_table() {
+    run(Case {
+        name: "0001_rename_table",
+        setup: "CREATE TABLE carriers (code text PRIMARY KEY, name text NOT NULL);",
+        file: r#"
+[[operations]]
+op = "rename_table"
+table = "carriers"
+to = "shipping_carriers"
+"#,
+        old_writes: &["INSERT INTO carriers (code, name) VALUES ('ups', 'UPS')"],
+        new_writes: &["INSERT INTO shipping_carriers (code, name) VALUES ('dhl', 'DHL')"],
+        cross_updates: &[],
+        old_sees: &[("SELECT string_agg(code, ',' ORDER BY code) FROM carriers", "dhl,ups")],
+        new_sees: &[
+            ("SELECT string_agg(code, ',' ORDER BY code) FROM shipping_carriers", "dhl,ups"),
+            (
+                "SELECT count(*)::text FROM information_schema.tables WHERE table_schema = current_schema() AND table_name = 'carriers'",
+                "0",
+            ),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT string_agg(code, ',' ORDER BY code) FROM shipping_carriers", "dhl,ups"),
+            ("SELECT (to_regclass('public.carriers') IS NULL)::text", "true"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn split_table() {
+    run(Case {
+        name: "0001_split_table",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "split_table"
+table = "customers"
+new_table = "customer_marketing"
+columns = ["marketing_opt_in"]
+"#,
+        old_writes: &["INSERT INTO customers (id, email, full_name, country, marketing_opt_in) VALUES (10001, 'old@x', 'Old', 'DE', true)"],
+        new_writes: &["INSERT INTO customers (id, email, full_name, country) VALUES (20001, 'new@x', 'New', 'FR'); \
+                       INSERT INTO customer_marketing (id, marketing_opt_in) VALUES (20001, false)"],
+        cross_updates: &[
+            (false, "UPDATE customer_marketing SET marketing_opt_in = NULL WHERE id = 1"),
+            (true, "UPDATE customers SET marketing_opt_in = true WHERE id = 20001"),
+        ],
+        old_sees: &[
+            ("SELECT marketing_opt_in::text FROM customers WHERE id = 20001", "true"),
+            ("SELECT coalesce(marketing_opt_in::text, 'null') FROM customers WHERE id = 1", "null"),
+        ],
+        new_sees: &[
+            ("SELECT marketing_opt_in::text FROM customer_marketing WHERE id = 10001", "true"),
+            ("SELECT marketing_opt_in::text FROM customer_marketing WHERE id = 20001", "true"),
+            (
+                "SELECT (SELECT count(*) FROM customers)::text || '=' || (SELECT count(*) FROM customer_marketing)::text",
+                "102=102",
+            ),
+            (
+                "SELECT count(*)::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'customers' AND column_name = 'marketing_opt_in'",
+                "0",
+            ),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'customers' AND column_name = 'marketing_opt_in'", "0"),
+            ("SELECT marketing_opt_in::text FROM customer_marketing WHERE id = 10001", "true"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn raw_sql() {
+    run(Case {
+        name: "0001_raw_sql",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "raw_sql"
+up = """
+CREATE FUNCTION public.order_line_total_cents(quantity integer, unit_price_cents integer)
+RETURNS bigint LANGUAGE sql IMMUTABLE RETURN quantity::bigint * unit_price_cents;
+"""
+down = "DROP FUNCTION public.order_line_total_cents(integer, integer);"
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
+        old_sees: &[
+            ("SELECT customer_id::text FROM orders WHERE id = 20001", "2"),
+            ("SELECT order_line_total_cents(3, 50)::text", "150"),
+        ],
+        new_sees: &[
+            ("SELECT customer_id::text FROM orders WHERE id = 10001", "1"),
+            ("SELECT public.order_line_total_cents(2, 50)::text", "100"),
+        ],
+        refused: &[],
+        after: &[("SELECT order_line_total_cents(4, 25)::text", "100")],
+    })
+    .await;
+}
