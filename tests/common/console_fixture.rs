@@ -87,6 +87,7 @@ pub fn price_plan() -> Plan {
                 "public.products",
             ),
         ],
+        drops: Default::default(),
     }
 }
 

@@ -1,0 +1,170 @@
+//! Contract safety gates: checks run against the live database before the irreversible
+//! contract phase, each ending in pass, fail or unknown with the evidence it found (never a
+//! silent pass). One gate per file, one [`Gate`] trait, one [`registry`].
+//!
+//! The gates observe over a window (statement counts, index scans): every gate takes its
+//! first look, the window passes once for all of them, then each gate judges.
+
+pub mod backfill;
+pub mod command;
+pub mod context;
+pub mod dependencies;
+pub mod explain;
+pub mod indexes;
+pub mod matching;
+pub mod old_transactions;
+pub mod old_version;
+pub mod registry;
+
+use std::any::Any;
+use std::fmt;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+pub use context::Context;
+pub use registry::{evaluate, registry};
+
+/// A gate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The gate could not find out (missing extension, unreachable replica, query error):
+    /// blocks contract like a failure, because nothing was proved.
+    Unknown,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Unknown => "UNKNOWN",
+        })
+    }
+}
+
+/// One gate's outcome: what it checked, the verdict, and what it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateReport {
+    /// The gate's name, as given to `--override-gate`.
+    pub name: String,
+    /// What the gate checks, in a sentence.
+    pub title: String,
+    pub verdict: Verdict,
+    /// One line per finding; for a pass, what was checked.
+    pub evidence: Vec<String>,
+}
+
+impl GateReport {
+    pub fn new(gate: &dyn Gate, verdict: Verdict, evidence: Vec<String>) -> Self {
+        GateReport {
+            name: gate.name().to_string(),
+            title: gate.title().to_string(),
+            verdict,
+            evidence,
+        }
+    }
+}
+
+/// Every gate of one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub migration: String,
+    /// Seconds the window lasted.
+    pub window_seconds: f64,
+    pub gates: Vec<GateReport>,
+}
+
+impl Report {
+    /// Gates that did not pass and are not overridden: what still blocks contract.
+    pub fn blocking<'a>(&'a self, overrides: &'a [String]) -> Vec<&'a GateReport> {
+        self.gates
+            .iter()
+            .filter(|g| g.verdict != Verdict::Pass && !overrides.contains(&g.name))
+            .collect()
+    }
+
+    /// Names given to `--override-gate` that are not gates: a typo must not pass silently.
+    pub fn unknown_overrides(&self, overrides: &[String]) -> Vec<String> {
+        overrides
+            .iter()
+            .filter(|o| self.gates.iter().all(|g| &g.name != *o))
+            .cloned()
+            .collect()
+    }
+
+    /// The text `zdm gates` prints.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "contract gates of {} (observed for {:.1} s)\n",
+            self.migration, self.window_seconds
+        );
+        for gate in &self.gates {
+            out.push_str(&format!(
+                "\n[{:>7}] {}: {}\n",
+                gate.verdict.to_string(),
+                gate.name,
+                gate.title
+            ));
+            for line in &gate.evidence {
+                for (i, part) in line.lines().enumerate() {
+                    out.push_str(if i == 0 {
+                        "          - "
+                    } else {
+                        "            "
+                    });
+                    out.push_str(part);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a gate saw when the window opened, handed back to it when the window closed.
+pub type Observation = Box<dyn Any + Send>;
+
+/// One contract safety check.
+pub trait Gate: Send + Sync {
+    /// Short name, used by `--override-gate` and in the audit trail.
+    fn name(&self) -> &'static str;
+    /// What it checks, in a sentence.
+    fn title(&self) -> &'static str;
+    /// First look, when the observation window opens (counters to compare later).
+    fn observe<'a>(&'a self, _ctx: &'a mut Context) -> BoxFuture<'a, Observation> {
+        Box::pin(async { Box::new(()) as Observation })
+    }
+    /// The verdict, when the window has passed.
+    fn judge<'a>(&'a self, ctx: &'a mut Context, first: Observation) -> BoxFuture<'a, GateReport>;
+}
+
+/// Why the gates could not be evaluated at all (a gate's own trouble is its "unknown").
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::Error),
+    #[error(
+        "migration {name} has not been started on this database, so it has no contract to \
+         check; run `zdm start {name}` first"
+    )]
+    NotStarted { name: String },
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
+    #[error("could not write the gates as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A database error as evidence: the gate could not look, so it says unknown.
+pub(crate) fn unknown_because(gate: &dyn Gate, doing: &str, error: &sqlx::Error) -> GateReport {
+    GateReport::new(
+        gate,
+        Verdict::Unknown,
+        vec![format!("could not check: {doing} failed: {error}")],
+    )
+}

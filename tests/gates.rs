@@ -1,0 +1,371 @@
+//! Contract safety gates and the audit trail on real PostgreSQL, through the binary: a
+//! client still using a column contract drops, an index in use, a view depending on a
+//! dropped column, EXPLAIN verification of a new index, overrides recorded, the audit
+//! trail append-only, and "unknown" without pg_stat_statements.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use sqlx::{Connection, Executor, PgPool};
+use zdm::localpg::LocalPg;
+
+const MIGRATION: &str = "0001_items_cleanup";
+
+const FILE: &str = r#"
+description = "items lose legacy_code and the name index; price gets an index"
+
+[[operations]]
+op = "drop_column"
+table = "items"
+column = "legacy_code"
+
+[[operations]]
+op = "drop_index"
+name = "items_name_idx"
+
+[[operations]]
+op = "create_index"
+table = "items"
+name = "items_price_idx"
+columns = ["price"]
+
+[[verify]]
+sql = "SELECT id FROM items WHERE price = 4242"
+uses_index = "items_price_idx"
+"#;
+
+fn zdm(pg: &LocalPg, url: &str, dir: &Path, args: &[&str]) -> Output {
+    Command::new(common::zdm_binary())
+        .args(args)
+        .args(["--database-url", url, "--dir"])
+        .arg(dir)
+        .env_remove("DATABASE_URL")
+        .env("ZDM_LOG_FILE", pg.root().join("zdm-gates.log"))
+        .output()
+        .expect("run zdm")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+/// The items table, the migration file, and the migration started (ready to contract).
+async fn started(pg: &LocalPg, database: &str, pgss: bool) -> (PgPool, String, tempfile::TempDir) {
+    let pool = common::database(pg, database).await;
+    if pgss {
+        pool.execute("CREATE EXTENSION pg_stat_statements")
+            .await
+            .expect("pg_stat_statements");
+    }
+    pool.execute(
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, legacy_code text, price int NOT NULL);
+         INSERT INTO items SELECT g, 'item-' || g, 'L' || g, g FROM generate_series(1, 20000) AS g;
+         CREATE INDEX items_name_idx ON items (name);
+         ANALYZE items;",
+    )
+    .await
+    .expect("schema");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(format!("{MIGRATION}.toml")), FILE).expect("file");
+    let url = pg.primary().url(database);
+    let output = zdm(pg, &url, dir.path(), &["start", MIGRATION]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    (pool, url, dir)
+}
+
+fn gate<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    json["gates"]
+        .as_array()
+        .expect("gates")
+        .iter()
+        .find(|g| g["name"] == name)
+        .unwrap_or_else(|| panic!("no gate {name} in {json:#}"))
+}
+
+fn evidence(gate: &serde_json::Value) -> String {
+    gate["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .map(|e| e.as_str().unwrap_or_default().to_string())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+// Multi-threaded: the old client keeps querying while the binary runs (a blocking call).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gates_find_the_old_client_the_used_index_and_the_view_then_audit_records_the_override() {
+    let pg = common::primary();
+    let (pool, url, dir) = started(&pg, "gates", true).await;
+    let dir = dir.path();
+
+    // The old application: queries the column contract drops, through the index it drops.
+    let mut options = pg.primary().connect_options("gates");
+    options = options.application_name("shop-app");
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        let options = options.clone();
+        tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect_with(&options)
+                .await
+                .expect("client");
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _: Option<String> =
+                    sqlx::query_scalar("SELECT legacy_code FROM items WHERE name = $1")
+                        .bind(format!("item-{}", n % 20000 + 1))
+                        .fetch_optional(&mut conn)
+                        .await
+                        .expect("old query");
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            conn
+        })
+    };
+    // A report view still reads the dropped column.
+    pool.execute("CREATE VIEW legacy_report AS SELECT id, legacy_code FROM items")
+        .await
+        .expect("view");
+    // A transaction that scanned the dropped index and is still open.
+    let mut holder = sqlx::PgConnection::connect_with(&options)
+        .await
+        .expect("holder");
+    holder.execute("BEGIN").await.expect("begin");
+    let _: i64 = sqlx::query_scalar("SELECT id FROM items WHERE name = 'item-5'")
+        .fetch_one(&mut holder)
+        .await
+        .expect("scan");
+
+    let output = zdm(
+        &pg,
+        &url,
+        dir,
+        &["gates", MIGRATION, "--json", "--window", "2"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+
+    let old = gate(&json, "old-version-unused");
+    assert_eq!(old["verdict"], "fail", "{old:#}");
+    let old_evidence = evidence(old);
+    assert!(
+        old_evidence.contains("SELECT legacy_code FROM items WHERE name = $1"),
+        "{old_evidence}"
+    );
+    assert!(old_evidence.contains("during the window"), "{old_evidence}");
+    assert!(old_evidence.contains("shop-app"), "{old_evidence}");
+
+    let indexes = gate(&json, "indexes-unused");
+    assert_eq!(indexes["verdict"], "fail", "{indexes:#}");
+    let index_evidence = evidence(indexes);
+    assert!(
+        index_evidence.contains("public.items_name_idx was scanned"),
+        "{index_evidence}"
+    );
+    assert!(
+        index_evidence.contains("in use now by session pid"),
+        "{index_evidence}"
+    );
+
+    let dependencies = gate(&json, "dependencies");
+    assert_eq!(dependencies["verdict"], "fail", "{dependencies:#}");
+    let dependency_evidence = evidence(dependencies);
+    assert!(
+        dependency_evidence.contains("legacy_report"),
+        "{dependency_evidence}"
+    );
+    assert!(
+        dependency_evidence.contains("column public.items.legacy_code"),
+        "{dependency_evidence}"
+    );
+
+    let explain = gate(&json, "explain");
+    assert_eq!(explain["verdict"], "pass", "{explain:#}");
+    let explain_evidence = evidence(explain);
+    assert!(
+        explain_evidence.contains("Index Scan using items_price_idx on items"),
+        "{explain_evidence}"
+    );
+    assert!(
+        explain_evidence.contains("uses items_price_idx as required"),
+        "{explain_evidence}"
+    );
+
+    assert_eq!(gate(&json, "backfill")["verdict"], "pass", "{json:#}");
+    assert_eq!(
+        gate(&json, "old-transactions")["verdict"],
+        "pass",
+        "{json:#}"
+    );
+
+    // Contract is refused while gates fail; the refusal is recorded with the gates.
+    let output = zdm(
+        &pg,
+        &url,
+        dir,
+        &[
+            "complete",
+            MIGRATION,
+            "--confirm-contract",
+            MIGRATION,
+            "--window",
+            "0.5",
+        ],
+    );
+    assert!(!output.status.success());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("--override-gate dependencies"), "{stderr}");
+    assert!(stderr.contains("legacy_report"), "{stderr}");
+    let status: String = sqlx::query_scalar("SELECT status FROM zdm.migrations")
+        .fetch_one(&pool)
+        .await
+        .expect("status");
+    assert_eq!(status, "ready_to_contract");
+
+    // A gate name that does not exist is refused, not ignored.
+    let output = zdm(
+        &pg,
+        &url,
+        dir,
+        &[
+            "complete",
+            MIGRATION,
+            "--confirm-contract",
+            MIGRATION,
+            "--override-gate",
+            "old-versoin-unused",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("no gate is named old-versoin-unused"),
+        "{}",
+        text(&output.stderr)
+    );
+
+    // The application moves on, the view goes, the open transaction ends; the old client's
+    // session stays connected with its last query naming the column: overridden, recorded.
+    stop.store(true, Ordering::Relaxed);
+    let client_conn = client.await.expect("client");
+    holder.execute("COMMIT").await.expect("commit");
+    pool.execute("DROP VIEW legacy_report")
+        .await
+        .expect("drop view");
+    let output = zdm(
+        &pg,
+        &url,
+        dir,
+        &[
+            "complete",
+            MIGRATION,
+            "--confirm-contract",
+            MIGRATION,
+            "--window",
+            "0.5",
+            "--override-gate",
+            "old-version-unused",
+            "--override-gate",
+            "indexes-unused",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    client_conn.close().await.expect("close");
+
+    let output = zdm(
+        &pg,
+        &url,
+        dir,
+        &["audit", "--migration", MIGRATION, "--json"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let trail: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let actions: Vec<&str> = trail
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["action"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(actions.first(), Some(&"start"), "{actions:?}");
+    assert!(actions.contains(&"contract_refused"), "{actions:?}");
+    assert!(actions.contains(&"confirm_contract"), "{actions:?}");
+    let overrides: Vec<&serde_json::Value> = trail
+        .as_array()
+        .expect("rows")
+        .iter()
+        .filter(|r| r["action"] == "override_gate")
+        .collect();
+    assert_eq!(overrides.len(), 2, "{trail:#}");
+    let overridden = overrides[0]["detail"].as_str().unwrap_or_default();
+    assert!(overridden.contains("old-version-unused"), "{overridden}");
+    assert!(
+        overrides[0]["gates"]["gates"].is_array(),
+        "gate results recorded as JSON"
+    );
+    assert!(!overrides[0]["os_user"]
+        .as_str()
+        .unwrap_or_default()
+        .is_empty());
+    assert_eq!(overrides[0]["db_user"], "postgres");
+
+    // The trail is append-only.
+    let update = pool
+        .execute("UPDATE zdm.audit SET action = 'nothing'")
+        .await;
+    let refused = update.expect_err("UPDATE of zdm.audit must be refused");
+    assert!(refused.to_string().contains("append-only"), "{refused}");
+    let delete = pool.execute("DELETE FROM zdm.audit").await;
+    assert!(delete.is_err(), "DELETE from zdm.audit must be refused");
+    let truncate = pool.execute("TRUNCATE zdm.audit").await;
+    assert!(truncate.is_err(), "TRUNCATE of zdm.audit must be refused");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM zdm.audit")
+        .fetch_one(&pool)
+        .await
+        .expect("count");
+    assert_eq!(rows as usize, actions.len());
+}
+
+#[tokio::test]
+async fn without_pg_stat_statements_the_old_version_gate_says_unknown_and_how_to_enable_it() {
+    let pg = common::primary();
+    let (_pool, url, dir) = started(&pg, "nopgss", false).await;
+    let output = zdm(
+        &pg,
+        &url,
+        dir.path(),
+        &["gates", MIGRATION, "--json", "--window", "0.2"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let old = gate(&json, "old-version-unused");
+    assert_eq!(old["verdict"], "unknown", "{old:#}");
+    let why = evidence(old);
+    assert!(why.contains("shared_preload_libraries"), "{why}");
+    assert!(why.contains("CREATE EXTENSION pg_stat_statements"), "{why}");
+
+    // Unknown blocks contract like a failure.
+    let output = zdm(
+        &pg,
+        &url,
+        dir.path(),
+        &[
+            "complete",
+            MIGRATION,
+            "--confirm-contract",
+            MIGRATION,
+            "--window",
+            "0.2",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(
+        text(&output.stderr).contains("--override-gate old-version-unused"),
+        "{}",
+        text(&output.stderr)
+    );
+}
