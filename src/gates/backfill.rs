@@ -50,7 +50,10 @@ impl Gate for BackfillComplete {
             }
             let tables = involved_tables(ctx);
             let problems: Result<Vec<(String, String, String)>, sqlx::Error> = sqlx::query_as(
-                "WITH t AS (SELECT to_regclass(x) AS rel FROM unnest($1::text[]) AS x) \
+                "WITH t AS (SELECT c.oid AS rel FROM pg_class c \
+                   JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE (n.nspname::text, c.relname::text) IN \
+                        (SELECT * FROM unnest($1::text[], $2::text[]))) \
                  SELECT c.conrelid::regclass::text, c.conname::text, 'constraint' \
                    FROM pg_constraint c JOIN t ON c.conrelid = t.rel WHERE NOT c.convalidated \
                  UNION ALL \
@@ -58,7 +61,18 @@ impl Gate for BackfillComplete {
                    FROM pg_index i JOIN t ON i.indrelid = t.rel WHERE NOT i.indisvalid \
                  ORDER BY 1, 2",
             )
-            .bind(&tables)
+            .bind(
+                tables
+                    .iter()
+                    .map(|(schema, _)| schema.as_str())
+                    .collect::<Vec<_>>(),
+            )
+            .bind(
+                tables
+                    .iter()
+                    .map(|(_, name)| name.as_str())
+                    .collect::<Vec<_>>(),
+            )
             .fetch_all(&mut ctx.conn)
             .await;
             let problems = match problems {
@@ -81,7 +95,15 @@ impl Gate for BackfillComplete {
                     vec![format!(
                         "{} backfill step(s) done; no NOT VALID constraint and no INVALID index on {}",
                         backfill.len(),
-                        if tables.is_empty() { "the tables involved".to_string() } else { tables.join(", ") }
+                        if tables.is_empty() {
+                            "the tables involved".to_string()
+                        } else {
+                            tables
+                                .iter()
+                                .map(|(schema, name)| format!("{schema}.{name}"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        }
                     )],
                 )
             } else {
@@ -91,15 +113,18 @@ impl Gate for BackfillComplete {
     }
 }
 
-/// The relations the plan's steps lock (schema-qualified), without duplicates.
-fn involved_tables(ctx: &Context) -> Vec<String> {
-    let mut tables: Vec<String> = ctx
+/// The relations the plan's steps lock, as (schema, name): `Step::locked` holds them as
+/// `schema.name` (unquoted, for people); labels of another form (raw SQL's) are skipped.
+fn involved_tables(ctx: &Context) -> Vec<(String, String)> {
+    let mut tables: Vec<(String, String)> = ctx
         .record
         .plan
         .steps
         .iter()
-        .flat_map(|s| s.locked.iter().cloned())
-        .filter(|t| !t.starts_with(&format!("{}.", ctx.record.version_schema)))
+        .flat_map(|s| s.locked.iter())
+        .filter_map(|label| label.split_once('.'))
+        .filter(|(schema, _)| *schema != ctx.record.version_schema)
+        .map(|(schema, name)| (schema.to_string(), name.to_string()))
         .collect();
     tables.sort();
     tables.dedup();
