@@ -146,6 +146,35 @@ pub async fn record(conn: &mut PgConnection, entry: Entry<'_>) -> Result<(), Err
     })
 }
 
+/// The audit entry a control command calls for, if any: pause, resume, abort, `set` and
+/// the manual throttle change how the run treats the database; `status` and `get` only
+/// read. The runner that serves the control socket (and the console, which speaks the same
+/// commands) calls this with each command it accepted, then [`record`]s the entry.
+pub fn entry_for_command<'a>(
+    migration: &'a str,
+    command: &crate::control::command::Command,
+) -> Option<Entry<'a>> {
+    use crate::control::command::Command;
+    let (action, detail) = match command {
+        Command::Status | Command::Get { .. } => return None,
+        Command::Pause => (Action::Pause, None),
+        Command::Resume => (Action::Resume, None),
+        Command::Abort => (
+            Action::Pause,
+            Some("abort: backfill stopped, resumable".to_string()),
+        ),
+        Command::Set(setting) => (Action::Throttle, Some(format!("set {setting}"))),
+        Command::Throttle => (Action::Throttle, Some("manual throttle on".to_string())),
+        Command::NoThrottle => (Action::Throttle, Some("manual throttle off".to_string())),
+    };
+    Some(Entry {
+        migration,
+        action,
+        detail,
+        gates: None,
+    })
+}
+
 /// The trail, oldest first; only one migration's when `migration` is given. Empty when zdm
 /// never wrote one on this database.
 pub async fn list(
@@ -188,4 +217,20 @@ pub async fn list(
         })
         .collect::<Result<Vec<_>, sqlx::Error>>()
         .map_err(read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::control::command::Command;
+
+    #[test]
+    fn commands_that_change_the_run_are_audited_and_reads_are_not() {
+        assert!(entry_for_command("m", &Command::Status).is_none());
+        let pause = entry_for_command("m", &Command::Pause).expect("pause is audited");
+        assert_eq!(pause.action, Action::Pause);
+        let throttle = entry_for_command("m", &Command::Throttle).expect("throttle");
+        assert_eq!(throttle.action.key(), "throttle");
+        assert_eq!(throttle.migration, "m");
+    }
 }

@@ -69,6 +69,22 @@ impl GateReport {
     }
 }
 
+/// A gate as the control protocol's `Event::GatesEvaluated` carries it (and the console's
+/// contract dialog shows it): unknown is `passed: None`.
+impl From<&GateReport> for crate::control::event::Gate {
+    fn from(report: &GateReport) -> Self {
+        crate::control::event::Gate {
+            name: report.name.clone(),
+            passed: match report.verdict {
+                Verdict::Pass => Some(true),
+                Verdict::Fail => Some(false),
+                Verdict::Unknown => None,
+            },
+            evidence: report.evidence.join("\n"),
+        }
+    }
+}
+
 /// Every gate of one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
