@@ -348,6 +348,37 @@ async fn without_pg_stat_statements_the_old_version_gate_says_unknown_and_how_to
     assert!(why.contains("shared_preload_libraries"), "{why}");
     assert!(why.contains("CREATE EXTENSION pg_stat_statements"), "{why}");
 
+    // A replica that cannot be reached makes the index gate unknown, naming it.
+    let config = dir.path().join("zdm.toml");
+    std::fs::write(
+        &config,
+        "[gates]\nreplica_urls = [\"postgres://zdm@127.0.0.1:1/nowhere\"]\n",
+    )
+    .expect("config");
+    let output = zdm(
+        &pg,
+        &url,
+        dir.path(),
+        &[
+            "gates",
+            MIGRATION,
+            "--json",
+            "--window",
+            "0.2",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let indexes = gate(&json, "indexes-unused");
+    assert_eq!(indexes["verdict"], "unknown", "{indexes:#}");
+    let why = evidence(indexes);
+    assert!(
+        why.contains("replica postgres://zdm@127.0.0.1:1/nowhere: cannot reach it"),
+        "{why}"
+    );
+
     // Unknown blocks contract like a failure.
     let output = zdm(
         &pg,
@@ -367,5 +398,78 @@ async fn without_pg_stat_statements_the_old_version_gate_says_unknown_and_how_to
         text(&output.stderr).contains("--override-gate old-version-unused"),
         "{}",
         text(&output.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_index_scanned_on_a_replica_fails_its_gate() {
+    let pg = common::primary_and_replica().await;
+    let (_pool, url, dir) = started(&pg, "replicated", false).await;
+    let replica = pg.replica().expect("replica");
+    let replica_url = replica.url("replicated");
+    // Wait until the replica has the table, then read through the dropped index there.
+    let mut reader = loop {
+        if let Ok(mut conn) =
+            sqlx::PgConnection::connect_with(&replica.connect_options("replicated")).await
+        {
+            if sqlx::query("SELECT 1 FROM items LIMIT 1")
+                .execute(&mut conn)
+                .await
+                .is_ok()
+            {
+                break conn;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let stop = Arc::new(AtomicBool::new(false));
+    let looping = {
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let _: Option<i64> = sqlx::query_scalar("SELECT id FROM items WHERE name = $1")
+                    .bind(format!("item-{}", n % 20000 + 1))
+                    .fetch_optional(&mut reader)
+                    .await
+                    .expect("replica query");
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            reader
+        })
+    };
+    let config = dir.path().join("zdm.toml");
+    std::fs::write(
+        &config,
+        format!("[gates]\nreplica_urls = [\"{replica_url}\"]\n"),
+    )
+    .expect("config");
+    let output = zdm(
+        &pg,
+        &url,
+        dir.path(),
+        &[
+            "gates",
+            MIGRATION,
+            "--json",
+            "--window",
+            "2",
+            "--config",
+            config.to_str().expect("utf-8"),
+        ],
+    );
+    stop.store(true, Ordering::Relaxed);
+    looping.await.expect("reader").close().await.expect("close");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let indexes = gate(&json, "indexes-unused");
+    assert_eq!(indexes["verdict"], "fail", "{indexes:#}");
+    let why = evidence(indexes);
+    assert!(why.contains("public.items_name_idx was scanned"), "{why}");
+    assert!(why.contains("on replica postgres://"), "{why}");
+    assert!(
+        !why.contains("on the primary"),
+        "only the replica read it: {why}"
     );
 }
