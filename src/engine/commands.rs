@@ -131,8 +131,24 @@ async fn contract_gates(
         .await?
         .map(|record| record.activity());
     if status != Some(super::Status::ReadyToContract) {
+        let resumed = if status == Some(super::Status::Contracting) {
+            audit::record(
+                &mut conn,
+                Entry {
+                    migration: name,
+                    action: Action::ConfirmContract,
+                    detail: Some(
+                        "resuming a contract begun earlier; gates not evaluated again".to_string(),
+                    ),
+                    gates: None,
+                },
+            )
+            .await
+        } else {
+            Ok(())
+        };
         let _ = conn.close().await;
-        return Ok(());
+        return Ok(resumed?);
     }
     let decided = crate::gates::command::before_contract(
         config,

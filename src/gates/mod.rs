@@ -184,3 +184,81 @@ pub(crate) fn unknown_because(gate: &dyn Gate, doing: &str, error: &sqlx::Error)
         vec![format!("could not check: {doing} failed: {error}")],
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let gate = |name: &str, verdict, evidence: &str| GateReport {
+            name: name.to_string(),
+            title: format!("{name} title"),
+            verdict,
+            evidence: vec![evidence.to_string()],
+        };
+        Report {
+            migration: "0001_x".to_string(),
+            window_seconds: 2.0,
+            gates: vec![
+                gate("backfill", Verdict::Pass, "2 backfill step(s) done"),
+                gate(
+                    "old-version-unused",
+                    Verdict::Fail,
+                    "statement run 3 time(s)\nmore",
+                ),
+                gate("explain", Verdict::Unknown, "could not read"),
+            ],
+        }
+    }
+
+    #[test]
+    fn fail_and_unknown_block_until_overridden_by_name() {
+        let report = report();
+        let blocking: Vec<&str> = report
+            .blocking(&[])
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        assert_eq!(blocking, vec!["old-version-unused", "explain"]);
+        let overrides = vec!["explain".to_string()];
+        let blocking: Vec<&str> = report
+            .blocking(&overrides)
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        assert_eq!(blocking, vec!["old-version-unused"]);
+        assert_eq!(
+            report.unknown_overrides(&["explian".to_string()]),
+            vec!["explian".to_string()]
+        );
+    }
+
+    #[test]
+    fn the_text_shows_every_verdict_and_its_evidence() {
+        let text = report().render();
+        assert!(
+            text.starts_with("contract gates of 0001_x (observed for 2.0 s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[   pass] backfill: backfill title"),
+            "{text}"
+        );
+        assert!(text.contains("[   FAIL] old-version-unused"), "{text}");
+        assert!(text.contains("[UNKNOWN] explain"), "{text}");
+        assert!(
+            text.contains("          - statement run 3 time(s)\n            more\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn every_gate_has_a_distinct_name() {
+        let mut names = registry::names();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count);
+        assert_eq!(count, 6);
+    }
+}
