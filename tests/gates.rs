@@ -473,3 +473,81 @@ async fn an_index_scanned_on_a_replica_fails_its_gate() {
         "only the replica read it: {why}"
     );
 }
+
+/// The sample migration that swaps an index, on the demo shop with no application
+/// running: every gate passes, the EXPLAIN gate shows the new index serving the history
+/// query, and contract runs without any override.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_index_swap_sample_passes_every_gate_on_a_quiet_demo_shop() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "shop").await;
+    pool.execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .expect("pg_stat_statements");
+    zdm::demo::schema::load(&pool, zdm::demo::Scale::from_factor(0.01), |_| {})
+        .await
+        .expect("demo data");
+    pool.execute("ANALYZE").await.expect("analyze");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = "0004_orders_customer_placed_index";
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("sample-migrations/{name}.toml")),
+        dir.path().join(format!("{name}.toml")),
+    )
+    .expect("copy the sample");
+    let url = pg.primary().url("shop");
+    let output = zdm(&pg, &url, dir.path(), &["start", name]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    let output = zdm(&pg, &url, dir.path(), &["gates", name, "--window", "0.5"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let report = text(&output.stdout);
+    assert!(
+        !report.contains("FAIL") && !report.contains("UNKNOWN"),
+        "{report}"
+    );
+    let new_plan = report
+        .lines()
+        .find(|l| l.contains("new version (public_0004_orders_customer_placed_index): "))
+        .unwrap_or_else(|| panic!("no new-version plan in {report}"));
+    assert!(
+        new_plan.contains("using orders_customer_id_placed_at_idx"),
+        "{report}"
+    );
+    assert!(
+        report.contains("uses orders_customer_id_placed_at_idx as required"),
+        "{report}"
+    );
+    assert!(
+        report.contains("idx_scan of public.orders_customer_id_idx did not move"),
+        "{report}"
+    );
+
+    let output = zdm(
+        &pg,
+        &url,
+        dir.path(),
+        &[
+            "complete",
+            name,
+            "--confirm-contract",
+            name,
+            "--window",
+            "0.5",
+        ],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let dropped: bool =
+        sqlx::query_scalar("SELECT to_regclass('public.orders_customer_id_idx') IS NULL")
+            .fetch_one(&pool)
+            .await
+            .expect("index");
+    assert!(dropped);
+    let output = zdm(&pg, &url, dir.path(), &["audit"]);
+    let trail = text(&output.stdout);
+    assert!(
+        trail.contains("start") && trail.contains("confirm_contract"),
+        "{trail}"
+    );
+    assert!(!trail.contains("override_gate"), "{trail}");
+}
