@@ -551,3 +551,43 @@ async fn the_index_swap_sample_passes_every_gate_on_a_quiet_demo_shop() {
     );
     assert!(!trail.contains("override_gate"), "{trail}");
 }
+
+/// Dropping a unique constraint another table's foreign key relies on is caught before
+/// contract (the key depends on the constraint's index).
+#[tokio::test]
+async fn a_foreign_key_on_a_dropped_unique_constraint_fails_the_dependency_gate() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "fk").await;
+    pool.execute(
+        "CREATE TABLE codes (id bigint PRIMARY KEY, code text NOT NULL CONSTRAINT codes_code_key UNIQUE);
+         CREATE TABLE uses (id bigint PRIMARY KEY, code text REFERENCES codes (code));",
+    )
+    .await
+    .expect("schema");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = "0001_codes_not_unique";
+    std::fs::write(
+        dir.path().join(format!("{name}.toml")),
+        "[[operations]]\nop = \"drop_constraint\"\ntable = \"codes\"\nname = \"codes_code_key\"\n",
+    )
+    .expect("file");
+    let url = pg.primary().url("fk");
+    let output = zdm(&pg, &url, dir.path(), &["start", name]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let output = zdm(
+        &pg,
+        &url,
+        dir.path(),
+        &["gates", name, "--json", "--window", "0"],
+    );
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let dependencies = gate(&json, "dependencies");
+    assert_eq!(dependencies["verdict"], "fail", "{dependencies:#}");
+    let why = evidence(dependencies);
+    assert!(why.contains("uses_code_fkey"), "{why}");
+    assert!(
+        why.contains("constraint codes_code_key of public.codes"),
+        "{why}"
+    );
+}

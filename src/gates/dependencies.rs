@@ -1,7 +1,7 @@
 //! Gate "dependencies": nothing but zdm's own objects depends on what contract drops.
 //! Read from pg_depend: views, functions (SQL-standard bodies), triggers, foreign keys of
-//! other tables and row-level policies over a dropped table, column or index, or over a
-//! view of the old version schema; objects zdm manages (version schemas' views and
+//! other tables and row-level policies over a dropped table, column, index or constraint's
+//! index, or over a view of the old version schema; objects zdm manages (version schemas' views and
 //! functions, `_zdm*` triggers and constraints) and what goes away with the dropped table
 //! itself (its own indexes, constraints, defaults) are left out.
 
@@ -92,6 +92,34 @@ impl Gate for NothingDepends {
                 ));
                 cols.push(String::new());
                 whats.push(format!("index {}.{}", index.table.schema, index.index));
+            }
+            // A dropped unique or primary key constraint takes its index, which other
+            // tables' foreign keys depend on.
+            for constraint in &drops.constraints {
+                let index: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+                    "SELECT quote_ident(n.nspname) || '.' || quote_ident(i.relname) \
+                       FROM pg_constraint c JOIN pg_class i ON i.oid = c.conindid \
+                       JOIN pg_namespace n ON n.oid = i.relnamespace \
+                      WHERE c.conrelid = to_regclass($1) AND c.conname = $2",
+                )
+                .bind(constraint.table.quoted())
+                .bind(&constraint.constraint)
+                .fetch_optional(&mut ctx.conn)
+                .await;
+                match index {
+                    Ok(Some(index)) => {
+                        rels.push(index);
+                        cols.push(String::new());
+                        whats.push(format!(
+                            "constraint {} of {}",
+                            constraint.constraint, constraint.table
+                        ));
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        return unknown_because(self, "reading the dropped constraints", &error)
+                    }
+                }
             }
             // The old version schema's views go at contract: what else depends on them?
             let views: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
