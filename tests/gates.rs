@@ -553,7 +553,8 @@ async fn the_index_swap_sample_passes_every_gate_on_a_quiet_demo_shop() {
 }
 
 /// Dropping a unique constraint another table's foreign key relies on is caught before
-/// contract (the key depends on the constraint's index).
+/// contract (the key depends on the constraint's index); so is a transaction open since
+/// before the migration started.
 #[tokio::test]
 async fn a_foreign_key_on_a_dropped_unique_constraint_fails_the_dependency_gate() {
     let pg = common::primary();
@@ -572,6 +573,13 @@ async fn a_foreign_key_on_a_dropped_unique_constraint_fails_the_dependency_gate(
     )
     .expect("file");
     let url = pg.primary().url("fk");
+    // A transaction opened before the migration started, still open at contract time.
+    let mut old = sqlx::PgConnection::connect_with(&pg.primary().connect_options("fk"))
+        .await
+        .expect("old session");
+    old.execute("BEGIN").await.expect("begin");
+    old.execute("SELECT txid_current()").await.expect("xid");
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let output = zdm(&pg, &url, dir.path(), &["start", name]);
     assert!(output.status.success(), "{}", text(&output.stderr));
     let output = zdm(
@@ -590,4 +598,13 @@ async fn a_foreign_key_on_a_dropped_unique_constraint_fails_the_dependency_gate(
         why.contains("constraint codes_code_key of public.codes"),
         "{why}"
     );
+
+    let transactions = gate(&json, "old-transactions");
+    assert_eq!(transactions["verdict"], "fail", "{transactions:#}");
+    let why = evidence(transactions);
+    assert!(
+        why.contains("since before the migration started: SELECT txid_current()"),
+        "{why}"
+    );
+    old.execute("COMMIT").await.expect("commit");
 }

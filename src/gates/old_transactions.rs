@@ -32,6 +32,7 @@ impl Gate for NothingOldRunning {
                         coalesce(query, '') \
                    FROM pg_stat_activity \
                   WHERE xact_start < $1 AND pid <> pg_backend_pid() \
+                    AND backend_type = 'client backend' \
                     AND datname = current_database() \
                     AND coalesce(application_name, '') NOT LIKE 'zdm pid=%' \
                   ORDER BY xact_start",
