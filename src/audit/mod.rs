@@ -110,8 +110,19 @@ pub enum Error {
     },
 }
 
-/// Creates `zdm.audit` when missing (and its protection).
+/// Creates `zdm.audit` when missing (and its protection). An existing trail is left as it
+/// is: another database role than its owner may record in it, but not recreate it.
 pub async fn ensure(conn: &mut PgConnection) -> Result<(), Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('zdm.audit') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(|source| Error::Database {
+            doing: "look for",
+            source,
+        })?;
+    if exists {
+        return Ok(());
+    }
     sqlx::raw_sql(CREATE)
         .execute(conn)
         .await

@@ -123,9 +123,6 @@ async fn all_scans(ctx: &mut Context) -> Vec<(String, Scans)> {
         "the primary".to_string(),
         scans(&mut ctx.conn, &indexes).await,
     )];
-    if ctx.replicas.is_empty() {
-        return out;
-    }
     for replica in &mut ctx.replicas {
         let name = format!("replica {}", replica.label);
         let result = match &mut replica.conn {

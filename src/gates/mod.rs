@@ -103,15 +103,6 @@ impl Report {
             .collect()
     }
 
-    /// Names given to `--override-gate` that are not gates: a typo must not pass silently.
-    pub fn unknown_overrides(&self, overrides: &[String]) -> Vec<String> {
-        overrides
-            .iter()
-            .filter(|o| self.gates.iter().all(|g| &g.name != *o))
-            .cloned()
-            .collect()
-    }
-
     /// The text `zdm gates` prints.
     pub fn render(&self) -> String {
         let mut out = format!(
@@ -227,10 +218,6 @@ mod tests {
             .map(|g| g.name.as_str())
             .collect();
         assert_eq!(blocking, vec!["old-version-unused"]);
-        assert_eq!(
-            report.unknown_overrides(&["explian".to_string()]),
-            vec!["explian".to_string()]
-        );
     }
 
     #[test]
