@@ -608,3 +608,108 @@ async fn a_foreign_key_on_a_dropped_unique_constraint_fails_the_dependency_gate(
     );
     old.execute("COMMIT").await.expect("commit");
 }
+
+/// The second migration of a table: the old version is the first migration's version
+/// schema, dropped at this contract. A client still reading through it fails the gate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_on_the_previous_version_schema_fails_old_version_unused() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "versions").await;
+    pool.execute("CREATE EXTENSION pg_stat_statements")
+        .await
+        .expect("pg_stat_statements");
+    pool.execute(
+        "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, legacy_code text);
+         INSERT INTO items SELECT g, 'item-' || g, 'L' || g FROM generate_series(1, 100) AS g;",
+    )
+    .await
+    .expect("schema");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("0001_items_add_note.toml"),
+        "[[operations]]\nop = \"add_column\"\ntable = \"items\"\ncolumn = { name = \"note\", type = \"text\" }\n",
+    )
+    .expect("file");
+    std::fs::write(
+        dir.path().join("0002_items_drop_legacy.toml"),
+        "[[operations]]\nop = \"drop_column\"\ntable = \"items\"\ncolumn = \"legacy_code\"\n",
+    )
+    .expect("file");
+    let url = pg.primary().url("versions");
+    let run = |args: &[&str]| {
+        let output = zdm(&pg, &url, dir.path(), args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            text(&output.stderr)
+        );
+        text(&output.stdout)
+    };
+    run(&["start", "0001_items_add_note"]);
+    // Nothing is dropped and nobody uses anything old: contract needs no override.
+    run(&[
+        "complete",
+        "0001_items_add_note",
+        "--confirm-contract",
+        "0001_items_add_note",
+        "--window",
+        "0.2",
+    ]);
+    run(&["start", "0002_items_drop_legacy"]);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let stop = stop.clone();
+        let options = pg
+            .primary()
+            .connect_options("versions")
+            .application_name("app-v1");
+        tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect_with(&options)
+                .await
+                .expect("client");
+            while !stop.load(Ordering::Relaxed) {
+                conn.execute("SET search_path TO \"public_0001_items_add_note\"")
+                    .await
+                    .expect("set");
+                let _: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM \"public_0001_items_add_note\".items WHERE id = $1",
+                )
+                .bind(7_i64)
+                .fetch_one(&mut conn)
+                .await
+                .expect("old version query");
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            conn
+        })
+    };
+    let output = zdm(
+        &pg,
+        &url,
+        dir.path(),
+        &[
+            "gates",
+            "0002_items_drop_legacy",
+            "--json",
+            "--window",
+            "1.5",
+        ],
+    );
+    stop.store(true, Ordering::Relaxed);
+    client.await.expect("client").close().await.expect("close");
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+    let old = gate(&json, "old-version-unused");
+    assert_eq!(old["verdict"], "fail", "{old:#}");
+    let why = evidence(old);
+    assert!(
+        why.contains("during the window by postgres, naming public_0001_items_add_note"),
+        "{why}"
+    );
+    assert!(why.contains("app-v1"), "{why}");
+    assert!(
+        why.contains("looked for: legacy_code, public_0001_items_add_note"),
+        "{why}"
+    );
+}
