@@ -85,6 +85,22 @@ impl From<&GateReport> for crate::control::event::Gate {
     }
 }
 
+/// A gate as the console's contract dialog lists it (`tui::app::GateRow`).
+impl From<&GateReport> for crate::tui::app::GateRow {
+    fn from(report: &GateReport) -> Self {
+        use crate::tui::app::GateResult;
+        crate::tui::app::GateRow {
+            name: report.name.clone(),
+            result: match report.verdict {
+                Verdict::Pass => GateResult::Pass,
+                Verdict::Fail => GateResult::Fail,
+                Verdict::Unknown => GateResult::Unknown,
+            },
+            evidence: report.evidence.join("\n"),
+        }
+    }
+}
+
 /// Every gate of one evaluation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Report {
@@ -237,6 +253,21 @@ mod tests {
             text.contains("          - statement run 3 time(s)\n            more\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_console_and_the_control_protocol_get_every_verdict() {
+        use crate::tui::app::{GateResult, GateRow};
+        let report = report();
+        let rows: Vec<GateRow> = report.gates.iter().map(GateRow::from).collect();
+        assert_eq!(rows[0].result, GateResult::Pass);
+        assert_eq!(rows[1].result, GateResult::Fail);
+        assert_eq!(rows[1].evidence, "statement run 3 time(s)\nmore");
+        assert_eq!(rows[2].result, GateResult::Unknown);
+        let events: Vec<crate::control::event::Gate> =
+            report.gates.iter().map(Into::into).collect();
+        assert_eq!(events[2].passed, None);
+        assert_eq!(events[1].passed, Some(false));
     }
 
     #[test]
