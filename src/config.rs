@@ -311,6 +311,22 @@ mod tests {
     }
 
     #[test]
+    fn gate_settings_are_read_with_defaults_for_the_rest() {
+        let config = Config::from_toml(
+            Path::new("zdm.toml"),
+            "[gates]\nwindow_s = 2.5\nreplica_urls = [\"postgres://u:pw@r1/db\"]\n",
+        )
+        .expect("valid file");
+        assert_eq!(config.gates.window, Duration::from_millis(2500));
+        assert_eq!(config.gates.replica_urls.len(), 1);
+        assert!(!config.gates.replica_urls[0].to_string().contains("pw"));
+        assert_eq!(config.gates.max_replication_lag, Duration::from_secs(10));
+        assert_eq!(Config::default().gates.window, Duration::from_secs(60));
+        let typo = Config::from_toml(Path::new("zdm.toml"), "[gates]\nwindow = 5\n");
+        assert!(matches!(typo, Err(Error::Parse { line: 2, .. })));
+    }
+
+    #[test]
     fn engine_settings_are_read_and_kept_in_range() {
         let text = "lock_retry_first_ms = 50\nlock_retry_max_ms = 2000\nlock_retry_attempts = 0\n\
                     statement_timeout_ms = 60000\nbackfill_batch_size = 250\n";

@@ -93,8 +93,11 @@ impl Gate for BackfillComplete {
                     self,
                     Verdict::Pass,
                     vec![format!(
-                        "{} backfill step(s) done; no NOT VALID constraint and no INVALID index on {}",
-                        backfill.len(),
+                        "{}; no NOT VALID constraint and no INVALID index on {}",
+                        match backfill.len() {
+                            0 => "the plan has no backfill step".to_string(),
+                            n => format!("all {n} backfill step(s) done"),
+                        },
                         if tables.is_empty() {
                             "the tables involved".to_string()
                         } else {
