@@ -58,6 +58,15 @@ pub enum Command {
     /// Undo a started migration's expand and backfill (refused once contract has started)
     Rollback(RollbackArgs),
 
+    /// Evaluate the contract safety gates of a started migration (old version unused,
+    /// indexes unused, dependencies, old transactions, EXPLAIN of its [[verify]] queries)
+    /// over an observation window; `zdm complete` runs the same before contract
+    Gates(GatesArgs),
+
+    /// Show the audit trail (zdm.audit): starts, pauses, resumes, throttle changes, gate
+    /// overrides, contract confirmations and rollbacks, with who and when
+    Audit(AuditArgs),
+
     /// Show every migration on the database: status, steps done, version schema, and the
     /// search_path of each live version
     Status(StatusArgs),
@@ -121,8 +130,54 @@ pub struct CompleteArgs {
     /// The migration's name again: contract is irreversible and runs only when this matches
     #[arg(long, value_name = "NAME", required = true)]
     pub confirm_contract: String,
+    /// Contract even though this gate did not pass (repeat for several); recorded in
+    /// zdm.audit with the gate's evidence
+    #[arg(long = "override-gate", value_name = "GATE")]
+    pub override_gate: Vec<String>,
+    /// Seconds the gates watch statements and index scans [default: [gates] window_s, 60]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub window: Option<Duration>,
     #[command(flatten)]
     pub target: TargetArgs,
+}
+
+/// Flags of `zdm gates`.
+#[derive(Debug, Args)]
+pub struct GatesArgs {
+    /// The migration whose contract is checked
+    pub name: String,
+    /// Print JSON for machines instead of text
+    #[arg(long)]
+    pub json: bool,
+    /// Seconds the gates watch statements and index scans [default: [gates] window_s, 60]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub window: Option<Duration>,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// Only this migration's entries
+    #[arg(long, value_name = "NAME")]
+    pub migration: Option<String>,
+    /// Print JSON for machines instead of text
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// A number of seconds (fractions allowed), zero or more.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("{text}: the window must be zero or more seconds"));
+    }
+    Ok(Duration::from_secs_f64(seconds))
 }
 
 /// Flags of `zdm rollback`.

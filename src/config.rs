@@ -47,6 +47,59 @@ struct FileConfig {
     backfill_batch_size: Option<u64>,
     #[serde(default)]
     monitor: MonitorFile,
+    #[serde(default)]
+    gates: GatesFile,
+}
+
+/// The `[gates]` table of `zdm.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GatesFile {
+    window_s: Option<f64>,
+    replica_urls: Option<Vec<String>>,
+    max_replication_lag_ms: Option<u64>,
+}
+
+/// How the contract safety gates observe (see `docs/operations.md`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSettings {
+    /// How long statement counts and index scans are watched before contract.
+    pub window: Duration,
+    /// Replicas whose index scans are checked too (their own connection strings).
+    pub replica_urls: Vec<DatabaseUrl>,
+    /// Replication lag above which "nothing old still running" fails.
+    pub max_replication_lag: Duration,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            window: Duration::from_secs(60),
+            replica_urls: Vec::new(),
+            max_replication_lag: Duration::from_secs(10),
+        }
+    }
+}
+
+impl GatesFile {
+    fn settings(self) -> GateSettings {
+        let defaults = GateSettings::default();
+        GateSettings {
+            window: self
+                .window_s
+                .filter(|s| s.is_finite() && *s >= 0.0)
+                .map_or(defaults.window, Duration::from_secs_f64),
+            replica_urls: self
+                .replica_urls
+                .unwrap_or_default()
+                .into_iter()
+                .map(DatabaseUrl::new)
+                .collect(),
+            max_replication_lag: self
+                .max_replication_lag_ms
+                .map_or(defaults.max_replication_lag, Duration::from_millis),
+        }
+    }
 }
 
 /// The `[monitor]` table of `zdm.toml`.
@@ -138,6 +191,8 @@ pub struct Config {
     pub backfill_batch_size: u64,
     /// How the monitor samples.
     pub monitor: MonitorSettings,
+    /// How the contract safety gates observe.
+    pub gates: GateSettings,
 }
 
 impl Default for Config {
@@ -152,6 +207,7 @@ impl Default for Config {
             statement_timeout: None,
             backfill_batch_size: 1000,
             monitor: MonitorSettings::default(),
+            gates: GateSettings::default(),
         }
     }
 }
@@ -216,6 +272,7 @@ impl Config {
                 .backfill_batch_size
                 .map_or(defaults.backfill_batch_size, |n| n.max(1)),
             monitor: file.monitor.settings(),
+            gates: file.gates.settings(),
         })
     }
 
@@ -251,6 +308,22 @@ mod tests {
         assert_eq!(config.lock_timeout, Duration::from_millis(250));
         assert_eq!(config.migrations_dir, PathBuf::from("migrations"));
         assert!(matches!(config.database_url(), Err(Error::NoDatabase)));
+    }
+
+    #[test]
+    fn gate_settings_are_read_with_defaults_for_the_rest() {
+        let config = Config::from_toml(
+            Path::new("zdm.toml"),
+            "[gates]\nwindow_s = 2.5\nreplica_urls = [\"postgres://u:pw@r1/db\"]\n",
+        )
+        .expect("valid file");
+        assert_eq!(config.gates.window, Duration::from_millis(2500));
+        assert_eq!(config.gates.replica_urls.len(), 1);
+        assert!(!config.gates.replica_urls[0].to_string().contains("pw"));
+        assert_eq!(config.gates.max_replication_lag, Duration::from_secs(10));
+        assert_eq!(Config::default().gates.window, Duration::from_secs(60));
+        let typo = Config::from_toml(Path::new("zdm.toml"), "[gates]\nwindow = 5\n");
+        assert!(matches!(typo, Err(Error::Parse { line: 2, .. })));
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! See `docs/architecture.md` for how the parts fit together.
 
+pub mod audit;
 pub mod cli;
 pub mod config;
 pub mod control;
@@ -9,6 +10,7 @@ pub mod db;
 pub mod demo;
 pub mod engine;
 pub mod format;
+pub mod gates;
 pub mod localpg;
 pub mod logging;
 pub mod migration;

@@ -36,9 +36,23 @@ fn main() -> Result<()> {
         }
         Command::Complete(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let confirmation = &args.confirm_contract;
-            let done = commands::complete(&config, &args.name, confirmation);
+            let options = commands::CompleteOptions {
+                confirmation: args.confirm_contract.clone(),
+                overrides: args.override_gate.clone(),
+                window: args.window,
+            };
+            let done = commands::complete(&config, &args.name, &options);
             println!("{}", runtime.block_on(done)?);
+        }
+        Command::Gates(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let report = zdm::gates::command::run(&config, &args.name, args.json, args.window);
+            print!("{}", runtime.block_on(report)?);
+        }
+        Command::Audit(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let trail = zdm::audit::command::run(&config, args.migration.as_deref(), args.json);
+            print!("{}", runtime.block_on(trail)?);
         }
         Command::Rollback(args) => {
             let config = Config::load(&args.target.overrides())?;

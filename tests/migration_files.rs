@@ -164,9 +164,47 @@ fn unknown_top_level_keys_are_errors() {
         errors_in("m/0001_x.toml", &text),
         [
             "m/0001_x.toml:1:1: unknown top-level key `descripton`; did you mean `description`? \
-          Expected `description` or `operations` (each operation goes in its own \
+          Expected `description`, `operations` or `verify` (each operation goes in its own \
           [[operations]] table)"
         ]
+    );
+}
+
+#[test]
+fn verify_queries_are_read_and_their_errors_point_at_the_key() {
+    let good = format!(
+        "{DROP_TABLE}\n[[verify]]\nsql = \"SELECT 1 FROM t WHERE id = 1\"\nuses_index = \"t_pkey\"\n"
+    );
+    let migration =
+        zdm::migration::parse(std::path::Path::new("m/0001_x.toml"), &good).expect("a valid file");
+    assert_eq!(migration.verify.len(), 1);
+    assert_eq!(migration.verify[0].uses_index.as_deref(), Some("t_pkey"));
+
+    let bad = format!("{DROP_TABLE}\n[[verify]]\nsql = \"SELECT 1\"\nuses_idx = \"t_pkey\"\n");
+    let errors = errors_in("m/0001_x.toml", &bad);
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(errors[0].contains("unknown key `uses_idx`"), "{errors:?}");
+    let line = bad
+        .lines()
+        .position(|l| l.starts_with("uses_idx"))
+        .expect("line")
+        + 1;
+    assert!(
+        errors[0].starts_with(&format!("m/0001_x.toml:{line}:1:")),
+        "{errors:?}"
+    );
+
+    let empty = format!("{DROP_TABLE}\n[[verify]]\nsql = \"  \"\n");
+    let errors = errors_in("m/0001_x.toml", &empty);
+    assert!(
+        errors[0].contains("`sql` of a [[verify]] entry is empty"),
+        "{errors:?}"
+    );
+    let not_array = format!("verify = \"SELECT 1\"\n{DROP_TABLE}");
+    let errors = errors_in("m/0001_x.toml", &not_array);
+    assert!(
+        errors[0].starts_with("m/0001_x.toml:1:10: `verify` must be an array"),
+        "{errors:?}"
     );
 }
 

@@ -137,7 +137,16 @@ async fn run(case: Case) {
     old.close().await;
     new.close().await;
 
-    let completed = commands::complete(&config, name, name)
+    // This test is about contract's mechanics; the gates have their own tests (gates.rs).
+    let options = commands::CompleteOptions {
+        confirmation: name.to_string(),
+        overrides: zdm::gates::registry::names()
+            .into_iter()
+            .map(String::from)
+            .collect(),
+        window: Some(std::time::Duration::ZERO),
+    };
+    let completed = commands::complete(&config, name, &options)
         .await
         .expect("complete");
     assert!(completed.contains("complete"), "{completed}");

@@ -21,6 +21,7 @@ fn migration(toml_text: &str) -> Migration {
         name: "0042_test".to_string(),
         description: None,
         operations: file.operations,
+        verify: Vec::new(),
         checksum: String::new(),
     }
 }

@@ -12,8 +12,10 @@ use super::phase_name;
 use super::source::{self, Planned};
 use super::status;
 use super::{Engine, EngineOptions, Error};
+use crate::audit::{self, Action, Entry};
 use crate::config::{self, Config};
 use crate::format::thousands;
+use crate::gates::command::Decision;
 
 /// Why a command could not run: the settings or the engine.
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +26,30 @@ pub enum CommandError {
     Engine(#[from] Error),
     #[error("could not write the status as JSON: {0}")]
     Json(#[from] serde_json::Error),
+    #[error(transparent)]
+    Gates(#[from] crate::gates::Error),
+    #[error(transparent)]
+    Audit(#[from] audit::Error),
+    #[error(transparent)]
+    UnknownGate(#[from] crate::gates::command::UnknownGate),
+    #[error(
+        "contract of {name} refused: gate(s) {} did not pass (see above). Fix what they found \
+         and run the command again, or, having checked it yourself, override each by name: {}",
+        blocking.join(", "),
+        blocking.iter().map(|g| format!("--override-gate {g}")).collect::<Vec<_>>().join(" ")
+    )]
+    GatesBlocked { name: String, blocking: Vec<String> },
+}
+
+/// What `zdm complete` needs beyond the name: the confirmation and the gate overrides.
+#[derive(Debug, Clone, Default)]
+pub struct CompleteOptions {
+    /// Must equal the migration's name.
+    pub confirmation: String,
+    /// Gates that did not pass and that the operator accepts anyway (recorded).
+    pub overrides: Vec<String>,
+    /// The gates' observation window (default: `[gates] window_s`).
+    pub window: Option<Duration>,
 }
 
 /// `zdm start [NAME]`: expand and backfill (or resume) a migration.
@@ -40,17 +66,21 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     };
     let mut engine = connect(config).await?;
     let Planned { plan, checksum } = planned;
+    record(config, &plan.migration, Action::Start, None).await?;
     let printer = print_events(&mut engine);
     let outcome = engine.start(&plan, &checksum).await;
     finish(engine, printer, outcome).await
 }
 
-/// `zdm complete NAME --confirm-contract NAME`: contract, irreversible.
+/// `zdm complete NAME --confirm-contract NAME [--override-gate GATE]...`: the contract
+/// safety gates are evaluated and shown (stderr), then contract runs, irreversible, only
+/// when every gate passed or was overridden by name. All of it goes to `zdm.audit`.
 pub async fn complete(
     config: &Config,
     name: &str,
-    confirmation: &str,
+    options: &CompleteOptions,
 ) -> Result<String, CommandError> {
+    let confirmation = options.confirmation.as_str();
     if confirmation != name {
         // Refused before connecting: nothing about the database is needed to say no.
         return Err(Error::ConfirmationMismatch {
@@ -60,6 +90,11 @@ pub async fn complete(
         .into());
     }
     let mut engine = connect(config).await?;
+    // Gates run while this zdm holds the run lock: nothing else starts meanwhile.
+    if let Err(error) = contract_gates(config, name, options).await {
+        let _ = engine.close().await;
+        return Err(error);
+    }
     let printer = print_events(&mut engine);
     let outcome = engine.complete(name, confirmation).await;
     finish(engine, printer, outcome).await
@@ -68,6 +103,7 @@ pub async fn complete(
 /// `zdm rollback NAME`: undo expand and backfill.
 pub async fn rollback(config: &Config, name: &str) -> Result<String, CommandError> {
     let mut engine = connect(config).await?;
+    record(config, name, Action::Rollback, None).await?;
     let printer = print_events(&mut engine);
     let outcome = engine.rollback(name).await;
     finish(engine, printer, outcome).await
@@ -85,6 +121,84 @@ pub async fn status(config: &Config, json: bool) -> Result<String, CommandError>
     } else {
         Ok(report.render())
     }
+}
+
+/// Evaluates and prints the gates of a migration ready to contract, records the decision,
+/// and refuses when a gate blocks. A contract already begun (resumed after a crash) is not
+/// gated: part of what the gates look at is gone, and stopping half way helps nobody.
+async fn contract_gates(
+    config: &Config,
+    name: &str,
+    options: &CompleteOptions,
+) -> Result<(), CommandError> {
+    let mut conn = connect_plain(config).await?;
+    let status = super::state::get(&mut conn, name)
+        .await?
+        .map(|record| record.activity());
+    if status != Some(super::Status::ReadyToContract) {
+        let resumed = if status == Some(super::Status::Contracting) {
+            audit::record(
+                &mut conn,
+                Entry {
+                    migration: name,
+                    action: Action::ConfirmContract,
+                    detail: Some(
+                        "resuming a contract begun earlier; gates not evaluated again".to_string(),
+                    ),
+                    gates: None,
+                },
+            )
+            .await
+        } else {
+            Ok(())
+        };
+        let _ = conn.close().await;
+        return Ok(resumed?);
+    }
+    let decided = crate::gates::command::before_contract(
+        config,
+        name,
+        &options.overrides,
+        options.window,
+        &mut conn,
+    )
+    .await;
+    let _ = conn.close().await;
+    match decided?? {
+        Decision::Proceed(report) => {
+            eprint!("{}", report.render());
+            Ok(())
+        }
+        Decision::Blocked { report, blocking } => {
+            eprint!("{}", report.render());
+            Err(CommandError::GatesBlocked {
+                name: name.to_string(),
+                blocking,
+            })
+        }
+    }
+}
+
+/// Appends to `zdm.audit` on a connection of its own (the engine's is busy with the run).
+async fn record(
+    config: &Config,
+    migration: &str,
+    action: Action,
+    detail: Option<String>,
+) -> Result<(), CommandError> {
+    let mut conn = connect_plain(config).await?;
+    let recorded = audit::record(
+        &mut conn,
+        Entry {
+            migration,
+            action,
+            detail,
+            gates: None,
+        },
+    )
+    .await;
+    let _ = conn.close().await;
+    Ok(recorded?)
 }
 
 async fn connect(config: &Config) -> Result<Engine, CommandError> {

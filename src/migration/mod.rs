@@ -30,6 +30,8 @@ pub struct Migration {
     pub name: String,
     pub description: Option<String>,
     pub operations: Vec<Operation>,
+    /// Queries whose plans the EXPLAIN gate checks (`[[verify]]`), in file order.
+    pub verify: Vec<Verify>,
     /// SHA-256 of the file's bytes, hex: a file that ran must never change.
     pub checksum: String,
 }
@@ -42,7 +44,20 @@ impl Migration {
 }
 
 /// The keys a migration file may have at its top level.
-const TOP_LEVEL_KEYS: [&str; 2] = ["description", "operations"];
+const TOP_LEVEL_KEYS: [&str; 3] = ["description", "operations", "verify"];
+
+/// A query of the application whose plan the EXPLAIN gate shows before and after
+/// (`[[verify]]` in the file; see docs/migrations.md).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Verify {
+    /// One SELECT (or other explainable statement) as the application sends it, with
+    /// constants in place of parameters. Only planned (`EXPLAIN`), never run.
+    pub sql: String,
+    /// An index the query must use with the new version (after expand).
+    #[serde(default)]
+    pub uses_index: Option<String>,
+}
 
 /// The two spellings of the same structure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -212,7 +227,18 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
     };
 
     let mut errors: Vec<decode::DecodeError> = Vec::new();
-    let (description, operation_nodes) = top_level(&root, &mut errors);
+    let (description, operation_nodes, verify_nodes) = top_level(&root, &mut errors);
+    let mut verify = Vec::with_capacity(verify_nodes.len());
+    for node in &verify_nodes {
+        match decode::from_node::<Verify>(node) {
+            Ok(entry) if entry.sql.trim().is_empty() => errors.push(decode::DecodeError::at(
+                node.span.clone(),
+                "`sql` of a [[verify]] entry is empty: give the query to EXPLAIN",
+            )),
+            Ok(entry) => verify.push(entry),
+            Err(error) => errors.push(error),
+        }
+    }
     let mut operations = Vec::with_capacity(operation_nodes.len());
     let mut decoded_nodes = Vec::with_capacity(operation_nodes.len());
     for node in operation_nodes {
@@ -237,6 +263,7 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
         name: name.to_string(),
         description,
         operations,
+        verify,
         checksum: checksum(bytes),
     };
     let source = SourceMap {
@@ -264,8 +291,12 @@ fn sort(diagnostics: &mut [Diagnostic]) {
     diagnostics.sort_by_key(|d| (d.position, d.severity));
 }
 
-/// The description and the operation tables, reporting unknown or mistyped top-level keys.
-fn top_level(root: &Node, errors: &mut Vec<decode::DecodeError>) -> (Option<String>, Vec<Node>) {
+/// The description, the operation tables and the `[[verify]]` tables, reporting unknown or
+/// mistyped top-level keys.
+fn top_level(
+    root: &Node,
+    errors: &mut Vec<decode::DecodeError>,
+) -> (Option<String>, Vec<Node>, Vec<Node>) {
     let Some(entries) = root.entries() else {
         errors.push(decode::DecodeError::at(
             root.span.clone(),
@@ -274,14 +305,24 @@ fn top_level(root: &Node, errors: &mut Vec<decode::DecodeError>) -> (Option<Stri
                 root.kind()
             ),
         ));
-        return (None, Vec::new());
+        return (None, Vec::new(), Vec::new());
     };
     let mut description = None;
     let mut operations = None;
+    let mut verify = Vec::new();
     for entry in entries {
         match (entry.key.as_str(), &entry.value.value) {
             ("description", Value::String(text)) => description = Some(text.clone()),
             ("operations", Value::Array(items)) => operations = Some(items.clone()),
+            ("verify", Value::Array(items)) => verify = items.clone(),
+            ("verify", _) => errors.push(decode::DecodeError::at(
+                entry.value.span.clone(),
+                format!(
+                    "`verify` must be an array of tables (`[[verify]]` with `sql` and \
+                     `uses_index`), found {}",
+                    entry.value.kind()
+                ),
+            )),
             ("description", _) => errors.push(decode::DecodeError::at(
                 entry.value.span.clone(),
                 format!(
@@ -316,5 +357,5 @@ fn top_level(root: &Node, errors: &mut Vec<decode::DecodeError>) -> (Option<Stri
         ));
         Vec::new()
     });
-    (description, operations)
+    (description, operations, verify)
 }

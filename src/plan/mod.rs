@@ -9,6 +9,7 @@
 //! (see `workspace::sync_function_sql` for how it tells the versions apart).
 
 pub mod command;
+pub mod drops;
 pub mod error;
 pub mod names;
 mod ops;
@@ -17,6 +18,7 @@ pub mod step;
 pub mod validate;
 pub mod workspace;
 
+pub use drops::ContractDrops;
 pub use error::{PlanError, Problem};
 pub use step::{Backfill, LockLevel, Phase, Step, StepAction};
 
@@ -37,6 +39,10 @@ pub struct Plan {
     pub version_schema: String,
     /// Steps in the order they run; each carries its phase.
     pub steps: Vec<Step>,
+    /// What contract removes, for the safety gates (absent from plans stored before it
+    /// existed: those read as dropping nothing).
+    #[serde(default, skip_serializing_if = "ContractDrops::is_empty")]
+    pub drops: ContractDrops,
 }
 
 impl Plan {
@@ -72,12 +78,14 @@ pub fn plan_and_simulate(
         planner.plan(&mut ws).map_err(fail)?;
     }
     let version_schema = ws.version_schema.clone();
+    let drops = ws.contract_drops();
     let (steps, after) = ws.finish();
     Ok((
         Plan {
             migration: migration.name.clone(),
             version_schema,
             steps,
+            drops,
         },
         after,
     ))

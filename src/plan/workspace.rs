@@ -499,6 +499,14 @@ impl<'a> Workspace<'a> {
             .collect()
     }
 
+    /// The names of [`Workspace::previous_version_schemas`].
+    pub(crate) fn previous_version_schemas_names(&self) -> Vec<String> {
+        self.previous_version_schemas()
+            .iter()
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     /// Version schemas of earlier migrations of this schema: dropped at contract.
     fn previous_version_schemas(&self) -> Vec<&Schema> {
         self.original

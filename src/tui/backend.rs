@@ -19,6 +19,7 @@ use crate::engine::identity::Identity;
 use crate::engine::lock;
 use crate::engine::state::{self, MigrationRecord};
 use crate::engine::{self, source, Engine, EngineOptions, Events, Outcome, Status};
+use crate::gates;
 use crate::migration::{self, Migration};
 use crate::plan::{Phase, Plan};
 
@@ -153,15 +154,16 @@ impl Backend {
         let config = self.config.clone();
         let updates = self.updates.clone();
         tokio::spawn(async move {
-            let record = match connect_plain(&config).await {
-                Ok(mut conn) => {
-                    let record = state::get(&mut conn, &migration).await;
-                    let _ = conn.close().await;
-                    record.map_err(|e| e.to_string())
-                }
-                Err(error) => Err(error),
+            // The gates watch the database for their observation window ([gates] window_s)
+            // before they judge; the dialog says so meanwhile and refuses to contract.
+            let gates = match gates::command::report(&config, &migration, None).await {
+                Ok(report) => report.gates.iter().map(GateRow::from).collect(),
+                Err(error) => vec![GateRow {
+                    name: "gates".into(),
+                    result: GateResult::Unknown,
+                    evidence: format!("the safety gates could not be evaluated: {error}"),
+                }],
             };
-            let gates = gates_of(record);
             let _ = updates.send(Update::Gates { migration, gates });
         });
     }
@@ -171,9 +173,10 @@ impl Backend {
         self.spawn_command(EngineCommand::Start, migration)
     }
 
-    /// Runs contract for `migration`, confirmed by its name typed in the dialog.
-    pub fn complete(&mut self, migration: String) -> Result<(), String> {
-        self.spawn_command(EngineCommand::Contract, migration)
+    /// Runs contract for `migration`, confirmed by its name typed in the dialog, with the
+    /// gates the operator overrode by typing `override`.
+    pub fn complete(&mut self, migration: String, overrides: Vec<String>) -> Result<(), String> {
+        self.spawn_command(EngineCommand::Contract { overrides }, migration)
     }
 
     /// Runs rollback for `migration`.
@@ -203,10 +206,11 @@ impl Backend {
         let events = self.events.clone();
         let name = migration.clone();
         let (cancel, cancelled) = oneshot::channel::<()>();
+        let word = command.word();
         // The engine's futures are not `Send` (a compiler limitation with their borrowed
         // plans), so each command gets a thread with its own small runtime.
         let thread = std::thread::Builder::new()
-            .name(format!("zdm-{}", command.word()))
+            .name(format!("zdm-{word}"))
             .spawn(move || {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
@@ -214,7 +218,7 @@ impl Backend {
                 let result = match runtime {
                     Ok(runtime) => runtime.block_on(async {
                         tokio::select! {
-                            result = run_engine(&config, command, &name, events) => Some(result),
+                            result = run_engine(&config, &command, &name, events) => Some(result),
                             // Dropping the engine closes its connections: the server rolls
                             // back the open batch or step.
                             _ = cancelled => None,
@@ -224,7 +228,7 @@ impl Backend {
                 };
                 if let Some(result) = result {
                     let _ = updates.send(Update::Finished {
-                        command: command.word(),
+                        command: word,
                         migration: name,
                         result,
                     });
@@ -249,18 +253,21 @@ struct RunningCommand {
 }
 
 /// The engine commands the console runs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum EngineCommand {
     Start,
-    Contract,
+    /// Contract, after the gates pass or are overridden by name.
+    Contract {
+        overrides: Vec<String>,
+    },
     Rollback,
 }
 
 impl EngineCommand {
-    fn word(self) -> &'static str {
+    fn word(&self) -> &'static str {
         match self {
             EngineCommand::Start => "start",
-            EngineCommand::Contract => "contract",
+            EngineCommand::Contract { .. } => "contract",
             EngineCommand::Rollback => "rollback",
         }
     }
@@ -270,7 +277,7 @@ impl EngineCommand {
 /// sent to the console, and closes it.
 async fn run_engine(
     config: &Config,
-    command: EngineCommand,
+    command: &EngineCommand,
     name: &str,
     events: UnboundedSender<engine::Event>,
 ) -> Result<String, String> {
@@ -287,14 +294,37 @@ async fn run_engine(
                 .map_err(|e| e.to_string()),
             Err(error) => Err(error),
         },
-        // The dialog made the operator type the name: it is the confirmation.
-        EngineCommand::Contract => engine.complete(name, name).await.map_err(|e| e.to_string()),
+        EngineCommand::Contract { overrides } => match gate_contract(config, name, overrides).await
+        {
+            // The dialog made the operator type the name: it is the confirmation.
+            Ok(()) => engine.complete(name, name).await.map_err(|e| e.to_string()),
+            Err(refused) => Err(refused),
+        },
         EngineCommand::Rollback => engine.rollback(name).await.map_err(|e| e.to_string()),
     };
     let closed = engine.close().await;
     let outcome: Outcome = outcome?;
     closed.map_err(|e| e.to_string())?;
     Ok(outcome.to_string())
+}
+
+/// The gates `zdm complete` runs, evaluated again now (the database may have changed since
+/// the dialog showed them) and recorded in zdm.audit with the overrides.
+async fn gate_contract(config: &Config, name: &str, overrides: &[String]) -> Result<(), String> {
+    let mut audit = connect_plain(config).await?;
+    let decision = gates::command::before_contract(config, name, overrides, None, &mut audit).await;
+    let _ = audit.close().await;
+    match decision.map_err(|e| e.to_string())? {
+        Ok(gates::command::Decision::Proceed(_)) => Ok(()),
+        Ok(gates::command::Decision::Blocked { blocking, .. }) => Err(format!(
+            "contract refused: gate(s) {} did not pass and were not overridden",
+            blocking.join(", ")
+        )),
+        Err(unknown) => Err(format!(
+            "contract refused: no gate named {}",
+            unknown.unknown.join(", ")
+        )),
+    }
 }
 
 /// What `start` runs: for a migration already recorded (stopped or failed), the plan
@@ -512,43 +542,6 @@ pub fn step_index(plan: &Plan, phase: Phase, position: usize) -> Option<usize> {
         .map(|(index, _)| index)
 }
 
-/// The contract gates this build can evaluate, and the ones it cannot, said so.
-fn gates_of(record: Result<Option<MigrationRecord>, String>) -> Vec<GateRow> {
-    let finished = match record {
-        Ok(Some(record)) if record.activity() == Status::ReadyToContract => GateRow {
-            name: "expand and backfill finished".into(),
-            result: GateResult::Pass,
-            evidence: record.ready_at.map_or_else(
-                || "recorded as ready to contract".to_string(),
-                |at| format!("ready since {}", at.format("%Y-%m-%d %H:%M:%S UTC")),
-            ),
-        },
-        Ok(Some(record)) => GateRow {
-            name: "expand and backfill finished".into(),
-            result: GateResult::Fail,
-            evidence: format!("the migration is {}", record.status),
-        },
-        Ok(None) => GateRow {
-            name: "expand and backfill finished".into(),
-            result: GateResult::Fail,
-            evidence: "the migration has not been started on this database".into(),
-        },
-        Err(error) => GateRow {
-            name: "expand and backfill finished".into(),
-            result: GateResult::Unknown,
-            evidence: format!("could not read the recorded state: {error}"),
-        },
-    };
-    vec![
-        finished,
-        GateRow {
-            name: "old version unused, queries checked".into(),
-            result: GateResult::Unknown,
-            evidence: "not evaluated: this build has no contract safety checks yet".into(),
-        },
-    ]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -578,6 +571,7 @@ mod tests {
             description: None,
             operations: Vec::new(),
             checksum: checksum.into(),
+            verify: Vec::new(),
         }
     }
 
@@ -624,6 +618,7 @@ mod tests {
                 .into_iter()
                 .map(step)
                 .collect(),
+                drops: Default::default(),
             },
         }
     }

@@ -248,7 +248,7 @@ impl Console {
                         ),
                     );
                 }
-                match self.backend.complete(migration.clone()) {
+                match self.backend.complete(migration.clone(), overrides.clone()) {
                     Ok(()) => self.log(Level::Info, format!("contract of {migration} started")),
                     Err(why) => self.refuse(why),
                 }

@@ -90,6 +90,7 @@ pub fn price_plan() -> Plan {
                 "public.products",
             ),
         ],
+        drops: Default::default(),
     }
 }
 

@@ -77,6 +77,7 @@ pub fn plan(name: &str, steps: Vec<Step>) -> Plan {
         migration: name.to_string(),
         version_schema: format!("public_{name}"),
         steps,
+        drops: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ pub fn migration(name: &str, toml_text: &str) -> Migration {
         name: name.to_string(),
         description: None,
         operations: file.operations,
+        verify: Vec::new(),
         checksum: String::new(),
     }
 }

@@ -1,0 +1,180 @@
+//! Gate "dependencies": nothing but zdm's own objects depends on what contract drops.
+//! Read from pg_depend: views, functions (SQL-standard bodies), triggers, foreign keys of
+//! other tables and row-level policies over a dropped table, column, index or constraint's
+//! index, or over a view of the old version schema; objects zdm manages (version schemas' views and
+//! functions, `_zdm*` triggers and constraints) and what goes away with the dropped table
+//! itself (its own indexes, constraints, defaults) are left out.
+
+use futures::future::BoxFuture;
+
+use super::{unknown_because, Context, Gate, GateReport, Observation, Verdict};
+
+pub struct NothingDepends;
+
+/// Objects in a version schema, or named `_zdm…`, are zdm's own.
+const FIND: &str = "
+WITH target AS (
+    SELECT to_regclass(t.rel) AS rel, t.col, t.what
+      FROM unnest($1::text[], $2::text[], $3::text[]) AS t(rel, col, what)
+), zdm_schema AS (
+    SELECT oid FROM pg_namespace
+     WHERE obj_description(oid, 'pg_namespace') LIKE 'zdm version schema; base=%'
+), refs AS (
+    SELECT tg.what, tg.rel, tg.col, d.classid, d.objid, d.objsubid
+      FROM target tg
+      JOIN pg_depend d ON d.refclassid = 'pg_class'::regclass AND d.refobjid = tg.rel
+     WHERE tg.rel IS NOT NULL AND d.deptype IN ('n', 'a')
+       AND (tg.col = '' OR d.refobjsubid = (SELECT attnum FROM pg_attribute
+                                             WHERE attrelid = tg.rel AND attname = tg.col))
+), described AS (
+    SELECT r.what, r.rel, r.col, r.classid,
+           pg_describe_object(r.classid, r.objid, r.objsubid) AS object,
+           CASE r.classid
+             WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = r.objid)
+             WHEN 'pg_constraint'::regclass THEN (SELECT conrelid FROM pg_constraint WHERE oid = r.objid)
+             WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = r.objid)
+             WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = r.objid)
+             WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = r.objid)
+             WHEN 'pg_class'::regclass THEN r.objid
+           END AS owner,
+           CASE r.classid
+             WHEN 'pg_constraint'::regclass THEN (SELECT conname::text FROM pg_constraint WHERE oid = r.objid)
+             WHEN 'pg_trigger'::regclass THEN (SELECT tgname::text FROM pg_trigger WHERE oid = r.objid)
+             ELSE ''
+           END AS own_name,
+           CASE r.classid
+             WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = r.objid)
+           END AS function_schema
+      FROM refs r
+)
+SELECT DISTINCT what, object
+  FROM described d
+ WHERE coalesce(own_name, '') NOT LIKE '\\_zdm%'
+   AND (function_schema IS NULL OR function_schema NOT IN (SELECT oid FROM zdm_schema))
+   AND (owner IS NULL OR (SELECT relnamespace FROM pg_class WHERE oid = d.owner)
+                         NOT IN (SELECT oid FROM zdm_schema))
+   -- what lives on the dropped table goes with it (indexes, its own constraints, defaults,
+   -- its rules); a trigger or policy over a dropped column is still reported.
+   AND NOT (owner = rel AND (col = '' OR classid IN ('pg_class'::regclass,
+                                                     'pg_constraint'::regclass,
+                                                     'pg_attrdef'::regclass,
+                                                     'pg_rewrite'::regclass)))
+ ORDER BY 1, 2";
+
+impl Gate for NothingDepends {
+    fn name(&self) -> &'static str {
+        "dependencies"
+    }
+
+    fn title(&self) -> &'static str {
+        "nothing but zdm's own objects depends on what contract drops"
+    }
+
+    fn judge<'a>(&'a self, ctx: &'a mut Context, _: Observation) -> BoxFuture<'a, GateReport> {
+        Box::pin(async move {
+            let (mut rels, mut cols, mut whats) = (Vec::new(), Vec::new(), Vec::new());
+            let drops = &ctx.drops;
+            for table in &drops.tables {
+                rels.push(table.quoted());
+                cols.push(String::new());
+                whats.push(format!("table {table}"));
+            }
+            for column in &drops.columns {
+                rels.push(column.table.quoted());
+                cols.push(column.column.clone());
+                whats.push(format!("column {}.{}", column.table, column.column));
+            }
+            for index in &drops.indexes {
+                rels.push(format!(
+                    "{}.{}",
+                    crate::db::quote_ident(&index.table.schema),
+                    crate::db::quote_ident(&index.index)
+                ));
+                cols.push(String::new());
+                whats.push(format!("index {}.{}", index.table.schema, index.index));
+            }
+            // A dropped unique or primary key constraint takes its index, which other
+            // tables' foreign keys depend on.
+            for constraint in &drops.constraints {
+                let index: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+                    "SELECT quote_ident(n.nspname) || '.' || quote_ident(i.relname) \
+                       FROM pg_constraint c JOIN pg_class i ON i.oid = c.conindid \
+                       JOIN pg_namespace n ON n.oid = i.relnamespace \
+                      WHERE c.conrelid = to_regclass($1) AND c.conname = $2",
+                )
+                .bind(constraint.table.quoted())
+                .bind(&constraint.constraint)
+                .fetch_optional(&mut ctx.conn)
+                .await;
+                match index {
+                    Ok(Some(index)) => {
+                        rels.push(index);
+                        cols.push(String::new());
+                        whats.push(format!(
+                            "constraint {} of {}",
+                            constraint.constraint, constraint.table
+                        ));
+                    }
+                    Ok(None) => {}
+                    Err(error) => {
+                        return unknown_because(self, "reading the dropped constraints", &error)
+                    }
+                }
+            }
+            // The old version schema's views go at contract: what else depends on them?
+            let views: Result<Vec<String>, sqlx::Error> = sqlx::query_scalar(
+                "SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) \
+                   FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+                  WHERE n.nspname = ANY($1) ORDER BY 1",
+            )
+            .bind(&drops.schemas)
+            .fetch_all(&mut ctx.conn)
+            .await;
+            match views {
+                Ok(views) => {
+                    for view in views {
+                        whats.push(format!("old version view {view}"));
+                        rels.push(view);
+                        cols.push(String::new());
+                    }
+                }
+                Err(error) => {
+                    return unknown_because(self, "listing the old version's views", &error)
+                }
+            }
+            if rels.is_empty() {
+                return GateReport::new(
+                    self,
+                    Verdict::Pass,
+                    vec!["contract drops no table, column, index or version schema".to_string()],
+                );
+            }
+            let found: Result<Vec<(String, String)>, sqlx::Error> = sqlx::query_as(FIND)
+                .bind(&rels)
+                .bind(&cols)
+                .bind(&whats)
+                .fetch_all(&mut ctx.conn)
+                .await;
+            match found {
+                Err(error) => unknown_because(self, "reading pg_depend", &error),
+                Ok(rows) if rows.is_empty() => GateReport::new(
+                    self,
+                    Verdict::Pass,
+                    vec![format!(
+                        "no view, function, trigger, foreign key or policy depends on: {}",
+                        whats.join(", ")
+                    )],
+                ),
+                Ok(rows) => GateReport::new(
+                    self,
+                    Verdict::Fail,
+                    rows.into_iter()
+                        .map(|(what, object)| {
+                            format!("{object} depends on {what}: drop or change it first")
+                        })
+                        .collect(),
+                ),
+            }
+        })
+    }
+}

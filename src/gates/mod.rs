@@ -1,0 +1,282 @@
+//! Contract safety gates: checks run against the live database before the irreversible
+//! contract phase, each ending in pass, fail or unknown with the evidence it found (never a
+//! silent pass). One gate per file, one [`Gate`] trait, one [`registry`].
+//!
+//! The gates observe over a window (statement counts, index scans): every gate takes its
+//! first look, the window passes once for all of them, then each gate judges.
+
+pub mod backfill;
+pub mod command;
+pub mod context;
+pub mod dependencies;
+pub mod explain;
+pub mod indexes;
+pub mod matching;
+pub mod old_transactions;
+pub mod old_version;
+pub mod registry;
+
+use std::any::Any;
+use std::fmt;
+
+use futures::future::BoxFuture;
+use serde::{Deserialize, Serialize};
+
+pub use context::Context;
+pub use registry::{evaluate, registry};
+
+/// A gate's verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Pass,
+    Fail,
+    /// The gate could not find out (missing extension, unreachable replica, query error):
+    /// blocks contract like a failure, because nothing was proved.
+    Unknown,
+}
+
+impl fmt::Display for Verdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Verdict::Pass => "pass",
+            Verdict::Fail => "FAIL",
+            Verdict::Unknown => "UNKNOWN",
+        })
+    }
+}
+
+/// One gate's outcome: what it checked, the verdict, and what it saw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GateReport {
+    /// The gate's name, as given to `--override-gate`.
+    pub name: String,
+    /// What the gate checks, in a sentence.
+    pub title: String,
+    pub verdict: Verdict,
+    /// One line per finding; for a pass, what was checked.
+    pub evidence: Vec<String>,
+}
+
+impl GateReport {
+    pub fn new(gate: &dyn Gate, verdict: Verdict, evidence: Vec<String>) -> Self {
+        GateReport {
+            name: gate.name().to_string(),
+            title: gate.title().to_string(),
+            verdict,
+            evidence,
+        }
+    }
+}
+
+/// A gate as the control protocol's `Event::GatesEvaluated` carries it (and the console's
+/// contract dialog shows it): unknown is `passed: None`.
+impl From<&GateReport> for crate::control::event::Gate {
+    fn from(report: &GateReport) -> Self {
+        crate::control::event::Gate {
+            name: report.name.clone(),
+            passed: match report.verdict {
+                Verdict::Pass => Some(true),
+                Verdict::Fail => Some(false),
+                Verdict::Unknown => None,
+            },
+            evidence: report.evidence.join("\n"),
+        }
+    }
+}
+
+/// A gate as the console's contract dialog lists it (`tui::app::GateRow`).
+impl From<&GateReport> for crate::tui::app::GateRow {
+    fn from(report: &GateReport) -> Self {
+        use crate::tui::app::GateResult;
+        crate::tui::app::GateRow {
+            name: report.name.clone(),
+            result: match report.verdict {
+                Verdict::Pass => GateResult::Pass,
+                Verdict::Fail => GateResult::Fail,
+                Verdict::Unknown => GateResult::Unknown,
+            },
+            evidence: report.evidence.join("\n"),
+        }
+    }
+}
+
+/// Every gate of one evaluation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    pub migration: String,
+    /// Seconds the window lasted.
+    pub window_seconds: f64,
+    pub gates: Vec<GateReport>,
+}
+
+impl Report {
+    /// Gates that did not pass and are not overridden: what still blocks contract.
+    pub fn blocking<'a>(&'a self, overrides: &'a [String]) -> Vec<&'a GateReport> {
+        self.gates
+            .iter()
+            .filter(|g| g.verdict != Verdict::Pass && !overrides.contains(&g.name))
+            .collect()
+    }
+
+    /// The text `zdm gates` prints.
+    pub fn render(&self) -> String {
+        let mut out = format!(
+            "contract gates of {} (observed for {:.1} s)\n",
+            self.migration, self.window_seconds
+        );
+        for gate in &self.gates {
+            out.push_str(&format!(
+                "\n[{:>7}] {}: {}\n",
+                gate.verdict.to_string(),
+                gate.name,
+                gate.title
+            ));
+            for line in &gate.evidence {
+                for (i, part) in line.lines().enumerate() {
+                    out.push_str(if i == 0 {
+                        "          - "
+                    } else {
+                        "            "
+                    });
+                    out.push_str(part);
+                    out.push('\n');
+                }
+            }
+        }
+        out
+    }
+}
+
+/// What a gate saw when the window opened, handed back to it when the window closed.
+pub type Observation = Box<dyn Any + Send>;
+
+/// One contract safety check.
+pub trait Gate: Send + Sync {
+    /// Short name, used by `--override-gate` and in the audit trail.
+    fn name(&self) -> &'static str;
+    /// What it checks, in a sentence.
+    fn title(&self) -> &'static str;
+    /// First look, when the observation window opens (counters to compare later).
+    fn observe<'a>(&'a self, _ctx: &'a mut Context) -> BoxFuture<'a, Observation> {
+        Box::pin(async { Box::new(()) as Observation })
+    }
+    /// The verdict, when the window has passed.
+    fn judge<'a>(&'a self, ctx: &'a mut Context, first: Observation) -> BoxFuture<'a, GateReport>;
+}
+
+/// Why the gates could not be evaluated at all (a gate's own trouble is its "unknown").
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Config(#[from] crate::config::Error),
+    #[error(transparent)]
+    Engine(#[from] crate::engine::Error),
+    #[error(
+        "migration {name} has not been started on this database, so it has no contract to \
+         check; run `zdm start {name}` first"
+    )]
+    NotStarted { name: String },
+    #[error(transparent)]
+    Audit(#[from] crate::audit::Error),
+    #[error("could not write the gates as JSON: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// A database error as evidence: the gate could not look, so it says unknown.
+pub(crate) fn unknown_because(gate: &dyn Gate, doing: &str, error: &sqlx::Error) -> GateReport {
+    GateReport::new(
+        gate,
+        Verdict::Unknown,
+        vec![format!("could not check: {doing} failed: {error}")],
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report() -> Report {
+        let gate = |name: &str, verdict, evidence: &str| GateReport {
+            name: name.to_string(),
+            title: format!("{name} title"),
+            verdict,
+            evidence: vec![evidence.to_string()],
+        };
+        Report {
+            migration: "0001_x".to_string(),
+            window_seconds: 2.0,
+            gates: vec![
+                gate("backfill", Verdict::Pass, "2 backfill step(s) done"),
+                gate(
+                    "old-version-unused",
+                    Verdict::Fail,
+                    "statement run 3 time(s)\nmore",
+                ),
+                gate("explain", Verdict::Unknown, "could not read"),
+            ],
+        }
+    }
+
+    #[test]
+    fn fail_and_unknown_block_until_overridden_by_name() {
+        let report = report();
+        let blocking: Vec<&str> = report
+            .blocking(&[])
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        assert_eq!(blocking, vec!["old-version-unused", "explain"]);
+        let overrides = vec!["explain".to_string()];
+        let blocking: Vec<&str> = report
+            .blocking(&overrides)
+            .iter()
+            .map(|g| g.name.as_str())
+            .collect();
+        assert_eq!(blocking, vec!["old-version-unused"]);
+    }
+
+    #[test]
+    fn the_text_shows_every_verdict_and_its_evidence() {
+        let text = report().render();
+        assert!(
+            text.starts_with("contract gates of 0001_x (observed for 2.0 s)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("[   pass] backfill: backfill title"),
+            "{text}"
+        );
+        assert!(text.contains("[   FAIL] old-version-unused"), "{text}");
+        assert!(text.contains("[UNKNOWN] explain"), "{text}");
+        assert!(
+            text.contains("          - statement run 3 time(s)\n            more\n"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_console_and_the_control_protocol_get_every_verdict() {
+        use crate::tui::app::{GateResult, GateRow};
+        let report = report();
+        let rows: Vec<GateRow> = report.gates.iter().map(GateRow::from).collect();
+        assert_eq!(rows[0].result, GateResult::Pass);
+        assert_eq!(rows[1].result, GateResult::Fail);
+        assert_eq!(rows[1].evidence, "statement run 3 time(s)\nmore");
+        assert_eq!(rows[2].result, GateResult::Unknown);
+        let events: Vec<crate::control::event::Gate> =
+            report.gates.iter().map(Into::into).collect();
+        assert_eq!(events[2].passed, None);
+        assert_eq!(events[1].passed, Some(false));
+    }
+
+    #[test]
+    fn every_gate_has_a_distinct_name() {
+        let mut names = registry::names();
+        let count = names.len();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), count);
+        assert_eq!(count, 6);
+    }
+}
