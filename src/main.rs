@@ -22,13 +22,16 @@ fn main() -> Result<()> {
         Command::Start(args) => {
             let config = Config::load(&args.target.overrides())?;
             let name = args.name.as_deref();
-            println!("{}", runtime.block_on(commands::start(&config, name))?);
+            println!(
+                "{}",
+                stopped_exits(runtime.block_on(commands::start(&config, name)))?
+            );
         }
         Command::Complete(args) => {
             let config = Config::load(&args.target.overrides())?;
             let confirmation = &args.confirm_contract;
             let done = commands::complete(&config, &args.name, confirmation);
-            println!("{}", runtime.block_on(done)?);
+            println!("{}", stopped_exits(runtime.block_on(done))?);
         }
         Command::Rollback(args) => {
             let config = Config::load(&args.target.overrides())?;
@@ -47,4 +50,20 @@ fn main() -> Result<()> {
         Command::Top(args) => runtime.block_on(zdm::monitor::top::run(args.options()?))?,
     }
     Ok(())
+}
+
+/// A run stopped on request (a signal, an abort) is not a failure: it says how to resume
+/// and exits with its own code, so a runbook can tell it from an error.
+fn stopped_exits(
+    result: Result<String, commands::CommandError>,
+) -> Result<String, commands::CommandError> {
+    use zdm::engine::{headless, Error};
+    if let Err(commands::CommandError::Engine(
+        error @ (Error::Stopped { .. } | Error::StoppedBetweenSteps { .. }),
+    )) = &result
+    {
+        eprintln!("{error}");
+        std::process::exit(headless::EXIT_STOPPED);
+    }
+    result
 }
