@@ -301,7 +301,12 @@ impl ThrottlePolicy {
                         } else {
                             self.calm[i] = 0;
                         }
-                        if self.calm[i] >= self.settings.release_samples.max(1) {
+                        // A flag file removed is an operator's deliberate act: at once.
+                        let needed = match input {
+                            Input::FlagFile => 1,
+                            _ => self.settings.release_samples.max(1),
+                        };
+                        if self.calm[i] >= needed {
                             self.engaged[i] = false;
                             self.calm[i] = 0;
                         }
@@ -432,6 +437,8 @@ pub struct Throttle {
     last_sequence: Option<u64>,
     last_verdict: Verdict,
     last_evaluated: Option<Instant>,
+    /// Whether the flag file existed at the last evaluation.
+    last_flag: Option<bool>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -463,6 +470,7 @@ impl Throttle {
             last_sequence: None,
             last_verdict: Verdict::Run,
             last_evaluated: None,
+            last_flag: None,
         }
     }
 
@@ -479,6 +487,7 @@ impl Throttle {
             last_sequence: None,
             last_verdict: Verdict::Run,
             last_evaluated: None,
+            last_flag: None,
         }
     }
 
@@ -495,7 +504,7 @@ impl Throttle {
         if settings != self.policy.settings() {
             self.policy.set_settings(settings.clone());
             // New limits decide at once, not at the next sample.
-            self.last_sequence = None;
+            self.last_evaluated = None;
         }
     }
 
@@ -506,22 +515,26 @@ impl Throttle {
         let snapshot = self.metrics.as_ref().map(|rx| rx.borrow().clone());
         let sequence = snapshot.as_ref().map(|m| m.sequence);
         let fresh_sample = sequence != self.last_sequence;
-        let due = self
-            .last_evaluated
-            .is_none_or(|at| at.elapsed() >= Duration::from_secs(1));
+        // Between samples the verdict stands (hysteresis counts each sample once); time
+        // alone triggers an evaluation only without a monitor, or when its last sample
+        // has gone stale (to hold on it).
+        let stale_after = self.policy.settings().stale_after;
+        let snapshot_stale = snapshot.as_ref().is_some_and(|m| {
+            (chrono::Utc::now() - m.taken_at)
+                .to_std()
+                .is_ok_and(|age| age > stale_after)
+        });
+        let due = self.last_evaluated.is_none_or(|at| {
+            at.elapsed() >= Duration::from_secs(1) && (self.metrics.is_none() || snapshot_stale)
+        });
         let flag_now = self.flag_exists();
-        let flag_changed = match (&self.last_verdict, flag_now) {
-            (_, Some(true)) => !self
-                .last_verdict
-                .reason()
-                .is_some_and(|r| r.contains("flag file")),
-            _ => false,
-        };
+        let flag_changed = flag_now != self.last_flag;
         if !(fresh_sample || due || flag_changed) {
             return self.last_verdict.clone();
         }
         let observation = self.observe(snapshot.as_deref(), flag_now).await;
         self.last_sequence = sequence;
+        self.last_flag = flag_now;
         self.last_evaluated = Some(Instant::now());
         self.last_verdict = self.policy.evaluate(&observation);
         self.last_verdict.clone()
@@ -796,6 +809,53 @@ mod tests {
             .evaluate(&slow)
             .reason()
             .is_some_and(|r| r.contains("canary latency 7.0 ms above max 5.0 ms")));
+    }
+
+    #[tokio::test]
+    async fn without_a_monitor_metric_inputs_hold_and_the_flag_file_acts_at_once() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let flag = dir.path().join("throttle");
+        let mut throttle = Throttle::without_monitor(
+            ThrottleSettings {
+                flag_file: Some(flag.clone()),
+                ..ThrottleSettings::default()
+            },
+            "the monitor could not start: no database URL".to_string(),
+        );
+        let verdict = throttle.check().await;
+        let reason = verdict.reason().expect("holds");
+        assert!(
+            reason.starts_with(
+                "replica lag unknown (the monitor could not start: no database URL): holding"
+            ),
+            "{reason}"
+        );
+        // Only the flag file left on: it throttles when created, lets go when removed,
+        // each time at the very next check.
+        throttle.apply(&ThrottleSettings {
+            flag_file: Some(flag.clone()),
+            ..only_flag()
+        });
+        assert_eq!(throttle.check().await, Verdict::Run);
+        std::fs::write(&flag, "").expect("flag");
+        let verdict = throttle.check().await;
+        assert_eq!(
+            verdict.reason(),
+            Some(format!("flag file {} exists", flag.display()).as_str())
+        );
+        std::fs::remove_file(&flag).expect("remove");
+        assert_eq!(throttle.check().await, Verdict::Run);
+    }
+
+    fn only_flag() -> ThrottleSettings {
+        ThrottleSettings {
+            max_replica_lag: None,
+            max_lock_waiters: None,
+            max_active_sessions_factor: None,
+            max_host_cpu_percent: None,
+            max_canary_factor: None,
+            ..ThrottleSettings::default()
+        }
     }
 
     #[test]
