@@ -248,16 +248,18 @@ async fn pause_resume_set_and_stop_take_effect_within_one_batch() {
     assert_every_row_once(&pool, 30_000).await;
 }
 
-/// Throttle limits for one input at a time.
-fn only(settings: ThrottleSettings) -> ThrottleSettings {
-    ThrottleSettings {
+/// Throttle settings with every input off, then `change`d.
+fn only(change: impl FnOnce(&mut ThrottleSettings)) -> ThrottleSettings {
+    let mut settings = ThrottleSettings {
         max_replica_lag: None,
         max_lock_waiters: None,
         max_active_sessions_factor: None,
         max_host_cpu_percent: None,
         max_canary_factor: None,
-        ..settings
-    }
+        ..ThrottleSettings::default()
+    };
+    change(&mut settings);
+    settings
 }
 
 fn fast_monitor(pg: &LocalPg, database: &str) -> Monitor {
@@ -273,10 +275,7 @@ async fn the_throttle_holds_on_real_replica_lag_and_lets_go_after() {
     let pool = common::database(&pg, "live_lag").await;
     table(&pool, 100_000, 10).await;
     let monitor = fast_monitor(&pg, "live_lag");
-    let settings = only(ThrottleSettings {
-        max_replica_lag: Some(Duration::from_secs(1)),
-        ..ThrottleSettings::default()
-    });
+    let settings = only(|s| s.max_replica_lag = Some(Duration::from_secs(1)));
     let mut engine = engine(
         &pg,
         "live_lag",
@@ -368,10 +367,7 @@ async fn the_throttle_holds_while_a_session_waits_for_a_lock_on_the_table() {
     let pool = common::database(&pg, "live_waiter").await;
     table(&pool, 100_000, 10).await;
     let monitor = fast_monitor(&pg, "live_waiter");
-    let settings = only(ThrottleSettings {
-        max_lock_waiters: Some(0),
-        ..ThrottleSettings::default()
-    });
+    let settings = only(|s| s.max_lock_waiters = Some(0));
     let mut engine = engine(
         &pg,
         "live_waiter",
@@ -509,4 +505,103 @@ async fn batch_sizes_settle_near_the_target_on_wide_and_on_narrow_rows() {
         keys(&wide),
         keys(&narrow)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_critical_level_pauses_until_an_operator_resumes() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "live_critical").await;
+    table(&pool, 100_000, 10).await;
+    let monitor = fast_monitor(&pg, "live_critical");
+    // Any waiter throttles; more than 1.5 (so two) is critical.
+    let settings = only(|s| {
+        s.max_lock_waiters = Some(0);
+        s.critical_factor = Some(1.5);
+    });
+    let mut engine = engine(
+        &pg,
+        "live_critical",
+        adaptive(PacingSettings {
+            max_rows_per_second: Some(3000.0),
+            ..PacingSettings::default()
+        }),
+    )
+    .await;
+    engine.set_throttle(Throttle::new(settings, monitor.subscribe(), None, false));
+    let control = engine.control();
+    let (task, mut events) = run(engine);
+    until(&mut events, Duration::from_secs(20), "batches", |e| {
+        matches!(e, Event::BatchCommitted { batches: 3.., .. })
+    })
+    .await;
+
+    let options = pg.primary().connect_options("live_critical");
+    let mut holder = sqlx::PgConnection::connect_with(&options)
+        .await
+        .expect("holder");
+    holder.execute("BEGIN").await.expect("begin");
+    holder
+        .execute("LOCK TABLE items IN SHARE UPDATE EXCLUSIVE MODE")
+        .await
+        .expect("lock");
+    let mut waiters = Vec::new();
+    for _ in 0..2 {
+        let options = options.clone();
+        waiters.push(tokio::spawn(async move {
+            let mut conn = sqlx::PgConnection::connect_with(&options)
+                .await
+                .expect("waiter");
+            conn.execute("BEGIN; LOCK TABLE items IN SHARE UPDATE EXCLUSIVE MODE; COMMIT")
+                .await
+                .expect("the waiter gets its lock in the end");
+        }));
+    }
+    let seen = until(
+        &mut events,
+        Duration::from_secs(20),
+        "the critical level",
+        |e| matches!(e, Event::CriticalLevel { .. }),
+    )
+    .await;
+    let Some(Event::CriticalLevel { reason, .. }) = seen.last() else {
+        unreachable!()
+    };
+    assert_eq!(reason, "lock waiters 2 is above its critical level 2");
+    let seen = until(&mut events, Duration::from_secs(5), "the pause", |e| {
+        matches!(e, Event::Paused { .. })
+    })
+    .await;
+    assert!(
+        matches!(seen.last(), Some(Event::Paused { by, .. }) if by.starts_with("critical level: "))
+    );
+    assert!(control.paused_by().is_some());
+
+    // The waiters go away; the backfill stays paused until someone resumes it.
+    holder.execute("COMMIT").await.expect("commit");
+    for waiter in waiters {
+        waiter.await.expect("waiter");
+    }
+    let held: i64 = sqlx::query_scalar("SELECT batches FROM zdm.backfill_progress")
+        .fetch_one(&pool)
+        .await
+        .expect("checkpoint");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let still: i64 = sqlx::query_scalar("SELECT batches FROM zdm.backfill_progress")
+        .fetch_one(&pool)
+        .await
+        .expect("checkpoint");
+    assert_eq!(still, held, "a critical pause waits for the operator");
+    control.resume();
+    until(
+        &mut events,
+        Duration::from_secs(20),
+        "a batch after resume",
+        |e| matches!(e, Event::BatchCommitted { .. }),
+    )
+    .await;
+    control.stop("test done");
+    let (outcome, engine) = task.await.expect("join");
+    assert!(matches!(outcome, Err(Error::Stopped { .. })));
+    engine.close().await.expect("close");
+    monitor.stop().await;
 }

@@ -124,8 +124,11 @@ impl Engine {
         self.steering.control.clone()
     }
 
-    /// Backfills wait for `throttle` between batches from now on.
+    /// Backfills wait for `throttle` between batches from now on. Its settings become
+    /// the control handle's throttle settings (the handle is where they change later).
     pub fn set_throttle(&mut self, throttle: Throttle) {
+        let settings = throttle.settings().clone();
+        self.steering.control.update(|s| s.throttle = settings);
         self.steering.throttle = Some(throttle);
     }
 
