@@ -162,7 +162,8 @@ pub fn print_events(output: Output, mut events: UnboundedReceiver<Event>) -> Joi
             if output.json {
                 println!("{}", event_json(&event));
             }
-            let width = crossterm::terminal::size().map_or(100, |(w, _)| w as usize - 1);
+            let width =
+                crossterm::terminal::size().map_or(100, |(w, _)| (w as usize).saturating_sub(1));
             let mut stderr = std::io::stderr().lock();
             if let (true, Event::BackfillProgress(progress)) = (output.bar, &event) {
                 let _ = write!(stderr, "\r\x1b[K{}", progress_line(progress, width));
