@@ -7,6 +7,9 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::db::DatabaseUrl;
+use crate::engine::pacing::PacingSettings;
+use crate::engine::throttle::ThrottleSettings;
+use crate::engine::BackfillSettings;
 
 /// The file read when `--config` is not given, if it exists in the current directory.
 pub const DEFAULT_FILE: &str = "zdm.toml";
@@ -49,6 +52,98 @@ struct FileConfig {
     monitor: MonitorFile,
     #[serde(default)]
     gates: GatesFile,
+    #[serde(default)]
+    backfill: BackfillFile,
+    #[serde(default)]
+    throttle: ThrottleFile,
+}
+
+/// The `[backfill]` table of `zdm.toml` (see `docs/engine.md`).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BackfillFile {
+    target_batch_ms: Option<u64>,
+    start_batch_rows: Option<u64>,
+    min_batch_rows: Option<u64>,
+    max_batch_rows: Option<u64>,
+    nice_ratio: Option<f64>,
+    /// 0 = no ceiling.
+    max_rows_per_second: Option<f64>,
+}
+
+impl BackfillFile {
+    fn settings(self) -> PacingSettings {
+        let d = PacingSettings::default();
+        let min_rows = self.min_batch_rows.map_or(d.min_rows, |n| n.max(1));
+        PacingSettings {
+            target: self
+                .target_batch_ms
+                .map_or(d.target, |ms| Duration::from_millis(ms.max(1))),
+            start_rows: self.start_batch_rows.map_or(d.start_rows, |n| n.max(1)),
+            min_rows,
+            max_rows: self.max_batch_rows.map_or(d.max_rows, |n| n.max(min_rows)),
+            nice_ratio: self.nice_ratio.map_or(d.nice_ratio, |r| r.max(0.0)),
+            max_rows_per_second: self
+                .max_rows_per_second
+                .map_or(d.max_rows_per_second, |r| (r > 0.0).then_some(r)),
+        }
+    }
+}
+
+/// The `[throttle]` table of `zdm.toml`. A negative limit switches its input off.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ThrottleFile {
+    max_replica_lag_ms: Option<i64>,
+    max_lock_waiters: Option<i64>,
+    max_active_sessions_factor: Option<f64>,
+    max_host_cpu_percent: Option<f64>,
+    max_canary_factor: Option<f64>,
+    query: Option<String>,
+    flag_file: Option<PathBuf>,
+    critical_factor: Option<f64>,
+    release_samples: Option<u32>,
+    release_ratio: Option<f64>,
+    stale_after_ms: Option<u64>,
+}
+
+impl ThrottleFile {
+    fn settings(self) -> ThrottleSettings {
+        let d = ThrottleSettings::default();
+        let on = |value: Option<f64>, default: Option<f64>| match value {
+            Some(v) if v < 0.0 => None,
+            Some(v) => Some(v),
+            None => default,
+        };
+        ThrottleSettings {
+            max_replica_lag: match self.max_replica_lag_ms {
+                Some(ms) if ms < 0 => None,
+                Some(ms) => Some(Duration::from_millis(ms.unsigned_abs())),
+                None => d.max_replica_lag,
+            },
+            max_lock_waiters: match self.max_lock_waiters {
+                Some(n) if n < 0 => None,
+                Some(n) => Some(n.unsigned_abs()),
+                None => d.max_lock_waiters,
+            },
+            max_active_sessions_factor: on(
+                self.max_active_sessions_factor,
+                d.max_active_sessions_factor,
+            ),
+            max_host_cpu_percent: on(self.max_host_cpu_percent, d.max_host_cpu_percent),
+            max_canary_factor: on(self.max_canary_factor, d.max_canary_factor),
+            query: self.query.filter(|q| !q.trim().is_empty()),
+            flag_file: self.flag_file,
+            critical_factor: self.critical_factor.filter(|f| *f > 1.0),
+            release_samples: self.release_samples.map_or(d.release_samples, |n| n.max(1)),
+            release_ratio: self
+                .release_ratio
+                .map_or(d.release_ratio, |r| r.clamp(0.0, 1.0)),
+            stale_after: self
+                .stale_after_ms
+                .map_or(d.stale_after, |ms| Duration::from_millis(ms.max(100))),
+        }
+    }
 }
 
 /// The `[gates]` table of `zdm.toml`.
@@ -187,8 +282,10 @@ pub struct Config {
     /// Limit on how long one statement may run (`None`: the server's own setting), kept
     /// apart from the lock timeout: a long index build is fine, a long lock wait is not.
     pub statement_timeout: Option<Duration>,
-    /// Rows per backfill batch (each batch is one short transaction).
-    pub backfill_batch_size: u64,
+    /// A fixed number of rows per backfill batch; None (the default): adaptive batches.
+    pub backfill_batch_size: Option<u64>,
+    /// Backfill pacing and throttle limits (`[backfill]`, `[throttle]`).
+    pub backfill: BackfillSettings,
     /// How the monitor samples.
     pub monitor: MonitorSettings,
     /// How the contract safety gates observe.
@@ -205,7 +302,8 @@ impl Default for Config {
             lock_retry_max: Duration::from_secs(5),
             lock_retry_attempts: 30,
             statement_timeout: None,
-            backfill_batch_size: 1000,
+            backfill_batch_size: None,
+            backfill: BackfillSettings::default(),
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
         }
@@ -268,9 +366,11 @@ impl Config {
                 .map_or(defaults.lock_retry_attempts, |n| n.max(1)),
             // 0 means "no limit", as in PostgreSQL; leaving it unset keeps the server's.
             statement_timeout: file.statement_timeout_ms.map(Duration::from_millis),
-            backfill_batch_size: file
-                .backfill_batch_size
-                .map_or(defaults.backfill_batch_size, |n| n.max(1)),
+            backfill_batch_size: file.backfill_batch_size.map(|n| n.max(1)),
+            backfill: BackfillSettings {
+                pacing: file.backfill.settings(),
+                throttle: file.throttle.settings(),
+            },
             monitor: file.monitor.settings(),
             gates: file.gates.settings(),
         })
@@ -335,7 +435,7 @@ mod tests {
         assert_eq!(config.lock_retry_max, Duration::from_secs(2));
         assert_eq!(config.lock_retry_attempts, 1, "at least one try");
         assert_eq!(config.statement_timeout, Some(Duration::from_secs(60)));
-        assert_eq!(config.backfill_batch_size, 250);
+        assert_eq!(config.backfill_batch_size, Some(250));
         let defaults = Config::default();
         assert_eq!(defaults.statement_timeout, None);
         assert_eq!(defaults.lock_retry_attempts, 30);
@@ -389,6 +489,29 @@ mod tests {
         assert_eq!(config.monitor.interval, Duration::from_secs(2));
         assert_eq!(config.monitor.canary_query.as_deref(), Some("SELECT 1"));
         assert_eq!(config.monitor.query_timeout, Duration::from_millis(500));
+    }
+
+    #[test]
+    fn the_backfill_and_throttle_tables_set_pacing_and_limits() {
+        let text = "[backfill]\ntarget_batch_ms = 500\nmax_batch_rows = 5000\nnice_ratio = 0.5\n\
+                    max_rows_per_second = 0\n\
+                    [throttle]\nmax_replica_lag_ms = 2500\nmax_lock_waiters = -1\n\
+                    flag_file = \"/run/zdm/throttle\"\ncritical_factor = 10\n";
+        let config = Config::from_toml(Path::new("zdm.toml"), text).expect("valid file");
+        let pacing = &config.backfill.pacing;
+        assert_eq!(pacing.target, Duration::from_millis(500));
+        assert_eq!(pacing.max_rows, 5000);
+        assert_eq!(pacing.min_rows, 10);
+        assert_eq!(pacing.nice_ratio, 0.5);
+        assert_eq!(pacing.max_rows_per_second, None, "0 is no ceiling");
+        let throttle = &config.backfill.throttle;
+        assert_eq!(throttle.max_replica_lag, Some(Duration::from_millis(2500)));
+        assert_eq!(throttle.max_lock_waiters, None, "negative switches it off");
+        assert_eq!(throttle.max_host_cpu_percent, Some(90.0));
+        assert_eq!(throttle.flag_file, Some(PathBuf::from("/run/zdm/throttle")));
+        assert_eq!(throttle.critical_factor, Some(10.0));
+        assert_eq!(Config::default().backfill.throttle.critical_factor, None);
+        assert_eq!(Config::default().backfill_batch_size, None);
     }
 
     #[test]

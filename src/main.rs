@@ -32,7 +32,10 @@ fn main() -> Result<()> {
         Command::Start(args) => {
             let config = Config::load(&args.target.overrides())?;
             let name = args.name.as_deref();
-            println!("{}", runtime.block_on(commands::start(&config, name))?);
+            println!(
+                "{}",
+                stopped_exits(runtime.block_on(commands::start(&config, name)))?
+            );
         }
         Command::Complete(args) => {
             let config = Config::load(&args.target.overrides())?;
@@ -42,7 +45,7 @@ fn main() -> Result<()> {
                 window: args.window,
             };
             let done = commands::complete(&config, &args.name, &options);
-            println!("{}", runtime.block_on(done)?);
+            println!("{}", stopped_exits(runtime.block_on(done))?);
         }
         Command::Gates(args) => {
             let config = Config::load(&args.target.overrides())?;
@@ -89,4 +92,20 @@ fn main() -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// A run stopped on request (a signal, an abort) is not a failure: it says how to resume
+/// and exits with its own code, so a runbook can tell it from an error.
+fn stopped_exits(
+    result: Result<String, commands::CommandError>,
+) -> Result<String, commands::CommandError> {
+    use zdm::engine::{headless, Error};
+    if let Err(commands::CommandError::Engine(
+        error @ (Error::Stopped { .. } | Error::StoppedBetweenSteps { .. }),
+    )) = &result
+    {
+        eprintln!("{error}");
+        std::process::exit(headless::EXIT_STOPPED);
+    }
+    result
 }

@@ -418,7 +418,7 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     // Start it and kill the run after its first committed batch.
     let (sender, mut events) = tokio::sync::mpsc::unbounded_channel();
     let mut options = engine_support::quick_options();
-    options.batch_size = 100;
+    options.batch_size = Some(100);
     let mut engine = engine_support::engine(&pg, "shop", options).await;
     engine.set_events(zdm::engine::Events::to(sender));
     let plan = status_column_plan(&migration.name);

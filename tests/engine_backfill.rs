@@ -11,7 +11,7 @@ use zdm::engine::{EngineOptions, Outcome, Status};
 
 fn small_batches(size: u64) -> EngineOptions {
     EngineOptions {
-        batch_size: size,
+        batch_size: Some(size),
         ..quick_options()
     }
 }
@@ -218,6 +218,7 @@ async fn a_batch_whose_checkpoint_moved_under_it_changes_nothing() {
         &quick_options().ddl,
         &mut Slow,
         &zdm::engine::Events::none(),
+        &mut engine_backfill::Steering::default(),
     )
     .await
     .expect_err("the moved checkpoint is noticed");

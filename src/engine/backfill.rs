@@ -2,16 +2,22 @@
 //! updates its rows and saves its checkpoint together, so a crash never loses or
 //! double-applies a row and a rerun resumes after the last committed batch.
 //!
-//! How big each batch is and how long to pause between batches is a [`Pacing`]; the one
-//! here is fixed ([`FixedBatches`]). Adaptive, throttled pacing plugs in the same way.
+//! How big each batch is and how long to pause between batches is a [`Pacing`]
+//! ([`FixedBatches`] here, `pacing::AdaptiveBatches` aimed at a target batch time).
+//! Between batches the loop reads its [`Steering`]: the operator's [`BackfillControl`]
+//! (pause, manual throttle, stop, new settings) and the [`Throttle`].
 
 use std::time::{Duration, Instant};
 
 use sqlx::{Acquire, Executor, PgConnection};
 
+use super::backfill_control::{BackfillControl, Watcher};
 use super::ddl::{self, LockPolicy, LockRetry};
 use super::event::{Event, Events};
+use super::pacing::PacingSettings;
+use super::progress::{RunState, Tracker};
 use super::state::{self, Checkpoint, StepKey};
+use super::throttle::{Throttle, Verdict};
 use super::Error;
 use crate::db::quote_ident;
 use crate::plan::{Backfill, LockLevel};
@@ -33,7 +39,24 @@ pub trait Pacing {
     fn batch_size(&self) -> u64;
     /// Learns from a committed batch; returns how long to wait before the next one.
     fn after_batch(&mut self, report: &BatchReport) -> Duration;
+    /// Takes settings changed while the backfill runs (a fixed pacing ignores them).
+    fn apply(&mut self, _settings: &PacingSettings) {}
 }
+
+/// What steers a backfill between batches: the operator's handle and the throttle.
+#[derive(Debug, Default)]
+pub struct Steering {
+    pub control: BackfillControl,
+    /// None: nothing throttles (library use, tests); `zdm start` always sets one.
+    pub throttle: Option<Throttle>,
+}
+
+/// How often progress is reported while batches commit, and while waiting.
+const PROGRESS_EVERY: Duration = Duration::from_secs(1);
+/// How often the table's row estimate is read again from its statistics.
+const ESTIMATE_EVERY: Duration = Duration::from_secs(30);
+/// How often a throttled or paused backfill looks again.
+const WAIT_STEP: Duration = Duration::from_millis(250);
 
 /// The same batch size every time, no pause: the simple, correct loop.
 #[derive(Debug, Clone)]
@@ -120,15 +143,19 @@ impl BatchSql {
 }
 
 /// Runs a backfill step to its end from its last checkpoint, marking the step done in
-/// the transaction of its final (empty) batch.
+/// the transaction of its final (empty) batch. Between batches it obeys `steering`: a stop
+/// request ends it with [`Error::Stopped`] (the checkpoint holds), a pause or throttle
+/// waits, new settings apply to the next batch.
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     conn: &mut PgConnection,
     key: &StepKey<'_>,
     label: &str,
     spec: &Backfill,
     policy: &LockPolicy,
-    pacing: &mut impl Pacing,
+    pacing: &mut (dyn Pacing + Send),
     events: &Events,
+    steering: &mut Steering,
 ) -> Result<Checkpoint, Error> {
     let sql = BatchSql::new(spec).map_err(|problem| Error::BadStep {
         step: label.to_string(),
@@ -143,8 +170,33 @@ pub async fn run(
             "resuming the backfill after its last committed batch"
         );
     }
+    let mut tracker = Tracker::new(
+        label,
+        Instant::now(),
+        u64::try_from(checkpoint.rows_updated).unwrap_or(0),
+        u64::try_from(checkpoint.batches).unwrap_or(0),
+    );
+    let table = table_statistics(conn, &spec.table).await;
+    tracker.set_estimate(table.as_ref().and_then(|t| t.estimate));
+    if let (Some(throttle), Some(table)) = (steering.throttle.as_mut(), &table) {
+        throttle.watch_table(&table.name);
+    }
+    let mut estimated_at = Instant::now();
+    let mut reported_at: Option<Instant> = None;
+    let mut watcher = steering.control.watcher();
     loop {
+        wait_until_allowed(
+            label,
+            &checkpoint,
+            steering,
+            &mut watcher,
+            &mut tracker,
+            events,
+        )
+        .await?;
+        pacing.apply(&watcher.settings().pacing);
         let batch_size = pacing.batch_size();
+        tracker.set_batch_size(batch_size);
         let started = Instant::now();
         let mut retry =
             LockRetry::new(policy, label.to_string(), LockLevel::RowExclusive).with_events(events);
@@ -181,6 +233,8 @@ pub async fn run(
                     rows = checkpoint.rows_updated,
                     "backfill done"
                 );
+                tracker.finished();
+                events.emit(Event::BackfillProgress(tracker.report(Instant::now())));
                 return Ok(checkpoint);
             }
             Batch::CheckpointMoved { found } => {
@@ -204,6 +258,7 @@ pub async fn run(
             step = label,
             batch = next.batches,
             rows = report.rows_updated,
+            keys = report.batch_size,
             took_ms = report.took.as_millis() as u64,
             "backfill batch committed"
         );
@@ -214,9 +269,181 @@ pub async fn run(
             took: report.took,
         });
         checkpoint = next;
+        let now = Instant::now();
+        // The last batch may hold fewer keys than asked; the rows it updated are a floor.
+        tracker.batch(now, batch_size, report.rows_updated, report.took);
         let pause = pacing.after_batch(&report);
+        tracker.set_batch_size(pacing.batch_size());
+        if now.duration_since(estimated_at) >= ESTIMATE_EVERY {
+            estimated_at = now;
+            if let Some(statistics) = table_statistics(conn, &spec.table).await {
+                tracker.set_estimate(statistics.estimate);
+            }
+        }
+        if reported_at.is_none_or(|at| now.duration_since(at) >= PROGRESS_EVERY) {
+            reported_at = Some(now);
+            events.emit(Event::BackfillProgress(tracker.report(now)));
+        }
         if !pause.is_zero() {
-            tokio::time::sleep(pause).await;
+            // Woken early by any change from the operator, who should not wait a long
+            // nice-ratio sleep for a pause or a stop to take effect.
+            watcher.sleep(pause).await;
+        }
+    }
+}
+
+/// Waits between batches while the backfill is paused or throttled, reporting each change
+/// of state and, every second, the progress; returns when the next batch may run, or
+/// [`Error::Stopped`] when a stop was asked for.
+async fn wait_until_allowed(
+    label: &str,
+    checkpoint: &Checkpoint,
+    steering: &mut Steering,
+    watcher: &mut Watcher,
+    tracker: &mut Tracker,
+    events: &Events,
+) -> Result<(), Error> {
+    let mut reported_at: Option<Instant> = None;
+    let mut throttled_since: Option<Instant> = None;
+    loop {
+        if let Some(why) = watcher.stop_requested() {
+            events.emit(Event::BackfillStopped {
+                step: label.to_string(),
+                why: why.clone(),
+                rows_updated: checkpoint.rows_updated,
+            });
+            return Err(Error::Stopped {
+                step: label.to_string(),
+                why,
+                rows: crate::format::thousands(u64::try_from(checkpoint.rows_updated).unwrap_or(0)),
+            });
+        }
+        let settings = watcher.settings();
+        if let Some(throttle) = steering.throttle.as_mut() {
+            throttle.apply(&settings.throttle);
+        }
+        let state = if let Some(by) = watcher.paused_by() {
+            RunState::Paused { by }
+        } else if let Some(by) = watcher.manual_throttle() {
+            RunState::Throttled {
+                reason: format!("throttled by hand ({by})"),
+            }
+        } else if let Some(throttle) = steering.throttle.as_mut() {
+            match throttle.check().await {
+                Verdict::Run => RunState::Running,
+                Verdict::Throttle { reason } => RunState::Throttled { reason },
+                Verdict::Critical { reason } => {
+                    tracing::error!(step = label, %reason, "critical throttle level: backfill paused");
+                    events.emit(Event::CriticalLevel {
+                        step: label.to_string(),
+                        reason: reason.clone(),
+                    });
+                    let by = format!("critical level: {reason}; resume when it is safe");
+                    steering.control.pause(&by);
+                    // Seen by the watcher on the next turn.
+                    RunState::Paused { by }
+                }
+            }
+        } else {
+            RunState::Running
+        };
+        let now = Instant::now();
+        let previous = tracker.state().clone();
+        if tracker.set_state(now, state.clone()) {
+            report_change(label, &previous, &state, &mut throttled_since, now, events);
+        }
+        if state == RunState::Running {
+            return Ok(());
+        }
+        if reported_at.is_none_or(|at| now.duration_since(at) >= PROGRESS_EVERY) {
+            reported_at = Some(now);
+            events.emit(Event::BackfillProgress(tracker.report(now)));
+        }
+        watcher.sleep(WAIT_STEP).await;
+    }
+}
+
+fn report_change(
+    label: &str,
+    previous: &RunState,
+    state: &RunState,
+    throttled_since: &mut Option<Instant>,
+    now: Instant,
+    events: &Events,
+) {
+    let step = label.to_string();
+    match previous {
+        RunState::Paused { .. } if !matches!(state, RunState::Paused { .. }) => {
+            tracing::info!(step = label, "backfill resumed");
+            events.emit(Event::Resumed { step: step.clone() });
+        }
+        RunState::Throttled { .. } if !matches!(state, RunState::Throttled { .. }) => {
+            let after = throttled_since.take().map_or(Duration::ZERO, |t| now - t);
+            tracing::info!(
+                step = label,
+                after_ms = after.as_millis() as u64,
+                "throttle released"
+            );
+            events.emit(Event::ThrottleReleased {
+                step: step.clone(),
+                after,
+            });
+        }
+        _ => {}
+    }
+    match state {
+        RunState::Running => {}
+        RunState::Throttled { reason } => {
+            throttled_since.get_or_insert(now);
+            tracing::info!(step = label, %reason, "backfill throttled");
+            events.emit(Event::Throttled {
+                step,
+                reason: reason.clone(),
+            });
+        }
+        RunState::Paused { by } => {
+            tracing::info!(step = label, by = %by, "backfill paused");
+            events.emit(Event::Paused {
+                step,
+                by: by.clone(),
+            });
+        }
+    }
+}
+
+/// A backfilled table as the statistics see it.
+#[derive(Debug, Clone)]
+struct TableStatistics {
+    /// `schema.name`, unquoted (how the monitor names relations).
+    name: String,
+    /// `pg_class.reltuples`, or `n_live_tup` when the table was never analysed.
+    estimate: Option<i64>,
+}
+
+/// Reads the table's row estimate; for progress only, so a failure is logged and ignored.
+async fn table_statistics(conn: &mut PgConnection, table: &str) -> Option<TableStatistics> {
+    let row: Result<Option<(String, f64, Option<i64>)>, sqlx::Error> = sqlx::query_as(
+        "SELECT n.nspname::text || '.' || c.relname::text, c.reltuples::float8, s.n_live_tup \
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+         LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid \
+         WHERE c.oid = to_regclass($1)",
+    )
+    .bind(table)
+    .fetch_optional(&mut *conn)
+    .await;
+    match row {
+        Ok(Some((name, reltuples, live))) => Some(TableStatistics {
+            name,
+            estimate: if reltuples >= 0.0 {
+                Some(reltuples as i64)
+            } else {
+                live
+            },
+        }),
+        Ok(None) => None,
+        Err(error) => {
+            tracing::debug!(%error, "could not read the table's row estimate");
+            None
         }
     }
 }

@@ -1,21 +1,22 @@
 //! The headless front-end of the engine: `zdm start`, `zdm complete`, `zdm rollback` and
 //! `zdm status`, each returning the text to print.
 
-use std::time::{Duration, Instant};
-
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 
-use super::event::{Event, Events};
+use super::event::Events;
+use super::headless::{self, Output};
 use super::identity::Identity;
-use super::phase_name;
 use super::source::{self, Planned};
 use super::status;
+use super::throttle::Throttle;
 use super::{Engine, EngineOptions, Error};
 use crate::audit::{self, Action, Entry};
 use crate::config::{self, Config};
-use crate::format::thousands;
 use crate::gates::command::Decision;
+use crate::monitor::{Monitor, MonitorOptions};
+use crate::plan::{Plan, StepAction};
+use std::time::Duration;
 
 /// Why a command could not run: the settings or the engine.
 #[derive(Debug, thiserror::Error)]
@@ -67,9 +68,12 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     let mut engine = connect(config).await?;
     let Planned { plan, checksum } = planned;
     record(config, &plan.migration, Action::Start, None).await?;
+    let mut catalog = connect_plain(config).await?;
+    let monitor = attach_throttle(config, &mut engine, &mut catalog, &plan).await;
+    let _ = catalog.close().await;
     let printer = print_events(&mut engine);
     let outcome = engine.start(&plan, &checksum).await;
-    finish(engine, printer, outcome).await
+    finish(engine, printer, monitor, outcome).await
 }
 
 /// `zdm complete NAME --confirm-contract NAME [--override-gate GATE]...`: the contract
@@ -95,9 +99,19 @@ pub async fn complete(
         let _ = engine.close().await;
         return Err(error);
     }
+    // Contract may backfill too: it is throttled like start.
+    let monitor = match engine.recorded_plan(name).await? {
+        Some(plan) => {
+            let mut catalog = connect_plain(config).await?;
+            let monitor = attach_throttle(config, &mut engine, &mut catalog, &plan).await;
+            let _ = catalog.close().await;
+            monitor
+        }
+        None => None,
+    };
     let printer = print_events(&mut engine);
     let outcome = engine.complete(name, confirmation).await;
-    finish(engine, printer, outcome).await
+    finish(engine, printer, monitor, outcome).await
 }
 
 /// `zdm rollback NAME`: undo expand and backfill.
@@ -106,7 +120,7 @@ pub async fn rollback(config: &Config, name: &str) -> Result<String, CommandErro
     record(config, name, Action::Rollback, None).await?;
     let printer = print_events(&mut engine);
     let outcome = engine.rollback(name).await;
-    finish(engine, printer, outcome).await
+    finish(engine, printer, None, outcome).await
 }
 
 /// `zdm status [--json]`.
@@ -220,55 +234,71 @@ async fn connect_plain(config: &Config) -> Result<PgConnection, CommandError> {
         .map_err(connect_error)?)
 }
 
-/// Prints the engine's progress on stderr (stdout keeps the outcome, for scripts):
-/// every step, every lock wait, and the backfill at most once a second.
+/// Sends the engine's events to the headless output (step lines and a progress bar on
+/// a terminal, JSON lines on stdout otherwise), and stops cleanly on SIGINT/SIGTERM.
 fn print_events(engine: &mut Engine) -> JoinHandle<()> {
-    let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
     engine.set_events(Events::to(sender));
+    let signals = headless::stop_on_signals(engine.control());
+    let printer = headless::print_events(Output::detect(), receiver);
     tokio::spawn(async move {
-        let mut last_batch_line: Option<Instant> = None;
-        while let Some(event) = receiver.recv().await {
-            match event {
-                Event::StepStarted {
-                    phase,
-                    position,
-                    total,
-                    description,
-                    ..
-                } => eprintln!(
-                    "{} {}/{total}: {description}",
-                    phase_name(phase),
-                    position + 1
-                ),
-                Event::StepDone { .. } => {}
-                Event::LockWait {
-                    attempt,
-                    max_attempts,
-                    retry_in,
-                    blocked_by,
-                    ..
-                } => eprintln!(
-                    "  lock not granted within lock_timeout (try {attempt} of {max_attempts}), \
-                     gave up so the application is not queued; retrying in {:.1} s; {blocked_by}",
-                    retry_in.as_secs_f64()
-                ),
-                Event::BatchCommitted {
-                    batches,
-                    rows_updated,
-                    ..
-                } => {
-                    if last_batch_line.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                        last_batch_line = Some(Instant::now());
-                        eprintln!(
-                            "  backfill: {} rows updated in {} batches",
-                            thousands(u64::try_from(rows_updated).unwrap_or(0)),
-                            thousands(u64::try_from(batches).unwrap_or(0))
-                        );
-                    }
+        let _ = printer.await;
+        signals.abort();
+    })
+}
+
+/// Starts a monitor of the target for the throttle and hands the throttle to the engine.
+/// If the monitor cannot even be set up, the throttle holds every metric input and says
+/// why (it never lets a backfill run blind, and never stops the command).
+async fn attach_throttle(
+    config: &Config,
+    engine: &mut Engine,
+    catalog: &mut PgConnection,
+    plan: &Plan,
+) -> Option<Monitor> {
+    let settings = config.backfill.throttle.clone();
+    let mut options = match MonitorOptions::from_config(config) {
+        Ok(options) => options,
+        Err(error) => {
+            let why = format!("the monitor could not start: {error}");
+            engine.set_throttle(Throttle::without_monitor(settings, why));
+            return None;
+        }
+    };
+    options.target_tables = backfill_tables(catalog, plan).await;
+    let local = crate::monitor::host::is_local(&options.connect);
+    let connect = options.connect.clone();
+    let monitor = Monitor::start(options);
+    monitor.set_baseline_end(Some(chrono::Utc::now()));
+    engine.set_throttle(Throttle::new(
+        settings,
+        monitor.subscribe(),
+        Some(connect),
+        local,
+    ));
+    Some(monitor)
+}
+
+/// The tables the plan backfills, as `schema.name` (those that exist yet).
+async fn backfill_tables(catalog: &mut PgConnection, plan: &Plan) -> Vec<String> {
+    let mut tables = Vec::new();
+    for step in &plan.steps {
+        if let StepAction::Backfill(spec) = &step.action {
+            let name: Result<Option<String>, sqlx::Error> = sqlx::query_scalar(
+                "SELECT n.nspname::text || '.' || c.relname::text FROM pg_class c \
+                 JOIN pg_namespace n ON n.oid = c.relnamespace WHERE c.oid = to_regclass($1)",
+            )
+            .bind(&spec.table)
+            .fetch_one(&mut *catalog)
+            .await;
+            if let Ok(Some(name)) = name {
+                if !tables.contains(&name) {
+                    tables.push(name);
                 }
             }
         }
-    })
+    }
+    tables
 }
 
 /// Closes the engine (releasing the run lock), lets the printer drain, and returns the
@@ -276,11 +306,15 @@ fn print_events(engine: &mut Engine) -> JoinHandle<()> {
 async fn finish(
     engine: Engine,
     printer: JoinHandle<()>,
+    monitor: Option<Monitor>,
     outcome: Result<super::Outcome, Error>,
 ) -> Result<String, CommandError> {
     let closed = engine.close().await;
+    if let Some(monitor) = monitor {
+        monitor.stop().await;
+    }
     let _ = printer.await;
     let outcome = outcome?;
     closed?;
-    Ok(outcome.to_string())
+    Ok(Output::detect().outcome(&outcome.to_string()))
 }

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::progress::BackfillProgress;
 use crate::plan::Phase;
 
 /// One thing that happened in a run.
@@ -38,6 +39,42 @@ pub enum Event {
         batches: i64,
         rows_updated: i64,
         took: Duration,
+    },
+    /// Where a backfill stands: sent after batches (at most about once a second) and
+    /// every second while it waits (throttled or paused), so a front-end always shows
+    /// the current state and throttle reason.
+    BackfillProgress(BackfillProgress),
+    /// The throttle (or an operator, by hand) holds the backfill; `reason` names every
+    /// input holding it back. Sent again when the reason changes.
+    Throttled {
+        step: String,
+        reason: String,
+    },
+    /// The throttle let go after holding the backfill for `after`.
+    ThrottleReleased {
+        step: String,
+        after: Duration,
+    },
+    /// The backfill is paused (`by`: the operator, or a critical throttle level).
+    Paused {
+        step: String,
+        by: String,
+    },
+    Resumed {
+        step: String,
+    },
+    /// A throttle input passed its critical level: the backfill is paused until an
+    /// operator resumes it. An alert, not a log line.
+    CriticalLevel {
+        step: String,
+        reason: String,
+    },
+    /// The backfill stopped after its last committed batch because `why` (a signal, an
+    /// abort); the checkpoint holds and running the command again resumes.
+    BackfillStopped {
+        step: String,
+        why: String,
+        rows_updated: i64,
     },
 }
 

@@ -5,21 +5,27 @@
 //! [`Plan`]: crate::plan::Plan
 
 pub mod backfill;
+pub mod backfill_control;
 pub mod commands;
 pub mod ddl;
 pub mod event;
+pub mod headless;
 pub mod identity;
 pub mod lock;
+pub mod pacing;
+pub mod progress;
 pub mod runner;
 pub mod source;
 pub mod state;
 pub mod status;
+pub mod throttle;
 
 use std::time::Duration;
 
 use crate::config::Config;
 use crate::plan::Phase;
 
+pub use backfill_control::{BackfillControl, BackfillSettings};
 pub use event::{Event, Events};
 pub use runner::{Engine, Outcome};
 pub use state::Status;
@@ -120,6 +126,20 @@ pub enum Error {
         name: String,
         source: serde_json::Error,
     },
+    #[error(
+        "{step}: stopped after its last committed batch ({why}); {rows} rows are \
+         backfilled and checkpointed. Run the same command again to resume from there"
+    )]
+    Stopped {
+        step: String,
+        why: String,
+        rows: String,
+    },
+    #[error(
+        "stopped before {before} ({why}); every step before it is done and recorded. \
+         Run the same command again to resume from there"
+    )]
+    StoppedBetweenSteps { before: String, why: String },
     #[error(transparent)]
     Source(#[from] source::Error),
 }
@@ -142,8 +162,12 @@ impl<T> Context<T> for Result<T, sqlx::Error> {
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub ddl: ddl::LockPolicy,
-    /// Rows per backfill batch.
-    pub batch_size: u64,
+    /// A fixed number of rows per backfill batch; None: adaptive batches aimed at
+    /// `backfill.pacing.target`.
+    pub batch_size: Option<u64>,
+    /// Pacing and throttle settings a backfill starts with (changed live through
+    /// [`BackfillControl`]).
+    pub backfill: BackfillSettings,
 }
 
 impl From<&Config> for EngineOptions {
@@ -157,6 +181,7 @@ impl From<&Config> for EngineOptions {
                 max_attempts: config.lock_retry_attempts,
             },
             batch_size: config.backfill_batch_size,
+            backfill: config.backfill.clone(),
         }
     }
 }

@@ -9,12 +9,15 @@ use std::fmt;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection};
 
-use super::backfill::{self, FixedBatches};
+use super::backfill::{self, FixedBatches, Pacing, Steering};
+use super::backfill_control::BackfillControl;
 use super::ddl::{self, LockRetry};
 use super::event::{Event, Events};
 use super::identity::Identity;
 use super::lock::RunLock;
+use super::pacing::AdaptiveBatches;
 use super::state::{self, MigrationRecord, StepKey};
+use super::throttle::Throttle;
 use super::{phase_name, Context, EngineOptions, Error, Status};
 use crate::db::{redact_url, DatabaseUrl};
 use crate::plan::{LockLevel, Phase, Plan, Step, StepAction};
@@ -60,6 +63,7 @@ pub struct Engine {
     options: EngineOptions,
     who: Identity,
     events: Events,
+    steering: Steering,
 }
 
 impl Engine {
@@ -99,6 +103,10 @@ impl Engine {
         Ok(Engine {
             conn,
             lock,
+            steering: Steering {
+                control: BackfillControl::new(options.backfill.clone()),
+                throttle: None,
+            },
             options,
             who,
             events: Events::none(),
@@ -108,6 +116,20 @@ impl Engine {
     /// Sends what happens from now on to `events`.
     pub fn set_events(&mut self, events: Events) {
         self.events = events;
+    }
+
+    /// The handle that steers this engine's backfills (pause, resume, settings, stop).
+    /// A stop request also stops the command before its next step.
+    pub fn control(&self) -> BackfillControl {
+        self.steering.control.clone()
+    }
+
+    /// Backfills wait for `throttle` between batches from now on. Its settings become
+    /// the control handle's throttle settings (the handle is where they change later).
+    pub fn set_throttle(&mut self, throttle: Throttle) {
+        let settings = throttle.settings().clone();
+        self.steering.control.update(|s| s.throttle = settings);
+        self.steering.throttle = Some(throttle);
     }
 
     /// Releases the run lock and closes the connections.
@@ -244,6 +266,13 @@ impl Engine {
             .await
     }
 
+    /// The plan stored for migration `name` when it started (None: not started).
+    pub async fn recorded_plan(&mut self, name: &str) -> Result<Option<Plan>, Error> {
+        Ok(state::get(&mut self.conn, name)
+            .await?
+            .map(|record| record.plan))
+    }
+
     async fn recorded(&mut self, name: &str) -> Result<MigrationRecord, Error> {
         state::get(&mut self.conn, name)
             .await?
@@ -285,6 +314,19 @@ impl Engine {
         for &(phase, status) in phases {
             if let Err(error) = self.run_phase(plan, phase, status, &mut steps_run).await {
                 let text = error.to_string();
+                if matches!(
+                    error,
+                    Error::Stopped { .. } | Error::StoppedBetweenSteps { .. }
+                ) {
+                    // Asked to stop: not a failure. The status stays, a rerun resumes.
+                    tracing::warn!(migration = name, phase = phase_name(phase), "{text}");
+                    if let Err(other) =
+                        state::finish_run(&mut self.conn, run, &format!("stopped: {text}")).await
+                    {
+                        tracing::warn!(error = %other, "could not record the stop");
+                    }
+                    return Err(error);
+                }
                 tracing::error!(migration = name, phase = phase_name(phase), error = %text, "stopped");
                 let recorded = match state::set_failed(&mut self.conn, name, status, &text).await {
                     Ok(()) => {
@@ -326,13 +368,14 @@ impl Engine {
             }
             // Never change the database without holding the run lock.
             self.lock.check().await?;
-            let label = format!(
-                "{} step {} of {} ({})",
-                phase_name(phase),
-                index + 1,
-                steps.len(),
-                step.description
-            );
+            // A stop asked for between steps (a signal, an abort) ends the command here.
+            if let Some(why) = self.steering.control.stop_requested() {
+                return Err(Error::StoppedBetweenSteps {
+                    before: label_of(phase, index, steps.len(), &step.description),
+                    why,
+                });
+            }
+            let label = label_of(phase, index, steps.len(), &step.description);
             tracing::info!(migration = name, step = %label, "running");
             let key = StepKey {
                 migration: name,
@@ -362,8 +405,11 @@ impl Engine {
         let policy = &self.options.ddl.clone();
         match &step.action {
             StepAction::Backfill(spec) => {
-                let mut pacing = FixedBatches {
-                    size: self.options.batch_size,
+                let mut pacing: Box<dyn Pacing + Send> = match self.options.batch_size {
+                    Some(size) => Box::new(FixedBatches { size }),
+                    None => Box::new(AdaptiveBatches::new(
+                        self.steering.control.settings().pacing,
+                    )),
                 };
                 backfill::run(
                     &mut self.conn,
@@ -371,8 +417,9 @@ impl Engine {
                     label,
                     spec,
                     policy,
-                    &mut pacing,
+                    pacing.as_mut(),
                     &self.events,
+                    &mut self.steering,
                 )
                 .await?;
                 Ok(())
@@ -517,6 +564,15 @@ async fn blockers_of(conn: &mut PgConnection, step: &Step, wanted: LockLevel) ->
             Vec::new()
         }
     }
+}
+
+/// "backfill step 2 of 3 (backfill orders)": how a step is named in logs and errors.
+fn label_of(phase: Phase, index: usize, total: usize, description: &str) -> String {
+    format!(
+        "{} step {} of {total} ({description})",
+        phase_name(phase),
+        index + 1
+    )
 }
 
 fn nothing(record: &MigrationRecord, reason: String) -> Outcome {

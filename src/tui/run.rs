@@ -21,7 +21,9 @@ use super::health::HealthView;
 use super::theme::Theme;
 use super::view;
 use crate::config::{self, Config};
+use crate::engine::progress::RunState;
 use crate::engine::{self, phase_name};
+use crate::format;
 use crate::monitor::{self, alerts, Alert, AlertPolicy, Metrics, Monitor, MonitorOptions};
 use crate::plan::{Phase, Plan, StepAction};
 
@@ -576,6 +578,68 @@ impl Console {
                     self.finish_backfill_view();
                 }
             }
+            engine::Event::BackfillProgress(progress) => {
+                // The engine's own figures are authoritative: they include throttle and pause.
+                if let Some(view) = &mut self.app.backfill {
+                    view.rows_done = progress.rows_done;
+                    if let Some(total) = progress.rows_total_estimate {
+                        view.rows_total = total.max(progress.rows_done);
+                    }
+                    view.rows_per_second_now = progress.rows_per_second_now;
+                    view.rows_per_second_average = progress.rows_per_second_average;
+                    view.eta = progress.eta_seconds.map(Duration::from_secs);
+                    view.batch_size = progress.batch_size;
+                    if let Some(ms) = progress.last_batch_ms {
+                        view.last_batch = Duration::from_millis(ms);
+                    }
+                    view.throttle_reason = match &progress.state {
+                        RunState::Throttled { reason } => Some(reason.clone()),
+                        _ => None,
+                    };
+                    view.paused = matches!(progress.state, RunState::Paused { .. });
+                    self.dirty = true;
+                }
+            }
+            engine::Event::Throttled { step, reason } => {
+                self.set_backfill_state(MigrationState::Throttled);
+                self.log(Level::Warning, format!("{step}: throttled: {reason}"));
+            }
+            engine::Event::ThrottleReleased { step, after } => {
+                self.set_backfill_state(MigrationState::Backfilling);
+                self.log(
+                    Level::Info,
+                    format!(
+                        "{step}: throttle released after {}",
+                        format::duration(after)
+                    ),
+                );
+            }
+            engine::Event::Paused { step, by } => {
+                self.set_backfill_state(MigrationState::Paused);
+                self.log(Level::Warning, format!("{step}: paused by {by}"));
+            }
+            engine::Event::Resumed { step } => {
+                self.set_backfill_state(MigrationState::Backfilling);
+                self.log(Level::Info, format!("{step}: resumed"));
+            }
+            engine::Event::CriticalLevel { step, reason } => {
+                self.set_backfill_state(MigrationState::Paused);
+                self.log(
+                    Level::Error,
+                    format!("{step}: CRITICAL: {reason}; paused until an operator resumes"),
+                );
+            }
+            engine::Event::BackfillStopped {
+                step,
+                why,
+                rows_updated,
+            } => self.log(
+                Level::Warning,
+                format!(
+                    "{step}: stopped ({why}) after {} rows; start it again to resume",
+                    format::thousands(u64::try_from(rows_updated).unwrap_or(0))
+                ),
+            ),
             engine::Event::LockWait {
                 step,
                 attempt,
@@ -671,6 +735,17 @@ impl Console {
             paused: false,
             finished: false,
         });
+        self.dirty = true;
+    }
+
+    /// Shows the running backfill's migration as throttled, paused or running again.
+    fn set_backfill_state(&mut self, state: MigrationState) {
+        let Some(migration) = self.backfill.as_ref().map(|t| t.migration.clone()) else {
+            return;
+        };
+        if let Some(row) = self.app.migrations.iter_mut().find(|m| m.name == migration) {
+            row.state = state;
+        }
         self.dirty = true;
     }
 

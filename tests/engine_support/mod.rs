@@ -91,7 +91,8 @@ pub fn quick_options() -> EngineOptions {
             max_backoff: Duration::from_millis(400),
             max_attempts: 200,
         },
-        batch_size: 1000,
+        batch_size: Some(1000),
+        backfill: Default::default(),
     }
 }
 

@@ -1,0 +1,422 @@
+//! The backfill benchmark (not a test: run it with `cargo bench --bench backfill`; see
+//! docs/performance.md). On one throwaway local PostgreSQL, on the same data:
+//! 1. the real `zdm complete` backfilling 1,000,000 rows with every throttle input off,
+//!    against one plain `UPDATE` of a copy of the table (rows/s);
+//! 2. a pgbench-like workload's p50/p99 latency with no backfill, then during a backfill
+//!    at default settings (throttle on);
+//! 3. the longest batch transaction (the longest any row lock was held by a batch);
+//! 4. zdm's peak RSS backfilling 250,000 and 1,000,000 rows.
+
+#[path = "../tests/engine_support/mod.rs"]
+mod engine_support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine_support::{backfill, plan, quick_options};
+use rand::Rng;
+use sqlx::postgres::PgPoolOptions;
+use sqlx::PgPool;
+use zdm::engine::Engine;
+use zdm::localpg::{LocalPg, Options};
+use zdm::plan::Phase;
+
+const BIG: i64 = 1_000_000;
+const SMALL: i64 = 250_000;
+const CLIENTS: usize = 4;
+const WORKLOAD_WINDOW: Duration = Duration::from_secs(20);
+
+fn main() {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(run());
+}
+
+async fn run() {
+    let pg = LocalPg::start(&Options::default()).expect("a local PostgreSQL");
+    let zdm = PathBuf::from(env!("CARGO_BIN_EXE_zdm"));
+    println!("zdm binary: {}", zdm.display());
+
+    // 1. Backfill with throttling off vs one plain UPDATE, same data.
+    let pool = database(&pg, "bench", BIG).await;
+    run_each(
+        &pool,
+        &[
+            "CREATE TABLE plain AS SELECT * FROM accounts",
+            "ALTER TABLE plain ADD PRIMARY KEY (id)",
+            "VACUUM ANALYZE plain",
+            "CHECKPOINT",
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    sqlx::query("UPDATE plain SET cents = balance * 100 + id % 7")
+        .execute(&pool)
+        .await
+        .expect("plain update");
+    let update_took = started.elapsed();
+    let update_rate = BIG as f64 / update_took.as_secs_f64();
+    sqlx::raw_sql("CHECKPOINT")
+        .execute(&pool)
+        .await
+        .expect("checkpoint");
+    register(&pg, "bench", "0001_accounts", "accounts").await;
+    let off = write_config(&pg, "off", THROTTLE_OFF);
+    let fast = backfill_with_zdm(&zdm, &pg, "bench", "0001_accounts", &off, None);
+    let backfill_rate = BIG as f64 / fast.wall.as_secs_f64();
+
+    // 2. The workload without and during a backfill at default settings.
+    run_each(
+        &pool,
+        &[
+            "CREATE TABLE wl AS SELECT id, balance, pad, NULL::bigint AS cents FROM accounts",
+            "ALTER TABLE wl ADD PRIMARY KEY (id)",
+            "VACUUM ANALYZE wl",
+            "CHECKPOINT",
+        ],
+    )
+    .await;
+    let quiet = workload(&pool, WORKLOAD_WINDOW, || false).await;
+    register(&pg, "bench", "0002_wl", "wl").await;
+    let defaults = write_config(&pg, "defaults", "");
+    let (during, gentle) = workload_during_backfill(&zdm, &pg, &pool, &defaults).await;
+    // On a small shared machine the workload alone can keep host CPU above 90 %, so the
+    // default throttle may hold the whole window: measure again with that input off
+    // (the same migration resumes from its checkpoint).
+    let no_cpu = write_config(&pg, "no-cpu", "[throttle]\nmax_host_cpu_percent = -1\n");
+    let (during_no_cpu, gentle_no_cpu) = workload_during_backfill(&zdm, &pg, &pool, &no_cpu).await;
+
+    // 4. Peak RSS at a quarter of the size.
+    let _small_pool = database(&pg, "bench_small", SMALL).await;
+    register(&pg, "bench_small", "0001_accounts", "accounts").await;
+    let small = backfill_with_zdm(&zdm, &pg, "bench_small", "0001_accounts", &off, None);
+
+    println!();
+    println!("| measurement | value |");
+    println!("|---|---|");
+    println!(
+        "| plain `UPDATE` of {BIG} rows | {:.1} s, {:.0} rows/s |",
+        update_took.as_secs_f64(),
+        update_rate
+    );
+    println!(
+        "| zdm backfill of {BIG} rows, throttle off (whole `zdm complete` run) | {:.1} s, {:.0} rows/s, {} batches |",
+        fast.wall.as_secs_f64(),
+        backfill_rate,
+        fast.batches
+    );
+    println!(
+        "| backfill / UPDATE rows/s | {:.2} |",
+        backfill_rate / update_rate
+    );
+    println!(
+        "| workload without backfill ({CLIENTS} clients, {} tx) | p50 {:.2} ms, p99 {:.2} ms |",
+        quiet.count, quiet.p50_ms, quiet.p99_ms
+    );
+    for (label, during, gentle) in [
+        ("default settings", &during, &gentle),
+        (
+            "default settings, host CPU input off",
+            &during_no_cpu,
+            &gentle_no_cpu,
+        ),
+    ] {
+        println!(
+            "| workload during a backfill at {label} ({} tx) | p50 {:.2} ms, p99 {:.2} ms (p99 {:.2}x without) |",
+            during.count,
+            during.p50_ms,
+            during.p99_ms,
+            during.p99_ms / quiet.p99_ms
+        );
+        println!(
+            "| that backfill in the window | {} rows updated in all, {} batches this run, throttled {:.1} s, longest batch {} ms; last throttle reason: {} |",
+            gentle.rows,
+            gentle.batches,
+            gentle.throttled_seconds,
+            gentle.longest_batch_ms,
+            gentle.last_reason.as_deref().unwrap_or("none")
+        );
+    }
+    println!(
+        "| longest batch transaction (row locks held), throttle off | {} ms |",
+        fast.longest_batch_ms
+    );
+    println!(
+        "| zdm peak RSS, {SMALL} rows / {BIG} rows | {:.1} MiB / {:.1} MiB |",
+        small.peak_rss_kib as f64 / 1024.0,
+        fast.peak_rss_kib as f64 / 1024.0
+    );
+}
+
+/// The workload measured while `zdm complete 0002_wl` runs with `config` (SIGINT at the
+/// end of the window if it is still running).
+async fn workload_during_backfill(
+    zdm: &Path,
+    pg: &LocalPg,
+    pool: &PgPool,
+    config: &Path,
+) -> (Latency, Run) {
+    let running = Arc::new(AtomicBool::new(true));
+    let during = {
+        let pool = pool.clone();
+        let running = running.clone();
+        tokio::spawn(async move {
+            workload(&pool, WORKLOAD_WINDOW, move || {
+                !running.load(Ordering::Relaxed)
+            })
+            .await
+        })
+    };
+    let zdm = zdm.to_path_buf();
+    let url = pg.primary().url("bench");
+    let config = config.to_path_buf();
+    let run = tokio::task::spawn_blocking(move || {
+        backfill_with_url(&zdm, &url, "0002_wl", &config, Some(WORKLOAD_WINDOW))
+    })
+    .await
+    .expect("join");
+    running.store(false, Ordering::Relaxed);
+    (during.await.expect("join"), run)
+}
+
+const THROTTLE_OFF: &str = "[throttle]\nmax_replica_lag_ms = -1\nmax_lock_waiters = -1\n\
+    max_active_sessions_factor = -1\nmax_host_cpu_percent = -1\nmax_canary_factor = -1\n";
+
+fn write_config(pg: &LocalPg, name: &str, text: &str) -> PathBuf {
+    let path = pg.root().join(format!("bench-{name}.toml"));
+    std::fs::write(&path, text).expect("config");
+    path
+}
+
+/// A database with `accounts` of `rows` rows (ids with gaps, 40 bytes of padding).
+async fn database(pg: &LocalPg, name: &str, rows: i64) -> PgPool {
+    let mut admin = pg.primary().connect("postgres").await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("database");
+    let pool = PgPoolOptions::new()
+        .max_connections(CLIENTS as u32 + 2)
+        .connect_with(pg.primary().connect_options(name))
+        .await
+        .expect("pool");
+    let insert = format!(
+        "INSERT INTO accounts (id, balance, pad) \
+           SELECT g * 2, g % 1000, repeat('p', 40) FROM generate_series(1, {rows}) g"
+    );
+    run_each(
+        &pool,
+        &[
+            "CREATE TABLE accounts (id bigint PRIMARY KEY, balance integer NOT NULL, \
+                                    pad text NOT NULL, cents bigint)",
+            &insert,
+            "VACUUM ANALYZE accounts",
+        ],
+    )
+    .await;
+    pool
+}
+
+/// Each statement on its own (VACUUM cannot share a transaction).
+async fn run_each(pool: &PgPool, statements: &[&str]) {
+    for statement in statements {
+        sqlx::raw_sql(statement)
+            .execute(pool)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+}
+
+/// Records migration `name`, whose one step is a contract-phase backfill of `table` (run
+/// by `zdm complete`: `zdm start` needs the planner).
+async fn register(pg: &LocalPg, database: &str, name: &str, table: &str) {
+    let mut fill = backfill(
+        &format!("\"public\".\"{table}\""),
+        &["id"],
+        &[("cents", "balance * 100 + id % 7")],
+        None,
+    );
+    fill.phase = Phase::Contract;
+    let mut engine = Engine::connect_with(pg.primary().connect_options(database), quick_options())
+        .await
+        .expect("engine");
+    engine
+        .start(&plan(name, vec![fill]), "bench")
+        .await
+        .expect("record");
+    engine.close().await.expect("close");
+}
+
+/// What one `zdm complete` run did, from its JSON lines and /proc.
+#[derive(Debug, Default)]
+struct Run {
+    wall: Duration,
+    rows: u64,
+    batches: u64,
+    longest_batch_ms: u64,
+    throttled_seconds: f64,
+    last_reason: Option<String>,
+    peak_rss_kib: u64,
+}
+
+fn backfill_with_zdm(
+    zdm: &Path,
+    pg: &LocalPg,
+    database: &str,
+    name: &str,
+    config: &Path,
+    stop_after: Option<Duration>,
+) -> Run {
+    backfill_with_url(zdm, &pg.primary().url(database), name, config, stop_after)
+}
+
+/// Runs `zdm complete NAME` to its end (or SIGINT after `stop_after`), sampling its
+/// VmHWM (peak RSS) from /proc while it runs.
+fn backfill_with_url(
+    zdm: &Path,
+    url: &str,
+    name: &str,
+    config: &Path,
+    stop_after: Option<Duration>,
+) -> Run {
+    let started = Instant::now();
+    let mut child: Child = Command::new(zdm)
+        .args([
+            "complete",
+            name,
+            "--confirm-contract",
+            name,
+            "--database-url",
+            url,
+        ])
+        .arg("--config")
+        .arg(config)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("zdm");
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak = 0;
+    let mut signalled = false;
+    loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            if let Some(kib) = text
+                .lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse::<u64>().ok())
+            {
+                peak = peak.max(kib);
+            }
+        }
+        if child.try_wait().expect("poll").is_some() {
+            break;
+        }
+        if let (Some(limit), false) = (stop_after, signalled) {
+            if started.elapsed() >= limit {
+                nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(child.id() as i32),
+                    nix::sys::signal::Signal::SIGINT,
+                )
+                .expect("SIGINT");
+                signalled = true;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let wall = started.elapsed();
+    let output = child.wait_with_output().expect("output");
+    let mut run = Run {
+        wall,
+        peak_rss_kib: peak,
+        ..Run::default()
+    };
+    for line in String::from_utf8_lossy(&output.stdout).lines() {
+        let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
+            continue;
+        };
+        match value["event"].as_str() {
+            Some("batch_committed") => {
+                run.batches += 1;
+                run.longest_batch_ms = run
+                    .longest_batch_ms
+                    .max(value["took_ms"].as_u64().unwrap_or(0));
+                run.rows = value["rows_updated"].as_u64().unwrap_or(run.rows);
+            }
+            Some("progress") => {
+                run.throttled_seconds = value["throttled_seconds"].as_f64().unwrap_or(0.0);
+            }
+            Some("throttled") => run.last_reason = value["reason"].as_str().map(str::to_string),
+            _ => {}
+        }
+    }
+    run
+}
+
+/// Latencies of a pgbench-like mix (read a row, update it, read another) by `CLIENTS`
+/// clients for up to `window` or until `done()`.
+struct Latency {
+    count: usize,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn workload(
+    pool: &PgPool,
+    window: Duration,
+    done: impl Fn() -> bool + Send + Sync + Clone + 'static,
+) -> Latency {
+    let deadline = Instant::now() + window;
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let pool = pool.clone();
+        let done = done.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut times = Vec::new();
+            while Instant::now() < deadline && !done() {
+                let id = rand::thread_rng().gen_range(1..=BIG) * 2;
+                let other = rand::thread_rng().gen_range(1..=BIG) * 2;
+                let started = Instant::now();
+                let mut tx = pool.begin().await.expect("begin");
+                sqlx::query("SELECT balance FROM wl WHERE id = $1")
+                    .bind(id)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .expect("select");
+                sqlx::query("UPDATE wl SET balance = balance + 1 WHERE id = $1")
+                    .bind(id)
+                    .execute(&mut *tx)
+                    .await
+                    .expect("update");
+                sqlx::query("SELECT balance FROM wl WHERE id = $1")
+                    .bind(other)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .expect("select");
+                tx.commit().await.expect("commit");
+                times.push(started.elapsed());
+            }
+            times
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.expect("client"));
+    }
+    all.sort();
+    let at = |q: f64| {
+        all.get(((all.len() as f64 * q) as usize).min(all.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Latency {
+        count: all.len(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+    }
+}
