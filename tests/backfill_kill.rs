@@ -75,6 +75,13 @@ async fn prepare(pg: &LocalPg, database: &str) -> sqlx::PgPool {
 fn complete(pg: &LocalPg, database: &str) -> Child {
     Command::new(common::zdm_binary())
         .args(["complete", NAME, "--confirm-contract", NAME])
+        // These tests are about the backfill that contract runs; the gates have theirs.
+        .args(["--window", "0"])
+        .args(
+            zdm::gates::registry::names()
+                .into_iter()
+                .flat_map(|gate| ["--override-gate", gate]),
+        )
         .args(["--database-url", &pg.primary().url(database)])
         .arg("--config")
         .arg(pg.root().join(format!("{database}.toml")))
