@@ -293,7 +293,15 @@ fn backfill_with_url(
             name,
             "--database-url",
             url,
+            // The benchmark measures contract's backfill, not the gates' observation window.
+            "--window",
+            "0",
         ])
+        .args(
+            zdm::gates::registry::names()
+                .into_iter()
+                .flat_map(|gate| ["--override-gate", gate]),
+        )
         .arg("--config")
         .arg(config)
         .env_remove("DATABASE_URL")
