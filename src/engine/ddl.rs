@@ -201,69 +201,10 @@ pub async fn blockers(
         .collect())
 }
 
-/// PostgreSQL's table lock conflict matrix: whether `wanted` waits for a held `mode`
-/// (as `pg_locks.mode` spells it, e.g. `RowExclusiveLock`).
+/// Whether `wanted` waits for a lock held in `held_mode` (as `pg_locks.mode` spells it,
+/// e.g. `RowExclusiveLock`); modes that are not table locks never conflict here.
 pub fn conflicts(wanted: LockLevel, held_mode: &str) -> bool {
-    use LockLevel::*;
-    let held = match held_mode {
-        "AccessShareLock" => AccessShare,
-        "RowShareLock" => RowShare,
-        "RowExclusiveLock" => RowExclusive,
-        "ShareUpdateExclusiveLock" => ShareUpdateExclusive,
-        "ShareLock" => Share,
-        "ShareRowExclusiveLock" => ShareRowExclusive,
-        "ExclusiveLock" => Exclusive,
-        "AccessExclusiveLock" => AccessExclusive,
-        _ => return false,
-    };
-    let conflicting: &[LockLevel] = match wanted {
-        None => &[],
-        AccessShare => &[AccessExclusive],
-        RowShare => &[Exclusive, AccessExclusive],
-        RowExclusive => &[Share, ShareRowExclusive, Exclusive, AccessExclusive],
-        ShareUpdateExclusive => &[
-            ShareUpdateExclusive,
-            Share,
-            ShareRowExclusive,
-            Exclusive,
-            AccessExclusive,
-        ],
-        Share => &[
-            RowExclusive,
-            ShareUpdateExclusive,
-            ShareRowExclusive,
-            Exclusive,
-            AccessExclusive,
-        ],
-        ShareRowExclusive => &[
-            RowExclusive,
-            ShareUpdateExclusive,
-            Share,
-            ShareRowExclusive,
-            Exclusive,
-            AccessExclusive,
-        ],
-        Exclusive => &[
-            RowShare,
-            RowExclusive,
-            ShareUpdateExclusive,
-            Share,
-            ShareRowExclusive,
-            Exclusive,
-            AccessExclusive,
-        ],
-        AccessExclusive => &[
-            AccessShare,
-            RowShare,
-            RowExclusive,
-            ShareUpdateExclusive,
-            Share,
-            ShareRowExclusive,
-            Exclusive,
-            AccessExclusive,
-        ],
-    };
-    conflicting.contains(&held)
+    LockLevel::from_pg_mode(held_mode).is_some_and(|held| wanted.conflicts_with(held))
 }
 
 /// The wait after the `attempt`-th failed try: `first × 2^(attempt-1)`, capped at

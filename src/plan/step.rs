@@ -33,6 +33,76 @@ pub enum LockLevel {
 }
 
 impl LockLevel {
+    /// The level of a `pg_locks.mode` such as `RowExclusiveLock`; None for other lock kinds.
+    pub fn from_pg_mode(mode: &str) -> Option<LockLevel> {
+        use LockLevel::*;
+        Some(match mode {
+            "AccessShareLock" => AccessShare,
+            "RowShareLock" => RowShare,
+            "RowExclusiveLock" => RowExclusive,
+            "ShareUpdateExclusiveLock" => ShareUpdateExclusive,
+            "ShareLock" => Share,
+            "ShareRowExclusiveLock" => ShareRowExclusive,
+            "ExclusiveLock" => Exclusive,
+            "AccessExclusiveLock" => AccessExclusive,
+            _ => return Option::None,
+        })
+    }
+
+    /// PostgreSQL's table-lock conflict matrix: whether a request for `self` waits for a
+    /// lock held at `held` (by another transaction).
+    pub fn conflicts_with(self, held: LockLevel) -> bool {
+        use LockLevel::*;
+        let conflicting: &[LockLevel] = match self {
+            None => &[],
+            AccessShare => &[AccessExclusive],
+            RowShare => &[Exclusive, AccessExclusive],
+            RowExclusive => &[Share, ShareRowExclusive, Exclusive, AccessExclusive],
+            ShareUpdateExclusive => &[
+                ShareUpdateExclusive,
+                Share,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+            Share => &[
+                RowExclusive,
+                ShareUpdateExclusive,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+            ShareRowExclusive => &[
+                RowExclusive,
+                ShareUpdateExclusive,
+                Share,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+            Exclusive => &[
+                RowShare,
+                RowExclusive,
+                ShareUpdateExclusive,
+                Share,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+            AccessExclusive => &[
+                AccessShare,
+                RowShare,
+                RowExclusive,
+                ShareUpdateExclusive,
+                Share,
+                ShareRowExclusive,
+                Exclusive,
+                AccessExclusive,
+            ],
+        };
+        conflicting.contains(&held)
+    }
+
     /// The name PostgreSQL uses (`ACCESS EXCLUSIVE`).
     pub fn sql_name(self) -> &'static str {
         match self {
