@@ -495,3 +495,31 @@ fn docs_keybindings_match_the_keymap() {
         keymap::markdown_table()
     );
 }
+
+#[test]
+fn long_migration_names_fit_at_80x24() {
+    let mut app = App::new("postgres://postgres@127.0.0.1:5432/shop".to_string());
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations");
+    let mut names: Vec<String> = zdm::migration::load_dir(std::path::Path::new(dir))
+        .expect("samples")
+        .into_iter()
+        .map(|m| m.name)
+        .collect();
+    // The longest names first, so that they are on screen.
+    names.sort_by_key(|name| std::cmp::Reverse(name.len()));
+    app.migrations = names
+        .iter()
+        .take(5)
+        .map(|name| zdm::tui::app::MigrationRow {
+            name: name.clone(),
+            description: None,
+            state: MigrationState::Pending,
+            checksum_mismatch: false,
+            stopped: false,
+        })
+        .collect();
+    let screen = render(&app, 80, 24);
+    for name in names.iter().take(5) {
+        assert!(screen.contains(name.as_str()), "{name} is cut:\n{screen}");
+    }
+}

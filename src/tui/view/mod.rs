@@ -37,8 +37,18 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
 
 /// 80x24 and up: the migrations list beside one detail pane.
 fn draw_small(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
+    // Wide enough for the longest name (plus the cursor and borders), at least 34 columns
+    // and at most 48 % of the screen, so that the detail pane keeps most of the room.
+    let longest = app
+        .migrations
+        .iter()
+        .map(|m| m.name.chars().count())
+        .max()
+        .unwrap_or(0);
+    let wanted = u16::try_from(longest + 4).unwrap_or(u16::MAX);
+    let width = wanted.clamp(34, (area.width * 48 / 100).max(34));
     let [list, detail] =
-        Layout::horizontal([Constraint::Length(34), Constraint::Min(20)]).areas(area);
+        Layout::horizontal([Constraint::Length(width), Constraint::Min(20)]).areas(area);
     draw_pane(frame, list, Pane::Migrations, app, theme);
     draw_pane(frame, detail, app.detail, app, theme);
 }
