@@ -88,7 +88,7 @@ async fn the_console_opens_lists_the_migrations_and_quits_restoring_the_terminal
         screen.contains("0013_shipments_drop_carrier_fk"),
         "{screen}"
     );
-    // Without the planner merged, the plan pane says why there is no plan, in words.
+    // Planning the selected migration finishes in the background: the pane stops saying so.
     tmux.wait_for("the plan pane's answer", PATIENCE, |s| {
         !s.contains("planning 0001")
     });
@@ -330,11 +330,10 @@ async fn scalar_bool(pg: &LocalPg, sql: &str) -> bool {
         .expect(sql)
 }
 
-/// Contract by typing the name (and `override`, since not every gate can be evaluated
-/// yet), then roll back another migration with `y`; a recorded checksum that differs from
-/// the file is flagged. The migrations are started with hand-made plans through the engine
-/// (the planner is not merged yet); the console then reads their recorded state and runs
-/// contract and rollback itself.
+/// Contract by typing the name (and `override` when a gate did not pass), then roll back
+/// another migration with `y`; a recorded checksum that differs from the file is flagged.
+/// The migrations are started with hand-made plans through the engine; the console then
+/// reads their recorded state and runs contract and rollback itself.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_by_typed_name_and_rollback_with_confirmation() {
     let (pg, url) = shop().await;
