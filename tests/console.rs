@@ -258,25 +258,46 @@ fn a_stopped_migration_is_resumed_with_s_and_quitting_does_not_ask() {
 fn a_console_without_live_control_says_so() {
     let mut app = busy_app();
     app.live_control = false;
-    app.can_detach = false;
     let screen = render(&app, 80, 24);
     assert!(!screen.contains("pause/resume"), "not offered: {screen}");
     assert!(!screen.contains("throttle "), "not offered: {screen}");
+    for key in ['p', 't', '+', '-'] {
+        assert_eq!(press(&mut app, KeyCode::Char(key)), None, "{key}");
+        let notice = app.notice.clone().unwrap_or_default();
+        assert!(notice.contains("steers a backfill"), "{key}: {notice}");
+    }
+    assert!(
+        !app.manual_throttle,
+        "no optimistic toggle without a run to ask"
+    );
+}
+
+#[test]
+fn the_demo_quit_dialog_stops_the_run_instead_of_detaching() {
+    let mut app = busy_app();
+    app.can_detach = false;
     press(&mut app, KeyCode::Char('q'));
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("cannot go on without it"), "{screen}");
-    assert!(screen.contains("stop it and quit"), "{screen}");
+    insta::assert_snapshot!("quit_demo_80x24", screen);
+    assert!(screen.contains("cannot go on"), "{screen}");
+    assert!(
+        screen.contains("stop it after its current batch"),
+        "{screen}"
+    );
     assert!(!screen.contains("detach"), "{screen}");
+    for key in ['d', 'p'] {
+        assert_eq!(
+            press(&mut app, KeyCode::Char(key)),
+            None,
+            "{key} is not offered"
+        );
+        assert!(matches!(app.popup, Some(Popup::Quit)), "the dialog stays");
+    }
     assert_eq!(
-        press(&mut app, KeyCode::Char('d')),
-        None,
-        "d is not offered"
+        press(&mut app, KeyCode::Char('s')),
+        Some(Action::StopAndQuit)
     );
-    assert!(matches!(app.popup, Some(Popup::Quit)), "the dialog stays");
-    assert_eq!(
-        press(&mut app, KeyCode::Char('p')),
-        Some(Action::PauseAndQuit)
-    );
+    assert!(app.popup.is_none());
 }
 
 #[test]
@@ -285,10 +306,20 @@ fn pause_resume_throttle_and_batch_target() {
     assert_eq!(press(&mut app, KeyCode::Char('p')), Some(Action::Pause));
     app.migrations[2].state = MigrationState::Paused;
     assert_eq!(press(&mut app, KeyCode::Char('p')), Some(Action::Resume));
+    app.migrations[2].state = MigrationState::Backfilling;
+    if let Some(backfill) = &mut app.backfill {
+        backfill.paused = true;
+    }
+    assert_eq!(
+        press(&mut app, KeyCode::Char('p')),
+        Some(Action::Resume),
+        "the run's progress says paused before the badge does"
+    );
     assert_eq!(
         press(&mut app, KeyCode::Char('t')),
         Some(Action::ThrottleOn)
     );
+    assert!(app.manual_throttle, "shown at once, corrected by the reply");
     assert_eq!(
         press(&mut app, KeyCode::Char('t')),
         Some(Action::ThrottleOff)
@@ -437,7 +468,23 @@ fn quitting_while_running_asks_to_detach_or_pause() {
     let mut app = busy_app();
     assert_eq!(press(&mut app, KeyCode::Char('q')), None);
     assert!(matches!(app.popup, Some(Popup::Quit)));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("d detach: it goes on"), "{screen}");
+    assert!(
+        screen.contains("p pause it (it holds its place)"),
+        "{screen}"
+    );
+    assert_eq!(
+        press(&mut app, KeyCode::Char('x')),
+        None,
+        "other keys keep it"
+    );
+    assert!(matches!(app.popup, Some(Popup::Quit)));
+    assert_eq!(press(&mut app, KeyCode::Char('s')), None, "s is the demo's");
+    assert!(matches!(app.popup, Some(Popup::Quit)));
     assert_eq!(press(&mut app, KeyCode::Esc), None);
+    assert!(app.popup.is_none(), "Esc stays in the console");
+    assert_eq!(app.notice.as_deref(), Some("quit cancelled"));
     assert_eq!(
         app.handle_event(&Event::Key(KeyEvent::new(
             KeyCode::Char('c'),
@@ -447,6 +494,7 @@ fn quitting_while_running_asks_to_detach_or_pause() {
         "Ctrl-C asks too"
     );
     assert_eq!(press(&mut app, KeyCode::Char('d')), Some(Action::Detach));
+    assert!(app.popup.is_none());
     press(&mut app, KeyCode::Char('q'));
     assert_eq!(
         press(&mut app, KeyCode::Char('p')),
@@ -522,4 +570,57 @@ fn long_migration_names_fit_at_80x24() {
     for name in names.iter().take(5) {
         assert!(screen.contains(name.as_str()), "{name} is cut:\n{screen}");
     }
+}
+
+#[test]
+fn the_backfill_pane_shows_the_runs_own_progress() {
+    use zdm::control::{Progress, RunState};
+    use zdm::tui::app::BackfillView;
+    let progress = Progress {
+        migration: "0003_products_price_numeric".to_string(),
+        table: "public.products".to_string(),
+        rows_done: 1_200,
+        // Statistics ran short: the gauge never passes what is done.
+        rows_total_estimate: Some(1_000),
+        rows_per_second_now: 410.0,
+        rows_per_second_average: 380.0,
+        eta: None,
+        batch_size: 150,
+        last_batch: Some(Duration::from_millis(290)),
+        batch_target: Duration::from_millis(300),
+        state: RunState::Throttled,
+        reason: Some("manual throttle (operator)".to_string()),
+        time_running: Duration::from_secs(3),
+        time_throttled: Duration::from_secs(1),
+        time_paused: Duration::ZERO,
+    };
+    let view = BackfillView::from_progress(&progress);
+    assert_eq!((view.rows_done, view.rows_total), (1_200, 1_200));
+    assert_eq!(view.batch_target, Some(Duration::from_millis(300)));
+    assert_eq!(
+        view.throttle_reason.as_deref(),
+        Some("manual throttle (operator)")
+    );
+    assert!(!view.paused && !view.finished);
+
+    let mut app = busy_app();
+    app.backfill = Some(view);
+    app.detail = Pane::Backfill;
+    let screen = render(&app, 80, 24);
+    for words in [
+        "150 rows in 290 ms (target 300 ms)",
+        "THROTTLED: manual throttle",
+        "410 rows/s now, 380 average",
+        "ETA    not yet known",
+    ] {
+        assert!(screen.contains(words), "{words:?} missing:\n{screen}");
+    }
+
+    let paused = Progress {
+        state: RunState::Paused,
+        reason: Some("operator".to_string()),
+        ..progress
+    };
+    let view = BackfillView::from_progress(&paused);
+    assert!(view.paused && view.throttle_reason.is_none());
 }

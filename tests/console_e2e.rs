@@ -1,11 +1,13 @@
 //! The console end to end: the real binary in tmux against a real PostgreSQL holding the
-//! demo's shop schema, read back with capture-pane as a person would see it.
+//! demo's shop schema, read back with capture-pane as a person would see it. Migrations
+//! run in runner processes the console starts detached; each test has a sandbox of its
+//! own for their sockets and logs, and kills whatever zdm process is left in it.
 
 mod common;
 mod engine_support;
 
-use std::path::Path;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
@@ -34,10 +36,126 @@ async fn shop_of(scale: f64) -> (LocalPg, String) {
     (pg, url)
 }
 
+/// The runtime and state directories of one test's zdm processes: the console, the
+/// runners it starts (their control sockets and logs), `zdm attach` and `zdm ctl`. Runs of
+/// one test are invisible to the others. Dropping it kills every zdm process still
+/// running with it (a failed test leaves no runner behind).
+struct Sandbox {
+    dir: tempfile::TempDir,
+}
+
+impl Sandbox {
+    fn new() -> Self {
+        // Short: a control socket's path must fit in 107 bytes.
+        let dir = tempfile::Builder::new()
+            .prefix("zdm-e2e")
+            .tempdir_in("/tmp")
+            .expect("a sandbox directory");
+        Sandbox { dir }
+    }
+
+    fn runtime_dir(&self) -> PathBuf {
+        self.dir.path().join("run")
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.dir.path().join("state")
+    }
+
+    /// The environment assignments for a shell command line.
+    fn env(&self) -> String {
+        format!(
+            "XDG_RUNTIME_DIR='{}' XDG_STATE_HOME='{}'",
+            self.runtime_dir().display(),
+            self.state_dir().display()
+        )
+    }
+
+    /// The zdm binary with this sandbox's environment.
+    fn zdm(&self) -> std::process::Command {
+        let mut command = std::process::Command::new(common::zdm_binary());
+        command
+            .env("XDG_RUNTIME_DIR", self.runtime_dir())
+            .env("XDG_STATE_HOME", self.state_dir());
+        command
+    }
+
+    /// The runs whose control sockets answer, as `zdm ctl` finds them.
+    async fn runs(&self) -> Vec<zdm::control::Running> {
+        zdm::control::discover(&self.runtime_dir().join("zdm")).await
+    }
+
+    /// The one run there is, waiting for it to serve its socket.
+    async fn the_run(&self) -> zdm::control::Running {
+        let deadline = Instant::now() + PATIENCE;
+        loop {
+            let mut runs = self.runs().await;
+            if runs.len() == 1 {
+                return runs.remove(0);
+            }
+            assert!(Instant::now() < deadline, "one run serving: {runs:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Every zdm process started with this sandbox's environment.
+    fn processes(&self) -> Vec<i32> {
+        let needle = format!("XDG_RUNTIME_DIR={}", self.runtime_dir().display());
+        let mut pids = Vec::new();
+        for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            let comm = std::fs::read_to_string(entry.path().join("comm")).unwrap_or_default();
+            if comm.trim() != "zdm" {
+                continue;
+            }
+            let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+            if environ
+                .split(|byte| *byte == 0)
+                .any(|variable| variable == needle.as_bytes())
+            {
+                pids.push(pid);
+            }
+        }
+        pids
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        for pid in self.processes() {
+            let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+    }
+}
+
+/// Whether process `pid` exists (and is not a zombie).
+fn alive(pid: u32) -> bool {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let state = stat
+        .rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().next());
+    matches!(state, Some(state) if state != "Z" && state != "X")
+}
+
+/// Waits until process `pid` has exited.
+async fn wait_for_exit(pid: u32, timeout: Duration) {
+    let deadline = Instant::now() + timeout;
+    while alive(pid) {
+        assert!(
+            Instant::now() < deadline,
+            "process {pid} still runs after {timeout:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// `zdm console` on `url` with the sample migrations, then (after it exits) its exit code
 /// and the terminal's mode, so a test can see the terminal was restored.
-fn console_command(url: &str, log: &Path) -> String {
+fn console_command(sandbox: &Sandbox, url: &str, log: &Path) -> String {
     console_command_in(
+        sandbox,
         url,
         Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations")),
         log,
@@ -45,7 +163,7 @@ fn console_command(url: &str, log: &Path) -> String {
 }
 
 /// [`console_command`] with another migrations directory.
-fn console_command_in(url: &str, dir: &Path, log: &Path) -> String {
+fn console_command_in(sandbox: &Sandbox, url: &str, dir: &Path, log: &Path) -> String {
     let dir = dir.display();
     // The test's own config file (beside its log; empty unless the test wrote one): a
     // zdm.toml in the working directory must not change the test.
@@ -62,8 +180,9 @@ fn console_command_in(url: &str, dir: &Path, log: &Path) -> String {
     }
     let config = config.display();
     format!(
-        "{} console --config '{config}' --database-url '{url}' --dir '{dir}' --log-file '{}'; \
+        "{} {} console --config '{config}' --database-url '{url}' --dir '{dir}' --log-file '{}'; \
          echo \"zdm exited with $?\"; stty -a; sleep 600",
+        sandbox.env(),
         common::zdm_binary().display(),
         log.display()
     )
@@ -78,7 +197,8 @@ const PATIENCE: Duration = Duration::from_secs(30);
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_console_opens_lists_the_migrations_and_quits_restoring_the_terminal() {
     let (_pg, url) = shop().await;
-    let tmux = Tmux::start(&console_command(&url, &log_file("open")), 100, 30);
+    let sandbox = Sandbox::new();
+    let tmux = Tmux::start(&console_command(&sandbox, &url, &log_file("open")), 100, 30);
 
     let screen = tmux.wait_for("the migrations, connected", PATIENCE, |s| {
         s.contains("0001_orders_add_status") && s.contains("connected")
@@ -163,7 +283,8 @@ impl Drop for Frozen {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_database_is_reported_while_the_console_keeps_answering_keys() {
     let (pg, url) = shop().await;
-    let tmux = Tmux::start(&console_command(&url, &log_file("stall")), 100, 30);
+    let sandbox = Sandbox::new();
+    let tmux = Tmux::start(&console_command(&sandbox, &url, &log_file("stall")), 100, 30);
     tmux.wait_for("connected", PATIENCE, |s| {
         s.contains("connected") && s.contains("0001_orders_add_status")
     });
@@ -227,7 +348,8 @@ fn child_named(parent: i32, name: &str) -> Option<i32> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sighup_restores_the_terminal_even_while_the_database_hangs() {
     let (pg, url) = shop().await;
-    let tmux = Tmux::start(&console_command(&url, &log_file("hup")), 100, 30);
+    let sandbox = Sandbox::new();
+    let tmux = Tmux::start(&console_command(&sandbox, &url, &log_file("hup")), 100, 30);
     tmux.wait_for("connected", PATIENCE, |s| {
         s.contains("connected") && s.contains("0001_orders_add_status")
     });
@@ -337,6 +459,7 @@ async fn scalar_bool(pg: &LocalPg, sql: &str) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contract_by_typed_name_and_rollback_with_confirmation() {
     let (pg, url) = shop().await;
+    let sandbox = Sandbox::new();
     let dir = tempfile::tempdir().expect("temp dir");
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
     for file in [
@@ -355,7 +478,7 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
     engine.close().await.expect("close");
 
     let tmux = Tmux::start(
-        &console_command_in(&url, dir.path(), &log_file("contract")),
+        &console_command_in(&sandbox, &url, dir.path(), &log_file("contract")),
         100,
         30,
     );
@@ -419,6 +542,7 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     let (pg, url) = shop_of(0.05).await;
+    let sandbox = Sandbox::new();
     let dir = tempfile::tempdir().expect("temp dir");
     let file = "0001_orders_add_status.toml";
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
@@ -448,7 +572,7 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     run.abort();
     let _ = run.await;
 
-    let tmux = Tmux::start(&console_command_in(&url, dir.path(), &log), 100, 30);
+    let tmux = Tmux::start(&console_command_in(&sandbox, &url, dir.path(), &log), 100, 30);
     let screen = tmux.wait_for_text("STOPPED", PATIENCE);
     assert!(screen.contains("[backfilling]"), "{screen}");
     tmux.keys(&["Tab", "Tab"]);
@@ -522,10 +646,11 @@ fn the_demo_opens_the_console_and_stops_its_servers_when_it_quits() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sample_migration_is_started_backfilled_and_contracted_from_the_console() {
     let (pg, url) = shop_of(0.02).await;
+    let sandbox = Sandbox::new();
     let log = log_file("sample");
     std::fs::write(log.with_extension("toml"), "backfill_batch_size = 500\n").expect("config");
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
-    let tmux = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
+    let tmux = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
 
     // The plan of the selected (first) migration, from the planner.
     let screen = tmux.wait_for("the plan of 0001", PATIENCE, |s| {
@@ -581,37 +706,246 @@ async fn a_sample_migration_is_started_backfilled_and_contracted_from_the_consol
     );
 }
 
-/// Quitting while a backfill runs asks first; `p` stops the run (the server rolls back the
-/// open batch) and quits; the next console shows it STOPPED.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn quitting_during_a_backfill_asks_then_stops_it_resumably() {
-    let (pg, url) = shop_of(0.05).await;
-    let log = log_file("quit");
-    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 20\n").expect("config");
-    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
-    let tmux = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
+/// Orders the backfill of 0001_orders_add_status has filled so far.
+async fn backfilled(pg: &LocalPg) -> i64 {
+    let mut conn = pg.primary().connect("shop").await.expect("connect");
+    sqlx::query_scalar("SELECT count(*) FROM public.orders WHERE status IS NOT NULL")
+        .fetch_one(&mut conn)
+        .await
+        .expect("count the backfilled orders")
+}
+
+/// Waits until the backfill has filled more than `than` orders; the count.
+async fn backfill_moves_past(pg: &LocalPg, than: i64) -> i64 {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let now = backfilled(pg).await;
+        if now > than {
+            return now;
+        }
+        assert!(Instant::now() < deadline, "the backfill stays at {now} rows");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Asserts that the backfill does not move for two seconds; the count.
+async fn backfill_holds(pg: &LocalPg) -> i64 {
+    let before = backfilled(pg).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = backfilled(pg).await;
+    assert_eq!(before, after, "a paused backfill updated rows");
+    after
+}
+
+async fn recorded_status(pg: &LocalPg, name: &str) -> String {
+    let mut conn = pg.primary().connect("shop").await.expect("connect");
+    sqlx::query_scalar("SELECT status FROM zdm.migrations WHERE name = $1")
+        .bind(name)
+        .fetch_one(&mut conn)
+        .await
+        .expect("recorded")
+}
+
+/// The Backfill pane's gauge label (`12.3%  6,140 / 50,000 rows`), if on screen.
+fn gauge(screen: &str) -> Option<String> {
+    screen
+        .lines()
+        .find(|line| line.contains("% ") && line.contains(" rows"))
+        .map(|line| line.trim().to_string())
+}
+
+const BIG: f64 = 0.05; // 50,000 orders
+const SMALL_BATCHES: &str = "backfill_batch_size = 20\n"; // 2,500 batches of them
+
+/// The console starts 0001 and shows its backfill running (focus on the Backfill pane).
+fn start_0001(tmux: &Tmux) {
     tmux.wait_for("the plan of 0001", PATIENCE, |s| s.contains("EXPAND"));
     tmux.keys(&["Tab", "Tab", "s"]);
     tmux.wait_for("backfill batches", PATIENCE, |s| s.contains("rows/s now"));
+}
+
+/// `p` pauses the backfill in its runner (no row changes while paused), `p` again resumes
+/// it, and it goes on to 100 % and is contracted by typing the name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_and_resume_from_the_console_hold_and_release_the_backfill() {
+    let (pg, url) = shop_of(BIG).await;
+    let sandbox = Sandbox::new();
+    let log = log_file("pause");
+    std::fs::write(log.with_extension("toml"), SMALL_BATCHES).expect("config");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    let tmux = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
+    start_0001(&tmux);
+    let run = sandbox.the_run().await;
+    assert_eq!(run.info.migration, "0001_orders_add_status");
+
+    tmux.keys(&["p"]);
+    let screen = tmux.wait_for("the pause", PATIENCE, |s| {
+        s.contains("state  PAUSED") && s.contains("[paused]")
+    });
+    assert!(screen.contains("p pause/resume"), "{screen}");
+    let held = backfill_holds(&pg).await;
+    assert!(held < 50_000, "paused before the end: {held}");
+
+    tmux.keys(&["p"]);
+    tmux.wait_for("the resume", PATIENCE, |s| {
+        !s.contains("PAUSED") && s.contains("[backfilling]")
+    });
+    backfill_moves_past(&pg, held).await;
+
+    let done = tmux.wait_for("the backfill at 100 %", Duration::from_secs(180), |s| {
+        s.contains("100.0%") && s.contains("[ready to contract]")
+    });
+    assert!(done.contains("state  finished"), "{done}");
+    wait_for_exit(run.info.pid, PATIENCE).await;
+
+    tmux.keys(&["c"]);
+    let gates = tmux.wait_for_text("PASS", PATIENCE);
+    confirm_contract(&tmux, "0001_orders_add_status", &gates);
+    tmux.wait_for_text("[complete]", Duration::from_secs(60));
+    tmux.keys(&["l"]);
+    tmux.wait_for_text("resumed after", PATIENCE);
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    assert!(sandbox.runs().await.is_empty(), "no run is left serving");
+    assert_eq!(recorded_status(&pg, "0001_orders_add_status").await, "complete");
+}
+
+/// An SSH drop (SIGHUP) kills the console, never the run: the runner goes on, `zdm attach`
+/// follows it, and a new console attaches to it; `d` detaches and says how to get back;
+/// `zdm ctl abort` stops it after its batch, resumable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
+    let (pg, url) = shop_of(BIG).await;
+    let sandbox = Sandbox::new();
+    let log = log_file("sighup-run");
+    std::fs::write(log.with_extension("toml"), SMALL_BATCHES).expect("config");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    let tmux = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
+    start_0001(&tmux);
+    let run = sandbox.the_run().await;
+    let runner = run.info.pid;
+    let console = child_named(tmux.pane_pid(), "zdm").expect("the console under the shell");
+    assert_ne!(console, runner as i32, "the run is not the console's process");
+
+    kill(Pid::from_raw(console), Signal::SIGHUP).expect("hang up the console");
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    assert!(alive(runner), "the runner outlives the console");
+    let before = backfilled(&pg).await;
+    backfill_moves_past(&pg, before).await;
+
+    // `zdm attach` (another front-end of the same socket) prints its events.
+    let mut attach = sandbox
+        .zdm()
+        .args(["attach", "0001_orders_add_status"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("zdm attach");
+    let stdout = attach.stdout.take().expect("stdout");
+    let (lines, printed) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let line = printed
+        .recv_timeout(PATIENCE)
+        .expect("zdm attach prints the run's events");
+    assert!(line.contains("rows"), "a progress line: {line}");
+    kill(Pid::from_raw(attach.id() as i32), Signal::SIGINT).expect("Ctrl-C zdm attach");
+    let attached = attach.wait_with_output().expect("zdm attach ends");
+    let said = String::from_utf8_lossy(&attached.stderr);
+    assert!(said.contains("detached; 0001_orders_add_status goes on"), "{said}");
+    assert!(alive(runner), "detaching zdm attach leaves the run going");
+
+    // A new console finds the run and follows it.
+    let again = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
+    again.wait_for("the run attached", PATIENCE, |s| {
+        s.contains("[backfilling]") && !s.contains("STOPPED")
+    });
+    again.keys(&["Tab", "Tab"]);
+    let first = again.wait_for("its progress", PATIENCE, |s| s.contains("rows/s now"));
+    let first = gauge(&first).expect("the gauge");
+    again.wait_for("the progress moving", PATIENCE, |s| {
+        gauge(s).is_some_and(|now| now != first)
+    });
+    assert!(!again.screen().contains("STOPPED"));
+
+    again.keys(&["q"]);
+    again.wait_for_text("is running in its runner process.", PATIENCE);
+    again.keys(&["d"]);
+    let screen = again.wait_for_text("zdm exited with 0", PATIENCE);
+    assert!(
+        screen.contains("zdm attach 0001_orders_add_status"),
+        "{screen}"
+    );
+    assert!(screen.contains("zdm ctl"), "{screen}");
+    assert!(alive(runner), "detach leaves the run going");
+    backfill_moves_past(&pg, backfilled(&pg).await).await;
+
+    let aborted = sandbox
+        .zdm()
+        .args(["ctl", "abort"])
+        .output()
+        .expect("zdm ctl abort");
+    assert!(aborted.status.success(), "{aborted:?}");
+    wait_for_exit(runner, Duration::from_secs(60)).await;
+    assert_eq!(
+        recorded_status(&pg, "0001_orders_add_status").await,
+        "backfilling",
+        "aborted mid-backfill, resumable"
+    );
+    let left = backfill_holds(&pg).await;
+    assert!(left < 50_000, "stopped before the end: {left}");
+}
+
+/// Quitting while a backfill runs asks first; `p` pauses it in its runner (it holds its
+/// place) and quits; the next console follows it paused, and `p` there resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quitting_during_a_backfill_asks_then_pauses_it_in_its_runner() {
+    let (pg, url) = shop_of(BIG).await;
+    let sandbox = Sandbox::new();
+    let log = log_file("quit");
+    std::fs::write(log.with_extension("toml"), SMALL_BATCHES).expect("config");
+    let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
+    let tmux = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
+    start_0001(&tmux);
+    let runner = sandbox.the_run().await.info.pid;
 
     tmux.keys(&["q"]);
-    let screen = tmux.wait_for_text("is running.", PATIENCE);
-    assert!(screen.contains("stop it and quit"), "{screen}");
+    let screen = tmux.wait_for_text("is running in its runner process.", PATIENCE);
+    assert!(screen.contains("pause it (it holds its place)"), "{screen}");
     tmux.keys(&["p"]);
-    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    let screen = tmux.wait_for_text("zdm exited with 0", PATIENCE);
+    assert!(screen.contains("is paused, holding its place"), "{screen}");
+    assert!(screen.contains("zdm ctl resume"), "{screen}");
+    assert!(alive(runner), "the paused run waits in its runner");
+    let held = backfill_holds(&pg).await;
+    assert!(held < 50_000, "paused before the end: {held}");
+    assert_eq!(
+        recorded_status(&pg, "0001_orders_add_status").await,
+        "backfilling"
+    );
 
-    // The run is gone (its run lock released by the server), the migration mid-backfill.
-    let mut conn = pg.primary().connect("shop").await.expect("connect");
-    let status: String = sqlx::query_scalar(
-        "SELECT status FROM zdm.migrations WHERE name = '0001_orders_add_status'",
-    )
-    .fetch_one(&mut conn)
-    .await
-    .expect("recorded");
-    assert_eq!(status, "backfilling");
-    let again = Tmux::start(&console_command_in(&url, &samples, &log), 100, 30);
-    let screen = again.wait_for_text("STOPPED", PATIENCE);
-    assert!(screen.contains("[backfilling]"), "{screen}");
+    let again = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
+    let screen = again.wait_for_text("[paused]", PATIENCE);
+    assert!(!screen.contains("STOPPED"), "it runs, paused: {screen}");
+    again.keys(&["p"]);
+    again.wait_for_text("[backfilling]", PATIENCE);
+    backfill_moves_past(&pg, held).await;
+
+    let aborted = sandbox
+        .zdm()
+        .args(["ctl", "abort"])
+        .output()
+        .expect("zdm ctl abort");
+    assert!(aborted.status.success(), "{aborted:?}");
+    wait_for_exit(runner, Duration::from_secs(60)).await;
+    // Stopped by the abort, the next start resumes it.
+    again.wait_for_text("STOPPED", PATIENCE);
     again.keys(&["q"]);
     again.wait_for_text("zdm exited with 0", PATIENCE);
 }

@@ -123,7 +123,8 @@ impl Status {
         }
     }
 
-    fn from_key(key: &str) -> Option<Status> {
+    /// The status stored (and reported by a run's `status_changed` event) as `key`.
+    pub fn from_key(key: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|status| status.key() == key)
     }
 }

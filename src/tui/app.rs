@@ -1,8 +1,8 @@
 //! The console's one state: what is shown, what is selected, which dialog is open, and
 //! the key handling that turns keystrokes into [`Action`]s for the engine.
 //!
-//! Nothing here touches the database: actions are returned to the event loop, which
-//! sends them on; engine events and metrics come back as updates to this state.
+//! Nothing here touches the database or a socket: actions are returned to the event loop,
+//! which sends them on; a run's events and the metrics come back as updates to this state.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,6 +13,7 @@ use tui_input::Input;
 
 use super::health::HealthView;
 use super::keymap::Hint;
+use crate::control::{Progress, RunState};
 use crate::plan::Plan;
 
 /// The most log lines kept; older ones are dropped first.
@@ -109,7 +110,7 @@ impl MigrationRow {
     }
 }
 
-/// The backfill of the running migration, as last reported by the engine.
+/// The backfill of the running migration, as its runner last reported it (`Progress`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BackfillView {
     pub table: String,
@@ -129,6 +130,38 @@ pub struct BackfillView {
     pub paused: bool,
     /// Every row that needed it is done.
     pub finished: bool,
+}
+
+impl BackfillView {
+    /// The pane's figures from the runner's own: the one source of rates, ETA and state.
+    pub fn from_progress(progress: &Progress) -> Self {
+        BackfillView {
+            table: progress.table.clone(),
+            rows_done: progress.rows_done,
+            // Estimates run short: the gauge never goes past what is done.
+            rows_total: progress
+                .rows_total_estimate
+                .unwrap_or(0)
+                .max(progress.rows_done),
+            rows_per_second_now: progress.rows_per_second_now,
+            rows_per_second_average: progress.rows_per_second_average,
+            eta: progress.eta,
+            batch_size: progress.batch_size,
+            last_batch: progress.last_batch.unwrap_or(Duration::ZERO),
+            batch_target: Some(progress.batch_target),
+            throttle_reason: match progress.state {
+                RunState::Throttled => Some(
+                    progress
+                        .reason
+                        .clone()
+                        .unwrap_or_else(|| "held back".to_string()),
+                ),
+                RunState::Running | RunState::Paused => None,
+            },
+            paused: progress.state == RunState::Paused,
+            finished: false,
+        }
+    }
 }
 
 /// The outcome of one contract safety gate.
@@ -247,7 +280,7 @@ pub enum Popup {
     Contract(ContractDialog),
     /// Rollback of the named migration, confirmed with `y`.
     Rollback(String),
-    /// Quitting while a migration runs: detach or pause first.
+    /// Quitting while a migration runs: detach or pause first (in the demo: stop it).
     Quit,
     /// Editing the log filter.
     Filter(Input),
@@ -274,10 +307,13 @@ pub enum Action {
         overrides: Vec<String>,
     },
     Rollback(String),
-    /// Leave the migration running headless and quit the console.
+    /// Leave the migration running in its runner process and quit the console.
     Detach,
-    /// Pause the running migration, then quit.
+    /// Pause the running migration (it holds its place in its runner), then quit.
     PauseAndQuit,
+    /// Stop the running migration after its current batch (resumable), then quit: where it
+    /// cannot go on without the console (`zdm demo` stops its servers).
+    StopAndQuit,
     Quit,
 }
 
@@ -309,11 +345,12 @@ pub struct App {
     pub popup: Option<Popup>,
     /// Immediate feedback for the last keystroke ("pause requested").
     pub notice: Option<String>,
-    /// Whether the engine can be steered while it runs (pause, throttle, batch target);
-    /// without it the footer does not offer those keys.
+    /// Whether the console follows a run that is backfilling, which p, t and + / - steer
+    /// over its control socket; without it the footer does not offer those keys.
     pub live_control: bool,
-    /// Whether a running migration can go on without the console (`zdm attach` returns
-    /// to it); without it the quit dialog says so instead of offering detach.
+    /// Whether a running migration can go on without the console (its runner process is
+    /// detached; `zdm attach` returns to it). False in `zdm demo`, whose servers stop with
+    /// the console: there the quit dialog offers to stop the run instead.
     pub can_detach: bool,
 }
 
@@ -419,7 +456,8 @@ impl App {
             }
             Popup::Quit => match key.code {
                 KeyCode::Char('d') if self.can_detach => Some(Action::Detach),
-                KeyCode::Char('p') => Some(Action::PauseAndQuit),
+                KeyCode::Char('p') if self.can_detach => Some(Action::PauseAndQuit),
+                KeyCode::Char('s') if !self.can_detach => Some(Action::StopAndQuit),
                 KeyCode::Esc | KeyCode::Char('n') => {
                     self.notice = Some("quit cancelled".into());
                     None
@@ -646,12 +684,33 @@ impl App {
         Some(Action::Start(row.name))
     }
 
+    /// Refuses a live-control key when no followed backfill runs, saying why.
+    fn no_live_control(&mut self, what: &str) -> bool {
+        if self.live_control {
+            return false;
+        }
+        self.notice = Some(match self.running_migration() {
+            Some(running) => format!(
+                "{what} steers a backfill: {} is {}",
+                running.name,
+                running.state.label()
+            ),
+            None => format!("nothing is running: {what} steers a backfill"),
+        });
+        true
+    }
+
     fn toggle_pause(&mut self) -> Option<Action> {
+        if self.no_live_control("pause") {
+            return None;
+        }
         let Some(running) = self.running_migration() else {
             self.notice = Some("nothing is running to pause".into());
             return None;
         };
-        if running.state == MigrationState::Paused {
+        let paused = running.state == MigrationState::Paused
+            || self.backfill.as_ref().is_some_and(|b| b.paused);
+        if paused {
             self.notice = Some(format!("resume of {} requested", running.name));
             Some(Action::Resume)
         } else {
@@ -661,25 +720,32 @@ impl App {
     }
 
     fn scale_target(&mut self, factor: f64, verb: &str) -> Option<Action> {
+        if self.no_live_control("the batch time target") {
+            return None;
+        }
         if self.backfill.is_none() {
             self.notice = Some("no backfill is running".into());
             return None;
         }
-        self.notice = Some(format!("batch time target {verb}"));
+        self.notice = Some(format!("batch time target {verb}: asking the run"));
         Some(Action::ScaleBatchTarget(factor))
     }
 
     fn toggle_throttle(&mut self) -> Option<Action> {
+        if self.no_live_control("the manual throttle") {
+            return None;
+        }
         if self.running_migration().is_none() {
             self.notice = Some("nothing is running to throttle".into());
             return None;
         }
+        // Optimistic: the run's reply (or its status) corrects it.
         self.manual_throttle = !self.manual_throttle;
         if self.manual_throttle {
-            self.notice = Some("manual throttle on".into());
+            self.notice = Some("manual throttle on: asking the run".into());
             Some(Action::ThrottleOn)
         } else {
-            self.notice = Some("manual throttle off".into());
+            self.notice = Some("manual throttle off: asking the run".into());
             Some(Action::ThrottleOff)
         }
     }

@@ -1,8 +1,8 @@
-//! The console's background work: every database call runs in a tokio task here and
+//! The console's background work on the database: every call runs in a tokio task here and
 //! reports through a channel, so the event loop never waits for the database. It polls the
 //! migration files and the recorded state (also the connection watchdog), plans the
-//! selected migration, evaluates contract gates, and runs engine commands (start,
-//! complete, rollback) with their events sent to the console.
+//! selected migration and evaluates contract gates. Engine commands run in runner
+//! processes of their own, never here (see [`super::runs`]).
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -10,15 +10,16 @@ use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
 use tokio::sync::mpsc::UnboundedSender;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
 use super::app::{GateResult, GateRow, Level, MigrationRow, MigrationState};
+use super::runs::RunUpdate;
 use crate::config::Config;
 use crate::engine::identity::Identity;
 use crate::engine::lock;
 use crate::engine::state::{self, MigrationRecord};
-use crate::engine::{self, source, Engine, EngineOptions, Events, Outcome, Status};
+use crate::engine::{source, Status};
 use crate::gates;
 use crate::migration::{self, Migration};
 use crate::plan::{Phase, Plan};
@@ -49,14 +50,8 @@ pub enum Update {
         migration: String,
         gates: Vec<GateRow>,
     },
-    /// The estimated rows of a table a backfill works on.
-    Estimate { table: String, rows: u64 },
-    /// An engine command ended.
-    Finished {
-        command: &'static str,
-        migration: String,
-        result: Result<String, String>,
-    },
+    /// Something about a run: spawned, found, attached, an event, a reply.
+    Run(RunUpdate),
     /// A line for the log.
     Log(Level, String),
 }
@@ -69,27 +64,22 @@ pub struct StatusSnapshot {
     pub plans: Vec<(String, Plan, Option<usize>)>,
 }
 
-/// The console's handle on its background tasks.
+/// The console's handle on its background database tasks.
 #[derive(Debug)]
 pub struct Backend {
     config: Arc<Config>,
     updates: UnboundedSender<Update>,
-    events: UnboundedSender<engine::Event>,
     poll_now: Arc<Notify>,
     poller: JoinHandle<()>,
-    /// The engine command running, if any (one at a time, like the engine's run lock).
-    command: Option<RunningCommand>,
 }
 
 impl Backend {
-    /// Starts the status poller; updates and engine events go to the given channels.
+    /// Starts the status poller; its updates go to the given channel.
     pub fn start(
-        config: Config,
+        config: Arc<Config>,
         interval: Duration,
         updates: UnboundedSender<Update>,
-        events: UnboundedSender<engine::Event>,
     ) -> Backend {
-        let config = Arc::new(config);
         let poll_now = Arc::new(Notify::new());
         let poller = tokio::spawn(poll_loop(
             config.clone(),
@@ -100,24 +90,14 @@ impl Backend {
         Backend {
             config,
             updates,
-            events,
             poll_now,
             poller,
-            command: None,
         }
     }
 
     /// Asks for a status read now rather than at the next interval.
     pub fn refresh(&self) {
         self.poll_now.notify_one();
-    }
-
-    /// The migration an engine command of this console works on, if one runs.
-    pub fn running(&self) -> Option<&str> {
-        match &self.command {
-            Some(command) if !command.thread.is_finished() => Some(&command.migration),
-            _ => None,
-        }
     }
 
     /// Plans `migration` (a file not started yet) in the background.
@@ -127,25 +107,6 @@ impl Backend {
         tokio::spawn(async move {
             let plan = plan_file(&config, &migration).await.map(|p| p.plan);
             let _ = updates.send(Update::Plan { migration, plan });
-        });
-    }
-
-    /// Estimates the rows of `table` (schema-qualified) from its statistics.
-    pub fn estimate(&self, table: String) {
-        let config = self.config.clone();
-        let updates = self.updates.clone();
-        tokio::spawn(async move {
-            let Ok(mut conn) = connect_plain(&config).await else {
-                return;
-            };
-            let read = crate::monitor::queries::tables(&mut conn, std::slice::from_ref(&table));
-            if let Ok((stats, _)) = read.await {
-                if let Some(stats) = stats.first() {
-                    let rows = u64::try_from(stats.live_tuples).unwrap_or(0);
-                    let _ = updates.send(Update::Estimate { table, rows });
-                }
-            }
-            let _ = conn.close().await;
         });
     }
 
@@ -166,189 +127,6 @@ impl Backend {
             };
             let _ = updates.send(Update::Gates { migration, gates });
         });
-    }
-
-    /// Runs `zdm start` for `migration` (expand + backfill), unless a command runs.
-    pub fn start_migration(&mut self, migration: String) -> Result<(), String> {
-        self.spawn_command(EngineCommand::Start, migration)
-    }
-
-    /// Runs contract for `migration`, confirmed by its name typed in the dialog, with the
-    /// gates the operator overrode by typing `override`.
-    pub fn complete(&mut self, migration: String, overrides: Vec<String>) -> Result<(), String> {
-        self.spawn_command(EngineCommand::Contract { overrides }, migration)
-    }
-
-    /// Runs rollback for `migration`.
-    pub fn rollback(&mut self, migration: String) -> Result<(), String> {
-        self.spawn_command(EngineCommand::Rollback, migration)
-    }
-
-    /// Stops the running command at once: its open batch or step transaction is rolled
-    /// back by the server when the connection closes, and `zdm start` (or `s`) resumes.
-    pub fn stop_command(&mut self) -> Option<String> {
-        let command = self.command.take()?;
-        if command.thread.is_finished() {
-            return None;
-        }
-        let _ = command.cancel.send(());
-        Some(command.migration)
-    }
-
-    fn spawn_command(&mut self, command: EngineCommand, migration: String) -> Result<(), String> {
-        if let Some(running) = self.running() {
-            return Err(format!(
-                "{running} is being worked on by this console: one command at a time"
-            ));
-        }
-        let config = self.config.clone();
-        let updates = self.updates.clone();
-        let events = self.events.clone();
-        let name = migration.clone();
-        let (cancel, cancelled) = oneshot::channel::<()>();
-        let word = command.word();
-        // The engine's futures are not `Send` (a compiler limitation with their borrowed
-        // plans), so each command gets a thread with its own small runtime.
-        let thread = std::thread::Builder::new()
-            .name(format!("zdm-{word}"))
-            .spawn(move || {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build();
-                let result = match runtime {
-                    Ok(runtime) => runtime.block_on(async {
-                        tokio::select! {
-                            result = run_engine(&config, &command, &name, events) => Some(result),
-                            // Dropping the engine closes its connections: the server rolls
-                            // back the open batch or step.
-                            _ = cancelled => None,
-                        }
-                    }),
-                    Err(error) => Some(Err(format!("cannot start the engine's runtime: {error}"))),
-                };
-                if let Some(result) = result {
-                    let _ = updates.send(Update::Finished {
-                        command: word,
-                        migration: name,
-                        result,
-                    });
-                }
-            })
-            .map_err(|error| format!("cannot start the engine's thread: {error}"))?;
-        self.command = Some(RunningCommand {
-            migration,
-            thread,
-            cancel,
-        });
-        Ok(())
-    }
-}
-
-/// An engine command in its thread, and the way to stop it.
-#[derive(Debug)]
-struct RunningCommand {
-    migration: String,
-    thread: std::thread::JoinHandle<()>,
-    cancel: oneshot::Sender<()>,
-}
-
-/// The engine commands the console runs.
-#[derive(Debug, Clone)]
-enum EngineCommand {
-    Start,
-    /// Contract, after the gates pass or are overridden by name.
-    Contract {
-        overrides: Vec<String>,
-    },
-    Rollback,
-}
-
-impl EngineCommand {
-    fn word(&self) -> &'static str {
-        match self {
-            EngineCommand::Start => "start",
-            EngineCommand::Contract { .. } => "contract",
-            EngineCommand::Rollback => "rollback",
-        }
-    }
-}
-
-/// Connects the engine (taking the run lock), runs `command` on `name` with its events
-/// sent to the console, and closes it.
-async fn run_engine(
-    config: &Config,
-    command: &EngineCommand,
-    name: &str,
-    events: UnboundedSender<engine::Event>,
-) -> Result<String, String> {
-    let url = config.database_url().map_err(|e| e.to_string())?;
-    let mut engine = Engine::connect(url, EngineOptions::from(config))
-        .await
-        .map_err(|e| e.to_string())?;
-    engine.set_events(Events::to(events));
-    let outcome = match command {
-        EngineCommand::Start => match plan_or_resume(config, name).await {
-            Ok((plan, checksum)) => engine
-                .start(&plan, &checksum)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(error) => Err(error),
-        },
-        EngineCommand::Contract { overrides } => match gate_contract(config, name, overrides).await
-        {
-            // The dialog made the operator type the name: it is the confirmation.
-            Ok(()) => engine.complete(name, name).await.map_err(|e| e.to_string()),
-            Err(refused) => Err(refused),
-        },
-        EngineCommand::Rollback => engine.rollback(name).await.map_err(|e| e.to_string()),
-    };
-    let closed = engine.close().await;
-    let outcome: Outcome = outcome?;
-    closed.map_err(|e| e.to_string())?;
-    Ok(outcome.to_string())
-}
-
-/// The gates `zdm complete` runs, evaluated again now (the database may have changed since
-/// the dialog showed them) and recorded in zdm.audit with the overrides.
-async fn gate_contract(config: &Config, name: &str, overrides: &[String]) -> Result<(), String> {
-    let mut audit = connect_plain(config).await?;
-    let decision = gates::command::before_contract(config, name, overrides, None, &mut audit).await;
-    let _ = audit.close().await;
-    match decision.map_err(|e| e.to_string())? {
-        Ok(gates::command::Decision::Proceed(_)) => Ok(()),
-        Ok(gates::command::Decision::Blocked { blocking, .. }) => Err(format!(
-            "contract refused: gate(s) {} did not pass and were not overridden",
-            blocking.join(", ")
-        )),
-        Err(unknown) => Err(format!(
-            "contract refused: no gate named {}",
-            unknown.unknown.join(", ")
-        )),
-    }
-}
-
-/// What `start` runs: for a migration already recorded (stopped or failed), the plan
-/// recorded at its start with the file's checksum (the engine resumes with the recorded
-/// plan and refuses a changed file); otherwise the file planned now.
-async fn plan_or_resume(config: &Config, name: &str) -> Result<(Plan, String), String> {
-    let mut conn = connect_plain(config).await?;
-    let record = state::get(&mut conn, name).await;
-    let _ = conn.close().await;
-    match record.map_err(|e| e.to_string())? {
-        Some(record) if record.status != Status::RolledBack => {
-            let (files, _) = read_files(config);
-            let file = files.into_iter().find(|m| m.name == name).ok_or_else(|| {
-                format!(
-                    "the file of {name} is not in {} (or does not parse): zdm cannot check \
-                     that it is unchanged, so it does not resume it",
-                    config.migrations_dir.display()
-                )
-            })?;
-            Ok((record.plan, file.checksum))
-        }
-        _ => plan_file(config, name)
-            .await
-            .map(|planned| (planned.plan, planned.checksum)),
     }
 }
 

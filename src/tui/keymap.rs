@@ -48,7 +48,7 @@ const fn bind(keys: &'static str, action: &'static str, hint: Option<Hint>) -> B
 }
 
 /// Every binding, in the order the help overlay lists them.
-pub const BINDINGS: [Binding; 15] = [
+pub const BINDINGS: [Binding; 16] = [
     bind(
         "j / k, ↓ / ↑",
         "move the selection, scroll the plan or the log",
@@ -100,6 +100,11 @@ pub const BINDINGS: [Binding; 15] = [
         Some(Hint::Quit),
     ),
     bind("y / n", "confirm / cancel a rollback", None),
+    bind(
+        "d / p",
+        "quit dialog: detach (the run goes on) / pause it and quit",
+        None,
+    ),
 ];
 
 /// The footer's order: what is most needed first, so a narrow screen cuts the least.

@@ -1,11 +1,13 @@
 //! The interactive console: one [`app::App`] state, views that only draw it, a key map
-//! shared by help, footer and docs, and themes. The event loop that feeds it from the
-//! engine and the monitor arrives with them.
+//! shared by help, footer and docs, and themes. The event loop feeds it from the database
+//! poller, the monitor and the runs it follows over their control sockets.
 
 pub mod app;
 pub mod backend;
+pub mod follow;
 pub mod health;
 pub mod keymap;
 pub mod run;
+pub mod runs;
 pub mod theme;
 pub mod view;

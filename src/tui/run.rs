@@ -1,9 +1,17 @@
-//! The console's event loop: one `select!` over terminal input, engine events, background
-//! updates, the monitor's snapshots, signals and a tick. It updates [`App`], hands
-//! [`Action`]s to the [`Backend`], and redraws only when something changed (little
-//! traffic over SSH). It never awaits the database.
+//! The console's event loop: one `select!` over terminal input, background updates (the
+//! database poller's, and the followed runs' events and replies), the monitor's snapshots,
+//! signals and a tick. It updates [`App`], hands [`Action`]s to the [`Backend`] and to
+//! [`Runs`], and redraws only when something changed (little traffic over SSH). It never
+//! awaits the database, a process or a socket.
+//!
+//! Migrations run in runner processes detached from the terminal: the console starts
+//! them, attaches to them (also to runs started elsewhere: `zdm start` in another
+//! terminal, an earlier console) and steers them over their control sockets, so quitting
+//! or losing the terminal never stops a run.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::io::Write;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,19 +21,18 @@ use futures::StreamExt;
 use ratatui::DefaultTerminal;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
-use super::app::{
-    Action, App, BackfillView, Connection, Level, LogLine, MigrationRow, MigrationState,
-};
+use super::app::{Action, App, Connection, Level, LogLine, MigrationRow, MigrationState};
 use super::backend::{self, Backend, Update};
+use super::follow::{self, Followed};
 use super::health::HealthView;
+use super::runs::{Purpose, Runs};
 use super::theme::Theme;
 use super::view;
 use crate::config::{self, Config};
-use crate::engine::progress::RunState;
-use crate::engine::{self, phase_name};
-use crate::format;
+use crate::control::Command;
 use crate::monitor::{self, alerts, Alert, AlertPolicy, Metrics, Monitor, MonitorOptions};
-use crate::plan::{Phase, Plan, StepAction};
+use crate::plan::Plan;
+use crate::runner::Job;
 
 /// How often the loop wakes up without input, to age the watchdog's clock.
 const TICK: Duration = Duration::from_millis(250);
@@ -33,10 +40,11 @@ const TICK: Duration = Duration::from_millis(250);
 /// A status read unanswered for this long makes the status bar say so.
 const NOT_RESPONDING_AFTER: Duration = Duration::from_secs(2);
 
-/// What the operator is told when a live-control key has nothing to drive.
-const NO_LIVE_CONTROL: &str = "live control (pause/resume, manual throttle, batch time target) \
-     is not available in this build: the engine's backfill runs fixed-size batches without a \
-     control handle";
+/// `q` then `p`: how long the console waits for the run to answer the pause.
+const PAUSE_BEFORE_QUIT: Duration = Duration::from_secs(5);
+
+/// `q` then `s` (demo): how long the console waits for the run to stop after its batch.
+const STOP_BEFORE_QUIT: Duration = Duration::from_secs(30);
 
 /// Why the console could not run.
 #[derive(Debug, thiserror::Error)]
@@ -51,23 +59,45 @@ pub enum Error {
     Demo(#[from] crate::demo::Error),
 }
 
+/// Where the console runs: on its own, or inside `zdm demo`, whose servers stop when the
+/// console quits (so a run cannot go on without it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Console,
+    Demo,
+}
+
 /// Opens the console on `config`'s database and migrations until the operator quits or a
-/// signal (SIGTERM, SIGHUP, SIGINT) arrives; the terminal is restored in every case.
+/// signal (SIGTERM, SIGHUP, SIGINT) arrives; the terminal is restored in every case, and
+/// runs go on in their runner processes.
 pub async fn run(config: Config, theme: Theme) -> Result<(), Error> {
+    open(config, theme, Mode::Console).await
+}
+
+async fn open(config: Config, theme: Theme, mode: Mode) -> Result<(), Error> {
     let target = config.database_url()?.to_string();
     let monitor_options = MonitorOptions::from_config(&config)?;
     let interval = monitor_options.interval;
     let policy = monitor_options.alert_policy.clone();
     let monitor = Monitor::start(monitor_options);
+    let config = Arc::new(config);
     let (update_tx, updates) = unbounded_channel();
-    let (event_tx, events) = unbounded_channel();
-    let backend = Backend::start(config, interval, update_tx, event_tx);
-    let mut console = Console::new(App::new(target), backend, monitor, policy);
+    let backend = Backend::start(config.clone(), interval, update_tx.clone());
+    let runs = Runs::new(config, update_tx);
+    let mut app = App::new(target);
+    app.can_detach = mode == Mode::Console;
+    let mut console = Console::new(app, backend, runs, monitor, policy, interval);
     let mut terminal = ratatui::try_init()?;
-    let result = console.run(&mut terminal, &theme, updates, events).await;
+    let result = console.run(&mut terminal, &theme, updates).await;
     ratatui::restore();
+    let farewell = console.farewell.take();
     // Dropping the monitor aborts its sampler: a frozen database must not hold up quitting.
     drop(console);
+    if let Some(farewell) = farewell {
+        tracing::info!("{farewell}");
+        // After SIGHUP there may be no terminal left to print to: that is fine.
+        let _ = writeln!(std::io::stdout(), "{farewell}");
+    }
     result
 }
 
@@ -94,7 +124,7 @@ pub async fn run_demo(
         migrations_dir: Some(dir),
     });
     let result = match config {
-        Ok(config) => run(config, theme).await,
+        Ok(config) => open(config, theme, Mode::Demo).await,
         Err(error) => Err(error.into()),
     };
     println!("Stopping the demo's workload and servers…");
@@ -104,52 +134,76 @@ pub async fn run_demo(
     result
 }
 
-/// The backfill of the running migration as the engine's events tell it.
+/// The console quits once a run answered (or at the deadline).
 #[derive(Debug)]
-struct BackfillTracker {
-    migration: String,
-    /// The backfill step's position among its phase's steps.
-    position: usize,
-    table: String,
-    started: Instant,
-    rows_at_start: u64,
-    /// (when, cumulative rows) of recent batches, for the current rate.
-    recent: Vec<(Instant, u64)>,
-    estimate: Option<u64>,
-    last_log: Option<Instant>,
+pub(super) struct Quitting {
+    pub purpose: Purpose,
+    pub socket: PathBuf,
+    pub deadline: Instant,
 }
 
 /// Everything the loop keeps besides the app.
-struct Console {
-    app: App,
-    backend: Backend,
+pub(super) struct Console {
+    pub app: App,
+    pub backend: Backend,
+    pub runs: Runs,
     monitor: Monitor,
     policy: AlertPolicy,
+    /// How often runs are looked for (the status poll's interval).
+    discovery_interval: Duration,
     /// Plans known so far: recorded ones (from status reads) and planned files.
-    plans: HashMap<String, (Plan, Option<usize>)>,
+    pub plans: HashMap<String, (Plan, Option<usize>)>,
     plan_problems: HashMap<String, String>,
     /// The plans asked for and not answered yet.
     planning: Vec<String>,
-    backfill: Option<BackfillTracker>,
+    /// The runs this console follows (attached, or being attached to).
+    pub followed: Vec<Followed>,
+    /// Runs whose stream ended, by (socket, pid): a socket found again before its file
+    /// is gone is not attached to twice. (The same migration's next run has another pid.)
+    pub ended: HashSet<(PathBuf, u32)>,
+    /// Sockets that refused an attach, reported once.
+    pub attach_failures: HashSet<PathBuf>,
+    /// The migration whose runner is being started (one run at a time per console).
+    pub spawning: Option<String>,
+    /// A discovery is under way (they are not stacked when sockets are slow).
+    pub discovering: bool,
+    pub quitting: Option<Quitting>,
+    /// Printed once the terminal is restored: where the run stands and how to get back.
+    pub farewell: Option<String>,
     /// Since when a status read has gone unanswered.
     waiting_since: Option<Instant>,
     seen_alerts: Vec<Alert>,
     /// Whether the next screen differs from the last one drawn.
-    dirty: bool,
-    quit: bool,
+    pub dirty: bool,
+    pub quit: bool,
 }
 
 impl Console {
-    fn new(app: App, backend: Backend, monitor: Monitor, policy: AlertPolicy) -> Self {
+    fn new(
+        app: App,
+        backend: Backend,
+        runs: Runs,
+        monitor: Monitor,
+        policy: AlertPolicy,
+        discovery_interval: Duration,
+    ) -> Self {
         Console {
             app,
             backend,
+            runs,
             monitor,
             policy,
+            discovery_interval,
             plans: HashMap::new(),
             plan_problems: HashMap::new(),
             planning: Vec::new(),
-            backfill: None,
+            followed: Vec::new(),
+            ended: HashSet::new(),
+            attach_failures: HashSet::new(),
+            spawning: None,
+            discovering: false,
+            quitting: None,
+            farewell: None,
             waiting_since: None,
             seen_alerts: Vec::new(),
             dirty: true,
@@ -162,12 +216,14 @@ impl Console {
         terminal: &mut DefaultTerminal,
         theme: &Theme,
         mut updates: UnboundedReceiver<Update>,
-        mut events: UnboundedReceiver<engine::Event>,
     ) -> Result<(), Error> {
         let mut input = EventStream::new();
         let mut samples = self.monitor.subscribe();
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The first tick is at once: runs started earlier are attached to on open.
+        let mut discovery = tokio::time::interval(self.discovery_interval);
+        discovery.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let shutdown = crate::signals::shutdown_requested();
         tokio::pin!(shutdown);
         self.log(Level::Info, "console opened".to_string());
@@ -183,7 +239,6 @@ impl Console {
                     None => self.quit = true,
                 },
                 Some(update) = updates.recv() => self.on_update(update),
-                Some(event) = events.recv() => self.on_engine(event),
                 changed = samples.changed() => {
                     if changed.is_ok() {
                         let metrics = samples.borrow_and_update().clone();
@@ -191,19 +246,19 @@ impl Console {
                     }
                 }
                 _ = tick.tick() => self.on_tick(),
-                signal = &mut shutdown => {
-                    tracing::info!(signal, "console closed by a signal");
-                    if let Some(name) = self.backend.stop_command() {
-                        tracing::warn!(migration = %name, "stopped by {signal}; `zdm start` resumes it");
+                _ = discovery.tick() => {
+                    if !self.discovering {
+                        self.discovering = true;
+                        self.runs.discover();
                     }
-                    self.quit = true;
                 }
+                signal = &mut shutdown => self.on_signal(signal),
             }
         }
         Ok(())
     }
 
-    fn log(&mut self, level: Level, text: String) {
+    pub(super) fn log(&mut self, level: Level, text: String) {
         match level {
             Level::Info => tracing::info!("{text}"),
             Level::Warning => tracing::warn!("{text}"),
@@ -220,9 +275,27 @@ impl Console {
     fn on_terminal(&mut self, event: &crossterm::event::Event) {
         // Every key and resize redraws: a keystroke always gets visible feedback at once.
         self.dirty = true;
+        if self.quitting.is_some() {
+            // Waiting for the run's answer before quitting: keys wait too.
+            return;
+        }
         if let Some(action) = self.app.handle_event(event) {
             self.perform(action);
         }
+    }
+
+    /// SIGHUP (a dropped SSH session), SIGTERM, SIGINT: give the terminal back and quit.
+    /// Runs live in their own sessions and go on.
+    fn on_signal(&mut self, signal: &str) {
+        let goes_on = match self.live_run().map(|run| run.migration.clone()) {
+            Some(name) => format!(
+                "; {name} goes on in its runner process (`zdm attach {name}` follows it, \
+                 `zdm ctl` steers it)"
+            ),
+            None => String::new(),
+        };
+        self.farewell = Some(format!("{signal}: the console closed{goes_on}."));
+        self.quit = true;
     }
 
     fn perform(&mut self, action: Action) {
@@ -232,10 +305,7 @@ impl Console {
             Action::EvaluateGates(name) => self.backend.gates(name),
             Action::Start(name) => {
                 self.monitor.set_baseline_end(Some(Utc::now()));
-                match self.backend.start_migration(name.clone()) {
-                    Ok(()) => self.log(Level::Info, format!("start of {name} requested")),
-                    Err(why) => self.refuse(why),
-                }
+                self.spawn(Job::Start { migration: name });
             }
             Action::Contract {
                 migration,
@@ -250,54 +320,183 @@ impl Console {
                         ),
                     );
                 }
-                match self.backend.complete(migration.clone(), overrides.clone()) {
-                    Ok(()) => self.log(Level::Info, format!("contract of {migration} started")),
-                    Err(why) => self.refuse(why),
-                }
+                self.spawn(Job::Complete {
+                    migration,
+                    overrides,
+                });
             }
-            Action::Rollback(name) => match self.backend.rollback(name.clone()) {
-                Ok(()) => self.log(Level::Info, format!("rollback of {name} started")),
-                Err(why) => self.refuse(why),
-            },
-            Action::Pause
-            | Action::Resume
-            | Action::ScaleBatchTarget(_)
-            | Action::ThrottleOn
-            | Action::ThrottleOff => {
-                // No live-control handle exists yet: say so, and undo the optimistic toggle.
-                self.app.manual_throttle = false;
-                self.app.notice = Some("not available in this build: see the log".into());
-                self.log(Level::Warning, NO_LIVE_CONTROL.to_string());
+            Action::Rollback(name) => self.spawn(Job::Rollback { migration: name }),
+            Action::Pause => self.steer(Command::Pause),
+            Action::Resume => self.steer(Command::Resume),
+            Action::ThrottleOn => self.steer(Command::Throttle),
+            Action::ThrottleOff => self.steer(Command::NoThrottle),
+            Action::ScaleBatchTarget(factor) => {
+                let Some(socket) = self.backfilling_socket() else {
+                    self.refuse("no followed run is backfilling: nothing to steer".to_string());
+                    return;
+                };
+                let current = self
+                    .app
+                    .backfill
+                    .as_ref()
+                    .and_then(|view| view.batch_target);
+                self.runs.scale_batch_target(socket, current, factor);
             }
             Action::Detach => {
-                self.app.notice = Some(
-                    "detach needs the background runner (zdm attach), not in this build: \
-                     press q then p to stop and quit"
-                        .into(),
-                );
-                self.log(
-                    Level::Warning,
-                    "detach is not available in this build: the migration runs inside this \
-                     console, so quitting stops it (resumable with s or zdm start)"
-                        .to_string(),
-                );
-            }
-            Action::PauseAndQuit => {
-                if let Some(name) = self.backend.stop_command() {
-                    tracing::warn!(migration = %name, "stopped on quit; `zdm start {name}` resumes it");
-                }
+                self.farewell = Some(self.detach_farewell());
                 self.quit = true;
             }
+            Action::PauseAndQuit => self.quit_after(Command::Pause, Purpose::PauseAndQuit),
+            Action::StopAndQuit => self.quit_after(Command::Abort, Purpose::StopAndQuit),
         }
     }
 
-    fn refuse(&mut self, why: String) {
+    /// Starts `job` in a runner process, unless a run is under way (one at a time).
+    fn spawn(&mut self, job: Job) {
+        let (word, migration) = super::runs::describe(&job);
+        if let Some(busy) = self.busy() {
+            self.refuse(format!(
+                "{busy} is being worked on: one run at a time (it must finish first)"
+            ));
+            return;
+        }
+        self.spawning = Some(migration.clone());
+        self.log(
+            Level::Info,
+            format!("{word} of {migration}: starting its runner process"),
+        );
+        // Followed from its first event: the socket is watched while the runner starts.
+        let socket = self.runs.socket_of(&migration);
+        if let Some(socket) = &socket {
+            if !self.followed.iter().any(|run| &run.socket == socket) {
+                let mut run = Followed::new(socket.clone(), migration, 0);
+                run.own = true;
+                self.followed.push(run);
+            }
+        }
+        self.runs.spawn(job, socket);
+    }
+
+    /// The migration a run of this console's database works on, or is being started for.
+    fn busy(&self) -> Option<String> {
+        self.spawning
+            .clone()
+            .or_else(|| self.live_run().map(|run| run.migration.clone()))
+    }
+
+    /// The followed run that has not finished (the engine's run lock allows one).
+    pub(super) fn live_run(&self) -> Option<&Followed> {
+        self.followed.iter().find(|run| run.is_live())
+    }
+
+    /// The socket of the followed run that is backfilling: the one p, t, + / - steer.
+    fn backfilling_socket(&self) -> Option<PathBuf> {
+        self.followed
+            .iter()
+            .find(|run| run.is_backfilling())
+            .map(|run| run.socket.clone())
+    }
+
+    /// Sends a live-control command to the backfilling run; its reply becomes the notice.
+    fn steer(&mut self, command: Command) {
+        let Some(socket) = self.backfilling_socket() else {
+            if matches!(command, Command::Throttle | Command::NoThrottle) {
+                self.app.manual_throttle = false;
+            }
+            self.refuse("no followed run is backfilling: nothing to steer".to_string());
+            return;
+        };
+        self.runs
+            .send(socket, command.clone(), Purpose::Key(command));
+    }
+
+    /// `q` then `p` (pause) or `s` (stop, in the demo): asks the run, quits on its answer.
+    fn quit_after(&mut self, command: Command, purpose: Purpose) {
+        let Some(run) = self.live_run() else {
+            // Nothing this console follows runs: there is nothing to ask.
+            self.farewell = Some(self.detach_farewell());
+            self.quit = true;
+            return;
+        };
+        let (socket, name) = (run.socket.clone(), run.migration.clone());
+        let wait = match purpose {
+            Purpose::StopAndQuit => STOP_BEFORE_QUIT,
+            _ => PAUSE_BEFORE_QUIT,
+        };
+        let doing = match purpose {
+            Purpose::StopAndQuit => "stopping",
+            _ => "pausing",
+        };
+        self.app.notice = Some(format!(
+            "{doing} {name}, then quitting (at most {} s)…",
+            wait.as_secs()
+        ));
+        self.runs.send(socket.clone(), command, purpose.clone());
+        self.quitting = Some(Quitting {
+            purpose,
+            socket,
+            deadline: Instant::now() + wait,
+        });
+    }
+
+    /// The run did not answer in time: quit anyway, saying so.
+    fn quit_unanswered(&mut self) {
+        let Some(quitting) = self.quitting.take() else {
+            return;
+        };
+        let name = self
+            .followed
+            .iter()
+            .find(|run| run.socket == quitting.socket)
+            .map_or_else(|| "the migration".to_string(), |run| run.migration.clone());
+        self.farewell = Some(match quitting.purpose {
+            Purpose::StopAndQuit => format!(
+                "{name} did not stop in time: it may still be running (`zdm ctl abort` stops \
+                 it after its batch; `zdm start {name}` resumes it later)."
+            ),
+            _ => format!(
+                "{name} did not answer the pause in time: it may still be running. \
+                 `zdm ctl pause` pauses it; `zdm attach {name}` follows it."
+            ),
+        });
+        self.quit = true;
+    }
+
+    /// What `d` leaves behind: the run goes on, and how to find it again.
+    fn detach_farewell(&self) -> String {
+        match self.live_run() {
+            Some(run) => {
+                let name = &run.migration;
+                let mut whose = format!("its runner process (pid {}", run.pid);
+                if let Some(log) = &run.log {
+                    whose.push_str(&format!(", log {}", log.display()));
+                }
+                whose.push(')');
+                format!(
+                    "Detached: {name} goes on in {whose}.\n\
+                     Follow it with `zdm attach {name}`; steer it with `zdm ctl status`, \
+                     `zdm ctl pause` / `resume`, `zdm ctl throttle`, `zdm ctl abort`; or \
+                     reopen the console."
+                )
+            }
+            None => match self.app.running_migration() {
+                Some(row) => format!(
+                    "{} goes on in the zdm that runs it: `zdm attach {}` follows it, \
+                     `zdm ctl` steers it.",
+                    row.name, row.name
+                ),
+                None => "Nothing was running.".to_string(),
+            },
+        }
+    }
+
+    pub(super) fn refuse(&mut self, why: String) {
         self.app.notice = Some(why.clone());
         self.log(Level::Warning, why);
     }
 
     /// Shows the plan of `name`: a known one at once, else asks the planner.
-    fn show_plan(&mut self, name: &str) {
+    pub(super) fn show_plan(&mut self, name: &str) {
         let plan = self.plans.get(name).cloned();
         let problem = self.plan_problems.get(name).cloned();
         // A status read every second re-shows the same plan: redraw only on a change.
@@ -324,7 +523,7 @@ impl Console {
         self.dirty = true;
     }
 
-    fn selected_name(&self) -> Option<String> {
+    pub(super) fn selected_name(&self) -> Option<String> {
         self.app.selected_migration().map(|m| m.name.clone())
     }
 
@@ -362,29 +561,7 @@ impl Console {
                 self.app.set_gates_of(&migration, gates);
                 self.dirty = true;
             }
-            Update::Estimate { table, rows } => {
-                if let Some(tracker) = &mut self.backfill {
-                    if tracker.table == table {
-                        tracker.estimate = Some(rows);
-                        self.refresh_backfill_view(None, None);
-                    }
-                }
-            }
-            Update::Finished {
-                command,
-                migration,
-                result,
-            } => {
-                match result {
-                    Ok(outcome) => self.log(Level::Info, format!("{command}: {outcome}")),
-                    Err(error) => {
-                        self.log(Level::Error, format!("{command} of {migration}: {error}"));
-                        self.app.notice =
-                            Some(format!("{command} of {migration} failed: see the log"));
-                    }
-                }
-                self.backend.refresh();
-            }
+            Update::Run(update) => self.on_run(update),
             Update::Log(level, text) => self.log(level, text),
         }
     }
@@ -408,19 +585,13 @@ impl Console {
             self.plan_problems.remove(&name);
         }
         let mut rows = snapshot.rows;
-        // This console's own command holds the run lock, whatever a racing read saw.
-        if let Some(own) = self.backend.running() {
-            for row in rows.iter_mut().filter(|r| r.name == own) {
+        // A followed run holds the run lock, whatever a racing read saw; while its backfill
+        // is held back, the badge says so (the database only knows "backfilling").
+        for run in self.followed.iter().filter(|run| run.is_live()) {
+            for row in rows.iter_mut().filter(|r| r.name == run.migration) {
                 row.stopped = false;
-            }
-        }
-        // While this console's backfill is held back, the badge says so.
-        if let (Some(tracker), Some(view)) = (&self.backfill, &self.app.backfill) {
-            if view.throttle_reason.is_some() {
-                for row in rows.iter_mut().filter(|r| r.name == tracker.migration) {
-                    if row.state == MigrationState::Backfilling {
-                        row.state = MigrationState::Throttled;
-                    }
+                if row.state == MigrationState::Backfilling {
+                    row.state = follow::backfill_badge(run.state);
                 }
             }
         }
@@ -466,6 +637,13 @@ impl Console {
     }
 
     fn on_tick(&mut self) {
+        if self
+            .quitting
+            .as_ref()
+            .is_some_and(|quitting| Instant::now() >= quitting.deadline)
+        {
+            self.quit_unanswered();
+        }
         let Some(since) = self.waiting_since else {
             return;
         };
@@ -510,259 +688,5 @@ impl Console {
         self.app.health = Some(view);
         // Samples arrive once per interval: the sampling interval paces the redraws.
         self.dirty = true;
-    }
-
-    fn on_engine(&mut self, event: engine::Event) {
-        match event {
-            engine::Event::StepStarted {
-                migration,
-                phase,
-                position,
-                total,
-                description,
-            } => {
-                self.log(
-                    Level::Info,
-                    format!(
-                        "{migration}: {} {}/{total}: {description}",
-                        phase_name(phase),
-                        position + 1
-                    ),
-                );
-                let state = match phase {
-                    Phase::Expand => MigrationState::Expanding,
-                    Phase::Backfill => MigrationState::Backfilling,
-                    Phase::Contract => MigrationState::Contracting,
-                    Phase::Rollback => MigrationState::RollingBack,
-                };
-                if let Some(row) = self.app.migrations.iter_mut().find(|m| m.name == migration) {
-                    row.state = state;
-                    row.stopped = false;
-                }
-                if let Some((plan, current)) = self.plans.get_mut(&migration) {
-                    *current = backend::step_index(plan, phase, position);
-                    if phase == Phase::Backfill {
-                        if let Some(StepAction::Backfill(spec)) = current
-                            .and_then(|index| plan.steps.get(index))
-                            .map(|step| &step.action)
-                        {
-                            self.backfill = Some(BackfillTracker {
-                                migration: migration.clone(),
-                                position,
-                                table: spec.table.clone(),
-                                started: Instant::now(),
-                                rows_at_start: 0,
-                                recent: Vec::new(),
-                                estimate: None,
-                                last_log: None,
-                            });
-                            self.backend.estimate(spec.table.clone());
-                            self.refresh_backfill_view(None, None);
-                        }
-                    }
-                }
-                if self.selected_name().as_deref() == Some(migration.as_str()) {
-                    self.app.plan = self.plans.get(&migration).cloned();
-                }
-                self.dirty = true;
-            }
-            engine::Event::StepDone {
-                migration,
-                phase,
-                position,
-            } => {
-                let tracked = self.backfill.as_ref().is_some_and(|tracker| {
-                    tracker.migration == migration && tracker.position == position
-                });
-                if phase == Phase::Backfill && tracked {
-                    self.finish_backfill_view();
-                }
-            }
-            engine::Event::BackfillProgress(progress) => {
-                // The engine's own figures are authoritative: they include throttle and pause.
-                if let Some(view) = &mut self.app.backfill {
-                    view.rows_done = progress.rows_done;
-                    if let Some(total) = progress.rows_total_estimate {
-                        view.rows_total = total.max(progress.rows_done);
-                    }
-                    view.rows_per_second_now = progress.rows_per_second_now;
-                    view.rows_per_second_average = progress.rows_per_second_average;
-                    view.eta = progress.eta_seconds.map(Duration::from_secs);
-                    view.batch_size = progress.batch_size;
-                    if let Some(ms) = progress.last_batch_ms {
-                        view.last_batch = Duration::from_millis(ms);
-                    }
-                    view.throttle_reason = match &progress.state {
-                        RunState::Throttled { reason } => Some(reason.clone()),
-                        _ => None,
-                    };
-                    view.paused = matches!(progress.state, RunState::Paused { .. });
-                    self.dirty = true;
-                }
-            }
-            engine::Event::Throttled { step, reason } => {
-                self.set_backfill_state(MigrationState::Throttled);
-                self.log(Level::Warning, format!("{step}: throttled: {reason}"));
-            }
-            engine::Event::ThrottleReleased { step, after } => {
-                self.set_backfill_state(MigrationState::Backfilling);
-                self.log(
-                    Level::Info,
-                    format!(
-                        "{step}: throttle released after {}",
-                        format::duration(after)
-                    ),
-                );
-            }
-            engine::Event::Paused { step, by } => {
-                self.set_backfill_state(MigrationState::Paused);
-                self.log(Level::Warning, format!("{step}: paused by {by}"));
-            }
-            engine::Event::Resumed { step } => {
-                self.set_backfill_state(MigrationState::Backfilling);
-                self.log(Level::Info, format!("{step}: resumed"));
-            }
-            engine::Event::CriticalLevel { step, reason } => {
-                self.set_backfill_state(MigrationState::Paused);
-                self.log(
-                    Level::Error,
-                    format!("{step}: CRITICAL: {reason}; paused until an operator resumes"),
-                );
-            }
-            engine::Event::BackfillStopped {
-                step,
-                why,
-                rows_updated,
-            } => self.log(
-                Level::Warning,
-                format!(
-                    "{step}: stopped ({why}) after {} rows; start it again to resume",
-                    format::thousands(u64::try_from(rows_updated).unwrap_or(0))
-                ),
-            ),
-            engine::Event::LockWait {
-                step,
-                attempt,
-                max_attempts,
-                retry_in,
-                blocked_by,
-            } => self.log(
-                Level::Warning,
-                format!(
-                    "{step}: lock not granted (try {attempt} of {max_attempts}), retrying in \
-                     {:.1} s; {blocked_by}",
-                    retry_in.as_secs_f64()
-                ),
-            ),
-            engine::Event::BatchCommitted {
-                rows_updated,
-                took,
-                batches,
-                ..
-            } => {
-                let rows = u64::try_from(rows_updated).unwrap_or(0);
-                if let Some(tracker) = &mut self.backfill {
-                    let now = Instant::now();
-                    let previous = tracker.recent.last().map(|(_, r)| *r);
-                    if tracker.recent.is_empty() && tracker.last_log.is_none() {
-                        // The count includes earlier runs of a resumed backfill: measure
-                        // the rate from this first batch on.
-                        tracker.rows_at_start = rows;
-                        tracker.started = now;
-                    }
-                    tracker.recent.push((now, rows));
-                    tracker
-                        .recent
-                        .retain(|(at, _)| now.duration_since(*at) <= Duration::from_secs(5));
-                    let batch = previous.map(|p| rows.saturating_sub(p));
-                    let log_now = tracker
-                        .last_log
-                        .is_none_or(|at| at.elapsed() >= Duration::from_secs(10));
-                    if log_now {
-                        tracker.last_log = Some(now);
-                    }
-                    self.refresh_backfill_view(batch, Some(took));
-                    if log_now {
-                        self.log(
-                            Level::Info,
-                            format!(
-                                "backfill: {} rows updated in {} batches",
-                                crate::format::thousands(rows),
-                                crate::format::thousands(u64::try_from(batches).unwrap_or(0))
-                            ),
-                        );
-                    }
-                }
-            }
-        }
-    }
-
-    /// Recomputes the Backfill pane from the tracker.
-    fn refresh_backfill_view(&mut self, batch: Option<u64>, took: Option<Duration>) {
-        let Some(tracker) = &self.backfill else {
-            return;
-        };
-        let rows_done = tracker.recent.last().map_or(0, |(_, rows)| *rows);
-        let elapsed = tracker.started.elapsed().as_secs_f64();
-        let average = if elapsed > 0.0 {
-            rows_done.saturating_sub(tracker.rows_at_start) as f64 / elapsed
-        } else {
-            0.0
-        };
-        let now_rate = match (tracker.recent.first(), tracker.recent.last()) {
-            (Some((t0, r0)), Some((t1, r1))) if t1 > t0 => {
-                r1.saturating_sub(*r0) as f64 / t1.duration_since(*t0).as_secs_f64()
-            }
-            _ => average,
-        };
-        let total = tracker.estimate.unwrap_or(0).max(rows_done);
-        // An ETA from the first seconds would only mislead.
-        let eta = (elapsed >= 10.0 && average > 0.0 && total > rows_done)
-            .then(|| Duration::from_secs_f64((total - rows_done) as f64 / average));
-        let previous = self.app.backfill.take();
-        self.app.backfill = Some(BackfillView {
-            table: tracker.table.clone(),
-            rows_done,
-            rows_total: total,
-            rows_per_second_now: now_rate,
-            rows_per_second_average: average,
-            eta,
-            batch_size: batch.unwrap_or_else(|| previous.as_ref().map_or(0, |v| v.batch_size)),
-            last_batch: took
-                .unwrap_or_else(|| previous.as_ref().map_or(Duration::ZERO, |v| v.last_batch)),
-            batch_target: None,
-            throttle_reason: None,
-            paused: false,
-            finished: false,
-        });
-        self.dirty = true;
-    }
-
-    /// Shows the running backfill's migration as throttled, paused or running again.
-    fn set_backfill_state(&mut self, state: MigrationState) {
-        let Some(migration) = self.backfill.as_ref().map(|t| t.migration.clone()) else {
-            return;
-        };
-        if let Some(row) = self.app.migrations.iter_mut().find(|m| m.name == migration) {
-            row.state = state;
-        }
-        self.dirty = true;
-    }
-
-    /// The backfill finished: every row that needed it is done.
-    fn finish_backfill_view(&mut self) {
-        let Some(view) = &mut self.app.backfill else {
-            return;
-        };
-        view.rows_total = view.rows_done;
-        view.eta = None;
-        view.rows_per_second_now = 0.0;
-        view.finished = true;
-        let text = format!(
-            "backfill of {} finished: {} rows updated",
-            view.table,
-            crate::format::thousands(view.rows_done)
-        );
-        self.log(Level::Info, text);
     }
 }

@@ -189,8 +189,7 @@ pub fn busy_health() -> HealthView {
 pub fn busy_app() -> App {
     let mut app = App::new("postgres://app:***@db.internal:5432/shop".to_string());
     app.connection = Connection::Connected;
-    // The whole product, as the screens are meant to look once live control and the
-    // background runner are merged; `a_console_without_live_control_says_so` covers today.
+    // Following a backfilling run (live control) in `zdm console` (detach offered).
     app.live_control = true;
     app.can_detach = true;
     let mut changed = row("0005_orders_split_notes", MigrationState::Pending);

@@ -32,30 +32,37 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             let name = app
                 .running_migration()
                 .map_or("A migration", |m| m.name.as_str());
-            let detach = if app.can_detach {
-                keys_line(
-                    &[("d", "detach: it goes on headless (zdm attach returns)")],
-                    theme,
-                )
+            let lines = if app.can_detach {
+                vec![
+                    Line::from(format!("{name} is running in its runner process.")),
+                    Line::from(""),
+                    keys_line(
+                        &[("d", "detach: it goes on (zdm attach, zdm ctl return to it)")],
+                        theme,
+                    ),
+                    keys_line(&[("p", "pause it (it holds its place), then quit")], theme),
+                    keys_line(&[("Esc", "stay")], theme),
+                ]
             } else {
-                Line::from(Span::styled(
-                    "It runs inside this console: it cannot go on without it in this build.",
-                    theme.muted(),
-                ))
+                vec![
+                    Line::from(format!("{name} is running.")),
+                    Line::from(Span::styled(
+                        "The demo's servers stop when the console quits: it cannot go on.",
+                        theme.muted(),
+                    )),
+                    Line::from(""),
+                    keys_line(
+                        &[("s", "stop it after its current batch, then quit")],
+                        theme,
+                    ),
+                    Line::from(Span::styled(
+                        "   (resumable: its checkpoint holds)",
+                        theme.muted(),
+                    )),
+                    keys_line(&[("Esc", "stay")], theme),
+                ]
             };
-            let pause = if app.can_detach {
-                "pause it, then quit"
-            } else {
-                "stop it and quit (s or zdm start resumes it)"
-            };
-            let lines = vec![
-                Line::from(format!("{name} is running.")),
-                Line::from(""),
-                detach,
-                keys_line(&[("p", pause)], theme),
-                keys_line(&[("Esc", "stay")], theme),
-            ];
-            dialog(frame, " Quit ", lines, 64, theme, false);
+            dialog(frame, " Quit ", lines, 68, theme, false);
         }
         Popup::Filter(input) => {
             let lines = vec![
