@@ -118,6 +118,10 @@ impl ThemeArgs {
 pub struct StartArgs {
     /// The migration (file stem, e.g. 0003_orders_add_status) [default: the next one]
     pub name: Option<String>,
+    /// Run it in the background, detached from this terminal (it survives an SSH drop);
+    /// follow it with `zdm attach` and steer it with `zdm ctl`. Needs the NAME
+    #[arg(long, requires = "name")]
+    pub detach: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -137,6 +141,10 @@ pub struct CompleteArgs {
     /// Seconds the gates watch statements and index scans [default: [gates] window_s, 60]
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub window: Option<Duration>,
+    /// Run it in the background, detached from this terminal (it survives an SSH drop);
+    /// follow it with `zdm attach` and steer it with `zdm ctl`
+    #[arg(long)]
+    pub detach: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -185,6 +193,10 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
 pub struct RollbackArgs {
     /// The migration to roll back
     pub name: String,
+    /// Run it in the background, detached from this terminal (it survives an SSH drop);
+    /// follow it with `zdm attach` and steer it with `zdm ctl`
+    #[arg(long)]
+    pub detach: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -267,6 +267,8 @@ pub struct Overrides {
 /// zdm's settings for one run.
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// The file these settings were read from, if any (a detached runner reads it too).
+    pub config_file: Option<PathBuf>,
     database_url: Option<DatabaseUrl>,
     /// Directory of migration files, ordered by file name.
     pub migrations_dir: PathBuf,
@@ -295,6 +297,7 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Config {
+            config_file: None,
             database_url: None,
             migrations_dir: PathBuf::from("migrations"),
             lock_timeout: Duration::from_millis(500),
@@ -350,6 +353,7 @@ impl Config {
         })?;
         let defaults = Config::default();
         Ok(Config {
+            config_file: Some(path.to_path_buf()),
             database_url: file.database_url.map(DatabaseUrl::new),
             migrations_dir: file.migrations_dir.unwrap_or(defaults.migrations_dir),
             lock_timeout: file

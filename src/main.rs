@@ -5,6 +5,7 @@ use clap::Parser;
 use zdm::cli::{Cli, Command};
 use zdm::config::Config;
 use zdm::engine::commands;
+use zdm::runner::Job;
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -28,6 +29,32 @@ fn main() -> Result<()> {
             if !outcome.passed(args.deny_warnings) {
                 std::process::exit(1);
             }
+        }
+        Command::Start(args) if args.detach => {
+            let config = Config::load(&args.target.overrides())?;
+            let migration = args.name.clone().unwrap_or_default();
+            detach(&runtime, &config, Job::Start { migration })?;
+        }
+        Command::Complete(args) if args.detach => {
+            let config = Config::load(&args.target.overrides())?;
+            if args.confirm_contract != args.name {
+                // Refused here too: a runner would only refuse it in its log.
+                anyhow::bail!(zdm::engine::Error::ConfirmationMismatch {
+                    name: args.name.clone(),
+                    given: args.confirm_contract.clone(),
+                });
+            }
+            let job = Job::Complete {
+                migration: args.name.clone(),
+                overrides: args.override_gate.clone(),
+                window: args.window,
+            };
+            detach(&runtime, &config, job)?;
+        }
+        Command::Rollback(args) if args.detach => {
+            let config = Config::load(&args.target.overrides())?;
+            let migration = args.name.clone();
+            detach(&runtime, &config, Job::Rollback { migration })?;
         }
         Command::Start(args) => {
             let config = Config::load(&args.target.overrides())?;
@@ -91,6 +118,13 @@ fn main() -> Result<()> {
             print!("{output}");
         }
     }
+    Ok(())
+}
+
+/// Starts `job` in a detached runner and says how to follow and steer it.
+fn detach(runtime: &tokio::runtime::Runtime, config: &Config, job: Job) -> Result<()> {
+    let detached = runtime.block_on(zdm::runner::spawn(config, &job))?;
+    println!("{}", detached.describe(job.command()));
     Ok(())
 }
 

@@ -17,8 +17,7 @@ use tokio::process::Command as Process;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use zdm::control::{
-    Command, CommandRequest, Error, Event, EventSender, Reply, RunInfo, RunStatus, Server,
-    Settings, Target,
+    Command, CommandRequest, Error, Event, EventSender, Reply, RunInfo, RunStatus, Server, Target,
 };
 
 /// A scratch runtime directory: children get it as `$XDG_RUNTIME_DIR`, so they look in
@@ -87,7 +86,7 @@ async fn test_run(
     mut commands: mpsc::Receiver<CommandRequest>,
     events: EventSender,
 ) {
-    let mut settings = Settings::default();
+    let mut settings = zdm::engine::BackfillSettings::default();
     let mut paused = false;
     let mut manual_throttle = false;
     let mut aborted = false;

@@ -4,7 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use super::event::Progress;
-use super::setting::{Setting, SettingKey, Settings};
+use super::setting::{Setting, SettingKey};
+use crate::engine::BackfillSettings;
 
 /// One request to the run. On the wire: `{"command": "pause"}`,
 /// `{"command": "set", "key": "batch_target", "value": "200ms"}`,
@@ -104,7 +105,7 @@ pub struct RunStatus {
     pub manual_throttle: bool,
     /// Every reason the backfill is held back right now, in words.
     pub throttle_reasons: Vec<String>,
-    pub settings: Settings,
+    pub settings: BackfillSettings,
 }
 
 /// The wire form of a reply: one flat object with `ok` and the fields of its kind.
@@ -212,7 +213,7 @@ mod tests {
             paused: true,
             manual_throttle: false,
             throttle_reasons: vec![],
-            settings: Settings::default(),
+            settings: BackfillSettings::default(),
         }));
         let back: Reply = serde_json::from_str(&serde_json::to_string(&status).expect("serialize"))
             .expect("deserialize");

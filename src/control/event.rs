@@ -9,9 +9,6 @@ use serde::{Deserialize, Serialize};
 use crate::format::{duration, thousands};
 use crate::plan::Phase;
 
-/// The ETA is shown only after the backfill has run this long: early rates mislead.
-pub const ETA_AFTER: Duration = Duration::from_secs(60);
-
 /// One event as it travels: when it happened and what.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamped {
@@ -102,6 +99,15 @@ pub enum Event {
         migration: String,
         status: String,
     },
+    /// The run's command ended (the last event before the stream closes): `ok` with what
+    /// it did, or the error that stopped it, in words. A stream that ends without this
+    /// means the runner died.
+    Finished {
+        command: String,
+        migration: String,
+        ok: bool,
+        message: String,
+    },
     /// Sent by the control socket to a client that read too slowly: this many events
     /// were dropped for it (the run never waits for a client).
     Missed {
@@ -159,7 +165,7 @@ pub struct Progress {
     pub rows_total_estimate: Option<u64>,
     pub rows_per_second_now: f64,
     pub rows_per_second_average: f64,
-    /// `None` until it means something (see [`estimate_eta`]).
+    /// `None` until it means something (the engine's rule: see `engine::progress`).
     #[serde(rename = "eta_ms", with = "super::millis::option")]
     pub eta: Option<Duration>,
     /// Rows in the next batch.
@@ -303,6 +309,15 @@ impl Event {
             Event::StatusChanged { migration, status } => {
                 format!("{migration}: now {}", status.replace('_', " "))
             }
+            Event::Finished {
+                command,
+                migration,
+                ok,
+                message,
+            } => {
+                let verdict = if *ok { "finished" } else { "FAILED" };
+                format!("{command} of {migration} {verdict}: {message}")
+            }
             Event::Missed { count } => format!(
                 "… {} events missed (this client read too slowly; the run did not wait)",
                 thousands(*count)
@@ -318,26 +333,6 @@ fn phase_name(phase: Phase) -> &'static str {
         Phase::Contract => "contract",
         Phase::Rollback => "rollback",
     }
-}
-
-/// The time left, once it means something: after [`ETA_AFTER`] of running, with rows
-/// done, a positive average rate and a known total. `None` before.
-pub fn estimate_eta(
-    rows_done: u64,
-    rows_total_estimate: Option<u64>,
-    rows_per_second_average: f64,
-    time_running: Duration,
-) -> Option<Duration> {
-    let total = rows_total_estimate?;
-    if time_running < ETA_AFTER
-        || rows_done == 0
-        || rows_per_second_average.is_nan()
-        || rows_per_second_average <= 0.0
-    {
-        return None;
-    }
-    let remaining = total.saturating_sub(rows_done) as f64;
-    Duration::try_from_secs_f64(remaining / rows_per_second_average).ok()
 }
 
 #[cfg(test)]
@@ -436,6 +431,12 @@ mod tests {
                 migration: "m".to_string(),
                 status: "backfilling".to_string(),
             },
+            Event::Finished {
+                command: "start".to_string(),
+                migration: "m".to_string(),
+                ok: true,
+                message: "ready to contract".to_string(),
+            },
             Event::Missed { count: 7 },
         ];
         for event in events {
@@ -453,23 +454,6 @@ mod tests {
             line,
             "public.orders throttled (replica lag 2.3 s > 1 s) · 61.2% 1,224,000 / ~2,000,000 rows \
              · 5,120 rows/s (avg 4,800) · ETA 2m 40s · batch 1,000 rows 180 ms (target 200 ms)"
-        );
-    }
-
-    #[test]
-    fn the_eta_waits_until_it_means_something() {
-        let minute = Duration::from_secs(60);
-        assert_eq!(estimate_eta(1000, Some(2000), 10.0, minute / 2), None);
-        assert_eq!(estimate_eta(0, Some(2000), 10.0, minute * 2), None);
-        assert_eq!(estimate_eta(1000, None, 10.0, minute * 2), None);
-        assert_eq!(estimate_eta(1000, Some(2000), 0.0, minute * 2), None);
-        assert_eq!(
-            estimate_eta(1000, Some(2000), 10.0, minute * 2),
-            Some(Duration::from_secs(100))
-        );
-        assert_eq!(
-            estimate_eta(3000, Some(2000), 10.0, minute * 2),
-            Some(Duration::ZERO)
         );
     }
 }

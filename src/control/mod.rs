@@ -23,7 +23,7 @@
 //!   (pause with no backfill running) gets `Reply::error` in words. The server waits at
 //!   most [`socket::REPLY_TIMEOUT`] and then tells the client the run is busy, so the run
 //!   should answer between batches, not after a long step.
-//! * `Set` is applied with [`Settings::apply`] (which refuses contradictions) and answered
+//! * `Set` is applied with [`BackfillSettings::apply`](crate::engine::BackfillSettings::apply) (which refuses contradictions) and answered
 //!   with `Reply::Value` of the value now in force; the run also sends
 //!   `Event::SettingChanged` so that every front-end sees it.
 //! * The run sends `Event::Progress` after every batch and about once a second while
@@ -57,5 +57,5 @@ pub use discover::{discover, find, Running};
 pub use error::Error;
 pub use event::{BatchDone, Event, Gate, Level, Progress, RunState, Stamped};
 pub use publish::EventSender;
-pub use setting::{Setting, SettingError, SettingKey, Settings};
+pub use setting::{Setting, SettingError, SettingKey};
 pub use socket::{CommandRequest, Server};

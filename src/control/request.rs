@@ -97,9 +97,9 @@ mod tests {
         );
         assert_eq!(
             parse(r#"{"command":"set","key":"max_replica_lag","value":"2s"}"#),
-            Ok(Request::Run(Command::Set(Setting::MaxReplicaLag(
+            Ok(Request::Run(Command::Set(Setting::MaxReplicaLag(Some(
                 Duration::from_secs(2)
-            ))))
+            )))))
         );
         assert_eq!(
             parse(r#" {"command":"get","key":"nice_ratio"} "#),

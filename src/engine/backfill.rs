@@ -172,6 +172,7 @@ pub async fn run(
     }
     let mut tracker = Tracker::new(
         label,
+        &spec.table,
         Instant::now(),
         u64::try_from(checkpoint.rows_updated).unwrap_or(0),
         u64::try_from(checkpoint.batches).unwrap_or(0),
@@ -266,6 +267,8 @@ pub async fn run(
             step: label.to_string(),
             batches: next.batches,
             rows_updated: next.rows_updated,
+            batch_rows: report.rows_updated,
+            batch_size,
             took: report.took,
         });
         checkpoint = next;

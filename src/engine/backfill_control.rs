@@ -6,15 +6,7 @@
 
 use tokio::sync::watch;
 
-use super::pacing::PacingSettings;
-use super::throttle::ThrottleSettings;
-
-/// Every setting an operator can change while the backfill runs.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct BackfillSettings {
-    pub pacing: PacingSettings,
-    pub throttle: ThrottleSettings,
-}
+use super::settings::BackfillSettings;
 
 /// Why the run should stop after its current batch.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +65,11 @@ impl BackfillControl {
 
     pub fn clear_throttle(&self) {
         self.manual_throttle.send_replace(None);
+    }
+
+    /// `Some(who)` while an operator throttles by hand.
+    pub fn manual_throttle_by(&self) -> Option<String> {
+        self.manual_throttle.borrow().clone()
     }
 
     /// Stops after the current batch; the checkpoint holds and a rerun resumes.

@@ -10,12 +10,14 @@ use super::identity::Identity;
 use super::source::{self, Planned};
 use super::status;
 use super::throttle::Throttle;
-use super::{Engine, EngineOptions, Error};
+use super::{Engine, EngineOptions, Error, Outcome};
 use crate::audit::{self, Action, Entry};
 use crate::config::{self, Config};
+use crate::control;
 use crate::gates::command::Decision;
 use crate::monitor::{Monitor, MonitorOptions};
 use crate::plan::{Plan, StepAction};
+use crate::runner::Served;
 use std::time::Duration;
 
 /// Why a command could not run: the settings or the engine.
@@ -67,13 +69,13 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     };
     let mut engine = connect(config).await?;
     let Planned { plan, checksum } = planned;
+    let watchers = Watchers::start(config, &mut engine, "start", &plan.migration, "starting").await;
     record(config, &plan.migration, Action::Start, None).await?;
     let mut catalog = connect_plain(config).await?;
     let monitor = attach_throttle(config, &mut engine, &mut catalog, &plan).await;
     let _ = catalog.close().await;
-    let printer = print_events(&mut engine);
     let outcome = engine.start(&plan, &checksum).await;
-    finish(engine, printer, monitor, outcome).await
+    finish(engine, watchers, monitor, outcome).await
 }
 
 /// `zdm complete NAME --confirm-contract NAME [--override-gate GATE]...`: the contract
@@ -94,9 +96,19 @@ pub async fn complete(
         .into());
     }
     let mut engine = connect(config).await?;
+    // Served from here: the gates take their observation window, and a console or
+    // `zdm attach` should see the run meanwhile.
+    let watchers =
+        Watchers::start(config, &mut engine, "complete", name, "ready_to_contract").await;
+    watchers.served.log(
+        control::Level::Info,
+        "evaluating the contract safety gates (they observe the database for their window)",
+    );
     // Gates run while this zdm holds the run lock: nothing else starts meanwhile.
     if let Err(error) = contract_gates(config, name, options).await {
-        let _ = engine.close().await;
+        let closed = engine.close().await;
+        watchers.end(Err(error.to_string())).await;
+        closed?;
         return Err(error);
     }
     // Contract may backfill too: it is throttled like start.
@@ -109,18 +121,17 @@ pub async fn complete(
         }
         None => None,
     };
-    let printer = print_events(&mut engine);
     let outcome = engine.complete(name, confirmation).await;
-    finish(engine, printer, monitor, outcome).await
+    finish(engine, watchers, monitor, outcome).await
 }
 
 /// `zdm rollback NAME`: undo expand and backfill.
 pub async fn rollback(config: &Config, name: &str) -> Result<String, CommandError> {
     let mut engine = connect(config).await?;
+    let watchers = Watchers::start(config, &mut engine, "rollback", name, "rolling_back").await;
     record(config, name, Action::Rollback, None).await?;
-    let printer = print_events(&mut engine);
     let outcome = engine.rollback(name).await;
-    finish(engine, printer, None, outcome).await
+    finish(engine, watchers, None, outcome).await
 }
 
 /// `zdm status [--json]`.
@@ -234,17 +245,50 @@ async fn connect_plain(config: &Config) -> Result<PgConnection, CommandError> {
         .map_err(connect_error)?)
 }
 
-/// Sends the engine's events to the headless output (step lines and a progress bar on
-/// a terminal, JSON lines on stdout otherwise), and stops cleanly on SIGINT/SIGTERM.
-fn print_events(engine: &mut Engine) -> JoinHandle<()> {
-    let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
-    engine.set_events(Events::to(sender));
-    let signals = headless::stop_on_signals(engine.control());
-    let printer = headless::print_events(Output::detect(), receiver);
-    tokio::spawn(async move {
-        let _ = printer.await;
-        signals.abort();
-    })
+/// Everything that shows and steers a run besides the engine: the headless output
+/// (step lines and a progress bar on a terminal, JSON lines on stdout otherwise), the
+/// SIGINT/SIGTERM handler (stop after the current batch), and the control socket.
+struct Watchers {
+    printer: JoinHandle<()>,
+    signals: JoinHandle<()>,
+    served: Served,
+}
+
+impl Watchers {
+    /// Serves `command` of `migration` (whose status is `status` now) and sends the
+    /// engine's events to every watcher.
+    async fn start(
+        config: &Config,
+        engine: &mut Engine,
+        command: &'static str,
+        migration: &str,
+        status: &str,
+    ) -> Watchers {
+        let (local, printed) = tokio::sync::mpsc::unbounded_channel();
+        let (served, events) = Served::start(
+            config,
+            command,
+            migration,
+            status,
+            engine.control(),
+            Some(local),
+        )
+        .await;
+        engine.set_events(Events::to(events));
+        Watchers {
+            printer: headless::print_events(Output::detect(), printed),
+            signals: headless::stop_on_signals(engine.control()),
+            served,
+        }
+    }
+
+    /// Ends them once the engine is closed (its events are all sent): the socket's last
+    /// events say how the command ended.
+    async fn end(self, outcome: Result<&Outcome, String>) {
+        self.served.finish(outcome).await;
+        let _ = self.printer.await;
+        self.signals.abort();
+    }
 }
 
 /// Starts a monitor of the target for the throttle and hands the throttle to the engine.
@@ -301,19 +345,21 @@ async fn backfill_tables(catalog: &mut PgConnection, plan: &Plan) -> Vec<String>
     tables
 }
 
-/// Closes the engine (releasing the run lock), lets the printer drain, and returns the
+/// Closes the engine (releasing the run lock), lets the watchers finish, and returns the
 /// outcome as text.
 async fn finish(
     engine: Engine,
-    printer: JoinHandle<()>,
+    watchers: Watchers,
     monitor: Option<Monitor>,
-    outcome: Result<super::Outcome, Error>,
+    outcome: Result<Outcome, Error>,
 ) -> Result<String, CommandError> {
     let closed = engine.close().await;
     if let Some(monitor) = monitor {
         monitor.stop().await;
     }
-    let _ = printer.await;
+    watchers
+        .end(outcome.as_ref().map_err(|error| error.to_string()))
+        .await;
     let outcome = outcome?;
     closed?;
     Ok(Output::detect().outcome(&outcome.to_string()))

@@ -33,11 +33,15 @@ pub enum Event {
         retry_in: Duration,
         blocked_by: String,
     },
-    /// A backfill batch committed with its checkpoint.
+    /// A backfill batch committed with its checkpoint. `batches` and `rows_updated` count
+    /// the whole backfill (earlier runs included); `batch_rows` is what this batch
+    /// updated, of the `batch_size` keys it was sized for.
     BatchCommitted {
         step: String,
         batches: i64,
         rows_updated: i64,
+        batch_rows: u64,
+        batch_size: u64,
         took: Duration,
     },
     /// Where a backfill stands: sent after batches (at most about once a second) and

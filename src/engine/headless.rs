@@ -80,9 +80,12 @@ pub fn event_json(event: &Event) -> Value {
             step,
             batches,
             rows_updated,
+            batch_rows,
+            batch_size,
             took,
         } => json!({"event": "batch_committed", "step": step, "batches": batches,
-            "rows_updated": rows_updated, "took_ms": ms(took)}),
+            "rows_updated": rows_updated, "batch_rows": batch_rows, "batch_size": batch_size,
+            "took_ms": ms(took)}),
         Event::BackfillProgress(progress) => {
             let mut value = serde_json::to_value(progress).unwrap_or(Value::Null);
             if let Value::Object(map) = &mut value {
@@ -285,6 +288,7 @@ mod tests {
     fn progress(state: RunState) -> BackfillProgress {
         BackfillProgress {
             step: "backfill step 1 of 1 (backfill orders)".to_string(),
+            table: "public.orders".to_string(),
             rows_done: 420_000,
             rows_updated: 420_000,
             rows_total_estimate: Some(1_000_000),

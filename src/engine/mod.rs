@@ -15,6 +15,7 @@ pub mod lock;
 pub mod pacing;
 pub mod progress;
 pub mod runner;
+pub mod settings;
 pub mod source;
 pub mod state;
 pub mod status;
@@ -25,9 +26,10 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::plan::Phase;
 
-pub use backfill_control::{BackfillControl, BackfillSettings};
+pub use backfill_control::BackfillControl;
 pub use event::{Event, Events};
 pub use runner::{Engine, Outcome};
+pub use settings::BackfillSettings;
 pub use state::Status;
 
 /// What can stop the engine. Every message is meant for the DBA at the terminal.

@@ -36,6 +36,8 @@ impl RunState {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct BackfillProgress {
     pub step: String,
+    /// The table being backfilled, as the plan names it.
+    pub table: String,
     /// Keys walked so far (every batch's keys; a resumed run starts from the rows its
     /// checkpoint recorded).
     pub rows_done: u64,
@@ -83,6 +85,7 @@ const RATE_WINDOW: Duration = Duration::from_secs(10);
 #[derive(Debug, Clone)]
 pub struct Tracker {
     step: String,
+    table: String,
     started: Instant,
     state: RunState,
     state_since: Instant,
@@ -100,12 +103,14 @@ pub struct Tracker {
 }
 
 impl Tracker {
-    /// A run starting at `now` after a checkpoint of `rows_done` rows and `batches` batches.
-    pub fn new(step: &str, now: Instant, rows_done: u64, batches: u64) -> Self {
+    /// A run of `step` over `table` starting at `now` after a checkpoint of `rows_done`
+    /// rows and `batches` batches.
+    pub fn new(step: &str, table: &str, now: Instant, rows_done: u64, batches: u64) -> Self {
         let mut recent = VecDeque::new();
         recent.push_back((now, rows_done));
         Tracker {
             step: step.to_string(),
+            table: table.to_string(),
             started: now,
             state: RunState::Running,
             state_since: now,
@@ -200,6 +205,7 @@ impl Tracker {
         };
         BackfillProgress {
             step: self.step.clone(),
+            table: self.table.clone(),
             rows_done: self.rows_done,
             rows_updated: self.rows_updated,
             rows_total_estimate: estimate,
@@ -245,7 +251,7 @@ mod tests {
     #[test]
     fn eta_waits_until_it_means_something() {
         let t0 = Instant::now();
-        let mut tracker = Tracker::new("s", t0, 0, 0);
+        let mut tracker = Tracker::new("s", "t", t0, 0, 0);
         tracker.set_estimate(Some(1_000_000));
         tracker.batch(at(t0, 1000), 1000, 1000, Duration::from_millis(200));
         // 0.1 % done after 1 s: no ETA yet.
@@ -267,7 +273,7 @@ mod tests {
     #[test]
     fn five_percent_done_is_enough_for_an_eta() {
         let t0 = Instant::now();
-        let mut tracker = Tracker::new("s", t0, 0, 0);
+        let mut tracker = Tracker::new("s", "t", t0, 0, 0);
         tracker.set_estimate(Some(10_000));
         tracker.batch(at(t0, 2000), 600, 600, Duration::from_millis(200));
         assert_eq!(tracker.report(at(t0, 2000)).eta_seconds, Some(32));
@@ -276,7 +282,7 @@ mod tests {
     #[test]
     fn the_estimate_never_falls_below_what_was_done_and_is_exact_at_the_end() {
         let t0 = Instant::now();
-        let mut tracker = Tracker::new("s", t0, 0, 0);
+        let mut tracker = Tracker::new("s", "t", t0, 0, 0);
         tracker.set_estimate(Some(100));
         tracker.batch(at(t0, 10), 150, 150, Duration::from_millis(10));
         assert_eq!(tracker.report(at(t0, 10)).rows_total_estimate, Some(150));
@@ -292,7 +298,7 @@ mod tests {
     #[test]
     fn time_in_each_state_adds_up() {
         let t0 = Instant::now();
-        let mut tracker = Tracker::new("s", t0, 0, 0);
+        let mut tracker = Tracker::new("s", "t", t0, 0, 0);
         tracker.set_state(
             at(t0, 1000),
             RunState::Throttled {
@@ -326,7 +332,7 @@ mod tests {
     #[test]
     fn the_rate_now_covers_the_last_ten_seconds() {
         let t0 = Instant::now();
-        let mut tracker = Tracker::new("s", t0, 0, 0);
+        let mut tracker = Tracker::new("s", "t", t0, 0, 0);
         // 100 rows/s for 20 s, then 1000 rows/s for 10 s.
         for second in 1..=20 {
             tracker.batch(at(t0, second * 1000), 100, 100, Duration::ZERO);

@@ -1,0 +1,339 @@
+//! A run's control socket while an engine command runs in this process: engine events go
+//! out to every attached client (through [`RunView::translate`]) and on to the headless
+//! printer; commands from `zdm ctl`, `zdm attach` clients and the console drive the
+//! engine's [`BackfillControl`], and each one that changes the run is audited.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use sqlx::{Connection, PgConnection};
+use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::task::JoinHandle;
+
+use super::relay::RunView;
+use crate::audit;
+use crate::config::Config;
+use crate::control::{
+    self, runtime_dir, Command, CommandRequest, EventSender, Level, Reply, RunInfo, RunStatus,
+    Server, Target,
+};
+use crate::engine::identity::Identity;
+use crate::engine::{self, BackfillControl, Outcome};
+
+/// How long a command waits for its audit row before it is answered anyway (the change
+/// is applied first: steering the run matters more than recording it).
+const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The served side of one run. Create it with [`Served::start`], hand the returned sender
+/// to the engine (`Events::to`), and end it with [`Served::finish`] once the engine is
+/// closed.
+pub struct Served {
+    /// None when the socket could not be opened (the run goes on without it; said once).
+    server: Option<Server>,
+    events: EventSender,
+    view: Arc<Mutex<RunView>>,
+    relay: JoinHandle<()>,
+    answering: Option<JoinHandle<()>>,
+    command: &'static str,
+}
+
+impl Served {
+    /// Serves the socket of `migration` while `command` (`start`, `complete`, `rollback`)
+    /// runs; `status` is the migration's status before the command's first step. Engine
+    /// events sent on the returned sender are relayed to the socket and passed on to
+    /// `local` (the headless printer). A socket that cannot be opened is reported on
+    /// stderr and in the log; the run itself goes on.
+    pub async fn start(
+        config: &Config,
+        command: &'static str,
+        migration: &str,
+        status: &str,
+        control: BackfillControl,
+        local: Option<UnboundedSender<engine::Event>>,
+    ) -> (Served, UnboundedSender<engine::Event>) {
+        let events = EventSender::default();
+        let view = Arc::new(Mutex::new(RunView::new(migration, status)));
+        let (engine_events, receiver) = mpsc::unbounded_channel();
+        let relay = tokio::spawn(relay(
+            receiver,
+            local,
+            view.clone(),
+            events.clone(),
+            control.clone(),
+        ));
+        let (server, answering) = match open(config, migration, events.clone()).await {
+            Ok((server, commands)) => {
+                let steering = Steering {
+                    url: config.database_url().ok().cloned(),
+                    control,
+                    view: view.clone(),
+                    events: events.clone(),
+                };
+                (Some(server), Some(tokio::spawn(answer(commands, steering))))
+            }
+            Err(why) => {
+                tracing::warn!(%why, "the run goes on without a control socket");
+                eprintln!(
+                    "warning: {why}; the run goes on, but `zdm ctl` and `zdm attach` cannot \
+                     reach it"
+                );
+                (None, None)
+            }
+        };
+        let served = Served {
+            server,
+            events,
+            view,
+            relay,
+            answering,
+            command,
+        };
+        (served, engine_events)
+    }
+
+    /// Sends a log line to every attached client.
+    pub fn log(&self, level: Level, text: impl Into<String>) {
+        self.events.send(control::Event::Log {
+            level,
+            text: text.into(),
+        });
+    }
+
+    /// Ends the run's socket after the engine closed (so every engine event was relayed):
+    /// sends the migration's new status and a `Finished` event with the outcome, lets
+    /// attached clients read them, and removes the socket.
+    pub async fn finish(self, outcome: Result<&Outcome, String>) {
+        // The engine's sender is gone with the engine: the relay ends after the last event.
+        let _ = self.relay.await;
+        let migration = lock(&self.view).migration.clone();
+        let (ok, message) = match outcome {
+            Ok(outcome) => {
+                let status = match outcome {
+                    Outcome::Ran { status, .. } | Outcome::NothingToDo { status, .. } => *status,
+                };
+                if let Some(changed) = lock(&self.view).set_status(status.key()) {
+                    self.events.send(changed);
+                }
+                (true, outcome.to_string())
+            }
+            Err(error) => (false, error),
+        };
+        self.events.send(control::Event::Finished {
+            command: self.command.to_string(),
+            migration,
+            ok,
+            message,
+        });
+        if let Some(answering) = self.answering {
+            answering.abort();
+        }
+        if let Some(server) = self.server {
+            server.shutdown().await;
+        }
+    }
+}
+
+/// The socket of `migration` on the configured target.
+async fn open(
+    config: &Config,
+    migration: &str,
+    events: EventSender,
+) -> Result<(Server, mpsc::Receiver<CommandRequest>), String> {
+    let url = config.database_url().map_err(|e| e.to_string())?;
+    let target = Target::from_url(url).map_err(|e| format!("the database URL {url}: {e}"))?;
+    Server::start_with(&runtime_dir(), RunInfo::new(migration, target), events)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+fn lock(view: &Mutex<RunView>) -> std::sync::MutexGuard<'_, RunView> {
+    // A panic elsewhere while holding the view leaves plain data: keep using it.
+    view.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// Relays engine events until the engine's sender is dropped.
+async fn relay(
+    mut receiver: UnboundedReceiver<engine::Event>,
+    local: Option<UnboundedSender<engine::Event>>,
+    view: Arc<Mutex<RunView>>,
+    events: EventSender,
+    control: BackfillControl,
+) {
+    while let Some(event) = receiver.recv().await {
+        let wire = lock(&view).translate(&event, &control);
+        for event in wire {
+            events.send(event);
+        }
+        if let Some(local) = &local {
+            let _ = local.send(event);
+        }
+    }
+}
+
+/// What answering commands needs.
+struct Steering {
+    /// Where audit rows go (None: the URL was unusable, which `open` already reported).
+    url: Option<crate::db::DatabaseUrl>,
+    control: BackfillControl,
+    view: Arc<Mutex<RunView>>,
+    events: EventSender,
+}
+
+/// Answers commands until the server stops.
+async fn answer(mut commands: mpsc::Receiver<CommandRequest>, steering: Steering) {
+    while let Some((command, reply_to)) = commands.recv().await {
+        let mut reply = steering.apply(&command);
+        if reply.is_ok() {
+            if let Err(why) = steering.audit(&command).await {
+                tracing::warn!(%why, command = command.name(), "not recorded in zdm.audit");
+                steering.events.send(control::Event::Log {
+                    level: Level::Warning,
+                    text: format!("`{}` was applied but {why}", command.name()),
+                });
+                if let Reply::Done { message } = &mut reply {
+                    message.push_str(&format!(" (warning: {why})"));
+                }
+            }
+        }
+        // The client may have gone meanwhile: nothing to do about it.
+        let _ = reply_to.send(reply);
+    }
+}
+
+impl Steering {
+    /// Applies one command to the run and says what happened.
+    fn apply(&self, command: &Command) -> Reply {
+        let control = &self.control;
+        let backfilling = lock(&self.view).backfilling();
+        let when = if backfilling {
+            "after the current batch (its checkpoint commits first)"
+        } else {
+            "when the backfill begins (none runs yet)"
+        };
+        match command {
+            Command::Status => Reply::Status(Box::new(self.status())),
+            Command::Get { key } => Reply::Value(control.settings().get(*key)),
+            Command::Pause => match control.paused_by() {
+                Some(by) => Reply::error(format!("the backfill is already paused ({by})")),
+                None => {
+                    control.pause("paused by the operator");
+                    Reply::done(format!("pausing {when}; `resume` continues"))
+                }
+            },
+            Command::Resume => match control.paused_by() {
+                None => Reply::error("the backfill is not paused"),
+                Some(_) => {
+                    control.resume();
+                    Reply::done("resumed: the next batch runs now (throttle permitting)")
+                }
+            },
+            Command::Set(setting) => {
+                let mut result = Ok(());
+                control.update(|settings| result = settings.apply(setting.clone()));
+                match result {
+                    Err(refused) => Reply::error(refused.to_string()),
+                    Ok(()) => {
+                        let now = control.settings().get(setting.key());
+                        self.events.send(control::Event::SettingChanged {
+                            key: now.key().name().to_string(),
+                            value: now.value_text(),
+                        });
+                        Reply::Value(now)
+                    }
+                }
+            }
+            Command::Throttle => match control.manual_throttle_by() {
+                Some(_) => Reply::error("the manual throttle is already on"),
+                None => {
+                    control.throttle("the operator");
+                    Reply::done(format!(
+                        "manual throttle on: the backfill waits {when} until `no-throttle`"
+                    ))
+                }
+            },
+            Command::NoThrottle => match control.manual_throttle_by() {
+                None => Reply::error("the manual throttle is not on"),
+                Some(_) => {
+                    control.clear_throttle();
+                    Reply::done("manual throttle off (automatic throttle inputs still apply)")
+                }
+            },
+            Command::Abort => match control.stop_requested() {
+                Some(why) => Reply::error(format!("the run is already stopping ({why})")),
+                None => {
+                    control.stop("aborted by the operator");
+                    let name = lock(&self.view).migration.clone();
+                    Reply::done(format!(
+                        "stopping {when}; nothing is rolled back, and `zdm start {name}` \
+                         resumes from the checkpoint"
+                    ))
+                }
+            },
+        }
+    }
+
+    fn status(&self) -> RunStatus {
+        let view = lock(&self.view);
+        RunStatus {
+            migration: view.migration.clone(),
+            status: view.status.clone(),
+            step: view.step.clone(),
+            progress: view.progress.clone(),
+            paused: self.control.paused_by().is_some(),
+            manual_throttle: self.control.manual_throttle_by().is_some(),
+            throttle_reasons: view.held_back_by(),
+            settings: self.control.settings(),
+        }
+    }
+
+    /// Records a command that changed the run in `zdm.audit`, on a connection of its own.
+    async fn audit(&self, command: &Command) -> Result<(), String> {
+        let migration = lock(&self.view).migration.clone();
+        if audit::entry_for_command(&migration, command).is_none() {
+            return Ok(());
+        }
+        let Some(url) = self.url.clone() else {
+            return Err("it is not recorded in zdm.audit (no usable database URL)".to_string());
+        };
+        let record = record(url, migration, command.clone());
+        match tokio::time::timeout(AUDIT_TIMEOUT, record).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(why)) => Err(format!("it is not recorded in zdm.audit: {why}")),
+            Err(_) => Err(format!(
+                "it is not recorded in zdm.audit: the database did not answer within {} s",
+                AUDIT_TIMEOUT.as_secs()
+            )),
+        }
+    }
+}
+
+/// Appends the audit row of `command` on a blocking thread with a runtime of its own:
+/// sqlx's executor bounds keep the compiler from proving the future `Send`, so it cannot
+/// run in the answering task itself.
+async fn record(
+    url: crate::db::DatabaseUrl,
+    migration: String,
+    command: Command,
+) -> Result<(), String> {
+    let recorded = tokio::task::spawn_blocking(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("cannot start a runtime for it: {e}"))?;
+        runtime.block_on(async {
+            let Some(entry) = audit::entry_for_command(&migration, &command) else {
+                return Ok(());
+            };
+            let options = url.connect_options().map_err(|e| e.to_string())?;
+            let mut conn = PgConnection::connect_with(&Identity::current().apply(options))
+                .await
+                .map_err(|e| e.to_string())?;
+            let recorded = audit::record(&mut conn, entry).await;
+            let _ = conn.close().await;
+            recorded.map_err(|e| e.to_string())
+        })
+    });
+    recorded
+        .await
+        .unwrap_or_else(|e| Err(format!("its thread failed: {e}")))
+}

@@ -1,0 +1,490 @@
+//! A real run serving its control socket: `zdm start` (in the foreground and detached)
+//! on a real PostgreSQL, steered through the socket by `zdm::control::Client` and the
+//! `zdm ctl` / `zdm attach` binaries: pause, set and throttle take effect within one batch,
+//! every change is audited, abort stops resumably, and no row is lost or done twice.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command as Process};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use zdm::control::{discover, Client, Command, Event, Reply, RunState, Running, Setting};
+use zdm::localpg::LocalPg;
+
+const ROWS: i64 = 150_000;
+const MIGRATION: &str = "0001_items_qty2";
+
+/// A database with `ROWS` items, a migration adding `qty2 = qty * 2` by backfill, a
+/// config that keeps batches small and paced (so the backfill takes many batches), and
+/// private runtime/state directories for the sockets and logs.
+struct Scene {
+    pg: LocalPg,
+    pool: sqlx::PgPool,
+    root: tempfile::TempDir,
+    url: String,
+}
+
+impl Scene {
+    async fn new(database: &str) -> Scene {
+        let pg = common::primary();
+        let pool = common::database(&pg, database).await;
+        sqlx::raw_sql(&format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, qty integer NOT NULL); \
+             INSERT INTO items SELECT g, g % 97 FROM generate_series(1, {ROWS}) g; \
+             ANALYZE items;"
+        ))
+        .execute(&pool)
+        .await
+        .expect("load items");
+        let root = tempfile::tempdir().expect("tempdir");
+        let migrations = root.path().join("migrations");
+        std::fs::create_dir_all(&migrations).expect("migrations dir");
+        std::fs::write(
+            migrations.join(format!("{MIGRATION}.toml")),
+            "description = \"items get qty2\"\n\n[[operations]]\nop = \"add_column\"\n\
+             table = \"items\"\ncolumn = { name = \"qty2\", type = \"integer\" }\n\
+             up = \"qty * 2\"\n",
+        )
+        .expect("write migration");
+        std::fs::write(
+            root.path().join("zdm.toml"),
+            "[backfill]\ntarget_batch_ms = 40\nstart_batch_rows = 500\nmax_batch_rows = 1500\n\
+             nice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = -1\n\
+             max_active_sessions_factor = -1\nmax_canary_factor = -1\n",
+        )
+        .expect("write zdm.toml");
+        // Trust authentication ignores the password: it is here to show it never leaks.
+        let url = format!(
+            "postgres://postgres:s3cr3t-pw@127.0.0.1:{}/{database}",
+            pg.primary().port()
+        );
+        Scene {
+            pg,
+            pool,
+            root,
+            url,
+        }
+    }
+
+    fn runtime(&self) -> PathBuf {
+        self.root.path().join("run").join("zdm")
+    }
+
+    fn state(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    fn zdm(&self, args: &[&str]) -> Process {
+        let mut process = Process::new(common::zdm_binary());
+        process
+            .args(args)
+            .current_dir(self.root.path())
+            .env("DATABASE_URL", &self.url)
+            .env("XDG_RUNTIME_DIR", self.root.path().join("run"))
+            .env("XDG_STATE_HOME", self.state())
+            .env("ZDM_LOG_FILE", self.root.path().join("zdm.log"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        process
+    }
+
+    async fn run(&self, args: &[&str]) -> (bool, String, String) {
+        let output = self.zdm(args).output().await.expect("run zdm");
+        (
+            output.status.success(),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    }
+
+    /// The run's socket, once it answers.
+    async fn running(&self) -> Running {
+        for _ in 0..300 {
+            if let Some(run) = discover(&self.runtime()).await.into_iter().next() {
+                return run;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("no run served its control socket within 30 s");
+    }
+
+    async fn filled(&self) -> i64 {
+        sqlx::query_scalar("SELECT count(*) FROM items WHERE qty2 IS NOT NULL")
+            .fetch_one(&self.pool)
+            .await
+            .expect("count filled rows")
+    }
+
+    /// Every row has the right value, exactly once (a second application would show as
+    /// a wrong value only if `up` were not idempotent, so the batches are counted too).
+    async fn assert_every_row_right(&self) {
+        let (right, wrong): (i64, i64) = sqlx::query_as(
+            "SELECT count(*) FILTER (WHERE qty2 = qty * 2), \
+                    count(*) FILTER (WHERE qty2 IS DISTINCT FROM qty * 2) FROM items",
+        )
+        .fetch_one(&self.pool)
+        .await
+        .expect("check rows");
+        assert_eq!((right, wrong), (ROWS, 0));
+    }
+
+    async fn audit_actions(&self) -> Vec<(String, Option<String>)> {
+        sqlx::query_as("SELECT action, detail FROM zdm.audit ORDER BY id")
+            .fetch_all(&self.pool)
+            .await
+            .expect("read zdm.audit")
+    }
+}
+
+/// Follows the run's events in the background.
+async fn follow(run: &Running) -> UnboundedReceiver<Event> {
+    let (_, mut stream) = Client::connect(&run.path)
+        .await
+        .expect("connect")
+        .attach()
+        .await
+        .expect("attach");
+    let (sender, receiver) = unbounded_channel();
+    tokio::spawn(async move {
+        while let Ok(Some(stamped)) = stream.next().await {
+            if sender.send(stamped.event).is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+/// Events up to and including the first that matches (panics after `within`).
+async fn until(
+    events: &mut UnboundedReceiver<Event>,
+    within: Duration,
+    matches: impl Fn(&Event) -> bool,
+) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        match tokio::time::timeout_at(deadline, events.recv()).await {
+            Ok(Some(event)) => {
+                let done = matches(&event);
+                seen.push(event);
+                if done {
+                    return seen;
+                }
+            }
+            Ok(None) => panic!("the event stream ended; last events: {:?}", tail(&seen)),
+            Err(_) => panic!(
+                "no matching event within {within:?}; last: {:?}",
+                tail(&seen)
+            ),
+        }
+    }
+}
+
+/// Everything that arrives within `window`.
+async fn during(events: &mut UnboundedReceiver<Event>, window: Duration) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let deadline = tokio::time::Instant::now() + window;
+    while let Ok(Some(event)) = tokio::time::timeout_at(deadline, events.recv()).await {
+        seen.push(event);
+    }
+    seen
+}
+
+fn tail(events: &[Event]) -> &[Event] {
+    &events[events.len().saturating_sub(6)..]
+}
+
+fn batches(events: &[Event]) -> Vec<&zdm::control::BatchDone> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            Event::BatchDone(batch) => Some(batch),
+            _ => None,
+        })
+        .collect()
+}
+
+async fn send(run: &Running, command: Command) -> Reply {
+    let mut client = Client::connect(&run.path).await.expect("connect");
+    client.send(&command).await.expect("reply")
+}
+
+async fn exits(child: &mut Child) -> std::process::ExitStatus {
+    tokio::time::timeout(Duration::from_secs(60), child.wait())
+        .await
+        .expect("zdm start ends")
+        .expect("wait for zdm start")
+}
+
+#[tokio::test]
+async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch() {
+    let scene = Scene::new("steered").await;
+    let mut start = scene.zdm(&["start", MIGRATION]).spawn().expect("zdm start");
+    let run = scene.running().await;
+    assert_eq!(run.info.migration, MIGRATION);
+    assert_eq!(run.info.target.database, "steered");
+    let mut events = follow(&run).await;
+    until(
+        &mut events,
+        Duration::from_secs(30),
+        |e| matches!(e, Event::BatchDone(b) if b.batch >= 3),
+    )
+    .await;
+
+    // Pause: at most the batch in flight commits, then nothing moves.
+    let reply = send(&run, Command::Pause).await;
+    assert!(reply.is_ok(), "{reply:?}");
+    let before_pause = until(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, Event::Paused { .. })
+    })
+    .await;
+    assert!(
+        batches(&before_pause).len() <= 1,
+        "more than the batch in flight ran after pause: {before_pause:?}"
+    );
+    let filled = scene.filled().await;
+    let paused = during(&mut events, Duration::from_millis(1500)).await;
+    assert!(
+        batches(&paused).is_empty(),
+        "batches while paused: {paused:?}"
+    );
+    assert_eq!(scene.filled().await, filled, "rows changed while paused");
+    assert!(filled < ROWS, "the backfill finished before the pause");
+    let Reply::Error(again) = send(&run, Command::Pause).await else {
+        panic!("a second pause was accepted");
+    };
+    assert!(again.contains("already paused"), "{again}");
+
+    // Status while paused, and a smaller batch ceiling set meanwhile.
+    let Reply::Status(status) = send(&run, Command::Status).await else {
+        panic!("status refused");
+    };
+    assert!(status.paused, "{status:?}");
+    assert_eq!(status.status, "backfilling");
+    assert_eq!(
+        status.progress.as_ref().map(|p| p.state),
+        Some(RunState::Paused)
+    );
+    let reply = send(&run, Command::Set(Setting::MaxBatchRows(200))).await;
+    assert_eq!(reply, Reply::Value(Setting::MaxBatchRows(200)));
+    let refused = send(&run, Command::Set(Setting::MinBatchRows(5000))).await;
+    assert!(
+        matches!(&refused, Reply::Error(e) if e.contains("must not exceed max_batch_rows (200)")),
+        "{refused:?}"
+    );
+
+    // Resume: the very next batch is within the new ceiling.
+    assert!(send(&run, Command::Resume).await.is_ok());
+    let resumed = until(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, Event::BatchDone(_))
+    })
+    .await;
+    assert!(
+        resumed.iter().any(|e| matches!(e, Event::Resumed { .. })),
+        "{resumed:?}"
+    );
+    assert!(
+        resumed
+            .iter()
+            .any(|e| matches!(e, Event::SettingChanged { key, value } if key == "max_batch_rows" && value == "200")),
+        "{resumed:?}"
+    );
+    let first = batches(&resumed)[0];
+    assert!(first.size <= 200, "first batch after set: {first:?}");
+
+    // A manual throttle holds the backfill, with its reason shown, until cleared.
+    assert!(send(&run, Command::Throttle).await.is_ok());
+    let throttled = until(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, Event::ThrottleOn { .. })
+    })
+    .await;
+    assert!(batches(&throttled).len() <= 1, "{throttled:?}");
+    let held = during(&mut events, Duration::from_millis(1500)).await;
+    assert!(
+        batches(&held).is_empty(),
+        "batches while throttled: {held:?}"
+    );
+    assert!(
+        held.iter().any(|e| matches!(e, Event::Progress(p)
+            if p.state == RunState::Throttled
+                && p.reason.as_deref().is_some_and(|r| r.contains("by hand")))),
+        "{held:?}"
+    );
+    assert!(send(&run, Command::NoThrottle).await.is_ok());
+    until(&mut events, Duration::from_secs(10), |e| {
+        matches!(e, Event::ThrottleOff { .. })
+    })
+    .await;
+
+    // Faster to the end, then the last words.
+    let reply = send(&run, Command::Set(Setting::MaxBatchRows(20_000))).await;
+    assert!(reply.is_ok(), "{reply:?}");
+    assert!(send(&run, Command::Set(Setting::NiceRatio(0.0)))
+        .await
+        .is_ok());
+    let end = until(&mut events, Duration::from_secs(60), |e| {
+        matches!(e, Event::Finished { .. })
+    })
+    .await;
+    let Some(Event::Finished { ok, message, .. }) = end.last() else {
+        unreachable!()
+    };
+    assert!(ok, "{message}");
+    assert!(
+        end.iter().any(
+            |e| matches!(e, Event::StatusChanged { status, .. } if status == "ready_to_contract")
+        ),
+        "{end:?}"
+    );
+    assert!(exits(&mut start).await.success());
+    scene.assert_every_row_right().await;
+
+    let audit = scene.audit_actions().await;
+    let actions: Vec<&str> = audit.iter().map(|(action, _)| action.as_str()).collect();
+    for expected in ["start", "pause", "resume", "throttle"] {
+        assert!(actions.contains(&expected), "{expected} missing: {audit:?}");
+    }
+    let details: Vec<&str> = audit.iter().filter_map(|(_, d)| d.as_deref()).collect();
+    for expected in [
+        "set max_batch_rows=200",
+        "manual throttle on",
+        "manual throttle off",
+    ] {
+        assert!(details.contains(&expected), "{expected} missing: {audit:?}");
+    }
+    assert!(
+        !details.iter().any(|d| d.contains("min_batch_rows")),
+        "a refused set was audited: {audit:?}"
+    );
+    assert!(
+        discover(&scene.runtime()).await.is_empty(),
+        "the socket outlived the run"
+    );
+}
+
+#[tokio::test]
+async fn a_detached_run_outlives_its_starter_is_followed_aborted_and_resumed() {
+    let scene = Scene::new("detached").await;
+    let (ok, stdout, stderr) = scene.run(&["start", MIGRATION, "--detach"]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("runs in the background (pid "), "{stdout}");
+    assert!(
+        stdout.contains(&format!("zdm attach {MIGRATION}")),
+        "{stdout}"
+    );
+    let log = log_of(&stdout);
+    let run = scene.running().await;
+    assert!(process_alive(run.info.pid), "the runner is gone");
+    let mut events = follow(&run).await;
+    until(&mut events, Duration::from_secs(30), |e| {
+        matches!(e, Event::BatchDone(_))
+    })
+    .await;
+
+    // `zdm ctl` and `zdm attach` reach it from "another terminal".
+    let (ok, status, stderr) = scene.run(&["ctl", "status"]).await;
+    assert!(ok, "{stderr}");
+    assert!(status.contains(MIGRATION), "{status}");
+    let attach = scene
+        .zdm(&["attach", "--json"])
+        .spawn()
+        .expect("zdm attach");
+    // Attached once it has said so (its first line) or shortly after.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (ok, stdout, stderr) = scene.run(&["ctl", "abort"]).await;
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("stopping"), "{stdout}");
+    let attached = tokio::time::timeout(Duration::from_secs(60), attach.wait_with_output())
+        .await
+        .expect("zdm attach ends with the run")
+        .expect("attach output");
+    let lines = String::from_utf8_lossy(&attached.stdout).into_owned();
+    let last: serde_json::Value = serde_json::from_str(lines.lines().last().unwrap_or("{}"))
+        .unwrap_or_else(|e| panic!("{e}: {lines}"));
+    assert_eq!(last["event"], "finished", "{lines}");
+    assert_eq!(last["ok"], false, "{lines}");
+    assert!(
+        last["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("aborted by the operator")),
+        "{lines}"
+    );
+    wait_gone(run.info.pid).await;
+    let filled = scene.filled().await;
+    assert!(filled > 0 && filled < ROWS, "{filled} rows after abort");
+
+    // Started again, detached: it resumes from the checkpoint and finishes.
+    let (ok, _, stderr) = scene.run(&["start", MIGRATION, "--detach"]).await;
+    assert!(ok, "{stderr}");
+    let run = scene.running().await;
+    let mut events = follow(&run).await;
+    let _ = send(&run, Command::Set(Setting::MaxBatchRows(50_000))).await;
+    let _ = send(&run, Command::Set(Setting::NiceRatio(0.0))).await;
+    let end = until(&mut events, Duration::from_secs(120), |e| {
+        matches!(e, Event::Finished { .. })
+    })
+    .await;
+    assert!(
+        matches!(end.last(), Some(Event::Finished { ok: true, .. })),
+        "{:?}",
+        tail(&end)
+    );
+    wait_gone(run.info.pid).await;
+    scene.assert_every_row_right().await;
+
+    // Its log is private, readable, and never shows the password.
+    let text = std::fs::read_to_string(&log).expect("read the runner's log");
+    assert!(text.contains("backfill"), "{text}");
+    assert!(!text.contains("s3cr3t-pw"), "{text}");
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&log).expect("log").permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[tokio::test]
+async fn a_runner_that_cannot_start_says_why_with_its_log() {
+    let scene = Scene::new("refused").await;
+    let (ok, stdout, stderr) = scene.run(&["start", "0009_missing", "--detach"]).await;
+    assert!(!ok, "{stdout}");
+    assert!(stderr.contains("ended"), "{stderr}");
+    assert!(stderr.contains("0009_missing"), "{stderr}");
+    assert!(!stderr.contains("s3cr3t-pw"), "{stderr}");
+    let (ok, _, stderr) = scene.run(&["start", "--detach"]).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("NAME") || stderr.contains("<NAME>"),
+        "{stderr}"
+    );
+    drop(scene.pg);
+}
+
+fn log_of(stdout: &str) -> PathBuf {
+    let line = stdout
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("log:"))
+        .unwrap_or_else(|| panic!("no log line: {stdout}"));
+    Path::new(line.trim()).to_path_buf()
+}
+
+fn process_alive(pid: u32) -> bool {
+    let pid = nix::unistd::Pid::from_raw(pid as i32);
+    nix::sys::signal::kill(pid, None).is_ok()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2) == Some("Z"))
+}
+
+async fn wait_gone(pid: u32) {
+    for _ in 0..300 {
+        if !process_alive(pid) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the runner (pid {pid}) is still running");
+}
