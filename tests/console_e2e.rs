@@ -284,7 +284,11 @@ impl Drop for Frozen {
 async fn a_stalled_database_is_reported_while_the_console_keeps_answering_keys() {
     let (pg, url) = shop().await;
     let sandbox = Sandbox::new();
-    let tmux = Tmux::start(&console_command(&sandbox, &url, &log_file("stall")), 100, 30);
+    let tmux = Tmux::start(
+        &console_command(&sandbox, &url, &log_file("stall")),
+        100,
+        30,
+    );
     tmux.wait_for("connected", PATIENCE, |s| {
         s.contains("connected") && s.contains("0001_orders_add_status")
     });
@@ -572,7 +576,11 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     run.abort();
     let _ = run.await;
 
-    let tmux = Tmux::start(&console_command_in(&sandbox, &url, dir.path(), &log), 100, 30);
+    let tmux = Tmux::start(
+        &console_command_in(&sandbox, &url, dir.path(), &log),
+        100,
+        30,
+    );
     let screen = tmux.wait_for_text("STOPPED", PATIENCE);
     assert!(screen.contains("[backfilling]"), "{screen}");
     tmux.keys(&["Tab", "Tab"]);
@@ -723,7 +731,10 @@ async fn backfill_moves_past(pg: &LocalPg, than: i64) -> i64 {
         if now > than {
             return now;
         }
-        assert!(Instant::now() < deadline, "the backfill stays at {now} rows");
+        assert!(
+            Instant::now() < deadline,
+            "the backfill stays at {now} rows"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -807,7 +818,10 @@ async fn pause_and_resume_from_the_console_hold_and_release_the_backfill() {
     tmux.keys(&["q"]);
     tmux.wait_for_text("zdm exited with 0", PATIENCE);
     assert!(sandbox.runs().await.is_empty(), "no run is left serving");
-    assert_eq!(recorded_status(&pg, "0001_orders_add_status").await, "complete");
+    assert_eq!(
+        recorded_status(&pg, "0001_orders_add_status").await,
+        "complete"
+    );
 }
 
 /// An SSH drop (SIGHUP) kills the console, never the run: the runner goes on, `zdm attach`
@@ -825,7 +839,10 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     let run = sandbox.the_run().await;
     let runner = run.info.pid;
     let console = child_named(tmux.pane_pid(), "zdm").expect("the console under the shell");
-    assert_ne!(console, runner as i32, "the run is not the console's process");
+    assert_ne!(
+        console, runner as i32,
+        "the run is not the console's process"
+    );
 
     kill(Pid::from_raw(console), Signal::SIGHUP).expect("hang up the console");
     tmux.wait_for_text("zdm exited with 0", PATIENCE);
@@ -845,7 +862,10 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     let (lines, printed) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if lines.send(line).is_err() {
                 return;
             }
@@ -858,7 +878,10 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     kill(Pid::from_raw(attach.id() as i32), Signal::SIGINT).expect("Ctrl-C zdm attach");
     let attached = attach.wait_with_output().expect("zdm attach ends");
     let said = String::from_utf8_lossy(&attached.stderr);
-    assert!(said.contains("detached; 0001_orders_add_status goes on"), "{said}");
+    assert!(
+        said.contains("detached; 0001_orders_add_status goes on"),
+        "{said}"
+    );
     assert!(alive(runner), "detaching zdm attach leaves the run going");
 
     // A new console finds the run and follows it.

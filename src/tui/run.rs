@@ -320,9 +320,12 @@ impl Console {
                         ),
                     );
                 }
+                // The gates judge again in the runner, over the configured window, before it
+                // contracts: the database may have changed since the dialog showed them.
                 self.spawn(Job::Complete {
                     migration,
                     overrides,
+                    window: None,
                 });
             }
             Action::Rollback(name) => self.spawn(Job::Rollback { migration: name }),
