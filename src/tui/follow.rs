@@ -545,12 +545,8 @@ impl Console {
                     Phase::Rollback => MigrationState::RollingBack,
                 };
                 self.set_row_state(&migration, state);
-                if phase == Phase::Backfill
-                    && self.app.backfill.as_ref().is_some_and(|view| view.finished)
-                {
-                    // Another backfill step: the last one's figures are history.
-                    self.app.backfill = None;
-                }
+                // A finished backfill's figures stay until the next one's first progress
+                // (a backfill phase also has steps that are not batched: validations).
                 if let Some((plan, current)) = self.plans.get_mut(&migration) {
                     *current = backend::step_index(plan, phase, index);
                 }
@@ -629,7 +625,8 @@ impl Console {
 
     /// The backfill finished: every row that needed it is done.
     fn finish_backfill_view(&mut self) {
-        let Some(view) = &mut self.app.backfill else {
+        let Some(view) = self.app.backfill.as_mut().filter(|view| !view.finished) else {
+            // A step of the backfill phase that is not batched (a validation) ended.
             return;
         };
         view.rows_total = view.rows_done;
