@@ -316,6 +316,10 @@ pub struct AttachArgs {
     #[arg(long, value_name = "NAME")]
     pub migration: Option<String>,
 
+    /// The same as --migration: `zdm attach NAME`, as the console and `--detach` say
+    #[arg(value_name = "NAME", conflicts_with = "migration")]
+    pub name: Option<String>,
+
     /// Print every event as one JSON object per line
     #[arg(long)]
     pub json: bool,

@@ -771,7 +771,10 @@ fn gauge(screen: &str) -> Option<String> {
 }
 
 const BIG: f64 = 0.05; // 50,000 orders
-const SMALL_BATCHES: &str = "backfill_batch_size = 20\n"; // 2,500 batches of them
+/// Small batches at a capped rate: 50,000 orders take hundreds of batches and some 25
+/// seconds, time to pause, hang up, attach and look.
+const SLOW_BACKFILL: &str =
+    "[backfill]\nstart_batch_rows = 20\nmax_batch_rows = 200\nmax_rows_per_second = 2000\n";
 
 /// The console starts 0001 and shows its backfill running (focus on the Backfill pane).
 fn start_0001(tmux: &Tmux) {
@@ -787,7 +790,7 @@ async fn pause_and_resume_from_the_console_hold_and_release_the_backfill() {
     let (pg, url) = shop_of(BIG).await;
     let sandbox = Sandbox::new();
     let log = log_file("pause");
-    std::fs::write(log.with_extension("toml"), SMALL_BATCHES).expect("config");
+    std::fs::write(log.with_extension("toml"), SLOW_BACKFILL).expect("config");
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
     let tmux = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
     start_0001(&tmux);
@@ -841,7 +844,7 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     let (pg, url) = shop_of(BIG).await;
     let sandbox = Sandbox::new();
     let log = log_file("sighup-run");
-    std::fs::write(log.with_extension("toml"), SMALL_BATCHES).expect("config");
+    std::fs::write(log.with_extension("toml"), SLOW_BACKFILL).expect("config");
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
     let tmux = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
     start_0001(&tmux);
@@ -941,7 +944,7 @@ async fn quitting_during_a_backfill_asks_then_pauses_it_in_its_runner() {
     let (pg, url) = shop_of(BIG).await;
     let sandbox = Sandbox::new();
     let log = log_file("quit");
-    std::fs::write(log.with_extension("toml"), SMALL_BATCHES).expect("config");
+    std::fs::write(log.with_extension("toml"), SLOW_BACKFILL).expect("config");
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
     let tmux = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
     start_0001(&tmux);

@@ -116,7 +116,8 @@ pub async fn attach(args: &AttachArgs, out: &mut impl Write) -> Result<(), Error
     // Listening for Ctrl-C before attaching: from the moment the run counts this client,
     // Ctrl-C must detach cleanly rather than kill the process mid-line.
     let mut interrupt = signal(SignalKind::interrupt()).ok();
-    let run = find(&runtime_dir(), args.migration.as_deref()).await?;
+    let named = args.migration.as_deref().or(args.name.as_deref());
+    let run = find(&runtime_dir(), named).await?;
     let (info, mut events) = Client::connect(&run.path).await?.attach().await?;
     // Messages about the stream go to stderr so that stdout stays pure event lines.
     eprintln!(

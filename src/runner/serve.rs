@@ -124,11 +124,14 @@ impl Served {
             ok,
             message,
         });
-        if let Some(answering) = self.answering {
-            answering.abort();
-        }
+        // The socket drains first: a command being answered (`abort`, whose audit row is
+        // still being written as the run stops) gets its reply out rather than a
+        // "not applied" for a change that was applied.
         if let Some(server) = self.server {
             server.shutdown().await;
+        }
+        if let Some(answering) = self.answering {
+            answering.abort();
         }
     }
 }
