@@ -784,7 +784,8 @@ fn start_0001(tmux: &Tmux) {
 }
 
 /// `p` pauses the backfill in its runner (no row changes while paused), `p` again resumes
-/// it, and it goes on to 100 % and is contracted by typing the name.
+/// it; `+` / `-` change its batch time target and `t` throttles it by hand; it goes on to
+/// 100 % and is contracted by typing the name.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_and_resume_from_the_console_hold_and_release_the_backfill() {
     let (pg, url) = shop_of(BIG).await;
@@ -813,7 +814,25 @@ async fn pause_and_resume_from_the_console_hold_and_release_the_backfill() {
     tmux.wait_for("the resume", PATIENCE, |s| {
         !s.contains("PAUSED") && s.contains("[backfilling]")
     });
-    backfill_moves_past(&pg, held).await;
+    let moved = backfill_moves_past(&pg, held).await;
+
+    // + / - scale the batch time target in the run (200 ms by default) by 1.5.
+    tmux.keys(&["+"]);
+    tmux.wait_for_text("(target 300 ms)", PATIENCE);
+    tmux.keys(&["-"]);
+    tmux.wait_for_text("(target 200 ms)", PATIENCE);
+    // t holds the backfill back by hand until t again.
+    tmux.keys(&["t"]);
+    tmux.wait_for("the manual throttle", PATIENCE, |s| {
+        s.contains("state  THROTTLED") && s.contains("[throttled]")
+    });
+    let throttled = backfill_holds(&pg).await;
+    assert!(throttled >= moved);
+    tmux.keys(&["t"]);
+    tmux.wait_for("the throttle released", PATIENCE, |s| {
+        s.contains("state  running") && s.contains("[backfilling]")
+    });
+    backfill_moves_past(&pg, throttled).await;
 
     let done = tmux.wait_for("the backfill at 100 %", Duration::from_secs(180), |s| {
         s.contains("100.0%") && s.contains("[ready to contract]")
@@ -825,8 +844,6 @@ async fn pause_and_resume_from_the_console_hold_and_release_the_backfill() {
     let gates = tmux.wait_for_text("PASS", PATIENCE);
     confirm_contract(&tmux, "0001_orders_add_status", &gates);
     tmux.wait_for_text("[complete]", Duration::from_secs(60));
-    tmux.keys(&["l"]);
-    tmux.wait_for_text("resumed after", PATIENCE);
     tmux.keys(&["q"]);
     tmux.wait_for_text("zdm exited with 0", PATIENCE);
     assert!(sandbox.runs().await.is_empty(), "no run is left serving");
@@ -834,6 +851,21 @@ async fn pause_and_resume_from_the_console_hold_and_release_the_backfill() {
         recorded_status(&pg, "0001_orders_add_status").await,
         "complete"
     );
+    // The run's answers and events are in the console's log.
+    let written = std::fs::read_to_string(&log).expect("zdm's log file");
+    for words in [
+        "0001_orders_add_status: paused: ",
+        "0001_orders_add_status: resumed after",
+        "setting changed: batch_target=300ms",
+        "setting changed: batch_target=200ms",
+        "throttle (0001_orders_add_status): ",
+        "contract: 0001_orders_add_status: complete",
+    ] {
+        assert!(
+            written.contains(words),
+            "{words:?} is not in the log:\n{written}"
+        );
+    }
 }
 
 /// An SSH drop (SIGHUP) kills the console, never the run: the runner goes on, `zdm attach`

@@ -407,9 +407,21 @@ impl Console {
         let migration = run.migration.clone();
         self.app.manual_throttle = status.manual_throttle;
         if let Some(progress) = &status.progress {
-            let mut view = BackfillView::from_progress(progress);
-            view.paused = view.paused || status.paused;
-            self.app.backfill = Some(view);
+            // The run's last progress, kept for status: shown unless an event already
+            // brought newer figures.
+            let newer = self.app.backfill.as_ref().is_none_or(|view| {
+                view.table != progress.table || progress.rows_done > view.rows_done
+            });
+            if newer {
+                self.app.backfill = Some(BackfillView::from_progress(progress));
+            }
+        }
+        if let Some(view) = &mut self.app.backfill {
+            // The settings in force, not those of the last progress (a `set` since).
+            view.batch_target = Some(status.settings.pacing.target);
+            if phase == Some(Phase::Backfill) && !view.finished {
+                view.paused = status.paused;
+            }
         }
         if phase == Some(Phase::Backfill) {
             self.set_row_state(&migration, backfill_badge(state));
