@@ -653,6 +653,55 @@ fn the_demo_opens_the_console_and_stops_its_servers_when_it_quits() {
     );
 }
 
+/// In `zdm demo`, whose servers stop with the console, quitting while a migration runs
+/// offers to stop it instead of detaching: `s` aborts it after its current batch and the
+/// console quits once its runner has ended (resumable: the checkpoint holds).
+#[test]
+fn the_demo_stops_a_running_migration_before_it_quits() {
+    let sandbox = Sandbox::new();
+    // The demo reads ./zdm.toml: a capped rate keeps the backfill going while we look.
+    let cwd = tempfile::tempdir().expect("a working directory");
+    std::fs::write(
+        cwd.path().join("zdm.toml"),
+        format!("{SLOW_BACKFILL}\n[throttle]\nmax_host_cpu_percent = -1\nmax_canary_factor = -1\n"),
+    )
+    .expect("zdm.toml");
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations");
+    let command = format!(
+        "cd '{}' && {} {} demo --scale {BIG} --no-replica --workload-sessions 1 --dir '{dir}' \
+         --log-file '{}'; echo \"zdm exited with $?\"; sleep 600",
+        cwd.path().display(),
+        sandbox.env(),
+        common::zdm_binary().display(),
+        log_file("demo-stop").display()
+    );
+    let tmux = Tmux::start(&command, 100, 30);
+    tmux.wait_for("the console on the demo", Duration::from_secs(180), |s| {
+        s.contains("0001_orders_add_status") && s.contains("connected") && s.contains("EXPAND")
+    });
+    start_0001(&tmux);
+
+    tmux.keys(&["q"]);
+    let screen = tmux.wait_for_text("cannot go on", PATIENCE);
+    assert!(
+        screen.contains("s stop it after its current batch"),
+        "{screen}"
+    );
+    assert!(!screen.contains("detach"), "{screen}");
+    tmux.keys(&["s"]);
+    let screen = tmux.wait_for_text("zdm exited with 0", Duration::from_secs(90));
+    assert!(
+        screen.contains("0001_orders_add_status stopped; its checkpoint holds"),
+        "{screen}"
+    );
+    assert!(screen.contains("was removed"), "the demo stopped: {screen}");
+    assert!(
+        sandbox.processes().is_empty(),
+        "no zdm process is left: {:?}",
+        sandbox.processes()
+    );
+}
+
 /// A sample migration from start to finish through the console: planned from its file,
 /// started with `s` (expand, then the backfill followed to 100 %), contracted by typing its
 /// name (and `override` for the gates this build cannot evaluate yet).
