@@ -655,3 +655,46 @@ impl Console {
         self.log(Level::Info, text);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn badges_follow_the_backfill_state_and_status_keys() {
+        assert_eq!(
+            backfill_badge(Some(RunState::Paused)),
+            MigrationState::Paused
+        );
+        assert_eq!(
+            backfill_badge(Some(RunState::Throttled)),
+            MigrationState::Throttled
+        );
+        assert_eq!(backfill_badge(None), MigrationState::Backfilling);
+        assert_eq!(
+            state_of_key("ready_to_contract"),
+            Some(MigrationState::ReadyToContract)
+        );
+        assert_eq!(
+            state_of_key("rolled_back"),
+            Some(MigrationState::RolledBack)
+        );
+        assert_eq!(state_of_key("no such status"), None);
+    }
+
+    #[test]
+    fn only_an_attached_unfinished_run_in_its_backfill_is_steered() {
+        let mut run = Followed::new(PathBuf::from("/tmp/x.sock"), "m".to_string(), 42);
+        assert!(!run.is_live(), "not attached yet");
+        run.attached = true;
+        assert!(run.is_live());
+        assert!(!run.is_backfilling(), "no step known yet");
+        run.phase = Some(Phase::Backfill);
+        assert!(run.is_backfilling());
+        run.finished = true;
+        assert!(!run.is_live() && !run.is_backfilling());
+        assert_eq!(run.log_words(), "its log");
+        run.log = Some(PathBuf::from("/var/log/m.log"));
+        assert_eq!(run.log_words(), "its log /var/log/m.log");
+    }
+}

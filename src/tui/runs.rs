@@ -331,11 +331,11 @@ async fn follow_when_ready(
     }
 }
 
-/// The job's word (as the log says it) and its migration.
+/// The job's word as the console says it (`zdm complete` is contract) and its migration.
 pub fn describe(job: &Job) -> (&'static str, String) {
-    match job {
-        Job::Start { migration } => ("start", migration.clone()),
-        Job::Complete { migration, .. } => ("contract", migration.clone()),
-        Job::Rollback { migration } => ("rollback", migration.clone()),
-    }
+    let word = match job {
+        Job::Complete { .. } => "contract",
+        _ => job.command(),
+    };
+    (word, job.migration().to_string())
 }
