@@ -356,11 +356,19 @@ impl Console {
                         "{name} could not be paused ({why}): it goes on in its runner{pid}.\n\
                          `zdm ctl pause` pauses it; `zdm attach {name}` follows it."
                     ),
-                    Ok(_) => format!(
-                        "{name} is paused, holding its place in its runner{pid}.\n\
-                         Resume it by reopening the console and pressing p, or with \
-                         `zdm ctl resume`; `zdm attach {name}` follows it."
-                    ),
+                    Ok(reply) => {
+                        let said = match reply {
+                            Reply::Done { message } if !message.is_empty() => {
+                                format!(" ({message})")
+                            }
+                            _ => String::new(),
+                        };
+                        format!(
+                            "{name} is paused, holding its place in its runner{pid}{said}.\n\
+                             Resume it by reopening the console and pressing p, or with \
+                             `zdm ctl resume`; `zdm attach {name}` follows it."
+                        )
+                    }
                 });
                 self.quit = true;
             }

@@ -288,6 +288,10 @@ impl Console {
     /// Runs live in their own sessions and go on.
     fn on_signal(&mut self, signal: &str) {
         let goes_on = match self.live_run().map(|run| run.migration.clone()) {
+            // `zdm demo` stops its servers next: the run stops with them, resumable.
+            Some(name) if !self.app.can_detach => {
+                format!("; {name} stops with the demo's servers (its checkpoint holds)")
+            }
             Some(name) => format!(
                 "; {name} goes on in its runner process (`zdm attach {name}` follows it, \
                  `zdm ctl` steers it)"
