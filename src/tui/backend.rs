@@ -561,7 +561,6 @@ mod tests {
             rewrites: false,
             scans: false,
             unchecked: false,
-            guard: None,
         }
     }
 
