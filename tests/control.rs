@@ -464,6 +464,46 @@ async fn a_stale_socket_is_replaced_and_a_live_one_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_socket_directory_is_made_again_and_the_run_is_reachable() {
+    // What systemd-logind does to $XDG_RUNTIME_DIR when the last session ends: the run
+    // (detached, still going) must be reachable again once the directory can be made.
+    let scratch = Scratch::new();
+    let (server, _run) = scratch.serve("0007_removed").await;
+    let path = server.path().to_path_buf();
+    std::fs::remove_dir_all(scratch.dir()).expect("remove the runtime directory");
+    assert!(!path.exists());
+    let mut reachable = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Ok(mut client) = zdm::control::Client::connect(&path).await {
+            reachable = client
+                .info()
+                .await
+                .is_ok_and(|i| i.migration == "0007_removed");
+            if reachable {
+                break;
+            }
+        }
+    }
+    assert!(reachable, "the socket was not bound again within 10 s");
+    let mode = std::fs::metadata(&path)
+        .expect("socket")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "bound again, still private");
+    let dir_mode = std::fs::metadata(scratch.dir())
+        .expect("dir")
+        .permissions()
+        .mode();
+    assert_eq!(dir_mode & 0o777, 0o700);
+    server.shutdown().await;
+    assert!(
+        !path.exists(),
+        "the socket bound again is removed at the end"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_attach_clients_both_get_every_event_until_the_run_ends() {
     let scratch = Scratch::new();
     let (server, _run) = scratch.serve("0005_attach").await;

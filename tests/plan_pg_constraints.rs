@@ -7,6 +7,7 @@ use plan_support::{
     catalog, client, demo_database, fetch_one, migration, run_phase, run_step, write_concurrently,
 };
 use zdm::db::catalog::{ConstraintKind, QualifiedName};
+use zdm::engine::{Engine, EngineOptions};
 use zdm::plan::{plan, LockLevel, Phase};
 
 fn orders_writes(first_id: i64, customer: i64) -> Vec<String> {
@@ -65,13 +66,21 @@ predicate = "shipped_at IS NOT NULL"
     assert_eq!(build.lock, LockLevel::ShareUpdateExclusive);
     assert!(!build.lock.blocks_writes());
 
-    // An interrupted earlier attempt: the same name, INVALID. Re-running the step rebuilds it.
+    // An interrupted earlier attempt: the same name, INVALID. The engine drops it before
+    // its build, so `IF NOT EXISTS` does not take it for a finished one.
     let _ = sqlx::raw_sql(
         "CREATE UNIQUE INDEX CONCURRENTLY orders_shipped_idx ON orders (customer_id)",
     )
     .execute(&pool)
     .await;
-    run_phase(&pool, &plan, Phase::Expand).await;
+    let mut engine = Engine::connect_with(
+        pg.primary().connect_options("create_index"),
+        EngineOptions::default(),
+    )
+    .await
+    .expect("engine");
+    engine.start(&plan, "checksum").await.expect("expand");
+    engine.close().await.expect("close");
     let old = client(&pg, "create_index", "public").await;
     let new = client(&pg, "create_index", "public_0006_index_shipped").await;
     write_concurrently(

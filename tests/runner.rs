@@ -488,3 +488,46 @@ async fn wait_gone(pid: u32) {
     }
     panic!("the runner (pid {pid}) is still running");
 }
+
+#[tokio::test]
+async fn the_backfill_writes_as_the_old_version_even_when_the_roles_path_names_the_new_one() {
+    let scene = Scene::new("pathed").await;
+    // A lossy type change (tenths): the sync trigger fills the new column from the old
+    // one for the old version, and the old column from the new one for the new version.
+    // A backfill taken for the new version would write `down(up(qty))` into the old
+    // column, changing what the old application sees.
+    let migrations = scene.root.path().join("migrations");
+    std::fs::remove_file(migrations.join(format!("{MIGRATION}.toml"))).expect("remove");
+    let name = "0001_items_qty_bigint";
+    std::fs::write(
+        migrations.join(format!("{name}.toml")),
+        "[[operations]]\nop = \"change_type\"\ntable = \"items\"\ncolumn = \"qty\"\n\
+         type = \"bigint\"\nup = \"(qty / 10)::bigint\"\ndown = \"(qty * 10)::integer\"\n",
+    )
+    .expect("write migration");
+    // As if the application's role (which zdm shares here) had been switched to the new
+    // version ahead of time: every new session of this database starts in it.
+    sqlx::raw_sql(&format!(
+        "ALTER DATABASE pathed SET search_path = public_{name}, public"
+    ))
+    .execute(&scene.pool)
+    .await
+    .expect("set the database's search_path");
+    std::fs::write(
+        scene.root.path().join("zdm.toml"),
+        "[backfill]\nmax_batch_rows = 50000\n\n[throttle]\nmax_host_cpu_percent = -1\n\
+         max_active_sessions_factor = -1\nmax_canary_factor = -1\n",
+    )
+    .expect("write zdm.toml");
+    let (ok, stdout, stderr) = scene.run(&["start", name]).await;
+    assert!(ok, "{stdout}\n{stderr}");
+    let (old_right, new_right): (i64, i64) = sqlx::query_as(&format!(
+        "SELECT count(*) FILTER (WHERE p.qty = p.id % 97), \
+                count(*) FILTER (WHERE v.qty = (p.id % 97) / 10) \
+         FROM public.items p JOIN public_{name}.items v USING (id)"
+    ))
+    .fetch_one(&scene.pool)
+    .await
+    .expect("compare the versions");
+    assert_eq!((old_right, new_right), (ROWS, ROWS));
+}

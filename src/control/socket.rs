@@ -1,10 +1,11 @@
 //! The control socket server of one run: binds the private unix socket (replacing a
-//! stale one, refusing a live one), reads one JSON request per line, hands commands to
-//! the run and writes its replies, and streams events to attached clients.
+//! stale one, refusing a live one, binding it again if its file is removed), reads one
+//! JSON request per line, hands commands to the run and writes its replies, and streams
+//! events to attached clients.
 
 use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::io::{AsyncWrite, AsyncWriteExt, BufReader};
@@ -31,14 +32,20 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 const COMMAND_QUEUE: usize = 16;
 /// How long shutdown waits for connections to flush their last events.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often the server checks that its socket file is still there.
+const CHECK_FILE_EVERY: Duration = Duration::from_secs(5);
+
+/// (device, inode) of a socket file.
+type FileId = (u64, u64);
 
 /// A running control socket. Dropping it stops serving and removes the socket file;
 /// [`Server::shutdown`] does the same but first lets attached clients read every event
 /// already sent.
 pub struct Server {
     path: PathBuf,
-    /// (device, inode) of the socket file we bound, so we never remove a successor's.
-    file_id: Option<(u64, u64)>,
+    /// The socket file we bound (shared with the accept loop, which binds it again when it
+    /// was removed), so we never remove a successor's.
+    file_id: Arc<Mutex<Option<FileId>>>,
     info: RunInfo,
     events: EventSender,
     stop: watch::Sender<bool>,
@@ -96,9 +103,7 @@ impl Server {
         })?;
         // The directory is 0700 already; the socket's own mode says the same.
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).map_err(bind)?;
-        let file_id = std::fs::metadata(&path)
-            .ok()
-            .map(|metadata| (metadata.dev(), metadata.ino()));
+        let file_id = Arc::new(Mutex::new(file_id_of(&path)));
 
         let (commands, receiver) = mpsc::channel(COMMAND_QUEUE);
         let (stop, stopped) = watch::channel(false);
@@ -107,7 +112,12 @@ impl Server {
             events: events.clone(),
             commands,
         });
-        let accept = tokio::spawn(accept_loop(listener, shared, stopped));
+        let place = Place {
+            dir: dir.to_path_buf(),
+            path: path.clone(),
+            file_id: file_id.clone(),
+        };
+        let accept = tokio::spawn(accept_loop(listener, shared, place, stopped));
         tracing::info!(path = %path.display(), "control socket listening");
         Ok((
             Server {
@@ -158,13 +168,12 @@ impl Server {
     }
 
     fn remove_file(&mut self) {
-        let ours = std::fs::symlink_metadata(&self.path)
-            .ok()
-            .map(|metadata| (metadata.dev(), metadata.ino()));
-        if ours.is_some() && ours == self.file_id {
+        let mut bound = self.file_id.lock().unwrap_or_else(PoisonError::into_inner);
+        let ours = file_id_of(&self.path);
+        if ours.is_some() && ours == *bound {
             let _ = std::fs::remove_file(&self.path);
         }
-        self.file_id = None;
+        *bound = None;
     }
 }
 
@@ -222,15 +231,64 @@ async fn clear_stale(path: &Path, info: &RunInfo) -> Result<(), Error> {
     }
 }
 
+/// Where the socket lives, for binding it again.
+struct Place {
+    dir: PathBuf,
+    path: PathBuf,
+    file_id: Arc<Mutex<Option<FileId>>>,
+}
+
+fn file_id_of(path: &Path) -> Option<FileId> {
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|metadata| (metadata.dev(), metadata.ino()))
+}
+
+impl Place {
+    /// A new listener when our socket file is gone (a cleaner, or systemd-logind removing
+    /// `$XDG_RUNTIME_DIR` at logout, removed it): a run that outlives its session stays
+    /// reachable once the directory can be made again (e.g. at the next login). None while
+    /// the file is ours, or while binding fails (tried again at the next check).
+    fn rebind_if_removed(&self) -> Option<UnixListener> {
+        let mut bound = self.file_id.lock().unwrap_or_else(PoisonError::into_inner);
+        if bound.is_none() || file_id_of(&self.path) == *bound {
+            return None;
+        }
+        if file_id_of(&self.path).is_some() {
+            // Someone else's file at our path now: leave it, and never remove it later.
+            *bound = None;
+            return None;
+        }
+        prepare_dir(&self.dir).ok()?;
+        let listener = UnixListener::bind(&self.path).ok()?;
+        let private = std::fs::Permissions::from_mode(0o600);
+        if std::fs::set_permissions(&self.path, private).is_err() {
+            let _ = std::fs::remove_file(&self.path);
+            return None;
+        }
+        *bound = file_id_of(&self.path);
+        tracing::warn!(path = %self.path.display(), "the control socket file was removed; bound it again");
+        Some(listener)
+    }
+}
+
 async fn accept_loop(
-    listener: UnixListener,
+    mut listener: UnixListener,
     shared: Arc<Shared>,
+    place: Place,
     mut stopped: watch::Receiver<bool>,
 ) {
     let mut connections = JoinSet::new();
+    let mut check = tokio::time::interval(CHECK_FILE_EVERY);
+    check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = stop_requested(&mut stopped) => break,
+            _ = check.tick() => {
+                if let Some(rebound) = place.rebind_if_removed() {
+                    listener = rebound;
+                }
+            }
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     connections.spawn(serve(stream, shared.clone(), stopped.clone()));

@@ -162,6 +162,12 @@ pub async fn run(
         problem,
     })?;
     let mut checkpoint = state::open_checkpoint(conn, key).await?;
+    let search_path = old_version_search_path(conn)
+        .await
+        .map_err(|source| Error::StepFailed {
+            step: label.to_string(),
+            source,
+        })?;
     if checkpoint.batches > 0 {
         tracing::info!(
             step = label,
@@ -203,8 +209,17 @@ pub async fn run(
             LockRetry::new(policy, label.to_string(), LockLevel::RowExclusive).with_events(events);
         let outcome = loop {
             let attempts = retry.begin_attempt();
-            let result =
-                try_batch(conn, key, &sql, policy, &checkpoint, batch_size, attempts).await;
+            let result = try_batch(
+                conn,
+                key,
+                &sql,
+                policy,
+                &search_path,
+                &checkpoint,
+                batch_size,
+                attempts,
+            )
+            .await;
             match result {
                 Ok(outcome) => break outcome,
                 Err(error) if ddl::is_lock_timeout(&error) => {
@@ -414,6 +429,22 @@ fn report_change(
     }
 }
 
+/// The session's effective search path without any zdm version schema, ready to follow
+/// `SET search_path =` (`''` when nothing is left): the path the old version uses, which
+/// the sync triggers read as "written by the old version". A role whose default path
+/// names a version schema (an application role switched to the new version, reused by
+/// zdm) would otherwise make the backfill write as the new version.
+async fn old_version_search_path(conn: &mut PgConnection) -> Result<String, sqlx::Error> {
+    let path: Option<String> = sqlx::query_scalar(
+        "SELECT string_agg(quote_ident(s.name), ', ' ORDER BY s.position) \
+         FROM unnest(current_schemas(false)) WITH ORDINALITY AS s(name, position) \
+         WHERE s.name NOT IN (SELECT version_schema FROM zdm.migrations)",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    Ok(path.unwrap_or_else(|| "''".to_string()))
+}
+
 /// A backfilled table as the statistics see it.
 #[derive(Debug, Clone)]
 struct TableStatistics {
@@ -464,18 +495,22 @@ enum Batch {
 
 /// One batch in one transaction: lock the checkpoint, find the batch's upper key, update
 /// the rows in (last key, upper key], save the checkpoint.
+#[allow(clippy::too_many_arguments)]
 async fn try_batch(
     conn: &mut PgConnection,
     key: &StepKey<'_>,
     sql: &BatchSql,
     policy: &LockPolicy,
+    search_path: &str,
     checkpoint: &Checkpoint,
     batch_size: u64,
     attempts: u32,
 ) -> Result<Batch, sqlx::Error> {
     let mut tx = conn.begin().await?;
+    // The sync triggers tell the versions apart by search_path: the backfill writes as
+    // the old version, whatever the role's default path says.
     let mut settings = format!(
-        "SET LOCAL lock_timeout = {}",
+        "SET LOCAL lock_timeout = {}; SET LOCAL search_path = {search_path}",
         policy.lock_timeout.as_millis().max(1)
     );
     if let Some(limit) = policy.statement_timeout {

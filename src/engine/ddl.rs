@@ -239,13 +239,11 @@ fn timeout_settings(policy: &LockPolicy, local: bool) -> String {
     sql
 }
 
-/// One try of a transactional step: its guard (see `Step::guard`), its SQL and the record
-/// that it is done commit together, so a crash never leaves it done but unrecorded (or
-/// recorded but undone).
+/// One try of a transactional step: its SQL and the record that it is done commit
+/// together, so a crash never leaves it done but unrecorded (or recorded but undone).
 pub async fn try_in_transaction(
     conn: &mut PgConnection,
     policy: &LockPolicy,
-    guard: Option<&str>,
     sql: &str,
     done: &StepKey<'_>,
     attempts: u32,
@@ -255,25 +253,8 @@ pub async fn try_in_transaction(
     // future is not Send for a borrowed SQL text.
     let settings = timeout_settings(policy, true);
     (&mut *tx).execute(sqlx::raw_sql(&settings)).await?;
-    if let Some(guard) = guard {
-        (&mut *tx).execute(sqlx::raw_sql(guard)).await?;
-    }
     (&mut *tx).execute(sqlx::raw_sql(sql)).await?;
     state::mark_step_done(&mut tx, done, attempts).await?;
-    tx.commit().await
-}
-
-/// One try of a step's guard on its own, in a transaction under the lock timeout: run
-/// before every try of a step that cannot run in a transaction block.
-pub async fn try_guard(
-    conn: &mut PgConnection,
-    policy: &LockPolicy,
-    guard: &str,
-) -> Result<(), sqlx::Error> {
-    let mut tx = conn.begin().await?;
-    let settings = timeout_settings(policy, true);
-    (&mut *tx).execute(sqlx::raw_sql(&settings)).await?;
-    (&mut *tx).execute(sqlx::raw_sql(guard)).await?;
     tx.commit().await
 }
 

@@ -432,10 +432,8 @@ impl Engine {
                     LockRetry::new(policy, label.to_string(), step.lock).with_events(&self.events);
                 loop {
                     let attempts = retry.begin_attempt();
-                    let guard = step.guard.as_deref();
                     let result =
-                        ddl::try_in_transaction(&mut self.conn, policy, guard, sql, key, attempts)
-                            .await;
+                        ddl::try_in_transaction(&mut self.conn, policy, sql, key, attempts).await;
                     match result {
                         Ok(()) => return Ok(()),
                         Err(error) if ddl::is_lock_timeout(&error) => {
@@ -500,22 +498,6 @@ impl Engine {
                         ddl::drop_invalid_index(&mut self.conn, policy, &index).await?;
                     }
                     None => {}
-                }
-            }
-            if let Some(guard) = &step.guard {
-                match ddl::try_guard(&mut self.conn, policy, guard).await {
-                    Ok(()) => {}
-                    Err(error) if ddl::is_lock_timeout(&error) => {
-                        let blockers = blockers_of(&mut self.conn, step, step.lock).await;
-                        retry.back_off(&error, blockers).await?;
-                        continue;
-                    }
-                    Err(source) => {
-                        return Err(Error::StepFailed {
-                            step: format!("{label} (its guard)"),
-                            source,
-                        })
-                    }
                 }
             }
             let before = ddl::invalid_indexes(&mut self.conn, &step.locked)

@@ -74,14 +74,17 @@ pub fn render(plan: &Plan, description: Option<&str>) -> String {
             if !flags.is_empty() {
                 let _ = writeln!(out, "     {}", flags.join("; "));
             }
-            if let Some(guard) = &step.guard {
-                let _ = writeln!(out, "     before each attempt:");
-                indent(&mut out, guard);
-            }
             match &step.action {
                 StepAction::Sql { sql, transactional } => {
                     if !transactional {
                         let _ = writeln!(out, "     (runs outside a transaction)");
+                    }
+                    if crate::engine::ddl::concurrent_index_name(sql).is_some() {
+                        let _ = writeln!(
+                            out,
+                            "     (an INVALID index of this name, left by an interrupted \
+                             build, is dropped before each try)"
+                        );
                     }
                     indent(&mut out, sql);
                 }

@@ -174,11 +174,6 @@ pub struct Step {
     pub scans: bool,
     /// Raw SQL zdm cannot reason about: shown as unsafe in the plan.
     pub unchecked: bool,
-    /// SQL (transactional, idempotent) to run before `action` every time the step runs or is
-    /// re-run. A concurrent index build uses it to drop the INVALID index a failed or
-    /// interrupted build left behind, so that re-running the step rebuilds it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guard: Option<String>,
 }
 
 impl Step {
@@ -202,7 +197,6 @@ impl Step {
             rewrites: false,
             scans: false,
             unchecked: false,
-            guard: None,
         }
     }
 
@@ -217,12 +211,6 @@ impl Step {
     /// The same step, marked as reading the whole table.
     pub fn scanning(mut self) -> Step {
         self.scans = true;
-        self
-    }
-
-    /// The same step, with SQL to run before it on every (re)run.
-    pub fn guarded(mut self, guard: impl Into<String>) -> Step {
-        self.guard = Some(guard.into());
         self
     }
 

@@ -339,7 +339,6 @@ mod tests {
             rewrites: false,
             scans: false,
             unchecked: false,
-            guard: None,
         }
     }
 

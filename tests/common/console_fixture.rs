@@ -30,7 +30,6 @@ fn sql_step(phase: Phase, description: &str, sql: &str, lock: LockLevel, table: 
         rewrites: false,
         scans: false,
         unchecked: false,
-        guard: None,
     }
 }
 
@@ -79,7 +78,6 @@ pub fn price_plan() -> Plan {
                 rewrites: false,
                 scans: true,
                 unchecked: false,
-                guard: None,
             },
             validate,
             sql_step(

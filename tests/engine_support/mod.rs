@@ -23,7 +23,6 @@ pub fn sql(phase: Phase, description: &str, sql: &str, lock: LockLevel, on: &str
         rewrites: false,
         scans: false,
         unchecked: false,
-        guard: None,
     }
 }
 
@@ -68,7 +67,6 @@ pub fn backfill(
         rewrites: false,
         scans: true,
         unchecked: false,
-        guard: None,
     }
 }
 

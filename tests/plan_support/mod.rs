@@ -61,11 +61,6 @@ pub async fn run_phase(pool: &PgPool, plan: &Plan, phase: Phase) {
 pub async fn run_step(pool: &PgPool, step: &Step) {
     let mut conn = pool.acquire().await.expect("connection");
     conn.execute("SET lock_timeout = '10s'").await.expect("set");
-    if let Some(guard) = &step.guard {
-        conn.execute(guard.as_str())
-            .await
-            .unwrap_or_else(|e| panic!("guard of {:?} failed: {e}\n{guard}", step.description));
-    }
     match &step.action {
         StepAction::Sql { sql, transactional } => {
             if *transactional {

@@ -190,7 +190,6 @@ impl PlanOperation for AddColumn {
                 rewrites: false,
                 scans: true,
                 unchecked: false,
-                guard: None,
             });
         }
 

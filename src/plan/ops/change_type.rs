@@ -230,7 +230,6 @@ pub(crate) fn plan_shadow(
             rewrites: false,
             scans: true,
             unchecked: false,
-            guard: None,
         });
         Ok(())
     }

@@ -1,6 +1,6 @@
 //! create_index: CREATE [UNIQUE] INDEX CONCURRENTLY (SHARE UPDATE EXCLUSIVE: reads and
-//! writes go on), outside a transaction, re-runnable after a failed build (the step's guard
-//! drops the INVALID index it left). Rollback drops it concurrently.
+//! writes go on), outside a transaction, re-runnable after a failed build (the engine drops
+//! the INVALID index it left). Rollback drops it concurrently.
 
 use crate::db::catalog::Index;
 use crate::db::quote_ident;

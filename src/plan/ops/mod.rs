@@ -110,9 +110,9 @@ fn drop_constraint_step(table: &QualifiedName, name: &str, locked: Vec<String>) 
     )
 }
 
-/// CREATE [UNIQUE] INDEX CONCURRENTLY, re-runnable: its guard drops the INVALID index a
-/// failed or interrupted build left (a brief ACCESS EXCLUSIVE, only when there is one), so
-/// `IF NOT EXISTS` never mistakes a broken index for a built one.
+/// CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS. Re-runnable: before each try the
+/// engine drops an INVALID index of this name that a failed or interrupted build left
+/// (`engine::ddl::leftover_index`), so `IF NOT EXISTS` never mistakes it for a built one.
 fn concurrent_index_step(
     description: String,
     table: &QualifiedName,
@@ -120,12 +120,6 @@ fn concurrent_index_step(
     unique: bool,
     keys_and_rest: &str,
 ) -> Step {
-    let qualified_index = QualifiedName::new(&table.schema, index);
-    let guard = do_block(&format!(
-        "  IF EXISTS (SELECT 1 FROM pg_index WHERE indexrelid = {} AND NOT indisvalid) THEN\n    DROP INDEX {};\n  END IF;\n",
-        regclass(&qualified_index.quoted()),
-        qualified_index.quoted()
-    ));
     Step::sql(
         Phase::Expand,
         description,
@@ -140,7 +134,6 @@ fn concurrent_index_step(
     )
     .outside_transaction()
     .scanning()
-    .guarded(guard)
 }
 
 /// DROP INDEX CONCURRENTLY IF EXISTS (outside a transaction, SHARE UPDATE EXCLUSIVE).

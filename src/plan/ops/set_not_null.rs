@@ -99,7 +99,6 @@ impl PlanOperation for SetNotNull {
                 rewrites: false,
                 scans: true,
                 unchecked: false,
-                guard: None,
             });
         }
         ws.push_validate(validate_step(&physical_table, &check, None));

@@ -242,7 +242,6 @@ impl PlanOperation for SplitTable {
             rewrites: false,
             scans: true,
             unchecked: false,
-            guard: None,
         });
         // Rollback: the triggers go first (generic), then this table.
         ws.push_rollback(Step::sql(
