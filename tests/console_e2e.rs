@@ -1019,7 +1019,8 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
 }
 
 /// Quitting while a backfill runs asks first; `p` pauses it in its runner (it holds its
-/// place) and quits; the next console follows it paused, and `p` there resumes it.
+/// place) and quits; the next console follows it paused, and `p` there resumes it; a
+/// runner killed with SIGKILL is reported as dead and its migration as STOPPED.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quitting_during_a_backfill_asks_then_pauses_it_in_its_runner() {
     let (pg, url) = shop_of(BIG).await;
@@ -1053,15 +1054,22 @@ async fn quitting_during_a_backfill_asks_then_pauses_it_in_its_runner() {
     again.wait_for_text("[backfilling]", PATIENCE);
     backfill_moves_past(&pg, held).await;
 
-    let aborted = sandbox
-        .zdm()
-        .args(["ctl", "abort"])
-        .output()
-        .expect("zdm ctl abort");
-    assert!(aborted.status.success(), "{aborted:?}");
-    wait_for_exit(runner, Duration::from_secs(60)).await;
-    // Stopped by the abort, the next start resumes it.
-    again.wait_for_text("STOPPED", PATIENCE);
+    // A runner that dies (kill -9) is reported as such; the migration waits, STOPPED.
+    kill(Pid::from_raw(runner as i32), Signal::SIGKILL).expect("kill the runner");
+    wait_for_exit(runner, PATIENCE).await;
+    let screen = again.wait_for("the death reported", PATIENCE, |s| {
+        s.contains("the run of 0001_orders_add_status died") && s.contains("STOPPED")
+    });
+    assert!(screen.contains("[backfilling]"), "{screen}");
+    again.keys(&["l"]);
+    again.wait_for_text("ERROR the runner of 0001_orders_add_status (pid", PATIENCE);
     again.keys(&["q"]);
     again.wait_for_text("zdm exited with 0", PATIENCE);
+    let written = std::fs::read_to_string(&log).expect("zdm's log file");
+    assert!(
+        written.contains(&format!(
+            "the runner of 0001_orders_add_status (pid {runner}) ended without finishing"
+        )),
+        "{written}"
+    );
 }

@@ -69,11 +69,21 @@ impl Followed {
         self.is_live() && self.phase == Some(Phase::Backfill)
     }
 
-    /// "its log /tmp/…" or "its log" when this console did not start it.
+    /// "its log /…/runs/m.….log", or where detached runners write theirs when this console
+    /// did not start it (a run started in a terminal wrote to that terminal).
     fn log_words(&self) -> String {
         match &self.log {
             Some(log) => format!("its log {}", log.display()),
-            None => "its log".to_string(),
+            None => {
+                let zdm_log = crate::logging::default_log_file();
+                match zdm_log.parent() {
+                    Some(dir) => format!(
+                        "its log (detached runners write theirs in {})",
+                        dir.join("runs").display()
+                    ),
+                    None => "its log".to_string(),
+                }
+            }
         }
     }
 }
@@ -701,7 +711,7 @@ mod tests {
         assert!(run.is_backfilling());
         run.finished = true;
         assert!(!run.is_live() && !run.is_backfilling());
-        assert_eq!(run.log_words(), "its log");
+        assert!(run.log_words().contains("runs"), "{}", run.log_words());
         run.log = Some(PathBuf::from("/var/log/m.log"));
         assert_eq!(run.log_words(), "its log /var/log/m.log");
     }
