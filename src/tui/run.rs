@@ -276,7 +276,18 @@ impl Console {
         // Every key and resize redraws: a keystroke always gets visible feedback at once.
         self.dirty = true;
         if self.quitting.is_some() {
-            // Waiting for the run's answer before quitting: keys wait too.
+            // Waiting for the run's answer before quitting: keys wait too, except a second
+            // q or Ctrl-C, which quits now (the run is left as it is).
+            if let crossterm::event::Event::Key(key) = event {
+                let quit_key = key.code == crossterm::event::KeyCode::Char('q')
+                    || (key.code == crossterm::event::KeyCode::Char('c')
+                        && key
+                            .modifiers
+                            .contains(crossterm::event::KeyModifiers::CONTROL));
+                if quit_key && key.kind != crossterm::event::KeyEventKind::Release {
+                    self.quit_unanswered();
+                }
+            }
             return;
         }
         if let Some(action) = self.app.handle_event(event) {
@@ -285,7 +296,7 @@ impl Console {
     }
 
     /// SIGHUP (a dropped SSH session), SIGTERM, SIGINT: give the terminal back and quit.
-    /// Runs live in their own sessions and go on.
+    /// Runs live in process groups of their own, beyond the terminal's hangup, and go on.
     fn on_signal(&mut self, signal: &str) {
         let goes_on = match self.live_run().map(|run| run.migration.clone()) {
             // `zdm demo` stops its servers next: the run stops with them, resumable.
@@ -446,7 +457,8 @@ impl Console {
         });
     }
 
-    /// The run did not answer in time: quit anyway, saying so.
+    /// The run did not answer in time (or the operator would not wait): quit anyway,
+    /// saying where it may stand.
     fn quit_unanswered(&mut self) {
         let Some(quitting) = self.quitting.take() else {
             return;
@@ -458,12 +470,14 @@ impl Console {
             .map_or_else(|| "the migration".to_string(), |run| run.migration.clone());
         self.farewell = Some(match quitting.purpose {
             Purpose::StopAndQuit => format!(
-                "{name} did not stop in time: it may still be running (`zdm ctl abort` stops \
-                 it after its batch; `zdm start {name}` resumes it later)."
+                "{name} had not stopped when the console quit: it may still be running \
+                 (`zdm ctl abort` stops it after its batch; `zdm start {name}` resumes it \
+                 later)."
             ),
             _ => format!(
-                "{name} did not answer the pause in time: it may still be running. \
-                 `zdm ctl pause` pauses it; `zdm attach {name}` follows it."
+                "{name} had not answered the pause when the console quit: it may still be \
+                 running. `zdm ctl status` tells, `zdm ctl pause` pauses it; \
+                 `zdm attach {name}` follows it."
             ),
         });
         self.quit = true;
