@@ -503,6 +503,17 @@ fn quitting_while_running_asks_to_detach_or_pause() {
 
     app.migrations[2].state = MigrationState::ReadyToContract;
     assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Action::Quit));
+
+    // A contract runner evaluating its gates is recorded as ready to contract, but the
+    // console follows it: quitting asks.
+    app.following = Some("0002_customers_phone_not_null".to_string());
+    assert_eq!(press(&mut app, KeyCode::Char('q')), None);
+    assert!(matches!(app.popup, Some(Popup::Quit)));
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("0002_customers_phone_not_null is running"),
+        "{screen}"
+    );
 }
 
 #[test]

@@ -345,6 +345,10 @@ pub struct App {
     pub popup: Option<Popup>,
     /// Immediate feedback for the last keystroke ("pause requested").
     pub notice: Option<String>,
+    /// The migration of the run this console follows over its control socket, while that
+    /// run works: it is running whatever its recorded status says (a contract evaluating
+    /// its gates is still recorded as ready to contract).
+    pub following: Option<String>,
     /// Whether the console follows a run that is backfilling, which p, t and + / - steer
     /// over its control socket; without it the footer does not offer those keys.
     pub live_control: bool,
@@ -375,6 +379,7 @@ impl App {
             log_filter: String::new(),
             popup: None,
             notice: None,
+            following: None,
             live_control: false,
             can_detach: false,
         }
@@ -387,7 +392,11 @@ impl App {
 
     /// The migration the engine is working on, if any.
     pub fn running_migration(&self) -> Option<&MigrationRow> {
-        self.migrations.iter().find(|m| m.is_running())
+        let followed = self
+            .following
+            .as_ref()
+            .and_then(|name| self.migrations.iter().find(|m| &m.name == name));
+        followed.or_else(|| self.migrations.iter().find(|m| m.is_running()))
     }
 
     /// Whether a footer hint applies now (the footer shows only keys that would do something).

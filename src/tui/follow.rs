@@ -236,6 +236,7 @@ impl Console {
 
     /// Whether p, t, + / - have something to steer; redraw.
     fn after_run_change(&mut self) {
+        self.app.following = self.live_run().map(|run| run.migration.clone());
         self.app.live_control = self.followed.iter().any(Followed::is_backfilling);
         self.dirty = true;
     }
