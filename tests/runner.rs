@@ -391,6 +391,10 @@ async fn a_detached_run_outlives_its_starter_is_followed_aborted_and_resumed() {
     let (ok, status, stderr) = scene.run(&["ctl", "status"]).await;
     assert!(ok, "{stderr}");
     assert!(status.contains(MIGRATION), "{status}");
+    assert!(
+        status.contains(&log.display().to_string()),
+        "the status names the runner's log: {status}"
+    );
     let attach = scene
         .zdm(&["attach", "--json"])
         .spawn()

@@ -58,7 +58,13 @@ pub struct RunInfo {
     pub pid: u32,
     pub started_at: DateTime<Utc>,
     pub zdm_version: String,
+    /// Where its output goes, when it runs detached (`zdm start --detach`, the console).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub log: Option<PathBuf>,
 }
+
+/// The environment variable through which a detached runner learns its log's path.
+pub const RUN_LOG_ENV: &str = "ZDM_RUN_LOG";
 
 impl RunInfo {
     /// This process running `migration` on `target`, from now.
@@ -69,6 +75,9 @@ impl RunInfo {
             pid: std::process::id(),
             started_at: Utc::now(),
             zdm_version: env!("CARGO_PKG_VERSION").to_string(),
+            log: std::env::var_os(RUN_LOG_ENV)
+                .filter(|path| !path.is_empty())
+                .map(PathBuf::from),
         }
     }
 

@@ -71,6 +71,9 @@ pub fn describe_status(info: &RunInfo, status: &RunStatus) -> String {
     let mut lines = vec![info.describe()];
     let mut row = |label: &str, value: String| lines.push(format!("{label:<16}{value}"));
     row("status", status.status.replace('_', " "));
+    if let Some(log) = &info.log {
+        row("log", log.display().to_string());
+    }
     if let Some(step) = &status.step {
         row("step", step.clone());
     }

@@ -11,7 +11,8 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::config::{self, Config};
-use crate::control::{address::socket_path, runtime_dir, Client, Target};
+use crate::control::address::{socket_path, RUN_LOG_ENV};
+use crate::control::{runtime_dir, Client, Target};
 
 /// How long a runner may take to open its socket (it plans and takes the run lock first).
 const SOCKET_WAIT: Duration = Duration::from_secs(60);
@@ -162,6 +163,7 @@ pub async fn spawn(config: &Config, job: &Job) -> Result<Detached, Error> {
         .arg(absolute(&config.migrations_dir))
         // In the environment, not on the command line: `ps` shows arguments to everyone.
         .env("DATABASE_URL", url.expose())
+        .env(RUN_LOG_ENV, &log)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(output);

@@ -175,6 +175,9 @@ impl Console {
                 run.attached = true;
                 run.migration = info.migration.clone();
                 run.pid = info.pid;
+                if run.log.is_none() {
+                    run.log = info.log.clone();
+                }
                 self.log(Level::Info, format!("attached to {}", info.describe()));
                 // Where it stands now (paused? manual throttle? which target?).
                 self.runs.send(socket, Command::Status, Purpose::Status);
