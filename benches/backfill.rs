@@ -86,8 +86,15 @@ async fn run() {
     let defaults = write_config(&pg, "defaults", "");
     let (during, gentle) = workload_during_backfill(&zdm, &pg, &pool, &defaults).await;
     // On a small shared machine the workload alone can keep host CPU above 90 %, so the
-    // default throttle may hold the whole window: measure again with that input off
-    // (the same migration resumes from its checkpoint).
+    // default throttle may hold the whole window: measure again with that input off, first
+    // with a nice ratio of 1 (the backfill sleeps as long as each batch took), then without
+    // (the same migration resumes from its checkpoint each time).
+    let nice = write_config(
+        &pg,
+        "no-cpu-nice",
+        "[backfill]\nnice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = -1\n",
+    );
+    let (during_nice, gentle_nice) = workload_during_backfill(&zdm, &pg, &pool, &nice).await;
     let no_cpu = write_config(&pg, "no-cpu", "[throttle]\nmax_host_cpu_percent = -1\n");
     let (during_no_cpu, gentle_no_cpu) = workload_during_backfill(&zdm, &pg, &pool, &no_cpu).await;
 
@@ -120,6 +127,11 @@ async fn run() {
     );
     for (label, during, gentle) in [
         ("default settings", &during, &gentle),
+        (
+            "default settings, host CPU input off, nice_ratio 1",
+            &during_nice,
+            &gentle_nice,
+        ),
         (
             "default settings, host CPU input off",
             &during_no_cpu,
