@@ -361,18 +361,19 @@ fn backfill_with_url(
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
+        // The run's events, as `zdm attach --json` prints them (docs/control.md).
         match value["event"].as_str() {
-            Some("batch_committed") => {
+            Some("batch_done") => {
                 run.batches += 1;
                 run.longest_batch_ms = run
                     .longest_batch_ms
                     .max(value["took_ms"].as_u64().unwrap_or(0));
-                run.rows = value["rows_updated"].as_u64().unwrap_or(run.rows);
+                run.rows = value["rows_done"].as_u64().unwrap_or(run.rows);
             }
             Some("progress") => {
-                run.throttled_seconds = value["throttled_seconds"].as_f64().unwrap_or(0.0);
+                run.throttled_seconds = value["throttled_ms"].as_f64().unwrap_or(0.0) / 1000.0;
             }
-            Some("throttled") => run.last_reason = value["reason"].as_str().map(str::to_string),
+            Some("throttle_on") => run.last_reason = value["reason"].as_str().map(str::to_string),
             _ => {}
         }
     }

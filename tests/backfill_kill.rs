@@ -209,12 +209,19 @@ async fn sigint_stops_after_the_current_batch_and_says_how_to_resume() {
         stderr.contains("Run the same command again to resume"),
         "{stderr}"
     );
+    // The last event says how the run ended, as `zdm attach` would show it.
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let finished: serde_json::Value = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .rfind(|l| l["event"] == "finished")
+        .unwrap_or_else(|| panic!("no finished event: {stdout}"));
+    assert_eq!(finished["ok"], false, "{finished}");
     assert!(
-        stdout
-            .lines()
-            .any(|l| l.contains("\"event\":\"backfill_stopped\"")),
-        "{stdout}"
+        finished["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("SIGINT received")),
+        "{finished}"
     );
     let (checkpoint, once, wrong) = committed(&pool).await;
     assert!(checkpoint > 0 && checkpoint < ROWS, "{checkpoint}");

@@ -121,11 +121,11 @@ async fn status_complete_rollback_and_start_from_the_command_line() {
     );
     let progress = text(&output.stderr);
     assert!(
-        progress.contains("rollback 1/2: drop version schema"),
+        progress.contains("rollback step 1/2 started: drop version schema"),
         "{progress}"
     );
     assert!(
-        progress.contains("rollback 2/2: drop table notes"),
+        progress.contains("rollback step 2/2 started: drop table notes"),
         "{progress}"
     );
     let gone: (Option<String>, bool) = sqlx::query_as(

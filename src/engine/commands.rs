@@ -264,19 +264,11 @@ impl Watchers {
         migration: &str,
         status: &str,
     ) -> Watchers {
-        let (local, printed) = tokio::sync::mpsc::unbounded_channel();
-        let (served, events) = Served::start(
-            config,
-            command,
-            migration,
-            status,
-            engine.control(),
-            Some(local),
-        )
-        .await;
+        let (served, events) =
+            Served::start(config, command, migration, status, engine.control()).await;
         engine.set_events(Events::to(events));
         Watchers {
-            printer: headless::print_events(Output::detect(), printed),
+            printer: headless::print_events(Output::detect(), served.subscribe()),
             signals: headless::stop_on_signals(engine.control()),
             served,
         }

@@ -1,19 +1,18 @@
-//! How the headless commands show a run: on a terminal, step lines and a one-line
-//! progress bar redrawn in place (stderr); when stdout is not a terminal, one JSON object
-//! per event on stdout (for runbooks and CI); and SIGINT/SIGTERM handling (first: stop
-//! after the current batch, second: stop at once; the checkpoint holds either way).
+//! How the headless commands show a run, from the same events the control socket sends:
+//! on a terminal, event lines and a one-line progress bar redrawn in place (stderr);
+//! when stdout is not a terminal, one JSON object per event on stdout (for runbooks and
+//! CI); and SIGINT/SIGTERM handling (first: stop after the current batch, second: stop
+//! at once; the checkpoint holds either way).
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
-use tokio::sync::mpsc::UnboundedReceiver;
+use serde_json::json;
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::backfill_control::BackfillControl;
-use super::event::Event;
-use super::phase_name;
-use super::progress::{BackfillProgress, RunState};
+use crate::control::{Event, Progress, RunState, Stamped};
 use crate::format::{duration, thousands};
 
 /// Exit code of a run stopped on request (a signal, an abort) after its checkpoint.
@@ -49,82 +48,18 @@ impl Output {
     }
 }
 
-/// One event as a JSON object; `event` names its kind. Durations are in milliseconds.
-pub fn event_json(event: &Event) -> Value {
-    let ms = |d: &Duration| d.as_millis() as u64;
-    match event {
-        Event::StepStarted {
-            migration,
-            phase,
-            position,
-            total,
-            description,
-        } => json!({"event": "step_started", "migration": migration,
-            "phase": phase_name(*phase), "position": position + 1, "total": total,
-            "description": description}),
-        Event::StepDone {
-            migration,
-            phase,
-            position,
-        } => json!({"event": "step_done", "migration": migration,
-            "phase": phase_name(*phase), "position": position + 1}),
-        Event::LockWait {
-            step,
-            attempt,
-            max_attempts,
-            retry_in,
-            blocked_by,
-        } => json!({"event": "lock_wait", "step": step, "attempt": attempt,
-            "max_attempts": max_attempts, "retry_in_ms": ms(retry_in), "blocked_by": blocked_by}),
-        Event::BatchCommitted {
-            step,
-            batches,
-            rows_updated,
-            batch_rows,
-            batch_size,
-            took,
-        } => json!({"event": "batch_committed", "step": step, "batches": batches,
-            "rows_updated": rows_updated, "batch_rows": batch_rows, "batch_size": batch_size,
-            "took_ms": ms(took)}),
-        Event::BackfillProgress(progress) => {
-            let mut value = serde_json::to_value(progress).unwrap_or(Value::Null);
-            if let Value::Object(map) = &mut value {
-                map.insert("event".to_string(), json!("progress"));
-            }
-            value
-        }
-        Event::Throttled { step, reason } => {
-            json!({"event": "throttled", "step": step, "reason": reason})
-        }
-        Event::ThrottleReleased { step, after } => {
-            json!({"event": "throttle_released", "step": step, "after_ms": ms(after)})
-        }
-        Event::Paused { step, by } => json!({"event": "paused", "step": step, "by": by}),
-        Event::Resumed { step } => json!({"event": "resumed", "step": step}),
-        Event::CriticalLevel { step, reason } => {
-            json!({"event": "critical_level", "step": step, "reason": reason})
-        }
-        Event::BackfillStopped {
-            step,
-            why,
-            rows_updated,
-        } => json!({"event": "backfill_stopped", "step": step, "why": why,
-            "rows_updated": rows_updated}),
-    }
-}
-
-/// The one-line progress bar: `[#####-----] 42% 1,234,567/2.9M rows  8,120 rows/s
-/// ETA 3m 25s  batch 2,400 (190 ms)  throttled: replica lag 2.5 s above max 1.0 s`.
-pub fn progress_line(progress: &BackfillProgress, width: usize) -> String {
+/// The one-line progress bar: `[#####-----] 42% 1,234,567/~2,900,000 rows  8,120 rows/s
+/// ETA 3m 25s  batch 2,400 (190 ms)  THROTTLED: replica lag 2.5 s above max 1.0 s`.
+pub fn progress_line(progress: &Progress, width: usize) -> String {
     const BAR: usize = 20;
-    let bar = match progress.fraction() {
-        Some(fraction) => {
-            let filled = (fraction * BAR as f64).round() as usize;
+    let bar = match progress.percent() {
+        Some(percent) => {
+            let filled = ((percent / 100.0) * BAR as f64).round() as usize;
             format!(
                 "[{}{}] {:>3.0}% ",
                 "#".repeat(filled.min(BAR)),
                 "-".repeat(BAR - filled.min(BAR)),
-                fraction * 100.0
+                percent
             )
         }
         None => String::new(),
@@ -133,49 +68,66 @@ pub fn progress_line(progress: &BackfillProgress, width: usize) -> String {
         .rows_total_estimate
         .map(|t| format!("/~{}", thousands(t)))
         .unwrap_or_default();
-    let eta = match progress.eta_seconds {
-        Some(s) => duration(Duration::from_secs(s)),
+    let eta = match progress.eta {
+        Some(eta) => duration(eta),
         None => "TBD".to_string(),
     };
-    let batch = match progress.last_batch_ms {
-        Some(ms) => format!("batch {} ({ms} ms)", thousands(progress.batch_size)),
+    let batch = match progress.last_batch {
+        Some(took) => format!(
+            "batch {} ({} ms)",
+            thousands(progress.batch_size),
+            took.as_millis()
+        ),
         None => format!("batch {}", thousands(progress.batch_size)),
     };
-    let state = match &progress.state {
+    let reason = progress.reason.as_deref().unwrap_or("");
+    let state = match progress.state {
         RunState::Running => String::new(),
-        RunState::Throttled { reason } => format!("  THROTTLED: {reason}"),
-        RunState::Paused { by } => format!("  PAUSED: {by}"),
+        RunState::Throttled => format!("  THROTTLED: {reason}"),
+        RunState::Paused => format!("  PAUSED: {reason}"),
     };
     let line = format!(
         "{bar}{}{total} rows  {} rows/s  ETA {eta}  {batch}{state}",
         thousands(progress.rows_done),
-        thousands(progress.rows_per_second_now.round() as u64),
+        thousands(progress.rows_per_second_now.max(0.0).round() as u64),
     );
     // Cut to the terminal's width so the line never wraps (a wrapped line cannot be
     // redrawn in place).
     line.chars().take(width.max(20)).collect()
 }
 
-/// Prints events as `output` says until the channel closes.
-pub fn print_events(output: Output, mut events: UnboundedReceiver<Event>) -> JoinHandle<()> {
+/// Prints the run's events (the same [`control::Event`]s every front-end reads) as
+/// `output` says until the stream ends: JSON lines on stdout (each as `zdm attach --json`
+/// prints it), and on stderr the progress bar or plain lines.
+pub fn print_events(output: Output, mut events: broadcast::Receiver<Stamped>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut bar_shown = false;
         let mut last_plain: Option<Instant> = None;
-        while let Some(event) = events.recv().await {
+        loop {
+            let stamped = match events.recv().await {
+                Ok(stamped) => stamped,
+                Err(broadcast::error::RecvError::Lagged(count)) => {
+                    Stamped::now(Event::Missed { count })
+                }
+                Err(broadcast::error::RecvError::Closed) => break,
+            };
             if output.json {
-                println!("{}", event_json(&event));
+                if let Ok(line) = serde_json::to_string(&stamped) {
+                    println!("{line}");
+                }
             }
+            let event = &stamped.event;
             let width =
                 crossterm::terminal::size().map_or(100, |(w, _)| (w as usize).saturating_sub(1));
             let mut stderr = std::io::stderr().lock();
-            if let (true, Event::BackfillProgress(progress)) = (output.bar, &event) {
+            if let (true, Event::Progress(progress)) = (output.bar, event) {
                 let _ = write!(stderr, "\r\x1b[K{}", progress_line(progress, width));
                 let _ = stderr.flush();
                 bar_shown = true;
                 continue;
             }
-            let line = match &event {
-                Event::BackfillProgress(progress) => {
+            let line = match event {
+                Event::Progress(progress) => {
                     if last_plain.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
                         None
                     } else {
@@ -183,7 +135,9 @@ pub fn print_events(output: Output, mut events: UnboundedReceiver<Event>) -> Joi
                         Some(format!("  {}", progress_line(progress, 400)))
                     }
                 }
-                other => plain_line(other),
+                // Per batch is too fast to read; the progress line carries the figures.
+                Event::BatchDone(_) => None,
+                other => Some(other.describe()),
             };
             if let Some(line) = line {
                 if bar_shown {
@@ -195,49 +149,6 @@ pub fn print_events(output: Output, mut events: UnboundedReceiver<Event>) -> Joi
         }
         if bar_shown {
             let _ = writeln!(std::io::stderr());
-        }
-    })
-}
-
-/// The human line for an event (None: shown only in the bar or in JSON).
-fn plain_line(event: &Event) -> Option<String> {
-    Some(match event {
-        Event::StepStarted {
-            phase,
-            position,
-            total,
-            description,
-            ..
-        } => format!(
-            "{} {}/{total}: {description}",
-            phase_name(*phase),
-            position + 1
-        ),
-        Event::LockWait {
-            attempt,
-            max_attempts,
-            retry_in,
-            blocked_by,
-            ..
-        } => format!(
-            "  lock not granted within lock_timeout (try {attempt} of {max_attempts}), gave up \
-             so the application is not queued; retrying in {:.1} s; {blocked_by}",
-            retry_in.as_secs_f64()
-        ),
-        Event::Throttled { reason, .. } => format!("  backfill throttled: {reason}"),
-        Event::ThrottleReleased { after, .. } => {
-            format!("  throttle released after {}", duration(*after))
-        }
-        Event::Paused { by, .. } => format!("  backfill paused ({by})"),
-        Event::Resumed { .. } => "  backfill resumed".to_string(),
-        Event::CriticalLevel { reason, .. } => {
-            format!("  ALERT: critical level reached, backfill paused until resumed: {reason}")
-        }
-        Event::BackfillStopped { why, .. } => {
-            format!("  backfill stopped after its last committed batch ({why})")
-        }
-        Event::StepDone { .. } | Event::BatchCommitted { .. } | Event::BackfillProgress(_) => {
-            return None
         }
     })
 }
@@ -285,32 +196,33 @@ pub fn stop_on_signals(control: BackfillControl) -> JoinHandle<()> {
 mod tests {
     use super::*;
 
-    fn progress(state: RunState) -> BackfillProgress {
-        BackfillProgress {
-            step: "backfill step 1 of 1 (backfill orders)".to_string(),
+    fn progress(state: RunState, reason: Option<&str>) -> Progress {
+        Progress {
+            migration: "0001_orders".to_string(),
             table: "public.orders".to_string(),
             rows_done: 420_000,
-            rows_updated: 420_000,
             rows_total_estimate: Some(1_000_000),
-            batches: 84,
-            batch_size: 5000,
-            last_batch_ms: Some(190),
             rows_per_second_now: 8123.4,
             rows_per_second_average: 7000.0,
-            eta_seconds: Some(83),
+            eta: Some(Duration::from_secs(83)),
+            batch_size: 5000,
+            last_batch: Some(Duration::from_millis(190)),
+            batch_target: Duration::from_millis(200),
             state,
-            running_seconds: 60.0,
-            throttled_seconds: 0.0,
-            paused_seconds: 0.0,
+            reason: reason.map(str::to_string),
+            time_running: Duration::from_secs(60),
+            time_throttled: Duration::ZERO,
+            time_paused: Duration::ZERO,
         }
     }
 
     #[test]
     fn the_bar_shows_rate_eta_batch_and_the_throttle_reason() {
         let line = progress_line(
-            &progress(RunState::Throttled {
-                reason: "replica lag 2.5 s above max 1.0 s".to_string(),
-            }),
+            &progress(
+                RunState::Throttled,
+                Some("replica lag 2.5 s above max 1.0 s"),
+            ),
             200,
         );
         assert_eq!(
@@ -319,22 +231,10 @@ mod tests {
              batch 5,000 (190 ms)  THROTTLED: replica lag 2.5 s above max 1.0 s"
         );
         assert_eq!(
-            progress_line(&progress(RunState::Running), 30)
+            progress_line(&progress(RunState::Running, None), 30)
                 .chars()
                 .count(),
             30
         );
-    }
-
-    #[test]
-    fn progress_in_json_is_flat_and_names_its_state() {
-        let value = event_json(&Event::BackfillProgress(progress(RunState::Paused {
-            by: "operator".to_string(),
-        })));
-        assert_eq!(value["event"], "progress");
-        assert_eq!(value["state"], "paused");
-        assert_eq!(value["by"], "operator");
-        assert_eq!(value["rows_done"], 420_000);
-        assert_eq!(value["eta_seconds"], 83);
     }
 }

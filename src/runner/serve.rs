@@ -1,6 +1,6 @@
 //! A run's control socket while an engine command runs in this process: engine events go
-//! out to every attached client (through [`RunView::translate`]) and on to the headless
-//! printer; commands from `zdm ctl`, `zdm attach` clients and the console drive the
+//! out, translated ([`RunView::translate`]), to every attached client and to in-process
+//! listeners such as the headless printer; commands from `zdm ctl`, `zdm attach` clients and the console drive the
 //! engine's [`BackfillControl`], and each one that changes the run is audited.
 
 use std::sync::{Arc, Mutex, PoisonError};
@@ -40,23 +40,21 @@ pub struct Served {
 impl Served {
     /// Serves the socket of `migration` while `command` (`start`, `complete`, `rollback`)
     /// runs; `status` is the migration's status before the command's first step. Engine
-    /// events sent on the returned sender are relayed to the socket and passed on to
-    /// `local` (the headless printer). A socket that cannot be opened is reported on
-    /// stderr and in the log; the run itself goes on.
+    /// events sent on the returned sender are relayed to the socket's clients and to
+    /// [`Served::subscribe`]rs. A socket that cannot be opened is reported on stderr and in
+    /// the log; the run itself goes on.
     pub async fn start(
         config: &Config,
         command: &'static str,
         migration: &str,
         status: &str,
         control: BackfillControl,
-        local: Option<UnboundedSender<engine::Event>>,
     ) -> (Served, UnboundedSender<engine::Event>) {
         let events = EventSender::default();
         let view = Arc::new(Mutex::new(RunView::new(migration, status)));
         let (engine_events, receiver) = mpsc::unbounded_channel();
         let relay = tokio::spawn(relay(
             receiver,
-            local,
             view.clone(),
             events.clone(),
             control.clone(),
@@ -89,6 +87,11 @@ impl Served {
             command,
         };
         (served, engine_events)
+    }
+
+    /// A listener in this process that sees every event from now on, as clients do.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<control::Stamped> {
+        self.events.subscribe()
     }
 
     /// Sends a log line to every attached client.
@@ -157,7 +160,6 @@ fn lock(view: &Mutex<RunView>) -> std::sync::MutexGuard<'_, RunView> {
 /// Relays engine events until the engine's sender is dropped.
 async fn relay(
     mut receiver: UnboundedReceiver<engine::Event>,
-    local: Option<UnboundedSender<engine::Event>>,
     view: Arc<Mutex<RunView>>,
     events: EventSender,
     control: BackfillControl,
@@ -166,9 +168,6 @@ async fn relay(
         let wire = lock(&view).translate(&event, &control);
         for event in wire {
             events.send(event);
-        }
-        if let Some(local) = &local {
-            let _ = local.send(event);
         }
     }
 }
