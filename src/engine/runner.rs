@@ -196,10 +196,7 @@ impl Engine {
                 }
             }
         };
-        let phases = [
-            (Phase::Expand, Status::Expanding),
-            (Phase::Backfill, Status::Backfilling),
-        ];
+        let phases = [Phase::Expand, Phase::Backfill];
         self.run_command(&plan, "start", None, &phases, Status::ReadyToContract)
             .await
     }
@@ -231,7 +228,7 @@ impl Engine {
                 })
             }
         }
-        let phases = [(Phase::Contract, Status::Contracting)];
+        let phases = [Phase::Contract];
         self.run_command(
             &record.plan,
             "complete",
@@ -261,7 +258,7 @@ impl Engine {
             }
             _ => {}
         }
-        let phases = [(Phase::Rollback, Status::RollingBack)];
+        let phases = [Phase::Rollback];
         self.run_command(&record.plan, "rollback", None, &phases, Status::RolledBack)
             .await
     }
@@ -305,14 +302,14 @@ impl Engine {
         plan: &Plan,
         command: &str,
         confirmation: Option<&str>,
-        phases: &[(Phase, Status)],
+        phases: &[Phase],
         final_status: Status,
     ) -> Result<Outcome, Error> {
         let name = plan.migration.as_str();
         let run = state::begin_run(&mut self.conn, name, command, confirmation, &self.who).await?;
         let mut steps_run = 0;
-        for &(phase, status) in phases {
-            if let Err(error) = self.run_phase(plan, phase, status, &mut steps_run).await {
+        for &phase in phases {
+            if let Err(error) = self.run_phase(plan, phase, &mut steps_run).await {
                 let text = error.to_string();
                 if matches!(
                     error,
@@ -328,12 +325,15 @@ impl Engine {
                     return Err(error);
                 }
                 tracing::error!(migration = name, phase = phase_name(phase), error = %text, "stopped");
-                let recorded = match state::set_failed(&mut self.conn, name, status, &text).await {
-                    Ok(()) => {
-                        state::finish_run(&mut self.conn, run, &format!("failed: {text}")).await
-                    }
-                    Err(other) => Err(other),
-                };
+                let recorded =
+                    match state::set_failed(&mut self.conn, name, Status::during(phase), &text)
+                        .await
+                    {
+                        Ok(()) => {
+                            state::finish_run(&mut self.conn, run, &format!("failed: {text}")).await
+                        }
+                        Err(other) => Err(other),
+                    };
                 if let Err(other) = recorded {
                     tracing::warn!(error = %other, "could not record the failure");
                 }
@@ -354,13 +354,12 @@ impl Engine {
         &mut self,
         plan: &Plan,
         phase: Phase,
-        status: Status,
         steps_run: &mut usize,
     ) -> Result<(), Error> {
         let name = plan.migration.as_str();
         let done = state::done_positions(&mut self.conn, name, phase).await?;
         let steps: Vec<&Step> = plan.phase(phase).collect();
-        state::set_status(&mut self.conn, name, status).await?;
+        state::set_status(&mut self.conn, name, Status::during(phase)).await?;
         for (index, step) in steps.iter().enumerate() {
             let position = i32::try_from(index).unwrap_or(i32::MAX);
             if done.contains(&position) {

@@ -127,6 +127,27 @@ impl Status {
     pub fn from_key(key: &str) -> Option<Status> {
         Status::ALL.into_iter().find(|status| status.key() == key)
     }
+
+    /// A migration's status while steps of `phase` run.
+    pub fn during(phase: Phase) -> Status {
+        match phase {
+            Phase::Expand => Status::Expanding,
+            Phase::Backfill => Status::Backfilling,
+            Phase::Contract => Status::Contracting,
+            Phase::Rollback => Status::RollingBack,
+        }
+    }
+
+    /// The phase whose steps run in this status (None when none runs).
+    pub fn running_phase(self) -> Option<Phase> {
+        match self {
+            Status::Expanding => Some(Phase::Expand),
+            Status::Backfilling => Some(Phase::Backfill),
+            Status::Contracting => Some(Phase::Contract),
+            Status::RollingBack => Some(Phase::Rollback),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Status {
@@ -593,6 +614,20 @@ pub async fn finish_run(conn: &mut PgConnection, id: i64, outcome: &str) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn each_phase_runs_under_its_own_status_and_back() {
+        for phase in [
+            Phase::Expand,
+            Phase::Backfill,
+            Phase::Contract,
+            Phase::Rollback,
+        ] {
+            assert_eq!(Status::during(phase).running_phase(), Some(phase));
+        }
+        assert_eq!(Status::ReadyToContract.running_phase(), None);
+        assert_eq!(Status::during(Phase::Rollback).key(), "rolling_back");
+    }
 
     #[test]
     fn statuses_round_trip_and_read_as_words() {

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use crate::control::{self, BatchDone, Level, Progress, RunState};
 use crate::engine::progress::{self, BackfillProgress};
-use crate::engine::{self, phase_name, BackfillControl};
+use crate::engine::{self, phase_name, BackfillControl, Status};
 use crate::plan::Phase;
 
 /// What the run's events have said so far: where it is, for `zdm ctl status`.
@@ -82,7 +82,7 @@ impl RunView {
                 description,
                 ..
             } => {
-                if let Some(changed) = self.set_status(status_of(*phase)) {
+                if let Some(changed) = self.set_status(Status::during(*phase).key()) {
                     out.push(changed);
                 }
                 self.current = Some((*phase, *position, *total, Instant::now()));
@@ -190,16 +190,6 @@ impl RunView {
             }),
         }
         out
-    }
-}
-
-/// The status a migration has while a step of `phase` runs.
-fn status_of(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Expand => "expanding",
-        Phase::Backfill => "backfilling",
-        Phase::Contract => "contracting",
-        Phase::Rollback => "rolling_back",
     }
 }
 

@@ -284,11 +284,10 @@ pub fn state_of(status: Status) -> MigrationState {
 
 /// The index in `plan.steps` of the step running (or next) for a recorded migration.
 fn current_step(record: &MigrationRecord) -> Option<usize> {
-    let phase = match record.activity() {
-        Status::Expanding => Phase::Expand,
-        Status::Backfilling => Phase::Backfill,
-        Status::ReadyToContract | Status::Contracting => Phase::Contract,
-        Status::RollingBack => Phase::Rollback,
+    let status = record.activity();
+    let phase = match status {
+        // Ready: contract's first step is the next one.
+        Status::ReadyToContract => Phase::Contract,
         Status::Complete => {
             // Everything before rollback is done.
             return Some(
@@ -300,7 +299,7 @@ fn current_step(record: &MigrationRecord) -> Option<usize> {
                     .unwrap_or(record.plan.steps.len()),
             );
         }
-        _ => return None,
+        _ => status.running_phase()?,
     };
     let done = record
         .phases

@@ -11,6 +11,7 @@ use super::backend;
 use super::run::Console;
 use super::runs::{Purpose, RunUpdate};
 use crate::control::{self, Command, Event, Reply, RunState, RunStatus, Setting, Stamped};
+use crate::engine::Status;
 use crate::format;
 use crate::plan::Phase;
 
@@ -99,7 +100,7 @@ pub fn backfill_badge(state: Option<RunState>) -> MigrationState {
 
 /// The console's word for a status key a run reports (`ready_to_contract`, ...).
 fn state_of_key(key: &str) -> Option<MigrationState> {
-    crate::engine::state::Status::from_key(key).map(backend::state_of)
+    Status::from_key(key).map(backend::state_of)
 }
 
 impl Console {
@@ -402,13 +403,7 @@ impl Console {
 
     /// What a status reply says: paused, manual throttle, the backfill's figures.
     fn apply_run_status(&mut self, socket: &Path, status: &RunStatus) {
-        let phase = match status.status.as_str() {
-            "expanding" => Some(Phase::Expand),
-            "backfilling" => Some(Phase::Backfill),
-            "contracting" => Some(Phase::Contract),
-            "rolling_back" => Some(Phase::Rollback),
-            _ => None,
-        };
+        let phase = Status::from_key(&status.status).and_then(Status::running_phase);
         let state = if status.paused {
             Some(RunState::Paused)
         } else {
