@@ -1,9 +1,9 @@
 //! `zdm audit [--migration NAME] [--json]`: the audit trail, as text or JSON.
 
-use sqlx::{Connection, PgConnection};
+use sqlx::Connection;
 
 use crate::config::{self, Config};
-use crate::engine::identity::Identity;
+use crate::engine::identity;
 
 /// Why `zdm audit` could not print the trail.
 #[derive(Debug, thiserror::Error)]
@@ -29,10 +29,7 @@ pub async fn run(
         url: url.to_string(),
         source,
     };
-    let options = Identity::current().apply(url.connect_options().map_err(connect_error)?);
-    let mut conn = PgConnection::connect_with(&options)
-        .await
-        .map_err(connect_error)?;
+    let mut conn = identity::connect(url).await.map_err(connect_error)?;
     let rows = super::list(&mut conn, migration).await;
     let _ = conn.close().await;
     let rows = rows?;

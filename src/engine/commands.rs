@@ -6,7 +6,7 @@ use tokio::task::JoinHandle;
 
 use super::event::Events;
 use super::headless::{self, Output};
-use super::identity::Identity;
+use super::identity;
 use super::source::{self, Planned};
 use super::status;
 use super::throttle::Throttle;
@@ -238,11 +238,7 @@ async fn connect_plain(config: &Config) -> Result<PgConnection, CommandError> {
         url: url.to_string(),
         source,
     };
-    let options = url.connect_options().map_err(connect_error)?;
-    let options = Identity::current().apply(options);
-    Ok(PgConnection::connect_with(&options)
-        .await
-        .map_err(connect_error)?)
+    Ok(identity::connect(url).await.map_err(connect_error)?)
 }
 
 /// Everything that shows and steers a run besides the engine: the headless output

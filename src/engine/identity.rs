@@ -5,6 +5,9 @@ use std::fmt;
 
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
+use sqlx::{Connection, PgConnection};
+
+use crate::db::DatabaseUrl;
 
 /// Prefix of the `application_name` of every connection the engine opens.
 const APPLICATION_PREFIX: &str = "zdm pid=";
@@ -38,6 +41,13 @@ impl Identity {
     pub fn apply(&self, options: PgConnectOptions) -> PgConnectOptions {
         options.application_name(&self.application_name())
     }
+}
+
+/// A connection to `url` (without the run lock) that announces this process like every
+/// zdm connection: for reading, the audit trail, the gates.
+pub async fn connect(url: &DatabaseUrl) -> Result<PgConnection, sqlx::Error> {
+    let options = Identity::current().apply(url.connect_options()?);
+    PgConnection::connect_with(&options).await
 }
 
 impl fmt::Display for Identity {

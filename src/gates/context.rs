@@ -7,8 +7,7 @@ use std::time::Duration;
 use sqlx::{Connection, PgConnection};
 
 use crate::config::Config;
-use crate::db::DatabaseUrl;
-use crate::engine::identity::Identity;
+use crate::engine::identity::connect;
 use crate::engine::state::{self, MigrationRecord};
 use crate::migration::{self, Verify};
 use crate::plan::names::parse_version_schema_comment;
@@ -121,9 +120,4 @@ impl Context {
             }
         }
     }
-}
-
-async fn connect(url: &DatabaseUrl) -> Result<PgConnection, sqlx::Error> {
-    let options = Identity::current().apply(url.connect_options()?);
-    PgConnection::connect_with(&options).await
 }

@@ -1,12 +1,12 @@
 //! A run's control socket while an engine command runs in this process: engine events go
 //! out, translated ([`RunView::translate`]), to every attached client and to in-process
-//! listeners such as the headless printer; commands from `zdm ctl`, `zdm attach` clients and the console drive the
-//! engine's [`BackfillControl`], and each one that changes the run is audited.
+//! listeners such as the headless printer; commands from `zdm ctl` and the console drive
+//! the engine's [`BackfillControl`], and each one that changes the run is audited.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use sqlx::{Connection, PgConnection};
+use sqlx::Connection;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
@@ -17,7 +17,7 @@ use crate::control::{
     self, runtime_dir, Command, CommandRequest, EventSender, Level, Reply, RunInfo, RunStatus,
     Server, Target,
 };
-use crate::engine::identity::Identity;
+use crate::engine::identity;
 use crate::engine::{self, BackfillControl, Outcome};
 
 /// How long a command waits for its audit row before it is answered anyway (the change
@@ -326,10 +326,7 @@ async fn record(
             let Some(entry) = audit::entry_for_command(&migration, &command) else {
                 return Ok(());
             };
-            let options = url.connect_options().map_err(|e| e.to_string())?;
-            let mut conn = PgConnection::connect_with(&Identity::current().apply(options))
-                .await
-                .map_err(|e| e.to_string())?;
+            let mut conn = identity::connect(&url).await.map_err(|e| e.to_string())?;
             let recorded = audit::record(&mut conn, entry).await;
             let _ = conn.close().await;
             recorded.map_err(|e| e.to_string())

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 use super::app::{GateResult, GateRow, Level, MigrationRow, MigrationState};
 use super::runs::RunUpdate;
 use crate::config::Config;
-use crate::engine::identity::Identity;
+use crate::engine::identity;
 use crate::engine::lock;
 use crate::engine::state::{self, MigrationRecord};
 use crate::engine::{source, Status};
@@ -147,11 +147,7 @@ impl Drop for Backend {
 /// A reading connection (no run lock), named like every zdm connection.
 async fn connect_plain(config: &Config) -> Result<PgConnection, String> {
     let url = config.database_url().map_err(|e| e.to_string())?;
-    let options = url
-        .connect_options()
-        .map_err(|e| format!("the database URL {url} is not valid: {e}"))?;
-    let options = Identity::current().apply(options);
-    PgConnection::connect_with(&options)
+    identity::connect(url)
         .await
         .map_err(|e| format!("cannot connect to {url}: {e}"))
 }
