@@ -31,16 +31,9 @@ pub async fn discover(dir: &Path) -> Vec<Running> {
         .map(|entry| entry.path())
         .filter(|path| path.to_string_lossy().ends_with(SOCKET_SUFFIX))
         .collect();
-    let probes = sockets.into_iter().map(|path| async move {
-        let info = tokio::time::timeout(PROBE_TIMEOUT, async {
-            Client::connect(&path).await?.info().await
-        })
-        .await;
-        match info {
-            Ok(Ok(info)) => Some(Running { path, info }),
-            _ => None,
-        }
-    });
+    let probes = sockets
+        .into_iter()
+        .map(|path| async move { probe(&path).await.map(|info| Running { path, info }) });
     let mut running: Vec<Running> = futures::future::join_all(probes)
         .await
         .into_iter()
@@ -51,6 +44,12 @@ pub async fn discover(dir: &Path) -> Vec<Running> {
             .cmp(&(b.info.migration.as_str(), b.info.target.to_string()))
     });
     running
+}
+
+/// Who serves the socket at `path`, if it answers within [`PROBE_TIMEOUT`].
+pub async fn probe(path: &Path) -> Option<RunInfo> {
+    let info = async { Client::connect(path).await?.info().await };
+    tokio::time::timeout(PROBE_TIMEOUT, info).await.ok()?.ok()
 }
 
 /// The run a command means: the one named `migration`, or the only one running.

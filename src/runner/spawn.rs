@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use crate::config::{self, Config};
 use crate::control::address::{socket_path, RUN_LOG_ENV};
-use crate::control::{runtime_dir, Client, Target};
+use crate::control::discover::probe;
+use crate::control::{runtime_dir, Target};
 
 /// How long a runner may take to open its socket (it plans and takes the run lock first).
 const SOCKET_WAIT: Duration = Duration::from_secs(60);
@@ -214,11 +215,7 @@ pub async fn spawn(config: &Config, job: &Job) -> Result<Detached, Error> {
 
 /// Whether the socket at `path` answers as process `pid` (not a run that ended earlier).
 async fn serves(path: &Path, pid: u32) -> bool {
-    let probe = async { Client::connect(path).await?.info().await };
-    matches!(
-        tokio::time::timeout(Duration::from_secs(2), probe).await,
-        Ok(Ok(info)) if info.pid == pid
-    )
+    probe(path).await.is_some_and(|info| info.pid == pid)
 }
 
 /// `<state dir>/zdm/runs/<migration>.<UTC time>.log`, beside zdm's own log.
