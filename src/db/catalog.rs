@@ -379,10 +379,7 @@ async fn load_columns(conn: &mut PgConnection, catalog: &mut Catalog) -> Result<
     );
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
     for row in &rows {
-        let table = QualifiedName::new(
-            row.try_get::<String, _>("schema")?,
-            row.try_get::<String, _>("table_name")?,
-        );
+        let table = table_of(row)?;
         let generated: bool = row.try_get("generated")?;
         let column = Column {
             name: row.try_get("name")?,
@@ -431,10 +428,7 @@ async fn load_constraints(
     );
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
     for row in &rows {
-        let table = QualifiedName::new(
-            row.try_get::<String, _>("schema")?,
-            row.try_get::<String, _>("table_name")?,
-        );
+        let table = table_of(row)?;
         let kind = match row.try_get::<String, _>("kind")?.as_str() {
             "p" => ConstraintKind::PrimaryKey,
             "u" => ConstraintKind::Unique,
@@ -489,10 +483,7 @@ async fn load_indexes(conn: &mut PgConnection, catalog: &mut Catalog) -> Result<
     );
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
     for row in &rows {
-        let table = QualifiedName::new(
-            row.try_get::<String, _>("schema")?,
-            row.try_get::<String, _>("table_name")?,
-        );
+        let table = table_of(row)?;
         let index = Index {
             name: row.try_get("name")?,
             columns: row.try_get("columns")?,
@@ -508,6 +499,14 @@ async fn load_indexes(conn: &mut PgConnection, catalog: &mut Catalog) -> Result<
     Ok(())
 }
 
+/// The table a catalog row is about (its `schema` and `table_name` columns).
+fn table_of(row: &sqlx::postgres::PgRow) -> Result<QualifiedName, sqlx::Error> {
+    Ok(QualifiedName::new(
+        row.try_get::<String, _>("schema")?,
+        row.try_get::<String, _>("table_name")?,
+    ))
+}
+
 async fn load_triggers(conn: &mut PgConnection, catalog: &mut Catalog) -> Result<(), sqlx::Error> {
     let sql = format!(
         "SELECT n.nspname::text AS schema, t.relname::text AS table_name, tg.tgname::text AS name,
@@ -520,10 +519,7 @@ async fn load_triggers(conn: &mut PgConnection, catalog: &mut Catalog) -> Result
     );
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
     for row in &rows {
-        let table = QualifiedName::new(
-            row.try_get::<String, _>("schema")?,
-            row.try_get::<String, _>("table_name")?,
-        );
+        let table = table_of(row)?;
         let trigger = Trigger {
             name: row.try_get("name")?,
             definition: row.try_get("definition")?,
@@ -548,10 +544,7 @@ async fn load_grants(conn: &mut PgConnection, catalog: &mut Catalog) -> Result<(
     );
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
     for row in &rows {
-        let table = QualifiedName::new(
-            row.try_get::<String, _>("schema")?,
-            row.try_get::<String, _>("table_name")?,
-        );
+        let table = table_of(row)?;
         let grant = Grant {
             grantee: row.try_get("grantee")?,
             privilege: row.try_get("privilege")?,
