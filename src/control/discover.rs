@@ -46,7 +46,7 @@ pub async fn discover(dir: &Path) -> Vec<Running> {
     running
 }
 
-/// Who serves the socket at `path`, if it answers within [`PROBE_TIMEOUT`].
+/// Who serves the socket at `path`, if it answers within a short timeout (2 s).
 pub async fn probe(path: &Path) -> Option<RunInfo> {
     let info = async { Client::connect(path).await?.info().await };
     tokio::time::timeout(PROBE_TIMEOUT, info).await.ok()?.ok()

@@ -1,37 +1,29 @@
 //! Live control of a running migration: `Command` in, `Event` out, over a private unix
 //! socket per run (served by the run, used by `zdm ctl`, `zdm attach` and the console).
 //!
-//! # The contract with the run (engine / backfill loop)
+//! # The contract with the run
 //!
-//! ```text
-//! let info = RunInfo::new(&migration, Target::from_url(&url)?);
-//! let (server, mut commands) = Server::start(&runtime_dir(), info).await?;
-//! let events = server.events();            // EventSender: clone it anywhere
-//! loop {
-//!     select! {
-//!         Some((command, reply)) = commands.recv() => {
-//!             let answer = run.handle(command);   // Reply::done / Value / Status / error
-//!             let _ = reply.send(answer);         // the client may have gone: ignore
-//!         }
-//!         _ = next_batch => events.send(Event::Progress(...)),
-//!     }
-//! }
-//! server.shutdown().await;                  // attached clients read the last events, then EOF
-//! ```
+//! `crate::runner::serve` is the run's side: it starts a [`Server`] once the command
+//! knows its migration, answers each [`CommandRequest`] from a task of its own (so a
+//! command is answered at once, even during a long step, and takes effect through the
+//! engine's `BackfillControl` within the batch in flight), sends every event through the
+//! server's [`EventSender`], and calls [`Server::shutdown`] at the end so attached clients
+//! read the last events before their stream closes.
 //!
-//! * Every [`Command`] gets exactly one [`Reply`]; a command the run cannot honour now
-//!   (pause with no backfill running) gets `Reply::error` in words. The server waits at
-//!   most [`socket::REPLY_TIMEOUT`] and then tells the client the run is busy, so the run
-//!   should answer between batches, not after a long step.
-//! * `Set` is applied with [`BackfillSettings::apply`](crate::engine::BackfillSettings::apply) (which refuses contradictions) and answered
-//!   with `Reply::Value` of the value now in force; the run also sends
-//!   `Event::SettingChanged` so that every front-end sees it.
-//! * The run sends `Event::Progress` after every batch and about once a second while
-//!   throttled or paused, so a client attaching mid-run is up to date within a second.
+//! * Every [`Command`] gets exactly one [`Reply`]; one the run refuses (resume when not
+//!   paused) gets `Reply::error` in words. The server waits at most
+//!   [`socket::REPLY_TIMEOUT`] for the run and then tells the client it is busy.
+//! * `Set` is applied with [`BackfillSettings::apply`](crate::engine::BackfillSettings::apply)
+//!   (which refuses contradictions) and answered with `Reply::Value` of the value now in
+//!   force; the run also sends `Event::SettingChanged` so that every front-end sees it.
+//! * The run sends `Event::Progress` after batches (at most about once a second) and
+//!   every second while throttled or paused, so a client attaching mid-run is up to date
+//!   within a second.
 //! * Sending events never blocks and never fails: a slow client is told how many it
 //!   missed (`Event::Missed`), a stuck one is dropped.
-//! * Everything a front-end shows must come through [`Event`]; the console subscribes in
-//!   process with [`EventSender::subscribe`] or over the socket with [`Client::attach`].
+//! * Everything a front-end shows comes through [`Event`]: the headless output subscribes
+//!   in process ([`EventSender::subscribe`]), the console and `zdm attach` over the socket
+//!   ([`Client::attach`]).
 //!
 //! The wire protocol, the settings and where sockets live are documented in
 //! `docs/control.md`.

@@ -96,7 +96,7 @@ pub fn progress_line(progress: &Progress, width: usize) -> String {
     line.chars().take(width.max(20)).collect()
 }
 
-/// Prints the run's events (the same [`control::Event`]s every front-end reads) as
+/// Prints the run's events (the same [`Event`]s every front-end reads) as
 /// `output` says until the stream ends: JSON lines on stdout (each as `zdm attach --json`
 /// prints it), and on stderr the progress bar or plain lines.
 pub fn print_events(output: Output, mut events: broadcast::Receiver<Stamped>) -> JoinHandle<()> {
