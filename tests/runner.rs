@@ -21,7 +21,8 @@ const MIGRATION: &str = "0001_items_qty2";
 /// config that keeps batches small and paced (so the backfill takes many batches), and
 /// private runtime/state directories for the sockets and logs.
 struct Scene {
-    pg: LocalPg,
+    /// The server: stopped and removed when the scene is dropped.
+    _pg: LocalPg,
     pool: sqlx::PgPool,
     root: tempfile::TempDir,
     url: String,
@@ -62,7 +63,7 @@ impl Scene {
             pg.primary().port()
         );
         Scene {
-            pg,
+            _pg: pg,
             pool,
             root,
             url,
