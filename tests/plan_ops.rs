@@ -47,6 +47,25 @@ fn find<'a>(plan: &'a Plan, phase: Phase, text: &str) -> Vec<&'a Step> {
         .collect()
 }
 
+/// The statements of the publish step (backfill phase) that create and set up `view`
+/// (`public_0042_test.orders`): its CREATE OR REPLACE VIEW and ALTER VIEW lines.
+fn published_view(plan: &Plan, view: &str) -> String {
+    let (schema, name) = view.split_once('.').expect("schema.view");
+    let quoted = format!("\"{schema}\".\"{name}\"");
+    let publish = find(plan, Phase::Backfill, "publish the new version");
+    assert_eq!(publish.len(), 1, "one publish step: {:?}", plan.steps);
+    sql(publish[0])
+        .lines()
+        .map(str::trim)
+        .filter(|line| {
+            line.starts_with(&format!("CREATE OR REPLACE VIEW {quoted} "))
+                || line.starts_with(&format!("ALTER VIEW {quoted} "))
+        })
+        .map(|line| line.trim_end_matches(';'))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Rules every plan obeys, whatever the operation.
 fn assert_safe(plan: &Plan) {
     for step in &plan.steps {
@@ -70,6 +89,35 @@ fn assert_safe(plan: &Plan) {
             );
         }
     }
+    // After every committed expand step the old version can still write: a constraint
+    // comes only after the sync triggers that fill the columns it constrains.
+    let expand: Vec<&Step> = plan.phase(Phase::Expand).collect();
+    let last_trigger = expand
+        .iter()
+        .rposition(|s| s.description.starts_with("install the sync trigger"));
+    if let Some(last_trigger) = last_trigger {
+        for (index, step) in expand.iter().enumerate() {
+            if sql(step).contains("ADD CONSTRAINT") {
+                assert!(
+                    index > last_trigger,
+                    "constraint before the sync trigger: {:?}",
+                    step.description
+                );
+            }
+        }
+    }
+    // The new version is published once, after every backfill and validation.
+    let backfill: Vec<&Step> = plan.phase(Phase::Backfill).collect();
+    if let Some(publish) = backfill
+        .iter()
+        .position(|s| s.description.starts_with("publish the new version"))
+    {
+        assert_eq!(publish, backfill.len() - 1, "publish is the last backfill step");
+    }
+    assert!(
+        !plan.phase(Phase::Expand).any(|s| sql(s).contains("CREATE OR REPLACE VIEW")),
+        "no view of the new version before its backfill is done"
+    );
     let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
     let mut sorted = phases.clone();
     sorted.sort();
@@ -127,11 +175,36 @@ up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
     let contract = find(&plan, Phase::Contract, "final shape");
     assert!(sql(contract[0]).contains("ALTER COLUMN \"status\" SET NOT NULL"));
     assert!(sql(contract[0]).contains("DROP CONSTRAINT IF EXISTS \"_zdm_nn_orders_status\""));
-    let view = find(&plan, Phase::Expand, "create view public_0042_test.orders");
-    assert!(sql(view[0]).contains("\"status\" FROM \"public\".\"orders\""));
+    let view = published_view(&plan, "public_0042_test.orders");
+    assert!(view.contains("\"status\" FROM \"public\".\"orders\""));
     assert!(plan
         .phase(Phase::Rollback)
         .any(|s| sql(s).contains("DROP COLUMN IF EXISTS \"status\"")));
+}
+
+#[test]
+fn derived_names_are_fitted_to_63_bytes_and_stay_distinct() {
+    let long = "d".repeat(50);
+    let plan = planned(&format!(
+        "[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = {{ name = \"{long}_one\", type = \"int\", check = \"{long}_one > 0\", unique = true }}\n\n[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = {{ name = \"{long}_two\", type = \"int\", check = \"{long}_two > 0\" }}\n"
+    ));
+    assert_safe(&plan);
+    let names: Vec<String> = plan
+        .phase(Phase::Expand)
+        .filter_map(|s| {
+            let sql = sql(s);
+            let at = sql.find("ADD CONSTRAINT \"")? + "ADD CONSTRAINT \"".len();
+            Some(sql[at..].split('"').next()?.to_string())
+        })
+        .collect();
+    assert_eq!(names.len(), 3, "{names:?}");
+    for name in &names {
+        assert!(name.len() <= 63, "{name} is {} bytes", name.len());
+    }
+    let mut distinct = names.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), names.len(), "{names:?}");
 }
 
 #[test]
@@ -183,11 +256,7 @@ fn add_column_refusals_say_what_to_do() {
 fn drop_column_waits_for_contract_and_fills_the_old_version() {
     let plan = planned("[[operations]]\nop = \"drop_column\"\ntable = \"customers\"\ncolumn = \"country\"\ndown = \"'ZZ'\"\n");
     assert_safe(&plan);
-    let view = sql(find(
-        &plan,
-        Phase::Expand,
-        "create view public_0042_test.customers",
-    )[0]);
+    let view = published_view(&plan, "public_0042_test.customers");
     assert!(!view.contains("country"), "{view}");
     let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);
     assert!(function.contains("NEW.\"country\" := ('ZZ')"));
@@ -223,11 +292,7 @@ fn drop_column_waits_for_contract_and_fills_the_old_version() {
 fn rename_column_is_a_view_alias_until_contract() {
     let plan = planned("[[operations]]\nop = \"rename_column\"\ntable = \"customers\"\ncolumn = \"full_name\"\nto = \"name\"\n");
     assert_safe(&plan);
-    assert!(sql(find(
-        &plan,
-        Phase::Expand,
-        "create view public_0042_test.customers"
-    )[0])
+    assert!(published_view(&plan, "public_0042_test.customers")
     .contains("\"full_name\" AS \"name\""));
     assert!(!plan.phase(Phase::Expand).any(|s| sql(s).contains("RENAME")));
     assert!(sql(find(&plan, Phase::Contract, "final shape")[0])
@@ -257,11 +322,7 @@ down = "(price_cents * 100)::integer"
     assert!(function.contains("NEW.\"_zdm_new_price_cents\" := (price_cents::numeric / 100)"));
     assert!(function.contains("NEW.\"price_cents\" := ((price_cents * 100)::integer)"));
     assert!(function.contains("'public_0042_test' = ANY (current_schemas(false))"));
-    assert!(sql(find(
-        &plan,
-        Phase::Expand,
-        "create view public_0042_test.products"
-    )[0])
+    assert!(published_view(&plan, "public_0042_test.products")
     .contains("\"_zdm_new_price_cents\" AS \"price_cents\""));
     let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
     let drop = contract
@@ -324,8 +385,10 @@ fn set_not_null_checks_validates_then_sets() {
         .map(|s| s.description.as_str())
         .collect();
     assert!(
-        order.last().is_some_and(|d| d.starts_with("validate")),
-        "validation after the data: {order:?}"
+        order.iter().position(|d| d.starts_with("validate"))
+            > order.iter().position(|d| d.starts_with("fill"))
+            && order.last().is_some_and(|d| d.starts_with("publish the new version")),
+        "validation after the data, the new version published last: {order:?}"
     );
     let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
     assert!(contract.contains("ALTER COLUMN \"phone\" SET NOT NULL"));
@@ -502,11 +565,7 @@ check = "total_cents >= 0"
     assert!(plan.steps.iter().any(|s| sql(s).contains(
         "ALTER TABLE \"public\".\"orders\" ADD CONSTRAINT \"purchases_total_positive\""
     )));
-    let view = sql(find(
-        &plan,
-        Phase::Expand,
-        "create view public_0042_test.purchases",
-    )[0]);
+    let view = published_view(&plan, "public_0042_test.purchases");
     assert!(
         view.contains("\"notes\" AS \"remarks\"") && view.ends_with("FROM \"public\".\"orders\""),
         "{view}"
@@ -617,7 +676,7 @@ table = "products"
     let create = sql(find(&plan, Phase::Expand, "create table public.shipments")[0]);
     assert!(create.starts_with("CREATE TABLE IF NOT EXISTS \"public\".\"shipments\""));
     assert!(create.contains("CONSTRAINT \"shipments_pkey\" PRIMARY KEY (\"id\")"));
-    let orders_view = sql(find(&plan, Phase::Expand, "create view public_0042_test.orders")[0]);
+    let orders_view = published_view(&plan, "public_0042_test.orders");
     assert!(orders_view.contains(
         "ALTER VIEW \"public_0042_test\".\"orders\" ALTER COLUMN \"currency\" SET DEFAULT 'USD'"
     ));
@@ -630,12 +689,7 @@ table = "products"
     );
     assert!(plan.steps.iter().any(|s| s.phase == Phase::Contract
         && sql(s).contains("DROP CONSTRAINT IF EXISTS \"order_items_product_id_fkey\"")));
-    assert!(find(
-        &plan,
-        Phase::Expand,
-        "create view public_0042_test.products"
-    )
-    .is_empty());
+    assert!(published_view(&plan, "public_0042_test.products").is_empty());
     assert!(plan
         .phase(Phase::Contract)
         .any(|s| sql(s) == "DROP TABLE IF EXISTS \"public\".\"products\""));
@@ -709,17 +763,12 @@ fn split_table_keeps_both_tables_in_step_until_contract() {
         back.contains("UPDATE \"public\".\"orders\" SET \"notes\" = NEW.\"notes\""),
         "{back}"
     );
-    let orders_view = sql(find(&plan, Phase::Expand, "create view public_0042_test.orders")[0]);
+    let orders_view = published_view(&plan, "public_0042_test.orders");
     assert!(
         !orders_view.contains("notes") && !orders_view.contains("currency"),
         "{orders_view}"
     );
-    assert!(!find(
-        &plan,
-        Phase::Expand,
-        "create view public_0042_test.order_details"
-    )
-    .is_empty());
+    assert!(!published_view(&plan, "public_0042_test.order_details").is_empty());
     let contract = sql(find(&plan, Phase::Contract, "public.orders its final shape")[0]);
     assert!(contract.contains(
         "DROP TRIGGER IF EXISTS \"_zdm_split_order_details\" ON \"public\".\"order_details\""

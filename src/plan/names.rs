@@ -40,6 +40,32 @@ pub fn parse_version_schema_comment(comment: &str) -> Option<(&str, &str)> {
     Some((base, migration))
 }
 
+/// The condition (SQL) under which a write to `table` counts as the new version's: the
+/// writer's effective search path includes the version schema (`current_schemas(false)` is
+/// the path as resolved: quoting, `$user`, missing schemas and schemas without USAGE
+/// handled) and the new version is published, i.e. the table's view exists in it. Before
+/// publication (expand and backfill) every writer is the old version, so a client that
+/// names the version schema too early can never derive old columns from unfilled new ones.
+/// CASE keeps `to_regclass` from running for writers without USAGE on the schema.
+pub fn new_version_writer(version_schema: &str, table: &str) -> String {
+    format!(
+        "CASE WHEN {} = ANY (current_schemas(false)) THEN {} IS NOT NULL ELSE false END",
+        literal(version_schema),
+        regclass(&format!(
+            "{}.{}",
+            quote_ident(version_schema),
+            quote_ident(table)
+        ))
+    )
+}
+
+/// A name zdm derives from others (`<table>_<column>_check`, `_key`, `_fkey`, `_pkey`),
+/// fitted to 63 bytes and kept distinct (see [`fit_identifier`]): PostgreSQL would
+/// truncate it silently, and two long names could then collide.
+pub fn derived(parts: &[&str]) -> String {
+    fit_identifier(&parts.join("_"))
+}
+
 /// The hidden column holding `column`'s new shape during the migration.
 pub fn shadow_column(column: &str) -> String {
     fit_identifier(&format!("{SHADOW_PREFIX}{column}"))

@@ -151,6 +151,9 @@ pub struct Workspace<'a> {
     pub catalog: Catalog,
     pub(crate) tables: Vec<TableState>,
     pub(crate) expand: Vec<Step>,
+    /// Constraints added at expand: they run after the sync triggers, so that every row
+    /// the old version writes already has the values they require.
+    pub(crate) expand_constraints: Vec<Step>,
     pub(crate) backfill: Vec<Step>,
     pub(crate) validate: Vec<Step>,
     pub(crate) contract: Vec<Step>,
@@ -170,6 +173,7 @@ impl<'a> Workspace<'a> {
             catalog: original.clone(),
             tables: Vec::new(),
             expand: Vec::new(),
+            expand_constraints: Vec::new(),
             backfill: Vec::new(),
             validate: Vec::new(),
             contract: Vec::new(),
@@ -431,6 +435,14 @@ impl<'a> Workspace<'a> {
         self.expand.push(step);
     }
 
+    /// An expand step adding a constraint (CHECK / FOREIGN KEY NOT VALID, UNIQUE USING
+    /// INDEX): it runs after the sync triggers are installed. Were it committed first, every
+    /// old-version write would fail it until the trigger filling the column exists, and for
+    /// good if the run stopped in between.
+    pub fn push_expand_constraint(&mut self, step: Step) {
+        self.expand_constraints.push(step);
+    }
+
     pub fn push_backfill(&mut self, step: Step) {
         self.backfill.push(step);
     }
@@ -531,10 +543,15 @@ impl<'a> Workspace<'a> {
         let comment = names::version_schema_comment(&self.schema, self.migration);
 
         // Expand: the version schema first (sync functions live in it), then the
-        // operations, then the triggers, then the views over the finished columns.
+        // operations' additive DDL, then the sync triggers (in their old-version-only form),
+        // then the constraints that rely on the triggers' values. After each committed step
+        // both versions can read and write (docs/planner.md).
         steps.push(Step::sql(
             Phase::Expand,
-            format!("create version schema {}", self.version_schema),
+            format!(
+                "create version schema {} (empty until the backfill is done)",
+                self.version_schema
+            ),
             do_block(&format!(
                 "  CREATE SCHEMA IF NOT EXISTS {version};\n  COMMENT ON SCHEMA {version} IS {};\n",
                 literal(&comment)
@@ -574,31 +591,21 @@ impl<'a> Workspace<'a> {
                 vec![Self::label(&state.physical)],
             ));
         }
-        let views = self.version_views(false);
-        for VersionView {
-            view,
-            columns,
-            source,
-            defaults,
-        } in &views
-        {
-            steps.push(view_step(
-                Phase::Expand,
-                format!("create view {view} (the new version of {source})"),
-                view,
-                columns,
-                source,
-                &self.view_default_sql(view, defaults),
-            ));
-        }
-
-        if let Some(step) = self.grant_step(&views) {
-            steps.push(step);
-        }
+        steps.append(&mut self.expand_constraints);
 
         // Backfill: data first, then the validations that need the data in place.
         steps.append(&mut self.backfill);
         steps.append(&mut self.validate);
+
+        // Then the new version is published: only now is every row filled, so only now can
+        // a client of the new version read and write without seeing (or deriving old
+        // columns from) columns the backfill has not reached (docs/engine.md). Each table's
+        // sync function treats writers as the new version only once its view exists, so
+        // creating a view is what switches its table's `down` rules on, in one commit.
+        let views = self.version_views(false);
+        if let Some(step) = self.publish_step(&views) {
+            steps.push(step);
+        }
 
         // Contract.
         for previous in self.previous_version_schemas() {
@@ -771,9 +778,49 @@ impl<'a> Workspace<'a> {
         (steps, catalog)
     }
 
+    /// The one step that makes the new version usable: every view of the version schema,
+    /// its defaults and its grants, in one transaction, so the new version appears all at
+    /// once (and, with its views, the sync functions' `down` rules: see
+    /// `names::new_version_writer`).
+    fn publish_step(&self, views: &[VersionView]) -> Option<Step> {
+        let mut body = String::new();
+        for VersionView {
+            view,
+            columns,
+            source,
+            defaults,
+        } in views
+        {
+            body.push_str(&format!(
+                "  CREATE OR REPLACE VIEW {} AS {};\n",
+                view.quoted(),
+                select_sql(columns, source)
+            ));
+            body.push_str(&self.view_default_sql(view, defaults));
+        }
+        body.push_str(&self.grant_sql(views));
+        if body.is_empty() {
+            return None;
+        }
+        let sources: Vec<String> = views.iter().map(|v| v.source.to_string()).collect();
+        Some(Step::sql(
+            Phase::Backfill,
+            format!(
+                "publish the new version: {} view{} in {}, granted like {} (every row is filled by now)",
+                views.len(),
+                if views.len() == 1 { "" } else { "s" },
+                self.version_schema,
+                self.schema
+            ),
+            do_block(&body),
+            LockLevel::AccessShare,
+            sources,
+        ))
+    }
+
     /// Grants the version schema and its views to the roles that use the base schema and
     /// its tables, so the application's role can switch its search_path to the new version.
-    fn grant_step(&self, views: &[VersionView]) -> Option<Step> {
+    fn grant_sql(&self, views: &[VersionView]) -> String {
         let mut body = String::new();
         let usage = self
             .original
@@ -815,18 +862,7 @@ impl<'a> Workspace<'a> {
                 ));
             }
         }
-        (!body.is_empty()).then(|| {
-            Step::sql(
-                Phase::Expand,
-                format!(
-                    "grant the version schema {} to the roles that use {}",
-                    self.version_schema, self.schema
-                ),
-                do_block(&body),
-                LockLevel::None,
-                Vec::new(),
-            )
-        })
+        body
     }
 
     fn view_default_sql(&self, view: &QualifiedName, defaults: &[String]) -> String {
@@ -925,10 +961,10 @@ fn view_step(
 }
 
 /// The plpgsql function behind a table's sync trigger. The writer's version is told by its
-/// search_path: a session whose effective search path includes this migration's version
-/// schema writes through the new version's views, any other session (the old version,
-/// zdm's own backfill) is the old version. `current_schemas(false)` is the search path as
-/// resolved (quoting, `$user` and missing schemas handled), so this is exact.
+/// search_path (`names::new_version_writer`): a session whose effective search path
+/// includes this migration's version schema, once the new version is published, writes
+/// through the new version's views; any other session (the old version, zdm's own
+/// backfill, anyone before publication) is the old version.
 pub(crate) fn sync_function_sql(version_schema: &str, state: &TableState) -> String {
     let table = &state.physical;
     let declare = |names: &mut dyn Iterator<Item = (String, String)>| -> String {
@@ -968,9 +1004,17 @@ pub(crate) fn sync_function_sql(version_schema: &str, state: &TableState) -> Str
             .map(|c| (c.name.clone(), c.physical.clone())),
     );
     let mut body = String::from("#variable_conflict use_column\nBEGIN\n");
+    let old_rules = if state.up.is_empty() {
+        "    NULL;\n".to_string()
+    } else {
+        format!(
+            "    DECLARE\n{old_variables}    BEGIN\n{}    END;\n",
+            assign(&state.up)
+        )
+    };
     body.push_str(&format!(
-        "  IF {} = ANY (current_schemas(false)) THEN\n",
-        literal(version_schema)
+        "  IF {} THEN\n",
+        names::new_version_writer(version_schema, &state.name.name)
     ));
     body.push_str("    -- Written by the new version: fill the old version's columns.\n");
     if state.down.is_empty() {
@@ -982,15 +1026,9 @@ pub(crate) fn sync_function_sql(version_schema: &str, state: &TableState) -> Str
         ));
     }
     body.push_str("  ELSE\n    -- Written by the old version (or the backfill): fill the new version's columns.\n");
-    if state.up.is_empty() {
-        body.push_str("    NULL;\n");
-    } else {
-        body.push_str(&format!(
-            "    DECLARE\n{old_variables}    BEGIN\n{}    END;\n",
-            assign(&state.up)
-        ));
-    }
-    body.push_str("  END IF;\n  RETURN NEW;\nEND\n");
+    body.push_str(&old_rules);
+    body.push_str("  END IF;\n");
+    body.push_str("  RETURN NEW;\nEND\n");
     let tag = names::dollar_tag(&body);
     format!(
         "CREATE OR REPLACE FUNCTION {}.{}() RETURNS trigger LANGUAGE plpgsql AS {tag}\n{body}{tag}",

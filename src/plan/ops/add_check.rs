@@ -29,7 +29,7 @@ impl PlanOperation for AddCheck {
         let table = ws.existing_table(&self.table)?;
         let physical_table = ws.physical_table(&table);
         let label = physical_table.to_string();
-        ws.push_expand(Step::sql(
+        ws.push_expand_constraint(Step::sql(
             Phase::Expand,
             format!(
                 "add CHECK {} NOT VALID on {} (new rows only, no scan)",

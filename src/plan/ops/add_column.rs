@@ -68,7 +68,10 @@ impl PlanOperation for AddColumn {
         }
         let table_name = &table.name;
         if column.unique {
-            ws.check_name_free(&table.schema, &format!("{table_name}_{}_key", column.name))?;
+            ws.check_name_free(
+                &table.schema,
+                &names::derived(&[&table_name, &column.name, "key"]),
+            )?;
         }
         Ok(())
     }
@@ -138,7 +141,7 @@ impl PlanOperation for AddColumn {
 
         if !column.nullable {
             let check = names::not_null_check(&physical_table.name, &column.name);
-            ws.push_expand(Step::sql(
+            ws.push_expand_constraint(Step::sql(
                 Phase::Expand,
                 format!(
                     "add CHECK ({} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
@@ -195,7 +198,7 @@ impl PlanOperation for AddColumn {
 
         let table_name = physical_table.name.clone();
         if column.unique {
-            let name = format!("{table_name}_{}_key", column.name);
+            let name = names::derived(&[&table_name, &column.name, "key"]);
             ws.push_expand(concurrent_index_step(
                 format!("build unique index {name} concurrently (writes go on)"),
                 &physical_table,
@@ -203,7 +206,7 @@ impl PlanOperation for AddColumn {
                 true,
                 &format!("({quoted})"),
             ));
-            ws.push_expand(Step::sql(
+            ws.push_expand_constraint(Step::sql(
                 Phase::Expand,
                 format!("turn index {name} into a unique constraint (brief, no scan)"),
                 add_constraint_sql(
@@ -234,8 +237,8 @@ impl PlanOperation for AddColumn {
             });
         }
         if let Some(check) = &column.check {
-            let name = format!("{table_name}_{}_check", column.name);
-            ws.push_expand(Step::sql(
+            let name = names::derived(&[&table_name, &column.name, "check"]);
+            ws.push_expand_constraint(Step::sql(
                 Phase::Expand,
                 format!("add CHECK {name} NOT VALID (new rows only, no scan)"),
                 add_constraint_sql(
@@ -258,7 +261,7 @@ impl PlanOperation for AddColumn {
             });
         }
         if let Some(reference) = &column.references {
-            let name = format!("{table_name}_{}_fkey", column.name);
+            let name = names::derived(&[&table_name, &column.name, "fkey"]);
             let target = ws.existing_table(&reference.table)?;
             let physical_target = ws.physical_table(&target);
             let definition = format!(
@@ -267,7 +270,7 @@ impl PlanOperation for AddColumn {
                 physical_column_list(ws, &target, &reference.columns),
                 on_delete_clause(reference.on_delete.as_deref())?
             );
-            ws.push_expand(Step::sql(
+            ws.push_expand_constraint(Step::sql(
                 Phase::Expand,
                 format!("add foreign key {name} NOT VALID (new rows only, no scan)"),
                 add_constraint_sql(&physical_table, &name, &definition),

@@ -63,7 +63,7 @@ impl PlanOperation for AddForeignKey {
             on_delete_clause(self.references.on_delete.as_deref())?
         );
         let locked = vec![physical_table.to_string(), physical_target.to_string()];
-        ws.push_expand(Step::sql(
+        ws.push_expand_constraint(Step::sql(
             Phase::Expand,
             format!(
                 "add foreign key {} NOT VALID from {} to {} (new rows only, no scan)",

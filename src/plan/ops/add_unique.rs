@@ -39,7 +39,7 @@ impl PlanOperation for AddUnique {
             true,
             &format!("({columns})"),
         ));
-        ws.push_expand(Step::sql(
+        ws.push_expand_constraint(Step::sql(
             Phase::Expand,
             format!(
                 "turn index {} into a unique constraint (brief, no scan)",

@@ -190,7 +190,7 @@ pub(crate) fn plan_shadow(
 
         if !nullable {
             let check = names::not_null_check(&physical_table.name, column_name);
-            ws.push_expand(Step::sql(
+            ws.push_expand_constraint(Step::sql(
                 Phase::Expand,
                 format!(
                     "add CHECK ({shadow} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
@@ -356,7 +356,7 @@ fn rebuild_dependents(
             physical_column_list(ws, &reference.table, &reference.columns),
             tail.trim_end()
         );
-        ws.push_expand(Step::sql(
+        ws.push_expand_constraint(Step::sql(
             Phase::Expand,
             format!(
                 "rebuild foreign key {} on the shadow column as {temporary}, NOT VALID",

@@ -8,7 +8,7 @@ use crate::db::catalog::{Column, Constraint, ConstraintKind, ForeignKeyTarget, I
 use crate::db::quote_ident;
 use crate::migration::operation::CreateTable;
 use crate::plan::error::Problem;
-use crate::plan::names::column_list;
+use crate::plan::names::{self, column_list};
 use crate::plan::ops::{check_columns, on_delete_clause, physical_column_list, PlanOperation};
 use crate::plan::step::{LockLevel, Phase, Step};
 use crate::plan::workspace::Workspace;
@@ -91,7 +91,7 @@ impl PlanOperation for CreateTable {
             }
             lines.push(line);
             if column.unique {
-                let name = format!("{}_{}_key", table.name, column.name);
+                let name = names::derived(&[&table.name, &column.name, "key"]);
                 lines.push(format!(
                     "CONSTRAINT {} UNIQUE ({})",
                     quote_ident(&name),
@@ -106,7 +106,7 @@ impl PlanOperation for CreateTable {
                 ));
             }
             if let Some(check) = &column.check {
-                let name = format!("{}_{}_check", table.name, column.name);
+                let name = names::derived(&[&table.name, &column.name, "check"]);
                 lines.push(format!("CONSTRAINT {} CHECK ({check})", quote_ident(&name)));
                 constraints.push(constraint(
                     &name,
@@ -116,7 +116,7 @@ impl PlanOperation for CreateTable {
                 ));
             }
             if let Some(reference) = &column.references {
-                let name = format!("{}_{}_fkey", table.name, column.name);
+                let name = names::derived(&[&table.name, &column.name, "fkey"]);
                 let target = ws.existing_table(&reference.table)?;
                 let physical_target = ws.physical_table(&target);
                 lines.push(format!(
@@ -142,7 +142,7 @@ impl PlanOperation for CreateTable {
             }
         }
         if !key.is_empty() {
-            let name = format!("{}_pkey", table.name);
+            let name = names::derived(&[&table.name, "pkey"]);
             lines.push(format!(
                 "CONSTRAINT {} PRIMARY KEY ({})",
                 quote_ident(&name),

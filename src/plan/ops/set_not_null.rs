@@ -52,7 +52,7 @@ impl PlanOperation for SetNotNull {
         let quoted = quote_ident(&physical);
         let check = names::not_null_check(&physical_table.name, &self.column);
 
-        ws.push_expand(Step::sql(
+        ws.push_expand_constraint(Step::sql(
             Phase::Expand,
             format!(
                 "add CHECK ({} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",

@@ -10,7 +10,7 @@ use crate::db::catalog::{Column, Constraint, ConstraintKind, ForeignKeyTarget, I
 use crate::db::quote_ident;
 use crate::migration::operation::SplitTable;
 use crate::plan::error::Problem;
-use crate::plan::names::{self, column_list, literal};
+use crate::plan::names::{self, column_list};
 use crate::plan::ops::{refuse_created, refuse_reshaped, PlanOperation};
 use crate::plan::step::{Backfill, LockLevel, Phase, Step, StepAction};
 use crate::plan::workspace::Workspace;
@@ -133,10 +133,9 @@ impl PlanOperation for SplitTable {
         ));
 
         // Old version → new table.
-        let is_new = format!(
-            "{} = ANY (current_schemas(false))",
-            literal(&ws.version_schema)
-        );
+        // Who is the new version (once it is published): see names::new_version_writer.
+        let is_new_on_old = names::new_version_writer(&ws.version_schema, &table.name);
+        let is_new_on_new = names::new_version_writer(&ws.version_schema, &new_table.name);
         let old_function = names::fit_identifier(&format!("_zdm_split_{}", physical.name));
         let new_columns: Vec<String> = key.iter().chain(self.columns.iter()).cloned().collect();
         let old_values: Vec<String> = physical_key
@@ -150,7 +149,7 @@ impl PlanOperation for SplitTable {
             .map(|c| format!("{0} = EXCLUDED.{0}", quote_ident(c)))
             .collect();
         let body = format!(
-            "BEGIN\n  IF NOT ({is_new}) THEN\n    INSERT INTO {} ({}) VALUES ({})\n    ON CONFLICT ({}) DO UPDATE SET {};\n  END IF;\n  RETURN NULL;\nEND\n",
+            "BEGIN\n  IF NOT ({is_new_on_old}) THEN\n    INSERT INTO {} ({}) VALUES ({})\n    ON CONFLICT ({}) DO UPDATE SET {};\n  END IF;\n  RETURN NULL;\nEND\n",
             new_table.quoted(),
             column_list(&new_columns),
             old_values.join(", "),
@@ -182,7 +181,7 @@ impl PlanOperation for SplitTable {
             })
             .collect();
         let back_body = format!(
-            "BEGIN\n  IF {is_new} THEN\n    UPDATE {} SET {} WHERE {};\n  END IF;\n  RETURN NULL;\nEND\n",
+            "BEGIN\n  IF {is_new_on_new} THEN\n    UPDATE {} SET {} WHERE {};\n  END IF;\n  RETURN NULL;\nEND\n",
             physical.quoted(),
             assignments.join(", "),
             matches.join(" AND ")
