@@ -112,10 +112,16 @@ fn assert_safe(plan: &Plan) {
         .iter()
         .position(|s| s.description.starts_with("publish the new version"))
     {
-        assert_eq!(publish, backfill.len() - 1, "publish is the last backfill step");
+        assert_eq!(
+            publish,
+            backfill.len() - 1,
+            "publish is the last backfill step"
+        );
     }
     assert!(
-        !plan.phase(Phase::Expand).any(|s| sql(s).contains("CREATE OR REPLACE VIEW")),
+        !plan
+            .phase(Phase::Expand)
+            .any(|s| sql(s).contains("CREATE OR REPLACE VIEW")),
         "no view of the new version before its backfill is done"
     );
     let phases: Vec<Phase> = plan.steps.iter().map(|s| s.phase).collect();
@@ -292,8 +298,9 @@ fn drop_column_waits_for_contract_and_fills_the_old_version() {
 fn rename_column_is_a_view_alias_until_contract() {
     let plan = planned("[[operations]]\nop = \"rename_column\"\ntable = \"customers\"\ncolumn = \"full_name\"\nto = \"name\"\n");
     assert_safe(&plan);
-    assert!(published_view(&plan, "public_0042_test.customers")
-    .contains("\"full_name\" AS \"name\""));
+    assert!(
+        published_view(&plan, "public_0042_test.customers").contains("\"full_name\" AS \"name\"")
+    );
     assert!(!plan.phase(Phase::Expand).any(|s| sql(s).contains("RENAME")));
     assert!(sql(find(&plan, Phase::Contract, "final shape")[0])
         .contains("RENAME COLUMN \"full_name\" TO \"name\""));
@@ -323,7 +330,7 @@ down = "(price_cents * 100)::integer"
     assert!(function.contains("NEW.\"price_cents\" := ((price_cents * 100)::integer)"));
     assert!(function.contains("'public_0042_test' = ANY (current_schemas(false))"));
     assert!(published_view(&plan, "public_0042_test.products")
-    .contains("\"_zdm_new_price_cents\" AS \"price_cents\""));
+        .contains("\"_zdm_new_price_cents\" AS \"price_cents\""));
     let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
     let drop = contract
         .find("DROP COLUMN IF EXISTS \"price_cents\"")
@@ -387,7 +394,9 @@ fn set_not_null_checks_validates_then_sets() {
     assert!(
         order.iter().position(|d| d.starts_with("validate"))
             > order.iter().position(|d| d.starts_with("fill"))
-            && order.last().is_some_and(|d| d.starts_with("publish the new version")),
+            && order
+                .last()
+                .is_some_and(|d| d.starts_with("publish the new version")),
         "validation after the data, the new version published last: {order:?}"
     );
     let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);

@@ -50,6 +50,11 @@ pub struct MigrationStatus {
     #[serde(flatten)]
     pub record: MigrationRecord,
     pub version_schema_exists: bool,
+    /// Whether its new version is published (its views exist): clients may use it. Until
+    /// its backfill is done it is not (docs/engine.md, "The new version during a backfill").
+    pub version_published: bool,
+    /// While not published: how far its backfill is, as a person reads it.
+    pub backfill_note: Option<String>,
     /// The checksum of its file now, when the file is there and differs from the recorded
     /// one: a migration that ran must not change (`zdm start` refuses it).
     pub file_checksum_changed: Option<String>,
@@ -61,6 +66,12 @@ pub struct Version {
     /// The migration that introduced it, or `None` for the physical tables.
     pub migration: Option<String>,
     pub search_path: String,
+    /// Whether a client may use it now. A migration's new version is usable only once its
+    /// backfill is done; until then `not_yet` says why.
+    pub usable: bool,
+    /// Why it is not usable yet ("backfilling, 41 % done").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub not_yet: Option<String>,
 }
 
 /// Reads the state of the database `conn` is connected to (`database` names it, redacted).
@@ -74,9 +85,17 @@ pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusR
                 .fetch_one(&mut *conn)
                 .await
                 .context("looking for version schemas")?;
+        let published = exists && published(conn, &record.version_schema).await?;
+        let backfill_note = if published || matches!(record.status, Status::RolledBack) {
+            None
+        } else {
+            Some(backfill_note(conn, &record).await?)
+        };
         migrations.push(MigrationStatus {
             record,
             version_schema_exists: exists,
+            version_published: published,
+            backfill_note,
             file_checksum_changed: None,
         });
     }
@@ -122,6 +141,81 @@ impl StatusReport {
     }
 }
 
+/// Whether a version schema holds its views: the new version is published.
+async fn published(conn: &mut PgConnection, version_schema: &str) -> Result<bool, Error> {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
+          WHERE n.nspname = $1 AND c.relkind = 'v')",
+    )
+    .bind(version_schema)
+    .fetch_one(&mut *conn)
+    .await
+    .context("looking for the views of version schemas")
+}
+
+/// "backfilling, about 41 % done" (rows written against the tables' estimated sizes), or
+/// what the migration is doing instead, for a version that is not published yet.
+async fn backfill_note(conn: &mut PgConnection, record: &MigrationRecord) -> Result<String, Error> {
+    let activity = record.activity();
+    let doing = match record.status {
+        Status::Failed => format!("failed while {activity}"),
+        status => status.to_string(),
+    };
+    if activity != Status::Backfilling {
+        return Ok(format!("{doing}; published once its backfill is done"));
+    }
+    let rows: Vec<(i32, i64, f64)> = sqlx::query_as(
+        "SELECT p.position, p.rows_updated, \
+                greatest(coalesce(c.reltuples, 0), 0)::float8 \
+           FROM zdm.backfill_progress p \
+           LEFT JOIN zdm.steps s ON s.migration = p.migration AND s.phase = p.phase \
+                AND s.position = p.position \
+           LEFT JOIN pg_class c ON c.oid = to_regclass(($2::jsonb -> p.position ->> 'table')) \
+          WHERE p.migration = $1 AND p.phase = 'backfill' AND s.position IS NULL",
+    )
+    .bind(&record.name)
+    .bind(serde_json::Value::Array(backfill_tables(record)))
+    .fetch_all(&mut *conn)
+    .await
+    .context("reading backfill progress")?;
+    // Positions (in the backfill phase) of the steps that copy data.
+    let copies: Vec<i32> = record
+        .plan
+        .phase(crate::plan::Phase::Backfill)
+        .enumerate()
+        .filter(|(_, s)| matches!(s.action, crate::plan::StepAction::Backfill(_)))
+        .map(|(i, _)| i32::try_from(i).unwrap_or(i32::MAX))
+        .collect();
+    let current = match rows.first() {
+        Some((position, written, estimate)) => {
+            let ordinal = copies.iter().position(|p| p == position).unwrap_or(0) + 1;
+            let share = if *estimate > 0.0 {
+                let percent = (*written as f64 / estimate * 100.0).clamp(0.0, 99.0);
+                format!("about {percent:.0} % of its rows written")
+            } else {
+                format!("{written} rows written")
+            };
+            format!(" (copy {ordinal} of {}: {share})", copies.len())
+        }
+        None => String::new(),
+    };
+    Ok(format!(
+        "{doing}{current}; published once its backfill is done"
+    ))
+}
+
+/// For each backfill-phase position, the table it writes (`{"table": ...}`), or null.
+fn backfill_tables(record: &MigrationRecord) -> Vec<serde_json::Value> {
+    record
+        .plan
+        .phase(crate::plan::Phase::Backfill)
+        .map(|step| match &step.action {
+            crate::plan::StepAction::Backfill(b) => serde_json::json!({ "table": b.table }),
+            _ => serde_json::Value::Null,
+        })
+        .collect()
+}
+
 fn pending(file: &Migration, rolled_back: bool) -> PendingFile {
     PendingFile {
         name: file.name.clone(),
@@ -148,6 +242,8 @@ fn versions(migrations: &[MigrationStatus]) -> Vec<Version> {
             versions.push(Version {
                 migration: None,
                 search_path: BASE_SCHEMA.to_string(),
+                usable: true,
+                not_yet: None,
             });
             0
         }
@@ -155,6 +251,12 @@ fn versions(migrations: &[MigrationStatus]) -> Vec<Version> {
     versions.extend(live[from..].iter().map(|m| Version {
         migration: Some(m.record.name.clone()),
         search_path: quote_ident(&m.record.version_schema),
+        usable: m.version_published,
+        not_yet: (!m.version_published).then(|| {
+            m.backfill_note
+                .clone()
+                .unwrap_or_else(|| "not published yet".to_string())
+        }),
     }));
     versions
 }
@@ -240,7 +342,14 @@ impl StatusReport {
         out.push_str("\nVersions (an application chooses one with search_path):\n");
         for v in &self.versions {
             let label = v.migration.as_deref().unwrap_or("physical tables");
-            let _ = writeln!(out, "  {label}: SET search_path TO {}", v.search_path);
+            match &v.not_yet {
+                None => {
+                    let _ = writeln!(out, "  {label}: SET search_path TO {}", v.search_path);
+                }
+                Some(why) => {
+                    let _ = writeln!(out, "  {label}: not yet: {why}");
+                }
+            }
         }
         out
     }

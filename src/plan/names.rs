@@ -46,10 +46,11 @@ pub fn parse_version_schema_comment(comment: &str) -> Option<(&str, &str)> {
 /// handled) and the new version is published, i.e. the table's view exists in it. Before
 /// publication (expand and backfill) every writer is the old version, so a client that
 /// names the version schema too early can never derive old columns from unfilled new ones.
-/// CASE keeps `to_regclass` from running for writers without USAGE on the schema.
+/// CASE keeps `to_regclass` from running for writers without USAGE on the schema; the
+/// parentheses keep plpgsql's `IF ... THEN` from ending at the CASE's own THEN.
 pub fn new_version_writer(version_schema: &str, table: &str) -> String {
     format!(
-        "CASE WHEN {} = ANY (current_schemas(false)) THEN {} IS NOT NULL ELSE false END",
+        "(CASE WHEN {} = ANY (current_schemas(false)) THEN {} IS NOT NULL ELSE false END)",
         literal(version_schema),
         regclass(&format!(
             "{}.{}",
