@@ -27,6 +27,8 @@ up = "CASE WHEN shipped_at IS NULL THEN 'pending' ELSE 'shipped' END"
     let plan = plan(&m, &before).expect("plans");
     assert_eq!(plan.version_schema, "public_0001_orders_status");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then can it be used.
+    run_phase(&pool, &plan, Phase::Backfill).await;
 
     let old = client(&pg, "add_column", "public").await;
     let new = client(&pg, "add_column", "public_0001_orders_status").await;
@@ -43,7 +45,6 @@ up = "CASE WHEN shipped_at IS NULL THEN 'pending' ELSE 'shipped' END"
         .await
         .expect("new version insert without status");
 
-    run_phase(&pool, &plan, Phase::Backfill).await;
 
     // The new version sees the old version's rows with `up` applied, and its own as written.
     assert_eq!(
@@ -145,6 +146,8 @@ down = "'ZZ'"
     );
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then can it be used.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "drop_column", "public").await;
     let new = client(&pg, "drop_column", "public_0002_drop_country").await;
     write_concurrently(
@@ -154,7 +157,6 @@ down = "'ZZ'"
         (0..20).map(|i| format!("INSERT INTO customers (id, email, full_name) VALUES ({}, 'new{i}@x', 'New {i}')", 6000 + i)).collect(),
     )
     .await;
-    run_phase(&pool, &plan, Phase::Backfill).await;
     // The old version sees the new version's rows with `down` applied.
     assert_eq!(
         fetch_one(
@@ -205,6 +207,8 @@ to = "display_name"
     );
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then can it be used.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "rename_column", "public").await;
     let new = client(&pg, "rename_column", "public_0003_rename_full_name").await;
     write_concurrently(
@@ -232,7 +236,6 @@ to = "display_name"
     );
     old.close().await;
     new.close().await;
-    run_phase(&pool, &plan, Phase::Backfill).await;
     run_phase(&pool, &plan, Phase::Contract).await;
     let after = catalog(&pool).await;
     let customers = after
@@ -266,6 +269,8 @@ down = "(price_cents * 100)::integer"
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     assert!(plan.steps.iter().all(|s| !s.rewrites));
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then can it be used.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "change_type", "public").await;
     let new = client(&pg, "change_type", "public_0004_price_numeric").await;
     write_concurrently(
@@ -275,7 +280,6 @@ down = "(price_cents * 100)::integer"
         (0..20).map(|i| format!("INSERT INTO products (id, sku, name, category, price_cents) VALUES ({}, 'NEW-{i}', 'New', 'home', 12.34)", 6000 + i)).collect(),
     )
     .await;
-    run_phase(&pool, &plan, Phase::Backfill).await;
     assert_eq!(
         fetch_one(
             &old,
@@ -363,6 +367,8 @@ up = "'unknown'"
     );
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then can it be used.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "set_not_null", "public").await;
     let new = client(&pg, "set_not_null", "public_0005_phone_required").await;
     write_concurrently(
@@ -383,7 +389,6 @@ up = "'unknown'"
         fetch_one(&new, "SELECT phone FROM customers WHERE id = 5000").await,
         "unknown"
     );
-    run_phase(&pool, &plan, Phase::Backfill).await;
     assert_eq!(
         fetch_one(
             &pool,
@@ -424,6 +429,8 @@ down = "order_id::bigint"
     );
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then can it be used.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "change_type_keys", "public").await;
     let new = client(&pg, "change_type_keys", "public_0011_item_order_int").await;
     write_concurrently(
@@ -435,7 +442,6 @@ down = "order_id::bigint"
     .await;
     // The rebuilt foreign key already holds for new rows, from both versions.
     assert!(sqlx::raw_sql("INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (999999, 1, 1, 1)").execute(&new).await.is_err());
-    run_phase(&pool, &plan, Phase::Backfill).await;
     old.close().await;
     new.close().await;
     run_phase(&pool, &plan, Phase::Contract).await;
@@ -469,8 +475,10 @@ down = "order_id::bigint"
     );
 }
 
-/// Both versions keep updating rows while the backfill runs: afterwards every row's old
-/// and new columns agree (no write lost, none undone by the backfill).
+/// The old version keeps updating rows while the backfill runs, and the new version (which
+/// is not published until the backfill is done) cannot be reached meanwhile; then both
+/// versions update rows while the backfill runs again (as a resumed run would): afterwards
+/// every row's old and new columns agree (no write lost, none undone by the backfill).
 #[tokio::test]
 async fn writes_during_the_backfill_are_never_lost() {
     let pg = plan_support::common::primary();
@@ -491,18 +499,32 @@ down = "(price_cents * 100)::integer"
     run_phase(&pool, &plan, Phase::Expand).await;
     let old = client(&pg, "backfill_race", "public").await;
     let new = client(&pg, "backfill_race", "public_0012_price_numeric").await;
+    let old_updates = |offset: i32| -> Vec<String> {
+        (0..200)
+            .map(|i| {
+                format!(
+                    "UPDATE products SET price_cents = {} WHERE id = {}",
+                    offset + i,
+                    1 + i % 20
+                )
+            })
+            .collect()
+    };
+    let unpublished = sqlx::raw_sql("SELECT count(*) FROM products")
+        .execute(&new)
+        .await
+        .expect_err("the new version is not usable before its backfill is done");
+    assert!(unpublished.to_string().contains("does not exist"), "{unpublished}");
+    let old_writers = async {
+        for sql in old_updates(1000) {
+            sqlx::raw_sql(&sql).execute(&old).await.expect("old write");
+        }
+    };
+    tokio::join!(old_writers, run_phase(&pool, &plan, Phase::Backfill));
     let writers = async {
         write_concurrently(
             &old,
-            (0..200)
-                .map(|i| {
-                    format!(
-                        "UPDATE products SET price_cents = {} WHERE id = {}",
-                        1000 + i,
-                        1 + i % 20
-                    )
-                })
-                .collect(),
+            old_updates(3000),
             &new,
             (0..200)
                 .map(|i| {
@@ -517,12 +539,11 @@ down = "(price_cents * 100)::integer"
         .await;
     };
     let backfill = async {
-        for _ in 0..5 {
+        for _ in 0..4 {
             run_phase(&pool, &plan, Phase::Backfill).await;
         }
     };
     tokio::join!(writers, backfill);
-    run_phase(&pool, &plan, Phase::Backfill).await;
     assert_eq!(
         fetch_one(
             &pool,
