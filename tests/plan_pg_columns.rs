@@ -45,7 +45,6 @@ up = "CASE WHEN shipped_at IS NULL THEN 'pending' ELSE 'shipped' END"
         .await
         .expect("new version insert without status");
 
-
     // The new version sees the old version's rows with `up` applied, and its own as written.
     assert_eq!(
         fetch_one(&new, "SELECT string_agg(DISTINCT status, ',' ORDER BY status) FROM orders WHERE id BETWEEN 10000 AND 10019").await,
@@ -514,7 +513,10 @@ down = "(price_cents * 100)::integer"
         .execute(&new)
         .await
         .expect_err("the new version is not usable before its backfill is done");
-    assert!(unpublished.to_string().contains("does not exist"), "{unpublished}");
+    assert!(
+        unpublished.to_string().contains("does not exist"),
+        "{unpublished}"
+    );
     let old_writers = async {
         for sql in old_updates(1000) {
             sqlx::raw_sql(&sql).execute(&old).await.expect("old write");

@@ -131,6 +131,8 @@ name = "orders_placed_at_idx"
     );
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "drop_index", "public").await;
     let new = client(&pg, "drop_index", "public_0007_drop_placed_at_idx").await;
     write_concurrently(
@@ -206,6 +208,8 @@ columns = ["name", "sku"]
         .and_then(|t| t.constraint("orders_customer_fk"))
         .expect("fk added");
     assert!(!fk.validated, "added NOT VALID");
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "constraints", "public").await;
     let new = client(&pg, "constraints", "public_0008_constraints").await;
     write_concurrently(
@@ -224,7 +228,6 @@ columns = ["name", "sku"]
     .is_err());
     assert!(sqlx::raw_sql("INSERT INTO products (id, sku, name, category, price_cents) VALUES (30000, 'X', 'X', 'home', 0)").execute(&new).await.is_err());
     assert!(sqlx::raw_sql("INSERT INTO products (id, sku, name, category, price_cents) SELECT 30001, sku, name, category, 5 FROM products WHERE id = 1").execute(&new).await.is_err());
-    run_phase(&pool, &plan, Phase::Backfill).await;
     run_phase(&pool, &plan, Phase::Contract).await;
     let after = catalog(&pool).await;
     let orders = after

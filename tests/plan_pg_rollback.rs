@@ -127,6 +127,8 @@ async fn rollback_after_expand_and_backfill_restores_the_schema_exactly() {
     let m = migration("0009_everything", EVERY_OPERATION);
     let plan = plan(&m, &before).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "rollback", "public").await;
     let new = client(&pg, "rollback", "public_0009_everything").await;
     write_concurrently(
@@ -136,7 +138,6 @@ async fn rollback_after_expand_and_backfill_restores_the_schema_exactly() {
         (0..10).map(|i| format!("INSERT INTO orders (id, customer_id, total_cents, status) VALUES ({}, 2, 100, 'cancelled')", 20_000 + i)).collect(),
     )
     .await;
-    run_phase(&pool, &plan, Phase::Backfill).await;
     old.close().await;
     new.close().await;
     assert_ne!(catalog(&pool).await, before, "expand changed something");
@@ -159,6 +160,8 @@ async fn every_operation_contracts_to_the_planned_shape() {
     let m = migration("0009_everything", EVERY_OPERATION);
     let (plan, simulated) = zdm::plan::plan_and_simulate(&m, &before).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "contract", "public").await;
     let new = client(&pg, "contract", "public_0009_everything").await;
     write_concurrently(
@@ -201,7 +204,6 @@ async fn every_operation_contracts_to_the_planned_shape() {
         plan_support::fetch_one(&old, "SELECT count(*)::text FROM order_items").await,
         plan_support::fetch_one(&new, "SELECT count(*)::text FROM order_lines").await,
     );
-    run_phase(&pool, &plan, Phase::Backfill).await;
     old.close().await;
     new.close().await;
     run_phase(&pool, &plan, Phase::Contract).await;
@@ -294,6 +296,8 @@ async fn drop_table_hides_it_from_the_new_version_until_contract() {
     );
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "drop_table", "public").await;
     let new = client(&pg, "drop_table", "public_0010_drop_legacy").await;
     write_concurrently(
@@ -367,6 +371,8 @@ async fn declared_locks_match_the_locks_postgres_takes() {
     }
     let pool = demo_database(&pg, "locks_rollback").await;
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     for step in plan.phase(Phase::Rollback) {
         let taken = plan_support::run_step_observing_locks(&pool, step).await;
         check(step, taken);

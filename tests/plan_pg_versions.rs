@@ -45,6 +45,8 @@ down = "tier = 'engaged'"
         "{second_plan:#?}"
     );
     run_phase(&pool, &second_plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &second_plan, Phase::Backfill).await;
 
     let old = client(&pg, "versions", "public_0001_display_name").await;
     let new = client(&pg, "versions", "public_0002_tiers").await;
@@ -59,7 +61,6 @@ down = "tier = 'engaged'"
             .collect(),
     )
     .await;
-    run_phase(&pool, &second_plan, Phase::Backfill).await;
     // The old version (first migration's views) does not see the new column…
     assert!(sqlx::raw_sql("SELECT tier FROM customers")
         .execute(&old)
@@ -129,6 +130,8 @@ async fn an_application_role_that_owns_nothing_can_use_the_new_version() {
     );
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let as_app = |search_path: &'static str| {
         let options = pg.primary().connect_options("grants").username("shop_app");
         async move {
@@ -187,6 +190,8 @@ async fn split_table_keeps_both_tables_in_step_for_both_versions() {
     );
     let plan = plan(&m, &catalog(&pool).await).expect("plans");
     run_phase(&pool, &plan, Phase::Expand).await;
+    // The new version is published at the end of the backfill: only then is it usable.
+    run_phase(&pool, &plan, Phase::Backfill).await;
     let old = client(&pg, "split", "public").await;
     let new = client(&pg, "split", "public_0004_order_details").await;
     write_concurrently(
@@ -203,7 +208,6 @@ async fn split_table_keeps_both_tables_in_step_for_both_versions() {
             .collect(),
     )
     .await;
-    run_phase(&pool, &plan, Phase::Backfill).await;
     // Each version sees the other's writes in its own shape.
     assert_eq!(
         fetch_one(
