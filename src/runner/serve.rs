@@ -265,9 +265,15 @@ impl Steering {
                 None => {
                     control.stop("aborted by the operator");
                     let name = lock(&self.view).migration.clone();
+                    // A stop lands between steps, or between batches of a backfill.
+                    let stop_when = if backfilling {
+                        "after the current batch (its checkpoint commits first)"
+                    } else {
+                        "after the current step (every step commits whole or not at all)"
+                    };
                     Reply::done(format!(
-                        "stopping {when}; nothing is rolled back, and `zdm start {name}` \
-                         resumes from the checkpoint"
+                        "stopping {stop_when}; nothing is rolled back, and `zdm start {name}` \
+                         resumes from there"
                     ))
                 }
             },
