@@ -14,6 +14,7 @@ pub mod identity;
 pub mod lock;
 pub mod pacing;
 pub mod progress;
+pub mod promises;
 pub mod runner;
 pub mod settings;
 pub mod source;
@@ -142,6 +143,15 @@ pub enum Error {
          Run the same command again to resume from there"
     )]
     StoppedBetweenSteps { before: String, why: String },
+    #[error(
+        "after {phase} the database lacks what the plan promised: {}. Nothing more was run; \
+         find out what took the name or dropped it (`zdm status` checks again)",
+        broken.join("; ")
+    )]
+    PromiseBroken {
+        phase: &'static str,
+        broken: Vec<String>,
+    },
     #[error(transparent)]
     Source(#[from] source::Error),
 }

@@ -397,6 +397,17 @@ impl Engine {
             });
             *steps_run += 1;
         }
+        // What the phase promised exists (and is valid), or the run says so.
+        let due = super::promises::due_after(plan, phase);
+        let broken = super::promises::broken(&mut self.conn, &due)
+            .await
+            .context("checking what the plan promised")?;
+        if !broken.is_empty() {
+            return Err(Error::PromiseBroken {
+                phase: phase_name(phase),
+                broken,
+            });
+        }
         Ok(())
     }
 

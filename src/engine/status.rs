@@ -8,10 +8,12 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use super::promises;
 use super::state::{self, MigrationRecord};
 use super::{phase_name, Context, Error, Status};
 use crate::db::quote_ident;
 use crate::migration::{LoadErrors, Migration};
+use crate::plan::Phase;
 
 /// The schema holding the physical tables: what the application sees before any
 /// migration has a version schema.
@@ -55,6 +57,9 @@ pub struct MigrationStatus {
     pub version_published: bool,
     /// While not published: how far its backfill is, as a person reads it.
     pub backfill_note: Option<String>,
+    /// What its plan promised and the database lacks (checked once it is ready to
+    /// contract or complete; `engine::promises`): should be empty.
+    pub broken_promises: Vec<String>,
     /// The checksum of its file now, when the file is there and differs from the recorded
     /// one: a migration that ran must not change (`zdm start` refuses it).
     pub file_checksum_changed: Option<String>,
@@ -91,11 +96,20 @@ pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusR
         } else {
             Some(backfill_note(conn, &record).await?)
         };
+        let due = match record.status {
+            Status::ReadyToContract => promises::due_after(&record.plan, Phase::Backfill),
+            Status::Complete => promises::due_after(&record.plan, Phase::Contract),
+            _ => Vec::new(),
+        };
+        let broken_promises = promises::broken(conn, &due)
+            .await
+            .context("checking what the plans promised")?;
         migrations.push(MigrationStatus {
             record,
             version_schema_exists: exists,
             version_published: published,
             backfill_note,
+            broken_promises,
             file_checksum_changed: None,
         });
     }
@@ -307,6 +321,9 @@ impl StatusReport {
             }
             if let Some(error) = &r.error {
                 let _ = writeln!(out, "  error:          {error}");
+            }
+            for broken in &m.broken_promises {
+                let _ = writeln!(out, "  NOT AS PLANNED: {broken}");
             }
             if let Some(file) = &m.file_checksum_changed {
                 let _ = writeln!(

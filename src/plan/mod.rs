@@ -20,7 +20,7 @@ pub mod workspace;
 
 pub use drops::ContractDrops;
 pub use error::{PlanError, Problem};
-pub use step::{Backfill, LockLevel, Phase, Step, StepAction};
+pub use step::{Backfill, LockLevel, Phase, Promise, PromiseKind, Step, StepAction};
 
 use std::collections::BTreeSet;
 

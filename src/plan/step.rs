@@ -157,6 +157,44 @@ pub struct Backfill {
     pub predicate: Option<String>,
 }
 
+/// An object a step leaves behind, which the engine checks exists (and, for an index, is
+/// valid) once the step's phase is done: PostgreSQL truncating a long name, an `IF NOT
+/// EXISTS` matching the wrong object or a failed concurrent build would otherwise pass
+/// silently.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Promise {
+    pub kind: PromiseKind,
+    /// The table it belongs to, schema-qualified and quoted (its name until contract).
+    pub table: String,
+    /// The table's schema: where to look for it should contract rename the table.
+    pub schema: String,
+    /// Its exact name.
+    pub name: String,
+    /// Whether it is still there after contract (a NOT NULL proof, a sync trigger or a
+    /// temporary name are gone by then).
+    pub kept: bool,
+}
+
+/// What kind of object a [`Promise`] names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PromiseKind {
+    Constraint,
+    Index,
+    Trigger,
+}
+
+impl std::fmt::Display for Promise {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self.kind {
+            PromiseKind::Constraint => "constraint",
+            PromiseKind::Index => "index",
+            PromiseKind::Trigger => "trigger",
+        };
+        write!(f, "{kind} {} on {}", self.name, self.table)
+    }
+}
+
 /// One step of a plan.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Step {
@@ -174,6 +212,10 @@ pub struct Step {
     pub scans: bool,
     /// Raw SQL zdm cannot reason about: shown as unsafe in the plan.
     pub unchecked: bool,
+    /// What the step leaves behind, checked after its phase (absent from plans stored
+    /// before promises existed: those promise nothing).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub creates: Vec<Promise>,
 }
 
 impl Step {
@@ -197,7 +239,27 @@ impl Step {
             rewrites: false,
             scans: false,
             unchecked: false,
+            creates: Vec::new(),
         }
+    }
+
+    /// The same step, promising `kind` `name` on `table` once its phase is done; `kept`:
+    /// still there after contract.
+    pub fn creating(
+        mut self,
+        kind: PromiseKind,
+        table: &crate::db::catalog::QualifiedName,
+        name: &str,
+        kept: bool,
+    ) -> Step {
+        self.creates.push(Promise {
+            kind,
+            table: table.quoted(),
+            schema: table.schema.clone(),
+            name: name.to_string(),
+            kept,
+        });
+        self
     }
 
     /// The same step, run outside a transaction block (CREATE INDEX CONCURRENTLY).

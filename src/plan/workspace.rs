@@ -8,7 +8,7 @@ use crate::db::catalog::{Catalog, Column, QualifiedName, Schema, Table, View};
 use crate::db::quote_ident;
 use crate::plan::error::Problem;
 use crate::plan::names::{self, do_block, literal, regclass};
-use crate::plan::step::{LockLevel, Phase, Step};
+use crate::plan::step::{LockLevel, Phase, PromiseKind, Step};
 use crate::suggest::did_you_mean;
 
 /// The schema tables live in when an operation does not name one.
@@ -439,8 +439,17 @@ impl<'a> Workspace<'a> {
     /// INDEX): it runs after the sync triggers are installed. Were it committed first, every
     /// old-version write would fail it until the trigger filling the column exists, and for
     /// good if the run stopped in between.
-    pub fn push_expand_constraint(&mut self, step: Step) {
-        self.expand_constraints.push(step);
+    /// The step promises constraint `name` on `table` (checked after expand; `kept`:
+    /// still there after contract).
+    pub fn push_expand_constraint(
+        &mut self,
+        step: Step,
+        table: &QualifiedName,
+        name: &str,
+        kept: bool,
+    ) {
+        self.expand_constraints
+            .push(step.creating(PromiseKind::Constraint, table, name, kept));
     }
 
     pub fn push_backfill(&mut self, step: Step) {
@@ -589,6 +598,12 @@ impl<'a> Workspace<'a> {
                 ),
                 LockLevel::ShareRowExclusive,
                 vec![Self::label(&state.physical)],
+            )
+            .creating(
+                PromiseKind::Trigger,
+                &state.physical,
+                &names::sync_trigger(&state.physical.name),
+                false,
             ));
         }
         steps.append(&mut self.expand_constraints);

@@ -334,6 +334,7 @@ mod tests {
             rewrites: false,
             scans: false,
             unchecked: false,
+            creates: Vec::new(),
         }
     }
 

@@ -30,6 +30,7 @@ fn sql_step(phase: Phase, description: &str, sql: &str, lock: LockLevel, table: 
         rewrites: false,
         scans: false,
         unchecked: false,
+        creates: Vec::new(),
     }
 }
 
@@ -78,6 +79,7 @@ pub fn price_plan() -> Plan {
                 rewrites: false,
                 scans: true,
                 unchecked: false,
+                creates: Vec::new(),
             },
             validate,
             sql_step(

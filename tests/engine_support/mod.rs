@@ -23,6 +23,7 @@ pub fn sql(phase: Phase, description: &str, sql: &str, lock: LockLevel, on: &str
         rewrites: false,
         scans: false,
         unchecked: false,
+        creates: Vec::new(),
     }
 }
 
@@ -67,6 +68,7 @@ pub fn backfill(
         rewrites: false,
         scans: true,
         unchecked: false,
+        creates: Vec::new(),
     }
 }
 

@@ -29,20 +29,25 @@ impl PlanOperation for AddCheck {
         let table = ws.existing_table(&self.table)?;
         let physical_table = ws.physical_table(&table);
         let label = physical_table.to_string();
-        ws.push_expand_constraint(Step::sql(
-            Phase::Expand,
-            format!(
-                "add CHECK {} NOT VALID on {} (new rows only, no scan)",
-                self.name, physical_table
+        ws.push_expand_constraint(
+            Step::sql(
+                Phase::Expand,
+                format!(
+                    "add CHECK {} NOT VALID on {} (new rows only, no scan)",
+                    self.name, physical_table
+                ),
+                add_constraint_sql(
+                    &physical_table,
+                    &self.name,
+                    &format!("CHECK ({}) NOT VALID", self.check),
+                ),
+                LockLevel::AccessExclusive,
+                vec![label.clone()],
             ),
-            add_constraint_sql(
-                &physical_table,
-                &self.name,
-                &format!("CHECK ({}) NOT VALID", self.check),
-            ),
-            LockLevel::AccessExclusive,
-            vec![label.clone()],
-        ));
+            &physical_table,
+            &self.name,
+            true,
+        );
         ws.push_validate(validate_step(&physical_table, &self.name, None));
         ws.push_rollback(drop_constraint_step(
             &physical_table,

@@ -141,20 +141,25 @@ impl PlanOperation for AddColumn {
 
         if !column.nullable {
             let check = names::not_null_check(&physical_table.name, &column.name);
-            ws.push_expand_constraint(Step::sql(
-                Phase::Expand,
-                format!(
-                    "add CHECK ({} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
-                    column.name, physical_table
+            ws.push_expand_constraint(
+                Step::sql(
+                    Phase::Expand,
+                    format!(
+                        "add CHECK ({} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
+                        column.name, physical_table
+                    ),
+                    add_constraint_sql(
+                        &physical_table,
+                        &check,
+                        &format!("CHECK ({quoted} IS NOT NULL) NOT VALID"),
+                    ),
+                    LockLevel::AccessExclusive,
+                    vec![label.clone()],
                 ),
-                add_constraint_sql(
-                    &physical_table,
-                    &check,
-                    &format!("CHECK ({quoted} IS NOT NULL) NOT VALID"),
-                ),
-                LockLevel::AccessExclusive,
-                vec![label.clone()],
-            ));
+                &physical_table,
+                &check,
+                false,
+            );
             ws.push_validate(validate_step(&physical_table, &check, None));
             ws.state(&table)?.not_null.push((id, check));
         }
@@ -193,6 +198,7 @@ impl PlanOperation for AddColumn {
                 rewrites: false,
                 scans: true,
                 unchecked: false,
+                creates: Vec::new(),
             });
         }
 
@@ -205,18 +211,24 @@ impl PlanOperation for AddColumn {
                 &name,
                 true,
                 &format!("({quoted})"),
+                true,
             ));
-            ws.push_expand_constraint(Step::sql(
-                Phase::Expand,
-                format!("turn index {name} into a unique constraint (brief, no scan)"),
-                add_constraint_sql(
-                    &physical_table,
-                    &name,
-                    &format!("UNIQUE USING INDEX {}", quote_ident(&name)),
+            ws.push_expand_constraint(
+                Step::sql(
+                    Phase::Expand,
+                    format!("turn index {name} into a unique constraint (brief, no scan)"),
+                    add_constraint_sql(
+                        &physical_table,
+                        &name,
+                        &format!("UNIQUE USING INDEX {}", quote_ident(&name)),
+                    ),
+                    LockLevel::AccessExclusive,
+                    vec![label.clone()],
                 ),
-                LockLevel::AccessExclusive,
-                vec![label.clone()],
-            ));
+                &physical_table,
+                &name,
+                true,
+            );
             let found = ws.table_mut(&table)?;
             found.indexes.push(Index {
                 name: name.clone(),
@@ -238,17 +250,22 @@ impl PlanOperation for AddColumn {
         }
         if let Some(check) = &column.check {
             let name = names::derived(&[&table_name, &column.name, "check"]);
-            ws.push_expand_constraint(Step::sql(
-                Phase::Expand,
-                format!("add CHECK {name} NOT VALID (new rows only, no scan)"),
-                add_constraint_sql(
-                    &physical_table,
-                    &name,
-                    &format!("CHECK ({check}) NOT VALID"),
+            ws.push_expand_constraint(
+                Step::sql(
+                    Phase::Expand,
+                    format!("add CHECK {name} NOT VALID (new rows only, no scan)"),
+                    add_constraint_sql(
+                        &physical_table,
+                        &name,
+                        &format!("CHECK ({check}) NOT VALID"),
+                    ),
+                    LockLevel::AccessExclusive,
+                    vec![label.clone()],
                 ),
-                LockLevel::AccessExclusive,
-                vec![label.clone()],
-            ));
+                &physical_table,
+                &name,
+                true,
+            );
             ws.push_validate(validate_step(&physical_table, &name, None));
             ws.table_mut(&table)?.constraints.push(Constraint {
                 name,
@@ -270,13 +287,18 @@ impl PlanOperation for AddColumn {
                 physical_column_list(ws, &target, &reference.columns),
                 on_delete_clause(reference.on_delete.as_deref())?
             );
-            ws.push_expand_constraint(Step::sql(
-                Phase::Expand,
-                format!("add foreign key {name} NOT VALID (new rows only, no scan)"),
-                add_constraint_sql(&physical_table, &name, &definition),
-                LockLevel::ShareRowExclusive,
-                vec![label.clone(), physical_target.to_string()],
-            ));
+            ws.push_expand_constraint(
+                Step::sql(
+                    Phase::Expand,
+                    format!("add foreign key {name} NOT VALID (new rows only, no scan)"),
+                    add_constraint_sql(&physical_table, &name, &definition),
+                    LockLevel::ShareRowExclusive,
+                    vec![label.clone(), physical_target.to_string()],
+                ),
+                &physical_table,
+                &name,
+                true,
+            );
             ws.push_validate(validate_step(
                 &physical_table,
                 &name,

@@ -63,16 +63,21 @@ impl PlanOperation for AddForeignKey {
             on_delete_clause(self.references.on_delete.as_deref())?
         );
         let locked = vec![physical_table.to_string(), physical_target.to_string()];
-        ws.push_expand_constraint(Step::sql(
-            Phase::Expand,
-            format!(
-                "add foreign key {} NOT VALID from {} to {} (new rows only, no scan)",
-                self.name, physical_table, physical_target
+        ws.push_expand_constraint(
+            Step::sql(
+                Phase::Expand,
+                format!(
+                    "add foreign key {} NOT VALID from {} to {} (new rows only, no scan)",
+                    self.name, physical_table, physical_target
+                ),
+                add_constraint_sql(&physical_table, &self.name, &definition),
+                LockLevel::ShareRowExclusive,
+                locked.clone(),
             ),
-            add_constraint_sql(&physical_table, &self.name, &definition),
-            LockLevel::ShareRowExclusive,
-            locked.clone(),
-        ));
+            &physical_table,
+            &self.name,
+            true,
+        );
         ws.push_validate(validate_step(
             &physical_table,
             &self.name,

@@ -38,21 +38,27 @@ impl PlanOperation for AddUnique {
             &self.name,
             true,
             &format!("({columns})"),
+            true,
         ));
-        ws.push_expand_constraint(Step::sql(
-            Phase::Expand,
-            format!(
-                "turn index {} into a unique constraint (brief, no scan)",
-                self.name
+        ws.push_expand_constraint(
+            Step::sql(
+                Phase::Expand,
+                format!(
+                    "turn index {} into a unique constraint (brief, no scan)",
+                    self.name
+                ),
+                add_constraint_sql(
+                    &physical_table,
+                    &self.name,
+                    &format!("UNIQUE USING INDEX {}", quote_ident(&self.name)),
+                ),
+                LockLevel::AccessExclusive,
+                vec![label.clone()],
             ),
-            add_constraint_sql(
-                &physical_table,
-                &self.name,
-                &format!("UNIQUE USING INDEX {}", quote_ident(&self.name)),
-            ),
-            LockLevel::AccessExclusive,
-            vec![label.clone()],
-        ));
+            &physical_table,
+            &self.name,
+            true,
+        );
         // Undo, in order: the constraint (it owns the index once attached), then an index
         // left unattached.
         ws.push_rollback(drop_constraint_step(

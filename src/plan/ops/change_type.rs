@@ -190,20 +190,25 @@ pub(crate) fn plan_shadow(
 
         if !nullable {
             let check = names::not_null_check(&physical_table.name, column_name);
-            ws.push_expand_constraint(Step::sql(
-                Phase::Expand,
-                format!(
-                    "add CHECK ({shadow} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
-                    physical_table
+            ws.push_expand_constraint(
+                Step::sql(
+                    Phase::Expand,
+                    format!(
+                        "add CHECK ({shadow} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
+                        physical_table
+                    ),
+                    add_constraint_sql(
+                        &physical_table,
+                        &check,
+                        &format!("CHECK ({quoted} IS NOT NULL) NOT VALID"),
+                    ),
+                    LockLevel::AccessExclusive,
+                    vec![label.clone()],
                 ),
-                add_constraint_sql(
-                    &physical_table,
-                    &check,
-                    &format!("CHECK ({quoted} IS NOT NULL) NOT VALID"),
-                ),
-                LockLevel::AccessExclusive,
-                vec![label.clone()],
-            ));
+                &physical_table,
+                &check,
+                false,
+            );
             ws.push_validate(validate_step(&physical_table, &check, None));
             ws.state(&table)?.not_null.push((id, check));
         }
@@ -230,6 +235,7 @@ pub(crate) fn plan_shadow(
             rewrites: false,
             scans: true,
             unchecked: false,
+            creates: Vec::new(),
         });
         Ok(())
     }
@@ -320,6 +326,7 @@ fn rebuild_dependents(
             &temporary,
             index.unique,
             &format!("USING {method} ({})", keys.join(", ")),
+            false,
         ));
         renamed_indexes.push((temporary, index.name.clone()));
     }
@@ -356,16 +363,21 @@ fn rebuild_dependents(
             physical_column_list(ws, &reference.table, &reference.columns),
             tail.trim_end()
         );
-        ws.push_expand_constraint(Step::sql(
-            Phase::Expand,
-            format!(
-                "rebuild foreign key {} on the shadow column as {temporary}, NOT VALID",
-                constraint.name
+        ws.push_expand_constraint(
+            Step::sql(
+                Phase::Expand,
+                format!(
+                    "rebuild foreign key {} on the shadow column as {temporary}, NOT VALID",
+                    constraint.name
+                ),
+                add_constraint_sql(&physical_table, &temporary, &definition),
+                LockLevel::ShareRowExclusive,
+                vec![physical_table.to_string(), physical_target.to_string()],
             ),
-            add_constraint_sql(&physical_table, &temporary, &definition),
-            LockLevel::ShareRowExclusive,
-            vec![physical_table.to_string(), physical_target.to_string()],
-        ));
+            &physical_table,
+            &temporary,
+            false,
+        );
         ws.push_validate(validate_step(
             &physical_table,
             &temporary,

@@ -79,6 +79,7 @@ impl PlanOperation for CreateIndex {
             &self.name,
             self.unique,
             &rest,
+            true,
         ));
         ws.push_rollback(drop_index_concurrently_step(
             Phase::Rollback,

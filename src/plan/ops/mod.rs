@@ -25,7 +25,7 @@ use crate::db::quote_ident;
 use crate::migration::Operation;
 use crate::plan::error::Problem;
 use crate::plan::names::{do_block, literal, regclass};
-use crate::plan::step::{LockLevel, Phase, Step};
+use crate::plan::step::{LockLevel, Phase, PromiseKind, Step};
 use crate::plan::workspace::Workspace;
 
 /// What every operation does: check itself against the new shape so far, then add its
@@ -119,6 +119,7 @@ fn concurrent_index_step(
     index: &str,
     unique: bool,
     keys_and_rest: &str,
+    kept: bool,
 ) -> Step {
     Step::sql(
         Phase::Expand,
@@ -134,6 +135,7 @@ fn concurrent_index_step(
     )
     .outside_transaction()
     .scanning()
+    .creating(PromiseKind::Index, table, index, kept)
 }
 
 /// DROP INDEX CONCURRENTLY IF EXISTS (outside a transaction, SHARE UPDATE EXCLUSIVE).

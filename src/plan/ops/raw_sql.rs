@@ -24,6 +24,7 @@ impl PlanOperation for RawSql {
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
         let unchecked = |phase: Phase, description: &str, sql: &str| Step {
             unchecked: true,
+            creates: Vec::new(),
             ..Step::sql(
                 phase,
                 description,

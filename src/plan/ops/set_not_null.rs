@@ -52,20 +52,25 @@ impl PlanOperation for SetNotNull {
         let quoted = quote_ident(&physical);
         let check = names::not_null_check(&physical_table.name, &self.column);
 
-        ws.push_expand_constraint(Step::sql(
-            Phase::Expand,
-            format!(
-                "add CHECK ({} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
-                self.column, physical_table
+        ws.push_expand_constraint(
+            Step::sql(
+                Phase::Expand,
+                format!(
+                    "add CHECK ({} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
+                    self.column, physical_table
+                ),
+                add_constraint_sql(
+                    &physical_table,
+                    &check,
+                    &format!("CHECK ({quoted} IS NOT NULL) NOT VALID"),
+                ),
+                LockLevel::AccessExclusive,
+                vec![label.clone()],
             ),
-            add_constraint_sql(
-                &physical_table,
-                &check,
-                &format!("CHECK ({quoted} IS NOT NULL) NOT VALID"),
-            ),
-            LockLevel::AccessExclusive,
-            vec![label.clone()],
-        ));
+            &physical_table,
+            &check,
+            false,
+        );
         ws.push_rollback(drop_constraint_step(
             &physical_table,
             &check,
@@ -99,6 +104,7 @@ impl PlanOperation for SetNotNull {
                 rewrites: false,
                 scans: true,
                 unchecked: false,
+                creates: Vec::new(),
             });
         }
         ws.push_validate(validate_step(&physical_table, &check, None));

@@ -12,7 +12,7 @@ use crate::migration::operation::SplitTable;
 use crate::plan::error::Problem;
 use crate::plan::names::{self, column_list};
 use crate::plan::ops::{refuse_created, refuse_reshaped, PlanOperation};
-use crate::plan::step::{Backfill, LockLevel, Phase, Step, StepAction};
+use crate::plan::step::{Backfill, LockLevel, Phase, PromiseKind, Step, StepAction};
 use crate::plan::workspace::Workspace;
 use crate::suggest::did_you_mean;
 
@@ -222,7 +222,8 @@ impl PlanOperation for SplitTable {
                 ),
                 LockLevel::ShareRowExclusive,
                 vec![on.to_string()],
-            ));
+            )
+            .creating(PromiseKind::Trigger, on, function, false));
             ws.extra_functions.push(function.clone());
         }
         ws.push_backfill(Step {
@@ -241,6 +242,7 @@ impl PlanOperation for SplitTable {
             rewrites: false,
             scans: true,
             unchecked: false,
+            creates: Vec::new(),
         });
         // Rollback: the triggers go first (generic), then this table.
         ws.push_rollback(Step::sql(
