@@ -70,7 +70,7 @@ impl PlanOperation for AddColumn {
         if column.unique {
             ws.check_name_free(
                 &table.schema,
-                &names::derived(&[&table_name, &column.name, "key"]),
+                &names::derived(&[table_name, &column.name, "key"]),
             )?;
         }
         Ok(())
