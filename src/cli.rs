@@ -48,6 +48,11 @@ pub enum Command {
     /// (changes nothing); exits 1 when any error is found
     Validate(ValidateArgs),
 
+    /// Give the application a version schema before the first migration (the baseline: a
+    /// view per table of the current shape) and print the search_path to point it at, so
+    /// the first migration's expand and rollback never change what it sees
+    Init(InitArgs),
+
     /// Start a migration: expand, then backfill (resumes where a killed run stopped)
     Start(StartArgs),
 
@@ -111,6 +116,16 @@ impl ThemeArgs {
         let no_color = std::env::var_os("NO_COLOR").is_some_and(|value| !value.is_empty());
         crate::tui::theme::Theme::select(self.theme.as_deref(), no_color)
     }
+}
+
+/// Flags of `zdm init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The schema whose tables the application uses
+    #[arg(long, default_value = "public", value_name = "SCHEMA")]
+    pub schema: String,
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Flags of `zdm start`.

@@ -91,6 +91,13 @@ fn main() -> Result<()> {
                 runtime.block_on(commands::rollback(&config, &args.name))?
             );
         }
+        Command::Init(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            println!(
+                "{}",
+                runtime.block_on(commands::init(&config, &args.schema))?
+            );
+        }
         Command::Status(args) => {
             let config = Config::load(&args.target.overrides())?;
             print!(

@@ -20,7 +20,7 @@ use super::state::{self, MigrationRecord, StepKey};
 use super::throttle::Throttle;
 use super::{phase_name, Context, EngineOptions, Error, Status};
 use crate::db::{redact_url, DatabaseUrl};
-use crate::plan::{LockLevel, Phase, Plan, Step, StepAction};
+use crate::plan::{self, LockLevel, Phase, Plan, Step, StepAction};
 
 /// What a command did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +198,28 @@ impl Engine {
         };
         let phases = [Phase::Expand, Phase::Backfill];
         self.run_command(&plan, "start", None, &phases, Status::ReadyToContract)
+            .await
+    }
+
+    /// `zdm init`: runs a baseline plan (`plan::baseline`) and records it complete; again,
+    /// it does nothing. Refused while a migration is in flight.
+    pub async fn init(&mut self, plan: &Plan) -> Result<Outcome, Error> {
+        let name = plan.migration.as_str();
+        match state::get(&mut self.conn, name).await? {
+            Some(record) if record.status == Status::Complete => {
+                return Ok(nothing(
+                    &record,
+                    "the baseline is already there".to_string(),
+                ))
+            }
+            Some(_) => {}
+            None => {
+                self.refuse_if_another_in_flight(name).await?;
+                state::insert(&mut self.conn, plan, plan::BASELINE, &self.who).await?;
+            }
+        }
+        let phases = [Phase::Expand, Phase::Backfill];
+        self.run_command(plan, "init", None, &phases, Status::Complete)
             .await
     }
 

@@ -91,6 +91,40 @@ pub fn plan_and_simulate(
     ))
 }
 
+/// The name of the baseline version (`zdm init`): the version of the application before
+/// its first migration, as a version schema of views over the current shape.
+pub const BASELINE: &str = "baseline";
+
+/// The plan of `zdm init` for `schema`: its version schema `<schema>_baseline` with one
+/// view per table of the current shape, published and granted like every version. Its
+/// record is complete once it ran; the first migration's contract drops it (it is that
+/// migration's old version).
+pub fn baseline(schema: &str, catalog: &Catalog) -> Plan {
+    let ws = Workspace::new(BASELINE, schema, catalog);
+    let version_schema = ws.version_schema.clone();
+    let (steps, _) = ws.finish();
+    Plan {
+        migration: baseline_record(schema),
+        version_schema,
+        // Contract and rollback never run for a baseline: it is recorded complete.
+        steps: steps
+            .into_iter()
+            .filter(|step| matches!(step.phase, Phase::Expand | Phase::Backfill))
+            .collect(),
+        drops: ContractDrops::default(),
+    }
+}
+
+/// The name a baseline is recorded under: `baseline`, or `baseline_<schema>` for a schema
+/// other than `public`.
+pub fn baseline_record(schema: &str) -> String {
+    if schema == DEFAULT_SCHEMA {
+        BASELINE.to_string()
+    } else {
+        format!("{BASELINE}_{schema}")
+    }
+}
+
 /// Plans migrations in order, each against the catalog the previous ones leave behind.
 pub fn plan_all(migrations: &[Migration], catalog: &Catalog) -> Result<Vec<Plan>, PlanError> {
     let mut current = catalog.clone();

@@ -7,6 +7,18 @@ use crate::db::quote_ident;
 use crate::plan::step::{LockLevel, Phase, StepAction};
 use crate::plan::Plan;
 
+/// Why an application should not run on the physical tables during a first migration, and
+/// what to do about it; `zdm plan` prints it, `zdm start` logs it.
+pub fn first_migration_warning(plan: &Plan) -> String {
+    format!(
+        "applications still on the physical tables see {}'s expand \
+         and rollback change them: a prepared `SELECT *` or `RETURNING *` then fails once \
+         per connection (\"cached plan must not change result type\") and shows zdm's shadow \
+         columns. Run `zdm init` first and point them at the baseline version it prints.",
+        plan.migration
+    )
+}
+
 /// The whole plan as text (no colours: it goes to pipes and runbooks as often as to a tty).
 pub fn render(plan: &Plan, description: Option<&str>) -> String {
     let mut out = String::new();
@@ -16,13 +28,18 @@ pub fn render(plan: &Plan, description: Option<&str>) -> String {
     }
     let _ = writeln!(
         out,
-        "  New version: SET search_path TO {}",
+        "  New version: SET search_path TO {} (usable once the backfill is done)",
         quote_ident(&plan.version_schema)
     );
-    let _ = writeln!(
-        out,
-        "  Old version: its current search_path (the physical tables, or the previous version schema)"
-    );
+    match plan.drops.schemas.as_slice() {
+        [] => {
+            let _ = writeln!(out, "  Old version: the physical tables");
+            let _ = writeln!(out, "  WARNING: {}", first_migration_warning(plan));
+        }
+        previous => {
+            let _ = writeln!(out, "  Old version: {}", previous.join(", "));
+        }
+    }
     let mut number = 0;
     for phase in [
         Phase::Expand,
