@@ -134,7 +134,7 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     if plan.drops.schemas.is_empty() {
         watchers.served.log(
             control::Level::Warning,
-            &crate::plan::render::first_migration_warning(&plan),
+            crate::plan::render::first_migration_warning(&plan),
         );
     }
     record(config, &plan.migration, Action::Start, None).await?;
