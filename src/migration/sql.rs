@@ -477,7 +477,7 @@ pub(crate) fn check(migration: &Migration, source: &SourceMap) -> Vec<Diagnostic
                 position: snippet.position(source),
                 severity: Severity::Error,
                 message: format!(
-                    "{}: `{key}` is not {}: {}",
+                    "{}: `{key}` does not parse as {}: {}",
                     snippet.owner(migration),
                     snippet.grammar.describe(),
                     error.describe(&key)
