@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use checksum::{checksum, verify as verify_checksum, ChecksumMismatch};
 pub use diagnostic::{Diagnostic, LoadErrors, Severity};
-pub use directory::{check_dir, load_dir, DirCheck};
+pub use directory::{check_dir, load_checked, load_dir, DirCheck};
 pub use operation::Operation;
 
 use node::{Node, SyntaxError, Value};

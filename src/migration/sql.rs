@@ -58,8 +58,8 @@ pub enum Rows<'m> {
 pub enum Target<'m> {
     /// A type as written in the file.
     Type(&'m str),
-    /// The current type of a column of the expression's table.
-    ColumnOf(&'m str),
+    /// The current type of a column (table, column).
+    ColumnOf(&'m str, &'m str),
     Boolean,
 }
 
@@ -184,7 +184,7 @@ impl<'m> Collector<'m> {
             Operation::DropColumn(op) => {
                 if let Some(down) = &op.down {
                     // Over the new row: the table less the column, a subset of today's.
-                    let target = Some(Target::ColumnOf(&op.column));
+                    let target = Some(Target::ColumnOf(&op.table, &op.column));
                     self.add(&["down"], down, Expression, Rows::Table(&op.table), target);
                 }
             }
@@ -193,24 +193,24 @@ impl<'m> Collector<'m> {
                 let target = Some(Target::Type(&op.data_type));
                 self.add(&["up"], &op.up, Expression, Rows::Table(&op.table), target);
                 // Over the new row, whose column has the new type: not there before expand.
-                let target = Some(Target::ColumnOf(&op.column));
+                let target = Some(Target::ColumnOf(&op.table, &op.column));
                 self.add(&["down"], &op.down, Expression, Rows::NotYet, target);
             }
             Operation::SetNotNull(op) => {
                 if let Some(up) = &op.up {
-                    let target = Some(Target::ColumnOf(&op.column));
+                    let target = Some(Target::ColumnOf(&op.table, &op.column));
                     self.add(&["up"], up, Expression, Rows::Table(&op.table), target);
                 }
             }
             Operation::DropNotNull(op) => {
                 if let Some(down) = &op.down {
-                    let target = Some(Target::ColumnOf(&op.column));
+                    let target = Some(Target::ColumnOf(&op.table, &op.column));
                     self.add(&["down"], down, Expression, Rows::Table(&op.table), target);
                 }
             }
             Operation::SetDefault(op) => {
                 if let Some(default) = &op.default {
-                    let target = Some(Target::ColumnOf(&op.column));
+                    let target = Some(Target::ColumnOf(&op.table, &op.column));
                     self.add(&["default"], default, Expression, Rows::None, target);
                 }
             }
