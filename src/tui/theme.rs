@@ -300,7 +300,11 @@ mod tests {
 
     #[test]
     fn a_deeply_nested_theme_is_refused_at_its_position() {
-        let text = format!("[colors]\nx = {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        let text = format!(
+            "[colors]\nx = {}{}\n",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        );
         match parse("deep.toml", &text) {
             Err(Error::Parse { line, .. }) => assert_eq!(line, 2),
             Ok(_) => panic!("a 20,000-deep theme must be refused"),
