@@ -65,11 +65,13 @@ fn dropped_replaced_and_renamed_columns_and_a_dropped_index() {
         table: public("products"),
         column: "discontinued_at".to_string(),
         replaced: false,
+        moved_to: None,
     }));
     assert!(drops.columns.contains(&DroppedColumn {
         table: public("products"),
         column: "price_cents".to_string(),
         replaced: true,
+        moved_to: None,
     }));
     assert_eq!(
         drops.renamed_columns,
@@ -123,4 +125,42 @@ fn a_dropped_table_takes_its_indexes_and_an_additive_migration_drops_nothing() {
         "#,
     );
     assert!(drops.is_empty(), "{drops:?}");
+}
+
+/// split_table's moved columns are dropped from the old table but live on in the new one:
+/// the drops say where, so the old-version gate can tell the new version's statements on
+/// the new table from the old version's on the old one.
+#[test]
+fn a_split_table_records_where_each_moved_column_went() {
+    let drops = planned_drops(
+        r#"
+        [[operations]]
+        op = "split_table"
+        table = "orders"
+        new_table = "order_details"
+        columns = ["notes"]
+
+        [[operations]]
+        op = "drop_column"
+        table = "orders"
+        column = "currency"
+        "#,
+    );
+    let notes = drops
+        .columns
+        .iter()
+        .find(|c| c.column == "notes")
+        .expect("notes is dropped from orders");
+    assert_eq!(notes.table, public("orders"));
+    assert_eq!(notes.moved_to, Some(public("order_details")));
+    let currency = drops
+        .columns
+        .iter()
+        .find(|c| c.column == "currency")
+        .expect("currency is dropped");
+    assert_eq!(currency.moved_to, None, "a plain drop moves nothing");
+    assert_eq!(
+        drops.moved_columns(),
+        vec![("notes", &public("orders"), &public("order_details"))]
+    );
 }

@@ -48,6 +48,15 @@ pub enum CommandError {
     Introspect(#[source] sqlx::Error),
     #[error("there is no schema {schema} on this database: give the schema the application uses with --schema")]
     NoSuchSchema { schema: String },
+    #[error(
+        "contract of {name} refused before its first step: its SQL does not parse, nothing \
+         was changed:\n{}",
+        .steps.iter().map(|(step, why)| format!("  {step}: {why}")).collect::<Vec<_>>().join("\n")
+    )]
+    ContractSql {
+        name: String,
+        steps: Vec<(String, String)>,
+    },
 }
 
 /// What `zdm complete` needs beyond the name: the confirmation and the gate overrides.
@@ -163,6 +172,18 @@ pub async fn complete(
         .into());
     }
     let mut engine = connect(config).await?;
+    // Contract is irreversible: its SQL is parsed again (the recorded plan's) before the
+    // gates and the first step, so a statement that cannot run never strands it half way.
+    if let Some(plan) = engine.recorded_plan(name).await? {
+        let steps = crate::migration::sql::check_plan_sql(plan.phase(crate::plan::Phase::Contract));
+        if !steps.is_empty() {
+            engine.close().await?;
+            return Err(CommandError::ContractSql {
+                name: name.to_string(),
+                steps,
+            });
+        }
+    }
     // Served from here: the gates take their observation window, and a console or
     // `zdm attach` should see the run meanwhile.
     let watchers =

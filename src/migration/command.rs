@@ -9,6 +9,9 @@ use crate::config::Config;
 use super::diagnostic::Diagnostic;
 use super::directory::{check_dir, DirCheck};
 
+/// How many findings `zdm validate` prints per file before it only counts the rest.
+pub const MAX_SHOWN_PER_FILE: usize = 50;
+
 /// What `zdm validate` found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Outcome {
@@ -47,8 +50,31 @@ pub fn report(
     err: &mut dyn Write,
 ) -> Outcome {
     let io = |result: std::io::Result<()>| result.unwrap_or(());
+    // Each file's first findings are shown, then a count: a file with thousands of errors
+    // is broken as a whole, and its first ones say how.
+    let mut shown: std::collections::HashMap<&std::path::Path, usize> = Default::default();
+    let mut order: Vec<&std::path::Path> = Vec::new();
     for diagnostic in checked.all().chain(extra) {
-        io(writeln!(err, "{diagnostic}"));
+        let count = shown.entry(&diagnostic.path).or_insert_with(|| {
+            order.push(&diagnostic.path);
+            0
+        });
+        *count += 1;
+        if *count <= MAX_SHOWN_PER_FILE {
+            io(writeln!(err, "{diagnostic}"));
+        }
+    }
+    for path in order {
+        let count = shown.get(path).copied().unwrap_or(0);
+        if count > MAX_SHOWN_PER_FILE {
+            let hidden = count - MAX_SHOWN_PER_FILE;
+            io(writeln!(
+                err,
+                "{}: {hidden} more finding{} not shown (the first {MAX_SHOWN_PER_FILE} are above)",
+                path.display(),
+                if hidden == 1 { "" } else { "s" }
+            ));
+        }
     }
     let mut migrations = 0;
     for file in &checked.files {

@@ -167,6 +167,14 @@ pub fn check_dir(dir: &Path) -> DirCheck {
 /// Every migration of `dir` in order, or every error found in any of them (warnings do not
 /// stop loading; `zdm validate` shows them).
 pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, LoadErrors> {
+    Ok(load_checked(dir)?
+        .into_iter()
+        .filter_map(|file| file.migration)
+        .collect())
+}
+
+/// Like [`load_dir`], keeping each file's positions (for later checks' `file:line:col`).
+pub fn load_checked(dir: &Path) -> Result<Vec<Checked>, LoadErrors> {
     let checked = check_dir(dir);
     let errors: Vec<Diagnostic> = checked.all().filter(|d| d.is_error()).cloned().collect();
     if !errors.is_empty() {
@@ -177,7 +185,7 @@ pub fn load_dir(dir: &Path) -> Result<Vec<Migration>, LoadErrors> {
     Ok(checked
         .files
         .into_iter()
-        .filter_map(|file| file.migration)
+        .filter(|file| file.migration.is_some())
         .collect())
 }
 

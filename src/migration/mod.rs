@@ -11,6 +11,7 @@ pub mod diagnostic;
 pub mod directory;
 mod node;
 pub mod operation;
+pub mod sql;
 use crate::suggest;
 mod validate;
 
@@ -18,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 pub use checksum::{checksum, verify as verify_checksum, ChecksumMismatch};
 pub use diagnostic::{Diagnostic, LoadErrors, Severity};
-pub use directory::{check_dir, load_dir, DirCheck};
+pub use directory::{check_dir, load_checked, load_dir, DirCheck};
 pub use operation::Operation;
 
 use node::{Node, SyntaxError, Value};
@@ -82,7 +83,9 @@ impl Format {
 pub struct SourceMap {
     path: PathBuf,
     text: String,
+    lines: crate::config::LineIndex,
     operations: Vec<Node>,
+    verify: Vec<Node>,
 }
 
 impl SourceMap {
@@ -106,6 +109,14 @@ impl SourceMap {
             Some(found) => Some(self.line_column(found.span.start)),
             None => self.operation(index),
         }
+    }
+
+    /// Line and column of a value inside `[[verify]]` entry `index` (the entry's own
+    /// position when the path is absent).
+    pub fn verify(&self, index: usize, path: &[&str]) -> Option<(usize, usize)> {
+        let node = self.verify.get(index)?;
+        let found = node.find(path).unwrap_or(node);
+        Some(self.line_column(found.span.start))
     }
 
     /// Like [`SourceMap::value`] but the position of the last key itself.
@@ -134,7 +145,7 @@ impl SourceMap {
     }
 
     fn line_column(&self, offset: usize) -> (usize, usize) {
-        crate::config::line_column(&self.text, offset)
+        self.lines.line_column(&self.text, offset)
     }
 }
 
@@ -186,6 +197,14 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
         severity,
         message,
     };
+    // Positions of many findings in one file: lines indexed once, not counted per finding.
+    let at_line =
+        |lines: &crate::config::LineIndex, text: &str, offset: usize, message| Diagnostic {
+            path: path.to_path_buf(),
+            position: Some(lines.line_column(text, offset)),
+            severity: Severity::Error,
+            message,
+        };
     let text = match std::str::from_utf8(bytes) {
         Ok(text) => text,
         Err(error) => {
@@ -215,12 +234,13 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
         Format::Toml => node::from_toml(text),
         Format::Json => node::from_json(text),
     };
+    let lines = crate::config::LineIndex::new(text);
     let root = match parsed {
         Ok(root) => root,
         Err(errors) => {
             checked.diagnostics = errors
                 .into_iter()
-                .map(|SyntaxError { span, message }| at(text, span.start, Severity::Error, message))
+                .map(|SyntaxError { span, message }| at_line(&lines, text, span.start, message))
                 .collect();
             return checked;
         }
@@ -229,13 +249,17 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
     let mut errors: Vec<decode::DecodeError> = Vec::new();
     let (description, operation_nodes, verify_nodes) = top_level(&root, &mut errors);
     let mut verify = Vec::with_capacity(verify_nodes.len());
-    for node in &verify_nodes {
-        match decode::from_node::<Verify>(node) {
+    let mut decoded_verify = Vec::with_capacity(verify_nodes.len());
+    for node in verify_nodes {
+        match decode::from_node::<Verify>(&node) {
             Ok(entry) if entry.sql.trim().is_empty() => errors.push(decode::DecodeError::at(
                 node.span.clone(),
                 "`sql` of a [[verify]] entry is empty: give the query to EXPLAIN",
             )),
-            Ok(entry) => verify.push(entry),
+            Ok(entry) => {
+                verify.push(entry);
+                decoded_verify.push(node);
+            }
             Err(error) => errors.push(error),
         }
     }
@@ -255,7 +279,7 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
         .into_iter()
         .map(|error| {
             let offset = error.span.map_or(0, |span| span.start);
-            at(text, offset, Severity::Error, error.message)
+            at_line(&lines, text, offset, error.message)
         })
         .collect();
 
@@ -269,15 +293,18 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
     let source = SourceMap {
         path: path.to_path_buf(),
         text: text.to_string(),
+        lines,
         operations: decoded_nodes,
+        verify: decoded_verify,
     };
     // The operations that did decode are reviewed even when others did not, so that one
-    // run lists every problem of the file.
+    // run lists every problem of the file; so is their SQL.
     if decoded || !migration.operations.is_empty() {
         checked
             .diagnostics
             .extend(validate::check(&migration, &source));
     }
+    checked.diagnostics.extend(sql::check(&migration, &source));
     sort(&mut checked.diagnostics);
     if decoded {
         checked.migration = Some(migration);

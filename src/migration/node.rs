@@ -34,6 +34,12 @@ pub(crate) struct Entry {
     pub value: Node,
 }
 
+/// The deepest nesting of arrays and tables a migration file may have. A real one needs
+/// five or six levels; the cap keeps a hostile or broken file (`[` × 20,000) from
+/// exhausting the stack of every recursive walk over the tree, and TOML's own parser
+/// stops at a similar depth.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 /// A syntax error: where, and what was expected there.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct SyntaxError {
@@ -101,9 +107,13 @@ pub(crate) fn from_toml(text: &str) -> Result<Node, Vec<SyntaxError>> {
     if !errors.is_empty() {
         return Err(errors
             .into_iter()
-            .map(|error| SyntaxError {
-                span: error.span().unwrap_or(0..0),
-                message: error.message().trim().to_string(),
+            .map(|error| {
+                let span = error.span().unwrap_or(0..0);
+                let message = error.message().trim().to_string();
+                SyntaxError {
+                    message: name_the_key(text, &span, message),
+                    span,
+                }
             })
             .collect());
     }
@@ -112,6 +122,18 @@ pub(crate) fn from_toml(text: &str) -> Result<Node, Vec<SyntaxError>> {
         span,
         value: toml_table(document.get_ref()),
     })
+}
+
+/// TOML's parser says only "duplicate key"; its span is the key, which the message names
+/// (as the JSON reader's does).
+fn name_the_key(text: &str, span: &Range<usize>, message: String) -> String {
+    if message != "duplicate key" {
+        return message;
+    }
+    match text.get(span.clone()).map(str::trim) {
+        Some(key) if !key.is_empty() => format!("duplicate key `{}`", key.trim_matches('"')),
+        _ => message,
+    }
 }
 
 fn toml_table(table: &DeTable<'_>) -> Value {
@@ -168,7 +190,11 @@ pub(crate) fn from_json(text: &str) -> Result<Node, Vec<SyntaxError>> {
             message,
         }]);
     }
-    let mut reader = JsonReader { text, at: 0 };
+    let mut reader = JsonReader {
+        text,
+        at: 0,
+        depth: 0,
+    };
     reader.skip_space();
     let node = reader.value()?;
     Ok(node)
@@ -193,6 +219,8 @@ fn json_offset(text: &str, line: usize, column: usize) -> usize {
 struct JsonReader<'t> {
     text: &'t str,
     at: usize,
+    /// Arrays and objects open around the current position.
+    depth: usize,
 }
 
 impl JsonReader<'_> {
@@ -230,9 +258,31 @@ impl JsonReader<'_> {
     fn value(&mut self) -> Result<Node, Vec<SyntaxError>> {
         self.skip_space();
         let start = self.at;
+        if matches!(self.peek(), Some(b'{' | b'[')) {
+            if self.depth >= MAX_DEPTH {
+                return self.fail(&format!(
+                    "arrays and tables nested more than {MAX_DEPTH} deep; a migration needs a \
+                     handful of levels"
+                ));
+            }
+            self.depth += 1;
+        }
         let value = match self.peek() {
-            Some(b'{') => self.object()?,
-            Some(b'[') => self.array()?,
+            Some(b'{') => self.object(),
+            Some(b'[') => self.array(),
+            _ => self.scalar(),
+        };
+        if matches!(value, Ok(Value::Array(_) | Value::Table(_))) {
+            self.depth -= 1;
+        }
+        Ok(Node {
+            span: start..self.at,
+            value: value?,
+        })
+    }
+
+    fn scalar(&mut self) -> Result<Value, Vec<SyntaxError>> {
+        let value = match self.peek() {
             Some(b'"') => Value::String(self.string()?.0),
             Some(b't') => self.word("true", Value::Bool(true))?,
             Some(b'f') => self.word("false", Value::Bool(false))?,
@@ -240,10 +290,7 @@ impl JsonReader<'_> {
             Some(b'-' | b'0'..=b'9') => self.number()?,
             _ => return self.fail("expected a JSON value"),
         };
-        Ok(Node {
-            span: start..self.at,
-            value,
-        })
+        Ok(value)
     }
 
     fn word(&mut self, word: &str, value: Value) -> Result<Value, Vec<SyntaxError>> {
@@ -398,6 +445,29 @@ mod tests {
         let errors = from_json(r#"{"a": 1, "a": 2}"#).expect_err("duplicate");
         assert_eq!(errors[0].message, "duplicate key `a`");
         assert_eq!(errors[0].span, 9..12);
+    }
+
+    #[test]
+    fn deep_nesting_is_refused_where_it_passes_the_cap() {
+        let deep = format!("{}{}", "[".repeat(20_000), "]".repeat(20_000));
+        let errors = from_json(&deep).expect_err("too deep");
+        assert_eq!(errors[0].span.start, MAX_DEPTH);
+        assert!(
+            errors[0].message.contains("nested more than 64 deep"),
+            "{errors:?}"
+        );
+        let fits = format!("{}{}", "[".repeat(MAX_DEPTH), "]".repeat(MAX_DEPTH));
+        assert!(from_json(&fits).is_ok());
+        let deep = format!("a = {}{}\n", "[".repeat(20_000), "]".repeat(20_000));
+        assert!(from_toml(&deep).is_err());
+    }
+
+    #[test]
+    fn duplicate_keys_are_named() {
+        let errors =
+            from_toml("[[operations]]\nop = \"drop_table\"\ntable = \"t\"\ntable = \"u\"\n")
+                .expect_err("duplicate");
+        assert_eq!(errors[0].message, "duplicate key `table`");
     }
 
     #[test]

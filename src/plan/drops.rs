@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::catalog::QualifiedName;
 use crate::plan::names;
-use crate::plan::workspace::Workspace;
+use crate::plan::workspace::{TableState, Workspace};
 
 /// Everything the contract phase of one plan drops or renames away, by physical name.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +38,12 @@ pub struct DroppedColumn {
     /// The column is replaced by a shadow column that takes its name (change_type,
     /// drop_not_null): the name lives on, only the old physical column goes.
     pub replaced: bool,
+    /// The table the column moved to under the same name (split_table: a table this
+    /// migration creates, keyed by a foreign key to this one), where the new version reads
+    /// and writes it. Absent from plans stored before it existed: those count every
+    /// statement naming the column as the old version's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub moved_to: Option<QualifiedName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -71,25 +77,45 @@ impl ContractDrops {
         self == &ContractDrops::default()
     }
 
+    /// The dropped columns that live on in another table, as (column, old table, new table).
+    pub fn moved_columns(&self) -> Vec<(&str, &QualifiedName, &QualifiedName)> {
+        self.columns
+            .iter()
+            .filter_map(|c| Some((c.column.as_str(), &c.table, c.moved_to.as_ref()?)))
+            .collect()
+    }
+
     /// Names an application could still use that stop existing at contract (dropped or
     /// renamed away; a replaced column keeps its name and is not listed): what the "old
     /// version unused" gate looks for in queries.
     pub fn vanishing_names(&self) -> Vec<String> {
-        let mut found: Vec<String> = Vec::new();
-        found.extend(self.schemas.iter().cloned());
-        found.extend(self.tables.iter().map(|t| t.name.clone()));
-        found.extend(
-            self.columns
-                .iter()
-                .filter(|c| !c.replaced)
-                .map(|c| c.column.clone()),
-        );
-        found.extend(self.indexes.iter().map(|i| i.index.clone()));
-        found.extend(self.renamed_tables.iter().map(|r| r.from.name.clone()));
-        found.extend(self.renamed_columns.iter().map(|r| r.from.clone()));
+        let mut found: Vec<String> = self.names(true).map(str::to_string).collect();
         found.sort();
         found.dedup();
         found
+    }
+
+    /// Whether `name` stops existing for a reason other than a column moving to another
+    /// table under that name (then every statement naming it counts, wherever it points).
+    pub fn vanishes_besides_moving(&self, name: &str) -> bool {
+        self.names(false).any(|n| n == name)
+    }
+
+    /// The vanishing names, with or without the moved columns'.
+    fn names(&self, with_moved: bool) -> impl Iterator<Item = &str> {
+        self.schemas
+            .iter()
+            .map(String::as_str)
+            .chain(self.tables.iter().map(|t| t.name.as_str()))
+            .chain(
+                self.columns
+                    .iter()
+                    .filter(move |c| !c.replaced && (with_moved || c.moved_to.is_none()))
+                    .map(|c| c.column.as_str()),
+            )
+            .chain(self.indexes.iter().map(|i| i.index.as_str()))
+            .chain(self.renamed_tables.iter().map(|r| r.from.name.as_str()))
+            .chain(self.renamed_columns.iter().map(|r| r.from.as_str()))
     }
 }
 
@@ -116,6 +142,7 @@ impl Workspace<'_> {
                     table: state.physical.clone(),
                     column: column.clone(),
                     replaced: after.is_some_and(|t| t.column(column).is_some()),
+                    moved_to: self.moved_to(state, column),
                 });
             }
             for constraint in &state.drop_constraints {
@@ -165,5 +192,24 @@ impl Workspace<'_> {
             }
         }
         drops
+    }
+
+    /// The table this migration creates that column `column` of `state`'s table moves to:
+    /// one with a column of that name and a foreign key to the old table (what split_table
+    /// builds).
+    fn moved_to(&self, state: &TableState, column: &str) -> Option<QualifiedName> {
+        self.tables
+            .iter()
+            .filter(|other| other.created && !other.dropped)
+            .filter_map(|other| self.catalog.table(&other.name))
+            .find(|table| {
+                table.column(column).is_some()
+                    && table.constraints.iter().any(|constraint| {
+                        constraint.references.as_ref().is_some_and(|target| {
+                            target.table == state.name || target.table == state.physical
+                        })
+                    })
+            })
+            .map(|table| table.name.clone())
     }
 }

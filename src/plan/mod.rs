@@ -15,6 +15,7 @@ pub mod names;
 mod ops;
 pub mod render;
 pub mod step;
+pub mod typecheck;
 pub mod validate;
 pub mod workspace;
 

@@ -1,14 +1,15 @@
 //! `zdm validate` with a database: besides the offline check of every file, plan each
 //! pending migration in order against the live catalog (and the catalog each one leaves)
 //! and report what the database lacks (unknown table, column, constraint, index) at the
-//! operation's `file:line:col`. Reads the catalog and zdm's state; changes nothing.
+//! operation's `file:line:col`; then type-check their SQL expressions against the catalog
+//! (`super::typecheck`). Reads the catalog and zdm's state; changes nothing.
 
 use std::io::Write;
 
 use sqlx::Connection;
 
 use super::command::Started;
-use super::{plan_and_simulate, PlanError, Problem};
+use super::{plan_and_simulate, typecheck, PlanError, Problem};
 use crate::cli::ValidateArgs;
 use crate::config::{self, Config};
 use crate::db::catalog::Catalog;
@@ -46,7 +47,23 @@ pub async fn run(
         Ok(_) if !offline_errors => against_database(&config, &checked.files).await?,
         _ => Vec::new(),
     };
-    Ok(report(&config, &checked, &extra, out, err))
+    let outcome = report(&config, &checked, &extra, out, err);
+    if offline_errors && config.database_url().is_ok() {
+        // Planning builds each migration on the ones before: with one unreadable, the
+        // database checks of all would be guesses.
+        let unreadable = checked.files.iter().filter(|f| f.errors().next().is_some());
+        let names: Vec<String> = unreadable.map(|f| f.path.display().to_string()).collect();
+        let _ = writeln!(
+            out,
+            "database checks skipped: {} (fix the errors above, then validate again)",
+            if names.is_empty() {
+                "the migrations directory has errors".to_string()
+            } else {
+                format!("{} did not pass the offline check", names.join(", "))
+            }
+        );
+    }
+    Ok(outcome)
 }
 
 /// Plans every file that has not started, in order, against the database's catalog.
@@ -78,14 +95,28 @@ async fn against_database(
     } else {
         None
     };
-    let _ = conn.close().await;
     let started = Started::find(recorded.as_deref(), &catalog);
-    Ok(plan_files(files, &catalog, &started))
+    let (mut found, pending) = plan_files(files, &catalog, &started);
+    let typed = typecheck::check_files(&mut conn, &pending, config.lock_timeout)
+        .await
+        .map_err(|reason| ValidateError::Introspect {
+            url: url.to_string(),
+            reason,
+        })?;
+    let _ = conn.close().await;
+    found.extend(typed);
+    found.sort_by(|a, b| (&a.path, a.position).cmp(&(&b.path, b.position)));
+    Ok(found)
 }
 
-/// The planner's findings for the files after the last started one. Planning stops at the
-/// first migration that cannot be planned: the ones after it build on its result.
-pub fn plan_files(files: &[Checked], catalog: &Catalog, started: &[Started]) -> Vec<Diagnostic> {
+/// The planner's findings for the files after the last started one, and those files.
+/// Planning stops at the first migration that cannot be planned: the ones after it build
+/// on its result.
+pub fn plan_files<'f>(
+    files: &'f [Checked],
+    catalog: &Catalog,
+    started: &[Started],
+) -> (Vec<Diagnostic>, Vec<&'f Checked>) {
     let last_started = files.iter().rposition(|file| {
         file.migration
             .as_ref()
@@ -118,7 +149,7 @@ pub fn plan_files(files: &[Checked], catalog: &Catalog, started: &[Started]) -> 
             }
         }
     }
-    found
+    (found, pending.iter().collect())
 }
 
 /// A plan error at the operation's position (at the offending value when known).

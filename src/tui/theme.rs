@@ -299,6 +299,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_deeply_nested_theme_is_refused_at_its_position() {
+        let text = format!(
+            "[colors]\nx = {}{}\n",
+            "[".repeat(20_000),
+            "]".repeat(20_000)
+        );
+        match parse("deep.toml", &text) {
+            Err(Error::Parse { line, .. }) => assert_eq!(line, 2),
+            Ok(_) => panic!("a 20,000-deep theme must be refused"),
+            Err(other) => panic!("{other}"),
+        }
+    }
+
+    #[test]
     fn every_built_in_theme_loads_with_every_role_set() {
         for name in Theme::names() {
             let theme = Theme::built_in(name).expect(name);
