@@ -270,6 +270,31 @@ impl TargetArgs {
     }
 }
 
+/// The database whose runs `zdm ctl` and `zdm attach` reach: the same flags, variable and
+/// `zdm.toml` key as every other command. Only its host, port and database name are used
+/// (no connection is made), so a URL without a password is enough.
+#[derive(Debug, Clone, Args)]
+pub struct DatabaseArgs {
+    /// Config file [default: ./zdm.toml when it exists]
+    #[arg(long, env = "ZDM_CONFIG", value_name = "PATH")]
+    pub config: Option<PathBuf>,
+
+    /// The database whose run to reach, e.g. postgres://host:5432/db (no password needed)
+    #[arg(long, env = "DATABASE_URL", value_name = "URL", hide_env_values = true)]
+    pub database_url: Option<String>,
+}
+
+impl DatabaseArgs {
+    /// These flags as overrides of the config file.
+    pub fn overrides(&self) -> Overrides {
+        Overrides {
+            config_file: self.config.clone(),
+            database_url: self.database_url.clone(),
+            migrations_dir: None,
+        }
+    }
+}
+
 /// Flags of `zdm validate`.
 #[derive(Debug, Args)]
 pub struct ValidateArgs {
@@ -291,6 +316,9 @@ pub struct CtlArgs {
     /// Print the run's reply as raw JSON
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 
     #[command(subcommand)]
     pub command: CtlCommand,
@@ -338,6 +366,9 @@ pub struct AttachArgs {
     /// Print every event as one JSON object per line
     #[arg(long)]
     pub json: bool,
+
+    #[command(flatten)]
+    pub database: DatabaseArgs,
 }
 
 /// Flags of `zdm demo`.

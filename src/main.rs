@@ -107,13 +107,23 @@ fn main() -> Result<()> {
         }
         Command::Top(args) => runtime.block_on(zdm::monitor::top::run(args.options()?))?,
         Command::Ctl(args) => {
-            let ok = runtime.block_on(zdm::control::ctl::ctl(args, &mut std::io::stdout()))?;
+            let target = run_target(&args.database)?;
+            let ok = runtime.block_on(zdm::control::ctl::ctl(
+                args,
+                target.as_ref(),
+                &mut std::io::stdout(),
+            ))?;
             if !ok {
                 std::process::exit(1);
             }
         }
         Command::Attach(args) => {
-            runtime.block_on(zdm::control::ctl::attach(args, &mut std::io::stdout()))?
+            let target = run_target(&args.database)?;
+            runtime.block_on(zdm::control::ctl::attach(
+                args,
+                target.as_ref(),
+                &mut std::io::stdout(),
+            ))?
         }
         Command::Plan(args) => {
             let config = zdm::config::Config::load(&args.target.overrides())?;
@@ -149,4 +159,22 @@ fn stopped_exits(
         std::process::exit(headless::EXIT_STOPPED);
     }
     result
+}
+
+/// The database whose runs `zdm ctl` / `zdm attach` may reach, from the same flags,
+/// environment and `zdm.toml` as every other command; None when none is given (the command
+/// then refuses and says how to give one).
+fn run_target(database: &zdm::cli::DatabaseArgs) -> Result<Option<zdm::control::Target>> {
+    let config = Config::load(&database.overrides())?;
+    match config.database_url() {
+        Ok(url) => Ok(Some(zdm::control::Target::from_url(url).map_err(
+            |error| {
+                anyhow::anyhow!(
+                    "cannot read the database URL {}: {error}",
+                    zdm::db::redact_url(url.expose())
+                )
+            },
+        )?)),
+        Err(_) => Ok(None),
+    }
 }

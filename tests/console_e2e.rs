@@ -947,6 +947,7 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     let mut attach = sandbox
         .zdm()
         .args(["attach", "0001_orders_add_status"])
+        .env("DATABASE_URL", &url)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -1005,6 +1006,7 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     let aborted = sandbox
         .zdm()
         .args(["ctl", "abort"])
+        .env("DATABASE_URL", &url)
         .output()
         .expect("zdm ctl abort");
     assert!(aborted.status.success(), "{aborted:?}");

@@ -43,6 +43,9 @@ impl Scratch {
             .args(args)
             .env("XDG_RUNTIME_DIR", self.root.path())
             .env("ZDM_LOG_FILE", self.root.path().join("zdm.log"))
+            // The database of the test runs' targets (`info`): ctl reaches only its runs.
+            .env("DATABASE_URL", "postgres://db.test:5432/shop")
+            .env_remove("ZDM_CONFIG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -684,14 +687,13 @@ async fn abrupt_disconnects_do_not_hurt_the_server() {
 async fn ctl_finds_the_run_or_says_what_it_looked_for() {
     let scratch = Scratch::new();
     let none = assert_failure(&scratch.run(&["ctl", "status"]).await);
-    assert!(none.contains("no running migration found"), "{none}");
     assert!(
-        none.contains(&scratch.dir().display().to_string()),
+        none.contains("no running migration on db.test:5432/shop"),
         "{none}"
     );
     let attach = assert_failure(&scratch.run(&["attach", "--migration", "0009_a"]).await);
     assert!(
-        attach.contains("no running migration named 0009_a found"),
+        attach.contains("no running migration named 0009_a on db.test:5432/shop"),
         "{attach}"
     );
 
@@ -699,11 +701,7 @@ async fn ctl_finds_the_run_or_says_what_it_looked_for() {
     let (_b, _run_b) = scratch.serve("0009_b").await;
     let ambiguous = assert_failure(&scratch.run(&["ctl", "status"]).await);
     assert!(
-        ambiguous.contains("2 migrations are running"),
-        "{ambiguous}"
-    );
-    assert!(
-        ambiguous.contains("0009_a on db.test:5432/shop"),
+        ambiguous.contains("2 migrations are running on db.test:5432/shop (0009_a, 0009_b)"),
         "{ambiguous}"
     );
     assert!(ambiguous.contains("--migration NAME"), "{ambiguous}");
@@ -723,6 +721,91 @@ async fn ctl_finds_the_run_or_says_what_it_looked_for() {
         .map(|run| run.info.migration.as_str())
         .collect();
     assert_eq!(names, ["0009_a", "0009_b"]);
+}
+
+/// A command aimed at one database never reaches another's run: two databases each run a
+/// migration of the same name; `zdm ctl --database-url A pause` pauses A's only; without a
+/// database zdm ctl refuses and names no run; a database with no run says so and names
+/// nothing of the others.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctl_and_attach_reach_only_the_runs_of_their_database() {
+    let scratch = Scratch::new();
+    let serve_on = |database: &str| {
+        let info = RunInfo::new(
+            "0001_same_name",
+            Target {
+                host: "db.test".to_string(),
+                port: 5432,
+                database: database.to_string(),
+            },
+        );
+        let dir = scratch.dir();
+        async move {
+            let (server, commands) = Server::start_with(&dir, info, EventSender::default())
+                .await
+                .expect("start the control socket");
+            let run = tokio::spawn(test_run(
+                "0001_same_name".to_string(),
+                commands,
+                server.events(),
+            ));
+            (server, run)
+        }
+    };
+    let (_a, _run_a) = serve_on("a").await;
+    let (_b, _run_b) = serve_on("b").await;
+    fn on<'a>(url: &'a str, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = vec!["ctl", "--database-url", url];
+        all.extend_from_slice(args);
+        all
+    }
+    let (url_a, url_b, url_c) = (
+        "postgres://db.test:5432/a",
+        "postgres://db.test:5432/b",
+        "postgres://db.test:5432/c",
+    );
+    let paused = assert_success(&scratch.run(&on(url_a, &["pause"])).await);
+    assert!(paused.contains("paused"), "{paused}");
+    let a = assert_success(&scratch.run(&on(url_a, &["--json", "status"])).await);
+    let b = assert_success(&scratch.run(&on(url_b, &["--json", "status"])).await);
+    let a: serde_json::Value = serde_json::from_str(a.trim()).expect("json");
+    let b: serde_json::Value = serde_json::from_str(b.trim()).expect("json");
+    assert_eq!(a["status"]["paused"], true, "{a}");
+    assert_eq!(b["status"]["paused"], false, "B's run goes on: {b}");
+
+    // No database given: refused, and no run is named (not even one of two).
+    let bare = scratch
+        .zdm(&["ctl", "pause"])
+        .env_remove("DATABASE_URL")
+        .output()
+        .await
+        .expect("run zdm");
+    assert!(!bare.status.success());
+    let said = String::from_utf8_lossy(&bare.stderr);
+    assert!(said.contains("which database?"), "{said}");
+    assert!(!said.contains("0001_same_name"), "{said}");
+    let b = assert_success(&scratch.run(&on(url_b, &["--json", "status"])).await);
+    assert!(
+        b.contains("\"paused\":false"),
+        "the bare pause reached nothing: {b}"
+    );
+
+    // A database with no run: said, and nothing of the others is listed.
+    let none = assert_failure(&scratch.run(&on(url_c, &["status"])).await);
+    assert!(
+        none.contains("no running migration on db.test:5432/c"),
+        "{none}"
+    );
+    assert!(
+        !none.contains("0001_same_name") && !none.contains("db.test:5432/a"),
+        "{none}"
+    );
+    let attach = scratch
+        .zdm(&["attach", "--database-url", "postgres://db.test:5432/c"])
+        .output()
+        .await
+        .expect("run zdm");
+    assert!(!attach.status.success());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

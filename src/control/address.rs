@@ -43,6 +43,27 @@ impl Target {
     }
 }
 
+impl Target {
+    /// A URL naming only this target (no user, no password), as `zdm ctl --database-url`
+    /// takes it: `postgresql://db:5432/shop`, or with a socket directory as host,
+    /// `postgresql:///shop?host=/run/postgresql&port=5432`.
+    pub fn url(&self) -> String {
+        if self.host.starts_with('/') {
+            format!(
+                "postgresql:///{}?host={}&port={}",
+                self.database, self.host, self.port
+            )
+        } else if self.host.contains(':') {
+            format!(
+                "postgresql://[{}]:{}/{}",
+                self.host, self.port, self.database
+            )
+        } else {
+            format!("postgresql://{}:{}/{}", self.host, self.port, self.database)
+        }
+    }
+}
+
 impl std::fmt::Display for Target {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}:{}/{}", self.host, self.port, self.database)

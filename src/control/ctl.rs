@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
-use super::address::{runtime_dir, RunInfo};
+use super::address::{runtime_dir, RunInfo, Target};
 use super::client::Client;
 use super::command::{Command, Reply, RunStatus};
 use super::discover::find;
@@ -21,10 +21,15 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 /// Runs `zdm ctl`: `Ok(true)` when the run accepted the command, `Ok(false)` when it
 /// answered with an error (printed to stderr, or to `out` as JSON with `--json`).
-pub async fn ctl(args: &CtlArgs, out: &mut impl Write) -> Result<bool, Error> {
+/// Only runs of `target` (the database the command was given) are reached.
+pub async fn ctl(
+    args: &CtlArgs,
+    target: Option<&Target>,
+    out: &mut impl Write,
+) -> Result<bool, Error> {
     // Bad input is refused before looking for a run: it would be refused there too.
     let command = command_of(&args.command)?;
-    let run = find(&runtime_dir(), args.migration.as_deref()).await?;
+    let run = find(&runtime_dir(), target, args.migration.as_deref()).await?;
     let mut client = Client::connect(&run.path).await?;
     let line = client
         .request(&super::request::Request::Run(command.clone()))
@@ -114,13 +119,17 @@ pub fn describe_status(info: &RunInfo, status: &RunStatus) -> String {
 }
 
 /// Runs `zdm attach`: prints events until the run ends (its socket closes) or Ctrl-C.
-/// Either way the run goes on; attaching never changes it.
-pub async fn attach(args: &AttachArgs, out: &mut impl Write) -> Result<(), Error> {
+/// Either way the run goes on; attaching never changes it. Only runs of `target`.
+pub async fn attach(
+    args: &AttachArgs,
+    target: Option<&Target>,
+    out: &mut impl Write,
+) -> Result<(), Error> {
     // Listening for Ctrl-C before attaching: from the moment the run counts this client,
     // Ctrl-C must detach cleanly rather than kill the process mid-line.
     let mut interrupt = signal(SignalKind::interrupt()).ok();
     let named = args.migration.as_deref().or(args.name.as_deref());
-    let run = find(&runtime_dir(), named).await?;
+    let run = find(&runtime_dir(), target, named).await?;
     let (info, mut events) = Client::connect(&run.path).await?.attach().await?;
     // Messages about the stream go to stderr so that stdout stays pure event lines.
     eprintln!(

@@ -5,7 +5,7 @@ use std::os::unix::fs::FileTypeExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::address::{RunInfo, SOCKET_SUFFIX};
+use super::address::{RunInfo, Target, SOCKET_SUFFIX};
 use super::client::Client;
 use super::error::Error;
 
@@ -52,29 +52,55 @@ pub async fn probe(path: &Path) -> Option<RunInfo> {
     tokio::time::timeout(PROBE_TIMEOUT, info).await.ok()?.ok()
 }
 
-/// The run a command means: the one named `migration`, or the only one running.
-pub async fn find(dir: &Path, migration: Option<&str>) -> Result<Running, Error> {
+/// The run a command means, among the runs of `target` only (a command aimed at one
+/// database never reaches another's run): the one named `migration`, or the only one. No
+/// target is refused: on a shared account a bare `zdm ctl pause` must not pause whatever
+/// run exists. Runs of other databases are counted in the errors, never named.
+pub async fn find(
+    dir: &Path,
+    target: Option<&Target>,
+    migration: Option<&str>,
+) -> Result<Running, Error> {
     let running = discover(dir).await;
+    let Some(target) = target else {
+        return Err(Error::NoDatabase {
+            others: others(running.len(), ""),
+        });
+    };
+    let (mine, theirs): (Vec<Running>, Vec<Running>) = running
+        .into_iter()
+        .partition(|run| &run.info.target == target);
     let mut matching: Vec<Running> = match migration {
-        Some(name) => running
+        Some(name) => mine
             .into_iter()
             .filter(|run| run.info.migration == name)
             .collect(),
-        None => running,
+        None => mine,
     };
     match matching.len() {
         0 => Err(Error::NotRunning {
             named: migration.map_or_else(String::new, |name| format!(" named {name}")),
-            dir: dir.to_path_buf(),
+            target: target.to_string(),
+            others: others(theirs.len(), " other"),
         }),
         1 => Ok(matching.remove(0)),
         count => Err(Error::Ambiguous {
             count,
+            target: target.to_string(),
             names: matching
                 .iter()
-                .map(|run| run.info.describe())
+                .map(|run| run.info.migration.clone())
                 .collect::<Vec<_>>()
                 .join(", "),
         }),
+    }
+}
+
+/// "; 2 runs of other databases are not shown", or nothing.
+fn others(count: usize, other: &str) -> String {
+    match count {
+        0 => String::new(),
+        1 => format!(" (1 run of an{other} database is not shown)"),
+        n => format!(" ({n} runs of{other} databases are not shown)"),
     }
 }

@@ -37,10 +37,26 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("no running migration{named} found: no live control socket in {dir}")]
-    NotRunning { named: String, dir: PathBuf },
-    #[error("{count} migrations are running ({names}): choose one with --migration NAME")]
-    Ambiguous { count: usize, names: String },
+    #[error(
+        "which database? zdm ctl and zdm attach only reach the runs of the database they are \
+         given: pass --database-url URL (host, port and database are enough), or set \
+         DATABASE_URL or database_url in zdm.toml, as for every other command{others}"
+    )]
+    NoDatabase { others: String },
+    #[error("no running migration{named} on {target}{others}")]
+    NotRunning {
+        named: String,
+        target: String,
+        others: String,
+    },
+    #[error(
+        "{count} migrations are running on {target} ({names}): choose one with --migration NAME"
+    )]
+    Ambiguous {
+        count: usize,
+        target: String,
+        names: String,
+    },
     #[error("cannot reach the run at {path}: {source}")]
     Connect {
         path: PathBuf,

@@ -86,6 +86,8 @@ impl Job {
 pub struct Detached {
     pub pid: u32,
     pub migration: String,
+    /// The database it works on: `zdm ctl` and `zdm attach` reach it only when given it.
+    pub target: Target,
     pub socket: PathBuf,
     /// Where its output goes.
     pub log: PathBuf,
@@ -95,9 +97,13 @@ impl Detached {
     /// What the operator is told: where it runs and how to follow and steer it.
     pub fn describe(&self, command: &str) -> String {
         format!(
-            "{command} of {m} runs in the background (pid {pid})\n  follow: zdm attach {m}\n  \
-             steer:  zdm ctl --migration {m} status|pause|resume|set KEY=VALUE|abort\n  \
-             log:    {log}",
+            "{command} of {m} runs in the background (pid {pid})\n  \
+             follow: zdm attach {m} --database-url {url}\n  \
+             steer:  zdm ctl --database-url {url} --migration {m} status|pause|resume|set KEY=VALUE|abort\n  \
+             log:    {log}\n\
+             (with DATABASE_URL or database_url in zdm.toml set to that database, \
+             --database-url can be left out)",
+            url = self.target.url(),
             m = self.migration,
             pid = self.pid,
             log = self.log.display()
@@ -196,6 +202,7 @@ pub async fn spawn(config: &Config, job: &Job) -> Result<Detached, Error> {
             return Ok(Detached {
                 pid,
                 migration: job.migration().to_string(),
+                target: target.clone(),
                 socket,
                 log,
             });
