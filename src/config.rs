@@ -69,6 +69,8 @@ struct BackfillFile {
     nice_ratio: Option<f64>,
     /// 0 = no ceiling.
     max_rows_per_second: Option<f64>,
+    /// Bound on one batch's statements; unset: derived from `target_batch_ms`.
+    batch_timeout_ms: Option<u64>,
 }
 
 impl BackfillFile {
@@ -281,11 +283,15 @@ pub struct Config {
     pub lock_retry_max: Duration,
     /// How many times a DDL is tried before the run stops with an error.
     pub lock_retry_attempts: u32,
-    /// Limit on how long one statement may run (`None`: the server's own setting), kept
-    /// apart from the lock timeout: a long index build is fine, a long lock wait is not.
+    /// Limit on how long one DDL statement may run (`None`: no limit, whatever the role's
+    /// default says), kept apart from the lock timeout: a long index build is fine, a long
+    /// lock wait is not.
     pub statement_timeout: Option<Duration>,
     /// A fixed number of rows per backfill batch; None (the default): adaptive batches.
     pub backfill_batch_size: Option<u64>,
+    /// `[backfill] batch_timeout_ms`: a batch statement running longer is cancelled and
+    /// the batch retried smaller; None: derived from the batch target.
+    pub backfill_batch_timeout: Option<Duration>,
     /// Backfill pacing and throttle limits (`[backfill]`, `[throttle]`).
     pub backfill: BackfillSettings,
     /// How the monitor samples.
@@ -306,6 +312,7 @@ impl Default for Config {
             lock_retry_attempts: 30,
             statement_timeout: None,
             backfill_batch_size: None,
+            backfill_batch_timeout: None,
             backfill: BackfillSettings::default(),
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
@@ -368,9 +375,13 @@ impl Config {
             lock_retry_attempts: file
                 .lock_retry_attempts
                 .map_or(defaults.lock_retry_attempts, |n| n.max(1)),
-            // 0 means "no limit", as in PostgreSQL; leaving it unset keeps the server's.
+            // 0 and unset both mean "no limit" (zdm's sessions override the role's).
             statement_timeout: file.statement_timeout_ms.map(Duration::from_millis),
             backfill_batch_size: file.backfill_batch_size.map(|n| n.max(1)),
+            backfill_batch_timeout: file
+                .backfill
+                .batch_timeout_ms
+                .map(|ms| Duration::from_millis(ms.max(1))),
             backfill: BackfillSettings {
                 pacing: file.backfill.settings(),
                 throttle: file.throttle.settings(),

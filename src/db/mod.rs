@@ -1,10 +1,49 @@
-//! PostgreSQL access shared by every part of zdm: identifier quoting and password-free URLs.
+//! PostgreSQL access shared by every part of zdm: identifier quoting, password-free URLs
+//! and the session settings a run's connections use whatever the role's defaults say.
 
 pub mod catalog;
 
 use std::fmt;
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Executor, PgConnection};
+
+/// How long a session of a run may sit idle inside a transaction before the server ends
+/// it. zdm's transactions never wait on zdm itself, so only a stalled (SIGSTOPped,
+/// swapped out) zdm trips it, and then its row and table locks are freed for the
+/// application instead of being held for as long as zdm is stuck.
+const IDLE_IN_TRANSACTION: &str = "60s";
+
+/// Connection options for a run's own sessions (the engine's connection, the run lock):
+/// they override the role's and server's defaults knowingly, so that a role with
+/// `statement_timeout = '100ms'` or `lock_timeout` set for its applications does not
+/// cancel zdm's statements. `statement_timeout` is `statement` (zdm.toml
+/// `statement_timeout_ms`, none by default: each DDL step and backfill batch sets its own
+/// bound); `lock_timeout` is off at the session level because every DDL step and batch
+/// sets its own, and zdm's own state writes wait only for zdm's own short transactions.
+/// `idle_session_timeout` is set after connecting ([`keep_session_open`]): servers before
+/// PostgreSQL 14 refuse it in the startup packet.
+pub fn run_session(options: PgConnectOptions, statement: Option<Duration>) -> PgConnectOptions {
+    let statement = statement.map_or_else(|| "0".to_string(), |d| format!("{}ms", d.as_millis()));
+    options.options([
+        ("statement_timeout", statement),
+        ("lock_timeout", "0".to_string()),
+        (
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION.to_string(),
+        ),
+    ])
+}
+
+/// Switches a role's `idle_session_timeout` off for this session: a run's connections are
+/// idle for long stretches by design (the run lock's between checks, the engine's during
+/// a pause). PostgreSQL 14 and later; older servers have no such timeout.
+pub async fn keep_session_open(conn: &mut PgConnection) {
+    if let Err(error) = conn.execute("SET idle_session_timeout = 0").await {
+        tracing::debug!(%error, "idle_session_timeout is not available");
+    }
+}
 
 /// A connection URL that never shows its password: `Display` and `Debug` redact it.
 #[derive(Clone, PartialEq, Eq)]

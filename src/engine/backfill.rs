@@ -14,11 +14,12 @@ use sqlx::{Acquire, Executor, PgConnection};
 use super::backfill_control::{BackfillControl, Watcher};
 use super::ddl::{self, LockPolicy, LockRetry};
 use super::event::{Event, Events};
+use super::lock::{Held, RunLock};
 use super::pacing::PacingSettings;
 use super::progress::{RunState, Tracker};
 use super::state::{self, Checkpoint, StepKey};
 use super::throttle::{Throttle, Verdict};
-use super::Error;
+use super::{Error, Status};
 use crate::db::quote_ident;
 use crate::plan::{Backfill, LockLevel};
 
@@ -49,7 +50,20 @@ pub struct Steering {
     pub control: BackfillControl,
     /// None: nothing throttles (library use, tests); `zdm start` always sets one.
     pub throttle: Option<Throttle>,
+    /// `statement_timeout` of each batch; None: [`batch_timeout`] of the batch target.
+    pub batch_timeout: Option<Duration>,
 }
+
+/// The bound on one batch's statements when none is configured: far above the batch
+/// target (a batch that takes 50 times its target is stuck on something, not slow), and
+/// never below 10 s so that a short target on a busy server is not cut at once.
+pub fn batch_timeout(pacing: &PacingSettings, configured: Option<Duration>) -> Duration {
+    configured.unwrap_or_else(|| (pacing.target * 50).max(Duration::from_secs(10)))
+}
+
+/// How many times in a row one batch may hit its statement timeout (halving its size
+/// each time) before the backfill stops with the error.
+const MAX_TIMEOUTS_PER_BATCH: u32 = 20;
 
 /// How often progress is reported while batches commit, and while waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -57,6 +71,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const ESTIMATE_EVERY: Duration = Duration::from_secs(30);
 /// How often a throttled or paused backfill looks again.
 const WAIT_STEP: Duration = Duration::from_millis(250);
+/// How often a throttled or paused backfill checks its run lock (which also keeps the
+/// lock's connection from looking idle to a proxy); a running one checks every batch.
+const LOCK_CHECK_WHILE_WAITING: Duration = Duration::from_secs(30);
 
 /// The same batch size every time, no pause: the simple, correct loop.
 #[derive(Debug, Clone)]
@@ -146,9 +163,16 @@ impl BatchSql {
 /// the transaction of its final (empty) batch. Between batches it obeys `steering`: a stop
 /// request ends it with [`Error::Stopped`] (the checkpoint holds), a pause or throttle
 /// waits, new settings apply to the next batch.
+///
+/// Every batch first makes sure the run still holds `lock` (None: no run lock, library
+/// use): a lost lock is taken again and the checkpoint read again before the batch, or
+/// the backfill stops when another session took it. Each batch also checks, in its own
+/// transaction, that the migration is still in this phase, so a batch never runs after
+/// a rollback that ran while the lock was lost.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     conn: &mut PgConnection,
+    mut lock: Option<&mut RunLock>,
     key: &StepKey<'_>,
     label: &str,
     spec: &Backfill,
@@ -191,18 +215,34 @@ pub async fn run(
     let mut estimated_at = Instant::now();
     let mut reported_at: Option<Instant> = None;
     let mut watcher = steering.control.watcher();
+    // The size a statement timeout cut batches down to; it doubles back after each
+    // committed batch until the pacing's own size is allowed again.
+    let mut shrunk: Option<u64> = None;
     loop {
-        wait_until_allowed(
+        let mut retaken = wait_until_allowed(
             label,
             &checkpoint,
             steering,
             &mut watcher,
             &mut tracker,
             events,
+            lock.as_deref_mut(),
         )
         .await?;
-        pacing.apply(&watcher.settings().pacing);
-        let batch_size = pacing.batch_size();
+        if let Some(lock) = lock.as_deref_mut() {
+            retaken |= lock.hold().await? == Held::Retaken;
+        }
+        if retaken {
+            checkpoint = checkpoint_after_retake(conn, key, label, checkpoint).await?;
+        }
+        let settings = watcher.settings();
+        pacing.apply(&settings.pacing);
+        let timeout = batch_timeout(&settings.pacing, steering.batch_timeout);
+        let mut batch_size = match shrunk {
+            Some(cap) => pacing.batch_size().min(cap),
+            None => pacing.batch_size(),
+        };
+        let mut timeouts = 0;
         tracker.set_batch_size(batch_size);
         let started = Instant::now();
         let mut retry =
@@ -214,6 +254,7 @@ pub async fn run(
                 key,
                 &sql,
                 policy,
+                timeout,
                 &search_path,
                 &checkpoint,
                 batch_size,
@@ -222,6 +263,24 @@ pub async fn run(
             .await;
             match result {
                 Ok(outcome) => break outcome,
+                Err(error)
+                    if ddl::is_statement_timeout(&error) && timeouts < MAX_TIMEOUTS_PER_BATCH =>
+                {
+                    // Too big a batch for the time allowed (a slow trigger, a cold
+                    // cache, a role's timeout): smaller, not failed.
+                    timeouts += 1;
+                    let smaller = (batch_size / 2).max(1);
+                    tracing::warn!(
+                        step = label,
+                        keys = batch_size,
+                        next_keys = smaller,
+                        timeout_ms = timeout.as_millis() as u64,
+                        "backfill batch cancelled by its statement timeout; retrying smaller"
+                    );
+                    batch_size = smaller;
+                    shrunk = Some(smaller);
+                    tracker.set_batch_size(batch_size);
+                }
                 Err(error) if ddl::is_lock_timeout(&error) => {
                     let blockers = ddl::blockers(
                         conn,
@@ -252,6 +311,13 @@ pub async fn run(
                 tracker.finished();
                 events.emit(Event::BackfillProgress(tracker.report(Instant::now())));
                 return Ok(checkpoint);
+            }
+            Batch::StatusChanged { found } => {
+                return Err(Error::StatusChanged {
+                    name: key.migration.to_string(),
+                    expected: Status::during(key.phase).to_string(),
+                    found: found.to_string(),
+                });
             }
             Batch::CheckpointMoved { found } => {
                 return Err(Error::BadStep {
@@ -287,6 +353,9 @@ pub async fn run(
             took: report.took,
         });
         checkpoint = next;
+        shrunk = shrunk
+            .map(|cap| cap.saturating_mul(2))
+            .filter(|cap| *cap < pacing.batch_size());
         let now = Instant::now();
         // The last batch may hold fewer keys than asked; the rows it updated are a floor.
         tracker.batch(now, batch_size, report.rows_updated, report.took);
@@ -310,9 +379,39 @@ pub async fn run(
     }
 }
 
+/// After the run lock was taken again: the checkpoint must be where this run left it
+/// (another run may have backfilled while the lock was free), else the backfill stops.
+async fn checkpoint_after_retake(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+    label: &str,
+    checkpoint: Checkpoint,
+) -> Result<Checkpoint, Error> {
+    let recorded = state::open_checkpoint(conn, key).await?;
+    if recorded != checkpoint {
+        return Err(Error::BadStep {
+            step: label.to_string(),
+            problem: format!(
+                "its checkpoint moved while this run's lock was lost (batch {} recorded, \
+                 this run was at batch {}): another run backfilled meanwhile. Stopped so \
+                 that no row is updated twice; run the command again to resume",
+                recorded.batches, checkpoint.batches
+            ),
+        });
+    }
+    tracing::info!(
+        step = label,
+        batches = checkpoint.batches,
+        "the run lock was taken again; the checkpoint is where this run left it"
+    );
+    Ok(checkpoint)
+}
+
 /// Waits between batches while the backfill is paused or throttled, reporting each change
-/// of state and, every second, the progress; returns when the next batch may run, or
-/// [`Error::Stopped`] when a stop was asked for.
+/// of state and, every second, the progress; returns when the next batch may run (true
+/// when the run lock had to be taken again meanwhile), or [`Error::Stopped`] when a stop
+/// was asked for. A long wait checks the run lock now and then (see
+/// [`LOCK_CHECK_WHILE_WAITING`]).
 async fn wait_until_allowed(
     label: &str,
     checkpoint: &Checkpoint,
@@ -320,9 +419,12 @@ async fn wait_until_allowed(
     watcher: &mut Watcher,
     tracker: &mut Tracker,
     events: &Events,
-) -> Result<(), Error> {
+    mut lock: Option<&mut RunLock>,
+) -> Result<bool, Error> {
     let mut reported_at: Option<Instant> = None;
     let mut throttled_since: Option<Instant> = None;
+    let mut lock_checked_at = Instant::now();
+    let mut retaken = false;
     loop {
         if let Some(why) = watcher.stop_requested() {
             events.emit(Event::BackfillStopped {
@@ -371,7 +473,15 @@ async fn wait_until_allowed(
             report_change(label, &previous, &state, &mut throttled_since, now, events);
         }
         if state == RunState::Running {
-            return Ok(());
+            return Ok(retaken);
+        }
+        if now.duration_since(lock_checked_at) >= LOCK_CHECK_WHILE_WAITING {
+            lock_checked_at = now;
+            if let Some(lock) = lock.as_deref_mut() {
+                if lock.hold().await? == Held::Retaken {
+                    retaken = true;
+                }
+            }
         }
         if reported_at.is_none_or(|at| now.duration_since(at) >= PROGRESS_EVERY) {
             reported_at = Some(now);
@@ -491,6 +601,8 @@ enum Batch {
     Finished,
     /// The checkpoint is not where this run left it; nothing was changed.
     CheckpointMoved { found: i64 },
+    /// The migration is no longer in this backfill's phase (`found`); nothing was changed.
+    StatusChanged { found: Status },
 }
 
 /// One batch in one transaction: lock the checkpoint, find the batch's upper key, update
@@ -501,6 +613,7 @@ async fn try_batch(
     key: &StepKey<'_>,
     sql: &BatchSql,
     policy: &LockPolicy,
+    statement_timeout: Duration,
     search_path: &str,
     checkpoint: &Checkpoint,
     batch_size: u64,
@@ -509,20 +622,25 @@ async fn try_batch(
     let mut tx = conn.begin().await?;
     // The sync triggers tell the versions apart by search_path: the backfill writes as
     // the old version, whatever the role's default path says.
-    let mut settings = format!(
-        "SET LOCAL lock_timeout = {}; SET LOCAL search_path = {search_path}",
-        policy.lock_timeout.as_millis().max(1)
+    let settings = format!(
+        "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
+         SET LOCAL search_path = {search_path}",
+        policy.lock_timeout.as_millis().max(1),
+        statement_timeout.as_millis().max(1)
     );
-    if let Some(limit) = policy.statement_timeout {
-        settings.push_str(&format!(
-            "; SET LOCAL statement_timeout = {}",
-            limit.as_millis()
-        ));
-    }
     (&mut *tx).execute(sqlx::raw_sql(&settings)).await?;
-    let found = state::claim_checkpoint(&mut tx, key).await?.unwrap_or(-1);
-    if found != checkpoint.batches {
-        return Ok(Batch::CheckpointMoved { found });
+    let Some(claim) = state::claim_checkpoint(&mut tx, key).await? else {
+        return Ok(Batch::CheckpointMoved { found: -1 });
+    };
+    if claim.activity != Status::during(key.phase) {
+        return Ok(Batch::StatusChanged {
+            found: claim.activity,
+        });
+    }
+    if claim.batches != checkpoint.batches {
+        return Ok(Batch::CheckpointMoved {
+            found: claim.batches,
+        });
     }
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let upper: Option<serde_json::Value> = match &checkpoint.last_key {

@@ -15,6 +15,8 @@ use crate::plan::LockLevel;
 
 /// `lock_not_available`: the lock was not granted within `lock_timeout`.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// `query_canceled`: a statement timeout, or a cancel request.
+const QUERY_CANCELED: &str = "57014";
 /// `deadlock_detected`: PostgreSQL chose this statement as the victim; also worth a retry.
 const DEADLOCK_DETECTED: &str = "40P01";
 
@@ -42,6 +44,15 @@ pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
                 Some(LOCK_NOT_AVAILABLE | DEADLOCK_DETECTED)
             )
         }
+        _ => false,
+    }
+}
+
+/// Whether `error` is a statement cancelled by `statement_timeout` (or by a
+/// `pg_cancel_backend`, which a backfill treats the same: retry smaller).
+pub fn is_statement_timeout(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().as_deref() == Some(QUERY_CANCELED),
         _ => false,
     }
 }

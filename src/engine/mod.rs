@@ -49,11 +49,27 @@ pub enum Error {
     )]
     Locked { holder: Box<lock::Holder> },
     #[error(
-        "the connection holding zdm's run lock on this database was lost ({source}); \
-         stopped before the next step so that no other zdm can run at the same time. \
-         Run the command again to resume"
+        "zdm's run lock on this database was lost ({why}) and could not be taken again; \
+         stopped before changing anything more so that no other zdm runs at the same \
+         time. Run the command again to resume"
     )]
-    LockLost { source: sqlx::Error },
+    LockLost { why: String },
+    #[error(
+        "zdm's run lock on this database was lost and {holder} took it meanwhile; \
+         stopped before changing anything more, and recorded nothing over that run's \
+         state. See `zdm status`"
+    )]
+    LockTaken { holder: Box<lock::Holder> },
+    #[error(
+        "migration {name} is now recorded as {found}, not {expected} as this run left it: \
+         another zdm command changed it while this run did not hold the run lock. \
+         Stopped, and recorded nothing over it; see `zdm status`"
+    )]
+    StatusChanged {
+        name: String,
+        expected: String,
+        found: String,
+    },
     #[error(
         "migration {name} already ran with checksum {recorded}, but its file now has \
          checksum {file}: a migration that ran must not change. Restore the file, or write \
@@ -146,6 +162,17 @@ pub enum Error {
     Source(#[from] source::Error),
 }
 
+impl Error {
+    /// Whether this run may no longer write the migration's record: it lost the run lock
+    /// to another session, or another command changed the record under it.
+    pub fn lost_the_run(&self) -> bool {
+        matches!(
+            self,
+            Error::LockLost { .. } | Error::LockTaken { .. } | Error::StatusChanged { .. }
+        )
+    }
+}
+
 /// Attaches "what zdm was doing" to a database error.
 pub(crate) trait Context<T> {
     fn context(self, action: &str) -> Result<T, Error>;
@@ -167,6 +194,9 @@ pub struct EngineOptions {
     /// A fixed number of rows per backfill batch; None: adaptive batches aimed at
     /// `backfill.pacing.target`.
     pub batch_size: Option<u64>,
+    /// A backfill batch's statements are cancelled after this long and the batch retried
+    /// smaller; None: derived from the batch target ([`backfill::batch_timeout`]).
+    pub batch_timeout: Option<Duration>,
     /// Pacing and throttle settings a backfill starts with (changed live through
     /// [`BackfillControl`]).
     pub backfill: BackfillSettings,
@@ -183,6 +213,7 @@ impl From<&Config> for EngineOptions {
                 max_attempts: config.lock_retry_attempts,
             },
             batch_size: config.backfill_batch_size,
+            batch_timeout: config.backfill_batch_timeout,
             backfill: config.backfill.clone(),
         }
     }

@@ -14,7 +14,7 @@ use super::backfill_control::BackfillControl;
 use super::ddl::{self, LockRetry};
 use super::event::{Event, Events};
 use super::identity::Identity;
-use super::lock::RunLock;
+use super::lock::{Held, RunLock};
 use super::pacing::AdaptiveBatches;
 use super::state::{self, MigrationRecord, StepKey};
 use super::throttle::Throttle;
@@ -82,7 +82,8 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self, Error> {
         let who = Identity::current();
-        let connect_options = who.apply(connect_options);
+        let connect_options =
+            crate::db::run_session(who.apply(connect_options), options.ddl.statement_timeout);
         let lock = RunLock::acquire(&connect_options).await?;
         let mut conn = PgConnection::connect_with(&connect_options)
             .await
@@ -99,6 +100,7 @@ impl Engine {
         {
             tracing::debug!(%error, "client_connection_check_interval is not available");
         }
+        crate::db::keep_session_open(&mut conn).await;
         state::ensure(&mut conn).await?;
         Ok(Engine {
             conn,
@@ -106,6 +108,7 @@ impl Engine {
             steering: Steering {
                 control: BackfillControl::new(options.backfill.clone()),
                 throttle: None,
+                batch_timeout: options.batch_timeout,
             },
             options,
             who,
@@ -143,16 +146,16 @@ impl Engine {
     pub async fn start(&mut self, plan: &Plan, checksum: &str) -> Result<Outcome, Error> {
         let name = plan.migration.as_str();
         let record = state::get(&mut self.conn, name).await?;
-        let plan = match record {
+        let (plan, from) = match record {
             None => {
                 self.refuse_if_another_in_flight(name).await?;
                 state::insert(&mut self.conn, plan, checksum, &self.who).await?;
-                plan.clone()
+                (plan.clone(), Status::Expanding)
             }
             Some(record) if record.status == Status::RolledBack => {
                 self.refuse_if_another_in_flight(name).await?;
                 state::restart(&mut self.conn, plan, checksum, &self.who).await?;
-                plan.clone()
+                (plan.clone(), Status::Expanding)
             }
             Some(record) => {
                 if record.checksum != checksum {
@@ -191,13 +194,13 @@ impl Engine {
                     }
                     _ => {
                         tracing::info!(migration = name, status = %record.status, "resuming start");
-                        record.plan
+                        (record.plan, record.status)
                     }
                 }
             }
         };
         let phases = [Phase::Expand, Phase::Backfill];
-        self.run_command(&plan, "start", None, &phases, Status::ReadyToContract)
+        self.run_command(&plan, from, "start", None, &phases, Status::ReadyToContract)
             .await
     }
 
@@ -231,6 +234,7 @@ impl Engine {
         let phases = [Phase::Contract];
         self.run_command(
             &record.plan,
+            record.status,
             "complete",
             Some(confirmation),
             &phases,
@@ -259,8 +263,15 @@ impl Engine {
             _ => {}
         }
         let phases = [Phase::Rollback];
-        self.run_command(&record.plan, "rollback", None, &phases, Status::RolledBack)
-            .await
+        self.run_command(
+            &record.plan,
+            record.status,
+            "rollback",
+            None,
+            &phases,
+            Status::RolledBack,
+        )
+        .await
     }
 
     /// The plan stored for migration `name` when it started (None: not started).
@@ -296,10 +307,14 @@ impl Engine {
     }
 
     /// Runs `phases` in order (each under its status), records the command in
-    /// `zdm.runs`, and on error marks the migration failed with the error's text.
+    /// `zdm.runs`, and on error marks the migration failed with the error's text. Every
+    /// status written is compare-and-set on the one this run last read or wrote (`from`
+    /// first), and nothing is written once the run lost its lock to another session.
+    #[allow(clippy::too_many_arguments)]
     async fn run_command(
         &mut self,
         plan: &Plan,
+        from: Status,
         command: &str,
         confirmation: Option<&str>,
         phases: &[Phase],
@@ -308,9 +323,24 @@ impl Engine {
         let name = plan.migration.as_str();
         let run = state::begin_run(&mut self.conn, name, command, confirmation, &self.who).await?;
         let mut steps_run = 0;
+        let mut current = from;
         for &phase in phases {
-            if let Err(error) = self.run_phase(plan, phase, &mut steps_run).await {
+            if let Err(error) = self
+                .run_phase(plan, phase, &mut current, &mut steps_run)
+                .await
+            {
                 let text = error.to_string();
+                if error.lost_the_run() {
+                    // Another session may be running this migration now, or a command
+                    // changed it: its record is theirs, not this run's to overwrite.
+                    tracing::error!(migration = name, phase = phase_name(phase), "{text}");
+                    if let Err(other) =
+                        state::finish_run(&mut self.conn, run, &format!("stopped: {text}")).await
+                    {
+                        tracing::warn!(error = %other, "could not record the stop");
+                    }
+                    return Err(error);
+                }
                 if matches!(
                     error,
                     Error::Stopped { .. } | Error::StoppedBetweenSteps { .. }
@@ -325,22 +355,27 @@ impl Engine {
                     return Err(error);
                 }
                 tracing::error!(migration = name, phase = phase_name(phase), error = %text, "stopped");
-                let recorded =
-                    match state::set_failed(&mut self.conn, name, Status::during(phase), &text)
-                        .await
-                    {
-                        Ok(()) => {
-                            state::finish_run(&mut self.conn, run, &format!("failed: {text}")).await
-                        }
-                        Err(other) => Err(other),
-                    };
+                let recorded = match state::set_failed(
+                    &mut self.conn,
+                    name,
+                    current,
+                    Status::during(phase),
+                    &text,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        state::finish_run(&mut self.conn, run, &format!("failed: {text}")).await
+                    }
+                    Err(other) => Err(other),
+                };
                 if let Err(other) = recorded {
                     tracing::warn!(error = %other, "could not record the failure");
                 }
                 return Err(error);
             }
         }
-        state::set_status(&mut self.conn, name, final_status).await?;
+        state::set_status(&mut self.conn, name, current, final_status).await?;
         state::finish_run(&mut self.conn, run, final_status.key()).await?;
         tracing::info!(migration = name, status = %final_status, steps_run, "{command} finished");
         Ok(Outcome::Ran {
@@ -354,19 +389,22 @@ impl Engine {
         &mut self,
         plan: &Plan,
         phase: Phase,
+        current: &mut Status,
         steps_run: &mut usize,
     ) -> Result<(), Error> {
         let name = plan.migration.as_str();
         let done = state::done_positions(&mut self.conn, name, phase).await?;
         let steps: Vec<&Step> = plan.phase(phase).collect();
-        state::set_status(&mut self.conn, name, Status::during(phase)).await?;
+        self.hold_lock(name, *current).await?;
+        state::set_status(&mut self.conn, name, *current, Status::during(phase)).await?;
+        *current = Status::during(phase);
         for (index, step) in steps.iter().enumerate() {
             let position = i32::try_from(index).unwrap_or(i32::MAX);
             if done.contains(&position) {
                 continue;
             }
             // Never change the database without holding the run lock.
-            self.lock.check().await?;
+            self.hold_lock(name, *current).await?;
             // A stop asked for between steps (a signal, an abort) ends the command here.
             if let Some(why) = self.steering.control.stop_requested() {
                 return Err(Error::StoppedBetweenSteps {
@@ -400,6 +438,24 @@ impl Engine {
         Ok(())
     }
 
+    /// Makes sure the run lock is held; when it had to be taken again, the record must
+    /// still say `expected` (no other command ran while the lock was free).
+    async fn hold_lock(&mut self, name: &str, expected: Status) -> Result<(), Error> {
+        if self.lock.hold().await? == Held::Retaken {
+            let found = match state::get(&mut self.conn, name).await? {
+                Some(record) if record.status == expected => return Ok(()),
+                Some(record) => record.status.to_string(),
+                None => "not recorded".to_string(),
+            };
+            return Err(Error::StatusChanged {
+                name: name.to_string(),
+                expected: expected.to_string(),
+                found,
+            });
+        }
+        Ok(())
+    }
+
     async fn run_step(&mut self, key: &StepKey<'_>, label: &str, step: &Step) -> Result<(), Error> {
         let policy = &self.options.ddl.clone();
         match &step.action {
@@ -412,6 +468,7 @@ impl Engine {
                 };
                 backfill::run(
                     &mut self.conn,
+                    Some(&mut self.lock),
                     key,
                     label,
                     spec,

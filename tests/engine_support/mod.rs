@@ -90,6 +90,7 @@ pub fn quick_options() -> EngineOptions {
             max_attempts: 200,
         },
         batch_size: Some(1000),
+        batch_timeout: None,
         backfill: Default::default(),
     }
 }

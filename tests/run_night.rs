@@ -1,0 +1,460 @@
+//! A run survives what a night brings, on a 200,000-row backfill with every row checked
+//! at the end. One run at a time even when the run lock's connection is lost: the lock's
+//! backend is terminated in the middle of a backfill, and then another command runs; the
+//! first run notices within one batch, takes the lock again or stops, and never records a
+//! status over one it did not start from. Role settings meant for applications
+//! (`statement_timeout = 100ms`, `idle_session_timeout = 3s`) do not break a run, and a
+//! batch that hits its statement timeout is retried smaller instead of failing the run.
+
+mod common;
+mod engine_support;
+
+use std::time::{Duration, Instant};
+
+use engine_support::{backfill, engine, plan, quick_options, sql};
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+use zdm::engine::{Engine, Error, Event, Events, Outcome, Status};
+use zdm::plan::{LockLevel, Phase, Plan};
+
+const ROWS: i64 = 200_000;
+const NAME: &str = "0001_accounts_cents";
+
+fn the_plan() -> Plan {
+    plan_with("balance * 100 + id % 7")
+}
+
+/// The plan with `cents` computed by `expression` (which must equal `balance * 100 +
+/// id % 7`; a slower way to compute it makes some batches slow).
+fn plan_with(expression: &str) -> Plan {
+    plan(
+        NAME,
+        vec![
+            sql(
+                Phase::Expand,
+                "add column accounts.cents",
+                "ALTER TABLE accounts ADD COLUMN cents bigint",
+                LockLevel::AccessExclusive,
+                "public.accounts",
+            ),
+            backfill(
+                "\"public\".\"accounts\"",
+                &["id"],
+                &[("cents", expression), ("touched", "touched + 1")],
+                None,
+            ),
+            sql(
+                Phase::Rollback,
+                "drop column accounts.cents",
+                "ALTER TABLE accounts DROP COLUMN IF EXISTS cents",
+                LockLevel::AccessExclusive,
+                "public.accounts",
+            ),
+            sql(
+                Phase::Rollback,
+                "reset accounts.touched",
+                "UPDATE accounts SET touched = 0",
+                LockLevel::RowExclusive,
+                "public.accounts",
+            ),
+        ],
+    )
+}
+
+async fn prepare(pg: &zdm::localpg::LocalPg, database: &str) -> sqlx::PgPool {
+    let pool = common::database(pg, database).await;
+    sqlx::raw_sql(&format!(
+        "CREATE TABLE accounts (id bigint PRIMARY KEY, balance integer NOT NULL, \
+                                touched integer NOT NULL DEFAULT 0);
+         INSERT INTO accounts (id, balance) SELECT g, g % 1000 FROM generate_series(1, {ROWS}) g;
+         ANALYZE accounts;"
+    ))
+    .execute(&pool)
+    .await
+    .expect("accounts");
+    pool
+}
+
+/// A run on its own task: its control handle, its events, and what it returns.
+type Spawned = (
+    zdm::engine::BackfillControl,
+    UnboundedReceiver<Event>,
+    tokio::task::JoinHandle<(Engine, Result<Outcome, Error>)>,
+);
+
+/// Starts the plan on its own task with events; returns the control handle and events.
+fn spawn_start(engine: Engine) -> Spawned {
+    spawn_plan(engine, the_plan())
+}
+
+fn spawn_plan(mut engine: Engine, plan: Plan) -> Spawned {
+    let (sender, receiver) = unbounded_channel();
+    engine.set_events(Events::to(sender));
+    let control = engine.control();
+    let run = tokio::spawn(async move {
+        let outcome = engine.start(&plan, "sum").await;
+        (engine, outcome)
+    });
+    (control, receiver, run)
+}
+
+/// Lets the run commit a few batches, then pauses it and waits until it is paused.
+async fn pause_mid_backfill(
+    control: &zdm::engine::BackfillControl,
+    events: &mut UnboundedReceiver<Event>,
+) {
+    let mut batches = 0;
+    while let Some(event) = tokio::time::timeout(Duration::from_secs(60), events.recv())
+        .await
+        .expect("the run reports")
+    {
+        if matches!(event, Event::BatchCommitted { .. }) {
+            batches += 1;
+            if batches == 5 {
+                control.pause("the test");
+            }
+        }
+        if matches!(event, Event::Paused { .. }) {
+            return;
+        }
+    }
+    panic!("the run ended before it paused");
+}
+
+/// Terminates the session holding zdm's run lock; returns its pid.
+async fn terminate_lock_holder(pool: &sqlx::PgPool) -> i32 {
+    let pid: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+           AND classid = x'7a646d'::int::oid AND objid = 1::oid",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("the run lock is held");
+    let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+        .bind(pid)
+        .fetch_one(pool)
+        .await
+        .expect("terminate");
+    assert!(done, "the lock's backend {pid} was terminated");
+    pid
+}
+
+async fn status(pool: &sqlx::PgPool) -> String {
+    sqlx::query_scalar("SELECT status FROM zdm.migrations WHERE name = $1")
+        .bind(NAME)
+        .fetch_one(pool)
+        .await
+        .expect("status")
+}
+
+/// (rows right and touched once, rows wrong or touched more than once).
+async fn rows(pool: &sqlx::PgPool) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT count(*) FILTER (WHERE touched = 1 AND cents = balance * 100 + id % 7), \
+                count(*) FILTER (WHERE touched <> 1 \
+                                 OR cents IS DISTINCT FROM balance * 100 + id % 7) \
+         FROM accounts",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("rows")
+}
+
+#[tokio::test]
+async fn a_rollback_while_the_lock_was_lost_is_never_overwritten() {
+    let pg = common::primary();
+    let pool = prepare(&pg, "lock_lost_rollback").await;
+    let first = engine(&pg, "lock_lost_rollback", quick_options()).await;
+    let (control, mut events, run) = spawn_start(first);
+    pause_mid_backfill(&control, &mut events).await;
+    terminate_lock_holder(&pool).await;
+
+    // With the lock free, a rollback runs (the first run is between batches).
+    let mut second = engine(&pg, "lock_lost_rollback", quick_options()).await;
+    let outcome = second.rollback(NAME).await.expect("rollback");
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Ran {
+                status: Status::RolledBack,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    second.close().await.expect("close");
+
+    // The first run goes on: it sees the lost lock before its next batch, takes the lock
+    // again, and finds the migration rolled back: it stops and writes nothing over it.
+    control.resume();
+    let (first, outcome) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the first run ends")
+        .expect("join");
+    let error = outcome.expect_err("the first run stops");
+    assert!(
+        matches!(error, Error::StatusChanged { .. }),
+        "stopped because the record changed: {error}"
+    );
+    assert!(error.to_string().contains("rolled back"), "{error}");
+    first.close().await.expect("close");
+    assert_eq!(status(&pool).await, "rolled_back");
+    let column: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+                        WHERE table_name = 'accounts' AND column_name = 'cents')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("columns");
+    assert!(!column, "the rollback's drop stands");
+
+    // A new start then works at once (no second rollback needed) and fills every row.
+    let mut third = engine(&pg, "lock_lost_rollback", quick_options()).await;
+    let outcome = third.start(&the_plan(), "sum").await.expect("start again");
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Ran {
+                status: Status::ReadyToContract,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    third.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}
+
+#[tokio::test]
+async fn a_second_start_while_the_lock_was_lost_runs_alone() {
+    let pg = common::primary();
+    let pool = prepare(&pg, "lock_lost_start").await;
+    let first = engine(&pg, "lock_lost_start", quick_options()).await;
+    let (control, mut events, run) = spawn_start(first);
+    pause_mid_backfill(&control, &mut events).await;
+    terminate_lock_holder(&pool).await;
+
+    // A second start takes the free lock and resumes the backfill; held at once, too.
+    let second = engine(&pg, "lock_lost_start", quick_options()).await;
+    let (control_2, mut events_2, run_2) = spawn_start(second);
+    control_2.pause("the test");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !matches!(events_2.recv().await, Some(Event::Paused { .. })) {
+        assert!(Instant::now() < deadline, "the second run pauses");
+    }
+
+    // The first run, resumed, sees before its next batch that another session holds the
+    // lock: it stops without recording anything over the second run's state.
+    control.resume();
+    let (first, outcome) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the first run ends")
+        .expect("join");
+    let error = outcome.expect_err("the first run stops");
+    assert!(matches!(error, Error::LockTaken { .. }), "{error}");
+    assert!(
+        error
+            .to_string()
+            .contains(&format!("pid {}", std::process::id())),
+        "the holder is named: {error}"
+    );
+    drop(first);
+    assert_eq!(
+        status(&pool).await,
+        "backfilling",
+        "not failed: the second run owns it"
+    );
+
+    control_2.resume();
+    let (second, outcome) = tokio::time::timeout(Duration::from_secs(120), run_2)
+        .await
+        .expect("the second run ends")
+        .expect("join");
+    let outcome = outcome.expect("the second run finishes");
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Ran {
+                status: Status::ReadyToContract,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    second.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}
+
+#[tokio::test]
+async fn a_lost_lock_alone_is_taken_again_and_the_run_finishes() {
+    let pg = common::primary();
+    let pool = prepare(&pg, "lock_lost_retake").await;
+    let first = engine(&pg, "lock_lost_retake", quick_options()).await;
+    let (control, mut events, run) = spawn_start(first);
+    pause_mid_backfill(&control, &mut events).await;
+    let old = terminate_lock_holder(&pool).await;
+    control.resume();
+    let (engine, outcome) = tokio::time::timeout(Duration::from_secs(120), run)
+        .await
+        .expect("the run ends")
+        .expect("join");
+    let outcome = outcome.expect("the run takes its lock again and finishes");
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Ran {
+                status: Status::ReadyToContract,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    // Its lock is held again, by a new session.
+    let holder: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+           AND classid = x'7a646d'::int::oid AND objid = 1::oid",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the run lock is held again");
+    assert_ne!(holder, old);
+    engine.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}
+
+#[tokio::test]
+async fn role_timeouts_meant_for_applications_do_not_break_a_run() {
+    let pg = common::primary();
+    let database = "night_role_timeouts";
+    let pool = prepare(&pg, database).await;
+    // The role zdm connects as carries an application's timeouts. Every role setting the
+    // run's sessions override is here (lock_timeout and idle_in_transaction too).
+    sqlx::raw_sql(
+        "DROP ROLE IF EXISTS night_app; \
+         CREATE ROLE night_app LOGIN SUPERUSER; \
+         ALTER ROLE night_app SET statement_timeout = '100ms'; \
+         ALTER ROLE night_app SET idle_session_timeout = '3s'; \
+         ALTER ROLE night_app SET lock_timeout = '20ms'; \
+         ALTER ROLE night_app SET idle_in_transaction_session_timeout = '50ms';",
+    )
+    .execute(&pool)
+    .await
+    .expect("role");
+    let options = zdm::engine::EngineOptions {
+        // Batches big enough to take longer than the role's 100 ms.
+        batch_size: Some(25_000),
+        ..quick_options()
+    };
+    let engine = Engine::connect_with(
+        pg.primary().connect_options(database).username("night_app"),
+        options,
+    )
+    .await
+    .expect("engine as night_app");
+    // An expand step longer than the role's statement_timeout (DDL has no bound of its
+    // own unless statement_timeout_ms is set).
+    let mut plan = the_plan();
+    plan.steps.insert(
+        1,
+        sql(
+            Phase::Expand,
+            "a slow expand step",
+            "SELECT pg_sleep(0.3)",
+            LockLevel::AccessShare,
+            "public.accounts",
+        ),
+    );
+    let (control, mut events, run) = spawn_plan(engine, plan);
+    // Paused for twice the role's idle_session_timeout: the run's sessions stay open.
+    let mut batches = 0;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("the run reports")
+        {
+            Some(Event::BatchCommitted { .. }) => {
+                batches += 1;
+                if batches == 1 {
+                    control.pause("the test");
+                }
+            }
+            Some(Event::Paused { .. }) => break,
+            Some(_) => {}
+            None => panic!("the run ended before it paused"),
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    control.resume();
+    let (engine, outcome) = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the run ends")
+        .expect("join");
+    let outcome = outcome.expect("the run finishes under the role's timeouts");
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Ran {
+                status: Status::ReadyToContract,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    // The run lock survived the pause: no retake was needed (same backend all along).
+    let (lock_backend_age, _): (f64, i32) = sqlx::query_as(
+        "SELECT extract(epoch FROM now() - a.backend_start)::float8, a.pid \
+         FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid \
+         WHERE l.locktype = 'advisory' AND l.granted \
+           AND l.classid = x'7a646d'::int::oid AND l.objid = 1::oid",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("the run lock is held");
+    assert!(
+        lock_backend_age > 7.0,
+        "the lock's session lived through the pause"
+    );
+    engine.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}
+
+#[tokio::test]
+async fn a_batch_cut_by_its_statement_timeout_is_retried_smaller() {
+    let pg = common::primary();
+    let database = "night_batch_timeout";
+    let pool = prepare(&pg, database).await;
+    // 400 rows in the middle take 4 ms each: a 1,000-key batch over them takes 1.6 s,
+    // past its 500 ms bound, so it must shrink to pass.
+    let slow = "balance * 100 + id % 7 + CASE WHEN id BETWEEN 100001 AND 100400 \
+                THEN length(pg_sleep(0.004)::text) ELSE 0 END";
+    let options = zdm::engine::EngineOptions {
+        batch_timeout: Some(Duration::from_millis(500)),
+        ..quick_options()
+    };
+    let engine = engine(&pg, database, options).await;
+    let (_control, _events, run) = spawn_plan(engine, plan_with(slow));
+    let (engine, outcome) = tokio::time::timeout(Duration::from_secs(180), run)
+        .await
+        .expect("the run ends")
+        .expect("join");
+    let outcome = outcome.expect("the run finishes with smaller batches");
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Ran {
+                status: Status::ReadyToContract,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    engine.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+    let batches: i64 = sqlx::query_scalar("SELECT batches FROM zdm.backfill_progress")
+        .fetch_one(&pool)
+        .await
+        .expect("batches");
+    assert!(
+        batches > ROWS / 1000,
+        "some batches were smaller than 1,000 keys: {batches} batches"
+    );
+}
