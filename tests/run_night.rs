@@ -458,3 +458,72 @@ async fn a_batch_cut_by_its_statement_timeout_is_retried_smaller() {
         "some batches were smaller than 1,000 keys: {batches} batches"
     );
 }
+
+#[tokio::test]
+async fn a_run_that_died_unrecorded_reads_as_stopped_everywhere() {
+    let pg = common::primary();
+    let database = "night_truth";
+    let pool = prepare(&pg, database).await;
+    let first = engine(&pg, database, quick_options()).await;
+    let (control, mut events, run) = spawn_start(first);
+    pause_mid_backfill(&control, &mut events).await;
+    let mut conn = sqlx::Connection::connect_with(&pg.primary().connect_options(database))
+        .await
+        .expect("connect");
+    let live = zdm::engine::state::list_live(&mut conn)
+        .await
+        .expect("read");
+    assert_eq!(live[0].status, Status::Backfilling);
+    assert_eq!(live[0].stopped, None, "it holds the run lock: it runs");
+
+    // The run dies without a word (its connections close, as when it is killed).
+    run.abort();
+    let _ = run.await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let stopped = loop {
+        let records = zdm::engine::state::list_live(&mut conn)
+            .await
+            .expect("read");
+        if let Some(why) = records[0].stopped.clone() {
+            break why;
+        }
+        assert!(Instant::now() < deadline, "the dead run is seen as stopped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(stopped.contains("ended without recording why"), "{stopped}");
+    assert_eq!(
+        status(&pool).await,
+        "backfilling",
+        "the record is left as it was"
+    );
+
+    // `zdm status` says the same, in words and in JSON.
+    let url = pg.primary().url(database);
+    let text = std::process::Command::new(common::zdm_binary())
+        .args(["status", "--database-url", &url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("zdm status");
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(text.contains("STOPPED:"), "{text}");
+    assert!(
+        text.contains(&format!("`zdm start {NAME}` resumes it")),
+        "{text}"
+    );
+    let json = std::process::Command::new(common::zdm_binary())
+        .args(["status", "--json", "--database-url", &url])
+        .env_remove("DATABASE_URL")
+        .output()
+        .expect("zdm status --json");
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    let why = json["migrations"][0]["stopped"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(why.contains("ended without recording why"), "{json}");
+
+    // And the run resumes from there.
+    let mut again = engine(&pg, database, quick_options()).await;
+    again.start(&the_plan(), "sum").await.expect("resume");
+    again.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}

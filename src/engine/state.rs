@@ -183,6 +183,11 @@ pub struct MigrationRecord {
     pub started_by_db_user: String,
     pub started_from_host: String,
     pub phases: Vec<PhaseProgress>,
+    /// Set by [`list_live`] when the record says a phase is in progress but no session
+    /// holds the run lock: the run stopped (it resumes with the same command), and why,
+    /// as far as zdm could record it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     /// The plan the migration was started with: resume, complete and rollback run it.
     #[serde(skip)]
     pub plan: Plan,
@@ -318,9 +323,68 @@ async fn record_from_row(
         started_by_db_user: row.try_get("started_by_db_user").map_err(read)?,
         started_from_host: row.try_get("started_from_host").map_err(read)?,
         phases,
+        stopped: None,
         plan,
         name,
     })
+}
+
+/// Every recorded migration as it truly stands: the one status read behind `zdm status`,
+/// the console and a run's own status. A migration recorded in progress (expanding,
+/// backfilling, contracting, rolling back) while no session holds the run lock is not
+/// running, whatever the record says: its run was killed or lost its connection before
+/// it could record that. It is marked [`MigrationRecord::stopped`] with the last thing
+/// zdm recorded about it.
+pub async fn list_live(conn: &mut PgConnection) -> Result<Vec<MigrationRecord>, Error> {
+    let mut records = list(conn).await?;
+    if !records.iter().any(|r| r.status.running_phase().is_some()) {
+        return Ok(records);
+    }
+    if super::lock::holder(conn).await?.backend_pid.is_some() {
+        return Ok(records);
+    }
+    for record in records
+        .iter_mut()
+        .filter(|r| r.status.running_phase().is_some())
+    {
+        record.stopped = Some(why_stopped(conn, record).await?);
+    }
+    Ok(records)
+}
+
+/// The last row of `zdm.runs` for a migration: command, pid, host, begun, outcome.
+type LastRun = (String, i32, String, DateTime<Utc>, Option<String>);
+
+/// What zdm last recorded about the run of a migration that is not running any more.
+async fn why_stopped(conn: &mut PgConnection, record: &MigrationRecord) -> Result<String, Error> {
+    let last: Option<LastRun> = sqlx::query_as(
+        "SELECT command, pid, client_host, started_at, outcome FROM zdm.runs \
+         WHERE migration = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&record.name)
+    .fetch_optional(conn)
+    .await
+    .context("reading zdm.runs")?;
+    let mut why = match last {
+        Some((command, pid, host, at, outcome)) => {
+            let run = format!(
+                "its last run (`zdm {command}`, zdm pid {pid} on host {host}, begun {})",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            match outcome {
+                Some(outcome) => format!("{run} ended: {outcome}"),
+                None => format!(
+                    "{run} ended without recording why (killed, or it lost its connection \
+                     to the database)"
+                ),
+            }
+        }
+        None => "no run of it is recorded".to_string(),
+    };
+    if let Some(error) = &record.error {
+        why.push_str(&format!("; last error: {error}"));
+    }
+    Ok(why)
 }
 
 async fn steps_done_per_phase(
