@@ -48,6 +48,7 @@ struct FileConfig {
     lock_retry_attempts: Option<u32>,
     statement_timeout_ms: Option<u64>,
     backfill_batch_size: Option<u64>,
+    reconnect_budget_s: Option<u64>,
     #[serde(default)]
     monitor: MonitorFile,
     #[serde(default)]
@@ -289,6 +290,9 @@ pub struct Config {
     pub statement_timeout: Option<Duration>,
     /// A fixed number of rows per backfill batch; None (the default): adaptive batches.
     pub backfill_batch_size: Option<u64>,
+    /// How long a run waits for a database that went away (restart, crash, failover,
+    /// network) before it stops as stopped (resumable); `reconnect_budget_s`.
+    pub reconnect_budget: Duration,
     /// `[backfill] batch_timeout_ms`: a batch statement running longer is cancelled and
     /// the batch retried smaller; None: derived from the batch target.
     pub backfill_batch_timeout: Option<Duration>,
@@ -313,6 +317,7 @@ impl Default for Config {
             statement_timeout: None,
             backfill_batch_size: None,
             backfill_batch_timeout: None,
+            reconnect_budget: Duration::from_secs(30 * 60),
             backfill: BackfillSettings::default(),
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
@@ -378,6 +383,9 @@ impl Config {
             // 0 and unset both mean "no limit" (zdm's sessions override the role's).
             statement_timeout: file.statement_timeout_ms.map(Duration::from_millis),
             backfill_batch_size: file.backfill_batch_size.map(|n| n.max(1)),
+            reconnect_budget: file
+                .reconnect_budget_s
+                .map_or(defaults.reconnect_budget, Duration::from_secs),
             backfill_batch_timeout: file
                 .backfill
                 .batch_timeout_ms

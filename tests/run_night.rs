@@ -527,3 +527,198 @@ async fn a_run_that_died_unrecorded_reads_as_stopped_everywhere() {
     again.close().await.expect("close");
     assert_eq!(rows(&pool).await, (ROWS, 0));
 }
+
+/// Runs `pg_ctl` on the primary as the servers' own user.
+fn pg_ctl(pg: &zdm::localpg::LocalPg, args: &[&str]) {
+    let data_dir = pg.primary().data_dir().to_path_buf();
+    let log_file = pg.primary().log_file().to_path_buf();
+    let status = pg
+        .service_user()
+        .command(&pg.binaries().tool("pg_ctl"), pg.root())
+        .args(args)
+        .arg("--pgdata")
+        .arg(&data_dir)
+        .arg("--log")
+        .arg(&log_file)
+        .args(["--wait", "--silent"])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .expect("run pg_ctl");
+    assert!(status.success(), "pg_ctl {args:?}: {status}");
+}
+
+/// Smaller batches, so that a 200,000-row backfill lasts long enough to be hit.
+fn night_options(budget: Duration) -> zdm::engine::EngineOptions {
+    zdm::engine::EngineOptions {
+        batch_size: Some(500),
+        reconnect_budget: budget,
+        ..quick_options()
+    }
+}
+
+/// Waits until the run has committed `batches` batches (counting every run), reading
+/// the events; returns the events seen that were not batches.
+async fn wait_for_batches(events: &mut UnboundedReceiver<Event>, batches: i64) -> Vec<Event> {
+    let mut others = Vec::new();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(120), events.recv())
+            .await
+            .expect("the run reports")
+        {
+            Some(Event::BatchCommitted { batches: n, .. }) if n >= batches => return others,
+            Some(Event::BatchCommitted { .. }) => {}
+            Some(other) => others.push(other),
+            None => panic!("the run ended before batch {batches}"),
+        }
+    }
+}
+
+/// The run's own sessions: (its engine connection, its run lock's), by backend pid.
+async fn run_sessions(pool: &sqlx::PgPool) -> (i32, i32) {
+    let lock: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted \
+           AND classid = x'7a646d'::int::oid AND objid = 1::oid",
+    )
+    .fetch_one(pool)
+    .await
+    .expect("the run lock is held");
+    let engine: i32 = sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'zdm pid=%' \
+           AND datname = current_database() AND pid <> $1 LIMIT 1",
+    )
+    .bind(lock)
+    .fetch_one(pool)
+    .await
+    .expect("the engine's session");
+    (engine, lock)
+}
+
+async fn finished(run: tokio::task::JoinHandle<(Engine, Result<Outcome, Error>)>) -> Engine {
+    let (engine, outcome) = tokio::time::timeout(Duration::from_secs(240), run)
+        .await
+        .expect("the run ends")
+        .expect("join");
+    let outcome = outcome.expect("the run goes on by itself to the end");
+    assert!(
+        matches!(
+            outcome,
+            Outcome::Ran {
+                status: Status::ReadyToContract,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+    engine
+}
+
+#[tokio::test]
+async fn each_of_the_runs_connections_terminated_in_turn_is_survived() {
+    let pg = common::primary();
+    let database = "night_terminate";
+    let pool = prepare(&pg, database).await;
+    let first = engine(&pg, database, night_options(Duration::from_secs(60))).await;
+    let (_control, mut events, run) = spawn_start(first);
+    wait_for_batches(&mut events, 20).await;
+    let (engine_pid, lock_pid) = run_sessions(&pool).await;
+    for (what, pid, after) in [("run lock", lock_pid, 60), ("engine", engine_pid, 120)] {
+        let done: bool = sqlx::query_scalar("SELECT pg_terminate_backend($1, 5000)")
+            .bind(pid)
+            .fetch_one(&pool)
+            .await
+            .expect("terminate");
+        assert!(done, "the {what} session was terminated");
+        assert_eq!(status(&pool).await, "backfilling");
+        wait_for_batches(&mut events, after).await;
+    }
+    let (engine_after, lock_after) = run_sessions(&pool).await;
+    assert_ne!(engine_after, engine_pid);
+    assert_ne!(lock_after, lock_pid);
+    finished(run).await.close().await.expect("close");
+    assert_eq!(status(&pool).await, "ready_to_contract");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fast_restart_and_a_crash_of_the_server_are_waited_out() {
+    let pg = common::primary();
+    let database = "night_restart";
+    let pool = prepare(&pg, database).await;
+    let first = engine(&pg, database, night_options(Duration::from_secs(120))).await;
+    let (_control, mut events, run) = spawn_start(first);
+    wait_for_batches(&mut events, 20).await;
+    tokio::task::block_in_place(|| pg_ctl(&pg, &["restart", "--mode=fast"]));
+    wait_for_batches(&mut events, 80).await;
+    tokio::task::block_in_place(|| {
+        pg_ctl(&pg, &["stop", "--mode=immediate"]);
+        std::thread::sleep(Duration::from_secs(2));
+        pg_ctl(&pg, &["start"]);
+    });
+    let seen = wait_for_batches(&mut events, 140).await;
+    let unreachable: Vec<String> = seen
+        .iter()
+        .filter_map(|event| match event {
+            Event::Unreachable {
+                down_for,
+                budget,
+                why,
+            } => Some(zdm::engine::reconnect::describe(*down_for, *budget, why)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        !unreachable.is_empty(),
+        "the 2 s outage was reported to the front-ends"
+    );
+    assert!(
+        unreachable[0].starts_with("database unreachable for ")
+            && unreachable[0].contains("(reconnecting; gives up after 2m 00s)"),
+        "{unreachable:?}"
+    );
+    let engine = finished(run).await;
+    engine.close().await.expect("close");
+    assert_eq!(status(&pool).await, "ready_to_contract");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gone_for_good_stops_the_run_as_stopped_after_its_budget() {
+    let pg = common::primary();
+    let database = "night_gone";
+    let pool = prepare(&pg, database).await;
+    let first = engine(&pg, database, night_options(Duration::from_secs(4))).await;
+    let (_control, mut events, run) = spawn_start(first);
+    wait_for_batches(&mut events, 20).await;
+    tokio::task::block_in_place(|| pg_ctl(&pg, &["stop", "--mode=immediate"]));
+    let (_engine, outcome) = tokio::time::timeout(Duration::from_secs(60), run)
+        .await
+        .expect("the run gives up")
+        .expect("join");
+    let error = outcome.expect_err("no database");
+    assert!(matches!(error, Error::Unreachable { .. }), "{error}");
+    let text = error.to_string();
+    assert!(text.contains("Stopped, not failed"), "{text}");
+    assert!(text.contains("refused"), "says why: {text}");
+    let mut tries = 0;
+    while let Ok(event) = events.try_recv() {
+        if matches!(event, Event::Unreachable { .. }) {
+            tries += 1;
+        }
+    }
+    // Backoff from 250 ms: a handful of tries in 4 s, not one every few milliseconds.
+    assert!((2..=12).contains(&tries), "{tries} tries");
+
+    // Once the server is back, the record reads as stopped and the run resumes.
+    tokio::task::block_in_place(|| pg_ctl(&pg, &["start"]));
+    let mut conn = pool.acquire().await.expect("connect");
+    let records = zdm::engine::state::list_live(&mut conn)
+        .await
+        .expect("read");
+    assert_eq!(records[0].status, Status::Backfilling);
+    assert!(records[0].stopped.is_some(), "stopped, not failed");
+    drop(conn);
+    let mut again = engine(&pg, database, quick_options()).await;
+    again.start(&the_plan(), "sum").await.expect("resume");
+    again.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}

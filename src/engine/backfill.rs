@@ -218,6 +218,7 @@ pub async fn run(
     // The size a statement timeout cut batches down to; it doubles back after each
     // committed batch until the pacing's own size is allowed again.
     let mut shrunk: Option<u64> = None;
+    let mut repeats = Repeats::default();
     loop {
         let mut retaken = wait_until_allowed(
             label,
@@ -227,6 +228,7 @@ pub async fn run(
             &mut tracker,
             events,
             lock.as_deref_mut(),
+            &mut repeats,
         )
         .await?;
         if let Some(lock) = lock.as_deref_mut() {
@@ -412,6 +414,7 @@ async fn checkpoint_after_retake(
 /// when the run lock had to be taken again meanwhile), or [`Error::Stopped`] when a stop
 /// was asked for. A long wait checks the run lock now and then (see
 /// [`LOCK_CHECK_WHILE_WAITING`]).
+#[allow(clippy::too_many_arguments)]
 async fn wait_until_allowed(
     label: &str,
     checkpoint: &Checkpoint,
@@ -420,6 +423,7 @@ async fn wait_until_allowed(
     tracker: &mut Tracker,
     events: &Events,
     mut lock: Option<&mut RunLock>,
+    repeats: &mut Repeats,
 ) -> Result<bool, Error> {
     let mut reported_at: Option<Instant> = None;
     let mut throttled_since: Option<Instant> = None;
@@ -470,7 +474,15 @@ async fn wait_until_allowed(
         let now = Instant::now();
         let previous = tracker.state().clone();
         if tracker.set_state(now, state.clone()) {
-            report_change(label, &previous, &state, &mut throttled_since, now, events);
+            report_change(
+                label,
+                &previous,
+                &state,
+                &mut throttled_since,
+                now,
+                events,
+                repeats,
+            );
         }
         if state == RunState::Running {
             return Ok(retaken);
@@ -491,6 +503,50 @@ async fn wait_until_allowed(
     }
 }
 
+/// Log lines of throttle reasons seen before: a reason that comes back (the same words,
+/// whatever its numbers) is logged again only after an interval that doubles each time,
+/// from 1 s up to 10 min, so that a throttle flapping or holding all night leaves a
+/// bounded log. Events still go out on every change: front-ends show the current state.
+#[derive(Debug, Default)]
+struct Repeats {
+    /// Reason with its numbers masked → (last logged, interval before the next).
+    seen: std::collections::HashMap<String, (Instant, Duration)>,
+}
+
+impl Repeats {
+    const FIRST: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(600);
+
+    /// Whether to log `line` now.
+    fn should_log(&mut self, line: &str, now: Instant) -> bool {
+        // Every number (`9`, `10`, `2.5`, `13,600`) becomes one `#`.
+        let mut shape = String::with_capacity(line.len());
+        for c in line.chars() {
+            let in_number = shape.ends_with('#');
+            if c.is_ascii_digit() || (in_number && matches!(c, '.' | ',')) {
+                if !in_number {
+                    shape.push('#');
+                }
+            } else {
+                shape.push(c);
+            }
+        }
+        match self.seen.get_mut(&shape) {
+            None => {
+                self.seen.insert(shape, (now, Self::FIRST));
+                true
+            }
+            Some((at, interval)) if now.duration_since(*at) >= *interval => {
+                *at = now;
+                *interval = (*interval * 2).min(Self::LONGEST);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn report_change(
     label: &str,
     previous: &RunState,
@@ -498,6 +554,7 @@ fn report_change(
     throttled_since: &mut Option<Instant>,
     now: Instant,
     events: &Events,
+    repeats: &mut Repeats,
 ) {
     let step = label.to_string();
     match previous {
@@ -507,11 +564,13 @@ fn report_change(
         }
         RunState::Throttled { .. } if !matches!(state, RunState::Throttled { .. }) => {
             let after = throttled_since.take().map_or(Duration::ZERO, |t| now - t);
-            tracing::info!(
-                step = label,
-                after_ms = after.as_millis() as u64,
-                "throttle released"
-            );
+            if repeats.should_log("throttle released", now) {
+                tracing::info!(
+                    step = label,
+                    after_ms = after.as_millis() as u64,
+                    "throttle released"
+                );
+            }
             events.emit(Event::ThrottleReleased {
                 step: step.clone(),
                 after,
@@ -523,7 +582,9 @@ fn report_change(
         RunState::Running => {}
         RunState::Throttled { reason } => {
             throttled_since.get_or_insert(now);
-            tracing::info!(step = label, %reason, "backfill throttled");
+            if repeats.should_log(reason, now) {
+                tracing::info!(step = label, %reason, "backfill throttled");
+            }
             events.emit(Event::Throttled {
                 step,
                 reason: reason.clone(),
@@ -683,6 +744,23 @@ async fn try_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_reason_is_logged_at_a_slowing_interval() {
+        let mut repeats = Repeats::default();
+        let start = Instant::now();
+        let reason = |lag: u32| format!("replica lag {lag} s above max 1 s");
+        // One check a second for an hour, the lag changing every time.
+        let logged = (0..3600u32)
+            .filter(|s| repeats.should_log(&reason(*s), start + Duration::from_secs(u64::from(*s))))
+            .count();
+        // 0, 1, 3, 7, 15, … s, then every 10 min: about a dozen lines, not 3,600.
+        assert!((8..=16).contains(&logged), "{logged} lines");
+        assert!(
+            repeats.should_log("lock waiters 3 above max 0", start),
+            "a new reason is logged at once"
+        );
+    }
 
     #[test]
     fn batch_sql_quotes_columns_and_keeps_the_predicate() {

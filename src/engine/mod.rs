@@ -14,6 +14,7 @@ pub mod identity;
 pub mod lock;
 pub mod pacing;
 pub mod progress;
+pub mod reconnect;
 pub mod runner;
 pub mod settings;
 pub mod source;
@@ -158,11 +159,33 @@ pub enum Error {
          Run the same command again to resume from there"
     )]
     StoppedBetweenSteps { before: String, why: String },
+    #[error(
+        "the database was unreachable for {down_for}, longer than this run waits for it \
+         ({budget}, `reconnect_budget_s`): {why}. Stopped, not failed: every committed \
+         batch and step is recorded, and the same command resumes once the database is back"
+    )]
+    Unreachable {
+        down_for: String,
+        budget: String,
+        why: String,
+    },
     #[error(transparent)]
     Source(#[from] source::Error),
 }
 
 impl Error {
+    /// Whether the run's connection (or its run lock's) was lost with the server, rather
+    /// than a statement failing: the run waits for the database and goes on.
+    pub fn connection_lost(&self) -> bool {
+        match self {
+            Error::Database { source, .. }
+            | Error::StepFailed { source, .. }
+            | Error::Connect { source, .. } => reconnect::is_connection_lost(source),
+            Error::LockLost { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether this run may no longer write the migration's record: it lost the run lock
     /// to another session, or another command changed the record under it.
     pub fn lost_the_run(&self) -> bool {
@@ -197,6 +220,8 @@ pub struct EngineOptions {
     /// A backfill batch's statements are cancelled after this long and the batch retried
     /// smaller; None: derived from the batch target ([`backfill::batch_timeout`]).
     pub batch_timeout: Option<Duration>,
+    /// How long a run waits for a database that went away before it stops (resumable).
+    pub reconnect_budget: Duration,
     /// Pacing and throttle settings a backfill starts with (changed live through
     /// [`BackfillControl`]).
     pub backfill: BackfillSettings,
@@ -214,6 +239,7 @@ impl From<&Config> for EngineOptions {
             },
             batch_size: config.backfill_batch_size,
             batch_timeout: config.backfill_batch_timeout,
+            reconnect_budget: config.reconnect_budget,
             backfill: config.backfill.clone(),
         }
     }

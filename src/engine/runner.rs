@@ -7,7 +7,7 @@
 use std::fmt;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, Executor, PgConnection};
 
 use super::backfill::{self, FixedBatches, Pacing, Steering};
 use super::backfill_control::BackfillControl;
@@ -16,6 +16,7 @@ use super::event::{Event, Events};
 use super::identity::Identity;
 use super::lock::{Held, RunLock};
 use super::pacing::AdaptiveBatches;
+use super::reconnect::{self, Outage};
 use super::state::{self, MigrationRecord, StepKey};
 use super::throttle::Throttle;
 use super::{phase_name, Context, EngineOptions, Error, Status};
@@ -60,6 +61,9 @@ impl fmt::Display for Outcome {
 pub struct Engine {
     conn: PgConnection,
     lock: RunLock,
+    /// Where `conn` was opened (identity and session settings applied), to open it again
+    /// after it was lost.
+    connect_options: PgConnectOptions,
     options: EngineOptions,
     who: Identity,
     events: Events,
@@ -91,20 +95,12 @@ impl Engine {
                 url: super::lock::target(&connect_options),
                 source,
             })?;
-        // When zdm dies mid-statement (kill -9, SSH drop), let the server notice the closed
-        // connection and cancel the statement instead of finishing an orphaned index build.
-        // PostgreSQL 14 and later only; older servers keep their default.
-        if let Err(error) = sqlx::raw_sql("SET client_connection_check_interval = '1s'")
-            .execute(&mut conn)
-            .await
-        {
-            tracing::debug!(%error, "client_connection_check_interval is not available");
-        }
-        crate::db::keep_session_open(&mut conn).await;
+        prepare_session(&mut conn).await;
         state::ensure(&mut conn).await?;
         Ok(Engine {
             conn,
             lock,
+            connect_options,
             steering: Steering {
                 control: BackfillControl::new(options.backfill.clone()),
                 throttle: None,
@@ -325,10 +321,25 @@ impl Engine {
         let mut steps_run = 0;
         let mut current = from;
         for &phase in phases {
-            if let Err(error) = self
-                .run_phase(plan, phase, &mut current, &mut steps_run)
-                .await
-            {
+            // A lost connection is waited out (within the budget) and the phase resumed:
+            // its steps done are skipped and a backfill goes on from its checkpoint.
+            let failed = loop {
+                let error = match self
+                    .run_phase(plan, phase, &mut current, &mut steps_run)
+                    .await
+                {
+                    Ok(()) => break None,
+                    Err(error) if error.connection_lost() => error,
+                    Err(error) => break Some(error),
+                };
+                if let Err(stop) = self.recover(&error).await {
+                    break Some(stop);
+                }
+                if let Err(stop) = self.expect_status(name, current).await {
+                    break Some(stop);
+                }
+            };
+            if let Some(error) = failed {
                 let text = error.to_string();
                 if error.lost_the_run() {
                     // Another session may be running this migration now, or a command
@@ -343,7 +354,9 @@ impl Engine {
                 }
                 if matches!(
                     error,
-                    Error::Stopped { .. } | Error::StoppedBetweenSteps { .. }
+                    Error::Stopped { .. }
+                        | Error::StoppedBetweenSteps { .. }
+                        | Error::Unreachable { .. }
                 ) {
                     // Asked to stop: not a failure. The status stays, a rerun resumes.
                     tracing::warn!(migration = name, phase = phase_name(phase), "{text}");
@@ -375,8 +388,22 @@ impl Engine {
                 return Err(error);
             }
         }
-        state::set_status(&mut self.conn, name, current, final_status).await?;
-        state::finish_run(&mut self.conn, run, final_status.key()).await?;
+        loop {
+            let error = match state::set_status(&mut self.conn, name, current, final_status).await {
+                Ok(()) => break,
+                Err(error) if error.connection_lost() => error,
+                Err(error) => return Err(error),
+            };
+            self.recover(&error).await?;
+            // The write may have committed before its answer was lost.
+            if self.expect_status(name, final_status).await.is_ok() {
+                break;
+            }
+            self.expect_status(name, current).await?;
+        }
+        if let Err(error) = state::finish_run(&mut self.conn, run, final_status.key()).await {
+            tracing::warn!(%error, "could not record the command's outcome in zdm.runs");
+        }
         tracing::info!(migration = name, status = %final_status, steps_run, "{command} finished");
         Ok(Outcome::Ran {
             migration: name.to_string(),
@@ -442,18 +469,53 @@ impl Engine {
     /// still say `expected` (no other command ran while the lock was free).
     async fn hold_lock(&mut self, name: &str, expected: Status) -> Result<(), Error> {
         if self.lock.hold().await? == Held::Retaken {
-            let found = match state::get(&mut self.conn, name).await? {
-                Some(record) if record.status == expected => return Ok(()),
-                Some(record) => record.status.to_string(),
-                None => "not recorded".to_string(),
-            };
-            return Err(Error::StatusChanged {
-                name: name.to_string(),
-                expected: expected.to_string(),
-                found,
-            });
+            self.expect_status(name, expected).await?;
         }
         Ok(())
+    }
+
+    /// [`Error::StatusChanged`] unless the migration's record says `expected`.
+    async fn expect_status(&mut self, name: &str, expected: Status) -> Result<(), Error> {
+        let found = match state::get(&mut self.conn, name).await? {
+            Some(record) if record.status == expected => return Ok(()),
+            Some(record) => record.status.to_string(),
+            None => "not recorded".to_string(),
+        };
+        Err(Error::StatusChanged {
+            name: name.to_string(),
+            expected: expected.to_string(),
+            found,
+        })
+    }
+
+    /// Waits for the database after `lost` (the engine's or the run lock's connection
+    /// went away): opens the engine's connection again on a primary and makes sure the
+    /// run lock is held, trying with backoff until the reconnect budget is spent
+    /// ([`Error::Unreachable`]). Fails at once when another session took the lock.
+    async fn recover(&mut self, lost: &Error) -> Result<(), Error> {
+        tracing::warn!(error = %lost, "lost the connection to the database; reconnecting");
+        let mut outage = Outage::new(self.options.reconnect_budget);
+        loop {
+            let why = match reconnect::connect_primary(&self.connect_options).await {
+                Ok(mut conn) => {
+                    prepare_session(&mut conn).await;
+                    self.conn = conn;
+                    match self.lock.hold().await {
+                        Ok(_) => {
+                            tracing::info!(
+                                down_ms = outage.down_for().as_millis() as u64,
+                                "reconnected to the database; the run lock is held"
+                            );
+                            return Ok(());
+                        }
+                        Err(error @ Error::LockTaken { .. }) => return Err(error),
+                        Err(error) => error.to_string(),
+                    }
+                }
+                Err(why) => why,
+            };
+            outage.failed(&why, &self.events).await?;
+        }
     }
 
     async fn run_step(&mut self, key: &StepKey<'_>, label: &str, step: &Step) -> Result<(), Error> {
@@ -590,6 +652,20 @@ impl Engine {
             }
         }
     }
+}
+
+/// Session settings of the engine's connection that only a statement can set.
+async fn prepare_session(conn: &mut PgConnection) {
+    // When zdm dies mid-statement (kill -9, SSH drop), let the server notice the closed
+    // connection and cancel the statement instead of finishing an orphaned index build.
+    // PostgreSQL 14 and later only; older servers keep their default.
+    if let Err(error) = conn
+        .execute("SET client_connection_check_interval = '1s'")
+        .await
+    {
+        tracing::debug!(%error, "client_connection_check_interval is not available");
+    }
+    crate::db::keep_session_open(conn).await;
 }
 
 /// Who holds locks that `step` waits for; for logs and errors only, so a failure to

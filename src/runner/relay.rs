@@ -176,6 +176,14 @@ impl RunView {
                      resumes it: {reason}"
                 ),
             }),
+            engine::Event::Unreachable {
+                down_for,
+                budget,
+                why,
+            } => out.push(control::Event::Log {
+                level: Level::Warning,
+                text: engine::reconnect::describe(*down_for, *budget, why),
+            }),
             engine::Event::BackfillStopped {
                 step,
                 why,
