@@ -341,7 +341,12 @@ impl Config {
             Some((path, text)) => Self::from_toml(&path, &text)?,
             None => Config::default(),
         };
-        if let Some(url) = &overrides.database_url {
+        // An empty variable (`DATABASE_URL=`) is no URL: the same as unset.
+        if let Some(url) = overrides
+            .database_url
+            .as_ref()
+            .filter(|u| !u.trim().is_empty())
+        {
             config.database_url = Some(DatabaseUrl::new(url.clone()));
         }
         if let Some(dir) = &overrides.migrations_dir {
@@ -366,7 +371,10 @@ impl Config {
         let defaults = Config::default();
         Ok(Config {
             config_file: Some(path.to_path_buf()),
-            database_url: file.database_url.map(DatabaseUrl::new),
+            database_url: file
+                .database_url
+                .filter(|url| !url.trim().is_empty())
+                .map(DatabaseUrl::new),
             migrations_dir: file.migrations_dir.unwrap_or(defaults.migrations_dir),
             lock_timeout: file
                 .lock_timeout_ms

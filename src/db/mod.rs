@@ -59,8 +59,16 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// Connection options parsed from the URL.
+    /// Connection options parsed from the URL. Only `postgres://` and `postgresql://`
+    /// URLs are taken: anything else (`postgresql:/user:pw@host/db`, one slash short)
+    /// would be read with the rest as a database name, which the server then echoes back
+    /// in its error, password and all.
     pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
+        if !(self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")) {
+            return Err(sqlx::Error::Configuration(
+                "a database URL must start with postgres:// or postgresql://".into(),
+            ));
+        }
         self.0.parse()
     }
 
@@ -92,12 +100,31 @@ pub fn quote_ident(name: &str) -> String {
 
 /// A connection URL fit to show or log: any password is replaced by `***`.
 pub fn redact_url(url: &str) -> String {
+    let unreadable =
+        |scheme: &str| format!("{scheme}… (not a URL zdm can read; the rest is not shown)");
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        // Nothing past the scheme: a malformed URL may hold a password anywhere.
+        return match url.split_once(':') {
+            Some((scheme, _)) if is_scheme(scheme) => unreadable(&format!("{scheme}:")),
+            _ => unreadable(""),
+        };
     };
+    if !is_scheme(scheme) {
+        return unreadable("");
+    }
     // The authority ends at the first '/', '?' or '#'; user info ends at its last '@'.
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
+    // An '@' after the authority, or a "port" that is not a number, means the user info
+    // holds a '/', '?', '#' or ':' of its own: where the password ends is anyone's guess.
+    let port_is_odd = !authority.contains('@')
+        && !authority.ends_with(']')
+        && authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.chars().all(|c| c.is_ascii_digit()));
+    if tail.contains('@') || port_is_odd {
+        return format!("{scheme}://{}", unreadable(""));
+    }
     let redacted_authority = match authority.rsplit_once('@') {
         Some((user_info, host)) => match user_info.split_once(':') {
             Some((user, _password)) => format!("{user}:***@{host}"),
@@ -107,6 +134,13 @@ pub fn redact_url(url: &str) -> String {
     };
     let redacted_tail = redact_query_password(tail);
     format!("{scheme}://{redacted_authority}{redacted_tail}")
+}
+
+/// A URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Redacts a `password=` query parameter, which libpq-style URLs also accept.
@@ -156,7 +190,34 @@ mod tests {
             redact_url("postgres://postgres@127.0.0.1:5432/shop"),
             "postgres://postgres@127.0.0.1:5432/shop"
         );
-        assert_eq!(redact_url("not a url"), "not a url");
+        for unreadable in [
+            "not a url",
+            "postgresql:/secretuser:PW@127.0.0.1/e7",
+            "postgres://secretuser:P/W@127.0.0.1/e7",
+            "postgres://secretuser:PW?x@127.0.0.1/e7",
+            "postgres://secretuser:PW",
+        ] {
+            let shown = redact_url(unreadable);
+            assert!(
+                !shown.contains("PW") && !shown.contains("P/W") && !shown.contains("secretuser"),
+                "{unreadable} → {shown}"
+            );
+        }
+        assert_eq!(
+            redact_url("postgresql:/secretuser:PW@127.0.0.1/e7"),
+            "postgresql:… (not a URL zdm can read; the rest is not shown)"
+        );
+        assert_eq!(redact_url("postgres://[::1]/shop"), "postgres://[::1]/shop");
+        assert_eq!(
+            redact_url("postgres://db:5432/shop"),
+            "postgres://db:5432/shop"
+        );
+        let one_slash = DatabaseUrl::new("postgresql:/secretuser:PW@127.0.0.1/e7".to_string());
+        let error = one_slash
+            .connect_options()
+            .expect_err("refused")
+            .to_string();
+        assert!(!error.contains("PW"), "{error}");
     }
 
     #[test]
