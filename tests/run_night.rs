@@ -722,3 +722,91 @@ async fn a_server_gone_for_good_stops_the_run_as_stopped_after_its_budget() {
     again.close().await.expect("close");
     assert_eq!(rows(&pool).await, (ROWS, 0));
 }
+
+#[tokio::test]
+async fn the_rows_per_second_ceiling_holds_from_the_first_batch() {
+    let pg = common::primary();
+    let database = "night_rate";
+    let pool = prepare(&pg, database).await;
+    const RATE: f64 = 50_000.0;
+    let mut options = quick_options();
+    options.backfill.pacing.max_rows_per_second = Some(RATE);
+    // A fixed batch size: the ceiling holds for it too.
+    let engine = engine(&pg, database, options).await;
+    let (_control, mut events, run) = spawn_start(engine);
+    let mut first: Option<(Instant, i64)> = None;
+    let mut worst: f64 = 0.0;
+    while let Some(event) = events.recv().await {
+        let Event::BatchCommitted {
+            rows_updated,
+            batch_rows,
+            ..
+        } = event
+        else {
+            continue;
+        };
+        let now = Instant::now();
+        let (t0, before) = *first.get_or_insert((now, rows_updated - batch_rows as i64));
+        // Rows after the first batch's start, against what the ceiling allows by now
+        // (plus the batch that may have just committed).
+        let allowed = RATE * now.duration_since(t0).as_secs_f64() + 1_000.0;
+        worst = worst.max((rows_updated - before) as f64 / allowed);
+        if rows_updated >= ROWS {
+            break;
+        }
+    }
+    assert!(
+        worst <= 1.02,
+        "the ceiling was passed: {worst:.3} of what it allows"
+    );
+    finished(run).await.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}
+
+#[tokio::test]
+async fn a_row_lock_ahead_of_the_backfill_is_named_with_its_holder() {
+    let pg = common::primary();
+    let database = "night_row_lock";
+    let pool = prepare(&pg, database).await;
+    let engine = engine(&pg, database, quick_options()).await;
+    let (_control, mut events, run) = spawn_start(engine);
+    // Once the backfill runs (expand would wait for the holder's table lock), a row
+    // ahead of it is locked by the application.
+    wait_for_batches(&mut events, 2).await;
+    let mut holder = pool.acquire().await.expect("holder");
+    sqlx::raw_sql(
+        "SET application_name = 'the app'; BEGIN; \
+         SELECT * FROM accounts WHERE id = 150000 FOR UPDATE;",
+    )
+    .execute(&mut *holder)
+    .await
+    .expect("row lock");
+    let holder_pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *holder)
+        .await
+        .expect("pid");
+    let named = loop {
+        match tokio::time::timeout(Duration::from_secs(60), events.recv())
+            .await
+            .expect("the run reports")
+        {
+            Some(Event::LockWait { blocked_by, .. }) => break blocked_by,
+            Some(_) => {}
+            None => panic!("the run ended without waiting"),
+        }
+    };
+    assert!(
+        named.contains(&format!("server process {holder_pid}"))
+            && named.contains("\"the app\"")
+            && named.contains("idle in transaction")
+            && named.contains("holds a row lock on"),
+        "{named}"
+    );
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut *holder)
+        .await
+        .expect("release");
+    drop(holder);
+    finished(run).await.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}

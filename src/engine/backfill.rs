@@ -186,6 +186,10 @@ pub async fn run(
         problem,
     })?;
     let mut checkpoint = state::open_checkpoint(conn, key).await?;
+    let backend: Option<i32> = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .ok();
     let search_path = old_version_search_path(conn)
         .await
         .map_err(|source| Error::StepFailed {
@@ -219,8 +223,12 @@ pub async fn run(
     // committed batch until the pacing's own size is allowed again.
     let mut shrunk: Option<u64> = None;
     let mut repeats = Repeats::default();
+    // When the next batch may start (the pause after the last one), and whether the run
+    // lock was taken again since the last batch.
+    let mut next_batch_at: Option<Instant> = None;
+    let mut retaken = false;
     loop {
-        let mut retaken = wait_until_allowed(
+        retaken |= wait_until_allowed(
             label,
             &checkpoint,
             steering,
@@ -231,11 +239,20 @@ pub async fn run(
             &mut repeats,
         )
         .await?;
+        // A pause woken early (any change from the operator wakes it, so that a pause or
+        // a stop is seen at once) is slept to its end: the rows/s ceiling holds.
+        if let Some(left) = next_batch_at.and_then(|at| at.checked_duration_since(Instant::now())) {
+            if !left.is_zero() {
+                watcher.sleep(left).await;
+                continue;
+            }
+        }
         if let Some(lock) = lock.as_deref_mut() {
             retaken |= lock.hold().await? == Held::Retaken;
         }
         if retaken {
             checkpoint = checkpoint_after_retake(conn, key, label, checkpoint).await?;
+            retaken = false;
         }
         let settings = watcher.settings();
         pacing.apply(&settings.pacing);
@@ -251,18 +268,38 @@ pub async fn run(
             LockRetry::new(policy, label.to_string(), LockLevel::RowExclusive).with_events(events);
         let outcome = loop {
             let attempts = retry.begin_attempt();
-            let result = try_batch(
-                conn,
-                key,
-                &sql,
-                policy,
-                timeout,
-                &search_path,
-                &checkpoint,
-                batch_size,
-                attempts,
-            )
-            .await;
+            // Whom the batch waits for is asked while it still waits (after the wait the
+            // answer is gone), on the run lock's idle connection; not at all when the
+            // batch is quick.
+            let done = tokio::sync::Notify::new();
+            let batch = async {
+                let result = try_batch(
+                    conn,
+                    key,
+                    &sql,
+                    policy,
+                    timeout,
+                    &search_path,
+                    &checkpoint,
+                    batch_size,
+                    attempts,
+                )
+                .await;
+                done.notify_one();
+                result
+            };
+            let probe = async {
+                match (lock.as_deref_mut(), backend) {
+                    (Some(lock), Some(pid)) => tokio::select! {
+                        _ = tokio::time::sleep(policy.lock_timeout / 2) => {
+                            lock.blocking(pid, &spec.table).await
+                        }
+                        _ = done.notified() => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                }
+            };
+            let (result, waited_for) = tokio::join!(batch, probe);
             match result {
                 Ok(outcome) => break outcome,
                 Err(error)
@@ -284,13 +321,16 @@ pub async fn run(
                     tracker.set_batch_size(batch_size);
                 }
                 Err(error) if ddl::is_lock_timeout(&error) => {
-                    let blockers = ddl::blockers(
-                        conn,
-                        std::slice::from_ref(&spec.table),
-                        LockLevel::RowExclusive,
-                    )
-                    .await
-                    .unwrap_or_default();
+                    let mut blockers = waited_for;
+                    if blockers.is_empty() {
+                        blockers = ddl::blockers(
+                            conn,
+                            std::slice::from_ref(&spec.table),
+                            LockLevel::RowExclusive,
+                        )
+                        .await
+                        .unwrap_or_default();
+                    }
                     retry.back_off(&error, blockers).await?
                 }
                 Err(source) => {
@@ -361,7 +401,13 @@ pub async fn run(
         let now = Instant::now();
         // The last batch may hold fewer keys than asked; the rows it updated are a floor.
         tracker.batch(now, batch_size, report.rows_updated, report.took);
-        let pause = pacing.after_batch(&report);
+        // The rows/s ceiling holds whatever the pacing (a fixed batch size too), from the
+        // first batch: each batch and its pause last at least rows / ceiling.
+        let pause = pacing.after_batch(&report).max(ceiling_pause(
+            &report,
+            watcher.settings().pacing.max_rows_per_second,
+        ));
+        next_batch_at = Some(now + pause);
         tracker.set_batch_size(pacing.batch_size());
         if now.duration_since(estimated_at) >= ESTIMATE_EVERY {
             estimated_at = now;
@@ -378,6 +424,18 @@ pub async fn run(
             // nice-ratio sleep for a pause or a stop to take effect.
             watcher.sleep(pause).await;
         }
+    }
+}
+
+/// The pause after a batch that keeps `max_rows_per_second`: the batch plus its pause
+/// take `rows / ceiling`.
+fn ceiling_pause(report: &BatchReport, max_rows_per_second: Option<f64>) -> Duration {
+    match max_rows_per_second {
+        Some(rate) if rate > 0.0 => {
+            let total = (report.rows_updated as f64 / rate).min(86_400.0);
+            Duration::from_secs_f64(total).saturating_sub(report.took)
+        }
+        _ => Duration::ZERO,
     }
 }
 

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 
+use super::ddl;
 use super::identity::parse_application_name;
 use super::{Context, Error};
 
@@ -159,6 +160,18 @@ impl RunLock {
                 why: format!("{lost}; taking it again failed: {other}"),
             }),
         }
+    }
+
+    /// The sessions server process `pid` waits for (see [`ddl::blocking`]), asked on the
+    /// lock's connection, which is idle while a batch runs. For messages only: a failure
+    /// is an empty list (and a lost connection is noticed by the next check).
+    pub async fn blocking(&mut self, pid: i32, table: &str) -> Vec<ddl::Blocker> {
+        ddl::blocking(&mut self.conn, pid, table)
+            .await
+            .unwrap_or_else(|error| {
+                tracing::debug!(%error, "could not ask whom the batch waits for");
+                Vec::new()
+            })
     }
 
     /// Releases the lock now (dropping it does the same when the connection closes).
