@@ -36,7 +36,7 @@ pub fn default_log_file() -> PathBuf {
 /// Opens the log for appending, readable by its owner only (0600): a log names databases,
 /// users and hosts. Directories it creates are 0700; zdm's own default directory is made
 /// 0700 even when it exists (a directory given with `--log-file` is the user's business).
-fn open_private(path: &Path, own_directory: bool) -> std::io::Result<std::fs::File> {
+pub(crate) fn open_private(path: &Path, own_directory: bool) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty()) {
         std::fs::DirBuilder::new()

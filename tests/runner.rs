@@ -532,3 +532,27 @@ async fn the_backfill_writes_as_the_old_version_even_when_the_roles_path_names_t
     .expect("compare the versions");
     assert_eq!((old_right, new_right), (ROWS, ROWS));
 }
+
+#[tokio::test]
+async fn detach_fails_at_once_when_its_control_directory_is_refused() {
+    let scene = Scene::new("no_socket").await;
+    // The control directory is a symlink (someone else's trap): zdm refuses to serve a
+    // socket there, so a detached run could never be reached.
+    let elsewhere = scene.root.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    std::fs::create_dir_all(scene.root.path().join("run")).expect("run dir");
+    std::os::unix::fs::symlink(&elsewhere, scene.runtime()).expect("symlink");
+    let (ok, stdout, stderr) = scene.run(&["start", MIGRATION, "--detach"]).await;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("control socket") && stderr.contains("Nothing was started"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not a directory"), "the reason: {stderr}");
+    // Nothing runs: no migration was recorded.
+    let started: bool = sqlx::query_scalar("SELECT to_regclass('zdm.migrations') IS NOT NULL")
+        .fetch_one(&scene.pool)
+        .await
+        .expect("state");
+    assert!(!started, "no runner started the migration");
+}
