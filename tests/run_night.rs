@@ -810,3 +810,40 @@ async fn a_row_lock_ahead_of_the_backfill_is_named_with_its_holder() {
     finished(run).await.close().await.expect("close");
     assert_eq!(rows(&pool).await, (ROWS, 0));
 }
+
+#[tokio::test]
+async fn a_stalled_backend_shows_as_stalled_and_the_run_goes_on_when_it_answers() {
+    use nix::sys::signal::{kill, Signal};
+    use nix::unistd::Pid;
+    let pg = common::primary();
+    let database = "night_stalled";
+    let pool = prepare(&pg, database).await;
+    let options = zdm::engine::EngineOptions {
+        batch_timeout: Some(Duration::from_secs(1)),
+        ..night_options(Duration::from_secs(60))
+    };
+    let engine = engine(&pg, database, options).await;
+    let (_control, mut events, run) = spawn_start(engine);
+    wait_for_batches(&mut events, 20).await;
+    let (engine_pid, _) = run_sessions(&pool).await;
+    kill(Pid::from_raw(engine_pid), Signal::SIGSTOP).expect("SIGSTOP the backend");
+    let reason = loop {
+        match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
+            Ok(Some(Event::Throttled { reason, .. })) => break reason,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the run ended"),
+            Err(_) => {
+                let _ = kill(Pid::from_raw(engine_pid), Signal::SIGCONT);
+                panic!("no stall was reported");
+            }
+        }
+    };
+    kill(Pid::from_raw(engine_pid), Signal::SIGCONT).expect("SIGCONT the backend");
+    assert!(
+        reason.contains("has not answered")
+            && reason.contains(&format!("server process {engine_pid}")),
+        "{reason}"
+    );
+    finished(run).await.close().await.expect("close");
+    assert_eq!(rows(&pool).await, (ROWS, 0));
+}

@@ -61,6 +61,11 @@ pub fn batch_timeout(pacing: &PacingSettings, configured: Option<Duration>) -> D
     configured.unwrap_or_else(|| (pacing.target * 50).max(Duration::from_secs(10)))
 }
 
+/// A batch unanswered this long after its statement timeout is reported as stalled, and
+/// then again this often.
+const STALL_GRACE: Duration = Duration::from_secs(2);
+const STALL_REPORT_EVERY: Duration = Duration::from_secs(5);
+
 /// How many times in a row one batch may hit its statement timeout (halving its size
 /// each time) before the backfill stops with the error.
 const MAX_TIMEOUTS_PER_BATCH: u32 = 20;
@@ -223,6 +228,7 @@ pub async fn run(
     // committed batch until the pacing's own size is allowed again.
     let mut shrunk: Option<u64> = None;
     let mut repeats = Repeats::default();
+    let mut repeats_stalled = Repeats::default();
     // When the next batch may start (the pause after the last one), and whether the run
     // lock was taken again since the last batch.
     let mut next_batch_at: Option<Instant> = None;
@@ -289,15 +295,51 @@ pub async fn run(
                 result
             };
             let probe = async {
-                match (lock.as_deref_mut(), backend) {
+                let blockers = match (lock.as_deref_mut(), backend) {
                     (Some(lock), Some(pid)) => tokio::select! {
                         _ = tokio::time::sleep(policy.lock_timeout / 2) => {
                             lock.blocking(pid, &spec.table).await
                         }
-                        _ = done.notified() => Vec::new(),
+                        _ = done.notified() => return Vec::new(),
                     },
                     _ => Vec::new(),
+                };
+                // A batch still unanswered well past its own statement timeout means a
+                // stalled server (a stopped or swapped-out backend cannot even cancel
+                // itself): shown as a throttle reason, in `zdm ctl status` and the console,
+                // until the answer comes.
+                let started = Instant::now();
+                let mut stalled = false;
+                let mut next_report = timeout + STALL_GRACE;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(next_report.saturating_sub(started.elapsed())) => {}
+                        _ = done.notified() => break,
+                    }
+                    stalled = true;
+                    let reason = format!(
+                        "the database has not answered this batch for {} (server process {}; \
+                         its statement timeout is {}): the server is stalled",
+                        crate::format::duration(started.elapsed()),
+                        backend.map_or_else(|| "unknown".to_string(), |pid| pid.to_string()),
+                        crate::format::duration(timeout)
+                    );
+                    if repeats_stalled.should_log(&reason, Instant::now()) {
+                        tracing::warn!(step = label, "{reason}");
+                    }
+                    events.emit(Event::Throttled {
+                        step: label.to_string(),
+                        reason,
+                    });
+                    next_report += STALL_REPORT_EVERY;
                 }
+                if stalled {
+                    events.emit(Event::ThrottleReleased {
+                        step: label.to_string(),
+                        after: started.elapsed(),
+                    });
+                }
+                blockers
             };
             let (result, waited_for) = tokio::join!(batch, probe);
             match result {
