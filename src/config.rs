@@ -50,6 +50,8 @@ struct FileConfig {
     backfill_batch_size: Option<u64>,
     reconnect_budget_s: Option<u64>,
     #[serde(default)]
+    failover_urls: Vec<String>,
+    #[serde(default)]
     monitor: MonitorFile,
     #[serde(default)]
     gates: GatesFile,
@@ -293,6 +295,9 @@ pub struct Config {
     /// How long a run waits for a database that went away (restart, crash, failover,
     /// network) before it stops as stopped (resumable); `reconnect_budget_s`.
     pub reconnect_budget: Duration,
+    /// Other servers of the same database (standbys that may be promoted), tried in
+    /// order after the main one when a run reconnects; `failover_urls`.
+    pub failover_urls: Vec<DatabaseUrl>,
     /// `[backfill] batch_timeout_ms`: a batch statement running longer is cancelled and
     /// the batch retried smaller; None: derived from the batch target.
     pub backfill_batch_timeout: Option<Duration>,
@@ -318,6 +323,7 @@ impl Default for Config {
             backfill_batch_size: None,
             backfill_batch_timeout: None,
             reconnect_budget: Duration::from_secs(30 * 60),
+            failover_urls: Vec::new(),
             backfill: BackfillSettings::default(),
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
@@ -394,6 +400,12 @@ impl Config {
             reconnect_budget: file
                 .reconnect_budget_s
                 .map_or(defaults.reconnect_budget, Duration::from_secs),
+            failover_urls: file
+                .failover_urls
+                .into_iter()
+                .filter(|url| !url.trim().is_empty())
+                .map(DatabaseUrl::new)
+                .collect(),
             backfill_batch_timeout: file
                 .backfill
                 .batch_timeout_ms

@@ -847,3 +847,45 @@ async fn a_stalled_backend_shows_as_stalled_and_the_run_goes_on_when_it_answers(
     finished(run).await.close().await.expect("close");
     assert_eq!(rows(&pool).await, (ROWS, 0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_promoted_standby_takes_over_the_run_after_the_primary_stops() {
+    let pg = common::primary_and_replica().await;
+    let database = "night_failover";
+    let pool = prepare(&pg, database).await;
+    let replica = pg.replica().expect("a replica");
+    pg.wait_for_replica(Duration::from_secs(30))
+        .await
+        .expect("the replica has the table");
+    let options = zdm::engine::EngineOptions {
+        failover: vec![zdm::db::DatabaseUrl::new(replica.url(database))],
+        ..night_options(Duration::from_secs(120))
+    };
+    let engine = engine(&pg, database, options).await;
+    let (_control, mut events, run) = spawn_start(engine);
+    wait_for_batches(&mut events, 40).await;
+    pool.close().await;
+    tokio::task::block_in_place(|| {
+        pg_ctl(&pg, &["stop", "--mode=immediate"]);
+        let status = pg
+            .service_user()
+            .command(&pg.binaries().tool("pg_ctl"), pg.root())
+            .args(["promote", "--wait", "--silent", "--pgdata"])
+            .arg(replica.data_dir())
+            .stdin(std::process::Stdio::null())
+            .status()
+            .expect("run pg_ctl promote");
+        assert!(status.success(), "promote: {status}");
+    });
+    let engine = finished(run).await;
+    engine.close().await.expect("close");
+    // Every row right on the new primary: batches the old one committed but never
+    // replicated were applied again there, exactly once.
+    let promoted = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(replica.connect_options(database))
+        .await
+        .expect("connect to the promoted server");
+    assert_eq!(status(&promoted).await, "ready_to_contract");
+    assert_eq!(rows(&promoted).await, (ROWS, 0));
+}

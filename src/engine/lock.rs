@@ -162,6 +162,11 @@ impl RunLock {
         }
     }
 
+    /// Takes the lock on `options` from now on (after a failover to another server).
+    pub fn retarget(&mut self, options: PgConnectOptions) {
+        self.options = options;
+    }
+
     /// The sessions server process `pid` waits for (see [`ddl::blocking`]), asked on the
     /// lock's connection, which is idle while a batch runs. For messages only: a failure
     /// is an empty list (and a lost connection is noticed by the next check).

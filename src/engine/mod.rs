@@ -222,6 +222,9 @@ pub struct EngineOptions {
     pub batch_timeout: Option<Duration>,
     /// How long a run waits for a database that went away before it stops (resumable).
     pub reconnect_budget: Duration,
+    /// Other servers of the target (standbys that may be promoted), tried in order after
+    /// the main one when the run reconnects: the first that is a primary is used.
+    pub failover: Vec<crate::db::DatabaseUrl>,
     /// Pacing and throttle settings a backfill starts with (changed live through
     /// [`BackfillControl`]).
     pub backfill: BackfillSettings,
@@ -240,6 +243,7 @@ impl From<&Config> for EngineOptions {
             batch_size: config.backfill_batch_size,
             batch_timeout: config.backfill_batch_timeout,
             reconnect_budget: config.reconnect_budget,
+            failover: config.failover_urls.clone(),
             backfill: config.backfill.clone(),
         }
     }

@@ -61,9 +61,10 @@ impl fmt::Display for Outcome {
 pub struct Engine {
     conn: PgConnection,
     lock: RunLock,
-    /// Where `conn` was opened (identity and session settings applied), to open it again
-    /// after it was lost.
-    connect_options: PgConnectOptions,
+    /// Where `conn` can be opened (identity and session settings applied): the main
+    /// server first, then the failover servers; `target` is the one in use.
+    servers: Vec<PgConnectOptions>,
+    target: usize,
     options: EngineOptions,
     who: Identity,
     events: Events,
@@ -97,10 +98,22 @@ impl Engine {
             })?;
         prepare_session(&mut conn).await;
         state::ensure(&mut conn).await?;
+        let mut servers = vec![connect_options];
+        for url in &options.failover {
+            let failover = url.connect_options().map_err(|source| Error::Connect {
+                url: redact_url(url.expose()),
+                source,
+            })?;
+            servers.push(crate::db::run_session(
+                who.apply(failover),
+                options.ddl.statement_timeout,
+            ));
+        }
         Ok(Engine {
             conn,
             lock,
-            connect_options,
+            servers,
+            target: 0,
             steering: Steering {
                 control: BackfillControl::new(options.backfill.clone()),
                 throttle: None,
@@ -496,7 +509,7 @@ impl Engine {
         tracing::warn!(error = %lost, "lost the connection to the database; reconnecting");
         let mut outage = Outage::new(self.options.reconnect_budget);
         loop {
-            let why = match reconnect::connect_primary(&self.connect_options).await {
+            let why = match self.connect_to_a_primary().await {
                 Ok(mut conn) => {
                     prepare_session(&mut conn).await;
                     self.conn = conn;
@@ -516,6 +529,34 @@ impl Engine {
             };
             outage.failed(&why, &self.events).await?;
         }
+    }
+
+    /// A new connection to the first server that answers as a primary, the one in use
+    /// first; the run lock follows it there.
+    async fn connect_to_a_primary(&mut self) -> Result<PgConnection, String> {
+        let mut reasons = Vec::new();
+        let count = self.servers.len();
+        for index in (0..count).map(|i| (self.target + i) % count) {
+            let server = &self.servers[index];
+            match reconnect::connect_primary(server).await {
+                Ok(conn) => {
+                    if index != self.target {
+                        tracing::warn!(
+                            server = %super::lock::target(server),
+                            "failing over: this server answers as the primary now"
+                        );
+                        self.target = index;
+                        self.lock.retarget(server.clone());
+                    }
+                    return Ok(conn);
+                }
+                Err(why) if count > 1 => {
+                    reasons.push(format!("{}: {why}", super::lock::target(server)))
+                }
+                Err(why) => reasons.push(why),
+            }
+        }
+        Err(reasons.join("; "))
     }
 
     async fn run_step(&mut self, key: &StepKey<'_>, label: &str, step: &Step) -> Result<(), Error> {

@@ -92,6 +92,7 @@ pub fn quick_options() -> EngineOptions {
         batch_size: Some(1000),
         batch_timeout: None,
         reconnect_budget: Duration::from_secs(120),
+        failover: Vec::new(),
         backfill: Default::default(),
     }
 }
