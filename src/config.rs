@@ -48,6 +48,9 @@ struct FileConfig {
     lock_retry_attempts: Option<u32>,
     statement_timeout_ms: Option<u64>,
     backfill_batch_size: Option<u64>,
+    reconnect_budget_s: Option<u64>,
+    #[serde(default)]
+    failover_urls: Vec<String>,
     #[serde(default)]
     monitor: MonitorFile,
     #[serde(default)]
@@ -69,6 +72,8 @@ struct BackfillFile {
     nice_ratio: Option<f64>,
     /// 0 = no ceiling.
     max_rows_per_second: Option<f64>,
+    /// Bound on one batch's statements; unset: derived from `target_batch_ms`.
+    batch_timeout_ms: Option<u64>,
 }
 
 impl BackfillFile {
@@ -281,11 +286,21 @@ pub struct Config {
     pub lock_retry_max: Duration,
     /// How many times a DDL is tried before the run stops with an error.
     pub lock_retry_attempts: u32,
-    /// Limit on how long one statement may run (`None`: the server's own setting), kept
-    /// apart from the lock timeout: a long index build is fine, a long lock wait is not.
+    /// Limit on how long one DDL statement may run (`None`: no limit, whatever the role's
+    /// default says), kept apart from the lock timeout: a long index build is fine, a long
+    /// lock wait is not.
     pub statement_timeout: Option<Duration>,
     /// A fixed number of rows per backfill batch; None (the default): adaptive batches.
     pub backfill_batch_size: Option<u64>,
+    /// How long a run waits for a database that went away (restart, crash, failover,
+    /// network) before it stops as stopped (resumable); `reconnect_budget_s`.
+    pub reconnect_budget: Duration,
+    /// Other servers of the same database (standbys that may be promoted), tried in
+    /// order after the main one when a run reconnects; `failover_urls`.
+    pub failover_urls: Vec<DatabaseUrl>,
+    /// `[backfill] batch_timeout_ms`: a batch statement running longer is cancelled and
+    /// the batch retried smaller; None: derived from the batch target.
+    pub backfill_batch_timeout: Option<Duration>,
     /// Backfill pacing and throttle limits (`[backfill]`, `[throttle]`).
     pub backfill: BackfillSettings,
     /// How the monitor samples.
@@ -306,6 +321,9 @@ impl Default for Config {
             lock_retry_attempts: 30,
             statement_timeout: None,
             backfill_batch_size: None,
+            backfill_batch_timeout: None,
+            reconnect_budget: Duration::from_secs(30 * 60),
+            failover_urls: Vec::new(),
             backfill: BackfillSettings::default(),
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
@@ -329,7 +347,12 @@ impl Config {
             Some((path, text)) => Self::from_toml(&path, &text)?,
             None => Config::default(),
         };
-        if let Some(url) = &overrides.database_url {
+        // An empty variable (`DATABASE_URL=`) is no URL: the same as unset.
+        if let Some(url) = overrides
+            .database_url
+            .as_ref()
+            .filter(|u| !u.trim().is_empty())
+        {
             config.database_url = Some(DatabaseUrl::new(url.clone()));
         }
         if let Some(dir) = &overrides.migrations_dir {
@@ -354,7 +377,10 @@ impl Config {
         let defaults = Config::default();
         Ok(Config {
             config_file: Some(path.to_path_buf()),
-            database_url: file.database_url.map(DatabaseUrl::new),
+            database_url: file
+                .database_url
+                .filter(|url| !url.trim().is_empty())
+                .map(DatabaseUrl::new),
             migrations_dir: file.migrations_dir.unwrap_or(defaults.migrations_dir),
             lock_timeout: file
                 .lock_timeout_ms
@@ -368,9 +394,22 @@ impl Config {
             lock_retry_attempts: file
                 .lock_retry_attempts
                 .map_or(defaults.lock_retry_attempts, |n| n.max(1)),
-            // 0 means "no limit", as in PostgreSQL; leaving it unset keeps the server's.
+            // 0 and unset both mean "no limit" (zdm's sessions override the role's).
             statement_timeout: file.statement_timeout_ms.map(Duration::from_millis),
             backfill_batch_size: file.backfill_batch_size.map(|n| n.max(1)),
+            reconnect_budget: file
+                .reconnect_budget_s
+                .map_or(defaults.reconnect_budget, Duration::from_secs),
+            failover_urls: file
+                .failover_urls
+                .into_iter()
+                .filter(|url| !url.trim().is_empty())
+                .map(DatabaseUrl::new)
+                .collect(),
+            backfill_batch_timeout: file
+                .backfill
+                .batch_timeout_ms
+                .map(|ms| Duration::from_millis(ms.max(1))),
             backfill: BackfillSettings {
                 pacing: file.backfill.settings(),
                 throttle: file.throttle.settings(),

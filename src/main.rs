@@ -145,14 +145,17 @@ fn detach(runtime: &tokio::runtime::Runtime, config: &Config, job: Job) -> Resul
     Ok(())
 }
 
-/// A run stopped on request (a signal, an abort) is not a failure: it says how to resume
-/// and exits with its own code, so a runbook can tell it from an error.
+/// A run stopped on request (a signal, an abort), or because the database stayed
+/// unreachable past the reconnect budget, is not a failure: it says how to resume and
+/// exits with its own code, so a runbook can tell it from an error.
 fn stopped_exits(
     result: Result<String, commands::CommandError>,
 ) -> Result<String, commands::CommandError> {
     use zdm::engine::{headless, Error};
     if let Err(commands::CommandError::Engine(
-        error @ (Error::Stopped { .. } | Error::StoppedBetweenSteps { .. }),
+        error @ (Error::Stopped { .. }
+        | Error::StoppedBetweenSteps { .. }
+        | Error::Unreachable { .. }),
     )) = &result
     {
         eprintln!("{error}");

@@ -100,3 +100,41 @@ fn a_bad_log_filter_is_refused_clearly() {
     assert!(!output.status.success());
     assert!(text(&output.stderr).contains("invalid log level or filter"));
 }
+
+/// `zdm status` with `DATABASE_URL` set to `url`, from an empty directory.
+fn status_with_url(url: &str) -> Output {
+    let dir = tempfile::tempdir().expect("dir");
+    Command::new(common::zdm_binary())
+        .arg("status")
+        .current_dir(dir.path())
+        .env("DATABASE_URL", url)
+        .env("ZDM_LOG_FILE", dir.path().join("zdm.log"))
+        .output()
+        .expect("run zdm")
+}
+
+#[test]
+fn an_unreadable_database_url_never_shows_its_password() {
+    // One slash short, and a password holding a '/': closed port, nothing listens.
+    for url in [
+        "postgresql:/secretuser:PW@127.0.0.1:9/e7",
+        "postgres://secretuser:P/W@127.0.0.1:9/e7",
+    ] {
+        let output = status_with_url(url);
+        assert!(!output.status.success());
+        let said = format!("{}{}", text(&output.stdout), text(&output.stderr));
+        assert!(
+            !said.contains("PW") && !said.contains("P/W") && !said.contains("secretuser"),
+            "{url}: {said}"
+        );
+        assert!(said.contains("postgres"), "the scheme is named: {said}");
+    }
+}
+
+#[test]
+fn an_empty_database_url_is_no_url() {
+    let output = status_with_url("");
+    assert!(!output.status.success());
+    let said = text(&output.stderr);
+    assert!(said.contains("no database to work on"), "{said}");
+}

@@ -193,6 +193,14 @@ async fn a_batch_whose_checkpoint_moved_under_it_changes_nothing() {
     state::insert(&mut conn, &plan, "sum", &Identity::current())
         .await
         .expect("record");
+    state::set_status(
+        &mut conn,
+        "0001_t_hits",
+        Status::Expanding,
+        Status::Backfilling,
+    )
+    .await
+    .expect("backfilling");
     let key = state::StepKey {
         migration: "0001_t_hits",
         phase: Phase::Backfill,
@@ -212,6 +220,7 @@ async fn a_batch_whose_checkpoint_moved_under_it_changes_nothing() {
     };
     let error = engine_backfill::run(
         &mut conn,
+        None,
         &key,
         "backfill t",
         spec,

@@ -532,3 +532,97 @@ async fn the_backfill_writes_as_the_old_version_even_when_the_roles_path_names_t
     .expect("compare the versions");
     assert_eq!((old_right, new_right), (ROWS, ROWS));
 }
+
+#[tokio::test]
+async fn detach_fails_at_once_when_its_control_directory_is_refused() {
+    let scene = Scene::new("no_socket").await;
+    // The control directory is a symlink (someone else's trap): zdm refuses to serve a
+    // socket there, so a detached run could never be reached.
+    let elsewhere = scene.root.path().join("elsewhere");
+    std::fs::create_dir_all(&elsewhere).expect("dir");
+    std::fs::create_dir_all(scene.root.path().join("run")).expect("run dir");
+    std::os::unix::fs::symlink(&elsewhere, scene.runtime()).expect("symlink");
+    let (ok, stdout, stderr) = scene.run(&["start", MIGRATION, "--detach"]).await;
+    assert!(!ok, "{stdout}");
+    assert!(
+        stderr.contains("control socket") && stderr.contains("Nothing was started"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("not a directory"), "the reason: {stderr}");
+    // Nothing runs: no migration was recorded.
+    let started: bool = sqlx::query_scalar("SELECT to_regclass('zdm.migrations') IS NOT NULL")
+        .fetch_one(&scene.pool)
+        .await
+        .expect("state");
+    assert!(!started, "no runner started the migration");
+}
+
+/// Runs `pg_ctl` on the primary as the servers' own user.
+fn pg_ctl(pg: &LocalPg, args: &[&str]) {
+    let status = pg
+        .service_user()
+        .command(&pg.binaries().tool("pg_ctl"), pg.root())
+        .args(args)
+        .arg("--pgdata")
+        .arg(pg.primary().data_dir())
+        .arg("--log")
+        .arg(pg.primary().log_file())
+        .args(["--wait", "--silent"])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .expect("run pg_ctl");
+    assert!(status.success(), "pg_ctl {args:?}: {status}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_gone_for_good_stops_the_run_as_stopped_with_a_bounded_log() {
+    let scene = Scene::new("gone").await;
+    let config = scene.root.path().join("zdm.toml");
+    let text = std::fs::read_to_string(&config).expect("zdm.toml");
+    std::fs::write(&config, format!("reconnect_budget_s = 3\n{text}")).expect("zdm.toml");
+    let mut start = scene.zdm(&["start", MIGRATION]).spawn().expect("zdm start");
+    let run = scene.running().await;
+    let mut events = follow(&run).await;
+    until(
+        &mut events,
+        Duration::from_secs(30),
+        |e| matches!(e, Event::BatchDone(b) if b.batch >= 3),
+    )
+    .await;
+    let log = scene.root.path().join("zdm.log");
+    let lines_before = std::fs::read_to_string(&log)
+        .unwrap_or_default()
+        .lines()
+        .count();
+    tokio::task::block_in_place(|| pg_ctl(&scene._pg, &["stop", "--mode=immediate"]));
+    let status = tokio::time::timeout(Duration::from_secs(90), start.wait())
+        .await
+        .expect("the run gives up within its budget")
+        .expect("wait");
+    let mut stderr = String::new();
+    if let Some(mut pipe) = start.stderr.take() {
+        use tokio::io::AsyncReadExt;
+        pipe.read_to_string(&mut stderr).await.expect("stderr");
+    }
+    assert_eq!(status.code(), Some(3), "stopped, not failed: {stderr}");
+    assert!(
+        stderr.contains("unreachable") && stderr.contains("Stopped, not failed"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&log).expect("zdm.log");
+    let after: Vec<&str> = text.lines().skip(lines_before).collect();
+    let unreachable = after.iter().filter(|l| l.contains("unreachable")).count();
+    assert!(
+        (1..=8).contains(&unreachable) && after.len() <= 60,
+        "{unreachable} 'unreachable' lines, {} lines in all:\n{}",
+        after.len(),
+        after.join("\n")
+    );
+    // Back up, the migration reads as stopped (not failed) and resumes.
+    tokio::task::block_in_place(|| pg_ctl(&scene._pg, &["start"]));
+    let (_, stdout, _) = scene.run(&["status"]).await;
+    assert!(stdout.contains("STOPPED:"), "{stdout}");
+    let (ok, _, stderr) = scene.run(&["start", MIGRATION]).await;
+    assert!(ok, "{stderr}");
+    scene.assert_every_row_right().await;
+}

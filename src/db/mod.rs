@@ -1,10 +1,49 @@
-//! PostgreSQL access shared by every part of zdm: identifier quoting and password-free URLs.
+//! PostgreSQL access shared by every part of zdm: identifier quoting, password-free URLs
+//! and the session settings a run's connections use whatever the role's defaults say.
 
 pub mod catalog;
 
 use std::fmt;
+use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{Executor, PgConnection};
+
+/// How long a session of a run may sit idle inside a transaction before the server ends
+/// it. zdm's transactions never wait on zdm itself, so only a stalled (SIGSTOPped,
+/// swapped out) zdm trips it, and then its row and table locks are freed for the
+/// application instead of being held for as long as zdm is stuck.
+const IDLE_IN_TRANSACTION: &str = "60s";
+
+/// Connection options for a run's own sessions (the engine's connection, the run lock):
+/// they override the role's and server's defaults knowingly, so that a role with
+/// `statement_timeout = '100ms'` or `lock_timeout` set for its applications does not
+/// cancel zdm's statements. `statement_timeout` is `statement` (zdm.toml
+/// `statement_timeout_ms`, none by default: each DDL step and backfill batch sets its own
+/// bound); `lock_timeout` is off at the session level because every DDL step and batch
+/// sets its own, and zdm's own state writes wait only for zdm's own short transactions.
+/// `idle_session_timeout` is set after connecting ([`keep_session_open`]): servers before
+/// PostgreSQL 14 refuse it in the startup packet.
+pub fn run_session(options: PgConnectOptions, statement: Option<Duration>) -> PgConnectOptions {
+    let statement = statement.map_or_else(|| "0".to_string(), |d| format!("{}ms", d.as_millis()));
+    options.options([
+        ("statement_timeout", statement),
+        ("lock_timeout", "0".to_string()),
+        (
+            "idle_in_transaction_session_timeout",
+            IDLE_IN_TRANSACTION.to_string(),
+        ),
+    ])
+}
+
+/// Switches a role's `idle_session_timeout` off for this session: a run's connections are
+/// idle for long stretches by design (the run lock's between checks, the engine's during
+/// a pause). PostgreSQL 14 and later; older servers have no such timeout.
+pub async fn keep_session_open(conn: &mut PgConnection) {
+    if let Err(error) = conn.execute("SET idle_session_timeout = 0").await {
+        tracing::debug!(%error, "idle_session_timeout is not available");
+    }
+}
 
 /// A connection URL that never shows its password: `Display` and `Debug` redact it.
 #[derive(Clone, PartialEq, Eq)]
@@ -20,8 +59,16 @@ impl DatabaseUrl {
         &self.0
     }
 
-    /// Connection options parsed from the URL.
+    /// Connection options parsed from the URL. Only `postgres://` and `postgresql://`
+    /// URLs are taken: anything else (`postgresql:/user:pw@host/db`, one slash short)
+    /// would be read with the rest as a database name, which the server then echoes back
+    /// in its error, password and all.
     pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
+        if !(self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")) {
+            return Err(sqlx::Error::Configuration(
+                "a database URL must start with postgres:// or postgresql://".into(),
+            ));
+        }
         self.0.parse()
     }
 
@@ -53,12 +100,31 @@ pub fn quote_ident(name: &str) -> String {
 
 /// A connection URL fit to show or log: any password is replaced by `***`.
 pub fn redact_url(url: &str) -> String {
+    let unreadable =
+        |scheme: &str| format!("{scheme}… (not a URL zdm can read; the rest is not shown)");
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
+        // Nothing past the scheme: a malformed URL may hold a password anywhere.
+        return match url.split_once(':') {
+            Some((scheme, _)) if is_scheme(scheme) => unreadable(&format!("{scheme}:")),
+            _ => unreadable(""),
+        };
     };
+    if !is_scheme(scheme) {
+        return unreadable("");
+    }
     // The authority ends at the first '/', '?' or '#'; user info ends at its last '@'.
     let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
     let (authority, tail) = rest.split_at(authority_end);
+    // An '@' after the authority, or a "port" that is not a number, means the user info
+    // holds a '/', '?', '#' or ':' of its own: where the password ends is anyone's guess.
+    let port_is_odd = !authority.contains('@')
+        && !authority.ends_with(']')
+        && authority
+            .rsplit_once(':')
+            .is_some_and(|(_, port)| !port.chars().all(|c| c.is_ascii_digit()));
+    if tail.contains('@') || port_is_odd {
+        return format!("{scheme}://{}", unreadable(""));
+    }
     let redacted_authority = match authority.rsplit_once('@') {
         Some((user_info, host)) => match user_info.split_once(':') {
             Some((user, _password)) => format!("{user}:***@{host}"),
@@ -68,6 +134,13 @@ pub fn redact_url(url: &str) -> String {
     };
     let redacted_tail = redact_query_password(tail);
     format!("{scheme}://{redacted_authority}{redacted_tail}")
+}
+
+/// A URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
+fn is_scheme(text: &str) -> bool {
+    let mut chars = text.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'))
 }
 
 /// Redacts a `password=` query parameter, which libpq-style URLs also accept.
@@ -117,7 +190,34 @@ mod tests {
             redact_url("postgres://postgres@127.0.0.1:5432/shop"),
             "postgres://postgres@127.0.0.1:5432/shop"
         );
-        assert_eq!(redact_url("not a url"), "not a url");
+        for unreadable in [
+            "not a url",
+            "postgresql:/secretuser:PW@127.0.0.1/e7",
+            "postgres://secretuser:P/W@127.0.0.1/e7",
+            "postgres://secretuser:PW?x@127.0.0.1/e7",
+            "postgres://secretuser:PW",
+        ] {
+            let shown = redact_url(unreadable);
+            assert!(
+                !shown.contains("PW") && !shown.contains("P/W") && !shown.contains("secretuser"),
+                "{unreadable} → {shown}"
+            );
+        }
+        assert_eq!(
+            redact_url("postgresql:/secretuser:PW@127.0.0.1/e7"),
+            "postgresql:… (not a URL zdm can read; the rest is not shown)"
+        );
+        assert_eq!(redact_url("postgres://[::1]/shop"), "postgres://[::1]/shop");
+        assert_eq!(
+            redact_url("postgres://db:5432/shop"),
+            "postgres://db:5432/shop"
+        );
+        let one_slash = DatabaseUrl::new("postgresql:/secretuser:PW@127.0.0.1/e7".to_string());
+        let error = one_slash
+            .connect_options()
+            .expect_err("refused")
+            .to_string();
+        assert!(!error.contains("PW"), "{error}");
     }
 
     #[test]

@@ -14,11 +14,12 @@ use sqlx::{Acquire, Executor, PgConnection};
 use super::backfill_control::{BackfillControl, Watcher};
 use super::ddl::{self, LockPolicy, LockRetry};
 use super::event::{Event, Events};
+use super::lock::{Held, RunLock};
 use super::pacing::PacingSettings;
 use super::progress::{RunState, Tracker};
 use super::state::{self, Checkpoint, StepKey};
 use super::throttle::{Throttle, Verdict};
-use super::Error;
+use super::{Error, Status};
 use crate::db::quote_ident;
 use crate::plan::{Backfill, LockLevel};
 
@@ -49,7 +50,25 @@ pub struct Steering {
     pub control: BackfillControl,
     /// None: nothing throttles (library use, tests); `zdm start` always sets one.
     pub throttle: Option<Throttle>,
+    /// `statement_timeout` of each batch; None: [`batch_timeout`] of the batch target.
+    pub batch_timeout: Option<Duration>,
 }
+
+/// The bound on one batch's statements when none is configured: far above the batch
+/// target (a batch that takes 50 times its target is stuck on something, not slow), and
+/// never below 10 s so that a short target on a busy server is not cut at once.
+pub fn batch_timeout(pacing: &PacingSettings, configured: Option<Duration>) -> Duration {
+    configured.unwrap_or_else(|| (pacing.target * 50).max(Duration::from_secs(10)))
+}
+
+/// A batch unanswered this long after its statement timeout is reported as stalled, and
+/// then again this often.
+const STALL_GRACE: Duration = Duration::from_secs(2);
+const STALL_REPORT_EVERY: Duration = Duration::from_secs(5);
+
+/// How many times in a row one batch may hit its statement timeout (halving its size
+/// each time) before the backfill stops with the error.
+const MAX_TIMEOUTS_PER_BATCH: u32 = 20;
 
 /// How often progress is reported while batches commit, and while waiting.
 const PROGRESS_EVERY: Duration = Duration::from_secs(1);
@@ -57,6 +76,9 @@ const PROGRESS_EVERY: Duration = Duration::from_secs(1);
 const ESTIMATE_EVERY: Duration = Duration::from_secs(30);
 /// How often a throttled or paused backfill looks again.
 const WAIT_STEP: Duration = Duration::from_millis(250);
+/// How often a throttled or paused backfill checks its run lock (which also keeps the
+/// lock's connection from looking idle to a proxy); a running one checks every batch.
+const LOCK_CHECK_WHILE_WAITING: Duration = Duration::from_secs(30);
 
 /// The same batch size every time, no pause: the simple, correct loop.
 #[derive(Debug, Clone)]
@@ -146,9 +168,16 @@ impl BatchSql {
 /// the transaction of its final (empty) batch. Between batches it obeys `steering`: a stop
 /// request ends it with [`Error::Stopped`] (the checkpoint holds), a pause or throttle
 /// waits, new settings apply to the next batch.
+///
+/// Every batch first makes sure the run still holds `lock` (None: no run lock, library
+/// use): a lost lock is taken again and the checkpoint read again before the batch, or
+/// the backfill stops when another session took it. Each batch also checks, in its own
+/// transaction, that the migration is still in this phase, so a batch never runs after
+/// a rollback that ran while the lock was lost.
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
     conn: &mut PgConnection,
+    mut lock: Option<&mut RunLock>,
     key: &StepKey<'_>,
     label: &str,
     spec: &Backfill,
@@ -162,6 +191,10 @@ pub async fn run(
         problem,
     })?;
     let mut checkpoint = state::open_checkpoint(conn, key).await?;
+    let backend: Option<i32> = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut *conn)
+        .await
+        .ok();
     let search_path = old_version_search_path(conn)
         .await
         .map_err(|source| Error::StepFailed {
@@ -191,45 +224,155 @@ pub async fn run(
     let mut estimated_at = Instant::now();
     let mut reported_at: Option<Instant> = None;
     let mut watcher = steering.control.watcher();
+    // The size a statement timeout cut batches down to; it doubles back after each
+    // committed batch until the pacing's own size is allowed again.
+    let mut shrunk: Option<u64> = None;
+    let mut repeats = Repeats::default();
+    let mut repeats_stalled = Repeats::default();
+    // When the next batch may start (the pause after the last one), and whether the run
+    // lock was taken again since the last batch.
+    let mut next_batch_at: Option<Instant> = None;
+    let mut retaken = false;
     loop {
-        wait_until_allowed(
+        retaken |= wait_until_allowed(
             label,
             &checkpoint,
             steering,
             &mut watcher,
             &mut tracker,
             events,
+            lock.as_deref_mut(),
+            &mut repeats,
         )
         .await?;
-        pacing.apply(&watcher.settings().pacing);
-        let batch_size = pacing.batch_size();
+        // A pause woken early (any change from the operator wakes it, so that a pause or
+        // a stop is seen at once) is slept to its end: the rows/s ceiling holds.
+        if let Some(left) = next_batch_at.and_then(|at| at.checked_duration_since(Instant::now())) {
+            if !left.is_zero() {
+                watcher.sleep(left).await;
+                continue;
+            }
+        }
+        if let Some(lock) = lock.as_deref_mut() {
+            retaken |= lock.hold().await? == Held::Retaken;
+        }
+        if retaken {
+            checkpoint = checkpoint_after_retake(conn, key, label, checkpoint).await?;
+            retaken = false;
+        }
+        let settings = watcher.settings();
+        pacing.apply(&settings.pacing);
+        let timeout = batch_timeout(&settings.pacing, steering.batch_timeout);
+        let mut batch_size = match shrunk {
+            Some(cap) => pacing.batch_size().min(cap),
+            None => pacing.batch_size(),
+        };
+        let mut timeouts = 0;
         tracker.set_batch_size(batch_size);
         let started = Instant::now();
         let mut retry =
             LockRetry::new(policy, label.to_string(), LockLevel::RowExclusive).with_events(events);
         let outcome = loop {
             let attempts = retry.begin_attempt();
-            let result = try_batch(
-                conn,
-                key,
-                &sql,
-                policy,
-                &search_path,
-                &checkpoint,
-                batch_size,
-                attempts,
-            )
-            .await;
+            // Whom the batch waits for is asked while it still waits (after the wait the
+            // answer is gone), on the run lock's idle connection; not at all when the
+            // batch is quick.
+            let done = tokio::sync::Notify::new();
+            let batch = async {
+                let result = try_batch(
+                    conn,
+                    key,
+                    &sql,
+                    policy,
+                    timeout,
+                    &search_path,
+                    &checkpoint,
+                    batch_size,
+                    attempts,
+                )
+                .await;
+                done.notify_one();
+                result
+            };
+            let probe = async {
+                let blockers = match (lock.as_deref_mut(), backend) {
+                    (Some(lock), Some(pid)) => tokio::select! {
+                        _ = tokio::time::sleep(policy.lock_timeout / 2) => {
+                            lock.blocking(pid, &spec.table).await
+                        }
+                        _ = done.notified() => return Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                // A batch still unanswered well past its own statement timeout means a
+                // stalled server (a stopped or swapped-out backend cannot even cancel
+                // itself): shown as a throttle reason, in `zdm ctl status` and the console,
+                // until the answer comes.
+                let started = Instant::now();
+                let mut stalled = false;
+                let mut next_report = timeout + STALL_GRACE;
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(next_report.saturating_sub(started.elapsed())) => {}
+                        _ = done.notified() => break,
+                    }
+                    stalled = true;
+                    let reason = format!(
+                        "the database has not answered this batch for {} (server process {}; \
+                         its statement timeout is {}): the server is stalled",
+                        crate::format::duration(started.elapsed()),
+                        backend.map_or_else(|| "unknown".to_string(), |pid| pid.to_string()),
+                        crate::format::duration(timeout)
+                    );
+                    if repeats_stalled.should_log(&reason, Instant::now()) {
+                        tracing::warn!(step = label, "{reason}");
+                    }
+                    events.emit(Event::Throttled {
+                        step: label.to_string(),
+                        reason,
+                    });
+                    next_report += STALL_REPORT_EVERY;
+                }
+                if stalled {
+                    events.emit(Event::ThrottleReleased {
+                        step: label.to_string(),
+                        after: started.elapsed(),
+                    });
+                }
+                blockers
+            };
+            let (result, waited_for) = tokio::join!(batch, probe);
             match result {
                 Ok(outcome) => break outcome,
+                Err(error)
+                    if ddl::is_statement_timeout(&error) && timeouts < MAX_TIMEOUTS_PER_BATCH =>
+                {
+                    // Too big a batch for the time allowed (a slow trigger, a cold
+                    // cache, a role's timeout): smaller, not failed.
+                    timeouts += 1;
+                    let smaller = (batch_size / 2).max(1);
+                    tracing::warn!(
+                        step = label,
+                        keys = batch_size,
+                        next_keys = smaller,
+                        timeout_ms = timeout.as_millis() as u64,
+                        "backfill batch cancelled by its statement timeout; retrying smaller"
+                    );
+                    batch_size = smaller;
+                    shrunk = Some(smaller);
+                    tracker.set_batch_size(batch_size);
+                }
                 Err(error) if ddl::is_lock_timeout(&error) => {
-                    let blockers = ddl::blockers(
-                        conn,
-                        std::slice::from_ref(&spec.table),
-                        LockLevel::RowExclusive,
-                    )
-                    .await
-                    .unwrap_or_default();
+                    let mut blockers = waited_for;
+                    if blockers.is_empty() {
+                        blockers = ddl::blockers(
+                            conn,
+                            std::slice::from_ref(&spec.table),
+                            LockLevel::RowExclusive,
+                        )
+                        .await
+                        .unwrap_or_default();
+                    }
                     retry.back_off(&error, blockers).await?
                 }
                 Err(source) => {
@@ -252,6 +395,13 @@ pub async fn run(
                 tracker.finished();
                 events.emit(Event::BackfillProgress(tracker.report(Instant::now())));
                 return Ok(checkpoint);
+            }
+            Batch::StatusChanged { found } => {
+                return Err(Error::StatusChanged {
+                    name: key.migration.to_string(),
+                    expected: Status::during(key.phase).to_string(),
+                    found: found.to_string(),
+                });
             }
             Batch::CheckpointMoved { found } => {
                 return Err(Error::BadStep {
@@ -287,10 +437,19 @@ pub async fn run(
             took: report.took,
         });
         checkpoint = next;
+        shrunk = shrunk
+            .map(|cap| cap.saturating_mul(2))
+            .filter(|cap| *cap < pacing.batch_size());
         let now = Instant::now();
         // The last batch may hold fewer keys than asked; the rows it updated are a floor.
         tracker.batch(now, batch_size, report.rows_updated, report.took);
-        let pause = pacing.after_batch(&report);
+        // The rows/s ceiling holds whatever the pacing (a fixed batch size too), from the
+        // first batch: each batch and its pause last at least rows / ceiling.
+        let pause = pacing.after_batch(&report).max(ceiling_pause(
+            &report,
+            watcher.settings().pacing.max_rows_per_second,
+        ));
+        next_batch_at = Some(now + pause);
         tracker.set_batch_size(pacing.batch_size());
         if now.duration_since(estimated_at) >= ESTIMATE_EVERY {
             estimated_at = now;
@@ -310,9 +469,52 @@ pub async fn run(
     }
 }
 
+/// The pause after a batch that keeps `max_rows_per_second`: the batch plus its pause
+/// take `rows / ceiling`.
+fn ceiling_pause(report: &BatchReport, max_rows_per_second: Option<f64>) -> Duration {
+    match max_rows_per_second {
+        Some(rate) if rate > 0.0 => {
+            let total = (report.rows_updated as f64 / rate).min(86_400.0);
+            Duration::from_secs_f64(total).saturating_sub(report.took)
+        }
+        _ => Duration::ZERO,
+    }
+}
+
+/// After the run lock was taken again: the checkpoint must be where this run left it
+/// (another run may have backfilled while the lock was free), else the backfill stops.
+async fn checkpoint_after_retake(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+    label: &str,
+    checkpoint: Checkpoint,
+) -> Result<Checkpoint, Error> {
+    let recorded = state::open_checkpoint(conn, key).await?;
+    if recorded != checkpoint {
+        return Err(Error::BadStep {
+            step: label.to_string(),
+            problem: format!(
+                "its checkpoint moved while this run's lock was lost (batch {} recorded, \
+                 this run was at batch {}): another run backfilled meanwhile. Stopped so \
+                 that no row is updated twice; run the command again to resume",
+                recorded.batches, checkpoint.batches
+            ),
+        });
+    }
+    tracing::info!(
+        step = label,
+        batches = checkpoint.batches,
+        "the run lock was taken again; the checkpoint is where this run left it"
+    );
+    Ok(checkpoint)
+}
+
 /// Waits between batches while the backfill is paused or throttled, reporting each change
-/// of state and, every second, the progress; returns when the next batch may run, or
-/// [`Error::Stopped`] when a stop was asked for.
+/// of state and, every second, the progress; returns when the next batch may run (true
+/// when the run lock had to be taken again meanwhile), or [`Error::Stopped`] when a stop
+/// was asked for. A long wait checks the run lock now and then (see
+/// [`LOCK_CHECK_WHILE_WAITING`]).
+#[allow(clippy::too_many_arguments)]
 async fn wait_until_allowed(
     label: &str,
     checkpoint: &Checkpoint,
@@ -320,9 +522,13 @@ async fn wait_until_allowed(
     watcher: &mut Watcher,
     tracker: &mut Tracker,
     events: &Events,
-) -> Result<(), Error> {
+    mut lock: Option<&mut RunLock>,
+    repeats: &mut Repeats,
+) -> Result<bool, Error> {
     let mut reported_at: Option<Instant> = None;
     let mut throttled_since: Option<Instant> = None;
+    let mut lock_checked_at = Instant::now();
+    let mut retaken = false;
     loop {
         if let Some(why) = watcher.stop_requested() {
             events.emit(Event::BackfillStopped {
@@ -368,10 +574,26 @@ async fn wait_until_allowed(
         let now = Instant::now();
         let previous = tracker.state().clone();
         if tracker.set_state(now, state.clone()) {
-            report_change(label, &previous, &state, &mut throttled_since, now, events);
+            report_change(
+                label,
+                &previous,
+                &state,
+                &mut throttled_since,
+                now,
+                events,
+                repeats,
+            );
         }
         if state == RunState::Running {
-            return Ok(());
+            return Ok(retaken);
+        }
+        if now.duration_since(lock_checked_at) >= LOCK_CHECK_WHILE_WAITING {
+            lock_checked_at = now;
+            if let Some(lock) = lock.as_deref_mut() {
+                if lock.hold().await? == Held::Retaken {
+                    retaken = true;
+                }
+            }
         }
         if reported_at.is_none_or(|at| now.duration_since(at) >= PROGRESS_EVERY) {
             reported_at = Some(now);
@@ -381,6 +603,50 @@ async fn wait_until_allowed(
     }
 }
 
+/// Log lines of throttle reasons seen before: a reason that comes back (the same words,
+/// whatever its numbers) is logged again only after an interval that doubles each time,
+/// from 1 s up to 10 min, so that a throttle flapping or holding all night leaves a
+/// bounded log. Events still go out on every change: front-ends show the current state.
+#[derive(Debug, Default)]
+struct Repeats {
+    /// Reason with its numbers masked → (last logged, interval before the next).
+    seen: std::collections::HashMap<String, (Instant, Duration)>,
+}
+
+impl Repeats {
+    const FIRST: Duration = Duration::from_secs(1);
+    const LONGEST: Duration = Duration::from_secs(600);
+
+    /// Whether to log `line` now.
+    fn should_log(&mut self, line: &str, now: Instant) -> bool {
+        // Every number (`9`, `10`, `2.5`, `13,600`) becomes one `#`.
+        let mut shape = String::with_capacity(line.len());
+        for c in line.chars() {
+            let in_number = shape.ends_with('#');
+            if c.is_ascii_digit() || (in_number && matches!(c, '.' | ',')) {
+                if !in_number {
+                    shape.push('#');
+                }
+            } else {
+                shape.push(c);
+            }
+        }
+        match self.seen.get_mut(&shape) {
+            None => {
+                self.seen.insert(shape, (now, Self::FIRST));
+                true
+            }
+            Some((at, interval)) if now.duration_since(*at) >= *interval => {
+                *at = now;
+                *interval = (*interval * 2).min(Self::LONGEST);
+                true
+            }
+            Some(_) => false,
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
 fn report_change(
     label: &str,
     previous: &RunState,
@@ -388,6 +654,7 @@ fn report_change(
     throttled_since: &mut Option<Instant>,
     now: Instant,
     events: &Events,
+    repeats: &mut Repeats,
 ) {
     let step = label.to_string();
     match previous {
@@ -397,11 +664,13 @@ fn report_change(
         }
         RunState::Throttled { .. } if !matches!(state, RunState::Throttled { .. }) => {
             let after = throttled_since.take().map_or(Duration::ZERO, |t| now - t);
-            tracing::info!(
-                step = label,
-                after_ms = after.as_millis() as u64,
-                "throttle released"
-            );
+            if repeats.should_log("throttle released", now) {
+                tracing::info!(
+                    step = label,
+                    after_ms = after.as_millis() as u64,
+                    "throttle released"
+                );
+            }
             events.emit(Event::ThrottleReleased {
                 step: step.clone(),
                 after,
@@ -413,7 +682,9 @@ fn report_change(
         RunState::Running => {}
         RunState::Throttled { reason } => {
             throttled_since.get_or_insert(now);
-            tracing::info!(step = label, %reason, "backfill throttled");
+            if repeats.should_log(reason, now) {
+                tracing::info!(step = label, %reason, "backfill throttled");
+            }
             events.emit(Event::Throttled {
                 step,
                 reason: reason.clone(),
@@ -491,6 +762,8 @@ enum Batch {
     Finished,
     /// The checkpoint is not where this run left it; nothing was changed.
     CheckpointMoved { found: i64 },
+    /// The migration is no longer in this backfill's phase (`found`); nothing was changed.
+    StatusChanged { found: Status },
 }
 
 /// One batch in one transaction: lock the checkpoint, find the batch's upper key, update
@@ -501,6 +774,7 @@ async fn try_batch(
     key: &StepKey<'_>,
     sql: &BatchSql,
     policy: &LockPolicy,
+    statement_timeout: Duration,
     search_path: &str,
     checkpoint: &Checkpoint,
     batch_size: u64,
@@ -509,20 +783,25 @@ async fn try_batch(
     let mut tx = conn.begin().await?;
     // The sync triggers tell the versions apart by search_path: the backfill writes as
     // the old version, whatever the role's default path says.
-    let mut settings = format!(
-        "SET LOCAL lock_timeout = {}; SET LOCAL search_path = {search_path}",
-        policy.lock_timeout.as_millis().max(1)
+    let settings = format!(
+        "SET LOCAL lock_timeout = {}; SET LOCAL statement_timeout = {}; \
+         SET LOCAL search_path = {search_path}",
+        policy.lock_timeout.as_millis().max(1),
+        statement_timeout.as_millis().max(1)
     );
-    if let Some(limit) = policy.statement_timeout {
-        settings.push_str(&format!(
-            "; SET LOCAL statement_timeout = {}",
-            limit.as_millis()
-        ));
-    }
     (&mut *tx).execute(sqlx::raw_sql(&settings)).await?;
-    let found = state::claim_checkpoint(&mut tx, key).await?.unwrap_or(-1);
-    if found != checkpoint.batches {
-        return Ok(Batch::CheckpointMoved { found });
+    let Some(claim) = state::claim_checkpoint(&mut tx, key).await? else {
+        return Ok(Batch::CheckpointMoved { found: -1 });
+    };
+    if claim.activity != Status::during(key.phase) {
+        return Ok(Batch::StatusChanged {
+            found: claim.activity,
+        });
+    }
+    if claim.batches != checkpoint.batches {
+        return Ok(Batch::CheckpointMoved {
+            found: claim.batches,
+        });
     }
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let upper: Option<serde_json::Value> = match &checkpoint.last_key {
@@ -565,6 +844,23 @@ async fn try_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_repeated_reason_is_logged_at_a_slowing_interval() {
+        let mut repeats = Repeats::default();
+        let start = Instant::now();
+        let reason = |lag: u32| format!("replica lag {lag} s above max 1 s");
+        // One check a second for an hour, the lag changing every time.
+        let logged = (0..3600u32)
+            .filter(|s| repeats.should_log(&reason(*s), start + Duration::from_secs(u64::from(*s))))
+            .count();
+        // 0, 1, 3, 7, 15, … s, then every 10 min: about a dozen lines, not 3,600.
+        assert!((8..=16).contains(&logged), "{logged} lines");
+        assert!(
+            repeats.should_log("lock waiters 3 above max 0", start),
+            "a new reason is logged at once"
+        );
+    }
 
     #[test]
     fn batch_sql_quotes_columns_and_keeps_the_predicate() {

@@ -15,6 +15,8 @@ use crate::plan::LockLevel;
 
 /// `lock_not_available`: the lock was not granted within `lock_timeout`.
 const LOCK_NOT_AVAILABLE: &str = "55P03";
+/// `query_canceled`: a statement timeout, or a cancel request.
+const QUERY_CANCELED: &str = "57014";
 /// `deadlock_detected`: PostgreSQL chose this statement as the victim; also worth a retry.
 const DEADLOCK_DETECTED: &str = "40P01";
 
@@ -42,6 +44,15 @@ pub fn is_lock_timeout(error: &sqlx::Error) -> bool {
                 Some(LOCK_NOT_AVAILABLE | DEADLOCK_DETECTED)
             )
         }
+        _ => false,
+    }
+}
+
+/// Whether `error` is a statement cancelled by `statement_timeout` (or by a
+/// `pg_cancel_backend`, which a backfill treats the same: retry smaller).
+pub fn is_statement_timeout(error: &sqlx::Error) -> bool {
+    match error {
+        sqlx::Error::Database(db) => db.code().as_deref() == Some(QUERY_CANCELED),
         _ => false,
     }
 }
@@ -199,6 +210,68 @@ pub async fn blockers(
         .into_iter()
         .filter(|blocker| conflicts(wanted, &blocker.mode))
         .collect())
+}
+
+/// The sessions `pid` waits for right now (`pg_blocking_pids`), row locks included: for a
+/// backfill batch waiting on rows another transaction locked (`SELECT … FOR UPDATE`, an
+/// update not committed yet), which no table lock shows. `table` names the relation in
+/// the description; the mode is the table lock the blocker holds that conflicts with a
+/// batch's ROW EXCLUSIVE, else "a row lock".
+pub async fn blocking(
+    conn: &mut PgConnection,
+    pid: i32,
+    table: &str,
+) -> Result<Vec<Blocker>, sqlx::Error> {
+    let rows: Vec<BlockerRow> = sqlx::query_as(
+        "SELECT a.pid, $2::text AS relation, \
+                coalesce(a.application_name, '') AS application_name, \
+                coalesce(a.usename::text, '') AS db_user, \
+                coalesce(a.state, 'unknown state') AS state, \
+                extract(epoch FROM now() - a.xact_start)::float8 AS transaction_seconds, \
+                coalesce(array_agg(l.mode::text) FILTER (WHERE l.mode IS NOT NULL), '{}') AS modes \
+         FROM pg_stat_activity a \
+         LEFT JOIN pg_locks l ON l.pid = a.pid AND l.granted AND l.locktype = 'relation' \
+              AND l.relation = to_regclass($2) \
+         WHERE a.pid = ANY (pg_blocking_pids($1)) \
+         GROUP BY a.pid, a.application_name, a.usename, a.state, a.xact_start \
+         ORDER BY a.xact_start NULLS LAST, a.pid",
+    )
+    .bind(pid)
+    .bind(table)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(BlockerRow::into_blocker).collect())
+}
+
+/// A row of [`blocking`]'s query.
+#[derive(sqlx::FromRow)]
+struct BlockerRow {
+    pid: i32,
+    relation: String,
+    application_name: String,
+    db_user: String,
+    state: String,
+    transaction_seconds: Option<f64>,
+    modes: Vec<String>,
+}
+
+impl BlockerRow {
+    fn into_blocker(self) -> Blocker {
+        let mode = self
+            .modes
+            .into_iter()
+            .find(|mode| conflicts(LockLevel::RowExclusive, mode))
+            .unwrap_or_else(|| "a row lock".to_string());
+        Blocker {
+            pid: self.pid,
+            mode,
+            relation: self.relation,
+            application_name: self.application_name,
+            db_user: self.db_user,
+            state: self.state,
+            transaction_seconds: self.transaction_seconds,
+        }
+    }
 }
 
 /// Whether `wanted` waits for a lock held in `held_mode` (as `pg_locks.mode` spells it,

@@ -73,6 +73,13 @@ pub enum Event {
         step: String,
         reason: String,
     },
+    /// The database does not answer (a restart, a crash, a failover, the network): the
+    /// run waits and tries again with backoff until `budget` is spent. Sent on each try.
+    Unreachable {
+        down_for: Duration,
+        budget: Duration,
+        why: String,
+    },
     /// The backfill stopped after its last committed batch because `why` (a signal, an
     /// abort); the checkpoint holds and running the command again resumes.
     BackfillStopped {

@@ -9,6 +9,7 @@ use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, PgConnection, Row};
 
+use super::ddl;
 use super::identity::parse_application_name;
 use super::{Context, Error};
 
@@ -69,6 +70,18 @@ impl fmt::Display for Holder {
 #[derive(Debug)]
 pub struct RunLock {
     conn: PgConnection,
+    /// Where the lock was taken, to take it again after its connection was lost.
+    options: PgConnectOptions,
+}
+
+/// What [`RunLock::hold`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Held {
+    /// The lock was held all along.
+    Still,
+    /// Its connection was lost and the lock was taken again on a new one: whatever the
+    /// run read before may have been changed by another command meanwhile.
+    Retaken,
 }
 
 impl RunLock {
@@ -80,6 +93,9 @@ impl RunLock {
                 url: target(options),
                 source,
             })?;
+        // The lock's connection is idle between checks by design; a role's
+        // `idle_session_timeout` must not end it (and the lock with it).
+        crate::db::keep_session_open(&mut conn).await;
         let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
             .bind(KEY_CLASS)
             .bind(KEY_OBJECT)
@@ -87,7 +103,10 @@ impl RunLock {
             .await
             .context("taking zdm's run lock")?;
         if locked {
-            return Ok(RunLock { conn });
+            return Ok(RunLock {
+                conn,
+                options: options.clone(),
+            });
         }
         let holder = holder(&mut conn).await?;
         Err(Error::Locked {
@@ -95,12 +114,69 @@ impl RunLock {
         })
     }
 
-    /// Checks that the lock's connection (and so the lock) is still there.
+    /// Checks that this session still holds the lock (a round trip, which also keeps the
+    /// connection from looking idle to a proxy).
     pub async fn check(&mut self) -> Result<(), Error> {
-        self.conn
-            .ping()
+        let held: bool = sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks \
+             WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted \
+               AND classid::bigint = $1 AND objid::bigint = $2 AND objsubid = 2)",
+        )
+        .bind(i64::from(KEY_CLASS))
+        .bind(i64::from(KEY_OBJECT))
+        .fetch_one(&mut self.conn)
+        .await
+        .map_err(|source| Error::LockLost {
+            why: source.to_string(),
+        })?;
+        if held {
+            Ok(())
+        } else {
+            Err(Error::LockLost {
+                why: "the session no longer holds it".to_string(),
+            })
+        }
+    }
+
+    /// Makes sure the lock is held before the run changes anything more: checks it and,
+    /// when its connection was lost (terminated, timed out, dropped by a proxy), takes it
+    /// again on a new connection. Fails with [`Error::LockTaken`] when another session
+    /// took it meanwhile, and with [`Error::LockLost`] when it cannot be taken again.
+    pub async fn hold(&mut self) -> Result<Held, Error> {
+        let lost = match self.check().await {
+            Ok(()) => return Ok(Held::Still),
+            Err(error) => error,
+        };
+        tracing::warn!(%lost, "zdm's run lock was lost; taking it again");
+        match RunLock::acquire(&self.options).await {
+            Ok(again) => {
+                let old = std::mem::replace(self, again);
+                drop(old);
+                tracing::info!("zdm's run lock is held again");
+                Ok(Held::Retaken)
+            }
+            Err(Error::Locked { holder }) => Err(Error::LockTaken { holder }),
+            Err(other) => Err(Error::LockLost {
+                why: format!("{lost}; taking it again failed: {other}"),
+            }),
+        }
+    }
+
+    /// Takes the lock on `options` from now on (after a failover to another server).
+    pub fn retarget(&mut self, options: PgConnectOptions) {
+        self.options = options;
+    }
+
+    /// The sessions server process `pid` waits for (see [`ddl::blocking`]), asked on the
+    /// lock's connection, which is idle while a batch runs. For messages only: a failure
+    /// is an empty list (and a lost connection is noticed by the next check).
+    pub async fn blocking(&mut self, pid: i32, table: &str) -> Vec<ddl::Blocker> {
+        ddl::blocking(&mut self.conn, pid, table)
             .await
-            .map_err(|source| Error::LockLost { source })
+            .unwrap_or_else(|error| {
+                tracing::debug!(%error, "could not ask whom the batch waits for");
+                Vec::new()
+            })
     }
 
     /// Releases the lock now (dropping it does the same when the connection closes).

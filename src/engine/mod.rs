@@ -15,6 +15,7 @@ pub mod lock;
 pub mod pacing;
 pub mod progress;
 pub mod promises;
+pub mod reconnect;
 pub mod runner;
 pub mod settings;
 pub mod source;
@@ -50,11 +51,27 @@ pub enum Error {
     )]
     Locked { holder: Box<lock::Holder> },
     #[error(
-        "the connection holding zdm's run lock on this database was lost ({source}); \
-         stopped before the next step so that no other zdm can run at the same time. \
-         Run the command again to resume"
+        "zdm's run lock on this database was lost ({why}) and could not be taken again; \
+         stopped before changing anything more so that no other zdm runs at the same \
+         time. Run the command again to resume"
     )]
-    LockLost { source: sqlx::Error },
+    LockLost { why: String },
+    #[error(
+        "zdm's run lock on this database was lost and {holder} took it meanwhile; \
+         stopped before changing anything more, and recorded nothing over that run's \
+         state. See `zdm status`"
+    )]
+    LockTaken { holder: Box<lock::Holder> },
+    #[error(
+        "migration {name} is now recorded as {found}, not {expected} as this run left it: \
+         another zdm command changed it while this run did not hold the run lock. \
+         Stopped, and recorded nothing over it; see `zdm status`"
+    )]
+    StatusChanged {
+        name: String,
+        expected: String,
+        found: String,
+    },
     #[error(
         "migration {name} already ran with checksum {recorded}, but its file now has \
          checksum {file}: a migration that ran must not change. Restore the file, or write \
@@ -152,8 +169,41 @@ pub enum Error {
         phase: &'static str,
         broken: Vec<String>,
     },
+    #[error(
+        "the database was unreachable for {down_for}, longer than this run waits for it \
+         ({budget}, `reconnect_budget_s`): {why}. Stopped, not failed: every committed \
+         batch and step is recorded, and the same command resumes once the database is back"
+    )]
+    Unreachable {
+        down_for: String,
+        budget: String,
+        why: String,
+    },
     #[error(transparent)]
     Source(#[from] source::Error),
+}
+
+impl Error {
+    /// Whether the run's connection (or its run lock's) was lost with the server, rather
+    /// than a statement failing: the run waits for the database and goes on.
+    pub fn connection_lost(&self) -> bool {
+        match self {
+            Error::Database { source, .. }
+            | Error::StepFailed { source, .. }
+            | Error::Connect { source, .. } => reconnect::is_connection_lost(source),
+            Error::LockLost { .. } => true,
+            _ => false,
+        }
+    }
+
+    /// Whether this run may no longer write the migration's record: it lost the run lock
+    /// to another session, or another command changed the record under it.
+    pub fn lost_the_run(&self) -> bool {
+        matches!(
+            self,
+            Error::LockLost { .. } | Error::LockTaken { .. } | Error::StatusChanged { .. }
+        )
+    }
 }
 
 /// Attaches "what zdm was doing" to a database error.
@@ -177,6 +227,14 @@ pub struct EngineOptions {
     /// A fixed number of rows per backfill batch; None: adaptive batches aimed at
     /// `backfill.pacing.target`.
     pub batch_size: Option<u64>,
+    /// A backfill batch's statements are cancelled after this long and the batch retried
+    /// smaller; None: derived from the batch target ([`backfill::batch_timeout`]).
+    pub batch_timeout: Option<Duration>,
+    /// How long a run waits for a database that went away before it stops (resumable).
+    pub reconnect_budget: Duration,
+    /// Other servers of the target (standbys that may be promoted), tried in order after
+    /// the main one when the run reconnects: the first that is a primary is used.
+    pub failover: Vec<crate::db::DatabaseUrl>,
     /// Pacing and throttle settings a backfill starts with (changed live through
     /// [`BackfillControl`]).
     pub backfill: BackfillSettings,
@@ -193,6 +251,9 @@ impl From<&Config> for EngineOptions {
                 max_attempts: config.lock_retry_attempts,
             },
             batch_size: config.backfill_batch_size,
+            batch_timeout: config.backfill_batch_timeout,
+            reconnect_budget: config.reconnect_budget,
+            failover: config.failover_urls.clone(),
             backfill: config.backfill.clone(),
         }
     }

@@ -7,15 +7,16 @@
 use std::fmt;
 
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::{Connection, Executor, PgConnection};
 
 use super::backfill::{self, FixedBatches, Pacing, Steering};
 use super::backfill_control::BackfillControl;
 use super::ddl::{self, LockRetry};
 use super::event::{Event, Events};
 use super::identity::Identity;
-use super::lock::RunLock;
+use super::lock::{Held, RunLock};
 use super::pacing::AdaptiveBatches;
+use super::reconnect::{self, Outage};
 use super::state::{self, MigrationRecord, StepKey};
 use super::throttle::Throttle;
 use super::{phase_name, Context, EngineOptions, Error, Status};
@@ -60,6 +61,10 @@ impl fmt::Display for Outcome {
 pub struct Engine {
     conn: PgConnection,
     lock: RunLock,
+    /// Where `conn` can be opened (identity and session settings applied): the main
+    /// server first, then the failover servers; `target` is the one in use.
+    servers: Vec<PgConnectOptions>,
+    target: usize,
     options: EngineOptions,
     who: Identity,
     events: Events,
@@ -82,7 +87,8 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Self, Error> {
         let who = Identity::current();
-        let connect_options = who.apply(connect_options);
+        let connect_options =
+            crate::db::run_session(who.apply(connect_options), options.ddl.statement_timeout);
         let lock = RunLock::acquire(&connect_options).await?;
         let mut conn = PgConnection::connect_with(&connect_options)
             .await
@@ -90,22 +96,28 @@ impl Engine {
                 url: super::lock::target(&connect_options),
                 source,
             })?;
-        // When zdm dies mid-statement (kill -9, SSH drop), let the server notice the closed
-        // connection and cancel the statement instead of finishing an orphaned index build.
-        // PostgreSQL 14 and later only; older servers keep their default.
-        if let Err(error) = sqlx::raw_sql("SET client_connection_check_interval = '1s'")
-            .execute(&mut conn)
-            .await
-        {
-            tracing::debug!(%error, "client_connection_check_interval is not available");
-        }
+        prepare_session(&mut conn).await;
         state::ensure(&mut conn).await?;
+        let mut servers = vec![connect_options];
+        for url in &options.failover {
+            let failover = url.connect_options().map_err(|source| Error::Connect {
+                url: redact_url(url.expose()),
+                source,
+            })?;
+            servers.push(crate::db::run_session(
+                who.apply(failover),
+                options.ddl.statement_timeout,
+            ));
+        }
         Ok(Engine {
             conn,
             lock,
+            servers,
+            target: 0,
             steering: Steering {
                 control: BackfillControl::new(options.backfill.clone()),
                 throttle: None,
+                batch_timeout: options.batch_timeout,
             },
             options,
             who,
@@ -143,16 +155,16 @@ impl Engine {
     pub async fn start(&mut self, plan: &Plan, checksum: &str) -> Result<Outcome, Error> {
         let name = plan.migration.as_str();
         let record = state::get(&mut self.conn, name).await?;
-        let plan = match record {
+        let (plan, from) = match record {
             None => {
                 self.refuse_if_another_in_flight(name).await?;
                 state::insert(&mut self.conn, plan, checksum, &self.who).await?;
-                plan.clone()
+                (plan.clone(), Status::Expanding)
             }
             Some(record) if record.status == Status::RolledBack => {
                 self.refuse_if_another_in_flight(name).await?;
                 state::restart(&mut self.conn, plan, checksum, &self.who).await?;
-                plan.clone()
+                (plan.clone(), Status::Expanding)
             }
             Some(record) => {
                 if record.checksum != checksum {
@@ -191,13 +203,13 @@ impl Engine {
                     }
                     _ => {
                         tracing::info!(migration = name, status = %record.status, "resuming start");
-                        record.plan
+                        (record.plan, record.status)
                     }
                 }
             }
         };
         let phases = [Phase::Expand, Phase::Backfill];
-        self.run_command(&plan, "start", None, &phases, Status::ReadyToContract)
+        self.run_command(&plan, from, "start", None, &phases, Status::ReadyToContract)
             .await
     }
 
@@ -205,21 +217,22 @@ impl Engine {
     /// it does nothing. Refused while a migration is in flight.
     pub async fn init(&mut self, plan: &Plan) -> Result<Outcome, Error> {
         let name = plan.migration.as_str();
-        match state::get(&mut self.conn, name).await? {
+        let from = match state::get(&mut self.conn, name).await? {
             Some(record) if record.status == Status::Complete => {
                 return Ok(nothing(
                     &record,
                     "the baseline is already there".to_string(),
                 ))
             }
-            Some(_) => {}
+            Some(record) => record.status,
             None => {
                 self.refuse_if_another_in_flight(name).await?;
                 state::insert(&mut self.conn, plan, plan::BASELINE, &self.who).await?;
+                Status::Expanding
             }
-        }
+        };
         let phases = [Phase::Expand, Phase::Backfill];
-        self.run_command(plan, "init", None, &phases, Status::Complete)
+        self.run_command(plan, from, "init", None, &phases, Status::Complete)
             .await
     }
 
@@ -253,6 +266,7 @@ impl Engine {
         let phases = [Phase::Contract];
         self.run_command(
             &record.plan,
+            record.status,
             "complete",
             Some(confirmation),
             &phases,
@@ -281,8 +295,15 @@ impl Engine {
             _ => {}
         }
         let phases = [Phase::Rollback];
-        self.run_command(&record.plan, "rollback", None, &phases, Status::RolledBack)
-            .await
+        self.run_command(
+            &record.plan,
+            record.status,
+            "rollback",
+            None,
+            &phases,
+            Status::RolledBack,
+        )
+        .await
     }
 
     /// The plan stored for migration `name` when it started (None: not started).
@@ -318,10 +339,14 @@ impl Engine {
     }
 
     /// Runs `phases` in order (each under its status), records the command in
-    /// `zdm.runs`, and on error marks the migration failed with the error's text.
+    /// `zdm.runs`, and on error marks the migration failed with the error's text. Every
+    /// status written is compare-and-set on the one this run last read or wrote (`from`
+    /// first), and nothing is written once the run lost its lock to another session.
+    #[allow(clippy::too_many_arguments)]
     async fn run_command(
         &mut self,
         plan: &Plan,
+        from: Status,
         command: &str,
         confirmation: Option<&str>,
         phases: &[Phase],
@@ -330,12 +355,44 @@ impl Engine {
         let name = plan.migration.as_str();
         let run = state::begin_run(&mut self.conn, name, command, confirmation, &self.who).await?;
         let mut steps_run = 0;
+        let mut current = from;
         for &phase in phases {
-            if let Err(error) = self.run_phase(plan, phase, &mut steps_run).await {
+            // A lost connection is waited out (within the budget) and the phase resumed:
+            // its steps done are skipped and a backfill goes on from its checkpoint.
+            let failed = loop {
+                let error = match self
+                    .run_phase(plan, phase, &mut current, &mut steps_run)
+                    .await
+                {
+                    Ok(()) => break None,
+                    Err(error) if error.connection_lost() => error,
+                    Err(error) => break Some(error),
+                };
+                if let Err(stop) = self.recover(&error).await {
+                    break Some(stop);
+                }
+                if let Err(stop) = self.expect_status(name, current).await {
+                    break Some(stop);
+                }
+            };
+            if let Some(error) = failed {
                 let text = error.to_string();
+                if error.lost_the_run() {
+                    // Another session may be running this migration now, or a command
+                    // changed it: its record is theirs, not this run's to overwrite.
+                    tracing::error!(migration = name, phase = phase_name(phase), "{text}");
+                    if let Err(other) =
+                        state::finish_run(&mut self.conn, run, &format!("stopped: {text}")).await
+                    {
+                        tracing::warn!(error = %other, "could not record the stop");
+                    }
+                    return Err(error);
+                }
                 if matches!(
                     error,
-                    Error::Stopped { .. } | Error::StoppedBetweenSteps { .. }
+                    Error::Stopped { .. }
+                        | Error::StoppedBetweenSteps { .. }
+                        | Error::Unreachable { .. }
                 ) {
                     // Asked to stop: not a failure. The status stays, a rerun resumes.
                     tracing::warn!(migration = name, phase = phase_name(phase), "{text}");
@@ -347,23 +404,42 @@ impl Engine {
                     return Err(error);
                 }
                 tracing::error!(migration = name, phase = phase_name(phase), error = %text, "stopped");
-                let recorded =
-                    match state::set_failed(&mut self.conn, name, Status::during(phase), &text)
-                        .await
-                    {
-                        Ok(()) => {
-                            state::finish_run(&mut self.conn, run, &format!("failed: {text}")).await
-                        }
-                        Err(other) => Err(other),
-                    };
+                let recorded = match state::set_failed(
+                    &mut self.conn,
+                    name,
+                    current,
+                    Status::during(phase),
+                    &text,
+                )
+                .await
+                {
+                    Ok(()) => {
+                        state::finish_run(&mut self.conn, run, &format!("failed: {text}")).await
+                    }
+                    Err(other) => Err(other),
+                };
                 if let Err(other) = recorded {
                     tracing::warn!(error = %other, "could not record the failure");
                 }
                 return Err(error);
             }
         }
-        state::set_status(&mut self.conn, name, final_status).await?;
-        state::finish_run(&mut self.conn, run, final_status.key()).await?;
+        loop {
+            let error = match state::set_status(&mut self.conn, name, current, final_status).await {
+                Ok(()) => break,
+                Err(error) if error.connection_lost() => error,
+                Err(error) => return Err(error),
+            };
+            self.recover(&error).await?;
+            // The write may have committed before its answer was lost.
+            if self.expect_status(name, final_status).await.is_ok() {
+                break;
+            }
+            self.expect_status(name, current).await?;
+        }
+        if let Err(error) = state::finish_run(&mut self.conn, run, final_status.key()).await {
+            tracing::warn!(%error, "could not record the command's outcome in zdm.runs");
+        }
         tracing::info!(migration = name, status = %final_status, steps_run, "{command} finished");
         Ok(Outcome::Ran {
             migration: name.to_string(),
@@ -376,19 +452,22 @@ impl Engine {
         &mut self,
         plan: &Plan,
         phase: Phase,
+        current: &mut Status,
         steps_run: &mut usize,
     ) -> Result<(), Error> {
         let name = plan.migration.as_str();
         let done = state::done_positions(&mut self.conn, name, phase).await?;
         let steps: Vec<&Step> = plan.phase(phase).collect();
-        state::set_status(&mut self.conn, name, Status::during(phase)).await?;
+        self.hold_lock(name, *current).await?;
+        state::set_status(&mut self.conn, name, *current, Status::during(phase)).await?;
+        *current = Status::during(phase);
         for (index, step) in steps.iter().enumerate() {
             let position = i32::try_from(index).unwrap_or(i32::MAX);
             if done.contains(&position) {
                 continue;
             }
             // Never change the database without holding the run lock.
-            self.lock.check().await?;
+            self.hold_lock(name, *current).await?;
             // A stop asked for between steps (a signal, an abort) ends the command here.
             if let Some(why) = self.steering.control.stop_requested() {
                 return Err(Error::StoppedBetweenSteps {
@@ -433,6 +512,87 @@ impl Engine {
         Ok(())
     }
 
+    /// Makes sure the run lock is held; when it had to be taken again, the record must
+    /// still say `expected` (no other command ran while the lock was free).
+    async fn hold_lock(&mut self, name: &str, expected: Status) -> Result<(), Error> {
+        if self.lock.hold().await? == Held::Retaken {
+            self.expect_status(name, expected).await?;
+        }
+        Ok(())
+    }
+
+    /// [`Error::StatusChanged`] unless the migration's record says `expected`.
+    async fn expect_status(&mut self, name: &str, expected: Status) -> Result<(), Error> {
+        let found = match state::get(&mut self.conn, name).await? {
+            Some(record) if record.status == expected => return Ok(()),
+            Some(record) => record.status.to_string(),
+            None => "not recorded".to_string(),
+        };
+        Err(Error::StatusChanged {
+            name: name.to_string(),
+            expected: expected.to_string(),
+            found,
+        })
+    }
+
+    /// Waits for the database after `lost` (the engine's or the run lock's connection
+    /// went away): opens the engine's connection again on a primary and makes sure the
+    /// run lock is held, trying with backoff until the reconnect budget is spent
+    /// ([`Error::Unreachable`]). Fails at once when another session took the lock.
+    async fn recover(&mut self, lost: &Error) -> Result<(), Error> {
+        tracing::warn!(error = %lost, "lost the connection to the database; reconnecting");
+        let mut outage = Outage::new(self.options.reconnect_budget);
+        loop {
+            let why = match self.connect_to_a_primary().await {
+                Ok(mut conn) => {
+                    prepare_session(&mut conn).await;
+                    self.conn = conn;
+                    match self.lock.hold().await {
+                        Ok(_) => {
+                            tracing::info!(
+                                down_ms = outage.down_for().as_millis() as u64,
+                                "reconnected to the database; the run lock is held"
+                            );
+                            return Ok(());
+                        }
+                        Err(error @ Error::LockTaken { .. }) => return Err(error),
+                        Err(error) => error.to_string(),
+                    }
+                }
+                Err(why) => why,
+            };
+            outage.failed(&why, &self.events).await?;
+        }
+    }
+
+    /// A new connection to the first server that answers as a primary, the one in use
+    /// first; the run lock follows it there.
+    async fn connect_to_a_primary(&mut self) -> Result<PgConnection, String> {
+        let mut reasons = Vec::new();
+        let count = self.servers.len();
+        for index in (0..count).map(|i| (self.target + i) % count) {
+            let server = &self.servers[index];
+            match reconnect::connect_primary(server).await {
+                Ok(conn) => {
+                    if index != self.target {
+                        tracing::warn!(
+                            server = %super::lock::target(server),
+                            "failing over: this server answers as the primary now"
+                        );
+                        self.target = index;
+                        self.lock.retarget(server.clone());
+                    }
+                    return Ok(conn);
+                }
+                Err(why) if count > 1 => {
+                    reasons.push(format!("{}: {why}", super::lock::target(server)))
+                }
+                Err(why) => reasons.push(why),
+            }
+        }
+        Err(reasons.join("; "))
+    }
+
     async fn run_step(&mut self, key: &StepKey<'_>, label: &str, step: &Step) -> Result<(), Error> {
         let policy = &self.options.ddl.clone();
         match &step.action {
@@ -445,6 +605,7 @@ impl Engine {
                 };
                 backfill::run(
                     &mut self.conn,
+                    Some(&mut self.lock),
                     key,
                     label,
                     spec,
@@ -566,6 +727,20 @@ impl Engine {
             }
         }
     }
+}
+
+/// Session settings of the engine's connection that only a statement can set.
+async fn prepare_session(conn: &mut PgConnection) {
+    // When zdm dies mid-statement (kill -9, SSH drop), let the server notice the closed
+    // connection and cancel the statement instead of finishing an orphaned index build.
+    // PostgreSQL 14 and later only; older servers keep their default.
+    if let Err(error) = conn
+        .execute("SET client_connection_check_interval = '1s'")
+        .await
+    {
+        tracing::debug!(%error, "client_connection_check_interval is not available");
+    }
+    crate::db::keep_session_open(conn).await;
 }
 
 /// Who holds locks that `step` waits for; for logs and errors only, so a failure to

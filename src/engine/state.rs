@@ -183,6 +183,11 @@ pub struct MigrationRecord {
     pub started_by_db_user: String,
     pub started_from_host: String,
     pub phases: Vec<PhaseProgress>,
+    /// Set by [`list_live`] when the record says a phase is in progress but no session
+    /// holds the run lock: the run stopped (it resumes with the same command), and why,
+    /// as far as zdm could record it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped: Option<String>,
     /// The plan the migration was started with: resume, complete and rollback run it.
     #[serde(skip)]
     pub plan: Plan,
@@ -318,9 +323,68 @@ async fn record_from_row(
         started_by_db_user: row.try_get("started_by_db_user").map_err(read)?,
         started_from_host: row.try_get("started_from_host").map_err(read)?,
         phases,
+        stopped: None,
         plan,
         name,
     })
+}
+
+/// Every recorded migration as it truly stands: the one status read behind `zdm status`,
+/// the console and a run's own status. A migration recorded in progress (expanding,
+/// backfilling, contracting, rolling back) while no session holds the run lock is not
+/// running, whatever the record says: its run was killed or lost its connection before
+/// it could record that. It is marked [`MigrationRecord::stopped`] with the last thing
+/// zdm recorded about it.
+pub async fn list_live(conn: &mut PgConnection) -> Result<Vec<MigrationRecord>, Error> {
+    let mut records = list(conn).await?;
+    if !records.iter().any(|r| r.status.running_phase().is_some()) {
+        return Ok(records);
+    }
+    if super::lock::holder(conn).await?.backend_pid.is_some() {
+        return Ok(records);
+    }
+    for record in records
+        .iter_mut()
+        .filter(|r| r.status.running_phase().is_some())
+    {
+        record.stopped = Some(why_stopped(conn, record).await?);
+    }
+    Ok(records)
+}
+
+/// The last row of `zdm.runs` for a migration: command, pid, host, begun, outcome.
+type LastRun = (String, i32, String, DateTime<Utc>, Option<String>);
+
+/// What zdm last recorded about the run of a migration that is not running any more.
+async fn why_stopped(conn: &mut PgConnection, record: &MigrationRecord) -> Result<String, Error> {
+    let last: Option<LastRun> = sqlx::query_as(
+        "SELECT command, pid, client_host, started_at, outcome FROM zdm.runs \
+         WHERE migration = $1 ORDER BY id DESC LIMIT 1",
+    )
+    .bind(&record.name)
+    .fetch_optional(conn)
+    .await
+    .context("reading zdm.runs")?;
+    let mut why = match last {
+        Some((command, pid, host, at, outcome)) => {
+            let run = format!(
+                "its last run (`zdm {command}`, zdm pid {pid} on host {host}, begun {})",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            );
+            match outcome {
+                Some(outcome) => format!("{run} ended: {outcome}"),
+                None => format!(
+                    "{run} ended without recording why (killed, or it lost its connection \
+                     to the database)"
+                ),
+            }
+        }
+        None => "no run of it is recorded".to_string(),
+    };
+    if let Some(error) = &record.error {
+        why.push_str(&format!("; last error: {error}"));
+    }
+    Ok(why)
 }
 
 async fn steps_done_per_phase(
@@ -380,6 +444,7 @@ pub async fn restart(
 ) -> Result<(), Error> {
     let action = "recording the migration's new start";
     let mut tx = sqlx::Connection::begin(&mut *conn).await.context(action)?;
+    // Only a start over a record still rolled back (compare-and-set, see [`set_status`]).
     for table in ["zdm.steps", "zdm.backfill_progress"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE migration = $1"))
             .bind(&plan.migration)
@@ -387,12 +452,12 @@ pub async fn restart(
             .await
             .context(action)?;
     }
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE zdm.migrations SET checksum = $2, version_schema = $3, plan = $4::jsonb, \
            status = $5, failed_during = NULL, error = NULL, started_at = now(), \
            ready_at = NULL, contract_started_at = NULL, finished_at = NULL, updated_at = now(), \
            started_by_os_user = $6, started_by_db_user = current_user, started_from_host = $7 \
-         WHERE name = $1",
+         WHERE name = $1 AND status = 'rolled_back'",
     )
     .bind(&plan.migration)
     .bind(checksum)
@@ -403,14 +468,26 @@ pub async fn restart(
     .bind(&who.host)
     .execute(&mut *tx)
     .await
-    .context(action)?;
+    .context(action)?
+    .rows_affected();
+    if updated == 0 {
+        drop(tx);
+        return Err(changed_under(conn, &plan.migration, Status::RolledBack).await);
+    }
     tx.commit().await.context(action)
 }
 
-/// Moves a migration to `status`, clearing any earlier error and stamping the time the
-/// status stands for (ready, contract started, finished).
-pub async fn set_status(conn: &mut PgConnection, name: &str, status: Status) -> Result<(), Error> {
-    sqlx::query(
+/// Moves a migration from `from` to `status`, clearing any earlier error and stamping
+/// the time the status stands for (ready, contract started, finished). Compare-and-set:
+/// when the record no longer says `from` (another command changed it while this run had
+/// lost its lock), nothing is written and the answer is [`Error::StatusChanged`].
+pub async fn set_status(
+    conn: &mut PgConnection,
+    name: &str,
+    from: Status,
+    status: Status,
+) -> Result<(), Error> {
+    let updated = sqlx::query(
         "UPDATE zdm.migrations SET status = $2, failed_during = NULL, error = NULL, \
            updated_at = now(), \
            ready_at = CASE WHEN $2 = 'ready_to_contract' THEN coalesce(ready_at, now()) \
@@ -420,34 +497,65 @@ pub async fn set_status(conn: &mut PgConnection, name: &str, status: Status) -> 
                            ELSE contract_started_at END, \
            finished_at = CASE WHEN $2 IN ('complete', 'rolled_back') THEN now() \
                            ELSE finished_at END \
-         WHERE name = $1",
+         WHERE name = $1 AND status = $3",
     )
     .bind(name)
     .bind(status.key())
-    .execute(conn)
+    .bind(from.key())
+    .execute(&mut *conn)
     .await
-    .context("recording the migration's status")?;
+    .context("recording the migration's status")?
+    .rows_affected();
+    if updated == 0 {
+        return Err(changed_under(conn, name, from).await);
+    }
     Ok(())
 }
 
-/// Records that a migration stopped with an error while doing `during`.
+/// Records that a migration stopped with an error while doing `during`; compare-and-set
+/// on `from` like [`set_status`].
 pub async fn set_failed(
     conn: &mut PgConnection,
     name: &str,
+    from: Status,
     during: Status,
     error: &str,
 ) -> Result<(), Error> {
-    sqlx::query(
+    let updated = sqlx::query(
         "UPDATE zdm.migrations SET status = 'failed', failed_during = $2, error = $3, \
-           updated_at = now() WHERE name = $1",
+           updated_at = now() WHERE name = $1 AND status = $4",
     )
     .bind(name)
     .bind(during.key())
     .bind(error)
-    .execute(conn)
+    .bind(from.key())
+    .execute(&mut *conn)
     .await
-    .context("recording the migration's failure")?;
+    .context("recording the migration's failure")?
+    .rows_affected();
+    if updated == 0 {
+        return Err(changed_under(conn, name, from).await);
+    }
     Ok(())
+}
+
+/// The error for a compare-and-set that found the record changed: says what it found.
+async fn changed_under(conn: &mut PgConnection, name: &str, expected: Status) -> Error {
+    let found: Option<String> =
+        sqlx::query_scalar("SELECT status FROM zdm.migrations WHERE name = $1")
+            .bind(name)
+            .fetch_optional(conn)
+            .await
+            .ok()
+            .flatten();
+    Error::StatusChanged {
+        name: name.to_string(),
+        expected: expected.to_string(),
+        found: match found.as_deref().and_then(Status::from_key) {
+            Some(status) => status.to_string(),
+            None => found.unwrap_or_else(|| "not recorded at all".to_string()),
+        },
+    }
 }
 
 /// Records a step as done; in the step's own transaction where it has one.
@@ -534,22 +642,43 @@ pub async fn open_checkpoint(
     })
 }
 
-/// Locks a backfill's checkpoint row for the batch's transaction and returns its batch
-/// count: a batch proceeds only if that is still the count it started from, so two runs
-/// can never apply the same batch (even if the run lock was somehow lost).
+/// What a batch finds when it locks its checkpoint: see [`claim_checkpoint`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The batch count recorded.
+    pub batches: i64,
+    /// The migration's status, looking through `failed` to what failed.
+    pub activity: Status,
+}
+
+/// Locks a backfill's checkpoint row for the batch's transaction (and the migration's row
+/// against a change of status) and returns its batch count and the migration's activity:
+/// a batch proceeds only if that is still the count it started from and the migration is
+/// not being (or was not) rolled back or contracted, so two runs can never apply the same
+/// batch and a batch never runs after a rollback (even if the run lock was somehow lost).
 pub async fn claim_checkpoint(
     conn: &mut PgConnection,
     key: &StepKey<'_>,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT batches FROM zdm.backfill_progress \
-         WHERE migration = $1 AND phase = $2 AND position = $3 FOR UPDATE",
+) -> Result<Option<Claim>, sqlx::Error> {
+    let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT p.batches, m.status, m.failed_during \
+         FROM zdm.backfill_progress p JOIN zdm.migrations m ON m.name = p.migration \
+         WHERE p.migration = $1 AND p.phase = $2 AND p.position = $3 \
+         FOR UPDATE OF p FOR SHARE OF m",
     )
     .bind(key.migration)
     .bind(phase_name(key.phase))
     .bind(key.position)
     .fetch_optional(conn)
-    .await
+    .await?;
+    Ok(row.map(|(batches, status, failed_during)| {
+        let status = Status::from_key(&status).unwrap_or(Status::Failed);
+        let activity = match (status, failed_during.as_deref().and_then(Status::from_key)) {
+            (Status::Failed, Some(during)) => during,
+            (status, _) => status,
+        };
+        Claim { batches, activity }
+    }))
 }
 
 /// Saves a backfill checkpoint; call inside the batch's transaction.

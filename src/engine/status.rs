@@ -79,9 +79,18 @@ pub struct Version {
     pub not_yet: Option<String>,
 }
 
+/// The command that resumes migration `name` stopped in `status`.
+fn resume_command(status: Status, name: &str) -> String {
+    match status {
+        Status::Contracting => format!("zdm complete {name} --confirm-contract {name}"),
+        Status::RollingBack => format!("zdm rollback {name}"),
+        _ => format!("zdm start {name}"),
+    }
+}
+
 /// Reads the state of the database `conn` is connected to (`database` names it, redacted).
 pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusReport, Error> {
-    let records = state::list(conn).await?;
+    let records = state::list_live(conn).await?;
     let mut migrations = Vec::with_capacity(records.len());
     for record in records {
         let exists: bool =
@@ -289,6 +298,13 @@ impl StatusReport {
                 (status, _) => status.to_string(),
             };
             let _ = writeln!(out, "\n{}  {}", r.name, status);
+            if let Some(why) = &r.stopped {
+                let _ = writeln!(
+                    out,
+                    "  STOPPED:        no zdm is running it ({why}); `{}` resumes it",
+                    resume_command(r.status, &r.name)
+                );
+            }
             let progress: Vec<String> = r
                 .phases
                 .iter()

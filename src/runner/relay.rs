@@ -22,6 +22,9 @@ pub struct RunView {
     /// The step running: its phase, position, count in its phase and start.
     current: Option<(Phase, usize, usize, Instant)>,
     paused_since: Option<Instant>,
+    /// What holds the run outside the backfill's own progress (the database unreachable,
+    /// a stalled batch), until the run moves again.
+    held_by: Option<String>,
 }
 
 impl RunView {
@@ -34,6 +37,7 @@ impl RunView {
             progress: None,
             current: None,
             paused_since: None,
+            held_by: None,
         }
     }
 
@@ -46,12 +50,18 @@ impl RunView {
 
     /// Every reason the backfill is held back now, in words.
     pub fn held_back_by(&self) -> Vec<String> {
-        match &self.progress {
+        let mut reasons: Vec<String> = match &self.progress {
             Some(progress) if progress.state != RunState::Running => {
                 progress.reason.iter().cloned().collect()
             }
             _ => Vec::new(),
+        };
+        if let Some(held) = &self.held_by {
+            if !reasons.contains(held) {
+                reasons.insert(0, held.clone());
+            }
         }
+        reasons
     }
 
     /// Records that the status changed to `status`; the event, when it is news.
@@ -74,6 +84,15 @@ impl RunView {
         control: &BackfillControl,
     ) -> Vec<control::Event> {
         let mut out = Vec::new();
+        if matches!(
+            event,
+            engine::Event::StepStarted { .. }
+                | engine::Event::StepDone { .. }
+                | engine::Event::BatchCommitted { .. }
+        ) {
+            // The run moves again: what held it is over.
+            self.held_by = None;
+        }
         match event {
             engine::Event::StepStarted {
                 phase,
@@ -150,10 +169,14 @@ impl RunView {
                 self.progress = Some(wire.clone());
                 out.push(control::Event::Progress(wire));
             }
-            engine::Event::Throttled { reason, .. } => out.push(control::Event::ThrottleOn {
-                reason: reason.clone(),
-            }),
+            engine::Event::Throttled { reason, .. } => {
+                self.held_by = Some(reason.clone());
+                out.push(control::Event::ThrottleOn {
+                    reason: reason.clone(),
+                })
+            }
             engine::Event::ThrottleReleased { after, .. } => {
+                self.held_by = None;
                 out.push(control::Event::ThrottleOff {
                     reason: "every throttle input is back below its limit".to_string(),
                     throttled_for: *after,
@@ -176,6 +199,18 @@ impl RunView {
                      resumes it: {reason}"
                 ),
             }),
+            engine::Event::Unreachable {
+                down_for,
+                budget,
+                why,
+            } => {
+                let text = engine::reconnect::describe(*down_for, *budget, why);
+                self.held_by = Some(text.clone());
+                out.push(control::Event::Log {
+                    level: Level::Warning,
+                    text,
+                })
+            }
             engine::Event::BackfillStopped {
                 step,
                 why,
@@ -246,6 +281,39 @@ mod tests {
             throttled_seconds: 1.5,
             paused_seconds: 0.0,
         })
+    }
+
+    #[test]
+    fn an_unreachable_database_is_what_holds_the_run_until_it_moves_again() {
+        let mut view = RunView::new("m", "backfilling");
+        let control = BackfillControl::default();
+        let out = view.translate(
+            &engine::Event::Unreachable {
+                down_for: Duration::from_secs(42),
+                budget: Duration::from_secs(1800),
+                why: "Connection refused".to_string(),
+            },
+            &control,
+        );
+        let held = view.held_back_by();
+        assert_eq!(held.len(), 1, "{held:?}");
+        assert!(
+            held[0].starts_with("database unreachable for 42.0 s (reconnecting; gives up after"),
+            "{held:?}"
+        );
+        assert!(matches!(&out[..], [control::Event::Log { text, .. }] if *text == held[0]));
+        view.translate(
+            &engine::Event::BatchCommitted {
+                step: "s".to_string(),
+                batches: 1,
+                rows_updated: 10,
+                batch_rows: 10,
+                batch_size: 10,
+                took: Duration::from_millis(5),
+            },
+            &control,
+        );
+        assert!(view.held_back_by().is_empty());
     }
 
     #[test]

@@ -4,14 +4,12 @@
 //! [`spawn`] returns once that socket answers.
 
 use std::ffi::OsString;
-use std::fs::OpenOptions;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::config::{self, Config};
-use crate::control::address::{socket_path, RUN_LOG_ENV};
+use crate::control::address::{prepare_dir, socket_path, RUN_LOG_ENV};
 use crate::control::discover::probe;
 use crate::control::{runtime_dir, Target};
 
@@ -128,6 +126,11 @@ pub enum Error {
     #[error("cannot start the runner: {0}")]
     Spawn(std::io::Error),
     #[error(
+        "a detached run needs its control socket, and it cannot be served: {0}. Nothing \
+         was started"
+    )]
+    ControlDir(crate::control::Error),
+    #[error(
         "the runner for {command} of {migration} ended ({status}) before it served its \
          control socket; the end of its log {log}:\n{tail}"
     )]
@@ -160,6 +163,9 @@ pub async fn spawn(config: &Config, job: &Job) -> Result<Detached, Error> {
         url: url.to_string(),
         source,
     })?;
+    // A runner that cannot serve its socket would migrate unseen and unsteerable, and
+    // this process would wait for a socket that never comes: refuse now, with the reason.
+    prepare_dir(&runtime_dir()).map_err(Error::ControlDir)?;
     let log = log_path(job.migration());
     let output = open_log(&log)?;
     let executable = std::env::current_exe().map_err(Error::Executable)?;
@@ -245,21 +251,13 @@ fn log_path(migration: &str) -> PathBuf {
     dir.join(format!("{safe}.{now}.log"))
 }
 
-/// The log, private to its owner (it shows SQL and data values).
+/// The log, private to its owner (it shows SQL and data values), in a private directory.
 fn open_log(path: &Path) -> Result<std::fs::File, Error> {
     let error = |source| Error::Log {
         path: path.to_path_buf(),
         source,
     };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(error)?;
-    }
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(error)
+    crate::logging::open_private(path, false).map_err(error)
 }
 
 fn absolute(path: &Path) -> PathBuf {

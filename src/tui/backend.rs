@@ -17,7 +17,6 @@ use super::app::{GateResult, GateRow, Level, MigrationRow, MigrationState};
 use super::runs::RunUpdate;
 use crate::config::Config;
 use crate::engine::identity;
-use crate::engine::lock;
 use crate::engine::state::{self, MigrationRecord};
 use crate::engine::{source, Status};
 use crate::gates;
@@ -178,20 +177,15 @@ async fn poll_loop(
                 Some(connection) => connection,
                 None => connect_plain(&config).await?,
             };
-            let records = state::list(&mut connection)
+            let records = state::list_live(&mut connection)
                 .await
                 .map_err(|e| e.to_string())?;
-            let held = lock::holder(&mut connection)
-                .await
-                .map_err(|e| e.to_string())?
-                .backend_pid
-                .is_some();
             conn = Some(connection);
-            Ok::<_, String>((records, held))
+            Ok::<_, String>(records)
         })
         .await;
         let update = match read {
-            Ok(Ok((records, held))) => Update::Status(Box::new(merge(&files, &records, held))),
+            Ok(Ok(records)) => Update::Status(Box::new(merge(&files, &records))),
             Ok(Err(error)) => Update::StatusFailed(error),
             Err(_) => {
                 conn = None;
@@ -226,13 +220,9 @@ fn read_files(config: &Config) -> (Vec<Migration>, BTreeSet<String>) {
 
 /// The list the console shows: every file in order, then recorded migrations whose file
 /// is gone; a recorded checksum that differs from the file's is flagged, and a migration
-/// recorded in progress while no zdm holds the run lock (`run_lock_held`) is stopped.
-pub fn merge(
-    files: &[Migration],
-    records: &[MigrationRecord],
-    run_lock_held: bool,
-) -> StatusSnapshot {
-    let stopped = |record: &MigrationRecord| !run_lock_held && state_of(record.status).is_running();
+/// that [`state::list_live`] found stopped shows so.
+pub fn merge(files: &[Migration], records: &[MigrationRecord]) -> StatusSnapshot {
+    let stopped = |record: &MigrationRecord| record.stopped.is_some();
     let mut rows = Vec::new();
     for file in files {
         let record = records.iter().find(|r| r.name == file.name);
@@ -370,6 +360,7 @@ mod tests {
             started_by_os_user: "dba".into(),
             started_by_db_user: "postgres".into(),
             started_from_host: "bastion".into(),
+            stopped: None,
             phases: done
                 .iter()
                 .map(|&(phase, done)| PhaseProgress {
@@ -403,12 +394,14 @@ mod tests {
             file("0002_b", "bbb"),
             file("0003_c", "ccc"),
         ];
-        let records = [
+        let mut stopped = record("0002_b", "bbb", Status::Backfilling, &[(Phase::Expand, 2)]);
+        stopped.stopped = Some("its last run ended without recording why".into());
+        let mut records = [
             record("0001_a", "old", Status::Complete, &[]),
-            record("0002_b", "bbb", Status::Backfilling, &[(Phase::Expand, 2)]),
+            stopped,
             record("0000_gone", "x", Status::RolledBack, &[]),
         ];
-        let snapshot = merge(&files, &records, false);
+        let snapshot = merge(&files, &records);
         let rows: Vec<(&str, MigrationState, bool, bool)> = snapshot
             .rows
             .iter()
@@ -423,11 +416,12 @@ mod tests {
                 ("0000_gone", MigrationState::RolledBack, false, false),
             ]
         );
-        let held = merge(&files, &records, true);
+        records[1].stopped = None;
+        let held = merge(&files, &records);
         assert!(!held.rows[1].stopped, "a zdm holds the run lock: it runs");
         let rolled_back = [record("0001_a", "old", Status::RolledBack, &[])];
         assert!(
-            !merge(&files, &rolled_back, false).rows[0].checksum_mismatch,
+            !merge(&files, &rolled_back).rows[0].checksum_mismatch,
             "a rolled-back migration may change before it starts again"
         );
     }

@@ -92,6 +92,9 @@ pub fn quick_options() -> EngineOptions {
             max_attempts: 200,
         },
         batch_size: Some(1000),
+        batch_timeout: None,
+        reconnect_budget: Duration::from_secs(120),
+        failover: Vec::new(),
         backfill: Default::default(),
     }
 }
