@@ -105,8 +105,8 @@ new_table = "customer_marketing"
 [[operations]]
 op = "add_column"
 table = "orders"
-column = { name = "ref", type = "bigint", unique = true, references = { table = "customers", columns = ["id"] } }
-up = "customer_id"
+column = { name = "ref", type = "bigint", unique = true, check = "ref > 0" }
+up = "id"
 "#,
         old_writes: &[
             "INSERT INTO orders (id, customer_id, total_cents) VALUES ({n}, 1, 100)",

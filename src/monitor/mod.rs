@@ -51,6 +51,10 @@ pub enum Error {
 pub struct MonitorOptions {
     /// The database to watch (the sampler adds its own application_name and timeouts).
     pub connect: PgConnectOptions,
+    /// Other servers of the same database (`failover_urls`), tried in turn when `connect`
+    /// cannot be reached; one is watched only while it is a primary, so after a failover
+    /// the throttle reads the server the run writes to.
+    pub failover: Vec<PgConnectOptions>,
     /// Time between samples.
     pub interval: Duration,
     /// Server-side `statement_timeout` of each metric query (`lock_timeout` is half).
@@ -82,6 +86,7 @@ impl MonitorOptions {
     pub fn new(connect: PgConnectOptions) -> Self {
         MonitorOptions {
             connect,
+            failover: Vec::new(),
             interval: Duration::from_secs(1),
             query_timeout: Duration::from_millis(500),
             answer_grace: Duration::from_secs(1),
@@ -105,6 +110,11 @@ impl MonitorOptions {
         })?;
         let settings = &config.monitor;
         let mut options = MonitorOptions::new(connect);
+        options.failover = config
+            .failover_urls
+            .iter()
+            .filter_map(|url| url.connect_options().ok())
+            .collect();
         options.interval = settings.interval;
         options.query_timeout = settings.query_timeout;
         options.canary_query = settings.canary_query.clone();
@@ -114,19 +124,17 @@ impl MonitorOptions {
         Ok(options)
     }
 
-    /// The sampler's own connection settings: marked as zdm, with short timeouts.
-    fn session_options(&self) -> PgConnectOptions {
+    /// The sampler's own connection settings for `server` (`connect` or one of
+    /// `failover`): marked as zdm, with short timeouts.
+    fn session_options(&self, server: &PgConnectOptions) -> PgConnectOptions {
         let statement_ms = self.query_timeout.as_millis().max(1);
         let lock_ms = (statement_ms / 2).max(1);
-        self.connect
-            .clone()
-            .application_name(APPLICATION_NAME)
-            .options([
-                ("statement_timeout", format!("{statement_ms}ms")),
-                ("lock_timeout", format!("{lock_ms}ms")),
-                // The monitor's queries are small; JIT compilation would only cost.
-                ("jit", "off".to_string()),
-            ])
+        server.clone().application_name(APPLICATION_NAME).options([
+            ("statement_timeout", format!("{statement_ms}ms")),
+            ("lock_timeout", format!("{lock_ms}ms")),
+            // The monitor's queries are small; JIT compilation would only cost.
+            ("jit", "off".to_string()),
+        ])
     }
 
     /// `host:port/database` of the target, for logs (never a password).

@@ -7,7 +7,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use sqlx::postgres::PgConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::Connection;
 use tokio::sync::watch;
 
@@ -171,8 +171,28 @@ impl Sampler {
 
     /// Opens the sampler's connection and reads what it needs once per connection.
     async fn connect(&mut self) -> Result<(), String> {
+        let mut servers = vec![self.options.connect.clone()];
+        servers.extend(self.options.failover.iter().cloned());
+        let mut first_error = None;
+        for (index, server) in servers.iter().enumerate() {
+            match self.connect_to(server, index > 0).await {
+                Ok(()) => return Ok(()),
+                Err(why) => {
+                    first_error.get_or_insert(why);
+                }
+            }
+        }
+        Err(first_error.unwrap_or_else(|| "cannot connect".to_string()))
+    }
+
+    /// Opens the connection to one server; a failover server only while it is a primary.
+    async fn connect_to(
+        &mut self,
+        server: &PgConnectOptions,
+        failover: bool,
+    ) -> Result<(), String> {
         let timeout = self.options.connect_timeout;
-        let options = self.options.session_options();
+        let options = self.options.session_options(server);
         let opened = tokio::time::timeout(timeout, async {
             let mut conn = PgConnection::connect_with(&options).await?;
             let facts = queries::server_facts(&mut conn).await?;
@@ -188,6 +208,11 @@ impl Sampler {
         })
         .await;
         match opened {
+            Ok(Ok(connected)) if failover && connected.facts.in_recovery => Err(format!(
+                "cannot connect: failover server {}:{} is a standby",
+                server.get_host(),
+                server.get_port()
+            )),
             Ok(Ok(connected)) if connected.facts.version_num < MIN_VERSION => Err(format!(
                 "PostgreSQL {} is not supported: the monitor needs 13 or later",
                 connected.facts.version_num / 10_000
