@@ -312,7 +312,17 @@ async fn run(case: &Case) {
     zdm(&pg, database, root.path(), &["rollback", migration]);
     zdm(&pg, database, root.path(), &["start", migration]);
 
-    // Ready to contract: the new application rolls out, then the old one retires.
+    // Ready to contract: both versions are offered, the baseline and the new one.
+    let status = zdm(&pg, database, root.path(), &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        text.contains("baseline: SET search_path TO \"public_baseline\"")
+            && text.contains(&format!(
+                "{migration}: SET search_path TO \"public_{migration}\""
+            )),
+        "{text}"
+    );
+    // The new application rolls out, then the old one retires.
     let new = App::start(
         "new",
         &url,

@@ -251,10 +251,14 @@ fn pending(file: &Migration, rolled_back: bool) -> PendingFile {
 /// The live versions: the physical tables until a migration completes, then the newest
 /// completed migration's views, plus every version schema of a migration in flight.
 fn versions(migrations: &[MigrationStatus]) -> Vec<Version> {
-    let live: Vec<&MigrationStatus> = migrations
+    // In the order they started (the baseline of `zdm init` first), not by name.
+    let mut live: Vec<&MigrationStatus> = migrations
         .iter()
         .filter(|m| m.version_schema_exists && m.record.status != Status::RolledBack)
         .collect();
+    live.sort_by(|a, b| {
+        (a.record.started_at, &a.record.name).cmp(&(b.record.started_at, &b.record.name))
+    });
     let newest_complete = live
         .iter()
         .rposition(|m| m.record.status == Status::Complete);
