@@ -8,7 +8,7 @@ use crate::db::catalog::{Catalog, Column, QualifiedName, Schema, Table, View};
 use crate::db::quote_ident;
 use crate::plan::error::Problem;
 use crate::plan::names::{self, do_block, literal, regclass};
-use crate::plan::step::{LockLevel, Phase, PromiseKind, Step};
+use crate::plan::step::{LockLevel, Phase, Promise, PromiseKind, Step};
 use crate::suggest::did_you_mean;
 
 /// The schema tables live in when an operation does not name one.
@@ -606,6 +606,20 @@ impl<'a> Workspace<'a> {
                 false,
             ));
         }
+        // What rollback must drop first, before the triggers (the mirror of expand).
+        let expand_constraints: Vec<Promise> = self
+            .expand_constraints
+            .iter()
+            .flat_map(|step| step.creates.iter().cloned())
+            .filter(|promise| promise.kind == PromiseKind::Constraint)
+            .collect();
+        let mut constraint_locks: Vec<String> = self
+            .expand_constraints
+            .iter()
+            .flat_map(|step| step.locked.iter().cloned())
+            .collect();
+        constraint_locks.sort();
+        constraint_locks.dedup();
         steps.append(&mut self.expand_constraints);
 
         // Backfill: data first, then the validations that need the data in place.
@@ -697,7 +711,37 @@ impl<'a> Workspace<'a> {
             ));
         }
 
-        // Rollback: triggers, then the version schema, then each operation last first.
+        // Rollback: the constraints expand added after the triggers, then the triggers,
+        // then the version schema, then each operation last first. Constraints go before
+        // the triggers that fill their columns, or every old-version write between the two
+        // steps would fail them (the expand invariant, in reverse).
+        if !expand_constraints.is_empty() {
+            let drops: String = expand_constraints
+                .iter()
+                .map(|promise| {
+                    format!(
+                        "  IF {} IS NOT NULL THEN\n    ALTER TABLE {} DROP CONSTRAINT IF EXISTS {};\n  END IF;\n",
+                        regclass(&promise.table),
+                        promise.table,
+                        quote_ident(&promise.name)
+                    )
+                })
+                .collect();
+            steps.push(Step::sql(
+                Phase::Rollback,
+                format!(
+                    "drop the constraints expand added ({}), before the triggers filling their columns",
+                    expand_constraints
+                        .iter()
+                        .map(|p| p.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+                do_block(&drops),
+                LockLevel::AccessExclusive,
+                constraint_locks,
+            ));
+        }
         for state in &self.tables {
             let mut triggers = state.extra_triggers.clone();
             if state.needs_sync() && !state.created {
