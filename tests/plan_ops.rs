@@ -500,7 +500,25 @@ columns = ["name"]
     assert!(sql(unique).starts_with("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS"));
     let attach = find(&plan, Phase::Expand, "into a unique constraint")[0];
     assert!(sql(attach).contains("UNIQUE USING INDEX \"products_name_unique\""));
-    let rollback: Vec<&str> = plan.phase(Phase::Rollback).map(sql).collect();
+    // The shared first rollback step drops every constraint expand added (before the
+    // triggers); the operations' own undo steps follow, last operation first.
+    let shared = find(&plan, Phase::Rollback, "drop the constraints expand added");
+    assert_eq!(shared.len(), 1);
+    for name in [
+        "products_name_unique",
+        "products_price_positive",
+        "order_items_order_fk",
+    ] {
+        assert!(sql(shared[0]).contains(&format!("DROP CONSTRAINT IF EXISTS \"{name}\"")));
+    }
+    let rollback: Vec<&str> = plan
+        .phase(Phase::Rollback)
+        .filter(|s| {
+            !s.description
+                .starts_with("drop the constraints expand added")
+        })
+        .map(sql)
+        .collect();
     let position = |text: &str| {
         rollback
             .iter()
