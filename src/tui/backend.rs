@@ -237,9 +237,16 @@ pub fn merge(files: &[Migration], records: &[MigrationRecord]) -> StatusSnapshot
     }
     for record in records {
         if !files.iter().any(|f| f.name == record.name) {
+            // `zdm init`'s baseline has no file: it is the application's version before
+            // the first migration (recorded with the checksum `baseline`).
+            let description = if record.checksum == crate::plan::BASELINE {
+                "the baseline version (zdm init): the application's version before the first migration"
+            } else {
+                "(its file is not in the migrations directory)"
+            };
             rows.push(MigrationRow {
                 name: record.name.clone(),
-                description: Some("(its file is not in the migrations directory)".into()),
+                description: Some(description.into()),
                 state: state_of(record.status),
                 checksum_mismatch: false,
                 stopped: stopped(record),
