@@ -174,6 +174,32 @@ async fn old_version_writes(pg: &LocalPg, database: &str, case: &Case, n: usize,
     old.close().await;
 }
 
+/// Asks `engine` to stop once step `k` (1-based) of `phase` starts: it sees the request
+/// between steps, so it stops right after step `k` (every DDL is slowed down meanwhile).
+fn stop_when_step_starts(
+    engine: &mut Engine,
+    phase: Phase,
+    k: usize,
+) -> tokio::task::JoinHandle<()> {
+    let (sender, mut events) = mpsc::unbounded_channel();
+    engine.set_events(Events::to(sender));
+    let control = engine.control();
+    tokio::spawn(async move {
+        while let Some(event) = events.recv().await {
+            if let Event::StepStarted {
+                phase: started,
+                position,
+                ..
+            } = event
+            {
+                if started == phase && position + 1 == k {
+                    control.stop("the test aborts here");
+                }
+            }
+        }
+    })
+}
+
 /// Runs `zdm start` in-process and asks it to stop while expand step `k` (1-based) runs:
 /// the engine sees the request between steps, so it stops right after step `k`. Every DDL
 /// statement is slowed down so the request always arrives while step `k` runs.
@@ -187,23 +213,7 @@ async fn start_and_abort_after(pg: &LocalPg, database: &str, case: &Case, k: usi
     )
     .await
     .expect("engine");
-    let (sender, mut events) = mpsc::unbounded_channel();
-    engine.set_events(Events::to(sender));
-    let control = engine.control();
-    let watcher = tokio::spawn(async move {
-        while let Some(event) = events.recv().await {
-            if let Event::StepStarted {
-                phase: Phase::Expand,
-                position,
-                ..
-            } = event
-            {
-                if position + 1 == k {
-                    control.stop("the test aborts here");
-                }
-            }
-        }
-    });
+    let watcher = stop_when_step_starts(&mut engine, Phase::Expand, k);
     let outcome = engine.start(&planned, "checksum").await;
     assert!(
         outcome.is_err(),
@@ -297,23 +307,7 @@ async fn the_old_version_writes_after_an_abort_at_every_rollback_step() {
             .expect("engine");
             engine.start(&planned, "checksum").await.expect("start");
             slow_ddl(&pool, "0.05").await;
-            let (sender, mut events) = mpsc::unbounded_channel();
-            engine.set_events(Events::to(sender));
-            let control = engine.control();
-            let watcher = tokio::spawn(async move {
-                while let Some(event) = events.recv().await {
-                    if let Event::StepStarted {
-                        phase: Phase::Rollback,
-                        position,
-                        ..
-                    } = event
-                    {
-                        if position + 1 == k {
-                            control.stop("the test aborts here");
-                        }
-                    }
-                }
-            });
+            let watcher = stop_when_step_starts(&mut engine, Phase::Rollback, k);
             assert!(
                 engine.rollback(case.name).await.is_err(),
                 "{}: the rollback stops after step {k}",
