@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config::{Config, Overrides};
 use crate::demo::{DemoOptions, WorkloadOptions};
-use crate::monitor::{self, top::TopOptions, MonitorOptions};
+use crate::app::top::TopOptions;
+use crate::monitor::{self, MonitorOptions};
 
 /// Zero-downtime PostgreSQL schema migrations: expand, backfill and contract, watched and
 /// steered live.

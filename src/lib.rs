@@ -2,6 +2,7 @@
 //!
 //! See `docs/architecture.md` for how the parts fit together.
 
+pub mod app;
 pub mod audit;
 pub mod cli;
 pub mod config;
@@ -11,6 +12,7 @@ pub mod demo;
 pub mod engine;
 pub mod format;
 pub mod gates;
+pub mod ledger;
 pub mod localpg;
 pub mod logging;
 pub mod migration;

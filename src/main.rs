@@ -4,7 +4,7 @@ use anyhow::Result;
 use clap::Parser;
 use zdm::cli::{Cli, Command};
 use zdm::config::Config;
-use zdm::engine::commands;
+use zdm::app::run as commands;
 use zdm::runner::Job;
 
 fn main() -> Result<()> {
@@ -25,7 +25,7 @@ fn main() -> Result<()> {
         }
         Command::Validate(args) => {
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            let outcome = runtime.block_on(zdm::plan::validate::run(args, &mut out, &mut err))?;
+            let outcome = runtime.block_on(zdm::app::validate::run(args, &mut out, &mut err))?;
             if !outcome.passed(args.deny_warnings) {
                 std::process::exit(1);
             }
@@ -81,7 +81,7 @@ fn main() -> Result<()> {
         }
         Command::Audit(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let trail = zdm::audit::command::run(&config, args.migration.as_deref(), args.json);
+            let trail = zdm::app::audit::run(&config, args.migration.as_deref(), args.json);
             print!("{}", runtime.block_on(trail)?);
         }
         Command::Rollback(args) => {
@@ -105,7 +105,7 @@ fn main() -> Result<()> {
                 runtime.block_on(commands::status(&config, args.json))?
             );
         }
-        Command::Top(args) => runtime.block_on(zdm::monitor::top::run(args.options()?))?,
+        Command::Top(args) => runtime.block_on(zdm::app::top::run(args.options()?))?,
         Command::Ctl(args) => {
             let target = run_target(&args.database)?;
             let ok = runtime.block_on(zdm::control::ctl::ctl(
@@ -127,7 +127,7 @@ fn main() -> Result<()> {
         }
         Command::Plan(args) => {
             let config = zdm::config::Config::load(&args.target.overrides())?;
-            let output = runtime.block_on(zdm::plan::command::run(
+            let output = runtime.block_on(zdm::app::plan::run(
                 &config,
                 args.name.as_deref(),
                 args.json,

@@ -234,6 +234,7 @@ fn start_asks_the_engine_only_for_a_pending_migration() {
 fn a_stopped_migration_is_resumed_with_s_and_quitting_does_not_ask() {
     let mut app = busy_app();
     app.migrations[2].stopped = true;
+    app.migrations[2].start_refusal = None;
     assert!(app.running_migration().is_none(), "nobody runs it");
     select(&mut app, "0003_products_price_numeric");
     assert_eq!(
@@ -242,11 +243,13 @@ fn a_stopped_migration_is_resumed_with_s_and_quitting_does_not_ask() {
     );
     assert!(app.notice.as_deref().unwrap_or("").starts_with("resume of"));
     let screen = render(&app, 80, 24);
-    assert!(screen.contains("STOPPED"), "{screen}");
+    assert!(screen.contains("[stopped: backfilling]"), "{screen}");
+    assert!(!screen.contains("[backfilling]"), "{screen}");
     assert_eq!(press(&mut app, KeyCode::Char('q')), Some(Action::Quit));
 
     app.migrations[2].stopped = false;
     app.migrations[2].state = MigrationState::ReadyToContract;
+    app.migrations[2].start_refusal = Some("0003 is ready to contract: contract it".into());
     assert_eq!(
         press(&mut app, KeyCode::Char('s')),
         None,
@@ -575,6 +578,7 @@ fn long_migration_names_fit_at_80x24() {
             state: MigrationState::Pending,
             checksum_mismatch: false,
             stopped: false,
+            start_refusal: None,
         })
         .collect();
     let screen = render(&app, 80, 24);

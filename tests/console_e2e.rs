@@ -586,7 +586,7 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
         100,
         30,
     );
-    let screen = tmux.wait_for_text("STOPPED", PATIENCE);
+    let screen = tmux.wait_for_text("[stopped: ", PATIENCE);
     assert!(screen.contains("[backfilling]"), "{screen}");
     tmux.keys(&["Tab", "Tab"]);
     tmux.wait_for_text("No backfill running.", PATIENCE);
@@ -601,7 +601,7 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     });
     assert!(done.contains("50,000 / 50,000 rows"), "{done}");
     assert!(done.contains("state  finished"), "{done}");
-    assert!(!done.contains("STOPPED"), "{done}");
+    assert!(!done.contains("[stopped: "), "{done}");
     tmux.keys(&["l"]);
     tmux.wait_for_text("start: 0001_orders_add_status: ready to contract", PATIENCE);
     assert!(
@@ -981,7 +981,7 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     // A new console finds the run and follows it.
     let again = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
     again.wait_for("the run attached", PATIENCE, |s| {
-        s.contains("[backfilling]") && !s.contains("STOPPED")
+        s.contains("[backfilling]") && !s.contains("[stopped: ")
     });
     again.keys(&["Tab", "Tab"]);
     let first = again.wait_for("its progress", PATIENCE, |s| s.contains("rows/s now"));
@@ -989,7 +989,7 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     again.wait_for("the progress moving", PATIENCE, |s| {
         gauge(s).is_some_and(|now| now != first)
     });
-    assert!(!again.screen().contains("STOPPED"));
+    assert!(!again.screen().contains("[stopped: "));
 
     again.keys(&["q"]);
     again.wait_for_text("is running in its runner process.", PATIENCE);
@@ -1051,7 +1051,7 @@ async fn quitting_during_a_backfill_asks_then_pauses_it_in_its_runner() {
 
     let again = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
     let screen = again.wait_for_text("[paused]", PATIENCE);
-    assert!(!screen.contains("STOPPED"), "it runs, paused: {screen}");
+    assert!(!screen.contains("[stopped: "), "it runs, paused: {screen}");
     again.keys(&["p"]);
     again.wait_for_text("[backfilling]", PATIENCE);
     backfill_moves_past(&pg, held).await;
@@ -1060,7 +1060,7 @@ async fn quitting_during_a_backfill_asks_then_pauses_it_in_its_runner() {
     kill(Pid::from_raw(runner as i32), Signal::SIGKILL).expect("kill the runner");
     wait_for_exit(runner, PATIENCE).await;
     let screen = again.wait_for("the death reported", PATIENCE, |s| {
-        s.contains("the run of 0001_orders_add_status died") && s.contains("STOPPED")
+        s.contains("the run of 0001_orders_add_status died") && s.contains("[stopped: ")
     });
     assert!(screen.contains("[backfilling]"), "{screen}");
     again.keys(&["l"]);

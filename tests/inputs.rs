@@ -116,7 +116,7 @@ fn validate_shows_the_first_findings_of_a_file_and_counts_the_rest() {
     let shown = stderr.lines().filter(|l| l.contains("unknown op")).count();
     assert_eq!(
         shown,
-        zdm::migration::command::MAX_SHOWN_PER_FILE,
+        zdm::app::validate::MAX_SHOWN_PER_FILE,
         "{stderr}"
     );
     assert!(

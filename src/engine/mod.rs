@@ -4,9 +4,9 @@
 //!
 //! [`Plan`]: crate::plan::Plan
 
+pub mod admission;
 pub mod backfill;
 pub mod backfill_control;
-pub mod commands;
 pub mod ddl;
 pub mod event;
 pub mod headless;
@@ -18,9 +18,7 @@ pub mod promises;
 pub mod reconnect;
 pub mod runner;
 pub mod settings;
-pub mod source;
 pub mod state;
-pub mod status;
 pub mod throttle;
 
 use std::time::Duration;
@@ -179,8 +177,6 @@ pub enum Error {
         budget: String,
         why: String,
     },
-    #[error(transparent)]
-    Source(#[from] source::Error),
 }
 
 impl Error {

@@ -10,6 +10,7 @@ use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 
 use super::backfill::{self, FixedBatches, Pacing, Steering};
+use super::admission::{self, Admission};
 use super::backfill_control::BackfillControl;
 use super::ddl::{self, LockRetry};
 use super::event::{Event, Events};
@@ -155,57 +156,41 @@ impl Engine {
     pub async fn start(&mut self, plan: &Plan, checksum: &str) -> Result<Outcome, Error> {
         let name = plan.migration.as_str();
         let record = state::get(&mut self.conn, name).await?;
-        let (plan, from) = match record {
-            None => {
+        let (plan, from) = match (admission::start(record.as_ref(), checksum), record) {
+            (Admission::Start, _) => {
                 self.refuse_if_another_in_flight(name).await?;
                 state::insert(&mut self.conn, plan, checksum, &self.who).await?;
                 (plan.clone(), Status::Expanding)
             }
-            Some(record) if record.status == Status::RolledBack => {
+            (Admission::Restart, _) => {
                 self.refuse_if_another_in_flight(name).await?;
                 state::restart(&mut self.conn, plan, checksum, &self.who).await?;
                 (plan.clone(), Status::Expanding)
             }
-            Some(record) => {
-                if record.checksum != checksum {
-                    return Err(Error::ChecksumChanged {
-                        name: name.to_string(),
-                        recorded: record.checksum,
-                        file: checksum.to_string(),
-                    });
-                }
-                match record.activity() {
-                    Status::ReadyToContract => {
-                        return Ok(nothing(
-                            &record,
-                            format!(
-                                "it is already expanded and backfilled; contract it with \
-                                 `zdm complete {name} --confirm-contract {name}`"
-                            ),
-                        ))
-                    }
-                    Status::Contracting => {
-                        return Ok(nothing(
-                            &record,
-                            format!(
-                                "its contract phase has started; finish it with \
-                                 `zdm complete {name} --confirm-contract {name}`"
-                            ),
-                        ))
-                    }
-                    Status::Complete => {
-                        return Ok(nothing(&record, "it is already complete".to_string()))
-                    }
-                    Status::RollingBack => {
-                        return Err(Error::RollbackInProgress {
-                            name: name.to_string(),
-                        })
-                    }
-                    _ => {
-                        tracing::info!(migration = name, status = %record.status, "resuming start");
-                        (record.plan, record.status)
-                    }
-                }
+            (Admission::NothingToDo { status, reason }, _) => {
+                return Ok(Outcome::NothingToDo {
+                    migration: name.to_string(),
+                    status,
+                    reason,
+                })
+            }
+            (Admission::ChecksumChanged { recorded, file }, _) => {
+                return Err(Error::ChecksumChanged {
+                    name: name.to_string(),
+                    recorded,
+                    file,
+                })
+            }
+            (Admission::RollbackInProgress, _) => {
+                return Err(Error::RollbackInProgress {
+                    name: name.to_string(),
+                })
+            }
+            (Admission::Resume(status), record) => {
+                tracing::info!(migration = name, %status, "resuming start");
+                // Resume runs the plan recorded at the start (there is a record: a
+                // migration never recorded is admitted as Start).
+                (record.map_or_else(|| plan.clone(), |r| r.plan), status)
             }
         };
         let phases = [Phase::Expand, Phase::Backfill];

@@ -5,7 +5,6 @@
 //! warnings (what `zdm validate` prints). See `docs/migrations.md` for the format.
 
 pub mod checksum;
-pub mod command;
 mod decode;
 pub mod diagnostic;
 pub mod directory;

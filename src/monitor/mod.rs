@@ -18,7 +18,6 @@ pub mod metrics;
 pub mod queries;
 pub mod reading;
 mod sampler;
-pub mod top;
 
 use std::sync::{Arc, RwLock};
 use std::time::Duration;

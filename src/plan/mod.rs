@@ -8,7 +8,6 @@
 //! contract, and a sync trigger per table fills the other version's columns on every write
 //! (see `workspace::sync_function_sql` for how it tells the versions apart).
 
-pub mod command;
 pub mod drops;
 pub mod error;
 pub mod names;
@@ -16,7 +15,6 @@ mod ops;
 pub mod render;
 pub mod step;
 pub mod typecheck;
-pub mod validate;
 pub mod workspace;
 
 pub use drops::ContractDrops;

@@ -91,6 +91,9 @@ pub struct MigrationRow {
     /// Recorded as in progress, but no zdm holds the run lock: it was stopped (a killed
     /// run, a quit) and waits to be resumed.
     pub stopped: bool,
+    /// Why `s` would not start or resume it, in the words of `zdm start`
+    /// ([`crate::ledger::Ledger::may_start`]); `None`: `s` starts or resumes it.
+    pub start_refusal: Option<String>,
 }
 
 impl MigrationRow {
@@ -99,13 +102,17 @@ impl MigrationRow {
         self.state.is_running() && !self.stopped
     }
 
-    /// Whether `s` would start or resume it: pending, stopped during expand or backfill,
-    /// or failed (the engine resumes what failed, or says why it cannot).
+    /// Whether `s` would start or resume it: what `zdm start` would do.
     pub fn can_start(&self) -> bool {
-        match self.state {
-            MigrationState::Pending | MigrationState::Failed => true,
-            MigrationState::Expanding | MigrationState::Backfilling => self.stopped,
-            _ => false,
+        self.start_refusal.is_none()
+    }
+
+    /// The badge's word: a stopped run says so before what it was doing.
+    pub fn badge(&self) -> String {
+        if self.stopped {
+            format!("stopped: {}", self.state.label())
+        } else {
+            self.state.label().to_string()
         }
     }
 }
@@ -676,18 +683,14 @@ impl App {
             ));
             return None;
         }
-        if !row.can_start() {
-            self.notice = Some(format!(
-                "{} is {}: only a pending or stopped migration can be started",
-                row.name,
-                row.state.label()
-            ));
+        if let Some(why) = &row.start_refusal {
+            self.notice = Some(why.clone());
             return None;
         }
-        let verb = if row.state == MigrationState::Pending {
-            "start"
-        } else {
-            "resume"
+        let verb = match row.state {
+            MigrationState::Pending => "start",
+            MigrationState::RolledBack => "start over",
+            _ => "resume",
         };
         self.notice = Some(format!("{verb} of {} requested", row.name));
         Some(Action::Start(row.name))

@@ -5,6 +5,7 @@
 //! processes of their own, never here (see [`super::runs`]).
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,11 +18,14 @@ use super::app::{GateResult, GateRow, Level, MigrationRow, MigrationState};
 use super::runs::RunUpdate;
 use crate::config::Config;
 use crate::engine::identity;
+use crate::db::catalog::Catalog;
 use crate::engine::state::{self, MigrationRecord};
-use crate::engine::{source, Status};
+use crate::engine::Status;
 use crate::gates;
+use crate::ledger::{Ledger, Standing};
+pub use crate::ledger::step_index;
 use crate::migration::{self, Migration};
-use crate::plan::{Phase, Plan};
+use crate::plan::Plan;
 
 /// How long a status read may take before the connection is dropped and made again.
 /// (The watchdog reports "not responding" long before: it measures from the outside.)
@@ -104,7 +108,7 @@ impl Backend {
         let config = self.config.clone();
         let updates = self.updates.clone();
         tokio::spawn(async move {
-            let plan = plan_file(&config, &migration).await.map(|p| p.plan);
+            let plan = plan_file(&config, &migration).await;
             let _ = updates.send(Update::Plan { migration, plan });
         });
     }
@@ -129,12 +133,27 @@ impl Backend {
     }
 }
 
-/// Loads and plans the file of migration `name` against the live catalog.
-async fn plan_file(config: &Config, name: &str) -> Result<source::Planned, String> {
-    let mut catalog = connect_plain(config).await?;
-    let planned = source::load_and_plan(config, &mut catalog, Some(name)).await;
-    let _ = catalog.close().await;
-    planned.map_err(|e| e.to_string())
+/// The plan of migration `name` as `zdm plan NAME` shows it: a file not started, planned
+/// against the live catalog after the files before it.
+async fn plan_file(config: &Config, name: &str) -> Result<Plan, String> {
+    let mut conn = connect_plain(config).await?;
+    let planned = async {
+        let files = migration::load_dir(&config.migrations_dir).map_err(|e| e.to_string())?;
+        let catalog = Catalog::load(&mut conn)
+            .await
+            .map_err(|e| format!("cannot read the schema of the database: {e}"))?;
+        let ledger = Ledger::load(&mut conn, &config.migrations_dir, files, Some(&catalog))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut plans = ledger.plans(&catalog, Some(name)).map_err(|e| e.to_string())?;
+        plans
+            .pop()
+            .map(|(plan, _)| plan)
+            .ok_or_else(|| format!("no migration file named {name}"))
+    }
+    .await;
+    let _ = conn.close().await;
+    planned
 }
 
 impl Drop for Backend {
@@ -218,44 +237,41 @@ fn read_files(config: &Config) -> (Vec<Migration>, BTreeSet<String>) {
     (files, errors)
 }
 
-/// The list the console shows: every file in order, then recorded migrations whose file
-/// is gone; a recorded checksum that differs from the file's is flagged, and a migration
-/// that [`state::list_live`] found stopped shows so.
+/// The list the console shows, from the [`Ledger`]: every file in order, then recorded
+/// migrations whose file is gone. A recorded checksum that differs from the file's is
+/// flagged, a migration that [`state::list_live`] found stopped shows so, and each row
+/// says why `s` would not start it, in the words `zdm start` would use.
 pub fn merge(files: &[Migration], records: &[MigrationRecord]) -> StatusSnapshot {
-    let stopped = |record: &MigrationRecord| record.stopped.is_some();
-    let mut rows = Vec::new();
-    for file in files {
-        let record = records.iter().find(|r| r.name == file.name);
-        rows.push(MigrationRow {
-            name: file.name.clone(),
-            description: file.description.clone(),
-            state: record.map_or(MigrationState::Pending, |r| state_of(r.status)),
-            checksum_mismatch: record
-                .is_some_and(|r| r.status != Status::RolledBack && r.checksum != file.checksum),
-            stopped: record.is_some_and(stopped),
-        });
-    }
-    for record in records {
-        if !files.iter().any(|f| f.name == record.name) {
-            // `zdm init`'s baseline has no file: it is the application's version before
-            // the first migration (recorded with the checksum `baseline`).
-            let description = if record.checksum == crate::plan::BASELINE {
-                "the baseline version (zdm init): the application's version before the first migration"
-            } else {
-                "(its file is not in the migrations directory)"
-            };
-            rows.push(MigrationRow {
-                name: record.name.clone(),
-                description: Some(description.into()),
-                state: state_of(record.status),
-                checksum_mismatch: false,
-                stopped: stopped(record),
-            });
-        }
-    }
-    let plans = records
+    let ledger = Ledger::join(Path::new(""), files.to_vec(), records.to_vec());
+    let rows = ledger
+        .entries
         .iter()
-        .map(|r| (r.name.clone(), r.plan.clone(), current_step(r)))
+        .map(|entry| MigrationRow {
+            name: entry.name.clone(),
+            description: match (&entry.file, entry.is_baseline()) {
+                (Some(file), _) => file.description.clone(),
+                // `zdm init`'s baseline has no file: it is the application's version
+                // before the first migration (recorded with the checksum `baseline`).
+                (None, true) => Some(
+                    "the baseline version (zdm init): the application's version before the \
+                     first migration"
+                        .into(),
+                ),
+                (None, false) => Some("(its file is not in the migrations directory)".into()),
+            },
+            state: state_of(entry.status()),
+            checksum_mismatch: entry.checksum_changed().is_some(),
+            stopped: matches!(entry.standing(), Standing::Stopped { .. }),
+            start_refusal: ledger.may_start(&entry.name).err().map(|r| r.to_string()),
+        })
+        .collect();
+    let plans = ledger
+        .entries
+        .iter()
+        .filter_map(|e| {
+            let record = e.record.as_ref()?;
+            Some((e.name.clone(), record.plan.clone(), e.current_step()))
+        })
         .collect();
     StatusSnapshot { rows, plans }
 }
@@ -272,184 +288,5 @@ pub fn state_of(status: Status) -> MigrationState {
         Status::RollingBack => MigrationState::RollingBack,
         Status::RolledBack => MigrationState::RolledBack,
         Status::Failed => MigrationState::Failed,
-    }
-}
-
-/// The index in `plan.steps` of the step running (or next) for a recorded migration.
-fn current_step(record: &MigrationRecord) -> Option<usize> {
-    let status = record.activity();
-    let phase = match status {
-        // Ready: contract's first step is the next one.
-        Status::ReadyToContract => Phase::Contract,
-        Status::Complete => {
-            // Everything before rollback is done.
-            return Some(
-                record
-                    .plan
-                    .steps
-                    .iter()
-                    .position(|s| s.phase == Phase::Rollback)
-                    .unwrap_or(record.plan.steps.len()),
-            );
-        }
-        _ => status.running_phase()?,
-    };
-    let done = record
-        .phases
-        .iter()
-        .find(|p| p.phase == phase)
-        .map_or(0, |p| p.done as usize);
-    step_index(&record.plan, phase, done)
-}
-
-/// The index in `plan.steps` of the `position`-th step of `phase`.
-pub fn step_index(plan: &Plan, phase: Phase, position: usize) -> Option<usize> {
-    plan.steps
-        .iter()
-        .enumerate()
-        .filter(|(_, step)| step.phase == phase)
-        .nth(position)
-        .map(|(index, _)| index)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::engine::state::PhaseProgress;
-    use crate::plan::{LockLevel, Step, StepAction};
-
-    fn step(phase: Phase) -> Step {
-        Step {
-            phase,
-            description: format!("{phase:?}"),
-            action: StepAction::Sql {
-                sql: "SELECT 1".into(),
-                transactional: true,
-            },
-            lock: LockLevel::None,
-            locked: Vec::new(),
-            rewrites: false,
-            scans: false,
-            unchecked: false,
-            creates: Vec::new(),
-        }
-    }
-
-    fn file(name: &str, checksum: &str) -> Migration {
-        Migration {
-            name: name.into(),
-            description: None,
-            operations: Vec::new(),
-            checksum: checksum.into(),
-            verify: Vec::new(),
-        }
-    }
-
-    fn record(
-        name: &str,
-        checksum: &str,
-        status: Status,
-        done: &[(Phase, u32)],
-    ) -> MigrationRecord {
-        let now = chrono::Utc::now();
-        MigrationRecord {
-            name: name.into(),
-            checksum: checksum.into(),
-            version_schema: format!("public_{name}"),
-            status,
-            failed_during: None,
-            error: None,
-            started_at: now,
-            ready_at: None,
-            contract_started_at: None,
-            finished_at: None,
-            updated_at: now,
-            started_by_os_user: "dba".into(),
-            started_by_db_user: "postgres".into(),
-            started_from_host: "bastion".into(),
-            stopped: None,
-            phases: done
-                .iter()
-                .map(|&(phase, done)| PhaseProgress {
-                    phase,
-                    done,
-                    total: 2,
-                })
-                .collect(),
-            plan: Plan {
-                migration: name.into(),
-                version_schema: format!("public_{name}"),
-                steps: [
-                    Phase::Expand,
-                    Phase::Expand,
-                    Phase::Backfill,
-                    Phase::Contract,
-                    Phase::Rollback,
-                ]
-                .into_iter()
-                .map(step)
-                .collect(),
-                drops: Default::default(),
-            },
-        }
-    }
-
-    #[test]
-    fn files_and_records_merge_with_changed_stopped_and_missing_files_flagged() {
-        let files = [
-            file("0001_a", "aaa"),
-            file("0002_b", "bbb"),
-            file("0003_c", "ccc"),
-        ];
-        let mut stopped = record("0002_b", "bbb", Status::Backfilling, &[(Phase::Expand, 2)]);
-        stopped.stopped = Some("its last run ended without recording why".into());
-        let mut records = [
-            record("0001_a", "old", Status::Complete, &[]),
-            stopped,
-            record("0000_gone", "x", Status::RolledBack, &[]),
-        ];
-        let snapshot = merge(&files, &records);
-        let rows: Vec<(&str, MigrationState, bool, bool)> = snapshot
-            .rows
-            .iter()
-            .map(|r| (r.name.as_str(), r.state, r.checksum_mismatch, r.stopped))
-            .collect();
-        assert_eq!(
-            rows,
-            [
-                ("0001_a", MigrationState::Complete, true, false),
-                ("0002_b", MigrationState::Backfilling, false, true),
-                ("0003_c", MigrationState::Pending, false, false),
-                ("0000_gone", MigrationState::RolledBack, false, false),
-            ]
-        );
-        records[1].stopped = None;
-        let held = merge(&files, &records);
-        assert!(!held.rows[1].stopped, "a zdm holds the run lock: it runs");
-        let rolled_back = [record("0001_a", "old", Status::RolledBack, &[])];
-        assert!(
-            !merge(&files, &rolled_back).rows[0].checksum_mismatch,
-            "a rolled-back migration may change before it starts again"
-        );
-    }
-
-    #[test]
-    fn the_current_step_follows_the_recorded_progress() {
-        let expanding = record("m", "c", Status::Expanding, &[(Phase::Expand, 1)]);
-        assert_eq!(current_step(&expanding), Some(1));
-        let backfilling = record("m", "c", Status::Backfilling, &[(Phase::Expand, 2)]);
-        assert_eq!(current_step(&backfilling), Some(2));
-        let ready = record("m", "c", Status::ReadyToContract, &[]);
-        assert_eq!(current_step(&ready), Some(3));
-        let complete = record("m", "c", Status::Complete, &[]);
-        assert_eq!(
-            current_step(&complete),
-            Some(4),
-            "everything but rollback done"
-        );
-        let rolled_back = record("m", "c", Status::RolledBack, &[]);
-        assert_eq!(current_step(&rolled_back), None);
-        assert_eq!(step_index(&expanding.plan, Phase::Rollback, 0), Some(4));
-        assert_eq!(step_index(&expanding.plan, Phase::Backfill, 1), None);
     }
 }

@@ -14,6 +14,10 @@ fn row(name: &str, state: MigrationState) -> MigrationRow {
         state,
         checksum_mismatch: false,
         stopped: false,
+        // What the ledger would say of a migration recorded in `state` (`s` starts only a
+        // pending one here; tests that need another answer set it).
+        start_refusal: (state != MigrationState::Pending)
+            .then(|| format!("{name} is {}: nothing for `s` to do", state.label())),
     }
 }
 

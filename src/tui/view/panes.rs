@@ -42,13 +42,14 @@ pub fn migrations(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             let mut badge = vec![
                 Span::raw("  "),
                 Span::styled(
-                    format!("[{}]", row.state.label()),
-                    badge_style(row.state, theme),
+                    format!("[{}]", row.badge()),
+                    if row.stopped {
+                        theme.warning()
+                    } else {
+                        badge_style(row.state, theme)
+                    },
                 ),
             ];
-            if row.stopped {
-                badge.push(Span::styled(" STOPPED", theme.warning()));
-            }
             if row.checksum_mismatch {
                 badge.push(Span::styled(" CHANGED", theme.danger()));
             }
@@ -81,6 +82,21 @@ pub fn plan(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Span::styled("new version: ", theme.muted()),
         Span::styled(plan.version_schema.clone(), theme.text()),
     ])];
+    // A file not started yet is planned as `zdm plan` plans it; say when `s` cannot start
+    // it now, and why, rather than hide the plan.
+    if let Some(row) = app.selected_migration().filter(|row| {
+        matches!(
+            row.state,
+            MigrationState::Pending | MigrationState::RolledBack
+        )
+    }) {
+        if let Some(why) = &row.start_refusal {
+            lines.push(Line::from(Span::styled(
+                format!("cannot start now: {why}"),
+                theme.warning(),
+            )));
+        }
+    }
     let mut phase = None;
     for (index, step) in plan.steps.iter().enumerate() {
         if phase != Some(step.phase) {

@@ -13,7 +13,7 @@ pub enum CommandError {
     #[error("could not connect to {url}: {source}")]
     Connect { url: String, source: sqlx::Error },
     #[error(transparent)]
-    Audit(#[from] super::Error),
+    Audit(#[from] crate::audit::Error),
     #[error("could not write the audit trail as JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
@@ -30,7 +30,7 @@ pub async fn run(
         source,
     };
     let mut conn = identity::connect(url).await.map_err(connect_error)?;
-    let rows = super::list(&mut conn, migration).await;
+    let rows = crate::audit::list(&mut conn, migration).await;
     let _ = conn.close().await;
     let rows = rows?;
     if json {

@@ -4,14 +4,16 @@
 //! changed since it ran. Reads only; takes no lock and creates nothing.
 
 use std::fmt::Write as _;
+use std::path::Path;
 
 use serde::Serialize;
 use sqlx::PgConnection;
 
-use super::promises;
-use super::state::{self, MigrationRecord};
-use super::{phase_name, Context, Error, Status};
+use crate::engine::promises;
+use crate::engine::state::{self, MigrationRecord};
+use crate::engine::{phase_name, Context, Error, Status};
 use crate::db::quote_ident;
+use crate::ledger::{self, Ledger, Standing};
 use crate::migration::{LoadErrors, Migration};
 use crate::plan::Phase;
 
@@ -51,6 +53,9 @@ pub struct PendingFile {
 pub struct MigrationStatus {
     #[serde(flatten)]
     pub record: MigrationRecord,
+    /// Where it stands (the ledger's word): a run recorded in progress that no zdm runs is
+    /// `stopped`, whatever its recorded status.
+    pub standing: Standing,
     pub version_schema_exists: bool,
     /// Whether its new version is published (its views exist): clients may use it. Until
     /// its backfill is done it is not (docs/engine.md, "The new version during a backfill").
@@ -79,15 +84,6 @@ pub struct Version {
     pub not_yet: Option<String>,
 }
 
-/// The command that resumes migration `name` stopped in `status`.
-fn resume_command(status: Status, name: &str) -> String {
-    match status {
-        Status::Contracting => format!("zdm complete {name} --confirm-contract {name}"),
-        Status::RollingBack => format!("zdm rollback {name}"),
-        _ => format!("zdm start {name}"),
-    }
-}
-
 /// Reads the state of the database `conn` is connected to (`database` names it, redacted).
 pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusReport, Error> {
     let records = state::list_live(conn).await?;
@@ -113,7 +109,9 @@ pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusR
         let broken_promises = promises::broken(conn, &due)
             .await
             .context("checking what the plans promised")?;
+        let standing = Standing::of(&record);
         migrations.push(MigrationStatus {
+            standing,
             record,
             version_schema_exists: exists,
             version_published: published,
@@ -135,7 +133,7 @@ pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusR
 impl StatusReport {
     /// Adds what the migration files say: the ones not started (or rolled back) as
     /// pending, and a changed checksum on the ones that ran.
-    pub fn with_files(mut self, files: Result<Vec<Migration>, LoadErrors>) -> Self {
+    pub fn with_files(mut self, dir: &Path, files: Result<Vec<Migration>, LoadErrors>) -> Self {
         let files = match files {
             Ok(files) => files,
             Err(errors) => {
@@ -143,21 +141,22 @@ impl StatusReport {
                 return self;
             }
         };
-        for file in &files {
-            let recorded = self
-                .migrations
-                .iter_mut()
-                .find(|m| m.record.name == file.name);
-            match recorded {
-                Some(m) if m.record.status == Status::RolledBack => {
-                    self.pending.push(pending(file, true));
-                }
-                Some(m) => {
-                    if m.record.checksum != file.checksum {
-                        m.file_checksum_changed = Some(file.checksum.clone());
+        let records = self.migrations.iter().map(|m| m.record.clone()).collect();
+        let ledger = Ledger::join(dir, files, records);
+        for entry in ledger.files() {
+            match entry.standing() {
+                Standing::Pending | Standing::RolledBack => {
+                    if let Some(file) = &entry.file {
+                        self.pending
+                            .push(pending(file, entry.standing() == Standing::RolledBack));
                     }
                 }
-                None => self.pending.push(pending(file, false)),
+                _ => {
+                    if let Some(m) = self.migrations.iter_mut().find(|m| m.record.name == entry.name)
+                    {
+                        m.file_checksum_changed = entry.checksum_changed().map(str::to_string);
+                    }
+                }
             }
         }
         self
@@ -297,16 +296,16 @@ impl StatusReport {
         }
         for m in &self.migrations {
             let r = &m.record;
-            let status = match (r.status, r.failed_during) {
-                (Status::Failed, Some(during)) => format!("failed while {during}"),
-                (status, _) => status.to_string(),
+            let resumable = match m.standing {
+                Standing::Stopped { .. } => " (resumable)",
+                _ => "",
             };
-            let _ = writeln!(out, "\n{}  {}", r.name, status);
+            let _ = writeln!(out, "\n{}  {}{resumable}", r.name, m.standing.label());
             if let Some(why) = &r.stopped {
                 let _ = writeln!(
                     out,
                     "  STOPPED:        no zdm is running it ({why}); `{}` resumes it",
-                    resume_command(r.status, &r.name)
+                    ledger::resume_command(&r.name, Some(r))
                 );
             }
             let progress: Vec<String> = r

@@ -1,21 +1,21 @@
-//! `zdm validate` with a database: besides the offline check of every file, plan each
-//! pending migration in order against the live catalog (and the catalog each one leaves)
-//! and report what the database lacks (unknown table, column, constraint, index) at the
-//! operation's `file:line:col`; then type-check their SQL expressions against the catalog
-//! (`super::typecheck`). Reads the catalog and zdm's state; changes nothing.
+//! `zdm validate`: parse and check every migration file of the directory and list every
+//! finding (`file:line:col`); with a database, also plan each pending migration in order
+//! against the live catalog (and the catalog each one leaves), report what the database
+//! lacks (unknown table, column, constraint, index) at the operation's position, and
+//! type-check the files' SQL expressions against the catalog (`crate::plan::typecheck`).
+//! Reads the catalog and zdm's state; changes nothing. The caller turns the outcome into
+//! the exit code.
 
 use std::io::Write;
 
 use sqlx::Connection;
 
-use super::command::Started;
-use super::{plan_and_simulate, typecheck, PlanError, Problem};
 use crate::cli::ValidateArgs;
 use crate::config::{self, Config};
 use crate::db::catalog::Catalog;
-use crate::engine::state;
-use crate::migration::command::{report, Outcome};
-use crate::migration::{check_dir, Checked, Diagnostic, Severity};
+use crate::ledger::Ledger;
+use crate::migration::{check_dir, Checked, DirCheck, Diagnostic, Severity};
+use crate::plan::{plan_and_simulate, typecheck, PlanError, Problem};
 
 /// Why `zdm validate` could not check the files against the database.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,96 @@ pub async fn run(
     Ok(outcome)
 }
 
+/// How many findings `zdm validate` prints per file before it only counts the rest.
+pub const MAX_SHOWN_PER_FILE: usize = 50;
+
+/// What `zdm validate` found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Outcome {
+    pub migrations: usize,
+    pub errors: usize,
+    pub warnings: usize,
+}
+
+impl Outcome {
+    /// Whether the command succeeded under the given flags.
+    pub fn passed(&self, deny_warnings: bool) -> bool {
+        self.errors == 0 && !(deny_warnings && self.warnings > 0)
+    }
+}
+
+/// Prints what the files' check found plus `extra` findings (from planning against a
+/// database): migrations without an error listed on `out`, every diagnostic on `err`.
+pub fn report(
+    config: &Config,
+    checked: &DirCheck,
+    extra: &[Diagnostic],
+    out: &mut dyn Write,
+    err: &mut dyn Write,
+) -> Outcome {
+    let io = |result: std::io::Result<()>| result.unwrap_or(());
+    // Each file's first findings are shown, then a count: a file with thousands of errors
+    // is broken as a whole, and its first ones say how.
+    let mut shown: std::collections::HashMap<&std::path::Path, usize> = Default::default();
+    let mut order: Vec<&std::path::Path> = Vec::new();
+    for diagnostic in checked.all().chain(extra) {
+        let count = shown.entry(&diagnostic.path).or_insert_with(|| {
+            order.push(&diagnostic.path);
+            0
+        });
+        *count += 1;
+        if *count <= MAX_SHOWN_PER_FILE {
+            io(writeln!(err, "{diagnostic}"));
+        }
+    }
+    for path in order {
+        let count = shown.get(path).copied().unwrap_or(0);
+        if count > MAX_SHOWN_PER_FILE {
+            let hidden = count - MAX_SHOWN_PER_FILE;
+            io(writeln!(
+                err,
+                "{}: {hidden} more finding{} not shown (the first {MAX_SHOWN_PER_FILE} are above)",
+                path.display(),
+                if hidden == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    let mut migrations = 0;
+    for file in &checked.files {
+        // A file the database check flagged (an error, or not checked) is not listed valid.
+        let flagged = extra.iter().any(|d| d.path == file.path);
+        if let (Some(migration), None, false) = (&file.migration, file.errors().next(), flagged) {
+            migrations += 1;
+            let operations = migration.operations.len();
+            io(writeln!(
+                out,
+                "{:<40} {operations:>2} operation{}  {}",
+                migration.name,
+                if operations == 1 { "" } else { "s" },
+                migration.description.as_deref().unwrap_or("")
+            ));
+        }
+    }
+    let outcome = Outcome {
+        migrations,
+        errors: checked.error_count() + extra.iter().filter(|d| d.is_error()).count(),
+        warnings: checked.warning_count() + extra.iter().filter(|d| !d.is_error()).count(),
+    };
+    io(writeln!(
+        out,
+        "{}: {} migration file{}, {} valid, {} error{}, {} warning{}",
+        config.migrations_dir.display(),
+        checked.files.len(),
+        if checked.files.len() == 1 { "" } else { "s" },
+        outcome.migrations,
+        outcome.errors,
+        if outcome.errors == 1 { "" } else { "s" },
+        outcome.warnings,
+        if outcome.warnings == 1 { "" } else { "s" },
+    ));
+    outcome
+}
+
 /// Plans every file that has not started, in order, against the database's catalog.
 async fn against_database(
     config: &Config,
@@ -86,17 +176,14 @@ async fn against_database(
             url: url.to_string(),
             reason,
         })?;
-    let state_error = |reason| ValidateError::State {
-        url: url.to_string(),
-        reason: Box::new(reason),
-    };
-    let recorded = if state::exists(&mut conn).await.map_err(state_error)? {
-        Some(state::list(&mut conn).await.map_err(state_error)?)
-    } else {
-        None
-    };
-    let started = Started::find(recorded.as_deref(), &catalog);
-    let (mut found, pending) = plan_files(files, &catalog, &started);
+    let migrations = files.iter().filter_map(|f| f.migration.clone()).collect();
+    let ledger = Ledger::load(&mut conn, &config.migrations_dir, migrations, Some(&catalog))
+        .await
+        .map_err(|reason| ValidateError::State {
+            url: url.to_string(),
+            reason: Box::new(reason),
+        })?;
+    let (mut found, pending) = plan_files(files, &catalog, &ledger);
     let typed = typecheck::check_files(&mut conn, &pending, config.lock_timeout)
         .await
         .map_err(|reason| ValidateError::Introspect {
@@ -115,16 +202,20 @@ async fn against_database(
 pub fn plan_files<'f>(
     files: &'f [Checked],
     catalog: &Catalog,
-    started: &[Started],
+    ledger: &Ledger,
 ) -> (Vec<Diagnostic>, Vec<&'f Checked>) {
-    let last_started = files.iter().rposition(|file| {
-        file.migration
-            .as_ref()
-            .is_some_and(|m| started.iter().any(|s| s.name == m.name))
-    });
+    let not_started = ledger.not_started();
+    let first = files
+        .iter()
+        .position(|file| {
+            file.migration
+                .as_ref()
+                .is_some_and(|m| not_started.iter().any(|e| e.name == m.name))
+        })
+        .unwrap_or(files.len());
+    let pending = &files[first..];
     let mut current = catalog.clone();
     let mut found = Vec::new();
-    let pending = &files[last_started.map_or(0, |index| index + 1)..];
     for (position, file) in pending.iter().enumerate() {
         let Some(migration) = &file.migration else {
             continue;

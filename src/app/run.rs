@@ -1,16 +1,17 @@
-//! The headless front-end of the engine: `zdm start`, `zdm complete`, `zdm rollback` and
-//! `zdm status`, each returning the text to print.
+//! `zdm init`, `zdm start`, `zdm complete`, `zdm rollback` and `zdm status` run headless:
+//! each wires the configuration, the engine, its monitor and throttle, the run's control
+//! socket and the terminal printer, and returns the text to print.
 
 use sqlx::{Connection, PgConnection};
 use tokio::task::JoinHandle;
 
-use super::event::Events;
-use super::headless::{self, Output};
-use super::identity;
-use super::source::{self, Planned};
+use super::start::{self as source, Planned};
 use super::status;
-use super::throttle::Throttle;
-use super::{Engine, EngineOptions, Error, Outcome};
+use crate::engine::event::Events;
+use crate::engine::headless::{self, Output};
+use crate::engine::identity;
+use crate::engine::throttle::Throttle;
+use crate::engine::{Engine, EngineOptions, Error, Outcome};
 use crate::audit::{self, Action, Entry};
 use crate::config::{self, Config};
 use crate::control;
@@ -29,6 +30,8 @@ pub enum CommandError {
     Config(#[from] config::Error),
     #[error(transparent)]
     Engine(#[from] Error),
+    #[error(transparent)]
+    Source(#[from] source::Error),
     #[error("could not write the status as JSON: {0}")]
     Json(#[from] serde_json::Error),
     #[error(transparent)]
@@ -135,7 +138,7 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
         let mut catalog = connect_plain(config).await?;
         let planned = source::load_and_plan(config, &mut catalog, name).await;
         let _ = catalog.close().await;
-        planned.map_err(Error::from)?
+        planned?
     };
     let mut engine = connect(config).await?;
     let Planned { plan, checksum } = planned;
@@ -228,7 +231,10 @@ pub async fn status(config: &Config, json: bool) -> Result<String, CommandError>
     let mut conn = connect_plain(config).await?;
     let report = status::report(&mut conn, url.to_string()).await?;
     let _ = conn.close().await;
-    let report = report.with_files(crate::migration::load_dir(&config.migrations_dir));
+    let report = report.with_files(
+        &config.migrations_dir,
+        crate::migration::load_dir(&config.migrations_dir),
+    );
     if json {
         Ok(serde_json::to_string_pretty(&report)? + "\n")
     } else {
@@ -245,11 +251,11 @@ async fn contract_gates(
     options: &CompleteOptions,
 ) -> Result<(), CommandError> {
     let mut conn = connect_plain(config).await?;
-    let status = super::state::get(&mut conn, name)
+    let status = crate::engine::state::get(&mut conn, name)
         .await?
         .map(|record| record.activity());
-    if status != Some(super::Status::ReadyToContract) {
-        let resumed = if status == Some(super::Status::Contracting) {
+    if status != Some(crate::engine::Status::ReadyToContract) {
+        let resumed = if status == Some(crate::engine::Status::Contracting) {
             audit::record(
                 &mut conn,
                 Entry {

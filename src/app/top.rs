@@ -2,9 +2,9 @@
 
 use std::io::Write;
 
-use super::metrics::{Locks, Metrics, Replication, Sessions, Throughput};
-use super::reading::Reading;
-use super::{Monitor, MonitorOptions};
+use crate::monitor::metrics::{Locks, Metrics, Replication, Sessions, Throughput};
+use crate::monitor::reading::Reading;
+use crate::monitor::{Monitor, MonitorOptions};
 
 /// Why `zdm top` stopped early.
 #[derive(Debug, thiserror::Error)]
@@ -137,8 +137,8 @@ pub fn line(m: &Metrics) -> String {
     let mut text = parts.join(" | ");
     for alert in &m.alerts {
         let severity = match alert.severity {
-            super::Severity::Warning => "WARN",
-            super::Severity::Critical => "CRIT",
+            crate::monitor::Severity::Warning => "WARN",
+            crate::monitor::Severity::Critical => "CRIT",
         };
         text.push_str(&format!(" | {severity}: {}", alert.message));
     }

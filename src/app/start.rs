@@ -1,0 +1,108 @@
+//! `zdm start`'s choice of what to run: the migration the ledger picks (the one named, or
+//! the first not complete, in file-name order), planned against the live catalog, or the
+//! plan recorded when it first started (the catalog has changed since, and resume must
+//! run the same steps). A new plan's SQL is checked before anything runs: every step
+//! parses, and the file's expressions fit the live catalog (`crate::plan::typecheck`).
+
+use sqlx::PgConnection;
+
+use crate::config::Config;
+use crate::db::catalog::Catalog;
+use crate::ledger::{Ledger, Refusal};
+use crate::migration::{self, sql, LoadErrors};
+use crate::plan::{self, typecheck, Plan, PlanError};
+
+/// A migration file turned into a plan, with the checksum of the file it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Planned {
+    pub plan: Plan,
+    /// SHA-256 of the file's bytes, hex (`crate::migration::Migration::checksum`).
+    pub checksum: String,
+}
+
+/// Why no plan could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("the migration files have errors; nothing was changed:\n{0}")]
+    Load(#[from] LoadErrors),
+    #[error(transparent)]
+    Refused(#[from] Refusal),
+    #[error("cannot read zdm's state or the schema of the target database: {0}")]
+    Introspect(#[from] sqlx::Error),
+    #[error(transparent)]
+    State(Box<crate::engine::Error>),
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error("the SQL of {name} does not fit the database; nothing was changed:\n{errors}")]
+    Sql { name: String, errors: LoadErrors },
+    #[error(
+        "the plan of {name} has SQL that does not parse; nothing was changed:\n{}",
+        .steps.iter().map(|(step, why)| format!("  {step}: {why}")).collect::<Vec<_>>().join("\n")
+    )]
+    PlanSql {
+        name: String,
+        steps: Vec<(String, String)>,
+    },
+}
+
+/// Loads the migration `name` (or, without a name, the first one in file-name order that
+/// is not complete) from `config.migrations_dir` and plans it; a migration that already
+/// started (and was not rolled back) gets the plan recorded then.
+pub async fn load_and_plan(
+    config: &Config,
+    conn: &mut PgConnection,
+    name: Option<&str>,
+) -> Result<Planned, Error> {
+    let files = migration::load_checked(&config.migrations_dir)?;
+    let migrations = files.iter().filter_map(|f| f.migration.clone()).collect();
+    let ledger = Ledger::load(conn, &config.migrations_dir, migrations, None)
+        .await
+        .map_err(boxed)?;
+    let entry = ledger.choose(name)?;
+    let (Some(migration), Some(file)) = (
+        entry.file.as_ref(),
+        files.iter().find(|f| f.migration.as_ref().is_some_and(|m| m.name == entry.name)),
+    ) else {
+        // Ledger::choose only picks entries with a file.
+        return Err(Refusal::NothingPending {
+            dir: config.migrations_dir.display().to_string(),
+        }
+        .into());
+    };
+    let recorded = entry.recorded_plan().cloned();
+    let plan = match recorded {
+        Some(plan) => plan,
+        None => {
+            let plan = plan::plan(&migration, &Catalog::load(conn).await?)?;
+            // Before expand, nothing changed yet: every step's SQL must parse (contract's
+            // and rollback's too, which run when going back is no longer free) and the
+            // file's expressions must fit the live catalog.
+            let steps = sql::check_plan_sql(&plan.steps);
+            if !steps.is_empty() {
+                return Err(Error::PlanSql {
+                    name: migration.name.clone(),
+                    steps,
+                });
+            }
+            let found = typecheck::check_files(conn, &[file], config.lock_timeout).await?;
+            let errors: Vec<_> = found.into_iter().filter(|d| d.is_error()).collect();
+            if !errors.is_empty() {
+                return Err(Error::Sql {
+                    name: migration.name.clone(),
+                    errors: LoadErrors {
+                        diagnostics: errors,
+                    },
+                });
+            }
+            plan
+        }
+    };
+    Ok(Planned {
+        plan,
+        checksum: migration.checksum.clone(),
+    })
+}
+
+fn boxed(error: crate::engine::Error) -> Error {
+    Error::State(Box::new(error))
+}
