@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::app::top::TopOptions;
 use crate::config::{Config, Overrides};
 use crate::demo::{DemoOptions, WorkloadOptions};
-use crate::app::top::TopOptions;
 use crate::monitor::{self, MonitorOptions};
 
 /// Zero-downtime PostgreSQL schema migrations: expand, backfill and contract, watched and

@@ -39,12 +39,19 @@ pub enum Standing {
     /// It ran once and was rolled back: it starts again from its file.
     RolledBack,
     /// A zdm works on it now (holds the run lock).
-    Running { status: Status },
+    Running {
+        status: Status,
+    },
     /// Recorded in progress, but no zdm runs it (killed, interrupted, connection lost):
     /// it resumes where it stopped.
-    Stopped { during: Status, why: String },
+    Stopped {
+        during: Status,
+        why: String,
+    },
     /// Stopped by an error while `during`.
-    Failed { during: Status },
+    Failed {
+        during: Status,
+    },
     ReadyToContract,
     Complete,
 }
@@ -565,7 +572,13 @@ mod tests {
         let rows: Vec<(&str, String, bool)> = joined
             .entries
             .iter()
-            .map(|e| (e.name.as_str(), e.standing().label(), e.checksum_changed().is_some()))
+            .map(|e| {
+                (
+                    e.name.as_str(),
+                    e.standing().label(),
+                    e.checksum_changed().is_some(),
+                )
+            })
             .collect();
         assert_eq!(
             rows,
@@ -592,7 +605,7 @@ mod tests {
         let fresh = ledger(&files, &[]);
         assert_eq!(fresh.may_start("0001_a"), Ok(Admission::Start));
         // The ordering rule: a later file waits for the earlier one to complete.
-        let refusal = fresh.may_start("0002_b").unwrap_err().to_string();
+        let refusal = fresh.may_start("0002_b").expect_err("refused").to_string();
         assert!(
             refusal.contains("cannot start before 0001_a") && refusal.contains("not started"),
             "{refusal}"
@@ -605,22 +618,37 @@ mod tests {
             ledger_stopped.may_start("0001_a"),
             Ok(Admission::Resume(Status::Backfilling))
         );
-        let refusal = ledger_stopped.may_start("0002_b").unwrap_err().to_string();
-        assert!(refusal.contains("is stopped while backfilling"), "{refusal}");
+        let refusal = ledger_stopped
+            .may_start("0002_b")
+            .expect_err("refused")
+            .to_string();
+        assert!(
+            refusal.contains("is stopped while backfilling"),
+            "{refusal}"
+        );
         stopped.stopped = None;
         let running = ledger(&files, &[stopped]);
         assert!(matches!(
             running.may_start("0001_a"),
             Err(Refusal::Running { .. })
         ));
-        let ready = ledger(&files, &[record("0001_a", "aaa", Status::ReadyToContract, &[])]);
-        let refusal = ready.may_start("0001_a").unwrap_err().to_string();
+        let ready = ledger(
+            &files,
+            &[record("0001_a", "aaa", Status::ReadyToContract, &[])],
+        );
+        let refusal = ready.may_start("0001_a").expect_err("refused").to_string();
         assert!(refusal.contains("zdm complete 0001_a"), "{refusal}");
         let changed = ledger(&files, &[record("0001_a", "zzz", Status::Failed, &[])]);
-        let refusal = changed.may_start("0001_a").unwrap_err().to_string();
+        let refusal = changed
+            .may_start("0001_a")
+            .expect_err("refused")
+            .to_string();
         assert!(refusal.contains("must not change"), "{refusal}");
         let gone = ledger(&[], &[record("0001_a", "aaa", Status::RolledBack, &[])]);
-        assert!(matches!(gone.may_start("0001_a"), Err(Refusal::NoFile { .. })));
+        assert!(matches!(
+            gone.may_start("0001_a"),
+            Err(Refusal::NoFile { .. })
+        ));
     }
 
     #[test]
@@ -637,7 +665,10 @@ mod tests {
         let one = [record("0001_a", "aaa", Status::Backfilling, &[])];
         assert_eq!(names(&ledger(&files, &one)), ["0002_b", "0003_c"]);
         let back = [record("0001_a", "aaa", Status::RolledBack, &[])];
-        assert_eq!(names(&ledger(&files, &back)), ["0001_a", "0002_b", "0003_c"]);
+        assert_eq!(
+            names(&ledger(&files, &back)),
+            ["0001_a", "0002_b", "0003_c"]
+        );
     }
 
     #[test]
@@ -648,8 +679,14 @@ mod tests {
             record: Some(record("m", "c", status, done)),
             version_schema_found: None,
         };
-        assert_eq!(entry(Status::Expanding, &[(Phase::Expand, 1)]).current_step(), Some(1));
-        assert_eq!(entry(Status::Backfilling, &[(Phase::Expand, 2)]).current_step(), Some(2));
+        assert_eq!(
+            entry(Status::Expanding, &[(Phase::Expand, 1)]).current_step(),
+            Some(1)
+        );
+        assert_eq!(
+            entry(Status::Backfilling, &[(Phase::Expand, 2)]).current_step(),
+            Some(2)
+        );
         assert_eq!(entry(Status::ReadyToContract, &[]).current_step(), Some(3));
         assert_eq!(
             entry(Status::Complete, &[]).current_step(),

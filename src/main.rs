@@ -2,9 +2,9 @@
 
 use anyhow::Result;
 use clap::Parser;
+use zdm::app::run as commands;
 use zdm::cli::{Cli, Command};
 use zdm::config::Config;
-use zdm::app::run as commands;
 use zdm::runner::Job;
 
 fn main() -> Result<()> {
@@ -24,8 +24,10 @@ fn main() -> Result<()> {
             runtime.block_on(zdm::tui::run::run(config, theme))?;
         }
         Command::Validate(args) => {
+            let config = Config::load(&args.target.overrides())?;
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            let outcome = runtime.block_on(zdm::app::validate::run(args, &mut out, &mut err))?;
+            let checked = zdm::app::validate::run(&config, &mut out, &mut err);
+            let outcome = runtime.block_on(checked)?;
             if !outcome.passed(args.deny_warnings) {
                 std::process::exit(1);
             }

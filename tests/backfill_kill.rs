@@ -93,6 +93,24 @@ fn complete(pg: &LocalPg, database: &str) -> Child {
         .expect("spawn zdm")
 }
 
+/// `zdm status` (text, or JSON) of the test's database.
+fn zdm_status(pg: &LocalPg, database: &str, json: bool) -> String {
+    let output = Command::new(common::zdm_binary())
+        .arg("status")
+        .args(json.then_some("--json"))
+        .args(["--database-url", &pg.primary().url(database)])
+        .env_remove("DATABASE_URL")
+        .env("ZDM_LOG_FILE", pg.root().join(format!("{database}.log")))
+        .output()
+        .expect("zdm status");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// (rows in the checkpoint, rows updated once with the right value, rows touched twice or
 /// wrongly), read in one snapshot.
 async fn committed(pool: &sqlx::PgPool) -> (i64, i64, i64) {
@@ -231,6 +249,18 @@ async fn sigint_stops_after_the_current_batch_and_says_how_to_resume() {
         .await
         .expect("status");
     assert_eq!(status, "contracting", "stopped, not failed");
+    // Nothing runs it now: `zdm status` says stopped (resumable), not contracting.
+    let text = zdm_status(&pg, "sigint", false);
+    assert!(
+        text.contains(&format!("{NAME}  stopped while contracting (resumable)")),
+        "{text}"
+    );
+    assert!(text.contains("STOPPED:"), "{text}");
+    let json: serde_json::Value =
+        serde_json::from_str(&zdm_status(&pg, "sigint", true)).expect("status JSON");
+    let standing = &json["migrations"][0]["standing"];
+    assert_eq!(standing["state"], "stopped", "{json}");
+    assert_eq!(standing["during"], "contracting", "{json}");
     let output = complete(&pg, "sigint").wait_with_output().expect("rerun");
     assert!(
         output.status.success(),

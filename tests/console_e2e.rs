@@ -492,6 +492,12 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
         30,
     );
     tmux.wait_for_text("[ready to contract]", PATIENCE);
+    // A later migration's plan is shown as `zdm plan` shows it, with why `s` cannot start
+    // it yet.
+    tmux.keys(&["j"]);
+    let screen = tmux.wait_for_text("cannot start now", PATIENCE);
+    assert!(screen.contains("EXPAND"), "the plan is shown: {screen}");
+    tmux.keys(&["k"]);
 
     tmux.keys(&["c"]);
     let screen = tmux.wait_for_text("PASS", PATIENCE);
@@ -541,6 +547,12 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
         !screen.contains("CHANGED"),
         "a rolled-back migration may change: {screen}"
     );
+    // A rolled-back migration starts over from the console, as `zdm start` starts it.
+    tmux.keys(&["s"]);
+    tmux.wait_for_text("start over of 0002_customers_phone_not_null", PATIENCE);
+    tmux.wait_for("0002 started over", Duration::from_secs(60), |s| {
+        s.contains("[ready to contract]") && !s.contains("[rolled back]")
+    });
 
     tmux.keys(&["q"]);
     tmux.wait_for_text("zdm exited with 0", PATIENCE);
@@ -587,7 +599,7 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
         30,
     );
     let screen = tmux.wait_for_text("[stopped: ", PATIENCE);
-    assert!(screen.contains("[backfilling]"), "{screen}");
+    assert!(screen.contains("[stopped: backfilling]"), "{screen}");
     tmux.keys(&["Tab", "Tab"]);
     tmux.wait_for_text("No backfill running.", PATIENCE);
     tmux.keys(&["s"]);

@@ -50,7 +50,7 @@ async fn demo_comes_up_answers_queries_and_shuts_down_on_sigint() {
 
     // The application workload is connected and doing work.
     let deadline = Instant::now() + Duration::from_secs(30);
-    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'zdm-demo-app'";
+    let sessions = "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'shop-app'";
     while count(&mut primary, sessions).await != 4 {
         assert!(
             Instant::now() < deadline,

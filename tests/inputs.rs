@@ -114,11 +114,7 @@ fn validate_shows_the_first_findings_of_a_file_and_counts_the_rest() {
     let (code, stdout, stderr) = validate(dir.path(), &[]);
     assert_eq!(code, Some(1));
     let shown = stderr.lines().filter(|l| l.contains("unknown op")).count();
-    assert_eq!(
-        shown,
-        zdm::app::validate::MAX_SHOWN_PER_FILE,
-        "{stderr}"
-    );
+    assert_eq!(shown, zdm::app::validate::MAX_SHOWN_PER_FILE, "{stderr}");
     assert!(
         stderr.contains("0001_many.toml: 2450 more findings not shown"),
         "{stderr}"

@@ -11,8 +11,8 @@ use std::path::Path;
 
 use plan_support::common;
 use plan_support::{catalog, client, demo_database, fetch_one, write_concurrently};
-use zdm::config::{Config, Overrides};
 use zdm::app::run as commands;
+use zdm::config::{Config, Overrides};
 use zdm::localpg::LocalPg;
 
 /// One operation's scenario. SQL in `*_sees` and `after` returns one text value.

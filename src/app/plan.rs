@@ -69,12 +69,17 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> Result<Stri
             url: url.to_string(),
             reason,
         })?;
-    let ledger = Ledger::load(&mut conn, &config.migrations_dir, migrations, Some(&catalog))
-        .await
-        .map_err(|reason| CommandError::State {
-            url: url.to_string(),
-            reason: Box::new(reason),
-        })?;
+    let ledger = Ledger::load(
+        &mut conn,
+        &config.migrations_dir,
+        migrations,
+        Some(&catalog),
+    )
+    .await
+    .map_err(|reason| CommandError::State {
+        url: url.to_string(),
+        reason: Box::new(reason),
+    })?;
     let _ = conn.close().await;
     let planned = ledger.plans(&catalog, name)?;
     if json {

@@ -61,7 +61,9 @@ pub async fn load_and_plan(
     let entry = ledger.choose(name)?;
     let (Some(migration), Some(file)) = (
         entry.file.as_ref(),
-        files.iter().find(|f| f.migration.as_ref().is_some_and(|m| m.name == entry.name)),
+        files
+            .iter()
+            .find(|f| f.migration.as_ref().is_some_and(|m| m.name == entry.name)),
     ) else {
         // Ledger::choose only picks entries with a file.
         return Err(Refusal::NothingPending {
@@ -73,7 +75,7 @@ pub async fn load_and_plan(
     let plan = match recorded {
         Some(plan) => plan,
         None => {
-            let plan = plan::plan(&migration, &Catalog::load(conn).await?)?;
+            let plan = plan::plan(migration, &Catalog::load(conn).await?)?;
             // Before expand, nothing changed yet: every step's SQL must parse (contract's
             // and rollback's too, which run when going back is no longer free) and the
             // file's expressions must fit the live catalog.

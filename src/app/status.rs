@@ -9,10 +9,10 @@ use std::path::Path;
 use serde::Serialize;
 use sqlx::PgConnection;
 
+use crate::db::quote_ident;
 use crate::engine::promises;
 use crate::engine::state::{self, MigrationRecord};
 use crate::engine::{phase_name, Context, Error, Status};
-use crate::db::quote_ident;
 use crate::ledger::{self, Ledger, Standing};
 use crate::migration::{LoadErrors, Migration};
 use crate::plan::Phase;
@@ -152,7 +152,10 @@ impl StatusReport {
                     }
                 }
                 _ => {
-                    if let Some(m) = self.migrations.iter_mut().find(|m| m.record.name == entry.name)
+                    if let Some(m) = self
+                        .migrations
+                        .iter_mut()
+                        .find(|m| m.record.name == entry.name)
                     {
                         m.file_checksum_changed = entry.checksum_changed().map(str::to_string);
                     }

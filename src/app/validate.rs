@@ -10,11 +10,10 @@ use std::io::Write;
 
 use sqlx::Connection;
 
-use crate::cli::ValidateArgs;
 use crate::config::{self, Config};
 use crate::db::catalog::Catalog;
 use crate::ledger::Ledger;
-use crate::migration::{check_dir, Checked, DirCheck, Diagnostic, Severity};
+use crate::migration::{check_dir, Checked, Diagnostic, DirCheck, Severity};
 use crate::plan::{plan_and_simulate, typecheck, PlanError, Problem};
 
 /// Why `zdm validate` could not check the files against the database.
@@ -36,18 +35,17 @@ pub enum ValidateError {
 /// Runs `zdm validate`: offline without a database; with one (`--database-url`,
 /// `DATABASE_URL` or `zdm.toml`), also against its catalog when every file parsed.
 pub async fn run(
-    args: &ValidateArgs,
+    config: &Config,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome, ValidateError> {
-    let config = Config::load(&args.target.overrides())?;
     let checked = check_dir(&config.migrations_dir);
     let offline_errors = checked.error_count() > 0;
     let extra = match config.database_url() {
-        Ok(_) if !offline_errors => against_database(&config, &checked.files).await?,
+        Ok(_) if !offline_errors => against_database(config, &checked.files).await?,
         _ => Vec::new(),
     };
-    let outcome = report(&config, &checked, &extra, out, err);
+    let outcome = report(config, &checked, &extra, out, err);
     if offline_errors && config.database_url().is_ok() {
         // Planning builds each migration on the ones before: with one unreadable, the
         // database checks of all would be guesses.
@@ -177,12 +175,17 @@ async fn against_database(
             reason,
         })?;
     let migrations = files.iter().filter_map(|f| f.migration.clone()).collect();
-    let ledger = Ledger::load(&mut conn, &config.migrations_dir, migrations, Some(&catalog))
-        .await
-        .map_err(|reason| ValidateError::State {
-            url: url.to_string(),
-            reason: Box::new(reason),
-        })?;
+    let ledger = Ledger::load(
+        &mut conn,
+        &config.migrations_dir,
+        migrations,
+        Some(&catalog),
+    )
+    .await
+    .map_err(|reason| ValidateError::State {
+        url: url.to_string(),
+        reason: Box::new(reason),
+    })?;
     let (mut found, pending) = plan_files(files, &catalog, &ledger);
     let typed = typecheck::check_files(&mut conn, &pending, config.lock_timeout)
         .await

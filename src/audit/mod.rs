@@ -3,7 +3,6 @@
 //! (when, OS user, database user, client host, migration, action, detail, gate results as
 //! JSON). [`record`] is the one way to write it; `zdm audit` ([`command`]) reads it.
 
-
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use sqlx::{PgConnection, Row};

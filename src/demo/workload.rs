@@ -15,7 +15,7 @@ use tokio::task::JoinHandle;
 use super::schema::Scale;
 
 /// The `application_name` the workload's sessions show in `pg_stat_activity`.
-pub const APPLICATION_NAME: &str = "zdm-demo-app";
+pub const APPLICATION_NAME: &str = "shop-app";
 
 /// How hard the application works.
 #[derive(Debug, Clone, Copy)]

@@ -9,8 +9,8 @@ use std::fmt;
 use sqlx::postgres::PgConnectOptions;
 use sqlx::{Connection, Executor, PgConnection};
 
-use super::backfill::{self, FixedBatches, Pacing, Steering};
 use super::admission::{self, Admission};
+use super::backfill::{self, FixedBatches, Pacing, Steering};
 use super::backfill_control::BackfillControl;
 use super::ddl::{self, LockRetry};
 use super::event::{Event, Events};

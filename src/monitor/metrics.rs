@@ -9,12 +9,9 @@ use super::reading::Reading;
 /// The `application_name` prefix that marks zdm's own sessions in `pg_stat_activity`.
 pub const ZDM_APPLICATION_PREFIX: &str = "zdm";
 
-/// Whether a session with this `application_name` belongs to zdm itself. The demo's
-/// simulated application also starts with "zdm" but plays the user's application, so
-/// it does not count.
+/// Whether a session with this `application_name` belongs to zdm itself.
 pub fn is_zdm_application(application_name: &str) -> bool {
     application_name.starts_with(ZDM_APPLICATION_PREFIX)
-        && application_name != crate::demo::workload::APPLICATION_NAME
 }
 
 /// Everything the monitor knows at one instant. Immutable once published.
@@ -397,10 +394,10 @@ mod tests {
     use super::*;
 
     #[test]
-    fn zdm_sessions_are_recognised_but_the_demo_application_is_not() {
+    fn zdm_sessions_are_recognised_but_an_application_is_not() {
         assert!(is_zdm_application("zdm-monitor"));
         assert!(is_zdm_application("zdm engine"));
-        assert!(!is_zdm_application(crate::demo::workload::APPLICATION_NAME));
+        assert!(!is_zdm_application("shop-app"));
         assert!(!is_zdm_application("psql"));
     }
 

@@ -17,13 +17,13 @@ use tokio::task::JoinHandle;
 use super::app::{GateResult, GateRow, Level, MigrationRow, MigrationState};
 use super::runs::RunUpdate;
 use crate::config::Config;
-use crate::engine::identity;
 use crate::db::catalog::Catalog;
+use crate::engine::identity;
 use crate::engine::state::{self, MigrationRecord};
 use crate::engine::Status;
 use crate::gates;
-use crate::ledger::{Ledger, Standing};
 pub use crate::ledger::step_index;
+use crate::ledger::{Ledger, Standing};
 use crate::migration::{self, Migration};
 use crate::plan::Plan;
 
@@ -145,7 +145,9 @@ async fn plan_file(config: &Config, name: &str) -> Result<Plan, String> {
         let ledger = Ledger::load(&mut conn, &config.migrations_dir, files, Some(&catalog))
             .await
             .map_err(|e| e.to_string())?;
-        let mut plans = ledger.plans(&catalog, Some(name)).map_err(|e| e.to_string())?;
+        let mut plans = ledger
+            .plans(&catalog, Some(name))
+            .map_err(|e| e.to_string())?;
         plans
             .pop()
             .map(|(plan, _)| plan)

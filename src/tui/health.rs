@@ -31,7 +31,7 @@ pub struct SeriesView {
 /// One blocked/blocker pair of the lock table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LockPair {
-    /// `pid 4711 zdm-demo-app`
+    /// `pid 4711 shop-app`
     pub waiter: String,
     pub waiter_mode: String,
     /// `public.orders`, or the lock type when it is not on a table.

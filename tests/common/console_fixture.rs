@@ -173,7 +173,7 @@ pub fn busy_health() -> HealthView {
             ),
         ],
         locks: vec![LockPair {
-            waiter: "pid 4711 zdm-demo-app".to_string(),
+            waiter: "pid 4711 shop-app".to_string(),
             waiter_mode: "RowExclusiveLock".to_string(),
             object: "public.products".to_string(),
             blocker: "pid 4700 zdm pid=812 host=bastion".to_string(),
