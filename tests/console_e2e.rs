@@ -1068,13 +1068,13 @@ async fn quitting_during_a_backfill_asks_then_pauses_it_in_its_runner() {
     again.wait_for_text("[backfilling]", PATIENCE);
     backfill_moves_past(&pg, held).await;
 
-    // A runner that dies (kill -9) is reported as such; the migration waits, STOPPED.
+    // A runner that dies (kill -9) is reported as such; the migration waits, stopped.
     kill(Pid::from_raw(runner as i32), Signal::SIGKILL).expect("kill the runner");
     wait_for_exit(runner, PATIENCE).await;
     let screen = again.wait_for("the death reported", PATIENCE, |s| {
         s.contains("the run of 0001_orders_add_status died") && s.contains("[stopped: ")
     });
-    assert!(screen.contains("[backfilling]"), "{screen}");
+    assert!(screen.contains("[stopped: backfilling]"), "{screen}");
     again.keys(&["l"]);
     again.wait_for_text("ERROR the runner of 0001_orders_add_status (pid", PATIENCE);
     again.keys(&["q"]);
