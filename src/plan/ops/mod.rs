@@ -221,3 +221,36 @@ fn on_delete_clause(on_delete: Option<&str>) -> Result<String, Problem> {
         ))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_concurrent_build_tells_the_engine_which_index_it_builds() {
+        let table = QualifiedName::new("shop", "orders");
+        let build = concurrent_index_step(
+            "build".to_string(),
+            &table,
+            "Orders_Placed",
+            false,
+            "(\"placed_at\")",
+            true,
+        );
+        let index = build
+            .concurrent_index()
+            .map(|p| (p.schema.as_str(), p.name.as_str()));
+        assert_eq!(index, Some(("shop", "Orders_Placed")));
+        let drop = drop_index_concurrently_step(Phase::Rollback, &table, "Orders_Placed");
+        assert!(drop.concurrent_index().is_none());
+        // Raw SQL that happens to read like an index build is not one zdm planned.
+        let raw = Step::sql(
+            Phase::Expand,
+            "raw SQL",
+            "CREATE INDEX CONCURRENTLY x ON t (a)",
+            LockLevel::AccessExclusive,
+            Vec::new(),
+        );
+        assert!(raw.concurrent_index().is_none());
+    }
+}
