@@ -38,25 +38,28 @@ pub(crate) struct TableState {
     next_id: usize,
     /// Physical columns before the migration: what the old version's rows are made of.
     pub old_columns: Vec<String>,
-    /// Applied when the old version writes: fill the new shape.
+    /// Applied when the old version writes: fill the new shape (`sync_trigger`).
     pub up: Vec<SyncRule>,
     /// Applied when the new version writes: fill the old shape.
     pub down: Vec<SyncRule>,
-    /// Column defaults the new version's view sets (by column id; `NULL` drops one).
+    /// Column defaults the new version's view sets (by column id; `NULL` drops one), in the
+    /// publish step (`version_view`).
     pub view_defaults: Vec<(usize, String)>,
-    /// Physical columns dropped at contract.
+    /// Physical columns dropped at contract (`final_shape`).
     pub drop_columns: Vec<String>,
-    /// Columns made NOT NULL at contract (by id), with the CHECK that proves it.
+    /// Columns made NOT NULL at contract (by id), with the CHECK that proves it
+    /// (`ops::set_not_null`).
     pub not_null: Vec<(usize, String)>,
-    /// Defaults set (or dropped) at contract, by column id.
+    /// Defaults set (or dropped) at contract, by column id (`ops::set_default`).
     pub defaults: Vec<(usize, Option<String>)>,
-    /// Constraints dropped at contract.
+    /// Constraints dropped at contract (`ops::drop_constraint`).
     pub drop_constraints: Vec<String>,
     /// Triggers an operation installed beyond the sync trigger (split_table's), as
     /// (table, trigger): dropped in this table's contract step and first thing in a rollback.
     pub extra_triggers: Vec<(QualifiedName, String)>,
     /// Indexes and constraints rebuilt on a shadow column under a temporary name, renamed to
-    /// their real name at contract (after the old column, and the originals, are dropped).
+    /// their real name at contract (after the old column, and the originals, are dropped;
+    /// `shadow`).
     pub rename_indexes: Vec<(String, String)>,
     pub rename_constraints: Vec<(String, String)>,
     /// Other tables the contract step locks: dropping a foreign key (alone, or with its
@@ -120,7 +123,8 @@ impl TableState {
     }
 }
 
-/// Everything the planner knows and has decided so far for one migration.
+/// Everything the planner knows and has decided so far for one migration. The step lists
+/// are ordering slots: `assemble` runs them in the order docs/planner.md gives.
 #[derive(Debug)]
 pub struct Workspace<'a> {
     pub migration: &'a str,
@@ -413,6 +417,8 @@ impl<'a> Workspace<'a> {
         table.to_string()
     }
 
+    /// An operation's additive DDL: runs after the version schema is created and before the
+    /// sync triggers are installed.
     pub fn push_expand(&mut self, step: Step) {
         self.expand.push(step);
     }
@@ -434,6 +440,7 @@ impl<'a> Workspace<'a> {
             .push(step.creating(PromiseKind::Constraint, table, name, kept));
     }
 
+    /// A data copy: backfill runs them first, in operation order.
     pub fn push_backfill(&mut self, step: Step) {
         self.backfill.push(step);
     }
@@ -443,6 +450,8 @@ impl<'a> Workspace<'a> {
         self.validate.push(step);
     }
 
+    /// An operation's own contract step (a table or index dropped, raw SQL): after every
+    /// table's final-shape step, before the trigger functions are dropped.
     pub fn push_contract(&mut self, step: Step) {
         self.contract.push(step);
     }
