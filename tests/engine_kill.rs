@@ -41,6 +41,7 @@ fn contract_plan() -> Plan {
             "index parcels.weight_g",
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS parcels_weight_g ON parcels (weight_g)",
             "public.parcels",
+            "parcels_weight_g",
         ),
         sql(
             Phase::Contract,

@@ -187,6 +187,7 @@ async fn a_concurrent_index_build_that_times_out_leaves_no_invalid_index_and_ret
             "index events.kind",
             "CREATE INDEX CONCURRENTLY IF NOT EXISTS events_kind ON events (kind)",
             "public.events",
+            "events_kind",
         )],
     );
     let mut engine = engine(&pg, "lock_safety_index", quick_options()).await;
@@ -320,6 +321,7 @@ async fn an_invalid_index_left_by_an_interrupted_build_is_rebuilt_not_skipped() 
             "unique index users.email",
             "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS users_email ON users (email)",
             "public.users",
+            "users_email",
         )],
     );
     let mut engine = engine(&pg, "lock_safety_leftover", quick_options()).await;

@@ -45,6 +45,7 @@ fn add_discount_plan() -> Plan {
                 "index items.discount",
                 "CREATE INDEX CONCURRENTLY IF NOT EXISTS items_discount ON items (discount)",
                 "public.items",
+                "items_discount",
             ),
             backfill(
                 "\"public\".\"items\"",

@@ -423,7 +423,7 @@ fn indexes_are_built_and_dropped_concurrently() {
     );
     // The engine finds the index by this name to drop an INVALID leftover before a retry.
     assert_eq!(
-        zdm::engine::ddl::concurrent_index_name(sql(build)).as_deref(),
+        build.concurrent_index().map(|index| index.name.as_str()),
         Some("orders_lower_notes")
     );
     assert!(plan

@@ -398,58 +398,6 @@ pub async fn drop_invalid_index(
     }
 }
 
-/// The index a `CREATE [UNIQUE] INDEX CONCURRENTLY [IF NOT EXISTS] name ON ...`
-/// statement builds, as stored in `pg_class.relname` (unquoted, case-folded when bare).
-pub fn concurrent_index_name(sql: &str) -> Option<String> {
-    let mut rest = sql.trim_start();
-    let keyword = |word: &str, rest: &mut &str| -> bool {
-        let candidate = rest.get(..word.len());
-        let boundary = rest[word.len().min(rest.len())..]
-            .chars()
-            .next()
-            .is_none_or(|c| c.is_whitespace() || c == '"');
-        if candidate.is_some_and(|c| c.eq_ignore_ascii_case(word)) && boundary {
-            *rest = rest[word.len()..].trim_start();
-            true
-        } else {
-            false
-        }
-    };
-    if !keyword("create", &mut rest) {
-        return None;
-    }
-    keyword("unique", &mut rest);
-    if !(keyword("index", &mut rest) && keyword("concurrently", &mut rest)) {
-        return None;
-    }
-    if keyword("if", &mut rest) && !(keyword("not", &mut rest) && keyword("exists", &mut rest)) {
-        return None;
-    }
-    if let Some(quoted) = rest.strip_prefix('"') {
-        let mut name = String::new();
-        let mut chars = quoted.chars().peekable();
-        while let Some(c) = chars.next() {
-            if c == '"' {
-                if chars.peek() == Some(&'"') {
-                    chars.next();
-                    name.push('"');
-                } else {
-                    return Some(name);
-                }
-            } else {
-                name.push(c);
-            }
-        }
-        return None;
-    }
-    let name: String = rest
-        .chars()
-        .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == '$')
-        .collect();
-    // `CREATE INDEX CONCURRENTLY ON t (...)` has no name: PostgreSQL picks a new one.
-    (!name.is_empty() && !name.eq_ignore_ascii_case("on")).then(|| name.to_lowercase())
-}
-
 /// An invalid index named `name` on one of `tables`, left by an interrupted build, and
 /// whether a build of it is still running in some session.
 pub async fn leftover_index(
@@ -509,31 +457,6 @@ mod tests {
                 );
                 assert!(delay >= ceiling / 2, "attempt {attempt}: {delay:?} < half");
             }
-        }
-    }
-
-    #[test]
-    fn concurrent_index_names_are_read_as_postgres_stores_them() {
-        let cases = [
-            (
-                "CREATE INDEX CONCURRENTLY items_price ON items (price)",
-                Some("items_price"),
-            ),
-            (
-                "create unique index concurrently if not exists Items_Code on items (code)",
-                Some("items_code"),
-            ),
-            (
-                "CREATE INDEX CONCURRENTLY \"Odd \"\"Name\"\"\" ON t (a)",
-                Some("Odd \"Name\""),
-            ),
-            ("CREATE INDEX CONCURRENTLY ON items (price)", None),
-            ("CREATE INDEX items_price ON items (price)", None),
-            ("DROP INDEX CONCURRENTLY items_price", None),
-            ("CREATE INDEX CONCURRENTLYX x ON t (a)", None),
-        ];
-        for (sql, expected) in cases {
-            assert_eq!(concurrent_index_name(sql).as_deref(), expected, "{sql}");
         }
     }
 

@@ -646,7 +646,8 @@ impl Engine {
         sql: &str,
     ) -> Result<(), Error> {
         let policy = &self.options.ddl.clone();
-        let index = ddl::concurrent_index_name(sql);
+        // The index the step builds concurrently, as the plan says (never read from its SQL).
+        let index = step.concurrent_index();
         // An index build waits for every transaction that could write the table: the
         // ones holding locks that conflict with SHARE.
         let waits_for = if index.is_some() {
@@ -658,8 +659,8 @@ impl Engine {
             LockRetry::new(policy, label.to_string(), step.lock).with_events(&self.events);
         loop {
             let attempts = retry.begin_attempt();
-            if let Some(name) = &index {
-                let leftover = ddl::leftover_index(&mut self.conn, name, &step.locked)
+            if let Some(build) = index {
+                let leftover = ddl::leftover_index(&mut self.conn, &build.name, &step.locked)
                     .await
                     .context("looking for an invalid index left by an earlier build")?;
                 match leftover {

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::db::catalog::QualifiedName;
 use crate::plan::names;
+use crate::plan::version_view;
 use crate::plan::workspace::{TableState, Workspace};
 
 /// Everything the contract phase of one plan drops or renames away, by physical name.
@@ -124,7 +125,10 @@ impl Workspace<'_> {
     /// catalog before (`original`) and after (`catalog`).
     pub(crate) fn contract_drops(&self) -> ContractDrops {
         let mut drops = ContractDrops {
-            schemas: self.previous_version_schemas_names(),
+            schemas: version_view::previous_version_schemas(self)
+                .iter()
+                .map(|s| s.name.clone())
+                .collect(),
             ..ContractDrops::default()
         };
         for state in self.tables.iter().filter(|state| !state.created) {

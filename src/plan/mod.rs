@@ -1,20 +1,27 @@
 //! The planner's output: a migration turned into phased, lock-annotated steps that the
-//! engine (`crate::engine`) runs. Planning is pure: migration + catalog in, [`Plan`] out.
+//! engine runs. Planning is pure: migration + catalog in, [`Plan`] out.
 //!
 //! How old and new versions coexist between expand and contract: each migration gets a
-//! version schema (`<schema>_<migration>`) holding one auto-updatable view per table in the
-//! new shape; the previous version keeps using the physical tables (or the previous
-//! migration's version schema). Columns whose shape changes live in shadow columns until
-//! contract, and a sync trigger per table fills the other version's columns on every write
-//! (see `workspace::sync_function_sql` for how it tells the versions apart).
+//! version schema (`<schema>_<migration>`, `version_view`) holding one auto-updatable view
+//! per table in the new shape; the previous version keeps using the physical tables (or the
+//! previous migration's version schema). Columns whose shape changes live in shadow columns
+//! until contract (`shadow`), and a sync trigger per table fills the other version's columns
+//! on every write (`sync_trigger`). Each operation's whole story is its file under `ops/`;
+//! `workspace` is the simulated catalog they change, `assemble` the running order.
 
+mod assemble;
 pub mod drops;
 pub mod error;
+mod final_shape;
+mod grants;
 pub mod names;
 mod ops;
 pub mod render;
+mod shadow;
 pub mod step;
+mod sync_trigger;
 pub mod typecheck;
+mod version_view;
 pub mod workspace;
 
 pub use drops::ContractDrops;
@@ -78,7 +85,7 @@ pub fn plan_and_simulate(
     }
     let version_schema = ws.version_schema.clone();
     let drops = ws.contract_drops();
-    let (steps, after) = ws.finish();
+    let (steps, after) = assemble::finish(ws);
     Ok((
         Plan {
             migration: migration.name.clone(),
@@ -101,7 +108,7 @@ pub const BASELINE: &str = "baseline";
 pub fn baseline(schema: &str, catalog: &Catalog) -> Plan {
     let ws = Workspace::new(BASELINE, schema, catalog);
     let version_schema = ws.version_schema.clone();
-    let (steps, _) = ws.finish();
+    let (steps, _) = assemble::finish(ws);
     Plan {
         migration: baseline_record(schema),
         version_schema,

@@ -96,7 +96,7 @@ pub fn render(plan: &Plan, description: Option<&str>) -> String {
                     if !transactional {
                         let _ = writeln!(out, "     (runs outside a transaction)");
                     }
-                    if crate::engine::ddl::concurrent_index_name(sql).is_some() {
+                    if step.concurrent_index().is_some() {
                         let _ = writeln!(
                             out,
                             "     (an INVALID index of this name, left by an interrupted \

@@ -276,6 +276,24 @@ impl Step {
         self
     }
 
+    /// The index this step builds with `CREATE INDEX CONCURRENTLY`: the index promised by a
+    /// step that runs outside a transaction block (the planner writes no other such step).
+    /// Before each try the engine drops an INVALID index of this name on its table, left by
+    /// an interrupted build, so that `IF NOT EXISTS` never takes it for a built one; it reads
+    /// this, never the step's SQL.
+    pub fn concurrent_index(&self) -> Option<&Promise> {
+        match &self.action {
+            StepAction::Sql {
+                transactional: false,
+                ..
+            } => self
+                .creates
+                .iter()
+                .find(|promise| promise.kind == PromiseKind::Index),
+            _ => None,
+        }
+    }
+
     /// The SQL of a SQL step.
     pub fn sql_text(&self) -> Option<&str> {
         match &self.action {

@@ -7,7 +7,8 @@ use std::time::Duration;
 use zdm::engine::ddl::LockPolicy;
 use zdm::engine::{Engine, EngineOptions, Error};
 use zdm::localpg::LocalPg;
-use zdm::plan::{Backfill, LockLevel, Phase, Plan, Step, StepAction};
+use zdm::plan::workspace::qualify;
+use zdm::plan::{Backfill, LockLevel, Phase, Plan, PromiseKind, Step, StepAction};
 
 /// A step of plain SQL.
 pub fn sql(phase: Phase, description: &str, sql: &str, lock: LockLevel, on: &str) -> Step {
@@ -27,8 +28,11 @@ pub fn sql(phase: Phase, description: &str, sql: &str, lock: LockLevel, on: &str
     }
 }
 
-/// A step that cannot run in a transaction (CREATE INDEX CONCURRENTLY).
-pub fn concurrent(phase: Phase, description: &str, statement: &str, on: &str) -> Step {
+/// A CREATE INDEX CONCURRENTLY step building `index` on `on`, described as the planner
+/// describes one: outside a transaction, promising the index (`Step::concurrent_index`,
+/// which tells the engine what to clean up after an interrupted build). Not kept: a test
+/// plan may drop it at contract.
+pub fn concurrent(phase: Phase, description: &str, statement: &str, on: &str, index: &str) -> Step {
     Step {
         action: StepAction::Sql {
             sql: statement.to_string(),
@@ -42,6 +46,7 @@ pub fn concurrent(phase: Phase, description: &str, statement: &str, on: &str) ->
             on,
         )
     }
+    .creating(PromiseKind::Index, &qualify(on), index, false)
 }
 
 /// A backfill step.

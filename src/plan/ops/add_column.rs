@@ -10,12 +10,14 @@ use crate::db::quote_ident;
 use crate::migration::operation::AddColumn;
 use crate::plan::error::Problem;
 use crate::plan::names::{self, is_constant_default};
+use crate::plan::ops::set_not_null::prove_not_null;
 use crate::plan::ops::{
     add_constraint_sql, check_columns, concurrent_index_step, on_delete_clause,
     physical_column_list, refuse_created, validate_step, PlanOperation,
 };
 use crate::plan::step::{Backfill, LockLevel, Phase, Step, StepAction};
-use crate::plan::workspace::{SyncRule, Workspace};
+use crate::plan::sync_trigger::SyncRule;
+use crate::plan::workspace::Workspace;
 
 impl PlanOperation for AddColumn {
     fn tables(&self) -> Vec<&str> {
@@ -126,7 +128,7 @@ impl PlanOperation for AddColumn {
             vec![label.clone()],
         ));
 
-        let id = ws.add_column(
+        ws.add_column(
             &table,
             Column {
                 name: column.name.clone(),
@@ -140,28 +142,7 @@ impl PlanOperation for AddColumn {
         )?;
 
         if !column.nullable {
-            let check = names::not_null_check(&physical_table.name, &column.name);
-            ws.push_expand_constraint(
-                Step::sql(
-                    Phase::Expand,
-                    format!(
-                        "add CHECK ({} IS NOT NULL) NOT VALID on {} (new rows only, no scan)",
-                        column.name, physical_table
-                    ),
-                    add_constraint_sql(
-                        &physical_table,
-                        &check,
-                        &format!("CHECK ({quoted} IS NOT NULL) NOT VALID"),
-                    ),
-                    LockLevel::AccessExclusive,
-                    vec![label.clone()],
-                ),
-                &physical_table,
-                &check,
-                false,
-            );
-            ws.push_validate(validate_step(&physical_table, &check, None));
-            ws.state(&table)?.not_null.push((id, check));
+            prove_not_null(ws, &table, &column.name, &column.name)?;
         }
 
         let fill = self

@@ -6,7 +6,8 @@ use crate::db::catalog::ConstraintKind;
 use crate::migration::operation::DropColumn;
 use crate::plan::error::Problem;
 use crate::plan::ops::{refuse_created, refuse_reshaped, PlanOperation};
-use crate::plan::workspace::{SyncRule, Workspace};
+use crate::plan::sync_trigger::SyncRule;
+use crate::plan::workspace::Workspace;
 
 impl PlanOperation for DropColumn {
     fn tables(&self) -> Vec<&str> {

@@ -1,11 +1,13 @@
 //! drop_constraint: both versions obey the constraint until contract, which drops it
-//! (catalog only, brief), so expand stays reversible without re-validating anything.
+//! (catalog only, brief) in the table's final-shape step, so expand stays reversible without
+//! re-validating anything.
 
 use crate::db::catalog::ConstraintKind;
+use crate::db::quote_ident;
 use crate::migration::operation::DropConstraint;
 use crate::plan::error::Problem;
 use crate::plan::ops::PlanOperation;
-use crate::plan::workspace::Workspace;
+use crate::plan::workspace::{TableState, Workspace};
 use crate::suggest::did_you_mean;
 
 impl PlanOperation for DropConstraint {
@@ -46,5 +48,35 @@ impl PlanOperation for DropConstraint {
             found.indexes.retain(|i| i.name != index);
         }
         Ok(())
+    }
+}
+
+/// Contract: the statements of the table's final-shape step (`table` quoted) that drop the
+/// constraints this migration drops.
+pub(crate) fn contract_sql(state: &TableState, table: &str) -> String {
+    state
+        .drop_constraints
+        .iter()
+        .map(|constraint| {
+            format!(
+                "  ALTER TABLE {table} DROP CONSTRAINT IF EXISTS {};\n",
+                quote_ident(constraint)
+            )
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contract_drops_each_constraint_if_it_exists() {
+        let mut state = TableState::for_test(&[("id", "id")]);
+        state.drop_constraints.push("t_fkey".to_string());
+        assert_eq!(
+            contract_sql(&state, "\"public\".\"t\""),
+            "  ALTER TABLE \"public\".\"t\" DROP CONSTRAINT IF EXISTS \"t_fkey\";\n"
+        );
     }
 }

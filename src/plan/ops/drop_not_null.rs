@@ -6,8 +6,8 @@
 use crate::db::quote_ident;
 use crate::migration::operation::DropNotNull;
 use crate::plan::error::Problem;
-use crate::plan::ops::change_type::{plan_shadow, validate_shadow, Shadow};
 use crate::plan::ops::PlanOperation;
+use crate::plan::shadow::{self, Shadow};
 use crate::plan::workspace::Workspace;
 
 impl PlanOperation for DropNotNull {
@@ -30,7 +30,7 @@ impl PlanOperation for DropNotNull {
                 self.column
             )));
         }
-        validate_shadow(ws, &self.table, &self.column)
+        shadow::validate(ws, &self.table, &self.column)
     }
 
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
@@ -41,7 +41,7 @@ impl PlanOperation for DropNotNull {
             Some(down) => format!("coalesce({column}, {down})"),
             None => column.clone(),
         };
-        plan_shadow(
+        shadow::plan(
             ws,
             &self.table,
             &self.column,

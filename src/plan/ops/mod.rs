@@ -2,22 +2,22 @@
 //! [`Operation`] to its planner. Adding an operation means one new file and one line here.
 
 mod add_check;
-mod add_column;
+pub(super) mod add_column;
 mod add_foreign_key;
 mod add_unique;
 mod change_type;
 mod create_index;
 mod create_table;
 mod drop_column;
-mod drop_constraint;
+pub(super) mod drop_constraint;
 mod drop_index;
 mod drop_not_null;
 mod drop_table;
 mod raw_sql;
 mod rename_column;
-mod rename_table;
-mod set_default;
-mod set_not_null;
+pub(super) mod rename_table;
+pub(super) mod set_default;
+pub(super) mod set_not_null;
 mod split_table;
 
 use crate::db::catalog::QualifiedName;
@@ -64,7 +64,7 @@ pub(crate) fn planner(operation: &Operation) -> &dyn PlanOperation {
 }
 
 /// `ALTER TABLE t ADD CONSTRAINT name <definition>` unless a constraint of that name exists.
-fn add_constraint_sql(table: &QualifiedName, name: &str, definition: &str) -> String {
+pub(super) fn add_constraint_sql(table: &QualifiedName, name: &str, definition: &str) -> String {
     do_block(&format!(
         "  IF NOT EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {} AND conname = {}) THEN\n    ALTER TABLE {} ADD CONSTRAINT {} {definition};\n  END IF;\n",
         regclass(&table.quoted()),
@@ -76,7 +76,11 @@ fn add_constraint_sql(table: &QualifiedName, name: &str, definition: &str) -> St
 
 /// VALIDATE CONSTRAINT: scans the table under SHARE UPDATE EXCLUSIVE (reads and writes go
 /// on); validating a valid constraint again does nothing.
-fn validate_step(table: &QualifiedName, name: &str, also_locked: Option<&QualifiedName>) -> Step {
+pub(super) fn validate_step(
+    table: &QualifiedName,
+    name: &str,
+    also_locked: Option<&QualifiedName>,
+) -> Step {
     let mut locked = vec![table.to_string()];
     if let Some(other) = also_locked {
         locked.push(other.to_string());
@@ -110,10 +114,11 @@ fn drop_constraint_step(table: &QualifiedName, name: &str, locked: Vec<String>) 
     )
 }
 
-/// CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS. Re-runnable: before each try the
-/// engine drops an INVALID index of this name that a failed or interrupted build left
-/// (`engine::ddl::leftover_index`), so `IF NOT EXISTS` never mistakes it for a built one.
-fn concurrent_index_step(
+/// CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS, run outside a transaction and promising
+/// the index: what `Step::concurrent_index` reads. Re-runnable: before each try the engine
+/// drops an INVALID index of this name that a failed or interrupted build left, so `IF NOT
+/// EXISTS` never mistakes it for a built one.
+pub(super) fn concurrent_index_step(
     description: String,
     table: &QualifiedName,
     index: &str,
@@ -154,7 +159,7 @@ fn drop_index_concurrently_step(phase: Phase, table: &QualifiedName, index: &str
 }
 
 /// Refuses shape changes of tables this migration creates: declare them in create_table.
-fn refuse_created(ws: &Workspace, table: &QualifiedName) -> Result<(), Problem> {
+pub(super) fn refuse_created(ws: &Workspace, table: &QualifiedName) -> Result<(), Problem> {
     if ws.is_created(table) {
         return Err(Problem::Refused(format!(
             "table {table} is created by this migration: declare its final columns in create_table instead"
@@ -164,7 +169,11 @@ fn refuse_created(ws: &Workspace, table: &QualifiedName) -> Result<(), Problem> 
 }
 
 /// Refuses a second shape change of a column within one migration.
-fn refuse_reshaped(ws: &Workspace, table: &QualifiedName, column: &str) -> Result<(), Problem> {
+pub(super) fn refuse_reshaped(
+    ws: &Workspace,
+    table: &QualifiedName,
+    column: &str,
+) -> Result<(), Problem> {
     if ws.column_is_reshaped(table, column) {
         return Err(Problem::Refused(format!(
             "column {column} of {table} already changes shape in an earlier operation of this migration; change it again in a later migration"
@@ -185,7 +194,11 @@ fn check_columns(ws: &Workspace, table: &QualifiedName, columns: &[String]) -> R
 }
 
 /// Physical names of columns of the new shape, quoted and comma-separated.
-fn physical_column_list(ws: &Workspace, table: &QualifiedName, columns: &[String]) -> String {
+pub(super) fn physical_column_list(
+    ws: &Workspace,
+    table: &QualifiedName,
+    columns: &[String],
+) -> String {
     columns
         .iter()
         .map(|c| quote_ident(&ws.physical_column(table, c)))
@@ -206,5 +219,38 @@ fn on_delete_clause(on_delete: Option<&str>) -> Result<String, Problem> {
         _ => Err(Problem::Refused(format!(
             "on_delete = {action:?} is not one of: no action, restrict, cascade, set null, set default"
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_concurrent_build_tells_the_engine_which_index_it_builds() {
+        let table = QualifiedName::new("shop", "orders");
+        let build = concurrent_index_step(
+            "build".to_string(),
+            &table,
+            "Orders_Placed",
+            false,
+            "(\"placed_at\")",
+            true,
+        );
+        let index = build
+            .concurrent_index()
+            .map(|p| (p.schema.as_str(), p.name.as_str()));
+        assert_eq!(index, Some(("shop", "Orders_Placed")));
+        let drop = drop_index_concurrently_step(Phase::Rollback, &table, "Orders_Placed");
+        assert!(drop.concurrent_index().is_none());
+        // Raw SQL that happens to read like an index build is not one zdm planned.
+        let raw = Step::sql(
+            Phase::Expand,
+            "raw SQL",
+            "CREATE INDEX CONCURRENTLY x ON t (a)",
+            LockLevel::AccessExclusive,
+            Vec::new(),
+        );
+        assert!(raw.concurrent_index().is_none());
     }
 }

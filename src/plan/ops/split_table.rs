@@ -4,7 +4,9 @@
 //! triggers keep them in step until contract: a write by the old version to the old table
 //! is copied (upserted) into the new one, a write by the new version to the new table is
 //! copied back. The backfill touches every old row in batches, which copies it. Contract
-//! drops the moved columns from the old table.
+//! drops the moved columns from the old table. Both triggers are dropped with the sync
+//! triggers (`sync_trigger`: in the old table's final-shape step, first thing at rollback),
+//! their functions with the sync functions.
 
 use crate::db::catalog::{Column, Constraint, ConstraintKind, ForeignKeyTarget, Index, Table};
 use crate::db::quote_ident;

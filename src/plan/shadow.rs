@@ -1,0 +1,372 @@
+//! The shadow column: a column's new shape (change_type, drop_not_null) held in
+//! `_zdm_new_<name>` until contract. Added at expand (catalog only), kept in step by the sync
+//! trigger (`up` when the old version writes, `down` when the new one does), backfilled in
+//! batches, its plain indexes and foreign keys rebuilt on it under temporary names; at
+//! contract the old column is dropped and the shadow column, its indexes and constraints
+//! are renamed into place (the table's final-shape step).
+
+use crate::db::catalog::{Column, Constraint, ConstraintKind, Index, QualifiedName, Table};
+use crate::db::quote_ident;
+use crate::plan::error::Problem;
+use crate::plan::names::{self, column_list, literal, regclass};
+use crate::plan::ops::add_column::no_batch_key;
+use crate::plan::ops::set_not_null::prove_not_null;
+use crate::plan::ops::{
+    add_constraint_sql, concurrent_index_step, physical_column_list, refuse_created,
+    refuse_reshaped, validate_step,
+};
+use crate::plan::step::{Backfill, LockLevel, Phase, Step, StepAction};
+use crate::plan::sync_trigger::SyncRule;
+use crate::plan::workspace::{TableState, Workspace};
+
+/// The new shape of a column kept in a shadow column until contract.
+pub(crate) struct Shadow<'a> {
+    pub data_type: &'a str,
+    /// Old row → new value.
+    pub up: &'a str,
+    /// New row → old value.
+    pub down: &'a str,
+    /// The new nullability; `None` keeps the old one.
+    pub nullable: Option<bool>,
+}
+
+/// Checks that a column can be moved to a shadow column.
+pub(crate) fn validate(ws: &Workspace, table: &str, column_name: &str) -> Result<(), Problem> {
+    {
+        let table = ws.existing_table(table)?;
+        refuse_created(ws, &table)?;
+        let column = ws.existing_column(&table, column_name)?;
+        refuse_reshaped(ws, &table, column_name)?;
+        if column.identity.is_some() || column.generated {
+            return Err(Problem::Refused(format!(
+                "column {column_name} of {table} is an identity or generated column; zdm cannot reshape it yet"
+            )));
+        }
+        let found = ws.table(&table)?;
+        let (_, _, unsupported) = rebuildable(found, column_name);
+        if !unsupported.is_empty() {
+            return Err(Problem::Refused(format!(
+                "column {column_name} of {table} is used by {}; zdm rebuilds plain indexes and its own foreign keys on the reshaped column, not those: drop them first, recreate them after",
+                unsupported.join(", ")
+            )));
+        }
+        let referencing: Vec<String> = ws
+            .catalog
+            .tables
+            .iter()
+            .flat_map(|t| t.constraints.iter().map(move |c| (t, c)))
+            .filter(|(_, c)| {
+                c.references
+                    .as_ref()
+                    .is_some_and(|r| r.table == table && r.columns.iter().any(|n| n == column_name))
+            })
+            .map(|(t, c)| format!("{} ({})", c.name, t.name))
+            .collect();
+        if !referencing.is_empty() {
+            return Err(Problem::Refused(format!(
+                "column {column_name} of {table} is referenced by foreign key {}: drop it first, recreate it after",
+                referencing.join(", ")
+            )));
+        }
+        let physical_table = ws.physical_table(&table);
+        if ws
+            .original
+            .table(&physical_table)
+            .and_then(|t| t.batch_key())
+            .is_none()
+        {
+            return Err(no_batch_key(&physical_table.to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// Adds the shadow column, its sync rules, NOT NULL check, backfill and rollback.
+pub(crate) fn plan(
+    ws: &mut Workspace,
+    table: &str,
+    column_name: &str,
+    shadow_of: &Shadow,
+) -> Result<(), Problem> {
+    {
+        let table = ws.existing_table(table)?;
+        let physical_table = ws.physical_table(&table);
+        let label = physical_table.to_string();
+        let old = ws.existing_column(&table, column_name)?.clone();
+        let old_physical = ws.physical_column(&table, column_name);
+        let shadow = names::shadow_column(column_name);
+        let nullable = shadow_of.nullable.unwrap_or(old.nullable);
+        let data_type = shadow_of.data_type;
+        let quoted = quote_ident(&shadow);
+
+        let mut sql = format!(
+            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {quoted} {}",
+            physical_table.quoted(),
+            data_type
+        );
+        // The old default, converted, for rows the new version inserts without the column.
+        let default = old
+            .default
+            .as_ref()
+            .map(|default| format!("({default})::{}", data_type));
+        if let Some(default) = &default {
+            sql.push_str(&format!(", ALTER COLUMN {quoted} SET DEFAULT {default}"));
+        }
+        ws.push_expand(Step::sql(
+            Phase::Expand,
+            format!(
+                "add shadow column {}.{shadow} of type {} (catalog only, no rewrite)",
+                physical_table, data_type
+            ),
+            sql,
+            LockLevel::AccessExclusive,
+            vec![label.clone()],
+        ));
+        ws.push_rollback(Step::sql(
+            Phase::Rollback,
+            format!("drop shadow column {}.{shadow}", physical_table),
+            format!(
+                "ALTER TABLE {} DROP COLUMN IF EXISTS {quoted}",
+                physical_table.quoted()
+            ),
+            LockLevel::AccessExclusive,
+            vec![label.clone()],
+        ));
+
+        rebuild_dependents(ws, &table, column_name, &shadow)?;
+        ws.lock_referenced_at_contract(&table, Some(column_name), None)?;
+
+        {
+            let state = ws.state(&table)?;
+            state.up.push(SyncRule {
+                target: shadow.clone(),
+                expression: shadow_of.up.to_string(),
+                only_when_null: false,
+            });
+            state.down.push(SyncRule {
+                target: old_physical,
+                expression: shadow_of.down.to_string(),
+                only_when_null: false,
+            });
+        }
+        ws.remove_column(&table, column_name)?;
+        ws.add_column(
+            &table,
+            Column {
+                name: column_name.to_string(),
+                data_type: data_type.to_string(),
+                nullable,
+                default,
+                identity: None,
+                generated: false,
+            },
+            &shadow,
+        )?;
+
+        if !nullable {
+            prove_not_null(ws, &table, column_name, &shadow)?;
+        }
+
+        let key = ws
+            .original
+            .table(&physical_table)
+            .and_then(|t| t.batch_key())
+            .ok_or_else(|| no_batch_key(&label))?;
+        ws.push_backfill(Step {
+            phase: Phase::Backfill,
+            description: format!(
+                "fill {}.{shadow} from {} for existing rows, in batches",
+                physical_table, column_name
+            ),
+            action: StepAction::Backfill(Backfill {
+                table: physical_table.quoted(),
+                key_columns: key,
+                assignments: vec![(shadow.clone(), shadow_of.up.to_string())],
+                predicate: Some(format!("{quoted} IS NULL")),
+            }),
+            lock: LockLevel::RowExclusive,
+            locked: vec![label],
+            rewrites: false,
+            scans: true,
+            unchecked: false,
+            creates: Vec::new(),
+        });
+        Ok(())
+    }
+}
+
+/// Splits what uses a column into the indexes and foreign keys zdm rebuilds on its shadow
+/// column, and the rest (described), which it refuses.
+fn rebuildable<'t>(
+    table: &'t Table,
+    column: &str,
+) -> (Vec<&'t Index>, Vec<&'t Constraint>, Vec<String>) {
+    let mut indexes = Vec::new();
+    let mut foreign_keys = Vec::new();
+    let mut unsupported = Vec::new();
+    for constraint in &table.constraints {
+        if !constraint.columns.iter().any(|c| c == column) {
+            continue;
+        }
+        if constraint.kind == ConstraintKind::ForeignKey && constraint.references.is_some() {
+            foreign_keys.push(constraint);
+        } else {
+            unsupported.push(format!("constraint {}", constraint.name));
+        }
+    }
+    for index in &table.indexes {
+        let uses = index.columns.iter().any(|k| k.as_deref() == Some(column))
+            || ((index.columns.iter().any(Option::is_none)
+                || index.definition.contains(" WHERE "))
+                && index.definition.contains(column));
+        if !uses {
+            continue;
+        }
+        let backs_constraint = table
+            .constraints
+            .iter()
+            .any(|c| c.index.as_deref() == Some(index.name.as_str()));
+        if backs_constraint {
+            continue; // reported through its constraint
+        }
+        if index.columns.iter().all(Option::is_some) && !index.definition.contains(" WHERE ") {
+            indexes.push(index);
+        } else {
+            unsupported.push(format!("index {} (expression or partial)", index.name));
+        }
+    }
+    (indexes, foreign_keys, unsupported)
+}
+
+/// Rebuilds the column's plain indexes (concurrently) and foreign keys (NOT VALID, then
+/// validated) on the shadow column under temporary names, renamed at contract.
+fn rebuild_dependents(
+    ws: &mut Workspace,
+    table: &QualifiedName,
+    column: &str,
+    shadow: &str,
+) -> Result<(), Problem> {
+    let found = ws.table(table)?.clone();
+    let physical_table = ws.physical_table(table);
+    let (indexes, foreign_keys, _) = rebuildable(&found, column);
+    let mut renamed_indexes = Vec::new();
+    for index in indexes {
+        let temporary = names::fit_identifier(&format!("{}{}", names::SHADOW_PREFIX, index.name));
+        let keys: Vec<String> = index
+            .columns
+            .iter()
+            .flatten()
+            .map(|key| {
+                if key == column {
+                    quote_ident(shadow)
+                } else {
+                    quote_ident(&ws.physical_column(table, key))
+                }
+            })
+            .collect();
+        let method = index
+            .definition
+            .split(" USING ")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .filter(|m| m.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or("btree");
+        ws.push_expand(concurrent_index_step(
+            format!(
+                "rebuild index {} on the shadow column as {temporary}, concurrently",
+                index.name
+            ),
+            &physical_table,
+            &temporary,
+            index.unique,
+            &format!("USING {method} ({})", keys.join(", ")),
+            false,
+        ));
+        renamed_indexes.push((temporary, index.name.clone()));
+    }
+    let mut renamed_constraints = Vec::new();
+    for constraint in foreign_keys {
+        let Some(reference) = &constraint.references else {
+            continue;
+        };
+        let temporary =
+            names::fit_identifier(&format!("{}{}", names::SHADOW_PREFIX, constraint.name));
+        // ON DELETE / ON UPDATE / MATCH / DEFERRABLE as PostgreSQL printed them.
+        let tail = constraint
+            .definition
+            .split_once("REFERENCES ")
+            .and_then(|(_, rest)| rest.split_once(')'))
+            .map(|(_, tail)| tail.replace(" NOT VALID", ""))
+            .unwrap_or_default();
+        let physical_target = ws.physical_table(&reference.table);
+        let columns: Vec<String> = constraint
+            .columns
+            .iter()
+            .map(|c| {
+                if c == column {
+                    shadow.to_string()
+                } else {
+                    ws.physical_column(table, c)
+                }
+            })
+            .collect();
+        let definition = format!(
+            "FOREIGN KEY ({}) REFERENCES {} ({}){} NOT VALID",
+            column_list(&columns),
+            physical_target.quoted(),
+            physical_column_list(ws, &reference.table, &reference.columns),
+            tail.trim_end()
+        );
+        ws.push_expand_constraint(
+            Step::sql(
+                Phase::Expand,
+                format!(
+                    "rebuild foreign key {} on the shadow column as {temporary}, NOT VALID",
+                    constraint.name
+                ),
+                add_constraint_sql(&physical_table, &temporary, &definition),
+                LockLevel::ShareRowExclusive,
+                vec![physical_table.to_string(), physical_target.to_string()],
+            ),
+            &physical_table,
+            &temporary,
+            false,
+        );
+        ws.push_validate(validate_step(
+            &physical_table,
+            &temporary,
+            Some(&physical_target),
+        ));
+        renamed_constraints.push((temporary, constraint.name.clone()));
+    }
+    let state = ws.state(table)?;
+    state.rename_indexes.extend(renamed_indexes);
+    state.rename_constraints.extend(renamed_constraints);
+    Ok(())
+}
+
+/// Contract: the statements of the table's final-shape step (`table` quoted) that give the
+/// indexes and constraints rebuilt on shadow columns their real names (the old column, and
+/// with it the originals, is dropped earlier in the same step).
+pub(crate) fn rename_rebuilt_sql(state: &TableState, table: &str) -> String {
+    let mut body = String::new();
+    for (from, to) in &state.rename_indexes {
+        let index = QualifiedName::new(&state.physical.schema, from);
+        body.push_str(&format!(
+            "  IF {} IS NOT NULL THEN\n    ALTER INDEX {} RENAME TO {};\n  END IF;\n",
+            regclass(&index.quoted()),
+            index.quoted(),
+            quote_ident(to)
+        ));
+    }
+    for (from, to) in &state.rename_constraints {
+        body.push_str(&format!(
+            "  IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {} AND conname = {}) THEN\n    ALTER TABLE {table} RENAME CONSTRAINT {} TO {};\n  END IF;\n",
+            regclass(table),
+            literal(from),
+            quote_ident(from),
+            quote_ident(to)
+        ));
+    }
+    body
+}
