@@ -95,7 +95,11 @@ async fn run() {
         "[backfill]\nnice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n",
     );
     let (during_nice, gentle_nice) = workload_during_backfill(&zdm, &pg, &pool, &nice).await;
-    let no_cpu = write_config(&pg, "no-cpu", "[throttle]\nmax_host_cpu_percent = \"none\"\n");
+    let no_cpu = write_config(
+        &pg,
+        "no-cpu",
+        "[throttle]\nmax_host_cpu_percent = \"none\"\n",
+    );
     let (during_no_cpu, gentle_no_cpu) = workload_during_backfill(&zdm, &pg, &pool, &no_cpu).await;
 
     // 4. Peak RSS at a quarter of the size.

@@ -257,7 +257,11 @@ async fn every_command_round_trips_through_zdm_ctl() {
         assert!(status.contains(&format!("{key}=")), "{key}: {status}");
     }
     for old in zdm::settings::OLD_NAMES {
-        assert!(!status.contains(&format!(" {}=", old.name)), "{}: {status}", old.name);
+        assert!(
+            !status.contains(&format!(" {}=", old.name)),
+            "{}: {status}",
+            old.name
+        );
     }
 
     let pause = assert_success(&scratch.run(&["ctl", "pause"]).await);
@@ -275,7 +279,11 @@ async fn every_command_round_trips_through_zdm_ctl() {
     assert_eq!(set.trim(), "batch_target=1.5s");
     let get = assert_success(&scratch.run(&["ctl", "get", "batch_target"]).await);
     assert_eq!(get.trim(), "batch_target=1.5s");
-    let set = assert_success(&scratch.run(&["ctl", "set", "max_rows_per_second=5000/s"]).await);
+    let set = assert_success(
+        &scratch
+            .run(&["ctl", "set", "max_rows_per_second=5000/s"])
+            .await,
+    );
     assert_eq!(set.trim(), "max_rows_per_second=5000/s");
     // An old name is applied for one more release, and the reply says the new one.
     let old = scratch.run(&["ctl", "set", "max_cpu=75%"]).await;

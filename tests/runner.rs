@@ -291,12 +291,18 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     let (ok, out, err) = scene.run(&["ctl", "get", "max_cpu"]).await;
     assert!(ok, "{out}{err}");
     assert_eq!(out.trim(), "max_host_cpu_percent=none", "from zdm.toml");
-    assert!(err.contains("write `max_host_cpu_percent` instead"), "{err}");
+    assert!(
+        err.contains("write `max_host_cpu_percent` instead"),
+        "{err}"
+    );
     let (ok, out, err) = scene.run(&["ctl", "status"]).await;
     assert!(ok, "{out}{err}");
     assert!(out.contains("max_rows_per_second=1000000/s"), "{out}");
     assert!(out.contains("batch_target=40ms"), "zdm.toml's value: {out}");
-    assert!(!out.contains("max_rate") && !out.contains("max_cpu"), "{out}");
+    assert!(
+        !out.contains("max_rate") && !out.contains("max_cpu"),
+        "{out}"
+    );
 
     // Resume: the very next batch is within the new ceiling.
     assert!(send(&run, Command::Resume).await.is_ok());
