@@ -12,7 +12,7 @@ use toml::Spanned;
 use crate::db::DatabaseUrl;
 use crate::engine::BackfillSettings;
 use crate::settings::{
-    Deprecated, Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS,
+    Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS,
 };
 use crate::suggest;
 
@@ -119,7 +119,14 @@ fn read_settings(path: &Path, text: &str, file: &FileConfig) -> Result<FileSetti
     }
     // File order: warnings read top to bottom, and "set twice" names the later one.
     let offset = |entry: &Entry| match entry.place {
-        OldPlace::Top => entry.value.span().start,
+        // Top-level keys come without their span: the key is the last mention of its
+        // name before the value.
+        OldPlace::Top => {
+            let value = entry.value.span().start;
+            text[..value.min(text.len())]
+                .rfind(entry.key.get_ref().as_str())
+                .unwrap_or(value)
+        }
         OldPlace::In(_) => entry.key.span().start,
     };
     entries.sort_by_key(offset);
@@ -156,12 +163,17 @@ fn read_settings(path: &Path, text: &str, file: &FileConfig) -> Result<FileSetti
         };
         // A negative number (or a rows/s ceiling of 0) meant "off" in the old release.
         let old_off = spec.kind.can_be_off() && old_off_spelling(key, entry.value.get_ref());
+        let given = value.clone();
+        if old_off {
+            value = "none".to_string();
+        } else if let Some(old) = old {
+            value = old.value_text(&value);
+        }
+        let setting =
+            Setting::parse_value(key, &value).map_err(|error| at(value_at, error.to_string()))?;
+        // The warning shows the line to write instead, with the value as read.
+        let instead = format!("`{key} = {}`", toml_text(spec.kind, &setting.value_text()));
         if let Some(old) = old {
-            value = if old_off {
-                "none".to_string()
-            } else {
-                old.value_text(&value)
-            };
             let moved = match old.place {
                 OldPlace::Top => format!(" in [{}]", spec.table.name()),
                 OldPlace::In(_) => String::new(),
@@ -169,24 +181,20 @@ fn read_settings(path: &Path, text: &str, file: &FileConfig) -> Result<FileSetti
             warn(
                 &mut settings.warnings,
                 format!(
-                    "{}: write `{} = {}`{moved}",
-                    Deprecated::from(old),
-                    spec.name,
-                    toml_text(spec.kind, &value)
+                    "`{}` is an old name, accepted until the next release: write {instead}{moved} \
+                     instead",
+                    old.name
                 ),
             );
         } else if old_off {
             warn(
                 &mut settings.warnings,
                 format!(
-                    "{key}: `{value}` to switch it off is accepted until the next release: \
-                     write `{key} = \"none\"` instead"
+                    "{key}: `{given}` to switch it off is accepted until the next release: \
+                     write {instead} instead"
                 ),
             );
-            value = "none".to_string();
         }
-        let setting =
-            Setting::parse_value(key, &value).map_err(|error| at(value_at, error.to_string()))?;
         match setting {
             Setting::FixedBatchRows(rows) => settings.fixed_batch_rows = rows,
             Setting::BatchTimeout(timeout) => settings.batch_timeout = timeout,
@@ -736,12 +744,12 @@ mod tests {
             (
                 "[backfill]\ntarget_batch_ms = 500\n",
                 "[backfill]\nbatch_target = \"500ms\"\n",
-                "zdm.toml:2:1: `target_batch_ms` is an old name, accepted until the next release: write `batch_target` instead: write `batch_target = \"500ms\"`",
+                "zdm.toml:2:1: `target_batch_ms` is an old name, accepted until the next release: write `batch_target = \"500ms\"` instead",
             ),
             (
                 "backfill_batch_size = 250\n",
                 "[backfill]\nfixed_batch_rows = 250\n",
-                "zdm.toml:1:23: `backfill_batch_size` is an old name, accepted until the next release: write `fixed_batch_rows` instead: write `fixed_batch_rows = 250` in [backfill]",
+                "zdm.toml:1:1: `backfill_batch_size` is an old name, accepted until the next release: write `fixed_batch_rows = 250` in [backfill] instead",
             ),
             (
                 "[backfill]\nbatch_timeout_ms = 20000\n",
@@ -751,7 +759,7 @@ mod tests {
             (
                 "[backfill]\nmax_rate = 5000\n",
                 "[backfill]\nmax_rows_per_second = \"5000/s\"\n",
-                "write `max_rows_per_second = \"5000\"`",
+                "write `max_rows_per_second = \"5000/s\"`",
             ),
             (
                 "[backfill]\nmax_rows_per_second = 0\n",
@@ -761,7 +769,7 @@ mod tests {
             (
                 "[throttle]\nmax_replica_lag_ms = 2500\n",
                 "[throttle]\nmax_replica_lag = \"2.5s\"\n",
-                "write `max_replica_lag = \"2500ms\"`",
+                "write `max_replica_lag = \"2.5s\"`",
             ),
             (
                 "[throttle]\nmax_replica_lag_ms = -1\n",

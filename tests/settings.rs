@@ -34,12 +34,12 @@ fn old_names_in_zdm_toml_are_read_with_a_warning_naming_the_new_one() {
     );
     let said = stderr(&output);
     for warning in [
-        "warning: zdm.toml:1:23: `backfill_batch_size` is an old name, accepted until the next \
-         release: write `fixed_batch_rows` instead: write `fixed_batch_rows = 500` in [backfill]",
+        "warning: zdm.toml:1:1: `backfill_batch_size` is an old name, accepted until the next \
+         release: write `fixed_batch_rows = 500` in [backfill] instead",
         "warning: zdm.toml:4:1: `target_batch_ms` is an old name, accepted until the next \
-         release: write `batch_target` instead: write `batch_target = \"300ms\"`",
+         release: write `batch_target = \"300ms\"` instead",
         "warning: zdm.toml:7:1: `max_canary_factor` is an old name",
-        "write `max_canary_slowdown = \"6\"`",
+        "write `max_canary_slowdown = \"6x\"`",
         "warning: zdm.toml:8:1: `max_replica_lag_ms` is an old name",
         "write `max_replica_lag = \"none\"`",
     ] {

@@ -346,10 +346,10 @@ fn critical_level(input: Input, limit: f64, factor: f64) -> f64 {
 
 fn hold(input: Input, why: &str) -> String {
     format!(
-        "{} unknown ({why}): holding until it is known again (or switch it off with \
-         `{} = \"none\"` in [throttle] of zdm.toml)",
+        "{} unknown ({why}): holding until it is known again (or switch it off: \
+         `zdm ctl set {key}=none`, or `{key} = \"none\"` in [throttle] of zdm.toml)",
         input.name(),
-        input.setting()
+        key = input.setting()
     )
 }
 
@@ -480,7 +480,10 @@ mod tests {
             reason.starts_with("replica lag unknown (connection lost): holding"),
             "{reason}"
         );
-        assert!(reason.contains("`max_replica_lag = \"none\"`"), "{reason}");
+        assert!(
+            reason.contains("`zdm ctl set max_replica_lag=none`, or `max_replica_lag = \"none\"`"),
+            "{reason}"
+        );
         // An input switched off is never waited for.
         let mut off = ThrottlePolicy::new(ThrottleSettings {
             max_replica_lag: None,
