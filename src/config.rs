@@ -11,9 +11,7 @@ use toml::Spanned;
 
 use crate::db::DatabaseUrl;
 use crate::engine::BackfillSettings;
-use crate::settings::{
-    Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS,
-};
+use crate::settings::{Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS};
 use crate::suggest;
 
 /// The file read when `--config` is not given, if it exists in the current directory.
@@ -779,17 +777,17 @@ mod tests {
             (
                 "[throttle]\nmax_active_sessions = 3\n",
                 "[throttle]\nmax_active_sessions_factor = \"3x\"\n",
-                "write `max_active_sessions_factor`",
+                "write `max_active_sessions_factor = \"3x\"` instead",
             ),
             (
                 "[throttle]\nmax_cpu = 70\n",
                 "[throttle]\nmax_host_cpu_percent = \"70%\"\n",
-                "write `max_host_cpu_percent`",
+                "write `max_host_cpu_percent = \"70%\"` instead",
             ),
             (
                 "[throttle]\nmax_canary_factor = -1\n",
                 "[throttle]\nmax_canary_slowdown = \"none\"\n",
-                "write `max_canary_slowdown`",
+                "write `max_canary_slowdown = \"none\"` instead",
             ),
             (
                 "[throttle]\nquery = \"SELECT 1\"\n",
