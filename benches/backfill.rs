@@ -92,10 +92,14 @@ async fn run() {
     let nice = write_config(
         &pg,
         "no-cpu-nice",
-        "[backfill]\nnice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = -1\n",
+        "[backfill]\nnice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n",
     );
     let (during_nice, gentle_nice) = workload_during_backfill(&zdm, &pg, &pool, &nice).await;
-    let no_cpu = write_config(&pg, "no-cpu", "[throttle]\nmax_host_cpu_percent = -1\n");
+    let no_cpu = write_config(
+        &pg,
+        "no-cpu",
+        "[throttle]\nmax_host_cpu_percent = \"none\"\n",
+    );
     let (during_no_cpu, gentle_no_cpu) = workload_during_backfill(&zdm, &pg, &pool, &no_cpu).await;
 
     // 4. Peak RSS at a quarter of the size.
@@ -196,8 +200,8 @@ async fn workload_during_backfill(
     (during.await.expect("join"), run)
 }
 
-const THROTTLE_OFF: &str = "[throttle]\nmax_replica_lag_ms = -1\nmax_lock_waiters = -1\n\
-    max_active_sessions_factor = -1\nmax_host_cpu_percent = -1\nmax_canary_factor = -1\n";
+const THROTTLE_OFF: &str = "[throttle]\nmax_replica_lag = \"none\"\nmax_lock_waiters = \"none\"\n\
+    max_active_sessions_factor = \"none\"\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n";
 
 fn write_config(pg: &LocalPg, name: &str, text: &str) -> PathBuf {
     let path = pg.root().join(format!("bench-{name}.toml"));

@@ -334,7 +334,7 @@ pub enum CtlCommand {
     Pause,
     /// Continue a paused backfill
     Resume,
-    /// Change a setting from the next batch on, e.g. batch_target=500ms, max_rate=5000/s,
+    /// Change a setting from the next batch on, e.g. batch_target=500ms, max_rows_per_second=5000/s,
     /// nice_ratio=0.5, max_replica_lag=2s (see docs/control.md for every key)
     Set {
         #[arg(value_name = "KEY=VALUE")]

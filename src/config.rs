@@ -4,12 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::BTreeMap;
+
 use serde::Deserialize;
+use toml::Spanned;
 
 use crate::db::DatabaseUrl;
-use crate::engine::pacing::PacingSettings;
-use crate::engine::throttle::ThrottleSettings;
 use crate::engine::BackfillSettings;
+use crate::settings::{Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS};
+use crate::suggest;
 
 /// The file read when `--config` is not given, if it exists in the current directory.
 pub const DEFAULT_FILE: &str = "zdm.toml";
@@ -47,7 +50,8 @@ struct FileConfig {
     lock_retry_max_ms: Option<u64>,
     lock_retry_attempts: Option<u32>,
     statement_timeout_ms: Option<u64>,
-    backfill_batch_size: Option<u64>,
+    /// The old place of `[backfill] fixed_batch_rows`.
+    backfill_batch_size: Option<Spanned<toml::Value>>,
     reconnect_budget_s: Option<u64>,
     #[serde(default)]
     failover_urls: Vec<String>,
@@ -55,99 +59,208 @@ struct FileConfig {
     monitor: MonitorFile,
     #[serde(default)]
     gates: GatesFile,
+    /// `[backfill]` and `[throttle]`: every key is a declared setting (`crate::settings`).
     #[serde(default)]
-    backfill: BackfillFile,
+    backfill: SettingsTable,
     #[serde(default)]
-    throttle: ThrottleFile,
+    throttle: SettingsTable,
 }
 
-/// The `[backfill]` table of `zdm.toml` (see `docs/engine.md`).
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct BackfillFile {
-    target_batch_ms: Option<u64>,
-    start_batch_rows: Option<u64>,
-    min_batch_rows: Option<u64>,
-    max_batch_rows: Option<u64>,
-    nice_ratio: Option<f64>,
-    /// 0 = no ceiling.
-    max_rows_per_second: Option<f64>,
-    /// Bound on one batch's statements; unset: derived from `target_batch_ms`.
-    batch_timeout_ms: Option<u64>,
+/// One `[backfill]` or `[throttle]` table, with the positions of its keys and values.
+type SettingsTable = BTreeMap<Spanned<String>, Spanned<toml::Value>>;
+
+/// The declared settings a file sets, and the warnings about old spellings.
+struct FileSettings {
+    backfill: BackfillSettings,
+    fixed_batch_rows: Option<u64>,
+    batch_timeout: Option<Duration>,
+    warnings: Vec<String>,
 }
 
-impl BackfillFile {
-    fn settings(self) -> PacingSettings {
-        let d = PacingSettings::default();
-        let min_rows = self.min_batch_rows.map_or(d.min_rows, |n| n.max(1));
-        PacingSettings {
-            target: self
-                .target_batch_ms
-                .map_or(d.target, |ms| Duration::from_millis(ms.max(1))),
-            start_rows: self.start_batch_rows.map_or(d.start_rows, |n| n.max(1)),
-            min_rows,
-            max_rows: self.max_batch_rows.map_or(d.max_rows, |n| n.max(min_rows)),
-            nice_ratio: self.nice_ratio.map_or(d.nice_ratio, |r| r.max(0.0)),
-            max_rows_per_second: self
-                .max_rows_per_second
-                .map_or(d.max_rows_per_second, |r| (r > 0.0).then_some(r)),
+/// Where a setting was written in the file.
+struct Entry<'f> {
+    place: OldPlace,
+    key: &'f Spanned<String>,
+    value: &'f Spanned<toml::Value>,
+}
+
+/// Reads every declared setting of the file with the same parser and ranges as
+/// `zdm ctl set`: a value out of range is a `file:line:col` error, never clamped.
+fn read_settings(path: &Path, text: &str, file: &FileConfig) -> Result<FileSettings, Error> {
+    let at = |offset: usize, message: String| {
+        let (line, column) = line_column(text, offset);
+        Error::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    };
+    let mut entries: Vec<Entry> = Vec::new();
+    let top = Spanned::new(0..0, "backfill_batch_size".to_string());
+    if let Some(value) = &file.backfill_batch_size {
+        entries.push(Entry {
+            place: OldPlace::Top,
+            key: &top,
+            value,
+        });
+    }
+    for (table, keys) in [
+        (Table::Backfill, &file.backfill),
+        (Table::Throttle, &file.throttle),
+    ] {
+        entries.extend(keys.iter().map(|(key, value)| Entry {
+            place: OldPlace::In(table),
+            key,
+            value,
+        }));
+    }
+    // File order: warnings read top to bottom, and "set twice" names the later one.
+    let offset = |entry: &Entry| match entry.place {
+        // Top-level keys come without their span: the key is the last mention of its
+        // name before the value.
+        OldPlace::Top => {
+            let value = entry.value.span().start;
+            text[..value.min(text.len())]
+                .rfind(entry.key.get_ref().as_str())
+                .unwrap_or(value)
+        }
+        OldPlace::In(_) => entry.key.span().start,
+    };
+    entries.sort_by_key(offset);
+    let mut settings = FileSettings {
+        backfill: BackfillSettings::default(),
+        fixed_batch_rows: None,
+        batch_timeout: None,
+        warnings: Vec::new(),
+    };
+    let mut seen: Vec<(SettingKey, usize)> = Vec::new();
+    for entry in &entries {
+        let key_at = offset(entry);
+        let warn = |warnings: &mut Vec<String>, message: String| {
+            let (line, column) = line_column(text, key_at);
+            warnings.push(format!("{}:{line}:{column}: {message}", path.display()));
+        };
+        let name = entry.key.get_ref().as_str();
+        let (key, old) = lookup_in(entry.place, name).map_err(|message| at(key_at, message))?;
+        if let Some((_, first)) = seen.iter().find(|(k, _)| *k == key) {
+            let (line, _) = line_column(text, *first);
+            return Err(at(
+                key_at,
+                format!("{key} is set twice (also on line {line}, under another name)"),
+            ));
+        }
+        seen.push((key, key_at));
+        let spec = key.spec();
+        let value_at = entry.value.span().start;
+        let mut value = match entry.value.get_ref() {
+            toml::Value::String(text) => text.clone(),
+            toml::Value::Integer(n) => n.to_string(),
+            toml::Value::Float(n) => n.to_string(),
+            _ => return Err(at(value_at, format!("{key}: expected {}", key.expected()))),
+        };
+        // A negative number (or a rows/s ceiling of 0) meant "off" in the old release.
+        let old_off = spec.kind.can_be_off() && old_off_spelling(key, entry.value.get_ref());
+        let given = value.clone();
+        if old_off {
+            value = "none".to_string();
+        } else if let Some(old) = old {
+            value = old.value_text(&value);
+        }
+        let setting =
+            Setting::parse_value(key, &value).map_err(|error| at(value_at, error.to_string()))?;
+        // The warning shows the line to write instead, with the value as read.
+        let instead = format!("`{key} = {}`", toml_text(spec.kind, &setting.value_text()));
+        if let Some(old) = old {
+            let moved = match old.place {
+                OldPlace::Top => format!(" in [{}]", spec.table.name()),
+                OldPlace::In(_) => String::new(),
+            };
+            warn(
+                &mut settings.warnings,
+                format!(
+                    "`{}` is an old name, accepted until the next release: write {instead}{moved} \
+                     instead",
+                    old.name
+                ),
+            );
+        } else if old_off {
+            warn(
+                &mut settings.warnings,
+                format!(
+                    "{key}: `{given}` to switch it off is accepted until the next release: \
+                     write {instead} instead"
+                ),
+            );
+        }
+        match setting {
+            Setting::FixedBatchRows(rows) => settings.fixed_batch_rows = rows,
+            Setting::BatchTimeout(timeout) => settings.batch_timeout = timeout,
+            other => settings.backfill.assign(other),
         }
     }
+    if let Err(error) = settings.backfill.check(SettingKey::MaxBatchRows) {
+        // Reported at whichever bound the file sets last.
+        let last = seen
+            .iter()
+            .filter(|(k, _)| matches!(k, SettingKey::MinBatchRows | SettingKey::MaxBatchRows))
+            .map(|(_, offset)| *offset)
+            .max()
+            .unwrap_or(0);
+        return Err(at(last, error.to_string()));
+    }
+    Ok(settings)
 }
 
-/// The `[throttle]` table of `zdm.toml`. A negative limit switches its input off.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ThrottleFile {
-    max_replica_lag_ms: Option<i64>,
-    max_lock_waiters: Option<i64>,
-    max_active_sessions_factor: Option<f64>,
-    max_host_cpu_percent: Option<f64>,
-    max_canary_factor: Option<f64>,
-    query: Option<String>,
-    flag_file: Option<PathBuf>,
-    critical_factor: Option<f64>,
-    release_samples: Option<u32>,
-    release_ratio: Option<f64>,
-    stale_after_ms: Option<u64>,
-}
-
-impl ThrottleFile {
-    fn settings(self) -> ThrottleSettings {
-        let d = ThrottleSettings::default();
-        let on = |value: Option<f64>, default: Option<f64>| match value {
-            Some(v) if v < 0.0 => None,
-            Some(v) => Some(v),
-            None => default,
+/// The setting a key of `place` names: its one name (in its own table), or an old name
+/// where the old release had it.
+fn lookup_in(
+    place: OldPlace,
+    name: &str,
+) -> Result<(SettingKey, Option<&'static OldName>), String> {
+    if let Some(spec) = SPECS.iter().find(|spec| spec.name == name) {
+        return match place {
+            OldPlace::In(table) if table == spec.table => Ok((spec.key, None)),
+            _ => Err(format!("{name} belongs in [{}]", spec.table.name())),
         };
-        ThrottleSettings {
-            max_replica_lag: match self.max_replica_lag_ms {
-                Some(ms) if ms < 0 => None,
-                Some(ms) => Some(Duration::from_millis(ms.unsigned_abs())),
-                None => d.max_replica_lag,
-            },
-            max_lock_waiters: match self.max_lock_waiters {
-                Some(n) if n < 0 => None,
-                Some(n) => Some(n.unsigned_abs()),
-                None => d.max_lock_waiters,
-            },
-            max_active_sessions_factor: on(
-                self.max_active_sessions_factor,
-                d.max_active_sessions_factor,
-            ),
-            max_host_cpu_percent: on(self.max_host_cpu_percent, d.max_host_cpu_percent),
-            max_canary_factor: on(self.max_canary_factor, d.max_canary_factor),
-            query: self.query.filter(|q| !q.trim().is_empty()),
-            flag_file: self.flag_file,
-            critical_factor: self.critical_factor.filter(|f| *f > 1.0),
-            release_samples: self.release_samples.map_or(d.release_samples, |n| n.max(1)),
-            release_ratio: self
-                .release_ratio
-                .map_or(d.release_ratio, |r| r.clamp(0.0, 1.0)),
-            stale_after: self
-                .stale_after_ms
-                .map_or(d.stale_after, |ms| Duration::from_millis(ms.max(100))),
-        }
+    }
+    if let Some(old) = OLD_NAMES
+        .iter()
+        .find(|old| old.name == name && old.place == place)
+    {
+        return Ok((old.key, Some(old)));
+    }
+    let OldPlace::In(table) = place else {
+        return Err(format!("unknown field `{name}`"));
+    };
+    let valid: Vec<&str> = SPECS
+        .iter()
+        .filter(|spec| spec.table == table)
+        .map(|spec| spec.name)
+        .collect();
+    Err(format!(
+        "unknown setting `{name}` in [{}]{}",
+        table.name(),
+        suggest::hint(name, &valid, &suggest::one_of(&valid))
+    ))
+}
+
+/// A number where the old release meant "off": negative (any input), or a rows/s ceiling
+/// of 0.
+fn old_off_spelling(key: SettingKey, value: &toml::Value) -> bool {
+    let number = match value {
+        toml::Value::Integer(n) => *n as f64,
+        toml::Value::Float(n) => *n,
+        _ => return false,
+    };
+    number < 0.0 || (key == SettingKey::MaxRowsPerSecond && number == 0.0)
+}
+
+/// A value as it is written in `zdm.toml`: numbers bare, anything with a unit quoted.
+fn toml_text(kind: Kind, value: &str) -> String {
+    match kind {
+        Kind::Count { .. } | Kind::Number { .. } if value != "none" => value.to_string(),
+        _ => format!("{value:?}"),
     }
 }
 
@@ -290,7 +403,8 @@ pub struct Config {
     /// default says), kept apart from the lock timeout: a long index build is fine, a long
     /// lock wait is not.
     pub statement_timeout: Option<Duration>,
-    /// A fixed number of rows per backfill batch; None (the default): adaptive batches.
+    /// `[backfill] fixed_batch_rows`: a fixed number of rows per backfill batch; None (the
+    /// default): adaptive batches.
     pub backfill_batch_size: Option<u64>,
     /// How long a run waits for a database that went away (restart, crash, failover,
     /// network) before it stops as stopped (resumable); `reconnect_budget_s`.
@@ -298,7 +412,7 @@ pub struct Config {
     /// Other servers of the same database (standbys that may be promoted), tried in
     /// order after the main one when a run reconnects; `failover_urls`.
     pub failover_urls: Vec<DatabaseUrl>,
-    /// `[backfill] batch_timeout_ms`: a batch statement running longer is cancelled and
+    /// `[backfill] batch_timeout`: a batch statement running longer is cancelled and
     /// the batch retried smaller; None: derived from the batch target.
     pub backfill_batch_timeout: Option<Duration>,
     /// Backfill pacing and throttle limits (`[backfill]`, `[throttle]`).
@@ -307,6 +421,9 @@ pub struct Config {
     pub monitor: MonitorSettings,
     /// How the contract safety gates observe.
     pub gates: GateSettings,
+    /// What the file wrote in a form accepted only until the next release
+    /// (`file:line:col: ...`); [`Config::load`] prints them.
+    pub warnings: Vec<String>,
 }
 
 impl Default for Config {
@@ -327,6 +444,7 @@ impl Default for Config {
             backfill: BackfillSettings::default(),
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -347,6 +465,11 @@ impl Config {
             Some((path, text)) => Self::from_toml(&path, &text)?,
             None => Config::default(),
         };
+        // Every command reads the file through here, so an old spelling is pointed out
+        // wherever zdm is used (a detached runner's go to its log).
+        for warning in &config.warnings {
+            eprintln!("warning: {warning}");
+        }
         // An empty variable (`DATABASE_URL=`) is no URL: the same as unset.
         if let Some(url) = overrides
             .database_url
@@ -374,6 +497,7 @@ impl Config {
                 message: error.message().to_string(),
             }
         })?;
+        let settings = read_settings(path, text, &file)?;
         let defaults = Config::default();
         Ok(Config {
             config_file: Some(path.to_path_buf()),
@@ -396,7 +520,7 @@ impl Config {
                 .map_or(defaults.lock_retry_attempts, |n| n.max(1)),
             // 0 and unset both mean "no limit" (zdm's sessions override the role's).
             statement_timeout: file.statement_timeout_ms.map(Duration::from_millis),
-            backfill_batch_size: file.backfill_batch_size.map(|n| n.max(1)),
+            backfill_batch_size: settings.fixed_batch_rows,
             reconnect_budget: file
                 .reconnect_budget_s
                 .map_or(defaults.reconnect_budget, Duration::from_secs),
@@ -406,16 +530,11 @@ impl Config {
                 .filter(|url| !url.trim().is_empty())
                 .map(DatabaseUrl::new)
                 .collect(),
-            backfill_batch_timeout: file
-                .backfill
-                .batch_timeout_ms
-                .map(|ms| Duration::from_millis(ms.max(1))),
-            backfill: BackfillSettings {
-                pacing: file.backfill.settings(),
-                throttle: file.throttle.settings(),
-            },
+            backfill_batch_timeout: settings.batch_timeout,
+            backfill: settings.backfill,
             monitor: file.monitor.settings(),
             gates: file.gates.settings(),
+            warnings: settings.warnings,
         })
     }
 
@@ -513,7 +632,7 @@ mod tests {
     #[test]
     fn engine_settings_are_read_and_kept_in_range() {
         let text = "lock_retry_first_ms = 50\nlock_retry_max_ms = 2000\nlock_retry_attempts = 0\n\
-                    statement_timeout_ms = 60000\nbackfill_batch_size = 250\n";
+                    statement_timeout_ms = 60000\n[backfill]\nfixed_batch_rows = 250\n";
         let config = Config::from_toml(Path::new("zdm.toml"), text).expect("valid file");
         assert_eq!(config.lock_retry_first, Duration::from_millis(50));
         assert_eq!(config.lock_retry_max, Duration::from_secs(2));
@@ -575,27 +694,218 @@ mod tests {
         assert_eq!(config.monitor.query_timeout, Duration::from_millis(500));
     }
 
+    fn read(text: &str) -> Result<Config, String> {
+        Config::from_toml(Path::new("zdm.toml"), text).map_err(|error| error.to_string())
+    }
+
     #[test]
     fn the_backfill_and_throttle_tables_set_pacing_and_limits() {
-        let text = "[backfill]\ntarget_batch_ms = 500\nmax_batch_rows = 5000\nnice_ratio = 0.5\n\
-                    max_rows_per_second = 0\n\
-                    [throttle]\nmax_replica_lag_ms = 2500\nmax_lock_waiters = -1\n\
-                    flag_file = \"/run/zdm/throttle\"\ncritical_factor = 10\n";
-        let config = Config::from_toml(Path::new("zdm.toml"), text).expect("valid file");
+        let text =
+            "[backfill]\nbatch_target = \"500ms\"\nmax_batch_rows = 5000\nnice_ratio = 0.5\n\
+                    max_rows_per_second = \"none\"\nbatch_timeout = \"30s\"\n\
+                    [throttle]\nmax_replica_lag = \"2.5s\"\nmax_lock_waiters = \"none\"\n\
+                    flag_file = \"/run/zdm/throttle\"\ncritical_factor = 10\n\
+                    max_host_cpu_percent = \"80%\"\nmax_canary_slowdown = \"6x\"\n\
+                    max_active_sessions_factor = 3\nthrottle_query = \"SELECT 0\"\n\
+                    release_samples = 5\nrelease_ratio = 0.5\nstale_after = \"10s\"\n";
+        let config = read(text).expect("valid file");
+        assert!(config.warnings.is_empty(), "{:?}", config.warnings);
         let pacing = &config.backfill.pacing;
         assert_eq!(pacing.target, Duration::from_millis(500));
         assert_eq!(pacing.max_rows, 5000);
         assert_eq!(pacing.min_rows, 10);
         assert_eq!(pacing.nice_ratio, 0.5);
-        assert_eq!(pacing.max_rows_per_second, None, "0 is no ceiling");
+        assert_eq!(pacing.max_rows_per_second, None);
+        assert_eq!(config.backfill_batch_timeout, Some(Duration::from_secs(30)));
         let throttle = &config.backfill.throttle;
         assert_eq!(throttle.max_replica_lag, Some(Duration::from_millis(2500)));
-        assert_eq!(throttle.max_lock_waiters, None, "negative switches it off");
-        assert_eq!(throttle.max_host_cpu_percent, Some(90.0));
+        assert_eq!(throttle.max_lock_waiters, None);
+        assert_eq!(throttle.max_host_cpu_percent, Some(80.0));
+        assert_eq!(throttle.max_canary_slowdown, Some(6.0));
+        assert_eq!(throttle.max_active_sessions_factor, Some(3.0));
+        assert_eq!(throttle.query.as_deref(), Some("SELECT 0"));
         assert_eq!(throttle.flag_file, Some(PathBuf::from("/run/zdm/throttle")));
         assert_eq!(throttle.critical_factor, Some(10.0));
+        assert_eq!(throttle.release_samples, 5);
+        assert_eq!(throttle.release_ratio, 0.5);
+        assert_eq!(throttle.stale_after, Duration::from_secs(10));
         assert_eq!(Config::default().backfill.throttle.critical_factor, None);
         assert_eq!(Config::default().backfill_batch_size, None);
+        assert_eq!(Config::default().backfill_batch_timeout, None);
+    }
+
+    /// Each old name and spelling has the same effect as the new one, with a warning at
+    /// its position that names the new one.
+    #[test]
+    fn old_names_work_with_a_warning_that_names_the_new_one() {
+        for (old, new, warning) in [
+            (
+                "[backfill]\ntarget_batch_ms = 500\n",
+                "[backfill]\nbatch_target = \"500ms\"\n",
+                "zdm.toml:2:1: `target_batch_ms` is an old name, accepted until the next release: write `batch_target = \"500ms\"` instead",
+            ),
+            (
+                "backfill_batch_size = 250\n",
+                "[backfill]\nfixed_batch_rows = 250\n",
+                "zdm.toml:1:1: `backfill_batch_size` is an old name, accepted until the next release: write `fixed_batch_rows = 250` in [backfill] instead",
+            ),
+            (
+                "[backfill]\nbatch_timeout_ms = 20000\n",
+                "[backfill]\nbatch_timeout = \"20s\"\n",
+                "`batch_timeout_ms` is an old name",
+            ),
+            (
+                "[backfill]\nmax_rate = 5000\n",
+                "[backfill]\nmax_rows_per_second = \"5000/s\"\n",
+                "write `max_rows_per_second = \"5000/s\"`",
+            ),
+            (
+                "[backfill]\nmax_rows_per_second = 0\n",
+                "[backfill]\nmax_rows_per_second = \"none\"\n",
+                "zdm.toml:2:1: max_rows_per_second: `0` to switch it off is accepted until the next release: write `max_rows_per_second = \"none\"` instead",
+            ),
+            (
+                "[throttle]\nmax_replica_lag_ms = 2500\n",
+                "[throttle]\nmax_replica_lag = \"2.5s\"\n",
+                "write `max_replica_lag = \"2.5s\"`",
+            ),
+            (
+                "[throttle]\nmax_replica_lag_ms = -1\n",
+                "[throttle]\nmax_replica_lag = \"none\"\n",
+                "write `max_replica_lag = \"none\"`",
+            ),
+            (
+                "[throttle]\nmax_active_sessions = 3\n",
+                "[throttle]\nmax_active_sessions_factor = \"3x\"\n",
+                "write `max_active_sessions_factor = \"3x\"` instead",
+            ),
+            (
+                "[throttle]\nmax_cpu = 70\n",
+                "[throttle]\nmax_host_cpu_percent = \"70%\"\n",
+                "write `max_host_cpu_percent = \"70%\"` instead",
+            ),
+            (
+                "[throttle]\nmax_canary_factor = -1\n",
+                "[throttle]\nmax_canary_slowdown = \"none\"\n",
+                "write `max_canary_slowdown = \"none\"` instead",
+            ),
+            (
+                "[throttle]\nquery = \"SELECT 1\"\n",
+                "[throttle]\nthrottle_query = \"SELECT 1\"\n",
+                "write `throttle_query = \"SELECT 1\"`",
+            ),
+            (
+                "[throttle]\nstale_after_ms = 2000\n",
+                "[throttle]\nstale_after = \"2s\"\n",
+                "`stale_after_ms` is an old name",
+            ),
+            (
+                "[throttle]\nmax_lock_waiters = -1\n",
+                "[throttle]\nmax_lock_waiters = \"none\"\n",
+                "zdm.toml:2:1: max_lock_waiters: `-1` to switch it off",
+            ),
+        ] {
+            let old_config = read(old).unwrap_or_else(|e| panic!("{old}: {e}"));
+            let new_config = read(new).unwrap_or_else(|e| panic!("{new}: {e}"));
+            assert_eq!(old_config.backfill, new_config.backfill, "{old}");
+            assert_eq!(old_config.backfill_batch_size, new_config.backfill_batch_size);
+            assert_eq!(
+                old_config.backfill_batch_timeout,
+                new_config.backfill_batch_timeout
+            );
+            assert!(new_config.warnings.is_empty(), "{new}: {:?}", new_config.warnings);
+            assert_eq!(old_config.warnings.len(), 1, "{old}: {:?}", old_config.warnings);
+            assert!(
+                old_config.warnings[0].contains(warning),
+                "{old}: {}",
+                old_config.warnings[0]
+            );
+        }
+        // The defaults differ from every value above, so each file had its effect.
+        assert_ne!(
+            read("[backfill]\ntarget_batch_ms = 500\n")
+                .expect("old")
+                .backfill,
+            Config::default().backfill
+        );
+    }
+
+    /// A value out of range is refused at its position with the range, as `zdm ctl set`
+    /// refuses it; nothing is clamped.
+    #[test]
+    fn values_out_of_range_are_errors_at_their_position() {
+        for (text, start) in [
+            (
+                "[backfill]\nbatch_target = \"5ms\"\n",
+                "zdm.toml:2:16: batch_target: `5ms` is not a duration (10ms–1m), e.g. `200ms`",
+            ),
+            (
+                "[backfill]\ntarget_batch_ms = 1\n",
+                "zdm.toml:2:19: batch_target: `1ms` is not a duration (10ms–1m)",
+            ),
+            (
+                "[backfill]\nmin_batch_rows = 0\n",
+                "zdm.toml:2:18: min_batch_rows: `0` is not a whole number of rows (1–10,000,000)",
+            ),
+            (
+                "[backfill]\nnice_ratio = -1\n",
+                "zdm.toml:2:14: nice_ratio: `-1` is not a number (0–100)",
+            ),
+            (
+                "[throttle]\nmax_host_cpu_percent = 150\n",
+                "zdm.toml:2:24: max_host_cpu_percent: `150` is not a percentage (1%–100%)",
+            ),
+            (
+                "[throttle]\ncritical_factor = 1\n",
+                "zdm.toml:2:19: critical_factor: `1` is not a multiple (above 1x, up to 1000x)",
+            ),
+            (
+                "[throttle]\nrelease_ratio = 2\n",
+                "zdm.toml:2:17: release_ratio: `2` is not a number (0–1)",
+            ),
+            (
+                "[throttle]\nmax_replica_lag = 1000\n",
+                "zdm.toml:2:19: max_replica_lag: `1000` is not a duration",
+            ),
+        ] {
+            let message = read(text).expect_err(text);
+            assert!(message.starts_with(start), "{text}: {message}");
+            let live = crate::settings::Setting::parse(&format!(
+                "{}={}",
+                text.lines()
+                    .nth(1)
+                    .and_then(|l| l.split(" = ").next())
+                    .unwrap_or_default(),
+                text.lines()
+                    .nth(1)
+                    .and_then(|l| l.split(" = ").nth(1))
+                    .unwrap_or_default()
+                    .trim_matches('"')
+            ));
+            assert!(live.is_err(), "{text}: zdm ctl set accepts it: {live:?}");
+        }
+        let message = read("[throttle]\nflag_file = true\n").expect_err("a boolean");
+        assert!(
+            message.starts_with("zdm.toml:2:13: flag_file: expected a file path"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn misplaced_unknown_twice_set_and_contradicting_settings_are_errors() {
+        for (text, start) in [
+            ("[throttle]\nnice_ratio = 1\n", "zdm.toml:2:1: nice_ratio belongs in [backfill]"),
+            ("[backfill]\nbatch_traget = \"1s\"\n", "zdm.toml:2:1: unknown setting `batch_traget` in [backfill]; did you mean `batch_target`?"),
+            ("[backfill]\nbatch_target = \"1s\"\ntarget_batch_ms = 100\n", "zdm.toml:3:1: batch_target is set twice (also on line 2"),
+            ("[backfill]\nmin_batch_rows = 500\nmax_batch_rows = 100\n", "zdm.toml:3:1: max_batch_rows: must not be below min_batch_rows (500)"),
+        ] {
+            let message = read(text).expect_err(text);
+            assert!(message.starts_with(start), "{text}: {message}");
+        }
+        // Bounds are checked once the whole file is read, not in file order.
+        let config = read("[backfill]\nmin_batch_rows = 200000\nmax_batch_rows = 500000\n")
+            .expect("consistent");
+        assert_eq!(config.backfill.pacing.min_rows, 200_000);
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod migration;
 pub mod monitor;
 pub mod plan;
 pub mod runner;
+pub mod settings;
 pub mod signals;
 pub mod suggest;
 pub mod tui;

@@ -64,9 +64,9 @@ async fn prepare(pg: &LocalPg, database: &str) -> sqlx::PgPool {
     // machine's CPU does not hold the run.
     std::fs::write(
         pg.root().join(format!("{database}.toml")),
-        "[backfill]\ntarget_batch_ms = 100\nmax_rows_per_second = 15000\n\
-         [throttle]\nmax_host_cpu_percent = -1\nmax_canary_factor = -1\n\
-         max_active_sessions_factor = -1\n",
+        "[backfill]\nbatch_target = \"100ms\"\nmax_rows_per_second = 15000\n\
+         [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
+         max_active_sessions_factor = \"none\"\n",
     )
     .expect("config");
     pool

@@ -255,7 +255,7 @@ fn only(change: impl FnOnce(&mut ThrottleSettings)) -> ThrottleSettings {
         max_lock_waiters: None,
         max_active_sessions_factor: None,
         max_host_cpu_percent: None,
-        max_canary_factor: None,
+        max_canary_slowdown: None,
         ..ThrottleSettings::default()
     };
     change(&mut settings);

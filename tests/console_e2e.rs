@@ -180,7 +180,9 @@ fn console_command_in(sandbox: &Sandbox, url: &str, dir: &Path, log: &Path) -> S
     // Runs are throttled like in production, except by this machine's CPU and the
     // canary's latency: a busy test host would hold every backfill back.
     if !text.contains("[throttle]") {
-        text.push_str("\n[throttle]\nmax_host_cpu_percent = -1\nmax_canary_factor = -1\n");
+        text.push_str(
+            "\n[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n",
+        );
     }
     std::fs::write(&config, text).expect("write the config file");
     let config = config.display();
@@ -570,7 +572,11 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     std::fs::copy(samples.join(file), dir.path().join(file)).expect("copy");
     // Small batches, so the backfill of 50,000 orders takes hundreds of them.
     let log = log_file("resume");
-    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 100\n").expect("config");
+    std::fs::write(
+        log.with_extension("toml"),
+        "[backfill]\nfixed_batch_rows = 100\n",
+    )
+    .expect("config");
     let files = zdm::migration::load_dir(dir.path()).expect("valid file");
     let migration = files[0].clone();
 
@@ -675,7 +681,7 @@ fn the_demo_stops_a_running_migration_before_it_quits() {
     let cwd = tempfile::tempdir().expect("a working directory");
     std::fs::write(
         cwd.path().join("zdm.toml"),
-        format!("{SLOW_BACKFILL}\n[throttle]\nmax_host_cpu_percent = -1\nmax_canary_factor = -1\n"),
+        format!("{SLOW_BACKFILL}\n[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n"),
     )
     .expect("zdm.toml");
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations");
@@ -722,7 +728,11 @@ async fn a_sample_migration_is_started_backfilled_and_contracted_from_the_consol
     let (pg, url) = shop_of(0.02).await;
     let sandbox = Sandbox::new();
     let log = log_file("sample");
-    std::fs::write(log.with_extension("toml"), "backfill_batch_size = 500\n").expect("config");
+    std::fs::write(
+        log.with_extension("toml"),
+        "[backfill]\nfixed_batch_rows = 500\n",
+    )
+    .expect("config");
     let samples = Path::new(env!("CARGO_MANIFEST_DIR")).join("sample-migrations");
     let tmux = Tmux::start(&console_command_in(&sandbox, &url, &samples, &log), 100, 30);
 

@@ -129,7 +129,7 @@ async fn test_run(
                 let key = setting.key();
                 match settings.apply(setting) {
                     Ok(()) => {
-                        let now = settings.get(key);
+                        let now = settings.get(key).expect("a live setting reads back");
                         events.send(Event::SettingChanged {
                             key: key.to_string(),
                             value: now.value_text(),
@@ -139,7 +139,10 @@ async fn test_run(
                     Err(error) => Reply::error(error.to_string()),
                 }
             }
-            Command::Get { key } => Reply::Value(settings.get(key)),
+            Command::Get { key } => match settings.get(key) {
+                Some(value) => Reply::Value(value),
+                None => Reply::error(format!("{key} is not live")),
+            },
             Command::Throttle => {
                 manual_throttle = true;
                 Reply::done("manual throttle on")
@@ -249,6 +252,17 @@ async fn every_command_round_trips_through_zdm_ctl() {
     assert!(status.contains("backfilling"), "{status}");
     assert!(status.contains("batch_target=200ms"), "{status}");
     assert!(status.contains("max_replica_lag=1s"), "{status}");
+    // Every live setting is listed by its one name, and only by it.
+    for key in zdm::settings::SettingKey::live() {
+        assert!(status.contains(&format!("{key}=")), "{key}: {status}");
+    }
+    for old in zdm::settings::OLD_NAMES {
+        assert!(
+            !status.contains(&format!(" {}=", old.name)),
+            "{}: {status}",
+            old.name
+        );
+    }
 
     let pause = assert_success(&scratch.run(&["ctl", "pause"]).await);
     assert_eq!(pause.trim(), "paused after the current batch");
@@ -265,8 +279,36 @@ async fn every_command_round_trips_through_zdm_ctl() {
     assert_eq!(set.trim(), "batch_target=1.5s");
     let get = assert_success(&scratch.run(&["ctl", "get", "batch_target"]).await);
     assert_eq!(get.trim(), "batch_target=1.5s");
-    let set = assert_success(&scratch.run(&["ctl", "set", "max_rate=5000/s"]).await);
-    assert_eq!(set.trim(), "max_rate=5000/s");
+    let set = assert_success(
+        &scratch
+            .run(&["ctl", "set", "max_rows_per_second=5000/s"])
+            .await,
+    );
+    assert_eq!(set.trim(), "max_rows_per_second=5000/s");
+    // An old name is applied for one more release, and the reply says the new one.
+    let old = scratch.run(&["ctl", "set", "max_cpu=75%"]).await;
+    assert_eq!(assert_success(&old).trim(), "max_host_cpu_percent=75%");
+    assert!(
+        stderr(&old).contains(
+            "zdm ctl set: warning: `max_cpu` is an old name, accepted until the next release: \
+             write `max_host_cpu_percent` instead"
+        ),
+        "{}",
+        stderr(&old)
+    );
+    let old = scratch.run(&["ctl", "get", "max_rate"]).await;
+    assert_eq!(assert_success(&old).trim(), "max_rows_per_second=5000/s");
+    assert!(
+        stderr(&old).contains("zdm ctl get: warning: `max_rate` is an old name"),
+        "{}",
+        stderr(&old)
+    );
+    // A setting read only when a run starts is refused before reaching the run.
+    let refused = assert_failure(&scratch.run(&["ctl", "set", "start_batch_rows=10"]).await);
+    assert!(
+        refused.contains("start_batch_rows is read from zdm.toml ([backfill]) when a run starts"),
+        "{refused}"
+    );
     // The run's own refusal (a contradiction between settings) comes back as an error.
     let refused = assert_failure(&scratch.run(&["ctl", "set", "min_batch_rows=999999"]).await);
     assert!(
@@ -293,7 +335,8 @@ async fn every_command_round_trips_through_zdm_ctl() {
     assert_eq!(reply["ok"], true);
     assert_eq!(reply["status"]["status"], "aborted");
     assert_eq!(reply["status"]["settings"]["batch_target"], "1.5s");
-    assert_eq!(reply["status"]["settings"]["max_rate"], "5000/s");
+    assert_eq!(reply["status"]["settings"]["max_rows_per_second"], "5000/s");
+    assert_eq!(reply["status"]["settings"]["max_host_cpu_percent"], "75%");
     let json = scratch.run(&["ctl", "--json", "resume"]).await;
     assert_failure(&json);
     let reply: serde_json::Value = serde_json::from_str(stdout(&json).trim()).expect("JSON");
@@ -341,7 +384,7 @@ async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
         reply["error"]
             .as_str()
             .unwrap_or_default()
-            .contains("nice_ratio: `lots` is not a number from 0 to 100"),
+            .contains("nice_ratio: `lots` is not a number (0–100)"),
         "{reply}"
     );
     // A line far over the cap: one error, the rest of the line skipped, then served again.
@@ -369,7 +412,7 @@ async fn bad_requests_get_clear_errors_and_the_server_keeps_serving() {
     assert!(typo.contains("`max_replica_lag`"), "{typo}");
     let unitless = assert_failure(&scratch.run(&["ctl", "set", "batch_target=200"]).await);
     assert!(
-        unitless.contains("batch_target: `200` is not a duration from 10ms to 60s"),
+        unitless.contains("batch_target: `200` is not a duration (10ms–1m)"),
         "{unitless}"
     );
     let not_assignment = assert_failure(&scratch.run(&["ctl", "set", "faster"]).await);

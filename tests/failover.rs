@@ -44,8 +44,8 @@ async fn a_run_follows_a_promoted_standby_to_the_end() {
         format!(
             "reconnect_budget_s = 120\nfailover_urls = [{:?}]\n\n\
              [backfill]\nmax_rows_per_second = 25000\n\n\
-             [throttle]\nmax_host_cpu_percent = -1\nmax_canary_factor = -1\n\
-             max_active_sessions_factor = -1\n",
+             [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
+             max_active_sessions_factor = \"none\"\n",
             replica.url(database)
         ),
     )

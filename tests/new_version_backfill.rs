@@ -151,7 +151,7 @@ async fn run(case: &Case) {
         root.path().join("zdm.toml"),
         format!(
             "[backfill]\nstart_batch_rows = 2000\nmax_batch_rows = 2000\nmax_rows_per_second = 40000\n\n\
-             [throttle]\nmax_host_cpu_percent = -1\nmax_canary_factor = -1\nmax_active_sessions_factor = -1\n\
+             [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\nmax_active_sessions_factor = \"none\"\n\
              flag_file = {:?}\n",
             flag.display().to_string()
         ),

@@ -262,8 +262,8 @@ async fn run(case: &Case) {
     // A backfill of a few seconds, so the applications write during it.
     std::fs::write(
         root.path().join("zdm.toml"),
-        "[backfill]\nmax_rows_per_second = 40000\n\n[throttle]\nmax_host_cpu_percent = -1\n\
-         max_canary_factor = -1\nmax_active_sessions_factor = -1\n",
+        "[backfill]\nmax_rows_per_second = 40000\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
+         max_canary_slowdown = \"none\"\nmax_active_sessions_factor = \"none\"\n",
     )
     .expect("zdm.toml");
     let url = pg.primary().url(database);

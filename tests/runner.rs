@@ -52,9 +52,9 @@ impl Scene {
         .expect("write migration");
         std::fs::write(
             root.path().join("zdm.toml"),
-            "[backfill]\ntarget_batch_ms = 40\nstart_batch_rows = 500\nmax_batch_rows = 1500\n\
-             nice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = -1\n\
-             max_active_sessions_factor = -1\nmax_canary_factor = -1\n",
+            "[backfill]\nbatch_target = \"40ms\"\nstart_batch_rows = 500\nmax_batch_rows = 1500\n\
+             nice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
+             max_active_sessions_factor = \"none\"\nmax_canary_slowdown = \"none\"\n",
         )
         .expect("write zdm.toml");
         // Trust authentication ignores the password: it is here to show it never leaks.
@@ -279,6 +279,30 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
         matches!(&refused, Reply::Error(e) if e.contains("must not exceed max_batch_rows (200)")),
         "{refused:?}"
     );
+    // `zdm ctl` with an old setting name: applied to the run, with a warning naming the
+    // new one; `get` and `status` answer with the one name.
+    let (ok, out, err) = scene.run(&["ctl", "set", "max_rate=1000000/s"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), "max_rows_per_second=1000000/s");
+    assert!(
+        err.contains("warning: `max_rate` is an old name, accepted until the next release: write `max_rows_per_second` instead"),
+        "{err}"
+    );
+    let (ok, out, err) = scene.run(&["ctl", "get", "max_cpu"]).await;
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), "max_host_cpu_percent=none", "from zdm.toml");
+    assert!(
+        err.contains("write `max_host_cpu_percent` instead"),
+        "{err}"
+    );
+    let (ok, out, err) = scene.run(&["ctl", "status"]).await;
+    assert!(ok, "{out}{err}");
+    assert!(out.contains("max_rows_per_second=1000000/s"), "{out}");
+    assert!(out.contains("batch_target=40ms"), "zdm.toml's value: {out}");
+    assert!(
+        !out.contains("max_rate") && !out.contains("max_cpu"),
+        "{out}"
+    );
 
     // Resume: the very next batch is within the new ceiling.
     assert!(send(&run, Command::Resume).await.is_ok());
@@ -354,6 +378,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     let details: Vec<&str> = audit.iter().filter_map(|(_, d)| d.as_deref()).collect();
     for expected in [
         "set max_batch_rows=200",
+        "set max_rows_per_second=1000000/s",
         "manual throttle on",
         "manual throttle off",
     ] {
@@ -516,8 +541,8 @@ async fn the_backfill_writes_as_the_old_version_even_when_the_roles_path_names_t
     .expect("set the database's search_path");
     std::fs::write(
         scene.root.path().join("zdm.toml"),
-        "[backfill]\nmax_batch_rows = 50000\n\n[throttle]\nmax_host_cpu_percent = -1\n\
-         max_active_sessions_factor = -1\nmax_canary_factor = -1\n",
+        "[backfill]\nmax_batch_rows = 50000\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
+         max_active_sessions_factor = \"none\"\nmax_canary_slowdown = \"none\"\n",
     )
     .expect("write zdm.toml");
     let (ok, stdout, stderr) = scene.run(&["start", name]).await;

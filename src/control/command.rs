@@ -9,7 +9,7 @@ use crate::engine::BackfillSettings;
 
 /// One request to the run. On the wire: `{"command": "pause"}`,
 /// `{"command": "set", "key": "batch_target", "value": "200ms"}`,
-/// `{"command": "get", "key": "max_rate"}`.
+/// `{"command": "get", "key": "max_rows_per_second"}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
 pub enum Command {
@@ -171,11 +171,11 @@ mod tests {
             r#"{"command":"set","key":"batch_target","value":"500ms"}"#
         );
         let get: Command =
-            serde_json::from_str(r#"{"command":"get","key":"max_rate"}"#).expect("get");
+            serde_json::from_str(r#"{"command":"get","key":"max_rows_per_second"}"#).expect("get");
         assert_eq!(
             get,
             Command::Get {
-                key: SettingKey::MaxRate
+                key: SettingKey::MaxRowsPerSecond
             }
         );
         for name in Command::NAMES {
@@ -197,11 +197,11 @@ mod tests {
         assert_eq!(json, r#"{"ok":true,"message":"paused"}"#);
         let json = serde_json::to_string(&Reply::error("no backfill runs")).expect("serialize");
         assert_eq!(json, r#"{"ok":false,"error":"no backfill runs"}"#);
-        let value = Reply::Value(Setting::MaxRate(None));
+        let value = Reply::Value(Setting::MaxRowsPerSecond(None));
         let json = serde_json::to_string(&value).expect("serialize");
         assert_eq!(
             json,
-            r#"{"ok":true,"setting":{"key":"max_rate","value":"none"}}"#
+            r#"{"ok":true,"setting":{"key":"max_rows_per_second","value":"none"}}"#
         );
         let back: Reply = serde_json::from_str(&json).expect("deserialize");
         assert_eq!(back, value);

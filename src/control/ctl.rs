@@ -12,7 +12,7 @@ use super::command::{Command, Reply, RunStatus};
 use super::discover::find;
 use super::error::Error;
 use super::event::Event;
-use super::setting::{Setting, SettingKey};
+use super::setting::{Deprecated, Setting, SettingKey};
 use crate::cli::{AttachArgs, CtlArgs, CtlCommand};
 
 /// In readable `zdm attach` output, progress is printed at most this often (every batch
@@ -28,7 +28,7 @@ pub async fn ctl(
     out: &mut impl Write,
 ) -> Result<bool, Error> {
     // Bad input is refused before looking for a run: it would be refused there too.
-    let command = command_of(&args.command)?;
+    let (command, deprecated) = command_of(&args.command)?;
     let run = find(&runtime_dir(), target, args.migration.as_deref()).await?;
     let mut client = Client::connect(&run.path).await?;
     let line = client
@@ -38,6 +38,14 @@ pub async fn ctl(
         path: run.path.clone(),
         detail: error.to_string(),
     })?;
+    // An old setting name works for one more release; the warning names the new one
+    // (stderr, so that stdout stays the reply).
+    if let Some(deprecated) = deprecated {
+        eprintln!(
+            "zdm ctl {}: warning: {deprecated}",
+            command.name().replace('_', "-")
+        );
+    }
     if args.json {
         writeln!(out, "{line}").map_err(Error::Output)?;
         return Ok(reply.is_ok());
@@ -55,20 +63,29 @@ pub async fn ctl(
     Ok(true)
 }
 
-/// The typed command for a `zdm ctl` subcommand.
-fn command_of(command: &CtlCommand) -> Result<Command, Error> {
-    Ok(match command {
+/// The typed command for a `zdm ctl` subcommand, and whether it named a setting by an
+/// old name.
+fn command_of(command: &CtlCommand) -> Result<(Command, Option<Deprecated>), Error> {
+    let mut deprecated = None;
+    let command = match command {
         CtlCommand::Status => Command::Status,
         CtlCommand::Pause => Command::Pause,
         CtlCommand::Resume => Command::Resume,
-        CtlCommand::Set { assignment } => Command::Set(Setting::parse(assignment)?),
-        CtlCommand::Get { key } => Command::Get {
-            key: key.parse::<SettingKey>()?,
-        },
+        CtlCommand::Set { assignment } => {
+            let (setting, old) = Setting::parse_named(assignment)?;
+            deprecated = old;
+            Command::Set(setting)
+        }
+        CtlCommand::Get { key } => {
+            let (key, old) = SettingKey::lookup_live(key)?;
+            deprecated = old.map(Deprecated::from);
+            Command::Get { key }
+        }
         CtlCommand::Throttle => Command::Throttle,
         CtlCommand::NoThrottle => Command::NoThrottle,
         CtlCommand::Abort => Command::Abort,
-    })
+    };
+    Ok((command, deprecated))
 }
 
 /// `zdm ctl status` for a person.

@@ -115,7 +115,7 @@ mod tests {
             Request::Attach,
             Request::Info,
             Request::Run(Command::Abort),
-            Request::Run(Command::Set(Setting::MaxRate(Some(10.0)))),
+            Request::Run(Command::Set(Setting::MaxRowsPerSecond(Some(10.0)))),
         ] {
             assert_eq!(parse(&request.to_line()), Ok(request));
         }

@@ -24,16 +24,10 @@ pub struct PacingSettings {
     pub max_rows_per_second: Option<f64>,
 }
 
+/// The declared defaults (`crate::settings`).
 impl Default for PacingSettings {
     fn default() -> Self {
-        PacingSettings {
-            target: Duration::from_millis(200),
-            start_rows: 100,
-            min_rows: 10,
-            max_rows: 100_000,
-            nice_ratio: 0.0,
-            max_rows_per_second: None,
-        }
+        super::BackfillSettings::default().pacing
     }
 }
 

@@ -1,83 +1,140 @@
-//! The one home of a backfill's live-tunable settings: pacing and throttle limits with
-//! their defaults (from `zdm.toml`, changed live by `zdm ctl set` or the console), read
-//! and changed key by key in the operator's terms ([`Setting`]).
+//! The values in force of a backfill's settings (pacing and throttle limits), declared in
+//! [`crate::settings`]: their defaults come from the declaration, `zdm.toml` sets them
+//! at start, `zdm ctl set` or the console changes the live ones, each key by key
+//! ([`Setting`]).
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::pacing::PacingSettings;
 use super::throttle::ThrottleSettings;
-use crate::control::setting::{Setting, SettingError, SettingKey};
+use crate::settings::{Setting, SettingError, SettingKey};
 
-/// Every setting an operator can change while the backfill runs. The defaults are those
-/// of [`PacingSettings`] and [`ThrottleSettings`].
-#[derive(Debug, Clone, PartialEq, Default)]
+/// Every setting a backfill reads while it runs. The defaults are the declaration's.
+#[derive(Debug, Clone, PartialEq)]
 pub struct BackfillSettings {
     pub pacing: PacingSettings,
     pub throttle: ThrottleSettings,
 }
 
+impl Default for BackfillSettings {
+    fn default() -> Self {
+        // Every field is set from its declared default below; these placeholders never
+        // survive (a test compares each field with the declaration).
+        let mut settings = BackfillSettings {
+            pacing: PacingSettings {
+                target: std::time::Duration::ZERO,
+                start_rows: 0,
+                min_rows: 0,
+                max_rows: 0,
+                nice_ratio: 0.0,
+                max_rows_per_second: None,
+            },
+            throttle: ThrottleSettings {
+                max_replica_lag: None,
+                max_lock_waiters: None,
+                max_active_sessions_factor: None,
+                max_host_cpu_percent: None,
+                max_canary_slowdown: None,
+                query: None,
+                flag_file: None,
+                critical_factor: None,
+                release_samples: 0,
+                release_ratio: 0.0,
+                stale_after: std::time::Duration::ZERO,
+            },
+        };
+        for setting in SettingKey::all().filter_map(Setting::default_of) {
+            settings.assign(setting);
+        }
+        settings
+    }
+}
+
 impl BackfillSettings {
-    /// The current value of one key.
-    pub fn get(&self, key: SettingKey) -> Setting {
+    /// The current value of a live key; None for a key read only at start (it is not
+    /// shown or answered live: `zdm ctl get` refuses it).
+    pub fn get(&self, key: SettingKey) -> Option<Setting> {
         let (pacing, throttle) = (&self.pacing, &self.throttle);
-        match key {
+        Some(match key {
             SettingKey::BatchTarget => Setting::BatchTarget(pacing.target),
             SettingKey::MinBatchRows => Setting::MinBatchRows(pacing.min_rows),
             SettingKey::MaxBatchRows => Setting::MaxBatchRows(pacing.max_rows),
-            SettingKey::MaxRate => Setting::MaxRate(pacing.max_rows_per_second),
+            SettingKey::MaxRowsPerSecond => Setting::MaxRowsPerSecond(pacing.max_rows_per_second),
             SettingKey::NiceRatio => Setting::NiceRatio(pacing.nice_ratio),
             SettingKey::MaxReplicaLag => Setting::MaxReplicaLag(throttle.max_replica_lag),
             SettingKey::CriticalFactor => Setting::CriticalFactor(throttle.critical_factor),
             SettingKey::MaxLockWaiters => Setting::MaxLockWaiters(throttle.max_lock_waiters),
-            SettingKey::MaxActiveSessions => {
-                Setting::MaxActiveSessions(throttle.max_active_sessions_factor)
+            SettingKey::MaxActiveSessionsFactor => {
+                Setting::MaxActiveSessionsFactor(throttle.max_active_sessions_factor)
             }
-            SettingKey::MaxCpu => Setting::MaxCpu(throttle.max_host_cpu_percent),
-            SettingKey::MaxCanarySlowdown => Setting::MaxCanarySlowdown(throttle.max_canary_factor),
+            SettingKey::MaxHostCpuPercent => {
+                Setting::MaxHostCpuPercent(throttle.max_host_cpu_percent)
+            }
+            SettingKey::MaxCanarySlowdown => {
+                Setting::MaxCanarySlowdown(throttle.max_canary_slowdown)
+            }
             SettingKey::ThrottleQuery => Setting::ThrottleQuery(throttle.query.clone()),
             SettingKey::FlagFile => Setting::FlagFile(throttle.flag_file.clone()),
-        }
+            // Read only at start (fixed_batch_rows and batch_timeout are held by the
+            // engine's options, not here).
+            SettingKey::StartBatchRows
+            | SettingKey::ReleaseSamples
+            | SettingKey::ReleaseRatio
+            | SettingKey::StaleAfter
+            | SettingKey::FixedBatchRows
+            | SettingKey::BatchTimeout => return None,
+        })
     }
 
-    /// Every setting, in [`SettingKey::ALL`] order.
+    /// Every live setting, in declaration order (as `zdm ctl status` lists them).
     pub fn all(&self) -> Vec<Setting> {
-        SettingKey::ALL.iter().map(|key| self.get(*key)).collect()
+        SettingKey::live().filter_map(|key| self.get(key)).collect()
     }
 
-    /// Applies one setting, refusing a value that contradicts another setting (the old
-    /// value stays).
+    /// Applies one setting while a run goes on, refusing one read only at start and a
+    /// value that contradicts another setting (the old value stays).
     pub fn apply(&mut self, setting: Setting) -> Result<(), SettingError> {
-        let conflict = |reason: String| {
-            Err(SettingError::Conflict {
-                key: setting.key(),
-                reason,
-            })
-        };
-        match &setting {
-            Setting::MinBatchRows(min) if *min > self.pacing.max_rows => {
-                return conflict(format!(
-                    "must not exceed max_batch_rows ({})",
-                    self.pacing.max_rows
-                ));
-            }
-            Setting::MaxBatchRows(max) if *max < self.pacing.min_rows => {
-                return conflict(format!(
-                    "must not be below min_batch_rows ({})",
-                    self.pacing.min_rows
-                ));
-            }
-            _ => {}
+        let key = setting.key();
+        if !key.spec().live {
+            return Err(SettingError::NotLive { key });
         }
-        self.assign(setting);
+        let mut next = self.clone();
+        next.assign(setting);
+        next.check(key)?;
+        *self = next;
         Ok(())
     }
 
-    /// Sets one value without cross-checks.
-    fn assign(&mut self, setting: Setting) {
+    /// Whether the batch bounds agree; `changed` is the key the error is about.
+    pub fn check(&self, changed: SettingKey) -> Result<(), SettingError> {
+        let (min, max) = (self.pacing.min_rows, self.pacing.max_rows);
+        if min <= max {
+            return Ok(());
+        }
+        let reason = if changed == SettingKey::MaxBatchRows {
+            format!("must not be below min_batch_rows ({min})")
+        } else {
+            format!("must not exceed max_batch_rows ({max})")
+        };
+        Err(SettingError::Conflict {
+            key: if changed == SettingKey::MaxBatchRows {
+                SettingKey::MaxBatchRows
+            } else {
+                SettingKey::MinBatchRows
+            },
+            reason,
+        })
+    }
+
+    /// Sets one value without cross-checks (`zdm.toml` checks once all are read).
+    /// `fixed_batch_rows` and `batch_timeout` belong to the engine's options (they choose
+    /// how the backfill is set up when it starts), not here: the config sets those.
+    pub fn assign(&mut self, setting: Setting) {
         let (pacing, throttle) = (&mut self.pacing, &mut self.throttle);
         match setting {
             Setting::BatchTarget(v) => pacing.target = v,
+            Setting::StartBatchRows(v) => pacing.start_rows = v,
             Setting::MinBatchRows(v) => {
                 pacing.min_rows = v;
                 // The first batch is never smaller than the smallest allowed.
@@ -87,16 +144,22 @@ impl BackfillSettings {
                 pacing.max_rows = v;
                 pacing.start_rows = pacing.start_rows.min(v);
             }
-            Setting::MaxRate(v) => pacing.max_rows_per_second = v,
+            Setting::MaxRowsPerSecond(v) => pacing.max_rows_per_second = v,
             Setting::NiceRatio(v) => pacing.nice_ratio = v,
             Setting::MaxReplicaLag(v) => throttle.max_replica_lag = v,
             Setting::CriticalFactor(v) => throttle.critical_factor = v,
             Setting::MaxLockWaiters(v) => throttle.max_lock_waiters = v,
-            Setting::MaxActiveSessions(v) => throttle.max_active_sessions_factor = v,
-            Setting::MaxCpu(v) => throttle.max_host_cpu_percent = v,
-            Setting::MaxCanarySlowdown(v) => throttle.max_canary_factor = v,
+            Setting::MaxActiveSessionsFactor(v) => throttle.max_active_sessions_factor = v,
+            Setting::MaxHostCpuPercent(v) => throttle.max_host_cpu_percent = v,
+            Setting::MaxCanarySlowdown(v) => throttle.max_canary_slowdown = v,
             Setting::ThrottleQuery(v) => throttle.query = v,
             Setting::FlagFile(v) => throttle.flag_file = v,
+            Setting::ReleaseSamples(v) => {
+                throttle.release_samples = u32::try_from(v).unwrap_or(u32::MAX)
+            }
+            Setting::ReleaseRatio(v) => throttle.release_ratio = v,
+            Setting::StaleAfter(v) => throttle.stale_after = v,
+            Setting::FixedBatchRows(_) | Setting::BatchTimeout(_) => {}
         }
     }
 }
@@ -121,8 +184,9 @@ impl<'de> Deserialize<'de> for BackfillSettings {
         // Keys this version does not know (from a newer zdm) are skipped, not fatal; a
         // consistent set may pass through inconsistent states, so no cross-checks here.
         for (key, value) in &map {
-            if let Ok(key) = key.parse::<SettingKey>() {
-                settings.assign(Setting::parse_value(key, value).map_err(D::Error::custom)?);
+            if let Ok((key, old)) = SettingKey::lookup_live(key) {
+                let value = old.map_or(value.clone(), |old| old.value_text(value));
+                settings.assign(Setting::parse_value(key, &value).map_err(D::Error::custom)?);
             }
         }
         Ok(settings)
@@ -142,21 +206,21 @@ mod tests {
             "batch_target=1.5s",
             "min_batch_rows=50",
             "max_batch_rows=5000",
-            "max_rate=1234.5/s",
+            "max_rows_per_second=1234.5/s",
             "nice_ratio=0.25",
             "max_replica_lag=2s",
             "critical_factor=3x",
             "max_lock_waiters=none",
-            "max_active_sessions=1.5x",
-            "max_cpu=none",
+            "max_active_sessions_factor=1.5x",
+            "max_host_cpu_percent=none",
             "max_canary_slowdown=6x",
             "throttle_query=SELECT 1",
             "flag_file=/run/zdm.pause",
         ] {
             let setting = Setting::parse(text).expect(text);
             settings.apply(setting.clone()).expect(text);
-            assert_eq!(settings.get(setting.key()), setting, "{text}");
-            assert_eq!(settings.get(setting.key()).to_string(), text);
+            assert_eq!(settings.get(setting.key()), Some(setting.clone()), "{text}");
+            assert_eq!(setting.to_string(), text);
         }
         assert_eq!(settings.pacing.target, Duration::from_millis(1500));
         assert_eq!(settings.throttle.max_lock_waiters, None);
@@ -169,20 +233,35 @@ mod tests {
     }
 
     #[test]
-    fn the_defaults_are_the_engines() {
+    fn exactly_the_live_keys_are_read_and_listed_live() {
         let settings = BackfillSettings::default();
+        for key in SettingKey::all() {
+            assert_eq!(settings.get(key).is_some(), key.spec().live, "{key}");
+        }
+        assert_eq!(settings.all().len(), SettingKey::live().count());
+        let refused = settings
+            .clone()
+            .apply(Setting::StartBatchRows(5))
+            .expect_err("read only at start");
+        assert!(matches!(refused, SettingError::NotLive { .. }), "{refused}");
+    }
+
+    #[test]
+    fn the_defaults_are_the_declarations() {
+        let settings = BackfillSettings::default();
+        for key in SettingKey::live() {
+            assert_eq!(settings.get(key), Setting::default_of(key), "{key}");
+        }
+        assert_eq!(settings.pacing.target, Duration::from_millis(200));
+        assert_eq!(settings.pacing.start_rows, 100);
         assert_eq!(
-            settings.get(SettingKey::BatchTarget).to_string(),
-            "batch_target=200ms"
+            settings.throttle.max_replica_lag,
+            Some(Duration::from_secs(1))
         );
-        assert_eq!(
-            settings.get(SettingKey::MaxReplicaLag).to_string(),
-            "max_replica_lag=1s"
-        );
-        assert_eq!(
-            settings.get(SettingKey::MaxLockWaiters),
-            Setting::MaxLockWaiters(ThrottleSettings::default().max_lock_waiters)
-        );
+        assert_eq!(settings.throttle.release_samples, 3);
+        assert_eq!(settings.throttle.release_ratio, 0.8);
+        assert_eq!(settings.throttle.stale_after, Duration::from_secs(5));
+        assert_eq!(settings.throttle.max_lock_waiters, Some(0));
     }
 
     #[test]
@@ -211,5 +290,12 @@ mod tests {
             .apply(Setting::MaxBatchRows(50))
             .expect("above min");
         assert!(settings.apply(Setting::MinBatchRows(51)).is_err());
+        let error = settings
+            .apply(Setting::MaxBatchRows(5))
+            .expect_err("below min");
+        assert_eq!(
+            error.to_string(),
+            "max_batch_rows: must not be below min_batch_rows (10)"
+        );
     }
 }

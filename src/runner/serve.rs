@@ -214,7 +214,12 @@ impl Steering {
         };
         match command {
             Command::Status => Reply::Status(Box::new(self.status())),
-            Command::Get { key } => Reply::Value(control.settings().get(*key)),
+            Command::Get { key } => match control.settings().get(*key) {
+                Some(value) => Reply::Value(value),
+                None => {
+                    Reply::error(crate::settings::SettingError::NotLive { key: *key }.to_string())
+                }
+            },
             Command::Pause => match control.paused_by() {
                 Some(by) => Reply::error(format!("the backfill is already paused ({by})")),
                 None => {
@@ -235,7 +240,11 @@ impl Steering {
                 match result {
                     Err(refused) => Reply::error(refused.to_string()),
                     Ok(()) => {
-                        let now = control.settings().get(setting.key());
+                        // Applied, so live: it reads back (else the value given is it).
+                        let now = control
+                            .settings()
+                            .get(setting.key())
+                            .unwrap_or_else(|| setting.clone());
                         self.events.send(control::Event::SettingChanged {
                             key: now.key().name().to_string(),
                             value: now.value_text(),
