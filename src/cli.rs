@@ -8,7 +8,6 @@ use clap::{Args, Parser, Subcommand};
 use crate::app::top::TopOptions;
 use crate::config::{Config, Overrides};
 use crate::demo::{DemoOptions, WorkloadOptions};
-use crate::monitor::{self, MonitorOptions};
 
 /// Zero-downtime PostgreSQL schema migrations: expand, backfill and contract, watched and
 /// steered live.
@@ -449,9 +448,9 @@ pub struct TopArgs {
 
 impl TopArgs {
     /// The monitor's options: zdm.toml and the environment, overridden by these flags.
-    pub fn options(&self) -> Result<TopOptions, monitor::Error> {
+    pub fn options(&self) -> Result<TopOptions, crate::config::Error> {
         let config = Config::load(&self.target.overrides())?;
-        let mut monitor = MonitorOptions::from_config(&config)?;
+        let mut monitor = config.monitor_options()?;
         if let Some(seconds) = self.interval {
             monitor.interval = Duration::from_secs_f64(seconds);
         }

@@ -10,7 +10,10 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::db::DatabaseUrl;
-use crate::engine::BackfillSettings;
+use crate::engine::ddl::LockPolicy;
+use crate::engine::{BackfillSettings, EngineOptions};
+use crate::monitor::MonitorOptions;
+use crate::position::line_column;
 use crate::settings::{Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS};
 use crate::suggest;
 
@@ -37,6 +40,8 @@ pub enum Error {
          or set database_url in zdm.toml"
     )]
     NoDatabase,
+    #[error("the database URL {url} is not valid: {reason}")]
+    InvalidUrl { url: String, reason: String },
 }
 
 /// The contents of `zdm.toml`; every key is optional.
@@ -428,20 +433,22 @@ pub struct Config {
 
 impl Default for Config {
     fn default() -> Self {
+        // The engine owns its defaults; the file only overrides them.
+        let engine = EngineOptions::default();
         Config {
             config_file: None,
             database_url: None,
             migrations_dir: PathBuf::from("migrations"),
-            lock_timeout: Duration::from_millis(500),
-            lock_retry_first: Duration::from_millis(100),
-            lock_retry_max: Duration::from_secs(5),
-            lock_retry_attempts: 30,
-            statement_timeout: None,
-            backfill_batch_size: None,
-            backfill_batch_timeout: None,
-            reconnect_budget: Duration::from_secs(30 * 60),
-            failover_urls: Vec::new(),
-            backfill: BackfillSettings::default(),
+            lock_timeout: engine.ddl.lock_timeout,
+            lock_retry_first: engine.ddl.first_backoff,
+            lock_retry_max: engine.ddl.max_backoff,
+            lock_retry_attempts: engine.ddl.max_attempts,
+            statement_timeout: engine.ddl.statement_timeout,
+            backfill_batch_size: engine.batch_size,
+            backfill_batch_timeout: engine.batch_timeout,
+            reconnect_budget: engine.reconnect_budget,
+            failover_urls: engine.failover,
+            backfill: engine.backfill,
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
             warnings: Vec::new(),
@@ -450,6 +457,47 @@ impl Default for Config {
 }
 
 impl Config {
+    /// What the engine runs with.
+    pub fn engine_options(&self) -> EngineOptions {
+        EngineOptions {
+            ddl: LockPolicy {
+                lock_timeout: self.lock_timeout,
+                statement_timeout: self.statement_timeout,
+                first_backoff: self.lock_retry_first,
+                max_backoff: self.lock_retry_max,
+                max_attempts: self.lock_retry_attempts,
+            },
+            batch_size: self.backfill_batch_size,
+            batch_timeout: self.backfill_batch_timeout,
+            reconnect_budget: self.reconnect_budget,
+            failover: self.failover_urls.clone(),
+            backfill: self.backfill.clone(),
+        }
+    }
+
+    /// What the monitor samples (the database URL, its failover servers and `[monitor]`).
+    pub fn monitor_options(&self) -> Result<MonitorOptions, Error> {
+        let url = self.database_url()?;
+        let mut options =
+            MonitorOptions::new(url.connect_options().map_err(|source| Error::InvalidUrl {
+                url: url.to_string(),
+                reason: source.to_string(),
+            })?);
+        options.failover = self
+            .failover_urls
+            .iter()
+            .filter_map(|url| url.connect_options().ok())
+            .collect();
+        let settings = &self.monitor;
+        options.interval = settings.interval;
+        options.query_timeout = settings.query_timeout;
+        options.canary_query = settings.canary_query.clone();
+        options.long_transaction = settings.long_transaction;
+        options.alert_policy.baseline.length = chrono::Duration::from_std(settings.baseline_window)
+            .unwrap_or(options.alert_policy.baseline.length);
+        Ok(options)
+    }
+
     /// Reads the config file (the given one, or `./zdm.toml` when present) and applies overrides.
     pub fn load(overrides: &Overrides) -> Result<Self, Error> {
         let file = match &overrides.config_file {
@@ -551,58 +599,9 @@ fn read(path: &Path) -> Result<String, Error> {
     })
 }
 
-/// Where each line of a text starts, so that the positions of many findings in one file
-/// cost a binary search each instead of a count from the start.
-#[derive(Debug, Clone, Default)]
-pub struct LineIndex {
-    /// Byte offset of each line's first character.
-    starts: Vec<usize>,
-}
-
-impl LineIndex {
-    pub fn new(text: &str) -> LineIndex {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(at, _)| at + 1));
-        LineIndex { starts }
-    }
-
-    /// 1-based line and column (in characters) of a byte offset of `text`, the text this
-    /// index was made from; the same as [`line_column`].
-    pub fn line_column(&self, text: &str, offset: usize) -> (usize, usize) {
-        let mut offset = offset.min(text.len());
-        while !text.is_char_boundary(offset) {
-            offset -= 1;
-        }
-        let line = self.starts.partition_point(|&start| start <= offset);
-        let start = self.starts.get(line.wrapping_sub(1)).copied().unwrap_or(0);
-        (line.max(1), text[start..offset].chars().count() + 1)
-    }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let before = &text[..offset.min(text.len())];
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    (line, before[line_start..].chars().count() + 1)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_line_index_agrees_with_counting() {
-        let text = "a\n\nbé c\nlast";
-        let index = LineIndex::new(text);
-        for offset in (0..=text.len()).filter(|&o| text.is_char_boundary(o)) {
-            assert_eq!(
-                index.line_column(text, offset),
-                line_column(text, offset),
-                "{offset}"
-            );
-        }
-    }
 
     #[test]
     fn a_file_sets_what_it_names_and_defaults_fill_the_rest() {

@@ -187,7 +187,7 @@ impl Ledger {
     }
 
     fn started_from_catalog(&mut self, catalog: &Catalog) {
-        let started = catalog.version_schemas();
+        let started = plan::names::version_schemas(catalog);
         for entry in &mut self.entries {
             entry.version_schema_found = started
                 .iter()

@@ -18,6 +18,7 @@ pub mod logging;
 pub mod migration;
 pub mod monitor;
 pub mod plan;
+pub mod position;
 pub mod runner;
 pub mod settings;
 pub mod signals;

@@ -16,9 +16,9 @@ use crate::engine::event::Events;
 use crate::engine::headless::{self, Output};
 use crate::engine::identity;
 use crate::engine::throttle::Throttle;
-use crate::engine::{Engine, EngineOptions, Error, Outcome};
+use crate::engine::{Engine, Error, Outcome};
 use crate::gates::command::Decision;
-use crate::monitor::{Monitor, MonitorOptions};
+use crate::monitor::Monitor;
 use crate::plan::{self, Plan, StepAction};
 use crate::runner::Served;
 use std::time::Duration;
@@ -178,7 +178,7 @@ pub async fn complete(
     // Contract is irreversible: its SQL is parsed again (the recorded plan's) before the
     // gates and the first step, so a statement that cannot run never strands it half way.
     if let Some(plan) = engine.recorded_plan(name).await? {
-        let steps = crate::migration::sql::check_plan_sql(plan.phase(crate::plan::Phase::Contract));
+        let steps = plan::sql_check::unparsable(plan.phase(crate::plan::Phase::Contract));
         if !steps.is_empty() {
             engine.close().await?;
             return Err(CommandError::ContractSql {
@@ -322,7 +322,7 @@ async fn record(
 
 async fn connect(config: &Config) -> Result<Engine, CommandError> {
     let url = config.database_url()?;
-    Ok(Engine::connect(url, EngineOptions::from(config)).await?)
+    Ok(Engine::connect(url, config.engine_options()).await?)
 }
 
 /// A connection without the run lock, for reading.
@@ -383,7 +383,7 @@ async fn attach_throttle(
     plan: &Plan,
 ) -> Option<Monitor> {
     let settings = config.backfill.throttle.clone();
-    let mut options = match MonitorOptions::from_config(config) {
+    let mut options = match config.monitor_options() {
         Ok(options) => options,
         Err(error) => {
             let why = format!("the monitor could not start: {error}");

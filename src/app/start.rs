@@ -9,7 +9,7 @@ use sqlx::PgConnection;
 use crate::config::Config;
 use crate::db::catalog::Catalog;
 use crate::ledger::{Ledger, Refusal};
-use crate::migration::{self, sql, LoadErrors};
+use crate::migration::{self, LoadErrors};
 use crate::plan::{self, typecheck, Plan, PlanError};
 
 /// A migration file turned into a plan, with the checksum of the file it came from.
@@ -79,7 +79,7 @@ pub async fn load_and_plan(
             // Before expand, nothing changed yet: every step's SQL must parse (contract's
             // and rollback's too, which run when going back is no longer free) and the
             // file's expressions must fit the live catalog.
-            let steps = sql::check_plan_sql(&plan.steps);
+            let steps = plan::sql_check::unparsable(&plan.steps);
             if !steps.is_empty() {
                 return Err(Error::PlanSql {
                     name: migration.name.clone(),

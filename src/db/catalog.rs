@@ -221,20 +221,6 @@ impl Catalog {
             })
     }
 
-    /// zdm's version schemas, as `(version schema, base schema, migration)`: what
-    /// `zdm status` shows as each version's search_path, and how a plan finds the previous
-    /// version to drop at contract.
-    pub fn version_schemas(&self) -> Vec<(String, String, String)> {
-        self.schemas
-            .iter()
-            .filter_map(|schema| {
-                let (base, migration) =
-                    crate::plan::names::parse_version_schema_comment(schema.comment.as_deref()?)?;
-                Some((schema.name.clone(), base.to_string(), migration.to_string()))
-            })
-            .collect()
-    }
-
     /// Keeps lists sorted after a change, so that comparisons stay meaningful.
     pub fn normalize(&mut self) {
         self.schemas.sort_by(|a, b| a.name.cmp(&b.name));

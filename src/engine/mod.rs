@@ -23,7 +23,6 @@ pub mod throttle;
 
 use std::time::Duration;
 
-use crate::config::Config;
 use crate::plan::Phase;
 
 pub use backfill_control::BackfillControl;
@@ -216,7 +215,7 @@ impl<T> Context<T> for Result<T, sqlx::Error> {
     }
 }
 
-/// The engine's settings for one run, taken from [`Config`].
+/// The engine's settings for one run (`zdm.toml` gives them: `crate::config::Config::engine_options`).
 #[derive(Debug, Clone)]
 pub struct EngineOptions {
     pub ddl: ddl::LockPolicy,
@@ -236,28 +235,25 @@ pub struct EngineOptions {
     pub backfill: BackfillSettings,
 }
 
-impl From<&Config> for EngineOptions {
-    fn from(config: &Config) -> Self {
+impl Default for EngineOptions {
+    /// The defaults `zdm.toml` documents: lock_timeout 500 ms, retries from 100 ms up to
+    /// 5 s, 30 attempts, no statement_timeout, adaptive batches, 30 minutes to wait out a
+    /// lost database.
+    fn default() -> Self {
         EngineOptions {
             ddl: ddl::LockPolicy {
-                lock_timeout: config.lock_timeout,
-                statement_timeout: config.statement_timeout,
-                first_backoff: config.lock_retry_first,
-                max_backoff: config.lock_retry_max,
-                max_attempts: config.lock_retry_attempts,
+                lock_timeout: Duration::from_millis(500),
+                statement_timeout: None,
+                first_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+                max_attempts: 30,
             },
-            batch_size: config.backfill_batch_size,
-            batch_timeout: config.backfill_batch_timeout,
-            reconnect_budget: config.reconnect_budget,
-            failover: config.failover_urls.clone(),
-            backfill: config.backfill.clone(),
+            batch_size: None,
+            batch_timeout: None,
+            reconnect_budget: Duration::from_secs(30 * 60),
+            failover: Vec::new(),
+            backfill: BackfillSettings::default(),
         }
-    }
-}
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        EngineOptions::from(&Config::default())
     }
 }
 

@@ -82,7 +82,7 @@ impl Format {
 pub struct SourceMap {
     path: PathBuf,
     text: String,
-    lines: crate::config::LineIndex,
+    lines: crate::position::LineIndex,
     operations: Vec<Node>,
     verify: Vec<Node>,
 }
@@ -192,13 +192,13 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
     };
     let at = |text: &str, offset: usize, severity, message: String| Diagnostic {
         path: path.to_path_buf(),
-        position: Some(crate::config::line_column(text, offset)),
+        position: Some(crate::position::line_column(text, offset)),
         severity,
         message,
     };
     // Positions of many findings in one file: lines indexed once, not counted per finding.
     let at_line =
-        |lines: &crate::config::LineIndex, text: &str, offset: usize, message| Diagnostic {
+        |lines: &crate::position::LineIndex, text: &str, offset: usize, message| Diagnostic {
             path: path.to_path_buf(),
             position: Some(lines.line_column(text, offset)),
             severity: Severity::Error,
@@ -233,7 +233,7 @@ pub fn check(path: &Path, bytes: &[u8]) -> Checked {
         Format::Toml => node::from_toml(text),
         Format::Json => node::from_json(text),
     };
-    let lines = crate::config::LineIndex::new(text);
+    let lines = crate::position::LineIndex::new(text);
     let root = match parsed {
         Ok(root) => root,
         Err(errors) => {

@@ -474,7 +474,10 @@ mod tests {
     fn json_syntax_errors_have_an_offset() {
         let text = "{\n  \"operations\": [\n    {\"op\": }\n  ]\n}\n";
         let errors = from_json(text).expect_err("malformed");
-        assert_eq!(crate::config::line_column(text, errors[0].span.start).0, 3);
+        assert_eq!(
+            crate::position::line_column(text, errors[0].span.start).0,
+            3
+        );
         assert!(errors[0].message.contains("expected value"), "{errors:?}");
     }
 }

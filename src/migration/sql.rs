@@ -6,7 +6,7 @@
 //! syntax error is reported at the snippet's `file:line:col` with the parser's message and
 //! the line and column inside the snippet. [`snippets`] lists them with what the database
 //! check (`crate::plan::typecheck`) needs to type-check them against the live catalog;
-//! [`check_plan_sql`] parses a plan's own SQL (`zdm start`, `zdm complete`).
+//! `crate::plan::sql_check` uses [`parse`] on a plan's own SQL (`zdm start`, `zdm complete`).
 
 use pg_query::protobuf::{node::Node as NodeEnum, Node, ParseResult};
 
@@ -433,7 +433,7 @@ fn located(
         // In the wrapper zdm added: the snippet ended too soon.
         return SqlError {
             message: format!("{head} at the end of the snippet"),
-            position: Some(crate::config::line_column(text, text.len())),
+            position: Some(crate::position::line_column(text, text.len())),
         };
     }
     let message = match near {
@@ -444,7 +444,10 @@ fn located(
         _ => message,
     };
     SqlError {
-        position: Some(crate::config::line_column(text, at.saturating_sub(offset))),
+        position: Some(crate::position::line_column(
+            text,
+            at.saturating_sub(offset),
+        )),
         message,
     }
 }
@@ -491,43 +494,6 @@ pub(crate) fn check(migration: &Migration, source: &SourceMap) -> Vec<Diagnostic
                     error.describe(&key)
                 ),
             });
-        }
-    }
-    found
-}
-
-/// The SQL of a plan's step (or a backfill's expression) that does not parse, as
-/// (step description, error): what `zdm start` refuses before expand and `zdm complete`
-/// before the first contract step.
-pub fn check_plan_sql<'p>(
-    steps: impl IntoIterator<Item = &'p crate::plan::Step>,
-) -> Vec<(String, String)> {
-    let mut found = Vec::new();
-    for step in steps {
-        let mut failed = |what: &str, error: SqlError| {
-            found.push((
-                step.description.clone(),
-                format!("{what}: {}", error.describe(what)),
-            ))
-        };
-        match &step.action {
-            crate::plan::StepAction::Sql { sql, .. } => {
-                if let Err(error) = parse(sql, Grammar::Statements) {
-                    failed("its SQL", error);
-                }
-            }
-            crate::plan::StepAction::Backfill(backfill) => {
-                for (column, expression) in &backfill.assignments {
-                    if let Err(error) = parse(expression, Grammar::Expression) {
-                        failed(&format!("the expression for {column}"), error);
-                    }
-                }
-                if let Some(predicate) = &backfill.predicate {
-                    if let Err(error) = parse(predicate, Grammar::Expression) {
-                        failed("its predicate", error);
-                    }
-                }
-            }
         }
     }
     found

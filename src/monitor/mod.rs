@@ -34,17 +34,6 @@ pub use metrics::{is_zdm_application, Metrics};
 pub use reading::Reading;
 pub use sampler::APPLICATION_NAME;
 
-use crate::config::{self, Config};
-
-/// Why a monitor could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    #[error(transparent)]
-    Config(#[from] config::Error),
-    #[error("the database URL {url} is not valid: {source}")]
-    Url { url: String, source: sqlx::Error },
-}
-
 /// What to sample, how often and how patiently.
 #[derive(Debug, Clone)]
 pub struct MonitorOptions {
@@ -98,29 +87,6 @@ impl MonitorOptions {
             history_len: 3600,
             alert_policy: AlertPolicy::default(),
         }
-    }
-
-    /// Options from zdm's configuration (its database URL and `[monitor]` settings).
-    pub fn from_config(config: &Config) -> Result<Self, Error> {
-        let url = config.database_url()?;
-        let connect = url.connect_options().map_err(|source| Error::Url {
-            url: url.to_string(),
-            source,
-        })?;
-        let settings = &config.monitor;
-        let mut options = MonitorOptions::new(connect);
-        options.failover = config
-            .failover_urls
-            .iter()
-            .filter_map(|url| url.connect_options().ok())
-            .collect();
-        options.interval = settings.interval;
-        options.query_timeout = settings.query_timeout;
-        options.canary_query = settings.canary_query.clone();
-        options.long_transaction = settings.long_transaction;
-        options.alert_policy.baseline.length = chrono::Duration::from_std(settings.baseline_window)
-            .unwrap_or(options.alert_policy.baseline.length);
-        Ok(options)
     }
 
     /// The sampler's own connection settings for `server` (`connect` or one of

@@ -18,6 +18,7 @@ pub mod names;
 mod ops;
 pub mod render;
 mod shadow;
+pub mod sql_check;
 pub mod step;
 mod sync_trigger;
 pub mod typecheck;

@@ -1,6 +1,7 @@
 //! Names zdm gives the objects it creates (version schemas, shadow columns, sync triggers),
 //! fitted to PostgreSQL's 63-byte identifier limit, and small SQL text helpers.
 
+use crate::db::catalog::Catalog;
 use crate::db::quote_ident;
 
 /// PostgreSQL truncates identifiers longer than this many bytes.
@@ -151,6 +152,19 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
         (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3)
     })
+}
+
+/// zdm's version schemas in `catalog`, as `(version schema, base schema, migration)`,
+/// read from their comments: which migrations started on a database without zdm's state.
+pub fn version_schemas(catalog: &Catalog) -> Vec<(String, String, String)> {
+    catalog
+        .schemas
+        .iter()
+        .filter_map(|schema| {
+            let (base, migration) = parse_version_schema_comment(schema.comment.as_deref()?)?;
+            Some((schema.name.clone(), base.to_string(), migration.to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]

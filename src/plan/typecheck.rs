@@ -288,7 +288,7 @@ async fn analyse(
         .filter(|&at| at < text.chars().count())
         .map(|at| {
             let offset = text.char_indices().nth(at).map_or(text.len(), |(i, _)| i);
-            let (line, column) = crate::config::line_column(text, offset);
+            let (line, column) = crate::position::line_column(text, offset);
             format!(" (line {line}, column {column} of `{}`)", job.key)
         })
         .unwrap_or_default();

@@ -30,7 +30,7 @@ use super::theme::Theme;
 use super::view;
 use crate::config::{self, Config};
 use crate::control::Command;
-use crate::monitor::{self, alerts, Alert, AlertPolicy, Metrics, Monitor, MonitorOptions};
+use crate::monitor::{self, alerts, Alert, AlertPolicy, Metrics, Monitor};
 use crate::plan::Plan;
 use crate::runner::Job;
 
@@ -51,8 +51,6 @@ const STOP_BEFORE_QUIT: Duration = Duration::from_secs(30);
 pub enum Error {
     #[error(transparent)]
     Config(#[from] config::Error),
-    #[error(transparent)]
-    Monitor(#[from] monitor::Error),
     #[error("the terminal cannot be used as a console: {0}")]
     Terminal(#[from] std::io::Error),
     #[error(transparent)]
@@ -76,7 +74,7 @@ pub async fn run(config: Config, theme: Theme) -> Result<(), Error> {
 
 async fn open(config: Config, theme: Theme, mode: Mode) -> Result<(), Error> {
     let target = config.database_url()?.to_string();
-    let monitor_options = MonitorOptions::from_config(&config)?;
+    let monitor_options = config.monitor_options()?;
     let interval = monitor_options.interval;
     let policy = monitor_options.alert_policy.clone();
     let monitor = Monitor::start(monitor_options);

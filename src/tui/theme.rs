@@ -7,7 +7,7 @@ use std::str::FromStr;
 use ratatui::style::{Color, Modifier, Style};
 use serde::Deserialize;
 
-use crate::config::line_column;
+use crate::position::line_column;
 
 /// The themes compiled into the binary, so zdm looks right wherever it is copied.
 const BUILT_IN: [(&str, &str); 4] = [
