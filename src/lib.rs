@@ -16,6 +16,7 @@ pub mod logging;
 pub mod migration;
 pub mod monitor;
 pub mod plan;
+pub mod protocol;
 pub mod runner;
 pub mod signals;
 pub mod suggest;

@@ -11,9 +11,9 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use super::address::RunInfo;
-use super::command::{Command, Reply};
+use crate::protocol::{Command, Reply};
 use super::error::Error;
-use super::event::Stamped;
+use crate::protocol::Stamped;
 use super::line::{Line, LineReader, MAX_REPLY};
 use super::request::Request;
 use super::socket::REPLY_TIMEOUT;

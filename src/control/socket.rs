@@ -14,9 +14,9 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::address::{prepare_dir, socket_path, RunInfo, MAX_SOCKET_PATH};
-use super::command::{Command, Reply};
+use crate::protocol::{Command, Reply};
 use super::error::Error;
-use super::event::{Event, Stamped};
+use crate::protocol::{Event, Stamped};
 use super::line::{Line, LineReader, MAX_REQUEST};
 use super::publish::EventSender;
 use super::request::{self, Request};

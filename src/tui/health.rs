@@ -1,12 +1,48 @@
 //! The Health pane's data: the monitor's snapshot and history turned into what is drawn
 //! (recent points, current value, baseline band, lock pairs, alerts, stale readings).
 //! Pure: the event loop builds it from `monitor::Metrics` and `History`, a test builds it
-//! from fixed values, and the view only draws it.
+//! from fixed values, and the view only draws it. While the console follows a run that
+//! streams its metrics, [`RunFeed`] builds the pane from the run's samples (the figures
+//! its throttle acts on) rather than the console's own sampler.
+
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 use crate::monitor::metrics::{LockWait, SessionRef};
 use crate::monitor::{AlertPolicy, History, MetricId, Metrics, Reading, Severity};
+
+/// Points kept per metric from a followed run's samples (an hour at one a second).
+const RUN_HISTORY: usize = 3600;
+
+/// The Health pane fed by one followed run's `metrics` events: the history behind the
+/// sparklines and bands is built from the run's own samples.
+#[derive(Debug)]
+pub struct RunFeed {
+    /// The run's control socket.
+    socket: PathBuf,
+    history: History,
+}
+
+impl RunFeed {
+    pub fn new(socket: &Path) -> Self {
+        RunFeed {
+            socket: socket.to_path_buf(),
+            history: History::new(RUN_HISTORY),
+        }
+    }
+
+    /// Whether this feed is the run at `socket`'s.
+    pub fn is_of(&self, socket: &Path) -> bool {
+        self.socket == socket
+    }
+
+    /// Takes one sample of the run and returns the pane it makes.
+    pub fn view(&mut self, metrics: &Metrics, policy: &AlertPolicy, now: DateTime<Utc>) -> HealthView {
+        self.history.record_metrics(metrics);
+        HealthView::from_metrics(metrics, &self.history, policy, now)
+    }
+}
 
 /// How many recent points a sparkline shows at most.
 pub const SPARK_POINTS: usize = 120;

@@ -1,12 +1,22 @@
-//! What a run reports, out to every front-end: the `Event` enum (JSON-tagged, RFC 3339
-//! timestamps) and its one-line wording for people.
+//! What a run reports, the one vocabulary from the engine to every front-end: the
+//! [`Event`] enum (JSON-tagged, durations in milliseconds, RFC 3339 timestamps once
+//! [`Stamped`]) and its one-line wording for people ([`Event::describe`]).
+//!
+//! The engine emits these directly; the runner adds its own (settings, gates, metrics,
+//! the end of the command) and stamps each as it goes out. Nothing on the wire is a
+//! string a front-end has to parse back: statuses, phases, settings, verdicts and levels
+//! are types.
 
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::gate::Report;
+use super::status::Status;
+use crate::control::setting::Setting;
 use crate::format::{duration, thousands};
+use crate::monitor::{MetricId, Metrics};
 use crate::plan::Phase;
 
 /// One event as it travels: when it happened and what.
@@ -38,67 +48,88 @@ impl Stamped {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum Event {
-    /// The backfill's numbers, sent after every batch and while throttled or paused.
-    Progress(Progress),
-    /// One backfill batch committed with its checkpoint.
-    BatchDone(BatchDone),
-    /// The backfill is held back; `reason` in words, e.g. "replica lag 2.3 s > 1 s".
-    ThrottleOn {
-        reason: String,
-    },
-    /// The throttle released; `reason` says why, e.g. "replica lag 0.2 s ≤ 1 s".
-    ThrottleOff {
-        reason: String,
-        #[serde(rename = "throttled_ms", with = "super::millis")]
-        throttled_for: Duration,
-    },
-    /// The backfill stopped between batches: by the operator, or at a critical level.
-    Paused {
-        reason: String,
-    },
-    Resumed {
-        #[serde(rename = "paused_ms", with = "super::millis")]
-        paused_for: Duration,
-    },
-    /// A step began. `index` is 0-based among the `total` steps of its phase.
+    /// A step is about to run. `index` is 0-based among the `total` steps of its phase.
     StepStarted {
+        migration: String,
         phase: Phase,
         index: usize,
         total: usize,
         description: String,
     },
+    /// A step is done and recorded.
     StepFinished {
+        migration: String,
         phase: Phase,
         index: usize,
         total: usize,
         #[serde(rename = "took_ms", with = "super::millis")]
         took: Duration,
     },
-    /// The contract safety gates of a migration were evaluated (shown before the operator
-    /// confirms contract).
-    GatesEvaluated {
-        migration: String,
-        gates: Vec<Gate>,
+    /// The migration moved to another status (the engine wrote it, or the command ended
+    /// in it).
+    StatusChanged { migration: String, status: Status },
+    /// A statement gave up waiting for its lock (so the application is not queued behind
+    /// it) and will try again after `retry_in`; `blocked_by` names the sessions holding it.
+    LockWait {
+        step: String,
+        attempt: u32,
+        max_attempts: u32,
+        #[serde(rename = "retry_in_ms", with = "super::millis")]
+        retry_in: Duration,
+        blocked_by: String,
     },
-    /// A setting changed (by `set`, the console, or the engine itself).
-    SettingChanged {
-        key: String,
-        value: String,
+    /// The backfill's numbers: after batches (at most about once a second) and every
+    /// second while it waits (throttled or paused), so a front-end always shows the
+    /// current state and throttle reason.
+    Progress(Progress),
+    /// One backfill batch committed with its checkpoint.
+    BatchDone(BatchDone),
+    /// The backfill is held back (the throttle, or an operator by hand); `reason` names
+    /// every input holding it back, e.g. "replica lag 2.3 s > 1 s". Sent again when the
+    /// reason changes.
+    ThrottleOn { reason: String },
+    /// The throttle released after holding the backfill for `throttled_for`.
+    ThrottleOff {
+        reason: String,
+        #[serde(rename = "throttled_ms", with = "super::millis")]
+        throttled_for: Duration,
     },
-    Log {
-        level: Level,
-        text: String,
+    /// The backfill stopped between batches: by the operator, or at a critical level.
+    Paused { reason: String },
+    Resumed {
+        #[serde(rename = "paused_ms", with = "super::millis")]
+        paused_for: Duration,
     },
-    /// Something failed; the run may go on (a retried batch) or stop (see `status_changed`).
-    Error {
-        message: String,
+    /// A throttle input passed its critical level: the backfill is paused until an
+    /// operator resumes it. An alert, not a log line.
+    CriticalLevel { step: String, reason: String },
+    /// The database does not answer (a restart, a crash, a failover, the network): the
+    /// run waits and tries again with backoff until `budget` is spent. Sent on each try.
+    Unreachable {
+        #[serde(rename = "down_ms", with = "super::millis")]
+        down_for: Duration,
+        #[serde(rename = "budget_ms", with = "super::millis")]
+        budget: Duration,
+        why: String,
     },
-    /// The migration moved to another status (`expanding`, `backfilling`,
-    /// `ready_to_contract`, `complete`, `failed`, ...: the engine's status keys).
-    StatusChanged {
-        migration: String,
-        status: String,
+    /// The backfill stopped after its last committed batch because `why` (a signal, an
+    /// abort); its checkpoint of `rows_done` rows holds and running the command again
+    /// resumes.
+    BackfillStopped {
+        step: String,
+        why: String,
+        rows_done: u64,
     },
+    /// What the run's monitor sampled (every sample: the numbers its throttle acts on).
+    Metrics(Box<Metrics>),
+    /// The contract safety gates of a migration were evaluated, before contract runs:
+    /// every gate's verdict and evidence, and the window they observed.
+    GatesEvaluated(Report),
+    /// A setting changed (by `zdm ctl set` or the console): the value now in force.
+    SettingChanged(Setting),
+    Log { level: Level, text: String },
+    /// Something failed; the run may go on (a retried batch) or stop (see `finished`).
+    Error { message: String },
     /// The run's command ended (the last event before the stream closes): `ok` with what
     /// it did, or the error that stopped it, in words. A stream that ends without this
     /// means the runner died.
@@ -110,19 +141,7 @@ pub enum Event {
     },
     /// Sent by the control socket to a client that read too slowly: this many events
     /// were dropped for it (the run never waits for a client).
-    Missed {
-        count: u64,
-    },
-}
-
-/// One contract safety gate's outcome.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Gate {
-    pub name: String,
-    /// `None` when it could not be determined (which blocks contract like a failure).
-    pub passed: Option<bool>,
-    /// What was checked and seen, in words.
-    pub evidence: String,
+    Missed { count: u64 },
 }
 
 /// Where the backfill is right now.
@@ -144,7 +163,7 @@ impl RunState {
     }
 }
 
-/// Severity of a log line.
+/// Severity of a log line, on the wire and in the console's log.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Level {
@@ -152,6 +171,26 @@ pub enum Level {
     Info,
     Warning,
     Error,
+}
+
+/// The name of a phase as people read it (`expand`, `backfill`, ...).
+pub fn phase_name(phase: Phase) -> &'static str {
+    match phase {
+        Phase::Expand => "expand",
+        Phase::Backfill => "backfill",
+        Phase::Contract => "contract",
+        Phase::Rollback => "rollback",
+    }
+}
+
+/// "database unreachable for 42.0 s (reconnecting; gives up after 30m 00s): why": the one
+/// wording of [`Event::Unreachable`] in logs and front-ends.
+pub fn unreachable_words(down_for: Duration, budget: Duration, why: &str) -> String {
+    format!(
+        "database unreachable for {} (reconnecting; gives up after {}): {why}",
+        duration(down_for),
+        duration(budget)
+    )
 }
 
 /// The backfill's numbers at one moment.
@@ -227,7 +266,7 @@ impl Progress {
 /// One committed batch.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BatchDone {
-    /// 1-based count of batches in this backfill.
+    /// 1-based count of batches in this backfill (earlier runs included).
     pub batch: u64,
     /// Rows the batch updated.
     pub rows: u64,
@@ -235,7 +274,40 @@ pub struct BatchDone {
     pub size: u64,
     #[serde(rename = "took_ms", with = "super::millis")]
     pub took: Duration,
+    /// Rows the whole backfill has updated (earlier runs included).
     pub rows_done: u64,
+}
+
+/// The figures a health line shows, in this order: what the throttle watches most.
+const HEALTH_LINE: [(MetricId, &str); 5] = [
+    (MetricId::ReplayLagSeconds, "replica lag"),
+    (MetricId::LockWaiters, "lock waiters"),
+    (MetricId::ActiveSessions, "active sessions"),
+    (MetricId::HostCpuPercent, "CPU"),
+    (MetricId::CanaryLatencyMs, "canary"),
+];
+
+/// `health: replica lag 0.2 s · lock waiters 0 · active sessions 12 · CPU 31% · canary 2 ms`
+/// (figures the sample could not read are left out; with none, why).
+fn health_line(metrics: &Metrics) -> String {
+    let figures: Vec<String> = HEALTH_LINE
+        .iter()
+        .filter_map(|&(metric, label)| {
+            let value = metrics.value_of(metric)?;
+            let shown = match metric {
+                MetricId::ReplayLagSeconds => format!("{value:.1} s"),
+                MetricId::HostCpuPercent => format!("{value:.0}%"),
+                MetricId::CanaryLatencyMs => format!("{value:.0} ms"),
+                _ => thousands(value.max(0.0).round() as u64),
+            };
+            Some(format!("{label} {shown}"))
+        })
+        .collect();
+    match (&metrics.sampler.problem, figures.is_empty()) {
+        (Some(problem), _) => format!("health: the monitor cannot sample: {problem}"),
+        (None, true) => "health: no figures in this sample".to_string(),
+        (None, false) => format!("health: {}", figures.join(" · ")),
+    }
 }
 
 impl Event {
@@ -268,6 +340,7 @@ impl Event {
                 index,
                 total,
                 description,
+                ..
             } => format!(
                 "{} step {}/{total} started: {description}",
                 phase_name(*phase),
@@ -278,27 +351,48 @@ impl Event {
                 index,
                 total,
                 took,
+                ..
             } => format!(
                 "{} step {}/{total} finished in {}",
                 phase_name(*phase),
                 index + 1,
                 duration(*took)
             ),
-            Event::GatesEvaluated { migration, gates } => {
-                let verdicts: Vec<String> = gates
-                    .iter()
-                    .map(|gate| {
-                        let verdict = match gate.passed {
-                            Some(true) => "pass",
-                            Some(false) => "FAIL",
-                            None => "unknown",
-                        };
-                        format!("{} {verdict} ({})", gate.name, gate.evidence)
-                    })
-                    .collect();
-                format!("{migration}: contract gates: {}", verdicts.join("; "))
-            }
-            Event::SettingChanged { key, value } => format!("setting changed: {key}={value}"),
+            Event::StatusChanged { migration, status } => format!("{migration}: now {status}"),
+            Event::LockWait {
+                step,
+                attempt,
+                max_attempts,
+                retry_in,
+                blocked_by,
+            } => format!(
+                "warning: {step}: lock not granted within lock_timeout (try {attempt} of \
+                 {max_attempts}), gave up so the application is not queued; retrying in \
+                 {:.1} s; {blocked_by}",
+                retry_in.as_secs_f64()
+            ),
+            Event::CriticalLevel { step, reason } => format!(
+                "ERROR: {step}: critical level reached, the backfill is paused until an \
+                 operator resumes it: {reason}"
+            ),
+            Event::Unreachable {
+                down_for,
+                budget,
+                why,
+            } => format!("warning: {}", unreachable_words(*down_for, *budget, why)),
+            Event::BackfillStopped {
+                step,
+                why,
+                rows_done,
+            } => format!(
+                "warning: {step}: stopped after its last committed batch ({why}); {} rows are \
+                 checkpointed, running the command again resumes",
+                thousands(*rows_done)
+            ),
+            Event::Metrics(metrics) => health_line(metrics),
+            // Several lines: every gate's verdict and evidence, as `zdm gates` prints them.
+            Event::GatesEvaluated(report) => report.render().trim_end().to_string(),
+            Event::SettingChanged(setting) => format!("setting changed: {setting}"),
             Event::Log { level, text } => match level {
                 Level::Debug => format!("debug: {text}"),
                 Level::Info => text.clone(),
@@ -306,9 +400,6 @@ impl Event {
                 Level::Error => format!("error: {text}"),
             },
             Event::Error { message } => format!("ERROR: {message}"),
-            Event::StatusChanged { migration, status } => {
-                format!("{migration}: now {}", status.replace('_', " "))
-            }
             Event::Finished {
                 command,
                 migration,
@@ -323,137 +414,5 @@ impl Event {
                 thousands(*count)
             ),
         }
-    }
-}
-
-fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Expand => "expand",
-        Phase::Backfill => "backfill",
-        Phase::Contract => "contract",
-        Phase::Rollback => "rollback",
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn progress() -> Progress {
-        Progress {
-            migration: "0003_orders_status".to_string(),
-            table: "public.orders".to_string(),
-            rows_done: 1_224_000,
-            rows_total_estimate: Some(2_000_000),
-            rows_per_second_now: 5_120.4,
-            rows_per_second_average: 4_800.0,
-            eta: Some(Duration::from_secs(160)),
-            batch_size: 1_000,
-            last_batch: Some(Duration::from_millis(180)),
-            batch_target: Duration::from_millis(200),
-            state: RunState::Throttled,
-            reason: Some("replica lag 2.3 s > 1 s".to_string()),
-            time_running: Duration::from_secs(250),
-            time_throttled: Duration::from_secs(20),
-            time_paused: Duration::ZERO,
-        }
-    }
-
-    #[test]
-    fn events_are_tagged_json_with_millisecond_durations_and_rfc3339_times() {
-        let stamped = Stamped::now(Event::Progress(progress()));
-        let json = serde_json::to_value(&stamped).expect("serialize");
-        assert_eq!(json["event"], "progress");
-        assert_eq!(json["batch_target_ms"], 200);
-        assert_eq!(json["eta_ms"], 160_000);
-        assert_eq!(json["state"], "throttled");
-        let at = json["at"].as_str().expect("at is text");
-        assert!(DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
-        let back: Stamped = serde_json::from_value(json).expect("deserialize");
-        assert_eq!(back, stamped);
-    }
-
-    #[test]
-    fn every_kind_of_event_round_trips() {
-        let events = vec![
-            Event::BatchDone(BatchDone {
-                batch: 3,
-                rows: 998,
-                size: 1000,
-                took: Duration::from_millis(180),
-                rows_done: 2998,
-            }),
-            Event::ThrottleOn {
-                reason: "replica lag 2.3 s > 1 s".to_string(),
-            },
-            Event::ThrottleOff {
-                reason: "replica lag 0.2 s ≤ 1 s".to_string(),
-                throttled_for: Duration::from_secs(12),
-            },
-            Event::Paused {
-                reason: "operator (zdm ctl pause)".to_string(),
-            },
-            Event::Resumed {
-                paused_for: Duration::from_secs(3),
-            },
-            Event::StepStarted {
-                phase: Phase::Expand,
-                index: 0,
-                total: 3,
-                description: "add column".to_string(),
-            },
-            Event::StepFinished {
-                phase: Phase::Expand,
-                index: 0,
-                total: 3,
-                took: Duration::from_millis(40),
-            },
-            Event::GatesEvaluated {
-                migration: "m".to_string(),
-                gates: vec![Gate {
-                    name: "no reads of the old column".to_string(),
-                    passed: None,
-                    evidence: "pg_stat_statements not installed".to_string(),
-                }],
-            },
-            Event::SettingChanged {
-                key: "batch_target".to_string(),
-                value: "500ms".to_string(),
-            },
-            Event::Log {
-                level: Level::Warning,
-                text: "lock wait".to_string(),
-            },
-            Event::Error {
-                message: "boom".to_string(),
-            },
-            Event::StatusChanged {
-                migration: "m".to_string(),
-                status: "backfilling".to_string(),
-            },
-            Event::Finished {
-                command: "start".to_string(),
-                migration: "m".to_string(),
-                ok: true,
-                message: "ready to contract".to_string(),
-            },
-            Event::Missed { count: 7 },
-        ];
-        for event in events {
-            let json = serde_json::to_string(&Stamped::now(event.clone())).expect("serialize");
-            let back: Stamped = serde_json::from_str(&json).expect("deserialize");
-            assert_eq!(back.event, event, "{json}");
-            assert!(!event.describe().is_empty());
-        }
-    }
-
-    #[test]
-    fn progress_reads_like_a_status_line() {
-        let line = progress().describe();
-        assert_eq!(
-            line,
-            "public.orders throttled (replica lag 2.3 s > 1 s) · 61.2% 1,224,000 / ~2,000,000 rows \
-             · 5,120 rows/s (avg 4,800) · ETA 2m 40s · batch 1,000 rows 180 ms (target 200 ms)"
-        );
     }
 }
