@@ -574,7 +574,7 @@ async fn a_stopped_backfill_is_resumed_and_followed_to_100_percent() {
     });
     loop {
         match events.recv().await.expect("events until the first batch") {
-            zdm::engine::Event::BatchCommitted { .. } => break,
+            zdm::engine::Event::BatchDone(_) => break,
             _ => continue,
         }
     }

@@ -13,6 +13,7 @@ use tokio::process::{Child, Command as Process};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use zdm::control::{discover, Client, Command, Event, Reply, RunState, Running, Setting};
 use zdm::localpg::LocalPg;
+use zdm::protocol::Status;
 
 const ROWS: i64 = 150_000;
 const MIGRATION: &str = "0001_items_qty2";
@@ -267,7 +268,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
         panic!("status refused");
     };
     assert!(status.paused, "{status:?}");
-    assert_eq!(status.status, "backfilling");
+    assert_eq!(status.status, Some(Status::Backfilling));
     assert_eq!(
         status.progress.as_ref().map(|p| p.state),
         Some(RunState::Paused)
@@ -293,7 +294,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     assert!(
         resumed
             .iter()
-            .any(|e| matches!(e, Event::SettingChanged { key, value } if key == "max_batch_rows" && value == "200")),
+            .any(|e| matches!(e, Event::SettingChanged(Setting::MaxBatchRows(200)))),
         "{resumed:?}"
     );
     let first = batches(&resumed)[0];
@@ -338,9 +339,13 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     };
     assert!(ok, "{message}");
     assert!(
-        end.iter().any(
-            |e| matches!(e, Event::StatusChanged { status, .. } if status == "ready_to_contract")
-        ),
+        end.iter().any(|e| matches!(
+            e,
+            Event::StatusChanged {
+                status: Status::ReadyToContract,
+                ..
+            }
+        )),
         "{end:?}"
     );
     assert!(exits(&mut start).await.success());

@@ -42,11 +42,11 @@ pub mod request;
 pub mod setting;
 pub mod socket;
 
-pub use address::{runtime_dir, RunInfo, Target};
-pub use client::{Client, EventStream};
 pub use crate::protocol::{
     BatchDone, Command, Event, Level, Progress, Reply, RunState, RunStatus, Stamped,
 };
+pub use address::{runtime_dir, RunInfo, Target};
+pub use client::{Client, EventStream};
 pub use discover::{discover, find, Running};
 pub use error::Error;
 pub use publish::EventSender;

@@ -14,7 +14,6 @@ use sqlx::{Acquire, Executor, PgConnection};
 use super::backfill_control::{BackfillControl, Watcher};
 use super::ddl::{self, LockPolicy, LockRetry};
 use super::event::{Event, Events};
-use crate::protocol::BatchDone;
 use super::lock::{Held, RunLock};
 use super::pacing::PacingSettings;
 use super::progress::{RunState, Tracker};
@@ -23,6 +22,7 @@ use super::throttle::{Throttle, Verdict};
 use super::{Error, Status};
 use crate::db::quote_ident;
 use crate::plan::{Backfill, LockLevel};
+use crate::protocol::BatchDone;
 
 /// What one committed batch did.
 #[derive(Debug, Clone, PartialEq)]

@@ -10,8 +10,8 @@ use sqlx::{PgConnection, Row};
 
 use super::identity::Identity;
 use super::{phase_name, Context, Error};
-pub use crate::protocol::Status;
 use crate::plan::{Phase, Plan};
+pub use crate::protocol::Status;
 
 /// Where zdm keeps its state in every target database.
 pub const SCHEMA: &str = "zdm";

@@ -16,8 +16,8 @@ pub mod old_transactions;
 pub mod old_version;
 pub mod registry;
 
-use std::any::Any;
 use futures::future::BoxFuture;
+use std::any::Any;
 
 pub use context::Context;
 pub use registry::{evaluate, registry};

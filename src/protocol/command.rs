@@ -131,7 +131,10 @@ mod settings_map {
     use super::*;
     use serde::de::Error as _;
 
-    pub fn serialize<S: Serializer>(settings: &[Setting], serializer: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: Serializer>(
+        settings: &[Setting],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
         let mut map = serializer.serialize_map(Some(settings.len()))?;
         for setting in settings {
@@ -140,7 +143,9 @@ mod settings_map {
         map.end()
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Setting>, D::Error> {
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Setting>, D::Error> {
         let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
         let mut settings = Vec::new();
         for (key, value) in &map {

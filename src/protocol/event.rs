@@ -67,7 +67,10 @@ pub enum Event {
     },
     /// The migration moved to another status (the engine wrote it, or the command ended
     /// in it).
-    StatusChanged { migration: String, status: Status },
+    StatusChanged {
+        migration: String,
+        status: Status,
+    },
     /// A statement gave up waiting for its lock (so the application is not queued behind
     /// it) and will try again after `retry_in`; `blocked_by` names the sessions holding it.
     LockWait {
@@ -87,7 +90,9 @@ pub enum Event {
     /// The backfill is held back (the throttle, or an operator by hand); `reason` names
     /// every input holding it back, e.g. "replica lag 2.3 s > 1 s". Sent again when the
     /// reason changes.
-    ThrottleOn { reason: String },
+    ThrottleOn {
+        reason: String,
+    },
     /// The throttle released after holding the backfill for `throttled_for`.
     ThrottleOff {
         reason: String,
@@ -95,14 +100,19 @@ pub enum Event {
         throttled_for: Duration,
     },
     /// The backfill stopped between batches: by the operator, or at a critical level.
-    Paused { reason: String },
+    Paused {
+        reason: String,
+    },
     Resumed {
         #[serde(rename = "paused_ms", with = "super::millis")]
         paused_for: Duration,
     },
     /// A throttle input passed its critical level: the backfill is paused until an
     /// operator resumes it. An alert, not a log line.
-    CriticalLevel { step: String, reason: String },
+    CriticalLevel {
+        step: String,
+        reason: String,
+    },
     /// The database does not answer (a restart, a crash, a failover, the network): the
     /// run waits and tries again with backoff until `budget` is spent. Sent on each try.
     Unreachable {
@@ -127,9 +137,14 @@ pub enum Event {
     GatesEvaluated(Report),
     /// A setting changed (by `zdm ctl set` or the console): the value now in force.
     SettingChanged(Setting),
-    Log { level: Level, text: String },
+    Log {
+        level: Level,
+        text: String,
+    },
     /// Something failed; the run may go on (a retried batch) or stop (see `finished`).
-    Error { message: String },
+    Error {
+        message: String,
+    },
     /// The run's command ended (the last event before the stream closes): `ok` with what
     /// it did, or the error that stopped it, in words. A stream that ends without this
     /// means the runner died.
@@ -141,7 +156,9 @@ pub enum Event {
     },
     /// Sent by the control socket to a client that read too slowly: this many events
     /// were dropped for it (the run never waits for a client).
-    Missed { count: u64 },
+    Missed {
+        count: u64,
+    },
 }
 
 /// Where the backfill is right now.

@@ -191,7 +191,10 @@ mod tests {
     #[test]
     fn progress_carries_the_state_and_its_reason_until_running_again() {
         let mut view = RunView::new("m", Some(Status::Backfilling));
-        view.apply(&progress(RunState::Throttled, Some("replica lag 2.0 s > 1 s")));
+        view.apply(&progress(
+            RunState::Throttled,
+            Some("replica lag 2.0 s > 1 s"),
+        ));
         assert_eq!(view.held_back_by(), vec!["replica lag 2.0 s > 1 s"]);
         assert!(view.backfilling());
         view.apply(&progress(RunState::Running, None));

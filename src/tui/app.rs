@@ -13,10 +13,10 @@ use tui_input::Input;
 
 use super::health::HealthView;
 use super::keymap::Hint;
+use crate::plan::Plan;
 use crate::protocol::{GateReport, Progress, RunState};
 /// Severity of a log line, and a gate's verdict: the protocol's.
 pub use crate::protocol::{Level, Verdict};
-use crate::plan::Plan;
 
 /// The most log lines kept; older ones are dropped first.
 const LOG_CAPACITY: usize = 5_000;

@@ -13,7 +13,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::app::{Verdict, GateRow, Level, MigrationRow, MigrationState};
+use super::app::{GateRow, Level, MigrationRow, MigrationState, Verdict};
 use super::runs::RunUpdate;
 use crate::config::Config;
 use crate::engine::identity;

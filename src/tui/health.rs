@@ -38,7 +38,12 @@ impl RunFeed {
     }
 
     /// Takes one sample of the run and returns the pane it makes.
-    pub fn view(&mut self, metrics: &Metrics, policy: &AlertPolicy, now: DateTime<Utc>) -> HealthView {
+    pub fn view(
+        &mut self,
+        metrics: &Metrics,
+        policy: &AlertPolicy,
+        now: DateTime<Utc>,
+    ) -> HealthView {
         self.history.record_metrics(metrics);
         HealthView::from_metrics(metrics, &self.history, policy, now)
     }

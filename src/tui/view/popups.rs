@@ -5,7 +5,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::tui::app::{App, ContractDialog, Verdict, Popup};
+use crate::tui::app::{App, ContractDialog, Popup, Verdict};
 use crate::tui::keymap::BINDINGS;
 use crate::tui::theme::Theme;
 
