@@ -322,6 +322,75 @@ mod tests {
         }
     }
 
+    fn alert(subject: &str) -> Alert {
+        Alert {
+            severity: crate::monitor::Severity::Warning,
+            metric: None,
+            subject: subject.to_string(),
+            message: format!("{subject} is high"),
+            value: None,
+            baseline: None,
+        }
+    }
+
+    #[test]
+    fn the_printer_is_calm_batches_skipped_progress_and_health_at_most_so_often() {
+        let mut printer = Printer::attach(Duration::from_secs(5));
+        let batch = Stamped::now(Event::BatchDone(crate::protocol::BatchDone {
+            batch: 1,
+            rows: 10,
+            size: 10,
+            took: Duration::from_millis(5),
+            rows_done: 10,
+        }));
+        assert!(printer.lines(&batch).is_empty());
+        let progress = Stamped::now(Event::Progress(progress(RunState::Running, None)));
+        assert_eq!(printer.lines(&progress).len(), 1);
+        assert!(
+            printer.lines(&progress).is_empty(),
+            "within 5 s of the last"
+        );
+
+        let mut metrics = Metrics {
+            sequence: 1,
+            ..Metrics::default()
+        };
+        let sample = |metrics: &Metrics| Stamped::now(Event::Metrics(Box::new(metrics.clone())));
+        let first = printer.lines(&sample(&metrics));
+        assert_eq!(first.len(), 1, "the first sample's health line: {first:?}");
+        assert!(first[0].contains("health: "), "{first:?}");
+        metrics.sequence = 2;
+        assert!(
+            printer.lines(&sample(&metrics)).is_empty(),
+            "not every sample is a line"
+        );
+        metrics.sequence = 3;
+        metrics.alerts = vec![alert("replica lag")];
+        let raised = printer.lines(&sample(&metrics));
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert!(
+            raised[0].ends_with("alert: replica lag is high"),
+            "{raised:?}"
+        );
+        assert!(printer.lines(&sample(&metrics)).is_empty(), "said once");
+        metrics.alerts.clear();
+        let cleared = printer.lines(&sample(&metrics));
+        assert!(
+            cleared[0].ends_with("alert cleared: replica lag"),
+            "{cleared:?}"
+        );
+
+        // The headless printer: no timestamps, the bar's figures on plain lines.
+        let mut headless = Printer::headless(false);
+        let lines = headless.lines(&progress);
+        assert!(lines[0].starts_with("  [########"), "{lines:?}");
+        let status = Stamped::now(Event::StatusChanged {
+            migration: "m".to_string(),
+            status: crate::protocol::Status::ReadyToContract,
+        });
+        assert_eq!(headless.lines(&status), vec!["m: now ready to contract"]);
+    }
+
     #[test]
     fn the_bar_shows_rate_eta_batch_and_the_throttle_reason() {
         let line = progress_line(

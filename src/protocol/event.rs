@@ -433,3 +433,260 @@ impl Event {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::monitor::metrics::Host;
+    use crate::monitor::Reading;
+    use crate::protocol::{GateReport, Verdict};
+
+    fn progress() -> Progress {
+        Progress {
+            migration: "0003_orders_status".to_string(),
+            table: "public.orders".to_string(),
+            rows_done: 1_224_000,
+            rows_total_estimate: Some(2_000_000),
+            rows_per_second_now: 5_120.4,
+            rows_per_second_average: 4_800.0,
+            eta: Some(Duration::from_secs(160)),
+            batch_size: 1_000,
+            last_batch: Some(Duration::from_millis(180)),
+            batch_target: Duration::from_millis(200),
+            state: RunState::Throttled,
+            reason: Some("replica lag 2.3 s > 1 s".to_string()),
+            time_running: Duration::from_secs(250),
+            time_throttled: Duration::from_secs(20),
+            time_paused: Duration::ZERO,
+        }
+    }
+
+    fn metrics() -> Metrics {
+        let mut metrics = Metrics {
+            sequence: 12,
+            taken_at: DateTime::parse_from_rfc3339("2026-12-01T23:41:07Z")
+                .map(|at| at.with_timezone(&Utc))
+                .unwrap_or_default(),
+            ..Metrics::default()
+        };
+        metrics.sampler.connected = true;
+        metrics.host = Reading {
+            value: Some(Host {
+                cpu_percent: 31.0,
+                memory_used_bytes: 1 << 30,
+                memory_total_bytes: 4 << 30,
+                load_average_1m: 0.5,
+            }),
+            as_of: Some(metrics.taken_at),
+            problem: None,
+        };
+        metrics
+    }
+
+    /// One of every variant. The match below has no wildcard: a new variant does not
+    /// compile until it is added here, so the round trip covers every kind.
+    fn one_of_each() -> Vec<Event> {
+        let events = vec![
+            Event::StepStarted {
+                migration: "m".to_string(),
+                phase: Phase::Expand,
+                index: 0,
+                total: 3,
+                description: "add column".to_string(),
+            },
+            Event::StepFinished {
+                migration: "m".to_string(),
+                phase: Phase::Backfill,
+                index: 0,
+                total: 3,
+                took: Duration::from_millis(40),
+            },
+            Event::StatusChanged {
+                migration: "m".to_string(),
+                status: Status::ReadyToContract,
+            },
+            Event::LockWait {
+                step: "expand 1/3".to_string(),
+                attempt: 2,
+                max_attempts: 5,
+                retry_in: Duration::from_millis(1500),
+                blocked_by: "pid 4711 (psql) holds AccessShareLock".to_string(),
+            },
+            Event::Progress(progress()),
+            Event::BatchDone(BatchDone {
+                batch: 3,
+                rows: 998,
+                size: 1000,
+                took: Duration::from_millis(180),
+                rows_done: 2998,
+            }),
+            Event::ThrottleOn {
+                reason: "replica lag 2.3 s > 1 s".to_string(),
+            },
+            Event::ThrottleOff {
+                reason: "every throttle input is back below its limit".to_string(),
+                throttled_for: Duration::from_secs(12),
+            },
+            Event::Paused {
+                reason: "paused by the operator".to_string(),
+            },
+            Event::Resumed {
+                paused_for: Duration::from_secs(3),
+            },
+            Event::CriticalLevel {
+                step: "backfill 1/1".to_string(),
+                reason: "replica lag 9.0 s > 3 × 1 s".to_string(),
+            },
+            Event::Unreachable {
+                down_for: Duration::from_secs(42),
+                budget: Duration::from_secs(1800),
+                why: "Connection refused".to_string(),
+            },
+            Event::BackfillStopped {
+                step: "backfill 1/1".to_string(),
+                why: "SIGINT received".to_string(),
+                rows_done: 12_000,
+            },
+            Event::Metrics(Box::new(metrics())),
+            Event::GatesEvaluated(Report {
+                migration: "m".to_string(),
+                window_seconds: 2.0,
+                gates: vec![GateReport {
+                    name: "old-version-unused".to_string(),
+                    title: "the old version is not used".to_string(),
+                    verdict: Verdict::Unknown,
+                    evidence: vec!["pg_stat_statements not installed".to_string()],
+                }],
+            }),
+            Event::SettingChanged(Setting::BatchTarget(Duration::from_millis(500))),
+            Event::Log {
+                level: Level::Warning,
+                text: "lock wait".to_string(),
+            },
+            Event::Error {
+                message: "boom".to_string(),
+            },
+            Event::Finished {
+                command: "start".to_string(),
+                migration: "m".to_string(),
+                ok: true,
+                message: "ready to contract".to_string(),
+            },
+            Event::Missed { count: 7 },
+        ];
+        for event in &events {
+            match event {
+                Event::StepStarted { .. }
+                | Event::StepFinished { .. }
+                | Event::StatusChanged { .. }
+                | Event::LockWait { .. }
+                | Event::Progress(_)
+                | Event::BatchDone(_)
+                | Event::ThrottleOn { .. }
+                | Event::ThrottleOff { .. }
+                | Event::Paused { .. }
+                | Event::Resumed { .. }
+                | Event::CriticalLevel { .. }
+                | Event::Unreachable { .. }
+                | Event::BackfillStopped { .. }
+                | Event::Metrics(_)
+                | Event::GatesEvaluated(_)
+                | Event::SettingChanged(_)
+                | Event::Log { .. }
+                | Event::Error { .. }
+                | Event::Finished { .. }
+                | Event::Missed { .. } => {}
+            }
+        }
+        events
+    }
+
+    #[test]
+    fn events_are_tagged_json_with_millisecond_durations_and_rfc3339_times() {
+        let stamped = Stamped::now(Event::Progress(progress()));
+        let json = serde_json::to_value(&stamped).expect("serialize");
+        assert_eq!(json["event"], "progress");
+        assert_eq!(json["batch_target_ms"], 200);
+        assert_eq!(json["eta_ms"], 160_000);
+        assert_eq!(json["state"], "throttled");
+        let at = json["at"].as_str().expect("at is text");
+        assert!(DateTime::parse_from_rfc3339(at).is_ok(), "{at}");
+        let back: Stamped = serde_json::from_value(json).expect("deserialize");
+        assert_eq!(back, stamped);
+    }
+
+    #[test]
+    fn every_kind_of_event_round_trips_with_a_distinct_tag() {
+        let mut tags = Vec::new();
+        for event in one_of_each() {
+            let json = serde_json::to_string(&Stamped::now(event.clone())).expect("serialize");
+            let back: Stamped = serde_json::from_str(&json).expect("deserialize");
+            assert_eq!(back.event, event, "{json}");
+            assert!(!event.describe().is_empty());
+            let value: serde_json::Value = serde_json::from_str(&json).expect("json");
+            tags.push(value["event"].as_str().expect("tagged").to_string());
+        }
+        let count = tags.len();
+        tags.sort();
+        tags.dedup();
+        assert_eq!(tags.len(), count, "{tags:?}");
+    }
+
+    #[test]
+    fn statuses_phases_settings_and_verdicts_are_typed_values_on_the_wire() {
+        let json = |event: &Event| serde_json::to_value(event).expect("serialize");
+        let events = one_of_each();
+        let find = |tag: &str| {
+            events
+                .iter()
+                .map(json)
+                .find(|value| value["event"] == tag)
+                .unwrap_or_else(|| panic!("no {tag}"))
+        };
+        let status = find("status_changed");
+        assert_eq!(status["status"], "ready_to_contract");
+        let step = find("step_started");
+        assert_eq!(step["phase"], "expand");
+        assert_eq!(step["migration"], "m");
+        let setting = find("setting_changed");
+        assert_eq!(setting["key"], "batch_target");
+        assert_eq!(setting["value"], "500ms");
+        let gates = find("gates_evaluated");
+        assert_eq!(gates["gates"][0]["verdict"], "unknown");
+        assert_eq!(gates["window_seconds"], 2.0);
+        let log = find("log");
+        assert_eq!(log["level"], "warning");
+        let metrics = find("metrics");
+        assert_eq!(metrics["sequence"], 12);
+        // A status the engine does not know is refused, not carried as text.
+        let unknown = r#"{"event":"status_changed","migration":"m","status":"aborted"}"#;
+        assert!(serde_json::from_str::<Event>(unknown).is_err());
+        let known = r#"{"event":"setting_changed","key":"max_rate","value":"5000/s"}"#;
+        assert_eq!(
+            serde_json::from_str::<Event>(known).expect("a setting"),
+            Event::SettingChanged(Setting::MaxRate(Some(5000.0)))
+        );
+    }
+
+    #[test]
+    fn progress_reads_like_a_status_line() {
+        let line = progress().describe();
+        assert_eq!(
+            line,
+            "public.orders throttled (replica lag 2.3 s > 1 s) · 61.2% 1,224,000 / ~2,000,000 rows \
+             · 5,120 rows/s (avg 4,800) · ETA 2m 40s · batch 1,000 rows 180 ms (target 200 ms)"
+        );
+    }
+
+    #[test]
+    fn metrics_read_as_a_health_line_of_what_the_sample_has() {
+        let line = Event::Metrics(Box::new(metrics())).describe();
+        assert_eq!(line, "health: CPU 31%");
+        let mut broken = metrics();
+        broken.sampler.problem = Some("connection refused".to_string());
+        assert_eq!(
+            Event::Metrics(Box::new(broken)).describe(),
+            "health: the monitor cannot sample: connection refused"
+        );
+    }
+}

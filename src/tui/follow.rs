@@ -94,6 +94,12 @@ impl Followed {
     }
 }
 
+/// Whether the Health pane shows a followed run's own metrics (a live run streams them)
+/// rather than the console's sampler.
+pub fn run_feeds_health(followed: &[Followed]) -> bool {
+    followed.iter().any(|run| run.metrics && run.is_live())
+}
+
 /// The badge of a backfilling migration whose backfill is in `state`.
 pub fn backfill_badge(state: Option<RunState>) -> MigrationState {
     match state {
@@ -717,6 +723,24 @@ mod tests {
             MigrationState::Throttled
         );
         assert_eq!(backfill_badge(None), MigrationState::Backfilling);
+    }
+
+    #[test]
+    fn the_health_pane_follows_a_live_run_that_streams_its_metrics() {
+        let mut run = Followed::new(PathBuf::from("/tmp/x.sock"), "m".to_string(), 42);
+        run.attached = true;
+        assert!(
+            !run_feeds_health(std::slice::from_ref(&run)),
+            "no sample yet"
+        );
+        run.metrics = true;
+        assert!(run_feeds_health(std::slice::from_ref(&run)));
+        run.finished = true;
+        assert!(
+            !run_feeds_health(std::slice::from_ref(&run)),
+            "a finished run's figures give way to the console's own sampler"
+        );
+        assert!(!run_feeds_health(&[]));
     }
 
     #[test]

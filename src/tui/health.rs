@@ -274,6 +274,53 @@ mod tests {
     use crate::monitor::metrics::Host;
 
     #[test]
+    fn a_followed_runs_samples_make_the_pane_with_their_own_history() {
+        let now = Utc::now();
+        let sample = |sequence, cpu_percent| {
+            let metrics = Metrics {
+                sequence,
+                taken_at: now,
+                host: Reading::fresh(
+                    Host {
+                        cpu_percent,
+                        memory_used_bytes: 1,
+                        memory_total_bytes: 2,
+                        load_average_1m: 0.5,
+                    },
+                    now,
+                ),
+                ..Metrics::default()
+            };
+            // As the console gets it: a `metrics` event off the run's socket.
+            let line = serde_json::to_string(&crate::protocol::Stamped::now(
+                crate::protocol::Event::Metrics(Box::new(metrics)),
+            ))
+            .expect("serialize");
+            match serde_json::from_str::<crate::protocol::Stamped>(&line) {
+                Ok(crate::protocol::Stamped {
+                    event: crate::protocol::Event::Metrics(metrics),
+                    ..
+                }) => *metrics,
+                other => panic!("{other:?}"),
+            }
+        };
+        let socket = Path::new("/run/zdm/m.sock");
+        let mut feed = RunFeed::new(socket);
+        assert!(feed.is_of(socket) && !feed.is_of(Path::new("/run/zdm/other.sock")));
+        let policy = AlertPolicy::default();
+        feed.view(&sample(1, 12.0), &policy, now);
+        let view = feed.view(&sample(2, 87.0), &policy, now);
+        let cpu = &view.series[0];
+        assert_eq!(cpu.label, "CPU");
+        assert_eq!(
+            cpu.current.as_deref(),
+            Some("87%"),
+            "the run's latest sample"
+        );
+        assert_eq!(cpu.points, vec![12.0, 87.0], "the run's samples, in order");
+    }
+
+    #[test]
     fn ranges_keep_the_unit_once() {
         assert_eq!(Unit::Seconds.format_range(0.1, 0.4), "0.1–0.4 s");
         assert_eq!(Unit::Percent.format_range(-3.0, 128.0), "0–100%");

@@ -692,7 +692,7 @@ impl Console {
     /// A sample of the console's own monitor: shown unless a followed run streams its
     /// own (the run's are the numbers its throttle acts on).
     fn on_metrics(&mut self, metrics: &Arc<Metrics>) {
-        if self.followed.iter().any(|run| run.metrics && run.is_live()) {
+        if follow::run_feeds_health(&self.followed) {
             return;
         }
         self.run_feed = None;
