@@ -967,8 +967,14 @@ async fn a_console_killed_by_sighup_leaves_its_run_going_and_reattachable() {
     });
     // Its progress line comes within the first few (the run's health line may come first).
     let mut first = Vec::new();
-    while !first.last().is_some_and(|line: &String| line.contains("rows")) {
-        assert!(first.len() < 5, "a progress line among the first: {first:?}");
+    while !first
+        .last()
+        .is_some_and(|line: &String| line.contains("rows"))
+    {
+        assert!(
+            first.len() < 5,
+            "a progress line among the first: {first:?}"
+        );
         first.push(
             printed
                 .recv_timeout(PATIENCE)

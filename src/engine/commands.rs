@@ -13,7 +13,7 @@ use super::throttle::Throttle;
 use super::{Engine, EngineOptions, Error, Outcome};
 use crate::audit::{self, Action, Entry};
 use crate::config::{self, Config};
-use crate::control;
+
 use crate::db::catalog::Catalog;
 use crate::db::quote_ident;
 use crate::gates::command::Decision;
@@ -142,7 +142,7 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     let mut watchers = Watchers::start(config, &mut engine, "start", &plan.migration, None).await;
     if plan.drops.schemas.is_empty() {
         watchers.served.log(
-            control::Level::Warning,
+            crate::protocol::Level::Warning,
             crate::plan::render::first_migration_warning(&plan),
         );
     }
@@ -196,7 +196,7 @@ pub async fn complete(
     )
     .await;
     watchers.served.log(
-        control::Level::Info,
+        crate::protocol::Level::Info,
         "evaluating the contract safety gates (they observe the database for their window)",
     );
     // Gates run while this zdm holds the run lock: nothing else starts meanwhile.
