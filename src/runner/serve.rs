@@ -42,7 +42,9 @@ pub struct Served {
 }
 
 /// Sends an event to every listener after folding it into the view (so `status` never
-/// lags the stream).
+/// lags the stream). The engine, the answering task and the metrics forwarder send
+/// through it; the view's lock orders them, so the view folds what clients read, in
+/// their order.
 #[derive(Clone)]
 struct Publisher {
     view: Arc<Mutex<RunView>>,
@@ -51,7 +53,9 @@ struct Publisher {
 
 impl Publisher {
     fn send(&self, event: Event) {
-        lock(&self.view).apply(&event);
+        let mut view = lock(&self.view);
+        view.apply(&event);
+        // Never blocks (a broadcast): holding the view meanwhile is cheap.
         self.events.send(event);
     }
 }
