@@ -234,7 +234,8 @@ impl Printer {
 
 /// Prints the run's events (the same [`Event`]s every front-end reads) as
 /// `output` says until the stream ends: JSON lines on stdout (each as `zdm attach --json`
-/// prints it), and on stderr the progress bar or plain lines ([`Printer`]).
+/// prints it; the metrics samples only there), and on stderr the progress bar or plain
+/// lines ([`Printer`]).
 pub fn print_events(output: Output, mut events: broadcast::Receiver<Stamped>) -> JoinHandle<()> {
     tokio::spawn(async move {
         let mut printer = Printer::headless(output.bar);
@@ -246,7 +247,11 @@ pub fn print_events(output: Output, mut events: broadcast::Receiver<Stamped>) ->
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            if output.json {
+            // Every event but the run's metrics samples: a sample a second, several KiB
+            // each, would swamp a runbook's log (and block a pipe nobody reads); they
+            // are on the socket (`zdm attach --json`), and on stderr as alerts and a
+            // health line now and then.
+            if output.json && !matches!(stamped.event, Event::Metrics(_)) {
                 if let Ok(line) = serde_json::to_string(&stamped) {
                     println!("{line}");
                 }

@@ -54,6 +54,12 @@ struct Publisher {
 impl Publisher {
     fn send(&self, event: Event) {
         let mut view = lock(&self.view);
+        if let Event::StatusChanged { status, .. } = &event {
+            if view.status == Some(*status) {
+                // No news (a rollback announcing the status it started in): not sent.
+                return;
+            }
+        }
         view.apply(&event);
         // Never blocks (a broadcast): holding the view meanwhile is cheap.
         self.events.send(event);
@@ -155,21 +161,17 @@ impl Served {
         if let Some(metrics) = self.metrics {
             metrics.abort();
         }
-        let (migration, known) = {
-            let view = lock(&self.publisher.view);
-            (view.migration.clone(), view.status)
-        };
+        let migration = lock(&self.publisher.view).migration.clone();
         let (ok, message) = match outcome {
             Ok(outcome) => {
                 let status = match outcome {
                     Outcome::Ran { status, .. } | Outcome::NothingToDo { status, .. } => *status,
                 };
-                if known != Some(status) {
-                    self.publisher.send(Event::StatusChanged {
-                        migration: migration.clone(),
-                        status,
-                    });
-                }
+                // Sent unless the engine already said so.
+                self.publisher.send(Event::StatusChanged {
+                    migration: migration.clone(),
+                    status,
+                });
                 (true, outcome.to_string())
             }
             Err(error) => (false, error),
@@ -382,4 +384,30 @@ async fn record(
     recorded
         .await
         .unwrap_or_else(|e| Err(format!("its thread failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_read_what_the_view_folds_and_no_status_that_is_no_news() {
+        let publisher = Publisher {
+            view: Arc::new(Mutex::new(RunView::new("m", Some(Status::RollingBack)))),
+            events: EventSender::default(),
+        };
+        let mut clients = publisher.events.subscribe();
+        let status = |status| Event::StatusChanged {
+            migration: "m".to_string(),
+            status,
+        };
+        publisher.send(status(Status::RollingBack));
+        publisher.send(status(Status::RolledBack));
+        let Ok(first) = clients.try_recv() else {
+            panic!("the news was not sent");
+        };
+        assert_eq!(first.event, status(Status::RolledBack));
+        assert!(clients.try_recv().is_err(), "one event, not two");
+        assert_eq!(lock(&publisher.view).status, Some(Status::RolledBack));
+    }
 }
