@@ -19,6 +19,7 @@ pub mod migration;
 pub mod monitor;
 pub mod plan;
 pub mod position;
+pub mod protocol;
 pub mod runner;
 pub mod settings;
 pub mod signals;

@@ -17,6 +17,7 @@ use zdm::engine::throttle::{Throttle, ThrottleSettings};
 use zdm::engine::{BackfillSettings, Engine, EngineOptions, Error, Event, Events, Outcome};
 use zdm::localpg::LocalPg;
 use zdm::monitor::{Monitor, MonitorOptions};
+use zdm::protocol::RunState;
 
 /// A table of `rows` rows; `width` bytes of padding make the rows wide.
 async fn table(pool: &PgPool, rows: i64, width: i32) {
@@ -108,9 +109,7 @@ fn batches(events: &[Event]) -> Vec<(i64, Duration)> {
     events
         .iter()
         .filter_map(|e| match e {
-            Event::BatchCommitted {
-                rows_updated, took, ..
-            } => Some((*rows_updated, *took)),
+            Event::BatchDone(batch) => Some((batch.rows_done as i64, batch.took)),
             _ => None,
         })
         .collect()
@@ -145,9 +144,12 @@ async fn pause_resume_set_and_stop_take_effect_within_one_batch() {
     .await;
     let control = engine.control();
     let (task, mut events) = run(engine);
-    until(&mut events, Duration::from_secs(20), "three batches", |e| {
-        matches!(e, Event::BatchCommitted { batches: 3.., .. })
-    })
+    until(
+        &mut events,
+        Duration::from_secs(20),
+        "three batches",
+        |e| matches!(e, Event::BatchDone(b) if b.batch >= 3),
+    )
     .await;
 
     // Pause: at most the batch in flight commits, then nothing until resumed.
@@ -157,7 +159,7 @@ async fn pause_resume_set_and_stop_take_effect_within_one_batch() {
     })
     .await;
     assert!(batches(&seen).len() <= 1, "{seen:#?}");
-    let Some(Event::Paused { by, .. }) = seen.last() else {
+    let Some(Event::Paused { reason: by }) = seen.last() else {
         unreachable!()
     };
     assert_eq!(by, "test operator");
@@ -177,8 +179,8 @@ async fn pause_resume_set_and_stop_take_effect_within_one_batch() {
         Duration::from_secs(5),
         "paused progress",
         |e| {
-            matches!(e, Event::BackfillProgress(p)
-            if p.state.key() == "paused" && p.paused_seconds >= 1.0)
+            matches!(e, Event::Progress(p)
+            if p.state == RunState::Paused && p.time_paused >= Duration::from_secs(1))
         },
     )
     .await;
@@ -190,18 +192,18 @@ async fn pause_resume_set_and_stop_take_effect_within_one_batch() {
         &mut events,
         Duration::from_secs(10),
         "a batch after resume",
-        |e| matches!(e, Event::BatchCommitted { .. }),
+        |e| matches!(e, Event::BatchDone(_)),
     )
     .await;
     assert!(
         seen.iter().any(|e| matches!(e, Event::Resumed { .. })),
         "{seen:#?}"
     );
-    let Some(Event::BatchCommitted { rows_updated, .. }) = seen.last() else {
+    let Some(Event::BatchDone(batch)) = seen.last() else {
         unreachable!()
     };
     assert_eq!(
-        *rows_updated,
+        batch.rows_done as i64,
         paused_at + 25,
         "the first batch after resume has 25 keys"
     );
@@ -212,15 +214,15 @@ async fn pause_resume_set_and_stop_take_effect_within_one_batch() {
         &mut events,
         Duration::from_secs(10),
         "the manual throttle",
-        |e| matches!(e, Event::Throttled { .. }),
+        |e| matches!(e, Event::ThrottleOn { .. }),
     )
     .await;
     assert!(batches(&seen).len() <= 1, "{seen:#?}");
-    assert!(matches!(seen.last(), Some(Event::Throttled { reason, .. })
+    assert!(matches!(seen.last(), Some(Event::ThrottleOn { reason })
         if reason == "throttled by hand (ctl throttle)"));
     control.clear_throttle();
     until(&mut events, Duration::from_secs(10), "the release", |e| {
-        matches!(e, Event::ThrottleReleased { .. })
+        matches!(e, Event::ThrottleOff { .. })
     })
     .await;
 
@@ -288,9 +290,12 @@ async fn the_throttle_holds_on_real_replica_lag_and_lets_go_after() {
     engine.set_throttle(Throttle::new(settings, monitor.subscribe(), None, false));
     let control = engine.control();
     let (task, mut events) = run(engine);
-    until(&mut events, Duration::from_secs(20), "batches", |e| {
-        matches!(e, Event::BatchCommitted { batches: 3.., .. })
-    })
+    until(
+        &mut events,
+        Duration::from_secs(20),
+        "batches",
+        |e| matches!(e, Event::BatchDone(b) if b.batch >= 3),
+    )
     .await;
 
     let mut replica = pg
@@ -307,10 +312,10 @@ async fn the_throttle_holds_on_real_replica_lag_and_lets_go_after() {
         &mut events,
         Duration::from_secs(30),
         "a lag throttle",
-        |e| matches!(e, Event::Throttled { .. }),
+        |e| matches!(e, Event::ThrottleOn { .. }),
     )
     .await;
-    let Some(Event::Throttled { reason, .. }) = seen.last() else {
+    let Some(Event::ThrottleOn { reason }) = seen.last() else {
         unreachable!()
     };
     assert!(reason.starts_with("replica lag "), "{reason}");
@@ -324,7 +329,7 @@ async fn the_throttle_holds_on_real_replica_lag_and_lets_go_after() {
         &mut events,
         Duration::from_secs(5),
         "throttled progress",
-        |e| matches!(e, Event::BackfillProgress(p) if p.state.key() == "throttled"),
+        |e| matches!(e, Event::Progress(p) if p.state == RunState::Throttled),
     )
     .await;
     assert!(batches(&seen).is_empty(), "{seen:#?}");
@@ -340,7 +345,7 @@ async fn the_throttle_holds_on_real_replica_lag_and_lets_go_after() {
         .await
         .expect("resume replay");
     let seen = until(&mut events, Duration::from_secs(60), "the release", |e| {
-        matches!(e, Event::ThrottleReleased { .. })
+        matches!(e, Event::ThrottleOff { .. })
     })
     .await;
     assert!(
@@ -351,7 +356,7 @@ async fn the_throttle_holds_on_real_replica_lag_and_lets_go_after() {
         &mut events,
         Duration::from_secs(10),
         "a batch after the release",
-        |e| matches!(e, Event::BatchCommitted { .. }),
+        |e| matches!(e, Event::BatchDone(_)),
     )
     .await;
     control.stop("test done");
@@ -380,9 +385,12 @@ async fn the_throttle_holds_while_a_session_waits_for_a_lock_on_the_table() {
     engine.set_throttle(Throttle::new(settings, monitor.subscribe(), None, false));
     let control = engine.control();
     let (task, mut events) = run(engine);
-    until(&mut events, Duration::from_secs(20), "batches", |e| {
-        matches!(e, Event::BatchCommitted { batches: 3.., .. })
-    })
+    until(
+        &mut events,
+        Duration::from_secs(20),
+        "batches",
+        |e| matches!(e, Event::BatchDone(b) if b.batch >= 3),
+    )
     .await;
 
     // Two maintenance sessions: the first holds SHARE UPDATE EXCLUSIVE (which the
@@ -408,10 +416,10 @@ async fn the_throttle_holds_while_a_session_waits_for_a_lock_on_the_table() {
         &mut events,
         Duration::from_secs(20),
         "a waiter throttle",
-        |e| matches!(e, Event::Throttled { .. }),
+        |e| matches!(e, Event::ThrottleOn { .. }),
     )
     .await;
-    let Some(Event::Throttled { reason, .. }) = seen.last() else {
+    let Some(Event::ThrottleOn { reason }) = seen.last() else {
         unreachable!()
     };
     assert_eq!(
@@ -422,7 +430,7 @@ async fn the_throttle_holds_while_a_session_waits_for_a_lock_on_the_table() {
     holder.execute("COMMIT").await.expect("commit");
     waiter.await.expect("waiter");
     let seen = until(&mut events, Duration::from_secs(20), "the release", |e| {
-        matches!(e, Event::ThrottleReleased { .. })
+        matches!(e, Event::ThrottleOff { .. })
     })
     .await;
     assert!(batches(&seen).is_empty(), "{seen:#?}");
@@ -430,7 +438,7 @@ async fn the_throttle_holds_while_a_session_waits_for_a_lock_on_the_table() {
         &mut events,
         Duration::from_secs(10),
         "a batch after the release",
-        |e| matches!(e, Event::BatchCommitted { .. }),
+        |e| matches!(e, Event::BatchDone(_)),
     )
     .await;
     control.stop("test done");
@@ -522,9 +530,12 @@ async fn a_critical_level_pauses_until_an_operator_resumes() {
     engine.set_throttle(Throttle::new(settings, monitor.subscribe(), None, false));
     let control = engine.control();
     let (task, mut events) = run(engine);
-    until(&mut events, Duration::from_secs(20), "batches", |e| {
-        matches!(e, Event::BatchCommitted { batches: 3.., .. })
-    })
+    until(
+        &mut events,
+        Duration::from_secs(20),
+        "batches",
+        |e| matches!(e, Event::BatchDone(b) if b.batch >= 3),
+    )
     .await;
 
     let options = pg.primary().connect_options("live_critical");
@@ -564,7 +575,7 @@ async fn a_critical_level_pauses_until_an_operator_resumes() {
     })
     .await;
     assert!(
-        matches!(seen.last(), Some(Event::Paused { by, .. }) if by.starts_with("critical level: "))
+        matches!(seen.last(), Some(Event::Paused { reason: by }) if by.starts_with("critical level: "))
     );
     assert!(control.paused_by().is_some());
 
@@ -588,7 +599,7 @@ async fn a_critical_level_pauses_until_an_operator_resumes() {
         &mut events,
         Duration::from_secs(20),
         "a batch after resume",
-        |e| matches!(e, Event::BatchCommitted { .. }),
+        |e| matches!(e, Event::BatchDone(_)),
     )
     .await;
     control.stop("test done");

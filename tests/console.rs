@@ -7,7 +7,7 @@ use ratatui::backend::TestBackend;
 use ratatui::crossterm::event::{Event, KeyCode, KeyEvent, KeyModifiers};
 use ratatui::Terminal;
 use std::time::Duration;
-use zdm::tui::app::{Action, App, Connection, GateResult, GateRow, MigrationState, Pane, Popup};
+use zdm::tui::app::{Action, App, Connection, GateRow, MigrationState, Pane, Popup, Verdict};
 use zdm::tui::theme::Theme;
 use zdm::tui::{keymap, view};
 
@@ -44,7 +44,7 @@ fn select(app: &mut App, name: &str) {
         .expect(name);
 }
 
-fn gates(results: &[(&str, GateResult)]) -> Vec<GateRow> {
+fn gates(results: &[(&str, Verdict)]) -> Vec<GateRow> {
     results
         .iter()
         .map(|(name, result)| GateRow {
@@ -113,8 +113,8 @@ fn dialogs_and_help_at_80x24() {
     press(&mut app, KeyCode::Char('c'));
     insta::assert_snapshot!("contract_checking_80x24", render(&app, 80, 24));
     app.set_gates(gates(&[
-        ("backfill complete", GateResult::Pass),
-        ("old version unused", GateResult::Unknown),
+        ("backfill complete", Verdict::Pass),
+        ("old version unused", Verdict::Unknown),
     ]));
     type_text(&mut app, "0002_customers");
     insta::assert_snapshot!("contract_gates_80x24", render(&app, 80, 24));
@@ -358,7 +358,7 @@ fn contract_refuses_a_wrong_name_and_never_runs_on_one_key() {
     // Gates not evaluated yet: even the right name waits.
     type_text(&mut app, "0002_customers_phone_not_null");
     assert_eq!(press(&mut app, KeyCode::Enter), None);
-    app.set_gates(gates(&[("backfill complete", GateResult::Pass)]));
+    app.set_gates(gates(&[("backfill complete", Verdict::Pass)]));
 
     // The dialog kept the typed text; a wrong name is refused and cleared.
     let Some(Popup::Contract(dialog)) = &mut app.popup else {
@@ -393,9 +393,9 @@ fn failing_gates_need_a_second_typed_override() {
     select(&mut app, "0002_customers_phone_not_null");
     press(&mut app, KeyCode::Char('c'));
     app.set_gates(gates(&[
-        ("old version unused", GateResult::Fail),
-        ("indexes unused", GateResult::Unknown),
-        ("backfill complete", GateResult::Pass),
+        ("old version unused", Verdict::Fail),
+        ("indexes unused", Verdict::Unknown),
+        ("backfill complete", Verdict::Pass),
     ]));
     type_text(&mut app, "0002_customers_phone_not_null");
     assert_eq!(

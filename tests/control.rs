@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 use zdm::control::{
     Command, CommandRequest, Error, Event, EventSender, Reply, RunInfo, RunStatus, Server, Target,
 };
+use zdm::protocol::Status;
 
 /// A scratch runtime directory: children get it as `$XDG_RUNTIME_DIR`, so they look in
 /// `<root>/zdm` exactly where the in-process server listens.
@@ -97,7 +98,12 @@ async fn test_run(
         let answer = match command {
             Command::Status => Reply::Status(Box::new(RunStatus {
                 migration: migration.clone(),
-                status: if aborted { "aborted" } else { "backfilling" }.to_string(),
+                // A typed status (the stand-in says failed once aborted, to tell them apart).
+                status: Some(if aborted {
+                    Status::Failed
+                } else {
+                    Status::Backfilling
+                }),
                 step: Some("backfill public.orders.status".to_string()),
                 progress: None,
                 paused,
@@ -107,7 +113,7 @@ async fn test_run(
                 } else {
                     vec![]
                 },
-                settings: settings.clone(),
+                settings: settings.all(),
             })),
             Command::Pause if paused => Reply::error("the backfill is already paused"),
             Command::Pause => {
@@ -130,10 +136,7 @@ async fn test_run(
                 match settings.apply(setting) {
                     Ok(()) => {
                         let now = settings.get(key).expect("a live setting reads back");
-                        events.send(Event::SettingChanged {
-                            key: key.to_string(),
-                            value: now.value_text(),
-                        });
+                        events.send(Event::SettingChanged(now.clone()));
                         Reply::Value(now)
                     }
                     Err(error) => Reply::error(error.to_string()),
@@ -333,7 +336,7 @@ async fn every_command_round_trips_through_zdm_ctl() {
     let json = assert_success(&scratch.run(&["ctl", "--json", "status"]).await);
     let reply: serde_json::Value = serde_json::from_str(json.trim()).expect("one JSON line");
     assert_eq!(reply["ok"], true);
-    assert_eq!(reply["status"]["status"], "aborted");
+    assert_eq!(reply["status"]["status"], "failed");
     assert_eq!(reply["status"]["settings"]["batch_target"], "1.5s");
     assert_eq!(reply["status"]["settings"]["max_rows_per_second"], "5000/s");
     assert_eq!(reply["status"]["settings"]["max_host_cpu_percent"], "75%");
@@ -564,6 +567,7 @@ async fn two_attach_clients_both_get_every_event_until_the_run_ends() {
         reason: "replica lag 2.3 s > 1 s".to_string(),
     });
     server.send(Event::StepStarted {
+        migration: "0005_attach".to_string(),
         phase: zdm::plan::Phase::Backfill,
         index: 0,
         total: 1,

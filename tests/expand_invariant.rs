@@ -188,11 +188,11 @@ fn stop_when_step_starts(
         while let Some(event) = events.recv().await {
             if let Event::StepStarted {
                 phase: started,
-                position,
+                index,
                 ..
             } = event
             {
-                if started == phase && position + 1 == k {
+                if started == phase && index + 1 == k {
                     control.stop("the test aborts here");
                 }
             }

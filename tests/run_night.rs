@@ -107,7 +107,7 @@ async fn pause_mid_backfill(
         .await
         .expect("the run reports")
     {
-        if matches!(event, Event::BatchCommitted { .. }) {
+        if matches!(event, Event::BatchDone(_)) {
             batches += 1;
             if batches == 5 {
                 control.pause("the test");
@@ -371,7 +371,7 @@ async fn role_timeouts_meant_for_applications_do_not_break_a_run() {
             .await
             .expect("the run reports")
         {
-            Some(Event::BatchCommitted { .. }) => {
+            Some(Event::BatchDone(_)) => {
                 batches += 1;
                 if batches == 1 {
                     control.pause("the test");
@@ -565,8 +565,8 @@ async fn wait_for_batches(events: &mut UnboundedReceiver<Event>, batches: i64) -
             .await
             .expect("the run reports")
         {
-            Some(Event::BatchCommitted { batches: n, .. }) if n >= batches => return others,
-            Some(Event::BatchCommitted { .. }) => {}
+            Some(Event::BatchDone(batch)) if batch.batch as i64 >= batches => return others,
+            Some(Event::BatchDone(_)) => {}
             Some(other) => others.push(other),
             None => panic!("the run ended before batch {batches}"),
         }
@@ -737,14 +737,10 @@ async fn the_rows_per_second_ceiling_holds_from_the_first_batch() {
     let mut first: Option<(Instant, i64)> = None;
     let mut worst: f64 = 0.0;
     while let Some(event) = events.recv().await {
-        let Event::BatchCommitted {
-            rows_updated,
-            batch_rows,
-            ..
-        } = event
-        else {
+        let Event::BatchDone(batch) = event else {
             continue;
         };
+        let (rows_updated, batch_rows) = (batch.rows_done as i64, batch.rows);
         let now = Instant::now();
         let (t0, before) = *first.get_or_insert((now, rows_updated - batch_rows as i64));
         // Rows after the first batch's start, against what the ceiling allows by now
@@ -835,7 +831,7 @@ async fn a_stalled_backend_shows_as_stalled_and_the_run_goes_on_when_it_answers(
     kill(Pid::from_raw(engine_pid), Signal::SIGSTOP).expect("SIGSTOP the backend");
     let reason = loop {
         match tokio::time::timeout(Duration::from_secs(30), events.recv()).await {
-            Ok(Some(Event::Throttled { reason, .. })) => break reason,
+            Ok(Some(Event::ThrottleOn { reason })) => break reason,
             Ok(Some(_)) => {}
             Ok(None) => panic!("the run ended"),
             Err(_) => {

@@ -13,6 +13,7 @@ use tokio::process::{Child, Command as Process};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use zdm::control::{discover, Client, Command, Event, Reply, RunState, Running, Setting};
 use zdm::localpg::LocalPg;
+use zdm::protocol::Status;
 
 const ROWS: i64 = 150_000;
 const MIGRATION: &str = "0001_items_qty2";
@@ -257,6 +258,18 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     );
     assert_eq!(scene.filled().await, filled, "rows changed while paused");
     assert!(filled < ROWS, "the backfill finished before the pause");
+
+    // The run streams every sample of its monitor (the figures its throttle acts on) to
+    // its clients, paused or not.
+    let sampled = until(&mut events, Duration::from_secs(15), |e| {
+        matches!(e, Event::Metrics(_))
+    })
+    .await;
+    let Some(Event::Metrics(metrics)) = sampled.last() else {
+        unreachable!()
+    };
+    assert!(metrics.sequence >= 1, "{metrics:?}");
+    assert!(metrics.sampler.connected, "{:?}", metrics.sampler);
     let Reply::Error(again) = send(&run, Command::Pause).await else {
         panic!("a second pause was accepted");
     };
@@ -267,7 +280,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
         panic!("status refused");
     };
     assert!(status.paused, "{status:?}");
-    assert_eq!(status.status, "backfilling");
+    assert_eq!(status.status, Some(Status::Backfilling));
     assert_eq!(
         status.progress.as_ref().map(|p| p.state),
         Some(RunState::Paused)
@@ -317,7 +330,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     assert!(
         resumed
             .iter()
-            .any(|e| matches!(e, Event::SettingChanged { key, value } if key == "max_batch_rows" && value == "200")),
+            .any(|e| matches!(e, Event::SettingChanged(Setting::MaxBatchRows(200)))),
         "{resumed:?}"
     );
     let first = batches(&resumed)[0];
@@ -362,9 +375,13 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     };
     assert!(ok, "{message}");
     assert!(
-        end.iter().any(
-            |e| matches!(e, Event::StatusChanged { status, .. } if status == "ready_to_contract")
-        ),
+        end.iter().any(|e| matches!(
+            e,
+            Event::StatusChanged {
+                status: Status::ReadyToContract,
+                ..
+            }
+        )),
         "{end:?}"
     );
     assert!(exits(&mut start).await.success());
@@ -391,6 +408,84 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     assert!(
         discover(&scene.runtime()).await.is_empty(),
         "the socket outlived the run"
+    );
+}
+
+#[tokio::test]
+async fn an_attached_client_gets_every_gates_verdict_before_contract_runs() {
+    let scene = Scene::new("gated").await;
+    // A fast backfill: this test is about what `zdm complete` says before contract.
+    std::fs::write(
+        scene.root.path().join("zdm.toml"),
+        "[backfill]\nmax_batch_rows = 100000\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
+         max_active_sessions_factor = \"none\"\nmax_canary_slowdown = \"none\"\n",
+    )
+    .expect("write zdm.toml");
+    let (ok, _, stderr) = scene.run(&["start", MIGRATION]).await;
+    assert!(ok, "{stderr}");
+    let mut args = vec![
+        "complete",
+        MIGRATION,
+        "--confirm-contract",
+        MIGRATION,
+        // Long enough for this client to attach while the gates observe.
+        "--window",
+        "3",
+    ];
+    let gates = zdm::gates::registry::names();
+    for gate in &gates {
+        args.extend(["--override-gate", gate]);
+    }
+    let complete = scene.zdm(&args).spawn().expect("zdm complete");
+    let run = scene.running().await;
+    let mut events = follow(&run).await;
+    let seen = until(&mut events, Duration::from_secs(60), |e| {
+        matches!(e, Event::Finished { .. })
+    })
+    .await;
+    let evaluated = seen
+        .iter()
+        .position(|e| matches!(e, Event::GatesEvaluated(_)))
+        .unwrap_or_else(|| panic!("no gates_evaluated: {seen:?}"));
+    let contract = seen
+        .iter()
+        .position(|e| {
+            matches!(
+                e,
+                Event::StepStarted {
+                    phase: zdm::plan::Phase::Contract,
+                    ..
+                }
+            )
+        })
+        .unwrap_or_else(|| panic!("no contract step: {seen:?}"));
+    assert!(evaluated < contract, "{seen:?}");
+    let Event::GatesEvaluated(report) = &seen[evaluated] else {
+        unreachable!()
+    };
+    assert_eq!(report.migration, MIGRATION);
+    let names: Vec<&str> = report.gates.iter().map(|g| g.name.as_str()).collect();
+    assert_eq!(names, gates, "every gate, with its verdict");
+    assert!(report.window_seconds >= 3.0, "{report:?}");
+    // The backfill gate judges what the run did: it passed.
+    assert!(report
+        .gates
+        .iter()
+        .any(|g| g.name == "backfill" && g.verdict == zdm::protocol::Verdict::Pass));
+    let Some(Event::Finished { ok, message, .. }) = seen.last() else {
+        unreachable!()
+    };
+    assert!(ok, "{message}");
+    let output = tokio::time::timeout(Duration::from_secs(60), complete.wait_with_output())
+        .await
+        .expect("zdm complete ends")
+        .expect("wait for zdm complete");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{stderr}");
+    // The command's own printer shows the same verdicts, from the same event.
+    assert!(
+        stderr.contains(&format!("contract gates of {MIGRATION}")),
+        "{stderr}"
     );
 }
 

@@ -9,7 +9,7 @@ use super::start::{self as source, Planned};
 use super::status;
 use crate::audit::{self, Action, Entry};
 use crate::config::{self, Config};
-use crate::control;
+
 use crate::db::catalog::Catalog;
 use crate::db::quote_ident;
 use crate::engine::event::Events;
@@ -142,10 +142,10 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     };
     let mut engine = connect(config).await?;
     let Planned { plan, checksum } = planned;
-    let watchers = Watchers::start(config, &mut engine, "start", &plan.migration, "starting").await;
+    let mut watchers = Watchers::start(config, &mut engine, "start", &plan.migration, None).await;
     if plan.drops.schemas.is_empty() {
         watchers.served.log(
-            control::Level::Warning,
+            crate::protocol::Level::Warning,
             crate::plan::render::first_migration_warning(&plan),
         );
     }
@@ -153,6 +153,7 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     let mut catalog = connect_plain(config).await?;
     let monitor = attach_throttle(config, &mut engine, &mut catalog, &plan).await;
     let _ = catalog.close().await;
+    watchers.stream_metrics(monitor.as_ref());
     let outcome = engine.start(&plan, &checksum).await;
     finish(engine, watchers, monitor, outcome).await
 }
@@ -189,14 +190,20 @@ pub async fn complete(
     }
     // Served from here: the gates take their observation window, and a console or
     // `zdm attach` should see the run meanwhile.
-    let watchers =
-        Watchers::start(config, &mut engine, "complete", name, "ready_to_contract").await;
+    let mut watchers = Watchers::start(
+        config,
+        &mut engine,
+        "complete",
+        name,
+        Some(crate::protocol::Status::ReadyToContract),
+    )
+    .await;
     watchers.served.log(
-        control::Level::Info,
+        crate::protocol::Level::Info,
         "evaluating the contract safety gates (they observe the database for their window)",
     );
     // Gates run while this zdm holds the run lock: nothing else starts meanwhile.
-    if let Err(error) = contract_gates(config, name, options).await {
+    if let Err(error) = contract_gates(config, name, options, &watchers.served).await {
         let closed = engine.close().await;
         watchers.end(Err(error.to_string())).await;
         closed?;
@@ -212,6 +219,7 @@ pub async fn complete(
         }
         None => None,
     };
+    watchers.stream_metrics(monitor.as_ref());
     let outcome = engine.complete(name, confirmation).await;
     finish(engine, watchers, monitor, outcome).await
 }
@@ -219,7 +227,14 @@ pub async fn complete(
 /// `zdm rollback NAME`: undo expand and backfill.
 pub async fn rollback(config: &Config, name: &str) -> Result<String, CommandError> {
     let mut engine = connect(config).await?;
-    let watchers = Watchers::start(config, &mut engine, "rollback", name, "rolling_back").await;
+    let watchers = Watchers::start(
+        config,
+        &mut engine,
+        "rollback",
+        name,
+        Some(crate::protocol::Status::RollingBack),
+    )
+    .await;
     record(config, name, Action::Rollback, None).await?;
     let outcome = engine.rollback(name).await;
     finish(engine, watchers, None, outcome).await
@@ -249,6 +264,7 @@ async fn contract_gates(
     config: &Config,
     name: &str,
     options: &CompleteOptions,
+    served: &Served,
 ) -> Result<(), CommandError> {
     let mut conn = connect_plain(config).await?;
     let status = crate::engine::state::get(&mut conn, name)
@@ -283,13 +299,14 @@ async fn contract_gates(
     )
     .await;
     let _ = conn.close().await;
+    // Shown by every front-end (this command's printer too) from the run's event.
     match decided?? {
         Decision::Proceed(report) => {
-            eprint!("{}", report.render());
+            served.gates_evaluated(&report);
             Ok(())
         }
         Decision::Blocked { report, blocking } => {
-            eprint!("{}", report.render());
+            served.gates_evaluated(&report);
             Err(CommandError::GatesBlocked {
                 name: name.to_string(),
                 blocking,
@@ -352,7 +369,7 @@ impl Watchers {
         engine: &mut Engine,
         command: &'static str,
         migration: &str,
-        status: &str,
+        status: Option<crate::protocol::Status>,
     ) -> Watchers {
         let (served, events) =
             Served::start(config, command, migration, status, engine.control()).await;
@@ -361,6 +378,14 @@ impl Watchers {
             printer: headless::print_events(Output::detect(), served.subscribe()),
             signals: headless::stop_on_signals(engine.control()),
             served,
+        }
+    }
+
+    /// Streams the samples of the run's monitor (when the throttle has one) to every
+    /// front-end.
+    fn stream_metrics(&mut self, monitor: Option<&Monitor>) {
+        if let Some(monitor) = monitor {
+            self.served.stream_metrics(monitor);
         }
     }
 

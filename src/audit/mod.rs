@@ -161,9 +161,9 @@ pub async fn record(conn: &mut PgConnection, entry: Entry<'_>) -> Result<(), Err
 /// commands) calls this with each command it accepted, then [`record`]s the entry.
 pub fn entry_for_command<'a>(
     migration: &'a str,
-    command: &crate::control::command::Command,
+    command: &crate::protocol::Command,
 ) -> Option<Entry<'a>> {
-    use crate::control::command::Command;
+    use crate::protocol::Command;
     let (action, detail) = match command {
         Command::Status | Command::Get { .. } => return None,
         Command::Pause => (Action::Pause, None),
@@ -231,7 +231,7 @@ pub async fn list(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::control::command::Command;
+    use crate::protocol::Command;
 
     #[test]
     fn commands_that_change_the_run_are_audited_and_reads_are_not() {

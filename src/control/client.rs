@@ -11,12 +11,12 @@ use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::UnixStream;
 
 use super::address::RunInfo;
-use super::command::{Command, Reply};
 use super::error::Error;
-use super::event::Stamped;
 use super::line::{Line, LineReader, MAX_REPLY};
 use super::request::Request;
 use super::socket::REPLY_TIMEOUT;
+use crate::protocol::Stamped;
+use crate::protocol::{Command, Reply};
 
 /// A client waits a little longer than the server waits for the run, so that the
 /// server's own "did not answer" reply arrives first.

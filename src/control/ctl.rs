@@ -2,18 +2,18 @@
 //! print what comes back for a person (or as raw JSON with `--json`).
 
 use std::io::Write;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 use super::address::{runtime_dir, RunInfo, Target};
 use super::client::Client;
-use super::command::{Command, Reply, RunStatus};
 use super::discover::find;
 use super::error::Error;
-use super::event::Event;
 use super::setting::{Deprecated, Setting, SettingKey};
 use crate::cli::{AttachArgs, CtlArgs, CtlCommand};
+use crate::engine::headless::Printer;
+use crate::protocol::{Command, Reply, RunStatus, Stamped};
 
 /// In readable `zdm attach` output, progress is printed at most this often (every batch
 /// would scroll too fast to read; `--json` gets every event).
@@ -92,7 +92,7 @@ fn command_of(command: &CtlCommand) -> Result<(Command, Option<Deprecated>), Err
 pub fn describe_status(info: &RunInfo, status: &RunStatus) -> String {
     let mut lines = vec![info.describe()];
     let mut row = |label: &str, value: String| lines.push(format!("{label:<16}{value}"));
-    row("status", status.status.replace('_', " "));
+    row("status", status.status_words());
     if let Some(log) = &info.log {
         row("log", log.display().to_string());
     }
@@ -129,7 +129,7 @@ pub fn describe_status(info: &RunInfo, status: &RunStatus) -> String {
             ),
         );
     }
-    for (i, setting) in status.settings.all().iter().enumerate() {
+    for (i, setting) in status.settings.iter().enumerate() {
         row(if i == 0 { "settings" } else { "" }, setting.to_string());
     }
     lines.join("\n")
@@ -153,7 +153,7 @@ pub async fn attach(
         "attached to {}; Ctrl-C detaches, the run goes on",
         info.describe()
     );
-    let mut last_progress: Option<Instant> = None;
+    let mut printer = Printer::attach(PROGRESS_EVERY);
     loop {
         let line = tokio::select! {
             _ = interrupted(&mut interrupt) => {
@@ -174,22 +174,14 @@ pub async fn attach(
         } else {
             // An event this zdm does not know (the run is a newer version) is shown raw
             // rather than ending the stream.
-            let Ok(stamped) = serde_json::from_str::<super::event::Stamped>(&line) else {
+            let Ok(stamped) = serde_json::from_str::<Stamped>(&line) else {
                 writeln!(out, "{line}").map_err(Error::Output)?;
                 out.flush().map_err(Error::Output)?;
                 continue;
             };
-            match &stamped.event {
-                Event::BatchDone(_) => continue,
-                Event::Progress(_) => {
-                    if last_progress.is_some_and(|at| at.elapsed() < PROGRESS_EVERY) {
-                        continue;
-                    }
-                    last_progress = Some(Instant::now());
-                }
-                _ => {}
+            for text in printer.lines(&stamped) {
+                writeln!(out, "{text}").map_err(Error::Output)?;
             }
-            writeln!(out, "{}", stamped.describe()).map_err(Error::Output)?;
         }
         out.flush().map_err(Error::Output)?;
     }

@@ -1,5 +1,6 @@
-//! Live control of a running migration: `Command` in, `Event` out, over a private unix
-//! socket per run (served by the run, used by `zdm ctl`, `zdm attach` and the console).
+//! Live control of a running migration: `Command` in, `Event` out (both from
+//! [`crate::protocol`]), over a private unix socket per run (served by the run, used by
+//! `zdm ctl`, `zdm attach` and the console).
 //!
 //! # The contract with the run
 //!
@@ -16,6 +17,8 @@
 //! * `Set` is applied with [`BackfillSettings::apply`](crate::engine::BackfillSettings::apply)
 //!   (which refuses contradictions) and answered with `Reply::Value` of the value now in
 //!   force; the run also sends `Event::SettingChanged` so that every front-end sees it.
+//! * The run sends every sample of its monitor as `Event::Metrics` (the figures its
+//!   throttle acts on) and, before contract, `Event::GatesEvaluated` with every verdict.
 //! * The run sends `Event::Progress` after batches (at most about once a second) and
 //!   every second while throttled or paused, so a client attaching mid-run is up to date
 //!   within a second.
@@ -30,24 +33,22 @@
 
 pub mod address;
 pub mod client;
-pub mod command;
 pub mod ctl;
 pub mod discover;
 pub mod error;
-pub mod event;
 pub mod line;
-mod millis;
 pub mod publish;
 pub mod request;
 pub mod setting;
 pub mod socket;
 
+pub use crate::protocol::{
+    BatchDone, Command, Event, Level, Progress, Reply, RunState, RunStatus, Stamped,
+};
 pub use address::{runtime_dir, RunInfo, Target};
 pub use client::{Client, EventStream};
-pub use command::{Command, Reply, RunStatus};
 pub use discover::{discover, find, Running};
 pub use error::Error;
-pub use event::{BatchDone, Event, Gate, Level, Progress, RunState, Stamped};
 pub use publish::EventSender;
 pub use setting::{Setting, SettingError, SettingKey};
 pub use socket::{CommandRequest, Server};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
-use super::event::{Event, Stamped};
+use crate::protocol::{Event, Stamped};
 
 /// Events kept for a client that reads slowly; past this it is told how many it missed.
 pub const EVENT_BUFFER: usize = 1024;

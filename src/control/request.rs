@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use super::command::Command;
+use crate::protocol::Command;
 use crate::suggest;
 
 /// The socket's own requests, answered without the run.

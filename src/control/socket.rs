@@ -14,12 +14,12 @@ use tokio::sync::{broadcast, mpsc, oneshot, watch};
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::address::{prepare_dir, socket_path, RunInfo, MAX_SOCKET_PATH};
-use super::command::{Command, Reply};
 use super::error::Error;
-use super::event::{Event, Stamped};
 use super::line::{Line, LineReader, MAX_REQUEST};
 use super::publish::EventSender;
 use super::request::{self, Request};
+use crate::protocol::{Command, Reply};
+use crate::protocol::{Event, Stamped};
 
 /// One command for the run, with the channel its reply goes back on.
 pub type CommandRequest = (Command, oneshot::Sender<Reply>);

@@ -22,6 +22,7 @@ use super::throttle::{Throttle, Verdict};
 use super::{Error, Status};
 use crate::db::quote_ident;
 use crate::plan::{Backfill, LockLevel};
+use crate::protocol::BatchDone;
 
 /// What one committed batch did.
 #[derive(Debug, Clone, PartialEq)]
@@ -235,6 +236,7 @@ pub async fn run(
     let mut retaken = false;
     loop {
         retaken |= wait_until_allowed(
+            key.migration,
             label,
             &checkpoint,
             steering,
@@ -327,16 +329,13 @@ pub async fn run(
                     if repeats_stalled.should_log(&reason, Instant::now()) {
                         tracing::warn!(step = label, "{reason}");
                     }
-                    events.emit(Event::Throttled {
-                        step: label.to_string(),
-                        reason,
-                    });
+                    events.emit(Event::ThrottleOn { reason });
                     next_report += STALL_REPORT_EVERY;
                 }
                 if stalled {
-                    events.emit(Event::ThrottleReleased {
-                        step: label.to_string(),
-                        after: started.elapsed(),
+                    events.emit(Event::ThrottleOff {
+                        reason: "the database answered the batch again".to_string(),
+                        throttled_for: started.elapsed(),
                     });
                 }
                 blockers
@@ -393,7 +392,8 @@ pub async fn run(
                     "backfill done"
                 );
                 tracker.finished();
-                events.emit(Event::BackfillProgress(tracker.report(Instant::now())));
+                let target = watcher.settings().pacing.target;
+                events.emit(tracker.report(Instant::now()).event(key.migration, target));
                 return Ok(checkpoint);
             }
             Batch::StatusChanged { found } => {
@@ -428,14 +428,13 @@ pub async fn run(
             took_ms = report.took.as_millis() as u64,
             "backfill batch committed"
         );
-        events.emit(Event::BatchCommitted {
-            step: label.to_string(),
-            batches: next.batches,
-            rows_updated: next.rows_updated,
-            batch_rows: report.rows_updated,
-            batch_size,
+        events.emit(Event::BatchDone(BatchDone {
+            batch: u64::try_from(next.batches).unwrap_or(0),
+            rows: report.rows_updated,
+            size: batch_size,
             took: report.took,
-        });
+            rows_done: u64::try_from(next.rows_updated).unwrap_or(0),
+        }));
         checkpoint = next;
         shrunk = shrunk
             .map(|cap| cap.saturating_mul(2))
@@ -459,7 +458,8 @@ pub async fn run(
         }
         if reported_at.is_none_or(|at| now.duration_since(at) >= PROGRESS_EVERY) {
             reported_at = Some(now);
-            events.emit(Event::BackfillProgress(tracker.report(now)));
+            let target = watcher.settings().pacing.target;
+            events.emit(tracker.report(now).event(key.migration, target));
         }
         if !pause.is_zero() {
             // Woken early by any change from the operator, who should not wait a long
@@ -516,6 +516,7 @@ async fn checkpoint_after_retake(
 /// [`LOCK_CHECK_WHILE_WAITING`]).
 #[allow(clippy::too_many_arguments)]
 async fn wait_until_allowed(
+    migration: &str,
     label: &str,
     checkpoint: &Checkpoint,
     steering: &mut Steering,
@@ -534,7 +535,7 @@ async fn wait_until_allowed(
             events.emit(Event::BackfillStopped {
                 step: label.to_string(),
                 why: why.clone(),
-                rows_updated: checkpoint.rows_updated,
+                rows_done: u64::try_from(checkpoint.rows_updated).unwrap_or(0),
             });
             return Err(Error::Stopped {
                 step: label.to_string(),
@@ -573,10 +574,11 @@ async fn wait_until_allowed(
         };
         let now = Instant::now();
         let previous = tracker.state().clone();
+        let previous_for = tracker.in_state_for(now);
         if tracker.set_state(now, state.clone()) {
             report_change(
                 label,
-                &previous,
+                (&previous, previous_for),
                 &state,
                 &mut throttled_since,
                 now,
@@ -597,7 +599,8 @@ async fn wait_until_allowed(
         }
         if reported_at.is_none_or(|at| now.duration_since(at) >= PROGRESS_EVERY) {
             reported_at = Some(now);
-            events.emit(Event::BackfillProgress(tracker.report(now)));
+            let target = settings.pacing.target;
+            events.emit(tracker.report(now).event(migration, target));
         }
         watcher.sleep(WAIT_STEP).await;
     }
@@ -649,18 +652,19 @@ impl Repeats {
 #[allow(clippy::too_many_arguments)]
 fn report_change(
     label: &str,
-    previous: &RunState,
+    (previous, previous_for): (&RunState, Duration),
     state: &RunState,
     throttled_since: &mut Option<Instant>,
     now: Instant,
     events: &Events,
     repeats: &mut Repeats,
 ) {
-    let step = label.to_string();
     match previous {
         RunState::Paused { .. } if !matches!(state, RunState::Paused { .. }) => {
             tracing::info!(step = label, "backfill resumed");
-            events.emit(Event::Resumed { step: step.clone() });
+            events.emit(Event::Resumed {
+                paused_for: previous_for,
+            });
         }
         RunState::Throttled { .. } if !matches!(state, RunState::Throttled { .. }) => {
             let after = throttled_since.take().map_or(Duration::ZERO, |t| now - t);
@@ -671,9 +675,9 @@ fn report_change(
                     "throttle released"
                 );
             }
-            events.emit(Event::ThrottleReleased {
-                step: step.clone(),
-                after,
+            events.emit(Event::ThrottleOff {
+                reason: "every throttle input is back below its limit".to_string(),
+                throttled_for: after,
             });
         }
         _ => {}
@@ -685,17 +689,13 @@ fn report_change(
             if repeats.should_log(reason, now) {
                 tracing::info!(step = label, %reason, "backfill throttled");
             }
-            events.emit(Event::Throttled {
-                step,
+            events.emit(Event::ThrottleOn {
                 reason: reason.clone(),
             });
         }
         RunState::Paused { by } => {
             tracing::info!(step = label, by = %by, "backfill paused");
-            events.emit(Event::Paused {
-                step,
-                by: by.clone(),
-            });
+            events.emit(Event::Paused { reason: by.clone() });
         }
     }
 }

@@ -1,8 +1,9 @@
-//! How the headless commands show a run, from the same events the control socket sends:
-//! on a terminal, event lines and a one-line progress bar redrawn in place (stderr);
-//! when stdout is not a terminal, one JSON object per event on stdout (for runbooks and
-//! CI); and SIGINT/SIGTERM handling (first: stop after the current batch, second: stop
-//! at once; the checkpoint holds either way).
+//! How a run shows on a terminal, from the same events the control socket sends: the
+//! one [`Printer`] of run events (the headless commands and `zdm attach` both use it):
+//! event lines and a one-line progress bar redrawn in place; when stdout is not a
+//! terminal, one JSON object per event on stdout (for runbooks and CI); and SIGINT/SIGTERM
+//! handling (first: stop after the current batch, second: stop at once; the checkpoint
+//! holds either way).
 
 use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
@@ -12,8 +13,10 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::backfill_control::BackfillControl;
-use crate::control::{Event, Progress, RunState, Stamped};
 use crate::format::{duration, thousands};
+use crate::monitor::alerts::{self, AlertChange};
+use crate::monitor::{Alert, Metrics};
+use crate::protocol::{Event, Progress, RunState, Stamped};
 
 /// Exit code of a run stopped on request (a signal, an abort) after its checkpoint.
 pub const EXIT_STOPPED: i32 = 3;
@@ -96,13 +99,146 @@ pub fn progress_line(progress: &Progress, width: usize) -> String {
     line.chars().take(width.max(20)).collect()
 }
 
+/// How run events read on a terminal: the one printer of `zdm start`, `zdm complete`,
+/// `zdm rollback` (on stderr) and `zdm attach` (on stdout). Calm by design: per-batch
+/// events are skipped (progress carries their figures), progress is printed at most every
+/// `progress_every` (or redrawn in place as a bar), and the run's metrics show as the
+/// alerts they raise or clear plus a health line at most every [`HEALTH_EVERY`].
+#[derive(Debug)]
+pub struct Printer {
+    /// Progress as a bar redrawn in place (the output is a terminal).
+    bar: bool,
+    /// Lines start with the event's local time (`zdm attach`); progress then reads as
+    /// [`Progress::describe`] rather than the bar's figures.
+    timestamps: bool,
+    progress_every: Duration,
+    last_progress: Option<Instant>,
+    last_health: Option<Instant>,
+    alerts: Vec<Alert>,
+    bar_shown: bool,
+}
+
+/// A health line (from the run's metrics) is printed at most this often.
+pub const HEALTH_EVERY: Duration = Duration::from_secs(60);
+
+impl Printer {
+    /// The headless commands' printer: a bar when `bar`, else plain progress lines at
+    /// most once a second.
+    pub fn headless(bar: bool) -> Self {
+        Printer::new(bar, false, Duration::from_secs(1))
+    }
+
+    /// `zdm attach`'s: timestamped lines, progress at most every `progress_every`.
+    pub fn attach(progress_every: Duration) -> Self {
+        Printer::new(false, true, progress_every)
+    }
+
+    fn new(bar: bool, timestamps: bool, progress_every: Duration) -> Self {
+        Printer {
+            bar,
+            timestamps,
+            progress_every,
+            last_progress: None,
+            last_health: None,
+            alerts: Vec::new(),
+            bar_shown: false,
+        }
+    }
+
+    /// The lines `stamped` reads as now (often none).
+    pub fn lines(&mut self, stamped: &Stamped) -> Vec<String> {
+        let now = Instant::now();
+        let event = &stamped.event;
+        let text = match event {
+            // Per batch is too fast to read; the progress line carries the figures.
+            Event::BatchDone(_) => return Vec::new(),
+            Event::Progress(progress) => {
+                if self
+                    .last_progress
+                    .is_some_and(|at| now.duration_since(at) < self.progress_every)
+                {
+                    return Vec::new();
+                }
+                self.last_progress = Some(now);
+                if self.timestamps {
+                    progress.describe()
+                } else {
+                    format!("  {}", progress_line(progress, 400))
+                }
+            }
+            Event::Metrics(metrics) => return self.metrics_lines(stamped, metrics, now),
+            other => other.describe(),
+        };
+        vec![self.stamp(stamped, text)]
+    }
+
+    /// Alerts raised and cleared, and a health line now and then.
+    fn metrics_lines(&mut self, stamped: &Stamped, metrics: &Metrics, now: Instant) -> Vec<String> {
+        let mut lines: Vec<String> = alerts::changes(&self.alerts, &metrics.alerts)
+            .into_iter()
+            .map(|change| match change {
+                AlertChange::Raised(alert) => format!("alert: {}", alert.message),
+                AlertChange::Cleared { subject, .. } => format!("alert cleared: {subject}"),
+            })
+            .collect();
+        self.alerts = metrics.alerts.clone();
+        if self
+            .last_health
+            .is_none_or(|at| now.duration_since(at) >= HEALTH_EVERY)
+        {
+            self.last_health = Some(now);
+            lines.push(stamped.event.describe());
+        }
+        lines
+            .into_iter()
+            .map(|line| self.stamp(stamped, line))
+            .collect()
+    }
+
+    fn stamp(&self, stamped: &Stamped, text: String) -> String {
+        if self.timestamps {
+            let local = stamped.at.with_timezone(&chrono::Local);
+            format!("{}  {text}", local.format("%H:%M:%S"))
+        } else {
+            text
+        }
+    }
+
+    /// Writes what `stamped` reads as to `out` (the bar redrawn in place when this
+    /// printer draws one, `width` columns wide).
+    pub fn write(&mut self, stamped: &Stamped, width: usize, out: &mut impl Write) {
+        if let (true, Event::Progress(progress)) = (self.bar, &stamped.event) {
+            let _ = write!(out, "\r\x1b[K{}", progress_line(progress, width));
+            let _ = out.flush();
+            self.bar_shown = true;
+            return;
+        }
+        for line in self.lines(stamped) {
+            if self.bar_shown {
+                let _ = write!(out, "\r\x1b[K");
+                self.bar_shown = false;
+            }
+            let _ = writeln!(out, "{line}");
+        }
+        let _ = out.flush();
+    }
+
+    /// Ends a bar left on screen with its line.
+    pub fn end(&mut self, out: &mut impl Write) {
+        if self.bar_shown {
+            let _ = writeln!(out);
+            self.bar_shown = false;
+        }
+    }
+}
+
 /// Prints the run's events (the same [`Event`]s every front-end reads) as
 /// `output` says until the stream ends: JSON lines on stdout (each as `zdm attach --json`
-/// prints it), and on stderr the progress bar or plain lines.
+/// prints it; the metrics samples only there), and on stderr the progress bar or plain
+/// lines ([`Printer`]).
 pub fn print_events(output: Output, mut events: broadcast::Receiver<Stamped>) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let mut bar_shown = false;
-        let mut last_plain: Option<Instant> = None;
+        let mut printer = Printer::headless(output.bar);
         loop {
             let stamped = match events.recv().await {
                 Ok(stamped) => stamped,
@@ -111,45 +247,20 @@ pub fn print_events(output: Output, mut events: broadcast::Receiver<Stamped>) ->
                 }
                 Err(broadcast::error::RecvError::Closed) => break,
             };
-            if output.json {
+            // Every event but the run's metrics samples: a sample a second, several KiB
+            // each, would swamp a runbook's log (and block a pipe nobody reads); they
+            // are on the socket (`zdm attach --json`), and on stderr as alerts and a
+            // health line now and then.
+            if output.json && !matches!(stamped.event, Event::Metrics(_)) {
                 if let Ok(line) = serde_json::to_string(&stamped) {
                     println!("{line}");
                 }
             }
-            let event = &stamped.event;
             let width =
                 crossterm::terminal::size().map_or(100, |(w, _)| (w as usize).saturating_sub(1));
-            let mut stderr = std::io::stderr().lock();
-            if let (true, Event::Progress(progress)) = (output.bar, event) {
-                let _ = write!(stderr, "\r\x1b[K{}", progress_line(progress, width));
-                let _ = stderr.flush();
-                bar_shown = true;
-                continue;
-            }
-            let line = match event {
-                Event::Progress(progress) => {
-                    if last_plain.is_some_and(|at| at.elapsed() < Duration::from_secs(1)) {
-                        None
-                    } else {
-                        last_plain = Some(Instant::now());
-                        Some(format!("  {}", progress_line(progress, 400)))
-                    }
-                }
-                // Per batch is too fast to read; the progress line carries the figures.
-                Event::BatchDone(_) => None,
-                other => Some(other.describe()),
-            };
-            if let Some(line) = line {
-                if bar_shown {
-                    let _ = write!(stderr, "\r\x1b[K");
-                    bar_shown = false;
-                }
-                let _ = writeln!(stderr, "{line}");
-            }
+            printer.write(&stamped, width, &mut std::io::stderr().lock());
         }
-        if bar_shown {
-            let _ = writeln!(std::io::stderr());
-        }
+        printer.end(&mut std::io::stderr().lock());
     })
 }
 
@@ -214,6 +325,75 @@ mod tests {
             time_throttled: Duration::ZERO,
             time_paused: Duration::ZERO,
         }
+    }
+
+    fn alert(subject: &str) -> Alert {
+        Alert {
+            severity: crate::monitor::Severity::Warning,
+            metric: None,
+            subject: subject.to_string(),
+            message: format!("{subject} is high"),
+            value: None,
+            baseline: None,
+        }
+    }
+
+    #[test]
+    fn the_printer_is_calm_batches_skipped_progress_and_health_at_most_so_often() {
+        let mut printer = Printer::attach(Duration::from_secs(5));
+        let batch = Stamped::now(Event::BatchDone(crate::protocol::BatchDone {
+            batch: 1,
+            rows: 10,
+            size: 10,
+            took: Duration::from_millis(5),
+            rows_done: 10,
+        }));
+        assert!(printer.lines(&batch).is_empty());
+        let progress = Stamped::now(Event::Progress(progress(RunState::Running, None)));
+        assert_eq!(printer.lines(&progress).len(), 1);
+        assert!(
+            printer.lines(&progress).is_empty(),
+            "within 5 s of the last"
+        );
+
+        let mut metrics = Metrics {
+            sequence: 1,
+            ..Metrics::default()
+        };
+        let sample = |metrics: &Metrics| Stamped::now(Event::Metrics(Box::new(metrics.clone())));
+        let first = printer.lines(&sample(&metrics));
+        assert_eq!(first.len(), 1, "the first sample's health line: {first:?}");
+        assert!(first[0].contains("health: "), "{first:?}");
+        metrics.sequence = 2;
+        assert!(
+            printer.lines(&sample(&metrics)).is_empty(),
+            "not every sample is a line"
+        );
+        metrics.sequence = 3;
+        metrics.alerts = vec![alert("replica lag")];
+        let raised = printer.lines(&sample(&metrics));
+        assert_eq!(raised.len(), 1, "{raised:?}");
+        assert!(
+            raised[0].ends_with("alert: replica lag is high"),
+            "{raised:?}"
+        );
+        assert!(printer.lines(&sample(&metrics)).is_empty(), "said once");
+        metrics.alerts.clear();
+        let cleared = printer.lines(&sample(&metrics));
+        assert!(
+            cleared[0].ends_with("alert cleared: replica lag"),
+            "{cleared:?}"
+        );
+
+        // The headless printer: no timestamps, the bar's figures on plain lines.
+        let mut headless = Printer::headless(false);
+        let lines = headless.lines(&progress);
+        assert!(lines[0].starts_with("  [########"), "{lines:?}");
+        let status = Stamped::now(Event::StatusChanged {
+            migration: "m".to_string(),
+            status: crate::protocol::Status::ReadyToContract,
+        });
+        assert_eq!(headless.lines(&status), vec!["m: now ready to contract"]);
     }
 
     #[test]

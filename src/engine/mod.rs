@@ -23,8 +23,6 @@ pub mod throttle;
 
 use std::time::Duration;
 
-use crate::plan::Phase;
-
 pub use backfill_control::BackfillControl;
 pub use event::{Event, Events};
 pub use runner::{Engine, Outcome};
@@ -257,12 +255,6 @@ impl Default for EngineOptions {
     }
 }
 
-/// The name of a phase as stored in schema `zdm` and shown to people.
-pub fn phase_name(phase: Phase) -> &'static str {
-    match phase {
-        Phase::Expand => "expand",
-        Phase::Backfill => "backfill",
-        Phase::Contract => "contract",
-        Phase::Rollback => "rollback",
-    }
-}
+/// The name of a phase as stored in schema `zdm` and shown to people (one home: the
+/// protocol's vocabulary).
+pub use crate::protocol::phase_name;

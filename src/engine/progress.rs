@@ -75,6 +75,36 @@ impl BackfillProgress {
     }
 }
 
+impl BackfillProgress {
+    /// The report as the protocol carries it: for `migration`, aiming at `batch_target`.
+    pub fn event(&self, migration: &str, batch_target: Duration) -> crate::protocol::Event {
+        use crate::protocol::{self, Progress};
+        let (state, reason) = match &self.state {
+            RunState::Running => (protocol::RunState::Running, None),
+            RunState::Throttled { reason } => (protocol::RunState::Throttled, Some(reason.clone())),
+            RunState::Paused { by } => (protocol::RunState::Paused, Some(by.clone())),
+        };
+        let seconds = |s: f64| Duration::try_from_secs_f64(s).unwrap_or_default();
+        protocol::Event::Progress(Progress {
+            migration: migration.to_string(),
+            table: self.table.clone(),
+            rows_done: self.rows_done,
+            rows_total_estimate: self.rows_total_estimate,
+            rows_per_second_now: self.rows_per_second_now,
+            rows_per_second_average: self.rows_per_second_average,
+            eta: self.eta_seconds.map(Duration::from_secs),
+            batch_size: self.batch_size,
+            last_batch: self.last_batch_ms.map(Duration::from_millis),
+            batch_target,
+            state,
+            reason,
+            time_running: seconds(self.running_seconds),
+            time_throttled: seconds(self.throttled_seconds),
+            time_paused: seconds(self.paused_seconds),
+        })
+    }
+}
+
 /// How far into a run the ETA starts to be shown, whichever comes first.
 const ETA_AFTER: Duration = Duration::from_secs(30);
 const ETA_AFTER_FRACTION: f64 = 0.05;
@@ -173,6 +203,11 @@ impl Tracker {
 
     pub fn state(&self) -> &RunState {
         &self.state
+    }
+
+    /// How long the backfill has been in its current state at `now`.
+    pub fn in_state_for(&self, now: Instant) -> Duration {
+        now.saturating_duration_since(self.state_since)
     }
 
     pub fn report(&self, now: Instant) -> BackfillProgress {

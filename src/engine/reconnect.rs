@@ -43,13 +43,7 @@ pub fn is_connection_lost(error: &sqlx::Error) -> bool {
 
 /// "database unreachable for 42.0 s (reconnecting; gives up after 30m 00s): why": the one
 /// wording of [`Event::Unreachable`] in logs and front-ends.
-pub fn describe(down_for: Duration, budget: Duration, why: &str) -> String {
-    format!(
-        "database unreachable for {} (reconnecting; gives up after {}): {why}",
-        duration_words(down_for),
-        duration_words(budget)
-    )
-}
+pub use crate::protocol::unreachable_words as describe;
 
 /// One wait for the database, started when the loss was noticed.
 #[derive(Debug)]

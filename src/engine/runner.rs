@@ -422,6 +422,12 @@ impl Engine {
             }
             self.expect_status(name, current).await?;
         }
+        if current != final_status {
+            self.events.emit(Event::StatusChanged {
+                migration: name.to_string(),
+                status: final_status,
+            });
+        }
         if let Err(error) = state::finish_run(&mut self.conn, run, final_status.key()).await {
             tracing::warn!(%error, "could not record the command's outcome in zdm.runs");
         }
@@ -446,6 +452,9 @@ impl Engine {
         self.hold_lock(name, *current).await?;
         state::set_status(&mut self.conn, name, *current, Status::during(phase)).await?;
         *current = Status::during(phase);
+        // Said before the phase's first step to run (a phase resumed with every step done
+        // has nothing to announce).
+        let mut announced = false;
         for (index, step) in steps.iter().enumerate() {
             let position = i32::try_from(index).unwrap_or(i32::MAX);
             if done.contains(&position) {
@@ -468,18 +477,28 @@ impl Engine {
                 position,
                 description: &step.description,
             };
+            if !announced {
+                announced = true;
+                self.events.emit(Event::StatusChanged {
+                    migration: name.to_string(),
+                    status: *current,
+                });
+            }
             self.events.emit(Event::StepStarted {
                 migration: name.to_string(),
                 phase,
-                position: index,
+                index,
                 total: steps.len(),
                 description: step.description.clone(),
             });
+            let started = std::time::Instant::now();
             self.run_step(&key, &label, step).await?;
-            self.events.emit(Event::StepDone {
+            self.events.emit(Event::StepFinished {
                 migration: name.to_string(),
                 phase,
-                position: index,
+                index,
+                total: steps.len(),
+                took: started.elapsed(),
             });
             *steps_run += 1;
         }

@@ -28,7 +28,7 @@ impl Gate for BackfillComplete {
             {
                 Ok(done) => done,
                 Err(error) => {
-                    return GateReport::new(
+                    return super::judged(
                         self,
                         Verdict::Unknown,
                         vec![format!(
@@ -89,7 +89,7 @@ impl Gate for BackfillComplete {
                 });
             }
             if failures.is_empty() {
-                GateReport::new(
+                super::judged(
                     self,
                     Verdict::Pass,
                     vec![format!(
@@ -110,7 +110,7 @@ impl Gate for BackfillComplete {
                     )],
                 )
             } else {
-                GateReport::new(self, Verdict::Fail, failures)
+                super::judged(self, Verdict::Fail, failures)
             }
         })
     }

@@ -174,7 +174,7 @@ impl Gate for NothingDepends {
                 }
             }
             if rels.is_empty() {
-                return GateReport::new(
+                return super::judged(
                     self,
                     Verdict::Pass,
                     vec!["contract drops no table, column, index or version schema".to_string()],
@@ -190,7 +190,7 @@ impl Gate for NothingDepends {
                 .await;
             match found {
                 Err(error) => unknown_because(self, "reading pg_depend", &error),
-                Ok(rows) if rows.is_empty() => GateReport::new(
+                Ok(rows) if rows.is_empty() => super::judged(
                     self,
                     Verdict::Pass,
                     vec![format!(
@@ -198,7 +198,7 @@ impl Gate for NothingDepends {
                         whats.join(", ")
                     )],
                 ),
-                Ok(rows) => GateReport::new(
+                Ok(rows) => super::judged(
                     self,
                     Verdict::Fail,
                     rows.into_iter()

@@ -34,7 +34,7 @@ impl Gate for ExplainVerified {
             let verify = match &ctx.verify {
                 Ok(verify) => verify.clone(),
                 Err(why) => {
-                    return GateReport::new(
+                    return super::judged(
                         self,
                         Verdict::Unknown,
                         vec![format!(
@@ -44,7 +44,7 @@ impl Gate for ExplainVerified {
                 }
             };
             if verify.is_empty() {
-                return GateReport::new(
+                return super::judged(
                     self,
                     Verdict::Pass,
                     vec![
@@ -113,7 +113,7 @@ impl Gate for ExplainVerified {
                 }
                 evidence.push(lines.join("\n"));
             }
-            GateReport::new(self, verdict, evidence)
+            super::judged(self, verdict, evidence)
         })
     }
 }

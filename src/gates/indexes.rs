@@ -34,7 +34,7 @@ impl Gate for IndexesUnused {
         Box::pin(async move {
             let indexes = ctx.drops.indexes.clone();
             if indexes.is_empty() {
-                return GateReport::new(
+                return super::judged(
                     self,
                     Verdict::Pass,
                     vec!["contract drops no index".to_string()],
@@ -86,15 +86,15 @@ impl Gate for IndexesUnused {
             }
             if !failures.is_empty() {
                 failures.extend(unknown);
-                GateReport::new(self, Verdict::Fail, failures)
+                super::judged(self, Verdict::Fail, failures)
             } else if !unknown.is_empty() {
                 unknown.push(format!(
                     "checked without finding a scan: {}",
                     checked.join(", ")
                 ));
-                GateReport::new(self, Verdict::Unknown, unknown)
+                super::judged(self, Verdict::Unknown, unknown)
             } else {
-                GateReport::new(
+                super::judged(
                     self,
                     Verdict::Pass,
                     vec![format!(

@@ -16,135 +16,21 @@ pub mod old_transactions;
 pub mod old_version;
 pub mod registry;
 
-use std::any::Any;
-use std::fmt;
-
 use futures::future::BoxFuture;
-use serde::{Deserialize, Serialize};
+use std::any::Any;
 
 pub use context::Context;
 pub use registry::{evaluate, registry};
 
-/// A gate's verdict.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Verdict {
-    Pass,
-    Fail,
-    /// The gate could not find out (missing extension, unreachable replica, query error):
-    /// blocks contract like a failure, because nothing was proved.
-    Unknown,
-}
+pub use crate::protocol::{GateReport, Report, Verdict};
 
-impl fmt::Display for Verdict {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Verdict::Pass => "pass",
-            Verdict::Fail => "FAIL",
-            Verdict::Unknown => "UNKNOWN",
-        })
-    }
-}
-
-/// One gate's outcome: what it checked, the verdict, and what it saw.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct GateReport {
-    /// The gate's name, as given to `--override-gate`.
-    pub name: String,
-    /// What the gate checks, in a sentence.
-    pub title: String,
-    pub verdict: Verdict,
-    /// One line per finding; for a pass, what was checked.
-    pub evidence: Vec<String>,
-}
-
-impl GateReport {
-    pub fn new(gate: &dyn Gate, verdict: Verdict, evidence: Vec<String>) -> Self {
-        GateReport {
-            name: gate.name().to_string(),
-            title: gate.title().to_string(),
-            verdict,
-            evidence,
-        }
-    }
-}
-
-/// A gate as the control protocol's `Event::GatesEvaluated` carries it (and the console's
-/// contract dialog shows it): unknown is `passed: None`.
-impl From<&GateReport> for crate::control::event::Gate {
-    fn from(report: &GateReport) -> Self {
-        crate::control::event::Gate {
-            name: report.name.clone(),
-            passed: match report.verdict {
-                Verdict::Pass => Some(true),
-                Verdict::Fail => Some(false),
-                Verdict::Unknown => None,
-            },
-            evidence: report.evidence.join("\n"),
-        }
-    }
-}
-
-/// A gate as the console's contract dialog lists it (`tui::app::GateRow`).
-impl From<&GateReport> for crate::tui::app::GateRow {
-    fn from(report: &GateReport) -> Self {
-        use crate::tui::app::GateResult;
-        crate::tui::app::GateRow {
-            name: report.name.clone(),
-            result: match report.verdict {
-                Verdict::Pass => GateResult::Pass,
-                Verdict::Fail => GateResult::Fail,
-                Verdict::Unknown => GateResult::Unknown,
-            },
-            evidence: report.evidence.join("\n"),
-        }
-    }
-}
-
-/// Every gate of one evaluation.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Report {
-    pub migration: String,
-    /// Seconds the window lasted.
-    pub window_seconds: f64,
-    pub gates: Vec<GateReport>,
-}
-
-impl Report {
-    /// Gates that did not pass and are not overridden: what still blocks contract.
-    pub fn blocking<'a>(&'a self, overrides: &'a [String]) -> Vec<&'a GateReport> {
-        self.gates
-            .iter()
-            .filter(|g| g.verdict != Verdict::Pass && !overrides.contains(&g.name))
-            .collect()
-    }
-
-    /// The text `zdm gates` prints.
-    pub fn render(&self) -> String {
-        let mut out = format!(
-            "contract gates of {} (observed for {:.1} s)\n",
-            self.migration, self.window_seconds
-        );
-        for gate in &self.gates {
-            out.push_str(&format!(
-                "\n[{:>7}] {}: {}\n",
-                gate.verdict.to_string(),
-                gate.name,
-                gate.title
-            ));
-            for line in &gate.evidence {
-                for (i, part) in line.lines().enumerate() {
-                    out.push_str(if i == 0 {
-                        "          - "
-                    } else {
-                        "            "
-                    });
-                    out.push_str(part);
-                    out.push('\n');
-                }
-            }
-        }
-        out
+/// The outcome of `gate`: its name and title with the verdict and what it saw.
+pub fn judged(gate: &dyn Gate, verdict: Verdict, evidence: Vec<String>) -> GateReport {
+    GateReport {
+        name: gate.name().to_string(),
+        title: gate.title().to_string(),
+        verdict,
+        evidence,
     }
 }
 
@@ -185,7 +71,7 @@ pub enum Error {
 
 /// A database error as evidence: the gate could not look, so it says unknown.
 pub(crate) fn unknown_because(gate: &dyn Gate, doing: &str, error: &sqlx::Error) -> GateReport {
-    GateReport::new(
+    judged(
         gate,
         Verdict::Unknown,
         vec![format!("could not check: {doing} failed: {error}")],
@@ -253,21 +139,6 @@ mod tests {
             text.contains("          - statement run 3 time(s)\n            more\n"),
             "{text}"
         );
-    }
-
-    #[test]
-    fn the_console_and_the_control_protocol_get_every_verdict() {
-        use crate::tui::app::{GateResult, GateRow};
-        let report = report();
-        let rows: Vec<GateRow> = report.gates.iter().map(GateRow::from).collect();
-        assert_eq!(rows[0].result, GateResult::Pass);
-        assert_eq!(rows[1].result, GateResult::Fail);
-        assert_eq!(rows[1].evidence, "statement run 3 time(s)\nmore");
-        assert_eq!(rows[2].result, GateResult::Unknown);
-        let events: Vec<crate::control::event::Gate> =
-            report.gates.iter().map(Into::into).collect();
-        assert_eq!(events[2].passed, None);
-        assert_eq!(events[1].passed, Some(false));
     }
 
     #[test]

@@ -75,11 +75,11 @@ impl Gate for NothingOldRunning {
             }
             if !failures.is_empty() {
                 failures.extend(unknown);
-                GateReport::new(self, Verdict::Fail, failures)
+                super::judged(self, Verdict::Fail, failures)
             } else if !unknown.is_empty() {
-                GateReport::new(self, Verdict::Unknown, unknown)
+                super::judged(self, Verdict::Unknown, unknown)
             } else {
-                GateReport::new(
+                super::judged(
                     self,
                     Verdict::Pass,
                     vec![format!(

@@ -61,7 +61,7 @@ impl Gate for OldVersionUnused {
         Box::pin(async move {
             let names = ctx.drops.vanishing_names();
             if names.is_empty() {
-                return GateReport::new(
+                return super::judged(
                     self,
                     Verdict::Pass,
                     vec![
@@ -145,14 +145,14 @@ impl Gate for OldVersionUnused {
             if !failures.is_empty() {
                 failures.extend(unknown);
                 failures.push(looked_for);
-                GateReport::new(self, Verdict::Fail, failures)
+                super::judged(self, Verdict::Fail, failures)
             } else if !unknown.is_empty() {
                 unknown.push(format!(
                     "no session's current or last query names them ({looked_for})"
                 ));
-                GateReport::new(self, Verdict::Unknown, unknown)
+                super::judged(self, Verdict::Unknown, unknown)
             } else {
-                GateReport::new(
+                super::judged(
                     self,
                     Verdict::Pass,
                     vec![

@@ -2,14 +2,14 @@
 //! must be told (a metric past an absolute threshold, out of its baseline band, or stale).
 
 use chrono::{DateTime, Duration, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::baseline::{Band, BandWidth};
 use super::history::{History, MetricId};
 use super::metrics::Metrics;
 
 /// How urgent an alert is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// Unusual; worth a look.
@@ -19,7 +19,7 @@ pub enum Severity {
 }
 
 /// Something the operator must be told.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {
     pub severity: Severity,
     /// The metric concerned, when the alert is about one tracked metric.
@@ -251,7 +251,7 @@ pub fn evaluate(history: &History, metrics: &Metrics, policy: &AlertPolicy) -> V
 }
 
 /// A change between two consecutive alert lists.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertChange {
     /// A new alert, or one whose severity changed.

@@ -1,6 +1,6 @@
 //! Baselines: the normal level of a metric, as a band computed from a window of history.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The fewest points a window needs before its band is trusted.
 pub const MIN_SAMPLES: usize = 10;
@@ -11,7 +11,7 @@ const MAD_TO_SIGMA: f64 = 1.4826;
 /// The normal range of a metric: `median ± spread`, where the spread is `k` robust standard
 /// deviations (scaled MAD) but never narrower than a floor, so that a metric flat at zero
 /// does not alert on its first small move.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Band {
     pub median: f64,
     pub low: f64,

@@ -1,7 +1,7 @@
 //! The Metrics snapshot the sampler publishes: plain data, plus the questions the throttle asks.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::alerts::Alert;
 use super::reading::Reading;
@@ -15,7 +15,7 @@ pub fn is_zdm_application(application_name: &str) -> bool {
 }
 
 /// Everything the monitor knows at one instant. Immutable once published.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Metrics {
     /// Counts samples since the monitor started (1 for the first).
     pub sequence: u64,
@@ -39,7 +39,7 @@ pub struct Metrics {
 }
 
 /// The sampler's connection and the cost of one sample.
-#[derive(Debug, Clone, Default, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct SamplerStatus {
     /// Whether the sampler held a working connection at the end of this sample.
     pub connected: bool,
@@ -58,7 +58,7 @@ pub struct SamplerStatus {
 }
 
 /// Streaming replicas and replication slots, as the primary sees them.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Replication {
     pub replicas: Vec<Replica>,
     pub slots: Vec<Slot>,
@@ -67,7 +67,7 @@ pub struct Replication {
 /// One row of `pg_stat_replication`. Byte lags count WAL between the primary's current
 /// position and the replica's; second lags are PostgreSQL's own `*_lag` columns (they
 /// read zero/none when the replica is caught up and the primary idle).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Replica {
     pub pid: i32,
     pub application_name: String,
@@ -83,7 +83,7 @@ pub struct Replica {
 }
 
 /// One replication slot and the WAL it keeps on the primary.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Slot {
     pub name: String,
     pub slot_type: String,
@@ -95,7 +95,7 @@ pub struct Slot {
 }
 
 /// Who waits on whom.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Locks {
     /// One entry per (waiter, blocker) pair.
     pub waits: Vec<LockWait>,
@@ -106,7 +106,7 @@ pub struct Locks {
 }
 
 /// A session waiting for a lock another session holds (or asked for first).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LockWait {
     pub waiter: SessionRef,
     pub blocker: SessionRef,
@@ -131,7 +131,7 @@ impl LockWait {
 }
 
 /// A schema-qualified table name.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RelationName {
     pub schema: String,
     pub name: String,
@@ -154,7 +154,7 @@ impl std::fmt::Display for RelationName {
 }
 
 /// One side of a lock wait.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SessionRef {
     pub pid: i32,
     pub application_name: String,
@@ -167,7 +167,7 @@ pub struct SessionRef {
 }
 
 /// Client sessions on the whole server (the sampler's own excluded).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Sessions {
     pub total: i64,
     pub active: i64,
@@ -183,7 +183,7 @@ pub struct Sessions {
 }
 
 /// A transaction open longer than the threshold.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LongTransaction {
     pub pid: i32,
     pub application_name: String,
@@ -194,7 +194,7 @@ pub struct LongTransaction {
 }
 
 /// Rates over the last interval, from `pg_stat_database` of the monitored database.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Throughput {
     pub commits_per_second: f64,
     pub rollbacks_per_second: f64,
@@ -206,7 +206,7 @@ pub struct Throughput {
 }
 
 /// `pg_stat_user_tables` for one target table.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableStats {
     pub table: RelationName,
     pub live_tuples: i64,
@@ -219,7 +219,7 @@ pub struct TableStats {
 }
 
 /// The canary query's latency, as a client of the server sees it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Canary {
     /// What the canary runs (the query text, or a short description of the default).
     pub description: String,
@@ -227,7 +227,7 @@ pub struct Canary {
 }
 
 /// One statement's work during the last interval (pg_stat_statements deltas).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StatementTiming {
     pub queryid: i64,
     pub query: String,
@@ -237,14 +237,14 @@ pub struct StatementTiming {
 }
 
 /// Index builds and vacuums in progress (on the target tables when any were given).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Progress {
     pub create_index: Vec<IndexProgress>,
     pub vacuum: Vec<VacuumProgress>,
 }
 
 /// A row of `pg_stat_progress_create_index`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct IndexProgress {
     pub pid: i32,
     pub table: Option<RelationName>,
@@ -258,7 +258,7 @@ pub struct IndexProgress {
 }
 
 /// A row of `pg_stat_progress_vacuum`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct VacuumProgress {
     pub pid: i32,
     pub table: Option<RelationName>,
@@ -270,7 +270,7 @@ pub struct VacuumProgress {
 }
 
 /// CPU and memory of the machine zdm runs on, measured only when the server runs there too.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Host {
     pub cpu_percent: f64,
     pub memory_used_bytes: u64,

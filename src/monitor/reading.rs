@@ -1,14 +1,14 @@
 //! `Reading<T>`: one metric's last good value, when it was read, and why it is not current.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A metric as the sampler last saw it.
 ///
 /// A failed read keeps the previous value (so a screen can still show it, marked stale) and
 /// records why it is not current. Consumers that decide something (the throttle) should use
 /// [`Reading::current`], which is `None` unless the last read succeeded.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading<T> {
     /// The last value read successfully, if any ever was.
     pub value: Option<T>,

@@ -1,7 +1,10 @@
-//! A run's control socket while an engine command runs in this process: engine events go
-//! out, translated ([`RunView::translate`]), to every attached client and to in-process
-//! listeners such as the headless printer; commands from `zdm ctl` and the console drive
-//! the engine's [`BackfillControl`], and each one that changes the run is audited.
+//! A run's control socket while an engine command runs in this process: the engine's
+//! events (already the protocol's) go out as they are to every attached client and to
+//! in-process listeners such as the headless printer, with the runner's own (settings
+//! changed, the gates' verdicts, every sample of the run's monitor, the end); each is
+//! folded into the [`RunView`] that `status` answers from. Commands from `zdm ctl` and
+//! the console drive the engine's [`BackfillControl`], and each one that changes the run
+//! is audited.
 
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -10,15 +13,15 @@ use sqlx::Connection;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
 use tokio::task::JoinHandle;
 
-use super::relay::RunView;
+use super::view::RunView;
 use crate::audit;
 use crate::config::Config;
-use crate::control::{
-    self, runtime_dir, Command, CommandRequest, EventSender, Level, Reply, RunInfo, RunStatus,
-    Server, Target,
-};
+use crate::control::{runtime_dir, CommandRequest, EventSender, RunInfo, Server, Target};
 use crate::engine::identity;
-use crate::engine::{self, BackfillControl, Outcome};
+use crate::engine::{BackfillControl, Outcome};
+use crate::gates::Report;
+use crate::monitor::Monitor;
+use crate::protocol::{Command, Event, Level, Reply, RunStatus, Stamped, Status};
 
 /// How long a command waits for its audit row before it is answered anyway (the change
 /// is applied first: steering the run matters more than recording it).
@@ -30,42 +33,65 @@ const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
 pub struct Served {
     /// None when the socket could not be opened (the run goes on without it; said once).
     server: Option<Server>,
-    events: EventSender,
-    view: Arc<Mutex<RunView>>,
+    publisher: Publisher,
     relay: JoinHandle<()>,
     answering: Option<JoinHandle<()>>,
+    /// Forwards the run's monitor samples, once one watches the database.
+    metrics: Option<JoinHandle<()>>,
     command: &'static str,
+}
+
+/// Sends an event to every listener after folding it into the view (so `status` never
+/// lags the stream). The engine, the answering task and the metrics forwarder send
+/// through it; the view's lock orders them, so the view folds what clients read, in
+/// their order.
+#[derive(Clone)]
+struct Publisher {
+    view: Arc<Mutex<RunView>>,
+    events: EventSender,
+}
+
+impl Publisher {
+    fn send(&self, event: Event) {
+        let mut view = lock(&self.view);
+        if let Event::StatusChanged { status, .. } = &event {
+            if view.status == Some(*status) {
+                // No news (a rollback announcing the status it started in): not sent.
+                return;
+            }
+        }
+        view.apply(&event);
+        // Never blocks (a broadcast): holding the view meanwhile is cheap.
+        self.events.send(event);
+    }
 }
 
 impl Served {
     /// Serves the socket of `migration` while `command` (`start`, `complete`, `rollback`)
-    /// runs; `status` is the migration's status before the command's first step. Engine
-    /// events sent on the returned sender are relayed to the socket's clients and to
-    /// [`Served::subscribe`]rs. A socket that cannot be opened is reported on stderr and in
-    /// the log; the run itself goes on.
+    /// runs; `status` is the migration's status before the command's first step (`None`
+    /// when not known yet). Engine events sent on the returned sender go to the socket's
+    /// clients and to [`Served::subscribe`]rs. A socket that cannot be opened is reported
+    /// on stderr and in the log; the run itself goes on.
     pub async fn start(
         config: &Config,
         command: &'static str,
         migration: &str,
-        status: &str,
+        status: Option<Status>,
         control: BackfillControl,
-    ) -> (Served, UnboundedSender<engine::Event>) {
+    ) -> (Served, UnboundedSender<Event>) {
         let events = EventSender::default();
-        let view = Arc::new(Mutex::new(RunView::new(migration, status)));
+        let publisher = Publisher {
+            view: Arc::new(Mutex::new(RunView::new(migration, status))),
+            events: events.clone(),
+        };
         let (engine_events, receiver) = mpsc::unbounded_channel();
-        let relay = tokio::spawn(relay(
-            receiver,
-            view.clone(),
-            events.clone(),
-            control.clone(),
-        ));
-        let (server, answering) = match open(config, migration, events.clone()).await {
+        let relay = tokio::spawn(relay(receiver, publisher.clone()));
+        let (server, answering) = match open(config, migration, events).await {
             Ok((server, commands)) => {
                 let steering = Steering {
                     url: config.database_url().ok().cloned(),
                     control,
-                    view: view.clone(),
-                    events: events.clone(),
+                    publisher: publisher.clone(),
                 };
                 (Some(server), Some(tokio::spawn(answer(commands, steering))))
             }
@@ -80,26 +106,50 @@ impl Served {
         };
         let served = Served {
             server,
-            events,
-            view,
+            publisher,
             relay,
             answering,
+            metrics: None,
             command,
         };
         (served, engine_events)
     }
 
     /// A listener in this process that sees every event from now on, as clients do.
-    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<control::Stamped> {
-        self.events.subscribe()
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Stamped> {
+        self.publisher.events.subscribe()
     }
 
     /// Sends a log line to every attached client.
     pub fn log(&self, level: Level, text: impl Into<String>) {
-        self.events.send(control::Event::Log {
+        self.publisher.send(Event::Log {
             level,
             text: text.into(),
         });
+    }
+
+    /// Sends the contract gates' verdicts (before contract runs, whatever they decided).
+    pub fn gates_evaluated(&self, report: &Report) {
+        self.publisher.send(Event::GatesEvaluated(report.clone()));
+    }
+
+    /// Sends every sample of `monitor` (the run's one sampler, whose figures its throttle
+    /// acts on) from now on, until the run ends.
+    pub fn stream_metrics(&mut self, monitor: &Monitor) {
+        let mut samples = monitor.subscribe();
+        let publisher = self.publisher.clone();
+        let forward = tokio::spawn(async move {
+            while samples.changed().await.is_ok() {
+                let metrics = samples.borrow_and_update().clone();
+                // Sequence 0 is the placeholder before the first sample.
+                if metrics.sequence > 0 {
+                    publisher.send(Event::Metrics(Box::new((*metrics).clone())));
+                }
+            }
+        });
+        if let Some(previous) = self.metrics.replace(forward) {
+            previous.abort();
+        }
     }
 
     /// Ends the run's socket after the engine closed (so every engine event was relayed):
@@ -108,20 +158,25 @@ impl Served {
     pub async fn finish(self, outcome: Result<&Outcome, String>) {
         // The engine's sender is gone with the engine: the relay ends after the last event.
         let _ = self.relay.await;
-        let migration = lock(&self.view).migration.clone();
+        if let Some(metrics) = self.metrics {
+            metrics.abort();
+        }
+        let migration = lock(&self.publisher.view).migration.clone();
         let (ok, message) = match outcome {
             Ok(outcome) => {
                 let status = match outcome {
                     Outcome::Ran { status, .. } | Outcome::NothingToDo { status, .. } => *status,
                 };
-                if let Some(changed) = lock(&self.view).set_status(status.key()) {
-                    self.events.send(changed);
-                }
+                // Sent unless the engine already said so.
+                self.publisher.send(Event::StatusChanged {
+                    migration: migration.clone(),
+                    status,
+                });
                 (true, outcome.to_string())
             }
             Err(error) => (false, error),
         };
-        self.events.send(control::Event::Finished {
+        self.publisher.send(Event::Finished {
             command: self.command.to_string(),
             migration,
             ok,
@@ -157,18 +212,10 @@ fn lock(view: &Mutex<RunView>) -> std::sync::MutexGuard<'_, RunView> {
     view.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Relays engine events until the engine's sender is dropped.
-async fn relay(
-    mut receiver: UnboundedReceiver<engine::Event>,
-    view: Arc<Mutex<RunView>>,
-    events: EventSender,
-    control: BackfillControl,
-) {
+/// Publishes the engine's events until the engine's sender is dropped.
+async fn relay(mut receiver: UnboundedReceiver<Event>, publisher: Publisher) {
     while let Some(event) = receiver.recv().await {
-        let wire = lock(&view).translate(&event, &control);
-        for event in wire {
-            events.send(event);
-        }
+        publisher.send(event);
     }
 }
 
@@ -177,8 +224,7 @@ struct Steering {
     /// Where audit rows go (None: the URL was unusable, which `open` already reported).
     url: Option<crate::db::DatabaseUrl>,
     control: BackfillControl,
-    view: Arc<Mutex<RunView>>,
-    events: EventSender,
+    publisher: Publisher,
 }
 
 /// Answers commands until the server stops.
@@ -188,7 +234,7 @@ async fn answer(mut commands: mpsc::Receiver<CommandRequest>, steering: Steering
         if reply.is_ok() {
             if let Err(why) = steering.audit(&command).await {
                 tracing::warn!(%why, command = command.name(), "not recorded in zdm.audit");
-                steering.events.send(control::Event::Log {
+                steering.publisher.send(Event::Log {
                     level: Level::Warning,
                     text: format!("`{}` was applied but {why}", command.name()),
                 });
@@ -206,7 +252,7 @@ impl Steering {
     /// Applies one command to the run and says what happened.
     fn apply(&self, command: &Command) -> Reply {
         let control = &self.control;
-        let backfilling = lock(&self.view).backfilling();
+        let backfilling = lock(&self.publisher.view).backfilling();
         let when = if backfilling {
             "after the current batch (its checkpoint commits first)"
         } else {
@@ -245,10 +291,7 @@ impl Steering {
                             .settings()
                             .get(setting.key())
                             .unwrap_or_else(|| setting.clone());
-                        self.events.send(control::Event::SettingChanged {
-                            key: now.key().name().to_string(),
-                            value: now.value_text(),
-                        });
+                        self.publisher.send(Event::SettingChanged(now.clone()));
                         Reply::Value(now)
                     }
                 }
@@ -273,7 +316,7 @@ impl Steering {
                 Some(why) => Reply::error(format!("the run is already stopping ({why})")),
                 None => {
                     control.stop("aborted by the operator");
-                    let name = lock(&self.view).migration.clone();
+                    let name = lock(&self.publisher.view).migration.clone();
                     // A stop lands between steps, or between batches of a backfill.
                     let stop_when = if backfilling {
                         "after the current batch (its checkpoint commits first)"
@@ -290,22 +333,22 @@ impl Steering {
     }
 
     fn status(&self) -> RunStatus {
-        let view = lock(&self.view);
+        let view = lock(&self.publisher.view);
         RunStatus {
             migration: view.migration.clone(),
-            status: view.status.clone(),
+            status: view.status,
             step: view.step.clone(),
             progress: view.progress.clone(),
             paused: self.control.paused_by().is_some(),
             manual_throttle: self.control.manual_throttle_by().is_some(),
             throttle_reasons: view.held_back_by(),
-            settings: self.control.settings(),
+            settings: self.control.settings().all(),
         }
     }
 
     /// Records a command that changed the run in `zdm.audit`, on a connection of its own.
     async fn audit(&self, command: &Command) -> Result<(), String> {
-        let migration = lock(&self.view).migration.clone();
+        let migration = lock(&self.publisher.view).migration.clone();
         if audit::entry_for_command(&migration, command).is_none() {
             return Ok(());
         }
@@ -350,4 +393,30 @@ async fn record(
     recorded
         .await
         .unwrap_or_else(|e| Err(format!("its thread failed: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_read_what_the_view_folds_and_no_status_that_is_no_news() {
+        let publisher = Publisher {
+            view: Arc::new(Mutex::new(RunView::new("m", Some(Status::RollingBack)))),
+            events: EventSender::default(),
+        };
+        let mut clients = publisher.events.subscribe();
+        let status = |status| Event::StatusChanged {
+            migration: "m".to_string(),
+            status,
+        };
+        publisher.send(status(Status::RollingBack));
+        publisher.send(status(Status::RolledBack));
+        let Ok(first) = clients.try_recv() else {
+            panic!("the news was not sent");
+        };
+        assert_eq!(first.event, status(Status::RolledBack));
+        assert!(clients.try_recv().is_err(), "one event, not two");
+        assert_eq!(lock(&publisher.view).status, Some(Status::RolledBack));
+    }
 }

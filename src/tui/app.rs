@@ -13,8 +13,10 @@ use tui_input::Input;
 
 use super::health::HealthView;
 use super::keymap::Hint;
-use crate::control::{Progress, RunState};
 use crate::plan::Plan;
+use crate::protocol::{GateReport, Progress, RunState};
+/// Severity of a log line, and a gate's verdict: the protocol's.
+pub use crate::protocol::{Level, Verdict};
 
 /// The most log lines kept; older ones are dropped first.
 const LOG_CAPACITY: usize = 5_000;
@@ -171,28 +173,22 @@ impl BackfillView {
     }
 }
 
-/// The outcome of one contract safety gate.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GateResult {
-    Pass,
-    Fail,
-    Unknown,
-}
-
 /// A gate as the contract dialog lists it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateRow {
     pub name: String,
-    pub result: GateResult,
+    pub result: Verdict,
     pub evidence: String,
 }
 
-/// Severity of a log line.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Level {
-    Info,
-    Warning,
-    Error,
+impl From<&GateReport> for GateRow {
+    fn from(report: &GateReport) -> Self {
+        GateRow {
+            name: report.name.clone(),
+            result: report.verdict,
+            evidence: report.evidence.join("\n"),
+        }
+    }
 }
 
 /// One line of the event log.
@@ -274,7 +270,7 @@ impl ContractDialog {
         self.gates
             .iter()
             .flatten()
-            .filter(|gate| gate.result != GateResult::Pass)
+            .filter(|gate| gate.result != Verdict::Pass)
             .map(|gate| gate.name.clone())
             .collect()
     }

@@ -14,7 +14,7 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::app::{GateResult, GateRow, Level, MigrationRow, MigrationState};
+use super::app::{GateRow, Level, MigrationRow, MigrationState, Verdict};
 use super::runs::RunUpdate;
 use crate::config::Config;
 use crate::db::catalog::Catalog;
@@ -124,7 +124,7 @@ impl Backend {
                 Ok(report) => report.gates.iter().map(GateRow::from).collect(),
                 Err(error) => vec![GateRow {
                     name: "gates".into(),
-                    result: GateResult::Unknown,
+                    result: Verdict::Unknown,
                     evidence: format!("the safety gates could not be evaluated: {error}"),
                 }],
             };

@@ -1,7 +1,8 @@
 //! Following runs: what the console does with a run's updates (spawned, found, attached,
-//! its `control::Event`s, the replies to its commands). The Backfill pane, the badges'
-//! paused / throttled words and the manual throttle all come from here, from the run's own
-//! figures: the console computes no rate or ETA of its own.
+//! its protocol `Event`s, the replies to its commands). The Backfill pane, the badges'
+//! paused / throttled words, the manual throttle and (while a run streams its metrics)
+//! the Health pane all come from here, from the run's own figures: the console computes
+//! no rate or ETA of its own, and shows the numbers the run's throttle acts on.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -10,10 +11,11 @@ use super::app::{BackfillView, Level, MigrationState};
 use super::backend;
 use super::run::Console;
 use super::runs::{Purpose, RunUpdate};
-use crate::control::{self, Command, Event, Reply, RunState, RunStatus, Setting, Stamped};
-use crate::engine::Status;
 use crate::format;
-use crate::plan::Phase;
+use crate::protocol::{
+    phase_name, Command, Event, Phase, Reply, RunState, RunStatus, Stamped, Status, Verdict,
+};
+use crate::settings::{Setting, SettingKey};
 
 /// Batches are logged at most this often (the Backfill pane shows every one).
 const BATCH_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -40,6 +42,8 @@ pub struct Followed {
     pub phase: Option<Phase>,
     /// The backfill's state in the run's last progress.
     pub state: Option<RunState>,
+    /// The run streams its monitor's samples: the Health pane shows those while it is live.
+    pub metrics: bool,
     last_batch_log: Option<Instant>,
 }
 
@@ -56,6 +60,7 @@ impl Followed {
             finished: false,
             phase: None,
             state: None,
+            metrics: false,
             last_batch_log: None,
         }
     }
@@ -89,6 +94,12 @@ impl Followed {
     }
 }
 
+/// Whether the Health pane shows a followed run's own metrics (a live run streams them)
+/// rather than the console's sampler.
+pub fn run_feeds_health(followed: &[Followed]) -> bool {
+    followed.iter().any(|run| run.metrics && run.is_live())
+}
+
 /// The badge of a backfilling migration whose backfill is in `state`.
 pub fn backfill_badge(state: Option<RunState>) -> MigrationState {
     match state {
@@ -96,11 +107,6 @@ pub fn backfill_badge(state: Option<RunState>) -> MigrationState {
         Some(RunState::Throttled) => MigrationState::Throttled,
         Some(RunState::Running) | None => MigrationState::Backfilling,
     }
-}
-
-/// The console's word for a status key a run reports (`ready_to_contract`, ...).
-fn state_of_key(key: &str) -> Option<MigrationState> {
-    Status::from_key(key).map(backend::state_of)
 }
 
 impl Console {
@@ -403,7 +409,7 @@ impl Console {
 
     /// What a status reply says: paused, manual throttle, the backfill's figures.
     fn apply_run_status(&mut self, socket: &Path, status: &RunStatus) {
-        let phase = Status::from_key(&status.status).and_then(Status::running_phase);
+        let phase = status.status.and_then(Status::running_phase);
         let state = if status.paused {
             Some(RunState::Paused)
         } else {
@@ -435,7 +441,9 @@ impl Console {
         }
         if let Some(view) = &mut self.app.backfill {
             // The settings in force, not those of the last progress (a `set` since).
-            view.batch_target = Some(status.settings.pacing.target);
+            if let Some(Setting::BatchTarget(target)) = status.setting(SettingKey::BatchTarget) {
+                view.batch_target = Some(*target);
+            }
             if phase == Some(Phase::Backfill) && !view.finished {
                 view.paused = status.paused;
             }
@@ -554,6 +562,7 @@ impl Console {
                 index,
                 total,
                 description,
+                ..
             } => {
                 self.update_run(socket, |run| {
                     run.phase = Some(phase);
@@ -563,7 +572,7 @@ impl Console {
                     Level::Info,
                     format!(
                         "{migration}: {} {}/{total}: {description}",
-                        crate::engine::phase_name(phase),
+                        phase_name(phase),
                         index + 1
                     ),
                 );
@@ -589,33 +598,59 @@ impl Console {
                     self.finish_backfill_view();
                 }
             }
-            Event::GatesEvaluated { .. } => {
-                self.log(Level::Info, stamped.event.describe());
+            Event::GatesEvaluated(report) => {
+                let verdicts: Vec<String> = report
+                    .gates
+                    .iter()
+                    .map(|gate| format!("{} {}", gate.name, gate.verdict))
+                    .collect();
+                let passed = report.gates.iter().all(|g| g.verdict == Verdict::Pass);
+                self.log(
+                    if passed { Level::Info } else { Level::Warning },
+                    format!(
+                        "{}: contract gates evaluated: {}",
+                        report.migration,
+                        verdicts.join(", ")
+                    ),
+                );
             }
-            Event::SettingChanged { key, value } => {
-                if let Ok(setting) = Setting::parse(&format!("{key}={value}")) {
-                    self.apply_setting(&setting);
-                }
+            Event::SettingChanged(setting) => {
+                self.apply_setting(&setting);
                 self.log(
                     Level::Info,
-                    format!("{migration}: setting changed: {key}={value}"),
+                    format!("{migration}: setting changed: {setting}"),
                 );
+            }
+            Event::Metrics(metrics) => {
+                let live = self.followed_mut(socket).is_some_and(|run| {
+                    run.metrics = true;
+                    run.is_live()
+                });
+                if live {
+                    self.on_run_metrics(socket, &metrics);
+                }
             }
             Event::Log { level, text } => match level {
-                control::Level::Debug => tracing::debug!("{migration}: {text}"),
-                control::Level::Info => self.log(Level::Info, text),
-                control::Level::Warning => self.log(Level::Warning, text),
-                control::Level::Error => self.log(Level::Error, text),
+                Level::Debug => tracing::debug!("{migration}: {text}"),
+                level => self.log(level, text),
             },
+            Event::LockWait { .. } | Event::Unreachable { .. } | Event::BackfillStopped { .. } => {
+                // The words are the event's own, without the "warning: " a terminal shows.
+                let text = stamped.event.describe();
+                let text = text.strip_prefix("warning: ").unwrap_or(&text).to_string();
+                self.log(Level::Warning, text);
+            }
+            Event::CriticalLevel { step, reason } => self.log(
+                Level::Error,
+                format!(
+                    "{migration}: {step}: critical level reached, the backfill is paused until \
+                     an operator resumes it: {reason}"
+                ),
+            ),
             Event::Error { message } => self.log(Level::Error, format!("{migration}: {message}")),
             Event::StatusChanged { migration, status } => {
-                if let Some(state) = state_of_key(&status) {
-                    self.set_row_state(&migration, state);
-                }
-                self.log(
-                    Level::Info,
-                    format!("{migration}: now {}", status.replace('_', " ")),
-                );
+                self.set_row_state(&migration, backend::state_of(status));
+                self.log(Level::Info, format!("{migration}: now {status}"));
                 self.backend.refresh();
             }
             Event::Missed { count } => self.log(
@@ -688,15 +723,24 @@ mod tests {
             MigrationState::Throttled
         );
         assert_eq!(backfill_badge(None), MigrationState::Backfilling);
-        assert_eq!(
-            state_of_key("ready_to_contract"),
-            Some(MigrationState::ReadyToContract)
+    }
+
+    #[test]
+    fn the_health_pane_follows_a_live_run_that_streams_its_metrics() {
+        let mut run = Followed::new(PathBuf::from("/tmp/x.sock"), "m".to_string(), 42);
+        run.attached = true;
+        assert!(
+            !run_feeds_health(std::slice::from_ref(&run)),
+            "no sample yet"
         );
-        assert_eq!(
-            state_of_key("rolled_back"),
-            Some(MigrationState::RolledBack)
+        run.metrics = true;
+        assert!(run_feeds_health(std::slice::from_ref(&run)));
+        run.finished = true;
+        assert!(
+            !run_feeds_health(std::slice::from_ref(&run)),
+            "a finished run's figures give way to the console's own sampler"
         );
-        assert_eq!(state_of_key("no such status"), None);
+        assert!(!run_feeds_health(&[]));
     }
 
     #[test]

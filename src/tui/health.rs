@@ -1,12 +1,53 @@
 //! The Health pane's data: the monitor's snapshot and history turned into what is drawn
 //! (recent points, current value, baseline band, lock pairs, alerts, stale readings).
 //! Pure: the event loop builds it from `monitor::Metrics` and `History`, a test builds it
-//! from fixed values, and the view only draws it.
+//! from fixed values, and the view only draws it. While the console follows a run that
+//! streams its metrics, [`RunFeed`] builds the pane from the run's samples (the figures
+//! its throttle acts on) rather than the console's own sampler.
+
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
 use crate::monitor::metrics::{LockWait, SessionRef};
 use crate::monitor::{AlertPolicy, History, MetricId, Metrics, Reading, Severity};
+
+/// Points kept per metric from a followed run's samples (an hour at one a second).
+const RUN_HISTORY: usize = 3600;
+
+/// The Health pane fed by one followed run's `metrics` events: the history behind the
+/// sparklines and bands is built from the run's own samples.
+#[derive(Debug)]
+pub struct RunFeed {
+    /// The run's control socket.
+    socket: PathBuf,
+    history: History,
+}
+
+impl RunFeed {
+    pub fn new(socket: &Path) -> Self {
+        RunFeed {
+            socket: socket.to_path_buf(),
+            history: History::new(RUN_HISTORY),
+        }
+    }
+
+    /// Whether this feed is the run at `socket`'s.
+    pub fn is_of(&self, socket: &Path) -> bool {
+        self.socket == socket
+    }
+
+    /// Takes one sample of the run and returns the pane it makes.
+    pub fn view(
+        &mut self,
+        metrics: &Metrics,
+        policy: &AlertPolicy,
+        now: DateTime<Utc>,
+    ) -> HealthView {
+        self.history.record_metrics(metrics);
+        HealthView::from_metrics(metrics, &self.history, policy, now)
+    }
+}
 
 /// How many recent points a sparkline shows at most.
 pub const SPARK_POINTS: usize = 120;
@@ -231,6 +272,53 @@ fn lock_pair(wait: &LockWait) -> LockPair {
 mod tests {
     use super::*;
     use crate::monitor::metrics::Host;
+
+    #[test]
+    fn a_followed_runs_samples_make_the_pane_with_their_own_history() {
+        let now = Utc::now();
+        let sample = |sequence, cpu_percent| {
+            let metrics = Metrics {
+                sequence,
+                taken_at: now,
+                host: Reading::fresh(
+                    Host {
+                        cpu_percent,
+                        memory_used_bytes: 1,
+                        memory_total_bytes: 2,
+                        load_average_1m: 0.5,
+                    },
+                    now,
+                ),
+                ..Metrics::default()
+            };
+            // As the console gets it: a `metrics` event off the run's socket.
+            let line = serde_json::to_string(&crate::protocol::Stamped::now(
+                crate::protocol::Event::Metrics(Box::new(metrics)),
+            ))
+            .expect("serialize");
+            match serde_json::from_str::<crate::protocol::Stamped>(&line) {
+                Ok(crate::protocol::Stamped {
+                    event: crate::protocol::Event::Metrics(metrics),
+                    ..
+                }) => *metrics,
+                other => panic!("{other:?}"),
+            }
+        };
+        let socket = Path::new("/run/zdm/m.sock");
+        let mut feed = RunFeed::new(socket);
+        assert!(feed.is_of(socket) && !feed.is_of(Path::new("/run/zdm/other.sock")));
+        let policy = AlertPolicy::default();
+        feed.view(&sample(1, 12.0), &policy, now);
+        let view = feed.view(&sample(2, 87.0), &policy, now);
+        let cpu = &view.series[0];
+        assert_eq!(cpu.label, "CPU");
+        assert_eq!(
+            cpu.current.as_deref(),
+            Some("87%"),
+            "the run's latest sample"
+        );
+        assert_eq!(cpu.points, vec![12.0, 87.0], "the run's samples, in order");
+    }
 
     #[test]
     fn ranges_keep_the_unit_once() {

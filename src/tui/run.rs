@@ -24,7 +24,7 @@ use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use super::app::{Action, App, Connection, Level, LogLine, MigrationRow, MigrationState};
 use super::backend::{self, Backend, Update};
 use super::follow::{self, Followed};
-use super::health::HealthView;
+use super::health::{HealthView, RunFeed};
 use super::runs::{Purpose, Runs};
 use super::theme::Theme;
 use super::view;
@@ -147,6 +147,8 @@ pub(super) struct Console {
     pub runs: Runs,
     monitor: Monitor,
     policy: AlertPolicy,
+    /// The Health pane from a followed run's own metrics (while one streams them).
+    run_feed: Option<RunFeed>,
     /// How often runs are looked for (the status poll's interval).
     discovery_interval: Duration,
     /// Plans known so far: recorded ones (from status reads) and planned files.
@@ -191,6 +193,7 @@ impl Console {
             runs,
             monitor,
             policy,
+            run_feed: None,
             discovery_interval,
             plans: HashMap::new(),
             plan_problems: HashMap::new(),
@@ -258,6 +261,7 @@ impl Console {
 
     pub(super) fn log(&mut self, level: Level, text: String) {
         match level {
+            Level::Debug => tracing::debug!("{text}"),
             Level::Info => tracing::info!("{text}"),
             Level::Warning => tracing::warn!("{text}"),
             Level::Error => tracing::error!("{text}"),
@@ -683,12 +687,34 @@ impl Console {
         }
     }
 
+    /// A sample of the console's own monitor: shown unless a followed run streams its
+    /// own (the run's are the numbers its throttle acts on).
     fn on_metrics(&mut self, metrics: &Arc<Metrics>) {
+        if follow::run_feeds_health(&self.followed) {
+            return;
+        }
+        self.run_feed = None;
         let history = self.monitor.history();
         let view = match history.read() {
             Ok(history) => HealthView::from_metrics(metrics, &history, &self.policy, Utc::now()),
             Err(_) => return,
         };
+        self.show_health(view, metrics);
+    }
+
+    /// A sample of the run followed at `socket` (from its `metrics` events).
+    pub(super) fn on_run_metrics(&mut self, socket: &std::path::Path, metrics: &Metrics) {
+        let feed = match &mut self.run_feed {
+            Some(feed) if feed.is_of(socket) => feed,
+            other => other.insert(RunFeed::new(socket)),
+        };
+        let view = feed.view(metrics, &self.policy, Utc::now());
+        self.show_health(view, metrics);
+    }
+
+    /// Shows `view` in the Health pane and logs the alerts raised and cleared since the
+    /// last sample shown.
+    fn show_health(&mut self, view: HealthView, metrics: &Metrics) {
         for change in alerts::changes(&self.seen_alerts, &metrics.alerts) {
             match change {
                 alerts::AlertChange::Raised(alert) => {

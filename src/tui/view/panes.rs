@@ -259,6 +259,7 @@ pub fn log(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         .iter()
         .map(|line| {
             let (word, style) = match line.level {
+                Level::Debug => ("debug", theme.muted()),
                 Level::Info => ("info ", theme.muted()),
                 Level::Warning => ("WARN ", theme.warning()),
                 Level::Error => ("ERROR", theme.danger()),

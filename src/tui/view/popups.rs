@@ -5,7 +5,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 use ratatui::Frame;
 
-use crate::tui::app::{App, ContractDialog, GateResult, Popup};
+use crate::tui::app::{App, ContractDialog, Popup, Verdict};
 use crate::tui::keymap::BINDINGS;
 use crate::tui::theme::Theme;
 
@@ -125,9 +125,9 @@ fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
         Some(gates) => {
             for gate in gates {
                 let (word, style) = match gate.result {
-                    GateResult::Pass => ("PASS   ", theme.ok()),
-                    GateResult::Fail => ("FAIL   ", theme.danger()),
-                    GateResult::Unknown => ("UNKNOWN", theme.warning()),
+                    Verdict::Pass => ("PASS   ", theme.ok()),
+                    Verdict::Fail => ("FAIL   ", theme.danger()),
+                    Verdict::Unknown => ("UNKNOWN", theme.warning()),
                 };
                 lines.push(Line::from(vec![
                     Span::styled(word, style),

@@ -1,11 +1,11 @@
 //! What an operator can ask of a running migration: the `Command` enum in, and the
 //! `Reply` the run answers with (`{"ok": true, ...}` or `{"ok": false, "error": ...}`).
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::event::Progress;
-use super::setting::{Setting, SettingKey};
-use crate::engine::BackfillSettings;
+use super::status::Status;
+use crate::settings::{Setting, SettingKey};
 
 /// One request to the run. On the wire: `{"command": "pause"}`,
 /// `{"command": "set", "key": "batch_target", "value": "200ms"}`,
@@ -94,8 +94,9 @@ impl Reply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunStatus {
     pub migration: String,
-    /// The migration's status key (`expanding`, `backfilling`, ...).
-    pub status: String,
+    /// The migration's status (`expanding`, `backfilling`, ...); `null` while the command
+    /// starts, before it has read or written one.
+    pub status: Option<Status>,
     /// The step running now, in words.
     pub step: Option<String>,
     /// The backfill's numbers, while one runs.
@@ -105,7 +106,60 @@ pub struct RunStatus {
     pub manual_throttle: bool,
     /// Every reason the backfill is held back right now, in words.
     pub throttle_reasons: Vec<String>,
-    pub settings: BackfillSettings,
+    /// Every setting in force, as `{"batch_target": "200ms", ...}` on the wire (the
+    /// values in the form `zdm ctl set` takes).
+    #[serde(with = "settings_map")]
+    pub settings: Vec<Setting>,
+}
+
+impl RunStatus {
+    /// The value of `key` in force, when the run reported it.
+    pub fn setting(&self, key: SettingKey) -> Option<&Setting> {
+        self.settings.iter().find(|setting| setting.key() == key)
+    }
+
+    /// The status in words (`starting` before the command has one).
+    pub fn status_words(&self) -> String {
+        self.status
+            .map_or_else(|| "starting".to_string(), |status| status.to_string())
+    }
+}
+
+/// Settings as one JSON object of key to value text. Keys this version does not know
+/// (from a newer zdm) are skipped, not fatal.
+mod settings_map {
+    use super::*;
+    use serde::de::Error as _;
+
+    pub fn serialize<S: Serializer>(
+        settings: &[Setting],
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(settings.len()))?;
+        for setting in settings {
+            map.serialize_entry(setting.key().name(), &setting.value_text())?;
+        }
+        map.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Vec<Setting>, D::Error> {
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(deserializer)?;
+        let mut settings = Vec::new();
+        for (key, value) in &map {
+            let Ok(key) = key.parse::<SettingKey>() else {
+                continue;
+            };
+            let text = match value {
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
+            settings.push(Setting::parse_value(key, &text).map_err(D::Error::custom)?);
+        }
+        Ok(settings)
+    }
 }
 
 /// The wire form of a reply: one flat object with `ok` and the fields of its kind.
@@ -207,13 +261,16 @@ mod tests {
         assert_eq!(back, value);
         let status = Reply::Status(Box::new(RunStatus {
             migration: "m".to_string(),
-            status: "backfilling".to_string(),
+            status: Some(Status::Backfilling),
             step: None,
             progress: None,
             paused: true,
             manual_throttle: false,
             throttle_reasons: vec![],
-            settings: BackfillSettings::default(),
+            settings: vec![
+                Setting::BatchTarget(Duration::from_millis(200)),
+                Setting::MaxRowsPerSecond(None),
+            ],
         }));
         let back: Reply = serde_json::from_str(&serde_json::to_string(&status).expect("serialize"))
             .expect("deserialize");
