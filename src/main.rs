@@ -15,13 +15,13 @@ fn main() -> Result<()> {
         Command::Demo(args) if args.no_console => runtime.block_on(zdm::demo::run(args.into()))?,
         Command::Demo(args) => {
             let theme = args.theme.theme()?;
-            let demo = zdm::tui::run::run_demo(args.into(), args.dir.clone(), theme);
+            let demo = zdm::tui::event_loop::run_demo(args.into(), args.dir.clone(), theme);
             runtime.block_on(demo)?;
         }
         Command::Console(args) => {
             let config = Config::load(&args.target.overrides())?;
             let theme = args.theme.theme()?;
-            runtime.block_on(zdm::tui::run::run(config, theme))?;
+            runtime.block_on(zdm::tui::event_loop::run(config, theme))?;
         }
         Command::Validate(args) => {
             let config = Config::load(&args.target.overrides())?;

@@ -142,9 +142,10 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     };
     let mut engine = connect(config).await?;
     let Planned { plan, checksum } = planned;
-    let mut watchers = Watchers::start(config, &mut engine, "start", &plan.migration, None).await;
+    let mut frontends =
+        RunFrontends::start(config, &mut engine, "start", &plan.migration, None).await;
     if plan.drops.schemas.is_empty() {
-        watchers.served.log(
+        frontends.served.log(
             crate::protocol::Level::Warning,
             crate::plan::render::first_migration_warning(&plan),
         );
@@ -153,9 +154,9 @@ pub async fn start(config: &Config, name: Option<&str>) -> Result<String, Comman
     let mut catalog = connect_plain(config).await?;
     let monitor = attach_throttle(config, &mut engine, &mut catalog, &plan).await;
     let _ = catalog.close().await;
-    watchers.stream_metrics(monitor.as_ref());
+    frontends.stream_metrics(monitor.as_ref());
     let outcome = engine.start(&plan, &checksum).await;
-    finish(engine, watchers, monitor, outcome).await
+    finish(engine, frontends, monitor, outcome).await
 }
 
 /// `zdm complete NAME --confirm-contract NAME [--override-gate GATE]...`: the contract
@@ -190,7 +191,7 @@ pub async fn complete(
     }
     // Served from here: the gates take their observation window, and a console or
     // `zdm attach` should see the run meanwhile.
-    let mut watchers = Watchers::start(
+    let mut frontends = RunFrontends::start(
         config,
         &mut engine,
         "complete",
@@ -198,14 +199,14 @@ pub async fn complete(
         Some(crate::protocol::Status::ReadyToContract),
     )
     .await;
-    watchers.served.log(
+    frontends.served.log(
         crate::protocol::Level::Info,
         "evaluating the contract safety gates (they observe the database for their window)",
     );
     // Gates run while this zdm holds the run lock: nothing else starts meanwhile.
-    if let Err(error) = contract_gates(config, name, options, &watchers.served).await {
+    if let Err(error) = contract_gates(config, name, options, &frontends.served).await {
         let closed = engine.close().await;
-        watchers.end(Err(error.to_string())).await;
+        frontends.end(Err(error.to_string())).await;
         closed?;
         return Err(error);
     }
@@ -219,15 +220,15 @@ pub async fn complete(
         }
         None => None,
     };
-    watchers.stream_metrics(monitor.as_ref());
+    frontends.stream_metrics(monitor.as_ref());
     let outcome = engine.complete(name, confirmation).await;
-    finish(engine, watchers, monitor, outcome).await
+    finish(engine, frontends, monitor, outcome).await
 }
 
 /// `zdm rollback NAME`: undo expand and backfill.
 pub async fn rollback(config: &Config, name: &str) -> Result<String, CommandError> {
     let mut engine = connect(config).await?;
-    let watchers = Watchers::start(
+    let frontends = RunFrontends::start(
         config,
         &mut engine,
         "rollback",
@@ -237,7 +238,7 @@ pub async fn rollback(config: &Config, name: &str) -> Result<String, CommandErro
     .await;
     record(config, name, Action::Rollback, None).await?;
     let outcome = engine.rollback(name).await;
-    finish(engine, watchers, None, outcome).await
+    finish(engine, frontends, None, outcome).await
 }
 
 /// `zdm status [--json]`.
@@ -355,13 +356,13 @@ async fn connect_plain(config: &Config) -> Result<PgConnection, CommandError> {
 /// Everything that shows and steers a run besides the engine: the headless output
 /// (step lines and a progress bar on a terminal, JSON lines on stdout otherwise), the
 /// SIGINT/SIGTERM handler (stop after the current batch), and the control socket.
-struct Watchers {
+struct RunFrontends {
     printer: JoinHandle<()>,
     signals: JoinHandle<()>,
     served: Served,
 }
 
-impl Watchers {
+impl RunFrontends {
     /// Serves `command` of `migration` (whose status is `status` now) and sends the
     /// engine's events to every watcher.
     async fn start(
@@ -370,11 +371,11 @@ impl Watchers {
         command: &'static str,
         migration: &str,
         status: Option<crate::protocol::Status>,
-    ) -> Watchers {
+    ) -> RunFrontends {
         let (served, events) =
             Served::start(config, command, migration, status, engine.control()).await;
         engine.set_events(Events::to(events));
-        Watchers {
+        RunFrontends {
             printer: headless::print_events(Output::detect(), served.subscribe()),
             signals: headless::stop_on_signals(engine.control()),
             served,
@@ -452,11 +453,11 @@ async fn backfill_tables(catalog: &mut PgConnection, plan: &Plan) -> Vec<String>
     tables
 }
 
-/// Closes the engine (releasing the run lock), lets the watchers finish, and returns the
+/// Closes the engine (releasing the run lock), lets the frontends finish, and returns the
 /// outcome as text.
 async fn finish(
     engine: Engine,
-    watchers: Watchers,
+    frontends: RunFrontends,
     monitor: Option<Monitor>,
     outcome: Result<Outcome, Error>,
 ) -> Result<String, CommandError> {
@@ -464,7 +465,7 @@ async fn finish(
     if let Some(monitor) = monitor {
         monitor.stop().await;
     }
-    watchers
+    frontends
         .end(outcome.as_ref().map_err(|error| error.to_string()))
         .await;
     let outcome = outcome?;

@@ -9,6 +9,7 @@ pub mod backfill;
 pub mod backfill_control;
 pub mod ddl;
 pub mod event;
+pub mod executor;
 pub mod headless;
 pub mod identity;
 pub mod lock;
@@ -16,7 +17,6 @@ pub mod pacing;
 pub mod progress;
 pub mod promises;
 pub mod reconnect;
-pub mod runner;
 pub mod settings;
 pub mod state;
 pub mod throttle;
@@ -25,7 +25,7 @@ use std::time::Duration;
 
 pub use backfill_control::BackfillControl;
 pub use event::{Event, Events};
-pub use runner::{Engine, Outcome};
+pub use executor::{Engine, Outcome};
 pub use settings::BackfillSettings;
 pub use state::Status;
 

@@ -24,7 +24,7 @@ use crate::monitor::Monitor;
 use crate::protocol::{Command, Event, Level, Reply, RunStatus, Stamped, Status};
 
 /// How long a command waits for its audit row before it is answered anyway (the change
-/// is applied first: steering the run matters more than recording it).
+/// is applied first: answerer the run matters more than recording it).
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The served side of one run. Create it with [`Served::start`], hand the returned sender
@@ -88,12 +88,12 @@ impl Served {
         let relay = tokio::spawn(relay(receiver, publisher.clone()));
         let (server, answering) = match open(config, migration, events).await {
             Ok((server, commands)) => {
-                let steering = Steering {
+                let answerer = Answerer {
                     url: config.database_url().ok().cloned(),
                     control,
                     publisher: publisher.clone(),
                 };
-                (Some(server), Some(tokio::spawn(answer(commands, steering))))
+                (Some(server), Some(tokio::spawn(answer(commands, answerer))))
             }
             Err(why) => {
                 tracing::warn!(%why, "the run goes on without a control socket");
@@ -220,7 +220,7 @@ async fn relay(mut receiver: UnboundedReceiver<Event>, publisher: Publisher) {
 }
 
 /// What answering commands needs.
-struct Steering {
+struct Answerer {
     /// Where audit rows go (None: the URL was unusable, which `open` already reported).
     url: Option<crate::db::DatabaseUrl>,
     control: BackfillControl,
@@ -228,13 +228,13 @@ struct Steering {
 }
 
 /// Answers commands until the server stops.
-async fn answer(mut commands: mpsc::Receiver<CommandRequest>, steering: Steering) {
+async fn answer(mut commands: mpsc::Receiver<CommandRequest>, answerer: Answerer) {
     while let Some((command, reply_to)) = commands.recv().await {
-        let mut reply = steering.apply(&command);
+        let mut reply = answerer.apply(&command);
         if reply.is_ok() {
-            if let Err(why) = steering.audit(&command).await {
+            if let Err(why) = answerer.audit(&command).await {
                 tracing::warn!(%why, command = command.name(), "not recorded in zdm.audit");
-                steering.publisher.send(Event::Log {
+                answerer.publisher.send(Event::Log {
                     level: Level::Warning,
                     text: format!("`{}` was applied but {why}", command.name()),
                 });
@@ -248,7 +248,7 @@ async fn answer(mut commands: mpsc::Receiver<CommandRequest>, steering: Steering
     }
 }
 
-impl Steering {
+impl Answerer {
     /// Applies one command to the run and says what happened.
     fn apply(&self, command: &Command) -> Reply {
         let control = &self.control;

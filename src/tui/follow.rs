@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::app::{BackfillView, Level, MigrationState};
 use super::backend;
-use super::run::Console;
+use super::event_loop::Console;
 use super::runs::{Purpose, RunUpdate};
 use crate::format;
 use crate::protocol::{

@@ -4,10 +4,10 @@
 
 pub mod app;
 pub mod backend;
+pub mod event_loop;
 pub mod follow;
 pub mod health;
 pub mod keymap;
-pub mod run;
 pub mod runs;
 pub mod theme;
 pub mod view;
