@@ -5,9 +5,12 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::app::ctl::CtlRequest;
 use crate::app::top::TopOptions;
 use crate::config::{Config, Overrides};
 use crate::demo::{DemoOptions, WorkloadOptions};
+use crate::protocol::Command as RunCommand;
+use crate::settings::{Deprecated, Setting, SettingError, SettingKey};
 
 /// Zero-downtime PostgreSQL schema migrations: expand, backfill and contract, watched and
 /// steered live.
@@ -322,6 +325,37 @@ pub struct CtlArgs {
 
     #[command(subcommand)]
     pub command: CtlCommand,
+}
+
+impl CtlArgs {
+    /// The typed request for the run, and whether it named a setting by an old name.
+    pub fn request(&self) -> Result<CtlRequest, SettingError> {
+        let mut deprecated = None;
+        let command = match &self.command {
+            CtlCommand::Status => RunCommand::Status,
+            CtlCommand::Pause => RunCommand::Pause,
+            CtlCommand::Resume => RunCommand::Resume,
+            CtlCommand::Set { assignment } => {
+                let (setting, old) = Setting::parse_named(assignment)?;
+                deprecated = old;
+                RunCommand::Set(setting)
+            }
+            CtlCommand::Get { key } => {
+                let (key, old) = SettingKey::lookup_live(key)?;
+                deprecated = old.map(Deprecated::from);
+                RunCommand::Get { key }
+            }
+            CtlCommand::Throttle => RunCommand::Throttle,
+            CtlCommand::NoThrottle => RunCommand::NoThrottle,
+            CtlCommand::Abort => RunCommand::Abort,
+        };
+        Ok(CtlRequest {
+            command,
+            deprecated,
+            migration: self.migration.clone(),
+            json: self.json,
+        })
+    }
 }
 
 /// What `zdm ctl` asks of the run.

@@ -12,6 +12,7 @@ use toml::Spanned;
 use crate::db::DatabaseUrl;
 use crate::engine::ddl::LockPolicy;
 use crate::engine::{BackfillSettings, EngineOptions};
+use crate::gates::context::Inputs as GateInputs;
 use crate::monitor::MonitorOptions;
 use crate::position::line_column;
 use crate::settings::{Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS};
@@ -473,6 +474,17 @@ impl Config {
             failover: self.failover_urls.clone(),
             backfill: self.backfill.clone(),
         }
+    }
+
+    /// What the contract gates evaluate with; `window` overrides `[gates] window_s`.
+    pub fn gate_inputs(&self, window: Option<Duration>) -> Result<GateInputs, Error> {
+        Ok(GateInputs {
+            url: self.database_url()?.clone(),
+            migrations_dir: self.migrations_dir.clone(),
+            replica_urls: self.gates.replica_urls.clone(),
+            window: window.unwrap_or(self.gates.window),
+            max_replication_lag: self.gates.max_replication_lag,
+        })
     }
 
     /// What the monitor samples (the database URL, its failover servers and `[monitor]`).

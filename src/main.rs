@@ -78,7 +78,7 @@ fn main() -> Result<()> {
         }
         Command::Gates(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let report = zdm::gates::command::run(&config, &args.name, args.json, args.window);
+            let report = zdm::app::gates::run(&config, &args.name, args.json, args.window);
             print!("{}", runtime.block_on(report)?);
         }
         Command::Audit(args) => {
@@ -109,9 +109,11 @@ fn main() -> Result<()> {
         }
         Command::Top(args) => runtime.block_on(zdm::app::top::run(args.options()?))?,
         Command::Ctl(args) => {
+            // Bad input is refused before looking for a run: it would be refused there too.
+            let request = args.request()?;
             let target = run_target(&args.database)?;
-            let ok = runtime.block_on(zdm::control::ctl::ctl(
-                args,
+            let ok = runtime.block_on(zdm::app::ctl::ctl(
+                &request,
                 target.as_ref(),
                 &mut std::io::stdout(),
             ))?;
@@ -121,8 +123,10 @@ fn main() -> Result<()> {
         }
         Command::Attach(args) => {
             let target = run_target(&args.database)?;
-            runtime.block_on(zdm::control::ctl::attach(
-                args,
+            let migration = args.migration.as_deref().or(args.name.as_deref());
+            runtime.block_on(zdm::app::attach::attach(
+                migration,
+                args.json,
                 target.as_ref(),
                 &mut std::io::stdout(),
             ))?

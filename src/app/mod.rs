@@ -3,7 +3,10 @@
 //! binary and the console. Below this layer, modules take a connection, a catalog, a plan
 //! and settings, never command-line arguments or the whole configuration.
 
+pub mod attach;
 pub mod audit;
+pub mod ctl;
+pub mod gates;
 pub mod plan;
 pub mod run;
 pub mod start;

@@ -17,7 +17,7 @@ use crate::engine::headless::{self, Output};
 use crate::engine::identity;
 use crate::engine::throttle::Throttle;
 use crate::engine::{Engine, Error, Outcome};
-use crate::gates::command::Decision;
+use crate::gates::decision::{self, Decision};
 use crate::monitor::Monitor;
 use crate::plan::{self, Plan, StepAction};
 use crate::runner::Served;
@@ -39,7 +39,7 @@ pub enum CommandError {
     #[error(transparent)]
     Audit(#[from] audit::Error),
     #[error(transparent)]
-    UnknownGate(#[from] crate::gates::command::UnknownGate),
+    UnknownGate(#[from] decision::UnknownGate),
     #[error(
         "contract of {name} refused: gate(s) {} did not pass (see above). Fix what they found \
          and run the command again, or, having checked it yourself, override each by name: {}",
@@ -291,14 +291,8 @@ async fn contract_gates(
         let _ = conn.close().await;
         return Ok(resumed?);
     }
-    let decided = crate::gates::command::before_contract(
-        config,
-        name,
-        &options.overrides,
-        options.window,
-        &mut conn,
-    )
-    .await;
+    let inputs = config.gate_inputs(options.window)?;
+    let decided = decision::before_contract(&inputs, name, &options.overrides, &mut conn).await;
     let _ = conn.close().await;
     // Shown by every front-end (this command's printer too) from the run's event.
     match decided?? {

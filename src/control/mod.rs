@@ -33,7 +33,6 @@
 
 pub mod address;
 pub mod client;
-pub mod ctl;
 pub mod discover;
 pub mod error;
 pub mod line;

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use sqlx::{Connection, PgConnection};
 
-use crate::config::Config;
+use std::path::PathBuf;
+
+use crate::db::DatabaseUrl;
 use crate::engine::identity::connect;
 use crate::engine::state::{self, MigrationRecord};
 use crate::migration::{self, Verify};
@@ -20,6 +22,20 @@ use super::Error;
 pub struct Replica {
     pub label: String,
     pub conn: Result<PgConnection, String>,
+}
+
+/// What an evaluation is given (zdm.toml gives it: `crate::config::Config::gate_inputs`).
+#[derive(Debug, Clone)]
+pub struct Inputs {
+    pub url: DatabaseUrl,
+    /// Where the migration's file is, for its `[[verify]]` queries.
+    pub migrations_dir: PathBuf,
+    /// Replicas whose index scans are checked too.
+    pub replica_urls: Vec<DatabaseUrl>,
+    /// How long statement counts and index scans are watched.
+    pub window: Duration,
+    /// Replication lag above which "nothing old still running" fails.
+    pub max_replication_lag: Duration,
 }
 
 /// Inputs of one evaluation.
@@ -41,8 +57,8 @@ pub struct Context {
 
 impl Context {
     /// Connects and reads what the gates need about migration `name`.
-    pub async fn load(config: &Config, name: &str, window: Duration) -> Result<Context, Error> {
-        let url = config.database_url()?;
+    pub async fn load(inputs: &Inputs, name: &str) -> Result<Context, Error> {
+        let url = &inputs.url;
         let mut conn = connect(url).await.map_err(|source| {
             Error::Engine(crate::engine::Error::Connect {
                 url: url.to_string(),
@@ -58,7 +74,7 @@ impl Context {
             name: name.to_string(),
         })?;
         let drops = record.plan.drops.clone();
-        let verify = migration::load_dir(&config.migrations_dir)
+        let verify = migration::load_dir(&inputs.migrations_dir)
             .map_err(|e| e.to_string())
             .and_then(|all| {
                 all.into_iter()
@@ -67,7 +83,7 @@ impl Context {
                     .ok_or_else(|| {
                         format!(
                             "migration file {name} is not in {}",
-                            config.migrations_dir.display()
+                            inputs.migrations_dir.display()
                         )
                     })
             });
@@ -92,7 +108,7 @@ impl Context {
             .cloned()
             .unwrap_or_else(|| base_schema.clone());
         let mut replicas = Vec::new();
-        for replica_url in &config.gates.replica_urls {
+        for replica_url in &inputs.replica_urls {
             replicas.push(Replica {
                 label: replica_url.to_string(),
                 conn: connect(replica_url).await.map_err(|e| e.to_string()),
@@ -106,8 +122,8 @@ impl Context {
             verify,
             base_schema,
             old_schema,
-            window,
-            max_replication_lag: config.gates.max_replication_lag,
+            window: inputs.window,
+            max_replication_lag: inputs.max_replication_lag,
         })
     }
 

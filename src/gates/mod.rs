@@ -6,8 +6,8 @@
 //! first look, the window passes once for all of them, then each gate judges.
 
 pub mod backfill;
-pub mod command;
 pub mod context;
+pub mod decision;
 pub mod dependencies;
 pub mod explain;
 pub mod indexes;
@@ -19,7 +19,7 @@ pub mod registry;
 use futures::future::BoxFuture;
 use std::any::Any;
 
-pub use context::Context;
+pub use context::{Context, Inputs};
 pub use registry::{evaluate, registry};
 
 pub use crate::protocol::{GateReport, Report, Verdict};
@@ -54,8 +54,6 @@ pub trait Gate: Send + Sync {
 /// Why the gates could not be evaluated at all (a gate's own trouble is its "unknown").
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error(transparent)]
-    Config(#[from] crate::config::Error),
     #[error(transparent)]
     Engine(#[from] crate::engine::Error),
     #[error(

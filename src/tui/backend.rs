@@ -120,7 +120,7 @@ impl Backend {
         tokio::spawn(async move {
             // The gates watch the database for their observation window ([gates] window_s)
             // before they judge; the dialog says so meanwhile and refuses to contract.
-            let gates = match gates::command::report(&config, &migration, None).await {
+            let gates = match gate_report(&config, &migration).await {
                 Ok(report) => report.gates.iter().map(GateRow::from).collect(),
                 Err(error) => vec![GateRow {
                     name: "gates".into(),
@@ -156,6 +156,14 @@ async fn plan_file(config: &Config, name: &str) -> Result<Plan, String> {
     .await;
     let _ = conn.close().await;
     planned
+}
+
+/// The gates of `migration` over the configured window.
+async fn gate_report(config: &Config, migration: &str) -> Result<gates::Report, String> {
+    let inputs = config.gate_inputs(None).map_err(|e| e.to_string())?;
+    gates::decision::report(&inputs, migration)
+        .await
+        .map_err(|e| e.to_string())
 }
 
 impl Drop for Backend {

@@ -1,38 +1,16 @@
-//! `zdm gates NAME [--json] [--window SECONDS]`, and the check `zdm complete` runs before
-//! contract: gates evaluated and shown, overrides validated, all of it recorded in
-//! `zdm.audit`.
-
-use std::time::Duration;
+//! The gates' evaluation of one migration (`zdm gates`, the console's contract dialog) and
+//! the check `zdm complete` runs before contract: overrides validated, the decision and
+//! every verdict recorded in `zdm.audit`.
 
 use sqlx::PgConnection;
 
+use super::context::Inputs;
 use super::{evaluate, Context, Error, Report, Verdict};
 use crate::audit::{self, Action, Entry};
-use crate::config::Config;
 
-/// The text (or JSON) `zdm gates` prints.
-pub async fn run(
-    config: &Config,
-    name: &str,
-    json: bool,
-    window: Option<Duration>,
-) -> Result<String, Error> {
-    let report = report(config, name, window).await?;
-    if json {
-        Ok(serde_json::to_string_pretty(&report)? + "\n")
-    } else {
-        Ok(report.render())
-    }
-}
-
-/// Evaluates every gate of migration `name` over `window` (default: `[gates] window_s`).
-pub async fn report(
-    config: &Config,
-    name: &str,
-    window: Option<Duration>,
-) -> Result<Report, Error> {
-    let window = window.unwrap_or(config.gates.window);
-    let mut ctx = Context::load(config, name, window).await?;
+/// Evaluates every gate of migration `name` over `inputs.window`.
+pub async fn report(inputs: &Inputs, name: &str) -> Result<Report, Error> {
+    let mut ctx = Context::load(inputs, name).await?;
     let report = evaluate(&mut ctx).await;
     ctx.close().await;
     Ok(report)
@@ -64,10 +42,9 @@ pub struct UnknownGate {
 /// Evaluates the gates before contract, records the outcome (overrides, the confirmation or
 /// the refusal, with every gate's result) through `audit`, and decides.
 pub async fn before_contract(
-    config: &Config,
+    inputs: &Inputs,
     name: &str,
     overrides: &[String],
-    window: Option<Duration>,
     audit_conn: &mut PgConnection,
 ) -> Result<Result<Decision, UnknownGate>, Error> {
     let known = super::registry::names();
@@ -79,7 +56,7 @@ pub async fn before_contract(
     if !unknown.is_empty() {
         return Ok(Err(UnknownGate { unknown }));
     }
-    let report = report(config, name, window).await?;
+    let report = report(inputs, name).await?;
     let gates_json = serde_json::to_value(&report)?;
     let blocking: Vec<String> = report
         .blocking(overrides)
