@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::Parser;
-use zdm::app::run as commands;
+use zdm::app::{self, run::CommandError};
 use zdm::cli::{Cli, Command};
 use zdm::config::Config;
 use zdm::runner::Job;
@@ -26,7 +26,7 @@ fn main() -> Result<()> {
         Command::Validate(args) => {
             let config = Config::load(&args.target.overrides())?;
             let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            let checked = zdm::app::validate::run(&config, &mut out, &mut err);
+            let checked = app::validate::run(&config, &mut out, &mut err);
             let outcome = runtime.block_on(checked)?;
             if !outcome.passed(args.deny_warnings) {
                 std::process::exit(1);
@@ -63,56 +63,56 @@ fn main() -> Result<()> {
             let name = args.name.as_deref();
             println!(
                 "{}",
-                stopped_exits(runtime.block_on(commands::start(&config, name)))?
+                stopped_exits(runtime.block_on(app::start::run(&config, name)))?
             );
         }
         Command::Complete(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let options = commands::CompleteOptions {
+            let options = app::complete::CompleteOptions {
                 confirmation: args.confirm_contract.clone(),
                 overrides: args.override_gate.clone(),
                 window: args.window,
             };
-            let done = commands::complete(&config, &args.name, &options);
+            let done = app::complete::run(&config, &args.name, &options);
             println!("{}", stopped_exits(runtime.block_on(done))?);
         }
         Command::Gates(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let report = zdm::app::gates::run(&config, &args.name, args.json, args.window);
+            let report = app::gates::run(&config, &args.name, args.json, args.window);
             print!("{}", runtime.block_on(report)?);
         }
         Command::Audit(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let trail = zdm::app::audit::run(&config, args.migration.as_deref(), args.json);
+            let trail = app::audit::run(&config, args.migration.as_deref(), args.json);
             print!("{}", runtime.block_on(trail)?);
         }
         Command::Rollback(args) => {
             let config = Config::load(&args.target.overrides())?;
             println!(
                 "{}",
-                runtime.block_on(commands::rollback(&config, &args.name))?
+                runtime.block_on(app::rollback::run(&config, &args.name))?
             );
         }
         Command::Init(args) => {
             let config = Config::load(&args.target.overrides())?;
             println!(
                 "{}",
-                runtime.block_on(commands::init(&config, &args.schema))?
+                runtime.block_on(app::init::run(&config, &args.schema))?
             );
         }
         Command::Status(args) => {
             let config = Config::load(&args.target.overrides())?;
             print!(
                 "{}",
-                runtime.block_on(commands::status(&config, args.json))?
+                runtime.block_on(app::status::run(&config, args.json))?
             );
         }
-        Command::Top(args) => runtime.block_on(zdm::app::top::run(args.options()?))?,
+        Command::Top(args) => runtime.block_on(app::top::run(args.options()?))?,
         Command::Ctl(args) => {
             // Bad input is refused before looking for a run: it would be refused there too.
             let request = args.request()?;
             let target = run_target(&args.database)?;
-            let ok = runtime.block_on(zdm::app::ctl::ctl(
+            let ok = runtime.block_on(app::ctl::ctl(
                 &request,
                 target.as_ref(),
                 &mut std::io::stdout(),
@@ -124,7 +124,7 @@ fn main() -> Result<()> {
         Command::Attach(args) => {
             let target = run_target(&args.database)?;
             let migration = args.migration.as_deref().or(args.name.as_deref());
-            runtime.block_on(zdm::app::attach::attach(
+            runtime.block_on(app::attach::attach(
                 migration,
                 args.json,
                 target.as_ref(),
@@ -133,11 +133,8 @@ fn main() -> Result<()> {
         }
         Command::Plan(args) => {
             let config = zdm::config::Config::load(&args.target.overrides())?;
-            let output = runtime.block_on(zdm::app::plan::run(
-                &config,
-                args.name.as_deref(),
-                args.json,
-            ))?;
+            let output =
+                runtime.block_on(app::plan::run(&config, args.name.as_deref(), args.json))?;
             print!("{output}");
         }
     }
@@ -154,11 +151,9 @@ fn detach(runtime: &tokio::runtime::Runtime, config: &Config, job: Job) -> Resul
 /// A run stopped on request (a signal, an abort), or because the database stayed
 /// unreachable past the reconnect budget, is not a failure: it says how to resume and
 /// exits with its own code, so a runbook can tell it from an error.
-fn stopped_exits(
-    result: Result<String, commands::CommandError>,
-) -> Result<String, commands::CommandError> {
+fn stopped_exits(result: Result<String, CommandError>) -> Result<String, CommandError> {
     use zdm::engine::{headless, Error};
-    if let Err(commands::CommandError::Engine(
+    if let Err(CommandError::Engine(
         error @ (Error::Stopped { .. }
         | Error::StoppedBetweenSteps { .. }
         | Error::Unreachable { .. }),

@@ -11,7 +11,7 @@ use std::path::Path;
 
 use plan_support::common;
 use plan_support::{catalog, client, demo_database, fetch_one, write_concurrently};
-use zdm::app::run as commands;
+use zdm::app;
 use zdm::config::{Config, Overrides};
 use zdm::localpg::LocalPg;
 
@@ -85,9 +85,9 @@ async fn run(case: Case) {
     // start → rollback: exactly as before.
     let catalog_before = catalog(&pool).await;
     let dump_before = schema_dump(&pg, db);
-    let started = commands::start(&config, Some(name)).await.expect("start");
+    let started = app::start::run(&config, Some(name)).await.expect("start");
     assert!(started.contains("ready to contract"), "{started}");
-    let rolled_back = commands::rollback(&config, name).await.expect("rollback");
+    let rolled_back = app::rollback::run(&config, name).await.expect("rollback");
     assert!(rolled_back.contains("rolled back"), "{rolled_back}");
     assert_eq!(
         catalog_before,
@@ -101,7 +101,7 @@ async fn run(case: Case) {
     );
 
     // start again; both versions write at once.
-    commands::start(&config, Some(name))
+    app::start::run(&config, Some(name))
         .await
         .expect("start again");
     let old = client(&pg, db, "public").await;
@@ -138,7 +138,7 @@ async fn run(case: Case) {
     new.close().await;
 
     // This test is about contract's mechanics; the gates have their own tests (gates.rs).
-    let options = commands::CompleteOptions {
+    let options = app::complete::CompleteOptions {
         confirmation: name.to_string(),
         overrides: zdm::gates::registry::names()
             .into_iter()
@@ -146,7 +146,7 @@ async fn run(case: Case) {
             .collect(),
         window: Some(std::time::Duration::ZERO),
     };
-    let completed = commands::complete(&config, name, &options)
+    let completed = app::complete::run(&config, name, &options)
         .await
         .expect("complete");
     assert!(completed.contains("complete"), "{completed}");

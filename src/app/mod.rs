@@ -5,9 +5,12 @@
 
 pub mod attach;
 pub mod audit;
+pub mod complete;
 pub mod ctl;
 pub mod gates;
+pub mod init;
 pub mod plan;
+pub mod rollback;
 pub mod run;
 pub mod start;
 pub mod status;

@@ -1,11 +1,15 @@
-//! `zdm start`'s choice of what to run: the migration the ledger picks (the one named, or
-//! the first not complete, in file-name order), planned against the live catalog, or the
-//! plan recorded when it first started (the catalog has changed since, and resume must
-//! run the same steps). A new plan's SQL is checked before anything runs: every step
+//! `zdm start [NAME]`: expand and backfill (or resume) a migration. It runs the one the
+//! ledger picks (the one named, or the first not complete, in file-name order), planned
+//! against the live catalog, or with the plan recorded when it first started (the catalog
+//! has changed since, and resume must run the same steps). A new plan's SQL is checked before anything runs: every step
 //! parses, and the file's expressions fit the live catalog (`crate::plan::typecheck`).
 
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
+use super::run::{
+    attach_throttle, connect, connect_plain, finish, record, CommandError, RunFrontends,
+};
+use crate::audit::Action;
 use crate::config::Config;
 use crate::db::catalog::Catalog;
 use crate::ledger::{Ledger, Refusal};
@@ -107,4 +111,35 @@ pub async fn load_and_plan(
 
 fn boxed(error: crate::engine::Error) -> Error {
     Error::State(Box::new(error))
+}
+
+/// `zdm start [NAME]`: expand and backfill (or resume) a migration.
+pub async fn run(config: &Config, name: Option<&str>) -> Result<String, CommandError> {
+    // Planned before the engine connects (which creates schema `zdm`): a file naming a
+    // table or column the database lacks is refused with nothing changed. Planning
+    // outside the run lock is safe: `Engine::start` runs the recorded plan of a
+    // migration that started meanwhile, and refuses one out of order.
+    let planned = {
+        let mut catalog = connect_plain(config).await?;
+        let planned = load_and_plan(config, &mut catalog, name).await;
+        let _ = catalog.close().await;
+        planned?
+    };
+    let mut engine = connect(config).await?;
+    let Planned { plan, checksum } = planned;
+    let mut frontends =
+        RunFrontends::start(config, &mut engine, "start", &plan.migration, None).await;
+    if plan.drops.schemas.is_empty() {
+        frontends.served.log(
+            crate::protocol::Level::Warning,
+            crate::plan::render::first_migration_warning(&plan),
+        );
+    }
+    record(config, &plan.migration, Action::Start, None).await?;
+    let mut catalog = connect_plain(config).await?;
+    let monitor = attach_throttle(config, &mut engine, &mut catalog, &plan).await;
+    let _ = catalog.close().await;
+    frontends.stream_metrics(monitor.as_ref());
+    let outcome = engine.start(&plan, &checksum).await;
+    finish(engine, frontends, monitor, outcome).await
 }

@@ -7,8 +7,10 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
-use sqlx::PgConnection;
+use sqlx::{Connection, PgConnection};
 
+use super::run::{connect_plain, CommandError};
+use crate::config::Config;
 use crate::db::quote_ident;
 use crate::engine::promises;
 use crate::engine::state::{self, MigrationRecord};
@@ -16,6 +18,23 @@ use crate::engine::{phase_name, Context, Error, Status};
 use crate::ledger::{self, Ledger, Standing};
 use crate::migration::{LoadErrors, Migration};
 use crate::plan::Phase;
+
+/// `zdm status [--json]`.
+pub async fn run(config: &Config, json: bool) -> Result<String, CommandError> {
+    let url = config.database_url()?;
+    let mut conn = connect_plain(config).await?;
+    let report = report(&mut conn, url.to_string()).await?;
+    let _ = conn.close().await;
+    let report = report.with_files(
+        &config.migrations_dir,
+        crate::migration::load_dir(&config.migrations_dir),
+    );
+    if json {
+        Ok(serde_json::to_string_pretty(&report)? + "\n")
+    } else {
+        Ok(report.render())
+    }
+}
 
 /// The schema holding the physical tables: what the application sees before any
 /// migration has a version schema.
