@@ -294,14 +294,19 @@ impl Ledger {
     /// (A rolled-back migration followed by a started one is not pending: it can only run
     /// again once the later one is undone too.)
     pub fn not_started(&self) -> &[Entry] {
-        let last_started = self.entries.iter().rposition(|e| e.has_started());
-        let first = last_started.map_or(0, |index| index + 1);
+        // Files come first in `entries`; recorded migrations without a file (the baseline
+        // of `zdm init`) say nothing about the order of files.
         let files_end = self
             .entries
             .iter()
             .position(|e| e.file.is_none())
             .unwrap_or(self.entries.len());
-        &self.entries[first.min(files_end)..files_end]
+        let files = &self.entries[..files_end];
+        let first = files
+            .iter()
+            .rposition(Entry::has_started)
+            .map_or(0, |index| index + 1);
+        &files[first..]
     }
 
     /// What `zdm plan` shows: the plan of each file not started, each against the catalog
@@ -667,6 +672,12 @@ mod tests {
         let back = [record("0001_a", "aaa", Status::RolledBack, &[])];
         assert_eq!(
             names(&ledger(&files, &back)),
+            ["0001_a", "0002_b", "0003_c"]
+        );
+        // `zdm init`'s baseline is recorded without a file: every file is still to run.
+        let baseline = record("baseline", plan::BASELINE, Status::Complete, &[]);
+        assert_eq!(
+            names(&ledger(&files, &[baseline])),
             ["0001_a", "0002_b", "0003_c"]
         );
     }
