@@ -204,10 +204,12 @@ async fn run() {
             during.p99_ms / quiet.p99_ms
         );
         println!(
-            "| that backfill in the window | {} rows updated in all, {} batches this run, throttled {:.1} s, longest batch {} ms; last throttle reason: {} |",
+            "| that backfill in the window | {} rows updated in all, {} batches this run, throttled {:.1} s, batch p50 / p95 / max {} / {} / {} ms (target 200); last throttle reason: {} |",
             gentle.rows,
             gentle.batches,
             gentle.throttled_seconds,
+            quantile(&gentle.batch_ms, 0.50),
+            quantile(&gentle.batch_ms, 0.95),
             gentle.longest_batch_ms,
             gentle.last_reason.as_deref().unwrap_or("none")
         );
