@@ -5,7 +5,11 @@
 //! 2. a pgbench-like workload's p50/p99 latency with no backfill, then during a backfill
 //!    at default settings (throttle on);
 //! 3. the longest batch transaction (the longest any row lock was held by a batch);
-//! 4. zdm's peak RSS backfilling 250,000 and 1,000,000 rows.
+//! 4. zdm's peak RSS backfilling 250,000 and 1,000,000 rows;
+//! 5. the realistic `readings` table (issue 17): `zdm start` of an add_column with `up`
+//!    (sync trigger installed, one worker, every throttle input off) against
+//!    `ALTER TABLE … ADD COLUMN; UPDATE …` of the same rows, on fresh copies, interleaved
+//!    twice: rows/s, WAL written and table growth of each, the batches' percentiles.
 
 #[path = "../tests/engine_support/mod.rs"]
 mod engine_support;
@@ -41,6 +45,13 @@ async fn run() {
     let pg = LocalPg::start(&Options::default()).expect("a local PostgreSQL");
     let zdm = PathBuf::from(env!("CARGO_BIN_EXE_zdm"));
     println!("zdm binary: {}", zdm.display());
+
+    // 5. first (the longest-standing question): the realistic table, interleaved.
+    let off_start = write_config(&pg, "off-start", THROTTLE_OFF);
+    let mut rounds = Vec::new();
+    for round in 0..2 {
+        rounds.push(readings_round(&pg, &zdm, round, round % 2 == 1, &off_start).await);
+    }
 
     // 1. Backfill with throttling off vs one plain UPDATE, same data.
     let pool = database(&pg, "bench", BIG).await;
@@ -108,6 +119,49 @@ async fn run() {
     let small = backfill_with_zdm(&zdm, &pg, "bench_small", "0001_accounts", &off, None);
 
     println!();
+    println!(
+        "| readings, 1,000,000 rows (round) | UPDATE | zdm start, throttle off | zdm / UPDATE |"
+    );
+    println!("|---|---|---|---|");
+    const MIB: f64 = 1024.0 * 1024.0;
+    for (round, v) in rounds.iter().enumerate() {
+        let update_rate = BIG as f64 / v.update.as_secs_f64();
+        let zdm_rate = BIG as f64 / v.zdm.wall.as_secs_f64();
+        println!(
+            "| rows/s (round {}, {} first) | {:.0} ({:.1} s) | {:.0} ({:.1} s, {} batches) | **{:.2}** |",
+            round + 1,
+            if round % 2 == 1 { "zdm" } else { "UPDATE" },
+            update_rate,
+            v.update.as_secs_f64(),
+            zdm_rate,
+            v.zdm.wall.as_secs_f64(),
+            v.zdm.batches,
+            zdm_rate / update_rate
+        );
+        println!(
+            "| WAL written (round {}) | {:.0} MiB | {:.0} MiB | {:.2} |",
+            round + 1,
+            v.update_wal as f64 / MIB,
+            v.zdm_wal as f64 / MIB,
+            v.zdm_wal as f64 / v.update_wal.max(1) as f64
+        );
+        println!(
+            "| table growth (round {}) | {:.0} MiB | {:.0} MiB | {:.2} |",
+            round + 1,
+            v.update_growth as f64 / MIB,
+            v.zdm_growth as f64 / MIB,
+            v.zdm_growth as f64 / v.update_growth.max(1) as f64
+        );
+        println!(
+            "| batch took_ms p50 / p95 / max (round {}) | | {} / {} / {} (target 200) | |",
+            round + 1,
+            quantile(&v.zdm.batch_ms, 0.50),
+            quantile(&v.zdm.batch_ms, 0.95),
+            v.zdm.batch_ms.iter().max().copied().unwrap_or(0)
+        );
+    }
+
+    println!();
     println!("| measurement | value |");
     println!("|---|---|");
     println!(
@@ -150,10 +204,12 @@ async fn run() {
             during.p99_ms / quiet.p99_ms
         );
         println!(
-            "| that backfill in the window | {} rows updated in all, {} batches this run, throttled {:.1} s, longest batch {} ms; last throttle reason: {} |",
+            "| that backfill in the window | {} rows updated in all, {} batches this run, throttled {:.1} s, batch p50 / p95 / max {} / {} / {} ms (target 200); last throttle reason: {} |",
             gentle.rows,
             gentle.batches,
             gentle.throttled_seconds,
+            quantile(&gentle.batch_ms, 0.50),
+            quantile(&gentle.batch_ms, 0.95),
             gentle.longest_batch_ms,
             gentle.last_reason.as_deref().unwrap_or("none")
         );
@@ -167,6 +223,137 @@ async fn run() {
         small.peak_rss_kib as f64 / 1024.0,
         fast.peak_rss_kib as f64 / 1024.0
     );
+}
+
+/// One round of the `readings` comparison, each side on its own fresh copy.
+struct Versus {
+    update: Duration,
+    update_wal: i64,
+    update_growth: i64,
+    zdm: Run,
+    zdm_wal: i64,
+    zdm_growth: i64,
+}
+
+const READINGS_MIGRATION: &str = "[[operations]]\nop = \"add_column\"\ntable = \"readings\"\n\
+    column = { name = \"fahrenheit\", type = \"numeric(7,2)\" }\nup = \"celsius * 9 / 5 + 32\"\n";
+
+async fn readings_round(
+    pg: &LocalPg,
+    zdm: &Path,
+    round: usize,
+    zdm_first: bool,
+    config: &Path,
+) -> Versus {
+    let name = format!("readings{round}");
+    let mut admin = pg.primary().connect("postgres").await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("database");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(pg.primary().connect_options(&name))
+        .await
+        .expect("pool");
+    let fill = |table: &str| {
+        format!(
+            "CREATE TABLE {table} (id bigint PRIMARY KEY, sensor int NOT NULL, \
+               celsius numeric(6,2) NOT NULL, note text); \
+             INSERT INTO {table} SELECT g, g % 500, round((g % 8000) / 100.0 - 20, 2), \
+               CASE WHEN g % 3 = 0 THEN 'calibrated' END FROM generate_series(1, {BIG}) g"
+        )
+    };
+    run_each(
+        &pool,
+        &[
+            &fill("readings"),
+            &fill("plain"),
+            "VACUUM ANALYZE readings",
+            "VACUUM ANALYZE plain",
+            "CHECKPOINT",
+        ],
+    )
+    .await;
+    let dir = pg.root().join(format!("bench-migrations-{round}"));
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("0001_fahrenheit.toml"), READINGS_MIGRATION).expect("file");
+    let mut update = (Duration::ZERO, 0, 0);
+    let mut zdm_side = (Run::default(), 0, 0);
+    for zdm_turn in [zdm_first, !zdm_first] {
+        let table = if zdm_turn { "readings" } else { "plain" };
+        let (lsn, size) = wal_and_size(&pool, table).await;
+        if zdm_turn {
+            let args: Vec<String> = [
+                "start",
+                "0001_fahrenheit",
+                "--dir",
+                &dir.display().to_string(),
+                "--database-url",
+                &pg.primary().url(&name),
+            ]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+            let zdm = zdm.to_path_buf();
+            let config = config.to_path_buf();
+            let run = tokio::task::spawn_blocking(move || run_zdm(&zdm, &args, &config, None))
+                .await
+                .expect("join");
+            let (lsn_after, size_after) = wal_and_size(&pool, table).await;
+            zdm_side = (run, lsn_after - lsn, size_after - size);
+        } else {
+            let started = Instant::now();
+            sqlx::raw_sql(
+                "ALTER TABLE plain ADD COLUMN fahrenheit numeric(7,2); \
+                 UPDATE plain SET fahrenheit = celsius * 9 / 5 + 32",
+            )
+            .execute(&pool)
+            .await
+            .expect("plain update");
+            let took = started.elapsed();
+            let (lsn_after, size_after) = wal_and_size(&pool, table).await;
+            update = (took, lsn_after - lsn, size_after - size);
+        }
+        run_each(&pool, &["CHECKPOINT"]).await;
+    }
+    let wrong: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM readings \
+         WHERE fahrenheit IS DISTINCT FROM (celsius * 9 / 5 + 32)::numeric(7, 2)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("check");
+    assert_eq!(wrong, 0, "every row backfilled right");
+    pool.close().await;
+    Versus {
+        update: update.0,
+        update_wal: update.1,
+        update_growth: update.2,
+        zdm: zdm_side.0,
+        zdm_wal: zdm_side.1,
+        zdm_growth: zdm_side.2,
+    }
+}
+
+/// The WAL position (bytes) and the table's total size (bytes).
+async fn wal_and_size(pool: &PgPool, table: &str) -> (i64, i64) {
+    sqlx::query_as(
+        "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, \
+                pg_total_relation_size($1::regclass)",
+    )
+    .bind(table)
+    .fetch_one(pool)
+    .await
+    .expect("wal and size")
+}
+
+/// The `q` quantile (nearest rank) of `values`.
+fn quantile(values: &[u64], q: f64) -> u64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_unstable();
+    let rank = ((sorted.len() as f64 * q).ceil() as usize).max(1);
+    sorted.get(rank - 1).copied().unwrap_or(0)
 }
 
 /// The workload measured while `zdm complete 0002_wl` runs with `config` (SIGINT at the
@@ -278,6 +465,8 @@ struct Run {
     throttled_seconds: f64,
     last_reason: Option<String>,
     peak_rss_kib: u64,
+    /// Every batch's `took_ms`, in order.
+    batch_ms: Vec<u64>,
 }
 
 fn backfill_with_zdm(
@@ -291,8 +480,7 @@ fn backfill_with_zdm(
     backfill_with_url(zdm, &pg.primary().url(database), name, config, stop_after)
 }
 
-/// Runs `zdm complete NAME` to its end (or SIGINT after `stop_after`), sampling its
-/// VmHWM (peak RSS) from /proc while it runs.
+/// Runs `zdm complete NAME` (see [`run_zdm`]).
 fn backfill_with_url(
     zdm: &Path,
     url: &str,
@@ -300,24 +488,32 @@ fn backfill_with_url(
     config: &Path,
     stop_after: Option<Duration>,
 ) -> Run {
+    let mut args: Vec<String> = [
+        "complete",
+        name,
+        "--confirm-contract",
+        name,
+        "--database-url",
+        url,
+        // The benchmark measures contract's backfill, not the gates' observation window.
+        "--window",
+        "0",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    for gate in zdm::gates::registry::names() {
+        args.extend(["--override-gate".to_string(), gate.to_string()]);
+    }
+    run_zdm(zdm, &args, config, stop_after)
+}
+
+/// Runs zdm with `args` and `--config config` to its end (or SIGINT after
+/// `stop_after`), sampling its VmHWM (peak RSS) from /proc while it runs.
+fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Duration>) -> Run {
     let started = Instant::now();
     let mut child: Child = Command::new(zdm)
-        .args([
-            "complete",
-            name,
-            "--confirm-contract",
-            name,
-            "--database-url",
-            url,
-            // The benchmark measures contract's backfill, not the gates' observation window.
-            "--window",
-            "0",
-        ])
-        .args(
-            zdm::gates::registry::names()
-                .into_iter()
-                .flat_map(|gate| ["--override-gate", gate]),
-        )
+        .args(args)
         .arg("--config")
         .arg(config)
         .env_remove("DATABASE_URL")
@@ -369,6 +565,7 @@ fn backfill_with_url(
         match value["event"].as_str() {
             Some("batch_done") => {
                 run.batches += 1;
+                run.batch_ms.push(value["took_ms"].as_u64().unwrap_or(0));
                 run.longest_batch_ms = run
                     .longest_batch_ms
                     .max(value["took_ms"].as_u64().unwrap_or(0));

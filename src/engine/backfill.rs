@@ -102,14 +102,25 @@ impl Pacing for FixedBatches {
 /// statements (not `$1 IS NULL OR ...`) so that every batch is an index range scan.
 #[derive(Debug, Clone)]
 struct BatchSql {
-    /// `$1` = batch size: the first batch's upper key as jsonb, no row for an empty table.
+    /// `$1` = batch size: the first batch's upper key as jsonb, NULL for an empty table.
     first_upper_key: String,
-    /// `$1` = last key (jsonb), `$2` = batch size: the next upper key, no row at the end.
+    /// `$1` = last key (jsonb), `$2` = batch size: the next upper key, NULL at the end.
     next_upper_key: String,
     /// `$1` = upper key (inclusive).
     first_update: String,
     /// `$1` = lower key (exclusive), `$2` = upper key (inclusive).
     next_update: String,
+    /// The table, quoted.
+    table: String,
+    /// Run first in each batch's transaction, after its bounds: the table's lock, taken
+    /// before the trigger check below reads the catalog (creating a trigger needs a lock
+    /// this one excludes, so none appears between the check and the UPDATE).
+    lock: String,
+    /// `$1` = table, `$2` = flag value: sets the sync triggers' skip flag for this
+    /// transaction when no other BEFORE UPDATE row trigger is on the table.
+    flag: String,
+    /// The value of [`crate::plan::BACKFILL_FLAG`] for this backfill's batches.
+    flag_value: String,
 }
 
 impl BatchSql {
@@ -125,18 +136,23 @@ impl BatchSql {
         let key_list = keys.join(", ");
         let key_desc = keys
             .iter()
-            .map(|k| format!("b.{k} DESC"))
+            .map(|k| format!("{k} DESC"))
             .collect::<Vec<_>>()
             .join(", ");
         // A key row from jsonb, typed by the table's own row type.
         let key_from = |param: &str| {
             format!("(SELECT {key_list} FROM jsonb_populate_record(NULL::{table}, {param}::jsonb))")
         };
+        // The batch's upper key is the n-th key after the lower bound (OFFSET n - 1: one
+        // key turned into jsonb, not n of them sorted for the largest), or, when fewer
+        // than n are left, the table's last key (a backward index probe).
         let upper_key = |lower: &str, limit: &str| {
             format!(
-                "SELECT to_jsonb(b) FROM \
-                   (SELECT {key_list} FROM {table}{lower} ORDER BY {key_list} LIMIT {limit}) AS b \
-                 ORDER BY {key_desc} LIMIT 1"
+                "SELECT COALESCE(\
+                   (SELECT to_jsonb(b) FROM (SELECT {key_list} FROM {table}{lower} \
+                      ORDER BY {key_list} OFFSET {limit} - 1 LIMIT 1) AS b), \
+                   (SELECT to_jsonb(b) FROM (SELECT {key_list} FROM {table}{lower} \
+                      ORDER BY {key_desc} LIMIT 1) AS b))"
             )
         };
         let set = spec
@@ -156,11 +172,28 @@ impl BatchSql {
                 key_from(upper)
             )
         };
+        // The sync trigger's own name is `_zdm_sync_…`; any other BEFORE ROW UPDATE
+        // trigger (tgtype bits ROW 1, BEFORE 2, UPDATE 16), enabled or not, keeps the sync
+        // trigger running in full: it could change a column the sync rules read.
+        let flag = format!(
+            "SELECT set_config({}, CASE WHEN EXISTS (\
+               SELECT 1 FROM pg_trigger t WHERE t.tgrelid = $1::regclass AND NOT t.tgisinternal \
+                 AND t.tgtype & 19 = 19 AND t.tgname NOT LIKE '\\_zdm\\_sync\\_%') \
+             THEN '' ELSE $2 END, true)",
+            crate::plan::names::literal(crate::plan::BACKFILL_FLAG)
+        );
         Ok(BatchSql {
             first_upper_key: upper_key("", "$1"),
             next_upper_key: upper_key(&format!(" WHERE ({key_list}) > {}", key_from("$1")), "$2"),
             first_update: update("", "$1"),
             next_update: update(&format!("({key_list}) > {} AND ", key_from("$1")), "$2"),
+            table: table.clone(),
+            lock: format!("LOCK TABLE {table} IN ROW EXCLUSIVE MODE"),
+            flag,
+            flag_value: crate::plan::backfill_flag(
+                table,
+                spec.assignments.iter().map(|(column, _)| column.as_str()),
+            ),
         })
     }
 }
@@ -789,7 +822,16 @@ async fn try_batch(
         policy.lock_timeout.as_millis().max(1),
         statement_timeout.as_millis().max(1)
     );
-    (&mut *tx).execute(sqlx::raw_sql(&settings)).await?;
+    (&mut *tx)
+        .execute(sqlx::raw_sql(&format!("{settings}; {}", sql.lock)))
+        .await?;
+    // This batch's UPDATE assigns what the sync trigger would compute for its rows: the
+    // flag lets the trigger skip that work for them only (see plan::sync_trigger).
+    sqlx::query(&sql.flag)
+        .bind(&sql.table)
+        .bind(&sql.flag_value)
+        .execute(&mut *tx)
+        .await?;
     let Some(claim) = state::claim_checkpoint(&mut tx, key).await? else {
         return Ok(Batch::CheckpointMoved { found: -1 });
     };
@@ -808,14 +850,14 @@ async fn try_batch(
         None => {
             sqlx::query_scalar(&sql.first_upper_key)
                 .bind(limit)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?
         }
         Some(last) => {
             sqlx::query_scalar(&sql.next_upper_key)
                 .bind(last)
                 .bind(limit)
-                .fetch_optional(&mut *tx)
+                .fetch_one(&mut *tx)
                 .await?
         }
     };
@@ -886,9 +928,16 @@ mod tests {
             sql.next_update
         );
         assert!(!sql.first_update.contains("$2"), "{}", sql.first_update);
+        assert!(
+            sql.first_upper_key
+                .contains("ORDER BY \"tenant\", \"id\" OFFSET $1 - 1 LIMIT 1"),
+            "{}",
+            sql.first_upper_key
+        );
         assert!(sql
             .first_upper_key
-            .contains("ORDER BY b.\"tenant\" DESC, b.\"id\" DESC LIMIT 1"));
+            .contains("ORDER BY \"tenant\" DESC, \"id\" DESC LIMIT 1"));
+        assert_eq!(sql.flag_value, "\"public\".\"orders\":\"status\"");
         let no_key = Backfill {
             key_columns: Vec::new(),
             ..spec

@@ -4,7 +4,7 @@
 
 use crate::db::catalog::QualifiedName;
 use crate::db::quote_ident;
-use crate::plan::names::{self, do_block, regclass};
+use crate::plan::names::{self, do_block, literal, regclass};
 use crate::plan::step::{LockLevel, Phase, PromiseKind, Step};
 use crate::plan::workspace::{TableState, Workspace};
 
@@ -105,9 +105,52 @@ pub(crate) fn synced_tables(ws: &Workspace) -> Vec<TableState> {
         .collect()
 }
 
+/// The transaction-local setting zdm's backfill batches set (`SET LOCAL`, so no other
+/// transaction ever sees it) to say "this UPDATE already assigns what the sync trigger's
+/// old-version branch would compute".
+pub const BACKFILL_FLAG: &str = "zdm.backfilling";
+
+/// The value of [`BACKFILL_FLAG`] for a batch of `table` (quoted, `"schema"."name"`)
+/// assigning `columns` (physical names): the table and its assigned columns, sorted. A sync
+/// trigger skips its function only when the value names its own table and exactly the
+/// columns of its `up` rules, so a batch assigning only some of them (two operations on
+/// one table, each with its own backfill) still fires it in full.
+pub fn backfill_flag<'c>(table: &str, columns: impl IntoIterator<Item = &'c str>) -> String {
+    let mut columns: Vec<String> = columns.into_iter().map(quote_ident).collect();
+    columns.sort();
+    columns.dedup();
+    format!("{table}:{}", columns.join(","))
+}
+
+/// The trigger's `WHEN` condition: fire unless this is the top-level UPDATE of one of zdm's
+/// backfill batches that assigns every column the old-version branch fills (the batch's
+/// SET already computed them from the same `up` rules: running them again per row costs as
+/// much as the UPDATE itself). `pg_trigger_depth() > 0` keeps every write made by another
+/// trigger inside a batch (a user trigger updating rows of this table) fully synced; the
+/// backfill also sets the flag only when the table has no other BEFORE UPDATE row trigger
+/// (which could change a column the rules read), see `engine::backfill`. None: the table
+/// has no `up` rule, so there is nothing to skip.
+fn when_condition(state: &TableState) -> Option<String> {
+    if state.up.is_empty() {
+        return None;
+    }
+    let flag = backfill_flag(
+        &state.physical.quoted(),
+        state.up.iter().map(|rule| rule.target.as_str()),
+    );
+    Some(format!(
+        "pg_trigger_depth() > 0 OR current_setting({}, true) IS DISTINCT FROM {}",
+        literal(BACKFILL_FLAG),
+        literal(&flag)
+    ))
+}
+
 /// Expand: the table's sync function, then its trigger (promised: checked after expand).
 pub(crate) fn install_steps(version_schema: &str, state: &TableState) -> [Step; 2] {
     let trigger = names::sync_trigger(&state.physical.name);
+    let when = when_condition(state)
+        .map(|condition| format!(" WHEN ({condition})"))
+        .unwrap_or_default();
     [
         Step::sql(
             Phase::Expand,
@@ -123,7 +166,7 @@ pub(crate) fn install_steps(version_schema: &str, state: &TableState) -> [Step; 
             Phase::Expand,
             format!("install the sync trigger on {}", state.physical),
             format!(
-                "CREATE OR REPLACE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW EXECUTE FUNCTION {}.{}()",
+                "CREATE OR REPLACE TRIGGER {} BEFORE INSERT OR UPDATE ON {} FOR EACH ROW{when} EXECUTE FUNCTION {}.{}()",
                 quote_ident(&trigger),
                 state.physical.quoted(),
                 quote_ident(version_schema),
