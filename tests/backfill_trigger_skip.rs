@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use plan_support::{common, fetch_one};
 use sqlx::postgres::PgPoolOptions;
 use sqlx::PgPool;
-use zdm::app::run as commands;
+use zdm::app;
 use zdm::config::{Config, Overrides};
 use zdm::localpg::LocalPg;
 
@@ -109,7 +109,7 @@ async fn started(pg: &LocalPg, name: &str, setup: &str, migration: &str) -> PgPo
         migrations_dir: Some(migrations),
     })
     .expect("config");
-    let report = commands::start(&config, Some("0001_f"))
+    let report = app::start::run(&config, Some("0001_f"))
         .await
         .expect("start");
     assert!(report.contains("ready to contract"), "{report}");
