@@ -314,3 +314,35 @@ async fn a_password_file_or_pgpassword_authenticates_and_no_password_is_printed(
     assert!(!text(&output).contains("s3cr3t"), "{}", text(&output));
     pg.stop().expect("stop");
 }
+
+#[tokio::test]
+async fn reading_sessions_have_a_statement_timeout_and_run_sessions_their_own() {
+    use sqlx::Row;
+    let pg = common::primary();
+    let _pool = common::database(&pg, "shop").await;
+    let port = pg.primary().port();
+    let show = |options: sqlx::postgres::PgConnectOptions| async move {
+        let mut conn = zdm::db::connect_within(&options, Some(Duration::from_secs(10)))
+            .await
+            .expect("connect");
+        sqlx::query("SHOW statement_timeout")
+            .fetch_one(&mut conn)
+            .await
+            .expect("show")
+            .get::<String, _>(0)
+    };
+    let url = zdm::db::DatabaseUrl::new(format!("postgres://postgres@127.0.0.1:{port}/shop"));
+    let reading = url.connect_options().expect("options");
+    assert_eq!(show(reading.clone()).await, "30s");
+    assert_eq!(show(zdm::db::run_session(reading.clone(), None)).await, "0");
+    assert_eq!(
+        show(zdm::db::run_session(reading, Some(Duration::from_secs(90)))).await,
+        "90s"
+    );
+    // The user's own setting wins over zdm's reading default.
+    let url = zdm::db::DatabaseUrl::new(format!(
+        "postgres://postgres@127.0.0.1:{port}/shop?options=-c%20statement_timeout%3D5min"
+    ));
+    assert_eq!(show(url.connect_options().expect("options")).await, "5min");
+    pg.stop().expect("stop");
+}

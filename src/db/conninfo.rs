@@ -26,7 +26,7 @@ pub const LOCATING_VARIABLES: [&str; 5] =
 
 /// One libpq parameter: its keyword in a URL's query and its environment variable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Key {
+enum Keyword {
     Host,
     HostAddr,
     Port,
@@ -43,32 +43,36 @@ enum Key {
     PassFile,
 }
 
-const KEYS: [(Key, &str, &str); 14] = [
-    (Key::Host, "host", "PGHOST"),
-    (Key::HostAddr, "hostaddr", "PGHOSTADDR"),
-    (Key::Port, "port", "PGPORT"),
-    (Key::User, "user", "PGUSER"),
-    (Key::Password, "password", "PGPASSWORD"),
-    (Key::DbName, "dbname", "PGDATABASE"),
-    (Key::SslMode, "sslmode", "PGSSLMODE"),
-    (Key::SslRootCert, "sslrootcert", "PGSSLROOTCERT"),
-    (Key::SslCert, "sslcert", "PGSSLCERT"),
-    (Key::SslKey, "sslkey", "PGSSLKEY"),
-    (Key::ApplicationName, "application_name", "PGAPPNAME"),
-    (Key::ConnectTimeout, "connect_timeout", "PGCONNECT_TIMEOUT"),
-    (Key::Options, "options", "PGOPTIONS"),
-    (Key::PassFile, "passfile", "PGPASSFILE"),
+const KEYS: [(Keyword, &str, &str); 14] = [
+    (Keyword::Host, "host", "PGHOST"),
+    (Keyword::HostAddr, "hostaddr", "PGHOSTADDR"),
+    (Keyword::Port, "port", "PGPORT"),
+    (Keyword::User, "user", "PGUSER"),
+    (Keyword::Password, "password", "PGPASSWORD"),
+    (Keyword::DbName, "dbname", "PGDATABASE"),
+    (Keyword::SslMode, "sslmode", "PGSSLMODE"),
+    (Keyword::SslRootCert, "sslrootcert", "PGSSLROOTCERT"),
+    (Keyword::SslCert, "sslcert", "PGSSLCERT"),
+    (Keyword::SslKey, "sslkey", "PGSSLKEY"),
+    (Keyword::ApplicationName, "application_name", "PGAPPNAME"),
+    (
+        Keyword::ConnectTimeout,
+        "connect_timeout",
+        "PGCONNECT_TIMEOUT",
+    ),
+    (Keyword::Options, "options", "PGOPTIONS"),
+    (Keyword::PassFile, "passfile", "PGPASSFILE"),
 ];
 
 /// The parameters one connection string sets, before the environment fills the rest.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Params {
-    values: Vec<(Key, String)>,
+    values: Vec<(Keyword, String)>,
     home: Option<PathBuf>,
 }
 
 impl Params {
-    fn get(&self, key: Key) -> Option<&str> {
+    fn get(&self, key: Keyword) -> Option<&str> {
         // A query parameter comes after the URL's own parts and wins, as in libpq.
         self.values
             .iter()
@@ -77,7 +81,7 @@ impl Params {
             .map(|(_, v)| v.as_str())
     }
 
-    fn set(&mut self, key: Key, value: String) {
+    fn set(&mut self, key: Keyword, value: String) {
         self.values.push((key, value));
     }
 
@@ -105,10 +109,10 @@ impl Params {
                     None => (user_info, None),
                 };
                 if !user.is_empty() {
-                    params.set(Key::User, decode(user)?);
+                    params.set(Keyword::User, decode(user)?);
                 }
                 if let Some(password) = password {
-                    params.set(Key::Password, decode(password)?);
+                    params.set(Keyword::Password, decode(password)?);
                 }
                 host_port
             }
@@ -119,13 +123,13 @@ impl Params {
         }
         let (host, port) = split_host_port(host_port)?;
         if !host.is_empty() {
-            params.set(Key::Host, decode(host)?);
+            params.set(Keyword::Host, decode(host)?);
         }
         if let Some(port) = port.filter(|p| !p.is_empty()) {
-            params.set(Key::Port, port.to_string());
+            params.set(Keyword::Port, port.to_string());
         }
         if let Some(path) = path.filter(|p| !p.is_empty()) {
-            params.set(Key::DbName, decode(path)?);
+            params.set(Keyword::DbName, decode(path)?);
         }
         for pair in query.into_iter().flat_map(|q| q.split('&')) {
             if pair.is_empty() {
@@ -157,7 +161,7 @@ impl Params {
     /// `~/.postgresql/root.crt`.
     pub fn with_env(self, lookup: impl Fn(&str) -> Option<String>) -> Params {
         let lookup = |name: &str| lookup(name).filter(|value| !value.is_empty());
-        let mut values: Vec<(Key, String)> = KEYS
+        let mut values: Vec<(Keyword, String)> = KEYS
             .iter()
             .filter(|(key, _, _)| self.get(*key).is_none())
             .filter_map(|(key, _, variable)| lookup(variable).map(|value| (*key, value)))
@@ -170,7 +174,7 @@ impl Params {
     }
 
     /// Each parameter from the URL, else (after [`Params::with_env`]) its variable.
-    fn resolved(&self, key: Key) -> Option<String> {
+    fn resolved(&self, key: Keyword) -> Option<String> {
         self.get(key).map(str::to_string)
     }
 
@@ -178,7 +182,7 @@ impl Params {
     /// `PGCONNECT_TIMEOUT`, in whole seconds as in libpq (0 or less: no limit; 1 is 2),
     /// else [`DEFAULT_CONNECT_TIMEOUT`].
     pub fn connect_timeout(&self) -> Result<Option<Duration>, String> {
-        let Some(text) = self.resolved(Key::ConnectTimeout) else {
+        let Some(text) = self.resolved(Keyword::ConnectTimeout) else {
             return Ok(Some(DEFAULT_CONNECT_TIMEOUT));
         };
         let seconds: i64 = text
@@ -203,10 +207,10 @@ impl Params {
         } else {
             options.host(&host)
         };
-        if let Some(user) = self.resolved(Key::User) {
+        if let Some(user) = self.resolved(Keyword::User) {
             options = options.username(&user);
         }
-        if let Some(database) = self.resolved(Key::DbName) {
+        if let Some(database) = self.resolved(Keyword::DbName) {
             options = options.database(&database);
         }
         if let Some(password) = self.password() {
@@ -217,25 +221,25 @@ impl Params {
         if let Some(root) = root_cert {
             options = options.ssl_root_cert(root);
         }
-        if let Some(cert) = self.resolved(Key::SslCert) {
+        if let Some(cert) = self.resolved(Keyword::SslCert) {
             options = options.ssl_client_cert(cert);
         }
-        if let Some(key) = self.resolved(Key::SslKey) {
+        if let Some(key) = self.resolved(Keyword::SslKey) {
             options = options.ssl_client_key(key);
         }
-        if let Some(name) = self.resolved(Key::ApplicationName) {
+        if let Some(name) = self.resolved(Keyword::ApplicationName) {
             options = options.application_name(&name);
         }
         // PGOPTIONS was read by sqlx's constructor already; the URL's `options` replaces
         // it in libpq, and goes after it here, where later settings win.
-        if let Some(text) = self.get(Key::Options) {
+        if let Some(text) = self.get(Keyword::Options) {
             options = options.options(parse_options(text)?);
         }
         Ok(options)
     }
 
     fn port(&self) -> Result<u16, String> {
-        match self.resolved(Key::Port) {
+        match self.resolved(Keyword::Port) {
             Some(text) => text
                 .trim()
                 .parse::<u16>()
@@ -247,7 +251,10 @@ impl Params {
     /// Where to connect: `hostaddr`, else `host` (a directory is a Unix socket's), else
     /// libpq's default.
     fn target_host(&self, port: u16) -> Result<String, String> {
-        match (self.resolved(Key::HostAddr), self.resolved(Key::Host)) {
+        match (
+            self.resolved(Keyword::HostAddr),
+            self.resolved(Keyword::Host),
+        ) {
             (Some(addr), _) => {
                 addr.parse::<std::net::IpAddr>()
                     .map_err(|_| format!("hostaddr {addr:?} is not an IP address"))?;
@@ -261,31 +268,33 @@ impl Params {
     /// The password given (URL, PGPASSWORD), else the password file's for this host,
     /// port, database (by default the user's name) and user.
     fn password(&self) -> Option<String> {
-        if let Some(password) = self.resolved(Key::Password) {
+        if let Some(password) = self.resolved(Keyword::Password) {
             return Some(password);
         }
         let file = self
-            .resolved(Key::PassFile)
+            .resolved(Keyword::PassFile)
             .map(PathBuf::from)
             .or_else(|| self.home.as_ref().map(|home| home.join(".pgpass")))?;
         let port = self.port().ok()?;
         // libpq matches the host as given; without one, what it connects to.
-        let host = match self.resolved(Key::Host) {
+        let host = match self.resolved(Keyword::Host) {
             Some(host) => host,
             None => self.target_host(port).ok()?,
         };
-        let user = self.resolved(Key::User).unwrap_or_else(|| {
+        let user = self.resolved(Keyword::User).unwrap_or_else(|| {
             PgConnectOptions::new_without_pgpass()
                 .get_username()
                 .to_string()
         });
-        let database = self.resolved(Key::DbName).unwrap_or_else(|| user.clone());
+        let database = self
+            .resolved(Keyword::DbName)
+            .unwrap_or_else(|| user.clone());
         passfile_password(&file, &host, port, &database, &user)
     }
 
     /// Whether the user's own options (URL or PGOPTIONS) set `name`.
     pub fn options_set(&self, name: &str) -> bool {
-        self.resolved(Key::Options)
+        self.resolved(Keyword::Options)
             .and_then(|text| parse_options(&text).ok())
             .is_some_and(|pairs| pairs.iter().any(|(key, _)| key == name))
     }
@@ -295,7 +304,7 @@ impl Params {
     /// `~/.postgresql/root.crt` exists), when it checks it like `verify-ca`;
     /// `sslrootcert=system` trusts the system's roots and implies `verify-full`.
     fn ssl(&self) -> Result<(PgSslMode, Option<PathBuf>), String> {
-        let mode = match self.resolved(Key::SslMode) {
+        let mode = match self.resolved(Keyword::SslMode) {
             Some(text) => PgSslMode::from_str(&text).map_err(|_| {
                 format!(
                     "sslmode {text:?} is not one of disable, allow, prefer, require, \
@@ -304,7 +313,7 @@ impl Params {
             })?,
             None => PgSslMode::Prefer,
         };
-        let explicit = self.resolved(Key::SslRootCert);
+        let explicit = self.resolved(Keyword::SslRootCert);
         if explicit.as_deref() == Some("system") {
             return Ok((PgSslMode::VerifyFull, None));
         }
@@ -532,12 +541,12 @@ mod tests {
             "postgresql://app:p%40ss@db.example:6543/shop?sslmode=require",
             &[],
         );
-        assert_eq!(p.get(Key::User), Some("app"));
-        assert_eq!(p.get(Key::Password), Some("p@ss"));
-        assert_eq!(p.get(Key::Host), Some("db.example"));
-        assert_eq!(p.get(Key::Port), Some("6543"));
-        assert_eq!(p.get(Key::DbName), Some("shop"));
-        assert_eq!(p.get(Key::SslMode), Some("require"));
+        assert_eq!(p.get(Keyword::User), Some("app"));
+        assert_eq!(p.get(Keyword::Password), Some("p@ss"));
+        assert_eq!(p.get(Keyword::Host), Some("db.example"));
+        assert_eq!(p.get(Keyword::Port), Some("6543"));
+        assert_eq!(p.get(Keyword::DbName), Some("shop"));
+        assert_eq!(p.get(Keyword::SslMode), Some("require"));
 
         // No host in the authority: the socket directory comes from the query.
         let p = resolve("postgresql://app@/db?host=/socket/dir", &[]);
@@ -552,8 +561,8 @@ mod tests {
         assert_eq!(options.get_port(), 5433);
 
         let p = resolve("postgres://[::1]:5444/db", &[]);
-        assert_eq!(p.get(Key::Host), Some("::1"));
-        assert_eq!(p.get(Key::Port), Some("5444"));
+        assert_eq!(p.get(Keyword::Host), Some("::1"));
+        assert_eq!(p.get(Keyword::Port), Some("5444"));
 
         for bad in [
             "postgres://a,b/db",

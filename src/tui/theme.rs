@@ -350,11 +350,13 @@ mod tests {
         }
     }
 
+    type Rgb = (u8, u8, u8);
+
     /// The standard xterm palette: the 16 ANSI colours (what a 16-colour terminal shows,
     /// and the first 16 entries of a 256-colour one), then the 6x6x6 cube and the grey
     /// ramp of the 256-colour palette.
-    fn xterm_rgb(index: u8) -> (u8, u8, u8) {
-        const ANSI: [(u8, u8, u8); 16] = [
+    fn xterm_rgb(index: u8) -> Rgb {
+        const ANSI: [Rgb; 16] = [
             (0x00, 0x00, 0x00),
             (0xcd, 0x00, 0x00),
             (0x00, 0xcd, 0x00),
@@ -387,8 +389,8 @@ mod tests {
     }
 
     /// A theme colour as the xterm palette draws it; `Reset` is the terminal's own
-    /// colour, `terminal` (its default foreground, background).
-    fn rgb(color: Color, reset: (u8, u8, u8)) -> (u8, u8, u8) {
+    /// colour, `reset` (its default foreground or background).
+    fn rgb(color: Color, reset: Rgb) -> Rgb {
         let index = match color {
             Color::Reset => return reset,
             Color::Rgb(r, g, b) => return (r, g, b),
@@ -414,7 +416,7 @@ mod tests {
     }
 
     /// WCAG 2 relative luminance.
-    fn luminance((r, g, b): (u8, u8, u8)) -> f64 {
+    fn luminance((r, g, b): Rgb) -> f64 {
         let linear = |c: u8| {
             let c = f64::from(c) / 255.0;
             if c <= 0.04045 {
@@ -427,7 +429,7 @@ mod tests {
     }
 
     /// WCAG 2 contrast ratio, 1 to 21.
-    fn contrast(a: (u8, u8, u8), b: (u8, u8, u8)) -> f64 {
+    fn contrast(a: Rgb, b: Rgb) -> f64 {
         let (la, lb) = (luminance(a), luminance(b));
         (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
     }
@@ -476,7 +478,7 @@ mod tests {
                 ("gauge", c.gauge),
                 ("chart", c.chart),
             ];
-            let mut pairs: Vec<(String, (u8, u8, u8), (u8, u8, u8))> = on_background
+            let mut pairs: Vec<(String, Rgb, Rgb)> = on_background
                 .iter()
                 .map(|(role, color)| (role.to_string(), rgb(*color, fg), bg))
                 .collect();
