@@ -37,8 +37,9 @@ pub enum Error {
         message: String,
     },
     #[error(
-        "no database to work on: give --database-url, set DATABASE_URL, \
-         or set database_url in zdm.toml"
+        "no database to work on: give --database-url, set DATABASE_URL, set database_url \
+         in zdm.toml, or set libpq's variables (PGHOST, PGPORT, PGDATABASE, PGUSER, with \
+         PGPASSWORD or PGPASSFILE, PGSSLMODE, PGSSLROOTCERT, PGCONNECT_TIMEOUT as needed)"
     )]
     NoDatabase,
     #[error("the database URL {url} is not valid: {reason}")]
@@ -537,6 +538,10 @@ impl Config {
             .filter(|u| !u.trim().is_empty())
         {
             config.database_url = Some(DatabaseUrl::new(url.clone()));
+        }
+        // No URL anywhere: the libpq environment, as psql would read it.
+        if config.database_url.is_none() {
+            config.database_url = DatabaseUrl::from_libpq_env();
         }
         if let Some(dir) = &overrides.migrations_dir {
             config.migrations_dir = dir.clone();

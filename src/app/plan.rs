@@ -60,9 +60,7 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> Result<Stri
         reason,
     };
     let options = url.connect_options().map_err(connect)?;
-    let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
-        .await
-        .map_err(connect)?;
+    let mut conn = url.connect_with(&options).await.map_err(connect)?;
     let catalog = Catalog::load(&mut conn)
         .await
         .map_err(|reason| CommandError::Introspect {

@@ -165,9 +165,7 @@ async fn against_database(
         reason,
     };
     let options = url.connect_options().map_err(connect)?;
-    let mut conn = sqlx::postgres::PgConnection::connect_with(&options)
-        .await
-        .map_err(connect)?;
+    let mut conn = url.connect_with(&options).await.map_err(connect)?;
     let catalog = Catalog::load(&mut conn)
         .await
         .map_err(|reason| ValidateError::Introspect {

@@ -1,13 +1,24 @@
 //! PostgreSQL access shared by every part of zdm: identifier quoting, password-free URLs
+//! resolved as libpq resolves them ([`conninfo`]), connections that never wait forever,
 //! and the session settings a run's connections use whatever the role's defaults say.
 
 pub mod catalog;
+pub mod conninfo;
 
 use std::fmt;
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::{Executor, PgConnection};
+use sqlx::{Connection, Executor, PgConnection};
+
+use conninfo::Params;
+
+/// The `statement_timeout` of every connection zdm opens from a URL, so a read (the
+/// catalog for `zdm plan`, the state for `zdm status`, the gates' queries, the audit
+/// trail) on a stuck server ends with an error instead of hanging. A run's own sessions
+/// replace it ([`run_session`]); a `statement_timeout` in the URL's or PGOPTIONS's
+/// `options` wins over it.
+pub const READ_STATEMENT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long a session of a run may sit idle inside a transaction before the server ends
 /// it. zdm's transactions never wait on zdm itself, so only a stalled (SIGSTOPped,
@@ -54,31 +65,151 @@ impl DatabaseUrl {
         DatabaseUrl(url)
     }
 
+    /// The database the libpq environment names when no URL is given (any of
+    /// [`conninfo::LOCATING_VARIABLES`] set), as a URL without the password: it shows
+    /// where zdm connects, and a detached runner that inherits the same environment
+    /// reads the password (`PGPASSWORD`, the password file) the same way.
+    pub fn from_libpq_env() -> Option<DatabaseUrl> {
+        if !Params::env_names_a_database() {
+            return None;
+        }
+        let var = conninfo::env;
+        let mut url = String::from("postgresql://");
+        if let Some(user) = var("PGUSER") {
+            url.push_str(&conninfo::encode(&user));
+            url.push('@');
+        }
+        let mut query = Vec::new();
+        match var("PGHOST") {
+            Some(host) if host.starts_with('/') => {
+                query.push(format!("host={}", conninfo::encode(&host)));
+            }
+            Some(host) if host.contains(':') => url.push_str(&format!("[{host}]")),
+            Some(host) => url.push_str(&conninfo::encode(&host)),
+            None => {}
+        }
+        if let Some(addr) = var("PGHOSTADDR") {
+            query.push(format!("hostaddr={}", conninfo::encode(&addr)));
+        }
+        if let Some(port) = var("PGPORT") {
+            url.push(':');
+            url.push_str(&conninfo::encode(&port));
+        }
+        url.push('/');
+        if let Some(database) = var("PGDATABASE") {
+            url.push_str(&conninfo::encode(&database));
+        }
+        if !query.is_empty() {
+            url.push('?');
+            url.push_str(&query.join("&"));
+        }
+        Some(DatabaseUrl(url))
+    }
+
     /// The URL with its password, for connecting only: never print or log this.
     pub fn expose(&self) -> &str {
         &self.0
     }
 
-    /// Connection options parsed from the URL. Only `postgres://` and `postgresql://`
-    /// URLs are taken: anything else (`postgresql:/user:pw@host/db`, one slash short)
-    /// would be read with the rest as a database name, which the server then echoes back
-    /// in its error, password and all.
+    /// Connection options as libpq would resolve them: the URL, then the `PG*`
+    /// environment for what it leaves out, then the password file ([`conninfo`]); with
+    /// [`READ_STATEMENT_TIMEOUT`]. Only `postgres://` and `postgresql://` URLs are taken:
+    /// anything else (`postgresql:/user:pw@host/db`, one slash short) would be read with
+    /// the rest as a database name, which the server then echoes back in its error,
+    /// password and all.
     pub fn connect_options(&self) -> Result<PgConnectOptions, sqlx::Error> {
-        if !(self.0.starts_with("postgres://") || self.0.starts_with("postgresql://")) {
-            return Err(sqlx::Error::Configuration(
-                "a database URL must start with postgres:// or postgresql://".into(),
-            ));
-        }
-        self.0.parse()
+        let params = self.params()?;
+        let options = params.connect_options().map_err(configuration)?;
+        Ok(if params.options_set("statement_timeout") {
+            options
+        } else {
+            options.options([(
+                "statement_timeout",
+                format!("{}ms", READ_STATEMENT_TIMEOUT.as_millis()),
+            )])
+        })
     }
 
-    /// A small pool of connections to this database.
-    pub async fn pool(&self, max_connections: u32) -> Result<PgPool, sqlx::Error> {
-        PgPoolOptions::new()
-            .max_connections(max_connections)
-            .connect_with(self.connect_options()?)
-            .await
+    /// How long a connection may take to answer (`connect_timeout` in the URL, else
+    /// `PGCONNECT_TIMEOUT`, else 10 s); `None`: no limit (a value of 0, as in libpq).
+    pub fn connect_timeout(&self) -> Result<Option<Duration>, sqlx::Error> {
+        self.params()?.connect_timeout().map_err(configuration)
     }
+
+    /// One connection with `options` (from [`DatabaseUrl::connect_options`], perhaps
+    /// adjusted), given up after this URL's connect timeout.
+    pub async fn connect_with(
+        &self,
+        options: &PgConnectOptions,
+    ) -> Result<PgConnection, sqlx::Error> {
+        connect_within(options, self.connect_timeout()?).await
+    }
+
+    /// A small pool of connections to this database; each connection, and the wait for
+    /// one, is bounded by the connect timeout.
+    pub async fn pool(&self, max_connections: u32) -> Result<PgPool, sqlx::Error> {
+        let options = self.connect_options()?;
+        let timeout = self.connect_timeout()?;
+        let mut pool = PgPoolOptions::new().max_connections(max_connections);
+        if let Some(timeout) = timeout {
+            pool = pool.acquire_timeout(timeout);
+        }
+        match timeout {
+            Some(limit) => tokio::time::timeout(limit, pool.connect_with(options.clone()))
+                .await
+                .unwrap_or_else(|_| Err(timed_out(&options, limit))),
+            None => pool.connect_with(options).await,
+        }
+    }
+
+    fn params(&self) -> Result<Params, sqlx::Error> {
+        Params::from_url(&self.0)
+            .map(|params| params.with_env(conninfo::env))
+            .map_err(configuration)
+    }
+}
+
+/// Connects with `options`, giving up after `timeout` (`None`: waits as long as the
+/// network does) with an error that names the server and the limit.
+pub async fn connect_within(
+    options: &PgConnectOptions,
+    timeout: Option<Duration>,
+) -> Result<PgConnection, sqlx::Error> {
+    match timeout {
+        Some(limit) => tokio::time::timeout(limit, PgConnection::connect_with(options))
+            .await
+            .unwrap_or_else(|_| Err(timed_out(options, limit))),
+        None => PgConnection::connect_with(options).await,
+    }
+}
+
+/// Where `options` connect: `host 10.0.0.5 port 5432` or `socket /run/postgresql/.s.PGSQL.5432`.
+pub fn server_address(options: &PgConnectOptions) -> String {
+    match options.get_socket() {
+        Some(dir) => format!("socket {}/.s.PGSQL.{}", dir.display(), options.get_port()),
+        None if options.get_host().starts_with('/') => format!(
+            "socket {}/.s.PGSQL.{}",
+            options.get_host(),
+            options.get_port()
+        ),
+        None => format!("host {} port {}", options.get_host(), options.get_port()),
+    }
+}
+
+fn timed_out(options: &PgConnectOptions, limit: Duration) -> sqlx::Error {
+    sqlx::Error::Io(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!(
+            "connecting timed out: PostgreSQL at {} did not answer within {} s \
+             (connect_timeout; raise it with connect_timeout=N in the URL or PGCONNECT_TIMEOUT)",
+            server_address(options),
+            limit.as_secs()
+        ),
+    ))
+}
+
+fn configuration(message: String) -> sqlx::Error {
+    sqlx::Error::Configuration(message.into())
 }
 
 impl fmt::Display for DatabaseUrl {

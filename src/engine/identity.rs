@@ -5,7 +5,7 @@ use std::fmt;
 
 use serde::Serialize;
 use sqlx::postgres::PgConnectOptions;
-use sqlx::{Connection, PgConnection};
+use sqlx::PgConnection;
 
 use crate::db::DatabaseUrl;
 
@@ -44,10 +44,11 @@ impl Identity {
 }
 
 /// A connection to `url` (without the run lock) that announces this process like every
-/// zdm connection: for reading, the audit trail, the gates.
+/// zdm connection: for reading, the audit trail, the gates. It gives up after the URL's
+/// connect timeout and its statements after [`crate::db::READ_STATEMENT_TIMEOUT`].
 pub async fn connect(url: &DatabaseUrl) -> Result<PgConnection, sqlx::Error> {
     let options = Identity::current().apply(url.connect_options()?);
-    PgConnection::connect_with(&options).await
+    url.connect_with(&options).await
 }
 
 impl fmt::Display for Identity {

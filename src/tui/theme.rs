@@ -350,6 +350,153 @@ mod tests {
         }
     }
 
+    type Rgb = (u8, u8, u8);
+
+    /// The standard xterm palette: the 16 ANSI colours (what a 16-colour terminal shows,
+    /// and the first 16 entries of a 256-colour one), then the 6x6x6 cube and the grey
+    /// ramp of the 256-colour palette.
+    fn xterm_rgb(index: u8) -> Rgb {
+        const ANSI: [Rgb; 16] = [
+            (0x00, 0x00, 0x00),
+            (0xcd, 0x00, 0x00),
+            (0x00, 0xcd, 0x00),
+            (0xcd, 0xcd, 0x00),
+            (0x00, 0x00, 0xee),
+            (0xcd, 0x00, 0xcd),
+            (0x00, 0xcd, 0xcd),
+            (0xe5, 0xe5, 0xe5),
+            (0x7f, 0x7f, 0x7f),
+            (0xff, 0x00, 0x00),
+            (0x00, 0xff, 0x00),
+            (0xff, 0xff, 0x00),
+            (0x5c, 0x5c, 0xff),
+            (0xff, 0x00, 0xff),
+            (0x00, 0xff, 0xff),
+            (0xff, 0xff, 0xff),
+        ];
+        match index {
+            0..=15 => ANSI[usize::from(index)],
+            16..=231 => {
+                let level = |n: u8| if n == 0 { 0 } else { 55 + 40 * n };
+                let n = index - 16;
+                (level(n / 36), level(n / 6 % 6), level(n % 6))
+            }
+            232..=255 => {
+                let grey = 8 + 10 * (index - 232);
+                (grey, grey, grey)
+            }
+        }
+    }
+
+    /// A theme colour as the xterm palette draws it; `Reset` is the terminal's own
+    /// colour, `reset` (its default foreground or background).
+    fn rgb(color: Color, reset: Rgb) -> Rgb {
+        let index = match color {
+            Color::Reset => return reset,
+            Color::Rgb(r, g, b) => return (r, g, b),
+            Color::Indexed(index) => index,
+            Color::Black => 0,
+            Color::Red => 1,
+            Color::Green => 2,
+            Color::Yellow => 3,
+            Color::Blue => 4,
+            Color::Magenta => 5,
+            Color::Cyan => 6,
+            Color::Gray => 7,
+            Color::DarkGray => 8,
+            Color::LightRed => 9,
+            Color::LightGreen => 10,
+            Color::LightYellow => 11,
+            Color::LightBlue => 12,
+            Color::LightMagenta => 13,
+            Color::LightCyan => 14,
+            Color::White => 15,
+        };
+        xterm_rgb(index)
+    }
+
+    /// WCAG 2 relative luminance.
+    fn luminance((r, g, b): Rgb) -> f64 {
+        let linear = |c: u8| {
+            let c = f64::from(c) / 255.0;
+            if c <= 0.04045 {
+                c / 12.92
+            } else {
+                ((c + 0.055) / 1.055).powf(2.4)
+            }
+        };
+        0.2126 * linear(r) + 0.7152 * linear(g) + 0.0722 * linear(b)
+    }
+
+    /// WCAG 2 contrast ratio, 1 to 21.
+    fn contrast(a: Rgb, b: Rgb) -> f64 {
+        let (la, lb) = (luminance(a), luminance(b));
+        (la.max(lb) + 0.05) / (la.min(lb) + 0.05)
+    }
+
+    #[test]
+    fn the_contrast_arithmetic_matches_wcag_and_xterm() {
+        assert!((contrast((0, 0, 0), (255, 255, 255)) - 21.0).abs() < 1e-9);
+        assert!((contrast((0x76, 0x76, 0x76), (255, 255, 255)) - 4.54).abs() < 0.01);
+        assert_eq!(xterm_rgb(16), (0, 0, 0));
+        assert_eq!(xterm_rgb(196), (0xff, 0, 0));
+        assert_eq!(xterm_rgb(28), (0, 0x87, 0));
+        assert_eq!(xterm_rgb(231), (0xff, 0xff, 0xff));
+        assert_eq!(xterm_rgb(232), (8, 8, 8));
+        assert_eq!(xterm_rgb(255), (0xee, 0xee, 0xee));
+        assert_eq!(rgb(Color::Gray, (0, 0, 0)), xterm_rgb(7));
+        assert_eq!(
+            rgb(Color::Indexed(7), (0, 0, 0)),
+            rgb(Color::Gray, (0, 0, 0))
+        );
+    }
+
+    #[test]
+    fn every_built_in_theme_is_readable_on_the_terminal_it_is_for() {
+        // The terminal each theme is for, as (default foreground, background): dark ones
+        // draw xterm's ANSI 7 on ANSI 0, the light one black on white. Named colours are
+        // the 16-colour palette (a 256-colour terminal shows the same for them), indices
+        // the 256-colour palette. Monochrome draws only the terminal's own colours.
+        let dark = ((0xe5, 0xe5, 0xe5), (0, 0, 0));
+        let light = ((0, 0, 0), (0xff, 0xff, 0xff));
+        let mut failures = Vec::new();
+        for name in Theme::names() {
+            if name == "monochrome" {
+                continue;
+            }
+            let (fg, bg) = if name == "light" { light } else { dark };
+            let c = Theme::built_in(name).expect(name).colors;
+            let on_background = [
+                ("text", c.text),
+                ("muted", c.muted),
+                ("accent", c.accent),
+                ("border", c.border),
+                ("ok", c.ok),
+                ("warning", c.warning),
+                ("danger", c.danger),
+                ("info", c.info),
+                ("gauge", c.gauge),
+                ("chart", c.chart),
+            ];
+            let mut pairs: Vec<(String, Rgb, Rgb)> = on_background
+                .iter()
+                .map(|(role, color)| (role.to_string(), rgb(*color, fg), bg))
+                .collect();
+            pairs.push((
+                "selection_fg on selection_bg".to_string(),
+                rgb(c.selection_fg, fg),
+                rgb(c.selection_bg, bg),
+            ));
+            for (pair, fore, back) in pairs {
+                let ratio = contrast(fore, back);
+                if ratio < 4.5 {
+                    failures.push(format!("{name}: {pair} {ratio:.2}:1"));
+                }
+            }
+        }
+        assert!(failures.is_empty(), "below 4.5:1: {failures:#?}");
+    }
+
     #[test]
     fn no_color_always_wins() {
         let theme = Theme::select(Some("high-contrast"), true).expect("theme");
