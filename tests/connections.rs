@@ -127,6 +127,21 @@ fn a_silent_server_fails_every_read_command_within_its_connect_timeout() {
         assert!(said.contains("connect_timeout"), "zdm {args:?}: {said}");
     }
 
+    // The commands that run the engine give up too (its own connections wait at most
+    // libpq's default of 10 s).
+    for args in [
+        &["start", "0001_orders_add_status", "--dir", &dir][..],
+        &["rollback", "0001_orders_add_status", "--dir", &dir],
+    ] {
+        let output = zdm(args, &[("DATABASE_URL", &url)]);
+        let said = text(&output);
+        assert!(!output.status.success(), "zdm {args:?}: {said}");
+        assert!(
+            said.contains(&format!("host 127.0.0.1 port {port} did not answer within")),
+            "zdm {args:?} names the server: {said}"
+        );
+    }
+
     // The same limit from PGCONNECT_TIMEOUT, the server from PGHOST and PGPORT alone.
     let port_text = port.to_string();
     let output = zdm(

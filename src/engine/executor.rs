@@ -91,12 +91,17 @@ impl Engine {
         let connect_options =
             crate::db::run_session(who.apply(connect_options), options.ddl.statement_timeout);
         let lock = RunLock::acquire(&connect_options).await?;
-        let mut conn = PgConnection::connect_with(&connect_options)
-            .await
-            .map_err(|source| Error::Connect {
-                url: super::lock::target(&connect_options),
-                source,
-            })?;
+        // A silent server must not hang the command: the engine's connections give up
+        // after libpq's default connect timeout too.
+        let mut conn = crate::db::connect_within(
+            &connect_options,
+            Some(crate::db::conninfo::DEFAULT_CONNECT_TIMEOUT),
+        )
+        .await
+        .map_err(|source| Error::Connect {
+            url: super::lock::target(&connect_options),
+            source,
+        })?;
         prepare_session(&mut conn).await;
         state::ensure(&mut conn).await?;
         let mut servers = vec![connect_options];

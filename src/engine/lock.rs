@@ -87,12 +87,13 @@ pub enum Held {
 impl RunLock {
     /// Takes the run lock on the database `options` points at, or says who holds it.
     pub async fn acquire(options: &PgConnectOptions) -> Result<Self, Error> {
-        let mut conn = PgConnection::connect_with(options)
-            .await
-            .map_err(|source| Error::Connect {
-                url: target(options),
-                source,
-            })?;
+        let mut conn =
+            crate::db::connect_within(options, Some(crate::db::conninfo::DEFAULT_CONNECT_TIMEOUT))
+                .await
+                .map_err(|source| Error::Connect {
+                    url: target(options),
+                    source,
+                })?;
         // The lock's connection is idle between checks by design; a role's
         // `idle_session_timeout` must not end it (and the lock with it).
         crate::db::keep_session_open(&mut conn).await;

@@ -112,9 +112,10 @@ impl Outage {
 /// A new connection on `options` to a primary (a server in recovery is a standby: after
 /// a failover the run must write to the new primary, never wait on a read-only one).
 pub async fn connect_primary(options: &PgConnectOptions) -> Result<PgConnection, String> {
-    let mut conn = PgConnection::connect_with(options)
-        .await
-        .map_err(|error| error.to_string())?;
+    let mut conn =
+        crate::db::connect_within(options, Some(crate::db::conninfo::DEFAULT_CONNECT_TIMEOUT))
+            .await
+            .map_err(|error| error.to_string())?;
     let standby: bool = sqlx::query_scalar("SELECT pg_is_in_recovery()")
         .fetch_one(&mut conn)
         .await

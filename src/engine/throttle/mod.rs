@@ -234,7 +234,12 @@ impl Throttle {
                 .clone()
                 .application_name("zdm throttle")
                 .options([("statement_timeout", "1000ms")]);
-            match PgConnection::connect_with(&target).await {
+            match crate::db::connect_within(
+                &target,
+                Some(crate::db::conninfo::DEFAULT_CONNECT_TIMEOUT),
+            )
+            .await
+            {
                 Ok(conn) => self.query_conn = Some(conn),
                 Err(error) => return Observed::Unknown(format!("cannot connect: {error}")),
             }
