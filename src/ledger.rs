@@ -414,15 +414,6 @@ impl Entry {
             .map(|r| &r.plan)
     }
 
-    pub fn description(&self) -> Option<&str> {
-        self.file.as_ref().and_then(|f| f.description.as_deref())
-    }
-
-    /// The command that goes on with it after it stopped or failed.
-    pub fn resume_command(&self) -> String {
-        resume_command(&self.name, self.record.as_ref())
-    }
-
     /// The index in its recorded plan's steps of the step running (or next).
     pub fn current_step(&self) -> Option<usize> {
         let record = self.record.as_ref()?;
@@ -452,12 +443,13 @@ impl Entry {
     }
 }
 
-/// The command that goes on with migration `name` recorded as `record` after it stopped
-/// or failed.
-pub fn resume_command(name: &str, record: Option<&MigrationRecord>) -> String {
-    match record.map(MigrationRecord::activity) {
-        Some(Status::Contracting) => format!("zdm complete {name} --confirm-contract {name}"),
-        Some(Status::RollingBack) => format!("zdm rollback {name}"),
+/// The command that goes on with the migration recorded as `record` after it stopped or
+/// failed.
+pub fn resume_command(record: &MigrationRecord) -> String {
+    let name = &record.name;
+    match record.activity() {
+        Status::Contracting => format!("zdm complete {name} --confirm-contract {name}"),
+        Status::RollingBack => format!("zdm rollback {name}"),
         _ => format!("zdm start {name}"),
     }
 }

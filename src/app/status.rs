@@ -327,7 +327,7 @@ impl StatusReport {
                 let _ = writeln!(
                     out,
                     "  STOPPED:        no zdm is running it ({why}); `{}` resumes it",
-                    ledger::resume_command(&r.name, Some(r))
+                    ledger::resume_command(r)
                 );
             }
             let progress: Vec<String> = r

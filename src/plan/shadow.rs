@@ -9,7 +9,6 @@ use crate::db::catalog::{Column, Constraint, ConstraintKind, Index, QualifiedNam
 use crate::db::quote_ident;
 use crate::plan::error::Problem;
 use crate::plan::names::{self, column_list, literal, regclass};
-use crate::plan::ops::add_column::no_batch_key;
 use crate::plan::ops::set_not_null::prove_not_null;
 use crate::plan::ops::{
     add_constraint_sql, concurrent_index_step, physical_column_list, refuse_created,
@@ -69,14 +68,7 @@ pub(crate) fn validate(ws: &Workspace, table: &str, column_name: &str) -> Result
             )));
         }
         let physical_table = ws.physical_table(&table);
-        if ws
-            .original
-            .table(&physical_table)
-            .and_then(|t| t.batch_key())
-            .is_none()
-        {
-            return Err(no_batch_key(&physical_table.to_string()));
-        }
+        ws.batch_key(&physical_table, &physical_table.to_string())?;
         Ok(())
     }
 }
@@ -167,11 +159,7 @@ pub(crate) fn plan(
             prove_not_null(ws, &table, column_name, &shadow)?;
         }
 
-        let key = ws
-            .original
-            .table(&physical_table)
-            .and_then(|t| t.batch_key())
-            .ok_or_else(|| no_batch_key(&label))?;
+        let key = ws.batch_key(&physical_table, &label)?;
         ws.push_backfill(Step {
             phase: Phase::Backfill,
             description: format!(

@@ -262,6 +262,20 @@ impl<'a> Workspace<'a> {
         self.tables.iter().find(|t| &t.name == table)
     }
 
+    /// The key a backfill of `physical` walks (its primary key, or a unique NOT NULL
+    /// key), as the table was before this migration; refused, naming `label`, without one.
+    pub fn batch_key(&self, physical: &QualifiedName, label: &str) -> Result<Vec<String>, Problem> {
+        self.original
+            .table(physical)
+            .and_then(|t| t.batch_key())
+            .ok_or_else(|| {
+                Problem::Refused(format!(
+                    "table {label} has no primary key or unique NOT NULL key, so zdm cannot \
+                     backfill it in batches"
+                ))
+            })
+    }
+
     /// Where a table lives physically until contract.
     pub fn physical_table(&self, table: &QualifiedName) -> QualifiedName {
         self.state_of(table)

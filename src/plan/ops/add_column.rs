@@ -157,11 +157,7 @@ impl PlanOperation for AddColumn {
             });
         }
         if let Some(expression) = fill {
-            let key = ws
-                .original
-                .table(&physical_table)
-                .and_then(|t| t.batch_key())
-                .ok_or_else(|| no_batch_key(&physical_table.to_string()))?;
+            let key = ws.batch_key(&physical_table, &physical_table.to_string())?;
             ws.push_backfill(Step {
                 phase: Phase::Backfill,
                 description: format!(
@@ -316,10 +312,4 @@ fn physical_name(ws: &Workspace, op: &AddColumn) -> Result<String, Problem> {
     } else {
         op.column.name.clone()
     })
-}
-
-pub(crate) fn no_batch_key(table: &str) -> Problem {
-    Problem::Refused(format!(
-        "table {table} has no primary key or unique NOT NULL key, so zdm cannot backfill it in batches"
-    ))
 }

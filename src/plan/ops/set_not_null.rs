@@ -12,7 +12,6 @@ use crate::db::quote_ident;
 use crate::migration::operation::SetNotNull;
 use crate::plan::error::Problem;
 use crate::plan::names;
-use crate::plan::ops::add_column::no_batch_key;
 use crate::plan::ops::{
     add_constraint_sql, drop_constraint_step, refuse_created, refuse_reshaped, validate_step,
     PlanOperation,
@@ -37,14 +36,8 @@ impl PlanOperation for SetNotNull {
                 self.column
             )));
         }
-        if self.up.is_some()
-            && ws
-                .original
-                .table(&ws.physical_table(&table))
-                .and_then(|t| t.batch_key())
-                .is_none()
-        {
-            return Err(no_batch_key(&table.to_string()));
+        if self.up.is_some() {
+            ws.batch_key(&ws.physical_table(&table), &table.to_string())?;
         }
         Ok(())
     }
@@ -68,11 +61,7 @@ impl PlanOperation for SetNotNull {
                 expression: up.clone(),
                 only_when_null: true,
             });
-            let key = ws
-                .original
-                .table(&physical_table)
-                .and_then(|t| t.batch_key())
-                .ok_or_else(|| no_batch_key(&label))?;
+            let key = ws.batch_key(&physical_table, &label)?;
             ws.push_backfill(Step {
                 phase: Phase::Backfill,
                 description: format!(
