@@ -150,12 +150,21 @@ pub struct CompleteArgs {
     /// The migration to contract
     pub name: String,
     /// The migration's name again: contract is irreversible and runs only when this matches
-    #[arg(long, value_name = "NAME", required = true)]
-    pub confirm_contract: String,
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "await_confirmation"
+    )]
+    pub confirm_contract: Option<String>,
     /// Contract even though this gate did not pass (repeat for several); recorded in
     /// zdm.audit with the gate's evidence
     #[arg(long = "override-gate", value_name = "GATE")]
     pub override_gate: Vec<String>,
+    /// Evaluate the gates, then wait (up to 15 min) for the confirmation over the run's
+    /// socket: `zdm ctl confirm-contract NAME [--override-gate GATE]...` or the console's
+    /// contract dialog; contract runs at once when it comes, `zdm ctl abort` cancels
+    #[arg(long, conflicts_with_all = ["confirm_contract", "override_gate"])]
+    pub await_confirmation: bool,
     /// Seconds the gates watch statements and index scans [default: [gates] window_s, 60]
     #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
     pub window: Option<Duration>,
@@ -348,11 +357,20 @@ impl CtlArgs {
             CtlCommand::Throttle => RunCommand::Throttle,
             CtlCommand::NoThrottle => RunCommand::NoThrottle,
             CtlCommand::Abort => RunCommand::Abort,
+            CtlCommand::ConfirmContract { name, overrides } => RunCommand::ConfirmContract {
+                confirmation: name.clone(),
+                overrides: overrides.clone(),
+            },
+        };
+        // A confirmation names its run: the run of that migration is the one to reach.
+        let named = match &self.command {
+            CtlCommand::ConfirmContract { name, .. } => Some(name.clone()),
+            _ => None,
         };
         Ok(CtlRequest {
             command,
             deprecated,
-            migration: self.migration.clone(),
+            migration: self.migration.clone().or(named),
             json: self.json,
         })
     }
@@ -382,8 +400,19 @@ pub enum CtlCommand {
     Throttle,
     /// Clear the manual throttle (automatic throttling still applies)
     NoThrottle,
-    /// Stop the backfill after the current batch; `zdm start` resumes it later
+    /// Stop the backfill after the current batch; `zdm start` resumes it later. A contract
+    /// waiting for its confirmation is cancelled
     Abort,
+    /// Confirm the contract of a run waiting for it (`zdm complete NAME
+    /// --await-confirmation`): its gates' verdicts are final, contract runs at once
+    ConfirmContract {
+        /// The migration's name, typed again
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Accept this gate that did not pass (repeat for several); recorded in zdm.audit
+        #[arg(long = "override-gate", value_name = "GATE")]
+        overrides: Vec<String>,
+    },
 }
 
 /// Flags of `zdm attach`.

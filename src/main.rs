@@ -39,17 +39,23 @@ fn main() -> Result<()> {
         }
         Command::Complete(args) if args.detach => {
             let config = Config::load(&args.target.overrides())?;
-            if args.confirm_contract != args.name {
+            let job = match &args.confirm_contract {
+                None => Job::CompleteOnConfirmation {
+                    migration: args.name.clone(),
+                    window: args.window,
+                },
                 // Refused here too: a runner would only refuse it in its log.
-                anyhow::bail!(zdm::engine::Error::ConfirmationMismatch {
-                    name: args.name.clone(),
-                    given: args.confirm_contract.clone(),
-                });
-            }
-            let job = Job::Complete {
-                migration: args.name.clone(),
-                overrides: args.override_gate.clone(),
-                window: args.window,
+                Some(given) if *given != args.name => {
+                    anyhow::bail!(zdm::engine::Error::ConfirmationMismatch {
+                        name: args.name.clone(),
+                        given: given.clone(),
+                    })
+                }
+                Some(_) => Job::Complete {
+                    migration: args.name.clone(),
+                    overrides: args.override_gate.clone(),
+                    window: args.window,
+                },
             };
             detach(&runtime, &config, job)?;
         }
@@ -69,7 +75,8 @@ fn main() -> Result<()> {
         Command::Complete(args) => {
             let config = Config::load(&args.target.overrides())?;
             let options = app::complete::CompleteOptions {
-                confirmation: args.confirm_contract.clone(),
+                confirmation: args.confirm_contract.clone().unwrap_or_default(),
+                await_confirmation: args.await_confirmation,
                 overrides: args.override_gate.clone(),
                 window: args.window,
             };

@@ -489,6 +489,242 @@ async fn an_attached_client_gets_every_gates_verdict_before_contract_runs() {
     );
 }
 
+/// A scene whose migration is backfilled and ready to contract (a fast backfill: these
+/// tests are about what happens before contract).
+async fn ready_to_contract(database: &str) -> Scene {
+    let scene = Scene::new(database).await;
+    std::fs::write(
+        scene.root.path().join("zdm.toml"),
+        "[backfill]\nmax_batch_rows = 100000\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
+         max_active_sessions_factor = \"none\"\nmax_canary_slowdown = \"none\"\n",
+    )
+    .expect("write zdm.toml");
+    let (ok, _, stderr) = scene.run(&["start", MIGRATION]).await;
+    assert!(ok, "{stderr}");
+    scene
+}
+
+async fn status_of(scene: &Scene) -> String {
+    sqlx::query_scalar("SELECT status FROM zdm.migrations WHERE name = $1")
+        .bind(MIGRATION)
+        .fetch_one(&scene.pool)
+        .await
+        .expect("read the migration's status")
+}
+
+#[tokio::test]
+async fn a_contract_awaiting_confirmation_counts_down_once_then_contracts_on_the_typed_name() {
+    let scene = ready_to_contract("confirmed").await;
+    let complete = scene
+        .zdm(&[
+            "complete",
+            MIGRATION,
+            "--await-confirmation",
+            "--window",
+            "3",
+        ])
+        .spawn()
+        .expect("zdm complete --await-confirmation");
+    let run = scene.running().await;
+    let mut events = follow(&run).await;
+    let seen = until(&mut events, Duration::from_secs(60), |e| {
+        matches!(e, Event::AwaitingConfirmation { .. })
+    })
+    .await;
+    // The countdown: every second of the window, never going up, each verdict settling.
+    let countdown: Vec<&zdm::protocol::Observing> = seen
+        .iter()
+        .filter_map(|e| match e {
+            Event::GatesObserving(observing) => Some(observing),
+            _ => None,
+        })
+        .collect();
+    assert!(countdown.len() >= 2, "a countdown, not one event: {seen:?}");
+    assert!(
+        countdown
+            .windows(2)
+            .all(|pair| pair[1].remaining <= pair[0].remaining
+                && pair[1].settled.len() >= pair[0].settled.len()),
+        "{countdown:?}"
+    );
+    assert!(countdown[0].remaining > Duration::ZERO);
+    let last = countdown.last().expect("a last countdown");
+    assert!(last.watching.is_empty(), "every gate judged: {last:?}");
+    assert_eq!(last.settled.len(), zdm::gates::registry::names().len());
+    let Some(Event::AwaitingConfirmation {
+        blocking,
+        remaining,
+        ..
+    }) = seen.last()
+    else {
+        unreachable!()
+    };
+    assert!(*remaining > Duration::from_secs(60), "{remaining:?}");
+    let blocking = blocking.clone();
+
+    // A wrong name is refused to its sender; the run goes on waiting.
+    let wrong = send(
+        &run,
+        Command::ConfirmContract {
+            confirmation: "0001_items".to_string(),
+            overrides: vec![],
+        },
+    )
+    .await;
+    let Reply::Error(why) = wrong else {
+        panic!("a wrong name was accepted: {wrong:?}")
+    };
+    assert!(
+        why.contains(&format!("must be the migration's name, {MIGRATION}")),
+        "{why}"
+    );
+    if let Some(gate) = blocking.first() {
+        // A gate that did not pass blocks until overridden by name.
+        let blocked = send(
+            &run,
+            Command::ConfirmContract {
+                confirmation: MIGRATION.to_string(),
+                overrides: vec![],
+            },
+        )
+        .await;
+        let Reply::Error(why) = blocked else {
+            panic!("a blocking gate was not overridden, yet: {blocked:?}")
+        };
+        assert!(why.contains(gate.as_str()), "{why}");
+    }
+    assert_eq!(status_of(&scene).await, "ready_to_contract");
+
+    // `zdm ctl confirm-contract NAME --override-gate …` reaches the run of that migration.
+    let mut args = vec!["ctl", "confirm-contract", MIGRATION];
+    for gate in &blocking {
+        args.extend(["--override-gate", gate.as_str()]);
+    }
+    let (ok, stdout, stderr) = scene.run(&args).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(stdout.contains("confirmed: it runs now"), "{stdout}");
+    let rest = until(&mut events, Duration::from_secs(60), |e| {
+        matches!(e, Event::Finished { .. })
+    })
+    .await;
+    let Some(Event::Finished { ok, message, .. }) = rest.last() else {
+        unreachable!()
+    };
+    assert!(ok, "{message}");
+    // One window: the gates were not evaluated again before contract.
+    assert!(
+        !rest
+            .iter()
+            .any(|e| matches!(e, Event::GatesObserving(_) | Event::GatesEvaluated(_))),
+        "{rest:?}"
+    );
+    let output = tokio::time::timeout(Duration::from_secs(60), complete.wait_with_output())
+        .await
+        .expect("zdm complete ends")
+        .expect("wait for zdm complete");
+    let printed = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{printed}");
+    // Its own terminal says what to type, once, and the countdown calmly.
+    assert_eq!(
+        printed.matches("waits for its confirmation (").count(),
+        1,
+        "{printed}"
+    );
+    assert!(
+        printed.contains(&format!("zdm ctl confirm-contract {MIGRATION}")),
+        "{printed}"
+    );
+    eprintln!("{printed}");
+    assert_eq!(status_of(&scene).await, "complete");
+    let audit = scene.audit_actions().await;
+    let confirmations = audit
+        .iter()
+        .filter(|(action, _)| action == "confirm_contract")
+        .count();
+    assert_eq!(confirmations, 1, "{audit:?}");
+    let overridden = audit
+        .iter()
+        .filter(|(action, _)| action == "override_gate")
+        .count();
+    assert_eq!(overridden, blocking.len(), "{audit:?}");
+    assert!(
+        !audit.iter().any(|(action, _)| action == "contract_refused"),
+        "wrong confirmations are refused to their sender, not recorded as refusals: {audit:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_contract_awaiting_confirmation_is_cancelled_by_abort_with_nothing_contracted() {
+    let scene = ready_to_contract("cancelled").await;
+    let complete = scene
+        .zdm(&[
+            "complete",
+            MIGRATION,
+            "--await-confirmation",
+            "--window",
+            "2",
+        ])
+        .spawn()
+        .expect("zdm complete --await-confirmation");
+    let run = scene.running().await;
+    let mut events = follow(&run).await;
+    until(&mut events, Duration::from_secs(60), |e| {
+        matches!(e, Event::GatesObserving(_))
+    })
+    .await;
+    // While the gates still watch, nothing is awaited yet: a confirmation is refused.
+    let early = send(
+        &run,
+        Command::ConfirmContract {
+            confirmation: MIGRATION.to_string(),
+            overrides: zdm::gates::registry::names()
+                .into_iter()
+                .map(str::to_string)
+                .collect(),
+        },
+    )
+    .await;
+    let Reply::Error(why) = early else {
+        panic!("confirmed before the gates judged: {early:?}")
+    };
+    assert!(
+        why.contains("not waiting for a contract confirmation"),
+        "{why}"
+    );
+    until(&mut events, Duration::from_secs(60), |e| {
+        matches!(e, Event::AwaitingConfirmation { .. })
+    })
+    .await;
+    let (ok, stdout, stderr) = scene.run(&["ctl", "abort"]).await;
+    assert!(ok, "{stdout}{stderr}");
+    assert!(
+        stdout.contains("contract cancelled: nothing was contracted"),
+        "{stdout}"
+    );
+    let output = tokio::time::timeout(Duration::from_secs(60), complete.wait_with_output())
+        .await
+        .expect("zdm complete ends")
+        .expect("wait for zdm complete");
+    assert_eq!(
+        output.status.code(),
+        Some(3),
+        "stopped by the operator, not failed"
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("stopped before contract"), "{stderr}");
+    assert_eq!(status_of(&scene).await, "ready_to_contract");
+    let audit = scene.audit_actions().await;
+    assert!(
+        audit
+            .iter()
+            .any(|(action, detail)| action == "contract_refused"
+                && detail
+                    .as_deref()
+                    .is_some_and(|d| d.contains("contract cancelled by the operator"))),
+        "{audit:?}"
+    );
+}
+
 #[tokio::test]
 async fn a_detached_run_outlives_its_starter_is_followed_aborted_and_resumed() {
     let scene = Scene::new("detached").await;

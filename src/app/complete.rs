@@ -1,24 +1,39 @@
 //! `zdm complete NAME --confirm-contract NAME [--override-gate GATE]...`: the recorded
-//! plan's contract SQL checked, the contract safety gates evaluated (and sent to every
-//! front-end), then contract, irreversible, only when every gate passed or was overridden.
+//! plan's contract SQL checked, the contract safety gates evaluated (their countdown and
+//! verdicts sent to every front-end), then contract, irreversible, only when every gate
+//! passed or was overridden. With `--await-confirmation` the run evaluates the gates, then
+//! waits for the typed confirmation over its control socket (the console's contract
+//! dialog, `zdm ctl confirm-contract`) and contracts at once: one gate window, not two.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use sqlx::Connection;
+use sqlx::{Connection, PgConnection};
 
 use super::run::{attach_throttle, connect, connect_plain, finish, CommandError, RunFrontends};
 use crate::audit::{self, Action, Entry};
 use crate::config::Config;
+use crate::engine::BackfillControl;
 use crate::engine::Error;
 use crate::gates::decision::{self, Decision};
+use crate::gates::Report;
 use crate::plan;
-use crate::runner::Served;
+use crate::protocol::Reply;
+use crate::runner::{Confirmation, Served};
+
+/// How long a run started with `--await-confirmation` waits for it once the gates have
+/// judged: their evidence ages, so a confirmation much later would confirm stale gates.
+pub const CONFIRMATION_WAIT: Duration = Duration::from_secs(15 * 60);
+
+/// How often the waiting run says again that it waits (for front-ends that attach late).
+const WAITING_REMINDER: Duration = Duration::from_secs(5);
 
 /// What `zdm complete` needs beyond the name: the confirmation and the gate overrides.
 #[derive(Debug, Clone, Default)]
 pub struct CompleteOptions {
-    /// Must equal the migration's name.
+    /// Must equal the migration's name (unused with `await_confirmation`).
     pub confirmation: String,
+    /// Evaluate the gates, then wait for the confirmation over the control socket.
+    pub await_confirmation: bool,
     /// Gates that did not pass and that the operator accepts anyway (recorded).
     pub overrides: Vec<String>,
     /// The gates' observation window (default: `[gates] window_s`).
@@ -34,7 +49,7 @@ pub async fn run(
     options: &CompleteOptions,
 ) -> Result<String, CommandError> {
     let confirmation = options.confirmation.as_str();
-    if confirmation != name {
+    if !options.await_confirmation && confirmation != name {
         // Refused before connecting: nothing about the database is needed to say no.
         return Err(Error::ConfirmationMismatch {
             name: name.to_string(),
@@ -70,7 +85,8 @@ pub async fn run(
         "evaluating the contract safety gates (they observe the database for their window)",
     );
     // Gates run while this zdm holds the run lock: nothing else starts meanwhile.
-    if let Err(error) = contract_gates(config, name, options, &frontends.served).await {
+    let gated = contract_gates(config, name, options, &frontends.served, engine.control()).await;
+    if let Err(error) = gated {
         let closed = engine.close().await;
         frontends.end(Err(error.to_string())).await;
         closed?;
@@ -87,18 +103,21 @@ pub async fn run(
         None => None,
     };
     frontends.stream_metrics(monitor.as_ref());
-    let outcome = engine.complete(name, confirmation).await;
+    // Confirmed by name (on the command line, or over the socket to this very run).
+    let outcome = engine.complete(name, name).await;
     finish(engine, frontends, monitor, outcome).await
 }
 
-/// Evaluates and prints the gates of a migration ready to contract, records the decision,
-/// and refuses when a gate blocks. A contract already begun (resumed after a crash) is not
-/// gated: part of what the gates look at is gone, and stopping half way helps nobody.
+/// Evaluates and shows the gates of a migration ready to contract, waits for the
+/// confirmation when asked to, records the decision, and refuses when a gate blocks. A
+/// contract already begun (resumed after a crash) is not gated: part of what the gates
+/// look at is gone, and stopping half way helps nobody.
 async fn contract_gates(
     config: &Config,
     name: &str,
     options: &CompleteOptions,
     served: &Served,
+    control: BackfillControl,
 ) -> Result<(), CommandError> {
     let mut conn = connect_plain(config).await?;
     let status = crate::engine::state::get(&mut conn, name)
@@ -124,21 +143,174 @@ async fn contract_gates(
         let _ = conn.close().await;
         return Ok(resumed?);
     }
-    let inputs = config.gate_inputs(options.window)?;
-    let decided = decision::before_contract(&inputs, name, &options.overrides, &mut conn).await;
-    let _ = conn.close().await;
-    // Shown by every front-end (this command's printer too) from the run's event.
-    match decided?? {
-        Decision::Proceed(report) => {
-            served.gates_evaluated(&report);
-            Ok(())
-        }
-        Decision::Blocked { report, blocking } => {
-            served.gates_evaluated(&report);
-            Err(CommandError::GatesBlocked {
-                name: name.to_string(),
-                blocking,
-            })
+    let decided = async {
+        // A misspelt override is refused before the window, not after it.
+        decision::check_overrides(&options.overrides)?;
+        let inputs = config.gate_inputs(options.window)?;
+        let report =
+            decision::report_watched(&inputs, name, |observing| served.gates_observing(observing))
+                .await?;
+        // Shown by every front-end (this command's printer too) from the run's event.
+        served.gates_evaluated(&report);
+        if options.await_confirmation {
+            confirmed(served, control, name, report, &mut conn).await
+        } else {
+            decide(report, name, &options.overrides, &mut conn).await
         }
     }
+    .await;
+    let _ = conn.close().await;
+    decided
+}
+
+/// The decision on the gates with the operator's overrides, recorded.
+async fn decide(
+    report: Report,
+    name: &str,
+    overrides: &[String],
+    conn: &mut PgConnection,
+) -> Result<(), CommandError> {
+    match decision::decide(report, name, overrides, conn).await? {
+        Decision::Proceed(_) => Ok(()),
+        Decision::Blocked { blocking, .. } => Err(CommandError::GatesBlocked {
+            name: name.to_string(),
+            blocking,
+        }),
+    }
+}
+
+/// Waits for a confirmation of contract over the control socket: the typed name and an
+/// override for every gate that did not pass. A wrong one is refused to its sender and the
+/// run goes on waiting; a stop (`zdm ctl abort`, the console's Esc, a signal) or
+/// [`CONFIRMATION_WAIT`] without one ends the run with nothing contracted.
+async fn confirmed(
+    served: &Served,
+    control: BackfillControl,
+    name: &str,
+    report: Report,
+    conn: &mut PgConnection,
+) -> Result<(), CommandError> {
+    let mut requests = served.await_confirmations();
+    let mut watcher = control.watcher();
+    let blocking: Vec<String> = report
+        .blocking(&[])
+        .iter()
+        .map(|gate| gate.name.clone())
+        .collect();
+    let deadline = Instant::now() + CONFIRMATION_WAIT;
+    let not_contracted = |why: String| -> CommandError {
+        Error::StoppedBetweenSteps {
+            before: "contract".to_string(),
+            why,
+        }
+        .into()
+    };
+    loop {
+        if let Some(why) = watcher.stop_requested() {
+            refuse(conn, name, &report, format!("not confirmed: {why}")).await?;
+            return Err(not_contracted(why));
+        }
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            let why = format!(
+                "no confirmation came within {}",
+                crate::format::duration(CONFIRMATION_WAIT)
+            );
+            refuse(conn, name, &report, format!("not confirmed: {why}")).await?;
+            return Err(not_contracted(why));
+        }
+        served.awaiting_confirmation(blocking.clone(), remaining);
+        tokio::select! {
+            request = requests.recv() => {
+                let Some(request) = request else { continue };
+                let overrides = match accept(&request, name, &report) {
+                    Ok(overrides) => overrides,
+                    Err(why) => {
+                        // The client may have gone meanwhile: nothing to do about it.
+                        let _ = request.reply.send(Reply::error(why));
+                        continue;
+                    }
+                };
+                {
+                    let decided = decision::decide(report.clone(), name, &overrides, conn).await;
+                    let reply = match &decided {
+                        Ok(Decision::Proceed(_)) => Reply::done(format!(
+                            "contract of {name} confirmed: it runs now"
+                        )),
+                        Ok(Decision::Blocked { blocking, .. }) => Reply::error(format!(
+                            "gate(s) {} did not pass", blocking.join(", ")
+                        )),
+                        Err(error) => Reply::error(format!(
+                            "the confirmation could not be recorded in zdm.audit, so \
+                             contract does not run: {error}"
+                        )),
+                    };
+                    let _ = request.reply.send(reply);
+                    match decided? {
+                        Decision::Proceed(_) => return Ok(()),
+                        // `accept` checked every blocking gate: not reached, but never
+                        // contract on it.
+                        Decision::Blocked { blocking, .. } => {
+                            return Err(CommandError::GatesBlocked {
+                                name: name.to_string(),
+                                blocking,
+                            })
+                        }
+                    }
+                }
+            }
+            _ = watcher.sleep(WAITING_REMINDER.min(remaining)) => {}
+        }
+    }
+}
+
+/// The overrides of a confirmation that may contract, or why it may not (said to its
+/// sender; the run goes on waiting).
+fn accept(request: &Confirmation, name: &str, report: &Report) -> Result<Vec<String>, String> {
+    if request.confirmation != name {
+        return Err(format!(
+            "the confirmation must be the migration's name, {name} (got {:?}); nothing was \
+             contracted",
+            request.confirmation
+        ));
+    }
+    decision::check_overrides(&request.overrides).map_err(|unknown| unknown.to_string())?;
+    let blocking: Vec<String> = report
+        .blocking(&request.overrides)
+        .iter()
+        .map(|gate| gate.name.clone())
+        .collect();
+    if !blocking.is_empty() {
+        return Err(format!(
+            "gate(s) {} did not pass: contract needs each overridden by name ({}), having \
+             checked what it found; nothing was contracted",
+            blocking.join(", "),
+            blocking
+                .iter()
+                .map(|g| format!("--override-gate {g}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ));
+    }
+    Ok(request.overrides.clone())
+}
+
+/// Records that contract did not run, with the gates it would have confirmed.
+async fn refuse(
+    conn: &mut PgConnection,
+    name: &str,
+    report: &Report,
+    detail: String,
+) -> Result<(), CommandError> {
+    audit::record(
+        conn,
+        Entry {
+            migration: name,
+            action: Action::ContractRefused,
+            detail: Some(detail),
+            gates: Some(serde_json::to_value(report)?),
+        },
+    )
+    .await?;
+    Ok(())
 }

@@ -166,6 +166,8 @@ pub fn entry_for_command<'a>(
     use crate::protocol::Command;
     let (action, detail) = match command {
         Command::Status | Command::Get { .. } => return None,
+        // `zdm complete` records the confirmation itself, with the gates it confirmed.
+        Command::ConfirmContract { .. } => return None,
         Command::Pause => (Action::Pause, None),
         Command::Resume => (Action::Resume, None),
         Command::Abort => (

@@ -116,7 +116,15 @@ pub struct Printer {
     last_health: Option<Instant>,
     alerts: Vec<Alert>,
     bar_shown: bool,
+    /// The gates' countdown last printed: how many had settled, and when.
+    last_gates: Option<(usize, Instant)>,
+    /// When "waits for its confirmation" was last printed.
+    last_awaiting: Option<Instant>,
 }
+
+/// The gates' countdown (and a contract waiting for its confirmation) is printed again at
+/// most this often, unless a gate settles.
+pub const GATES_EVERY: Duration = Duration::from_secs(10);
 
 /// A health line (from the run's metrics) is printed at most this often.
 pub const HEALTH_EVERY: Duration = Duration::from_secs(60);
@@ -142,6 +150,8 @@ impl Printer {
             last_health: None,
             alerts: Vec::new(),
             bar_shown: false,
+            last_gates: None,
+            last_awaiting: None,
         }
     }
 
@@ -167,6 +177,28 @@ impl Printer {
                 }
             }
             Event::Metrics(metrics) => return self.metrics_lines(stamped, metrics, now),
+            Event::GatesObserving(observing) => {
+                let settled = observing.settled.len();
+                let due = self.last_gates.is_none_or(|(shown, at)| {
+                    shown != settled || now.duration_since(at) >= GATES_EVERY
+                });
+                if !due {
+                    return Vec::new();
+                }
+                self.last_gates = Some((settled, now));
+                observing.describe()
+            }
+            Event::AwaitingConfirmation { .. } => {
+                // Once a minute is enough to remind; the first says what to type.
+                if self
+                    .last_awaiting
+                    .is_some_and(|at| now.duration_since(at) < GATES_EVERY * 6)
+                {
+                    return Vec::new();
+                }
+                self.last_awaiting = Some(now);
+                event.describe()
+            }
             other => other.describe(),
         };
         vec![self.stamp(stamped, text)]

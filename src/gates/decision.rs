@@ -1,17 +1,28 @@
-//! The gates' evaluation of one migration (`zdm gates`, the console's contract dialog) and
-//! the check `zdm complete` runs before contract: overrides validated, the decision and
-//! every verdict recorded in `zdm.audit`.
+//! The gates' evaluation of one migration (`zdm gates`, `zdm complete`) and the decision
+//! `zdm complete` takes before contract: overrides validated, the decision and every
+//! verdict recorded in `zdm.audit`.
 
 use sqlx::PgConnection;
 
 use super::context::Inputs;
-use super::{evaluate, Context, Error, Report, Verdict};
+use super::{evaluate_watched, Context, Error, Report, Verdict};
 use crate::audit::{self, Action, Entry};
+use crate::protocol::Observing;
 
 /// Evaluates every gate of migration `name` over `inputs.window`.
 pub async fn report(inputs: &Inputs, name: &str) -> Result<Report, Error> {
+    report_watched(inputs, name, |_| {}).await
+}
+
+/// Evaluates every gate of migration `name` over `inputs.window`, telling `watch` the
+/// countdown and each verdict as it settles.
+pub async fn report_watched(
+    inputs: &Inputs,
+    name: &str,
+    watch: impl FnMut(Observing) + Send,
+) -> Result<Report, Error> {
     let mut ctx = Context::load(inputs, name).await?;
-    let report = evaluate(&mut ctx).await;
+    let report = evaluate_watched(&mut ctx, watch).await;
     ctx.close().await;
     Ok(report)
 }
@@ -39,24 +50,30 @@ pub struct UnknownGate {
     pub unknown: Vec<String>,
 }
 
-/// Evaluates the gates before contract, records the outcome (overrides, the confirmation or
-/// the refusal, with every gate's result) through `audit`, and decides.
-pub async fn before_contract(
-    inputs: &Inputs,
-    name: &str,
-    overrides: &[String],
-    audit_conn: &mut PgConnection,
-) -> Result<Result<Decision, UnknownGate>, Error> {
+/// Refuses overrides that name no gate (before the window, so a typo costs nothing).
+pub fn check_overrides(overrides: &[String]) -> Result<(), UnknownGate> {
     let known = super::registry::names();
     let unknown: Vec<String> = overrides
         .iter()
         .filter(|o| !known.contains(&o.as_str()))
         .cloned()
         .collect();
-    if !unknown.is_empty() {
-        return Ok(Err(UnknownGate { unknown }));
+    if unknown.is_empty() {
+        Ok(())
+    } else {
+        Err(UnknownGate { unknown })
     }
-    let report = report(inputs, name).await?;
+}
+
+/// Decides on the gates' `report` before contract with the operator's `overrides`, and
+/// records the outcome through `audit_conn` (each override, then the confirmation or the
+/// refusal, with every gate's result).
+pub async fn decide(
+    report: Report,
+    name: &str,
+    overrides: &[String],
+    audit_conn: &mut PgConnection,
+) -> Result<Decision, Error> {
     let gates_json = serde_json::to_value(&report)?;
     let blocking: Vec<String> = report
         .blocking(overrides)
@@ -81,7 +98,7 @@ pub async fn before_contract(
             ),
         )
         .await?;
-        return Ok(Ok(Decision::Blocked { report, blocking }));
+        return Ok(Decision::Blocked { report, blocking });
     }
     for gate in report.gates.iter().filter(|g| overrides.contains(&g.name)) {
         let detail = if gate.verdict == Verdict::Pass {
@@ -104,5 +121,5 @@ pub async fn before_contract(
         ),
     )
     .await?;
-    Ok(Ok(Decision::Proceed(report)))
+    Ok(Decision::Proceed(report))
 }

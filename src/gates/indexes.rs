@@ -26,6 +26,10 @@ impl Gate for IndexesUnused {
         "indexes about to be dropped are not used (primary and replicas)"
     }
 
+    fn watches(&self) -> bool {
+        true
+    }
+
     fn observe<'a>(&'a self, ctx: &'a mut Context) -> BoxFuture<'a, Observation> {
         Box::pin(async move { Box::new(all_scans(ctx).await) as Observation })
     }

@@ -2,8 +2,9 @@
 //! contract phase, each ending in pass, fail or unknown with the evidence it found (never a
 //! silent pass). One gate per file, one [`Gate`] trait, one [`registry`].
 //!
-//! The gates observe over a window (statement counts, index scans): every gate takes its
-//! first look, the window passes once for all of them, then each gate judges.
+//! The gates observe over a window (statement counts, index scans): every watching gate
+//! takes its first look, the window passes once for all of them, then each judges; the
+//! others judge as the window opens, so a front-end shows them settled at once.
 
 pub mod backfill;
 pub mod context;
@@ -20,7 +21,7 @@ use futures::future::BoxFuture;
 use std::any::Any;
 
 pub use context::{Context, Inputs};
-pub use registry::{evaluate, registry};
+pub use registry::{evaluate, evaluate_watched, registry};
 
 pub use crate::protocol::{GateReport, Report, Verdict};
 
@@ -43,6 +44,11 @@ pub trait Gate: Send + Sync {
     fn name(&self) -> &'static str;
     /// What it checks, in a sentence.
     fn title(&self) -> &'static str;
+    /// Whether it watches the database over the window (takes a first look to compare
+    /// with); a gate that does not judges as the window opens, so it settles at once.
+    fn watches(&self) -> bool {
+        false
+    }
     /// First look, when the observation window opens (counters to compare later).
     fn observe<'a>(&'a self, _ctx: &'a mut Context) -> BoxFuture<'a, Observation> {
         Box::pin(async { Box::new(()) as Observation })

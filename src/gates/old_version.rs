@@ -53,6 +53,10 @@ impl Gate for OldVersionUnused {
         "no session or recent statement uses the old version or what contract drops"
     }
 
+    fn watches(&self) -> bool {
+        true
+    }
+
     fn observe<'a>(&'a self, ctx: &'a mut Context) -> BoxFuture<'a, Observation> {
         Box::pin(async move { Box::new(statements(&mut ctx.conn).await) as Observation })
     }

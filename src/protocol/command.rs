@@ -29,13 +29,22 @@ pub enum Command {
     /// Clear the manual throttle (automatic throttle inputs still apply).
     NoThrottle,
     /// Stop the backfill after the current batch; its checkpoint holds, so a later
-    /// `zdm start` resumes it. Expand stays in place (nothing is rolled back).
+    /// `zdm start` resumes it. Expand stays in place (nothing is rolled back). A contract
+    /// waiting for its confirmation is cancelled (nothing contracted).
     Abort,
+    /// Confirm the contract of a run waiting for it (`zdm complete NAME
+    /// --await-confirmation`): `confirmation` is the migration's name typed again, and
+    /// `overrides` names every gate that did not pass and is accepted anyway.
+    ConfirmContract {
+        confirmation: String,
+        #[serde(default)]
+        overrides: Vec<String>,
+    },
 }
 
 impl Command {
     /// Every command's wire name, for "did you mean" and help.
-    pub const NAMES: [&'static str; 8] = [
+    pub const NAMES: [&'static str; 9] = [
         "status",
         "pause",
         "resume",
@@ -44,6 +53,7 @@ impl Command {
         "throttle",
         "no_throttle",
         "abort",
+        "confirm_contract",
     ];
 
     /// The wire name of this command.
@@ -57,6 +67,7 @@ impl Command {
             Command::Throttle => "throttle",
             Command::NoThrottle => "no_throttle",
             Command::Abort => "abort",
+            Command::ConfirmContract { .. } => "confirm_contract",
         }
     }
 }

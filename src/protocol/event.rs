@@ -12,7 +12,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::gate::Report;
+use super::gate::{Observing, Report};
 use super::status::Status;
 use crate::format::{duration, thousands};
 use crate::monitor::{MetricId, Metrics};
@@ -132,9 +132,21 @@ pub enum Event {
     },
     /// What the run's monitor sampled (every sample: the numbers its throttle acts on).
     Metrics(Box<Metrics>),
+    /// The contract safety gates are watching the database: the countdown of their window
+    /// and each gate's verdict as it settles (every second until the window closes).
+    GatesObserving(Observing),
     /// The contract safety gates of a migration were evaluated, before contract runs:
     /// every gate's verdict and evidence, and the window they observed.
     GatesEvaluated(Report),
+    /// The run evaluated the gates and now waits for the operator's confirmation
+    /// (`confirm_contract` over its socket) before contract; `blocking` names the gates
+    /// that must be overridden by name. Sent again every few seconds while it waits.
+    AwaitingConfirmation {
+        migration: String,
+        blocking: Vec<String>,
+        #[serde(rename = "remaining_ms", with = "super::millis")]
+        remaining: Duration,
+    },
     /// A setting changed (by `zdm ctl set` or the console): the value now in force.
     SettingChanged(Setting),
     Log {
@@ -409,6 +421,30 @@ impl Event {
             Event::Metrics(metrics) => health_line(metrics),
             // Several lines: every gate's verdict and evidence, as `zdm gates` prints them.
             Event::GatesEvaluated(report) => report.render().trim_end().to_string(),
+            Event::GatesObserving(observing) => observing.describe(),
+            Event::AwaitingConfirmation {
+                migration,
+                blocking,
+                remaining,
+            } => {
+                let overrides: String = blocking
+                    .iter()
+                    .map(|gate| format!(" --override-gate {gate}"))
+                    .collect();
+                let mut line = format!(
+                    "contract of {migration} waits for its confirmation ({} left): \
+                     `zdm ctl confirm-contract {migration}{overrides}`, or `zdm ctl abort` \
+                     to cancel",
+                    duration(*remaining)
+                );
+                if !blocking.is_empty() {
+                    line.push_str(&format!(
+                        " (gate(s) {} did not pass: override only what you have checked)",
+                        blocking.join(", ")
+                    ));
+                }
+                line
+            }
             Event::SettingChanged(setting) => format!("setting changed: {setting}"),
             Event::Log { level, text } => match level {
                 Level::Debug => format!("debug: {text}"),

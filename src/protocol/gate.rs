@@ -85,3 +85,42 @@ impl Report {
         out
     }
 }
+
+/// The gates while their window runs: those that judged already and those still watching,
+/// with the time left. Sent every second, so a front-end that joins late shows it at once.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Observing {
+    pub migration: String,
+    #[serde(rename = "window_ms", with = "super::millis")]
+    pub window: std::time::Duration,
+    #[serde(rename = "remaining_ms", with = "super::millis")]
+    pub remaining: std::time::Duration,
+    /// Gates that have judged, in display order.
+    pub settled: Vec<GateReport>,
+    /// Names of the gates still watching the database, in display order.
+    pub watching: Vec<String>,
+}
+
+impl Observing {
+    /// `contract gates of m: 42 s left; 4 settled (1 FAIL), watching old-version-unused, indexes-unused`
+    pub fn describe(&self) -> String {
+        let failed = self
+            .settled
+            .iter()
+            .filter(|gate| gate.verdict != Verdict::Pass)
+            .count();
+        let mut line = format!(
+            "contract gates of {}: {} s left; {} settled",
+            self.migration,
+            self.remaining.as_secs_f64().ceil() as u64,
+            self.settled.len()
+        );
+        if failed > 0 {
+            line.push_str(&format!(" ({failed} not passed)"));
+        }
+        if !self.watching.is_empty() {
+            line.push_str(&format!(", watching {}", self.watching.join(", ")));
+        }
+        line
+    }
+}

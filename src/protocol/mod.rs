@@ -18,5 +18,5 @@ pub use command::{Command, Reply, RunStatus};
 pub use event::{
     phase_name, unreachable_words, BatchDone, Event, Level, Progress, RunState, Stamped,
 };
-pub use gate::{GateReport, Report, Verdict};
+pub use gate::{GateReport, Observing, Report, Verdict};
 pub use status::Status;

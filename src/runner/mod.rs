@@ -6,6 +6,6 @@ pub mod serve;
 pub mod spawn;
 pub mod view;
 
-pub use serve::Served;
+pub use serve::{Confirmation, Served};
 pub use spawn::{spawn, Detached, Error, Job};
 pub use view::RunView;

@@ -11,6 +11,7 @@ use std::time::Duration;
 
 use sqlx::Connection;
 use tokio::sync::mpsc::{self, UnboundedReceiver, UnboundedSender};
+use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use super::view::RunView;
@@ -21,11 +22,28 @@ use crate::engine::identity;
 use crate::engine::{BackfillControl, Outcome};
 use crate::gates::Report;
 use crate::monitor::Monitor;
+use crate::protocol::Observing;
 use crate::protocol::{Command, Event, Level, Reply, RunStatus, Stamped, Status};
 
 /// How long a command waits for its audit row before it is answered anyway (the change
 /// is applied first: answerer the run matters more than recording it).
 const AUDIT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How long a `confirm_contract` waits for the waiting command's answer (it records the
+/// confirmation in `zdm.audit` first).
+const CONFIRM_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `confirm_contract` from a client, handed to the command waiting for it, which
+/// answers on `reply` (refusing a wrong name or a gate not overridden, or accepting).
+#[derive(Debug)]
+pub struct Confirmation {
+    pub confirmation: String,
+    pub overrides: Vec<String>,
+    pub reply: oneshot::Sender<Reply>,
+}
+
+/// Where confirmations go while a command waits for one.
+type ConfirmationSlot = Arc<Mutex<Option<mpsc::Sender<Confirmation>>>>;
 
 /// The served side of one run. Create it with [`Served::start`], hand the returned sender
 /// to the engine (`Events::to`), and end it with [`Served::finish`] once the engine is
@@ -39,6 +57,7 @@ pub struct Served {
     /// Forwards the run's monitor samples, once one watches the database.
     metrics: Option<JoinHandle<()>>,
     command: &'static str,
+    confirmations: ConfirmationSlot,
 }
 
 /// Sends an event to every listener after folding it into the view (so `status` never
@@ -86,12 +105,14 @@ impl Served {
         };
         let (engine_events, receiver) = mpsc::unbounded_channel();
         let relay = tokio::spawn(relay(receiver, publisher.clone()));
+        let confirmations = ConfirmationSlot::default();
         let (server, answering) = match open(config, migration, events).await {
             Ok((server, commands)) => {
                 let answerer = Answerer {
                     url: config.database_url().ok().cloned(),
                     control,
                     publisher: publisher.clone(),
+                    confirmations: confirmations.clone(),
                 };
                 (Some(server), Some(tokio::spawn(answer(commands, answerer))))
             }
@@ -111,6 +132,7 @@ impl Served {
             answering,
             metrics: None,
             command,
+            confirmations,
         };
         (served, engine_events)
     }
@@ -131,6 +153,33 @@ impl Served {
     /// Sends the contract gates' verdicts (before contract runs, whatever they decided).
     pub fn gates_evaluated(&self, report: &Report) {
         self.publisher.send(Event::GatesEvaluated(report.clone()));
+    }
+
+    /// Sends where the gates are while their window runs (the countdown, each verdict as
+    /// it settles).
+    pub fn gates_observing(&self, observing: Observing) {
+        self.publisher.send(Event::GatesObserving(observing));
+    }
+
+    /// Sends that the contract waits for its confirmation, `remaining` longer at most.
+    pub fn awaiting_confirmation(&self, blocking: Vec<String>, remaining: Duration) {
+        let migration = lock(&self.publisher.view).migration.clone();
+        self.publisher.send(Event::AwaitingConfirmation {
+            migration,
+            blocking,
+            remaining,
+        });
+    }
+
+    /// From now on `confirm_contract` commands come to the returned receiver (until it is
+    /// dropped: then they are refused as not awaited).
+    pub fn await_confirmations(&self) -> mpsc::Receiver<Confirmation> {
+        let (sender, receiver) = mpsc::channel(1);
+        *self
+            .confirmations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(sender);
+        receiver
     }
 
     /// Sends every sample of `monitor` (the run's one sampler, whose figures its throttle
@@ -225,11 +274,21 @@ struct Answerer {
     url: Option<crate::db::DatabaseUrl>,
     control: BackfillControl,
     publisher: Publisher,
+    confirmations: ConfirmationSlot,
 }
 
 /// Answers commands until the server stops.
 async fn answer(mut commands: mpsc::Receiver<CommandRequest>, answerer: Answerer) {
     while let Some((command, reply_to)) = commands.recv().await {
+        if let Command::ConfirmContract {
+            confirmation,
+            overrides,
+        } = command
+        {
+            let reply = answerer.confirm(confirmation, overrides).await;
+            let _ = reply_to.send(reply);
+            continue;
+        }
         let mut reply = answerer.apply(&command);
         if reply.is_ok() {
             if let Err(why) = answerer.audit(&command).await {
@@ -249,6 +308,43 @@ async fn answer(mut commands: mpsc::Receiver<CommandRequest>, answerer: Answerer
 }
 
 impl Answerer {
+    /// Hands a contract confirmation to the command waiting for one and returns its answer.
+    async fn confirm(&self, confirmation: String, overrides: Vec<String>) -> Reply {
+        let waiting = self
+            .confirmations
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let migration = lock(&self.publisher.view).migration.clone();
+        let not_waiting = || {
+            Reply::error(format!(
+                "this run of {migration} is not waiting for a contract confirmation (a run \
+                 started by `zdm complete {migration} --await-confirmation` waits once its \
+                 gates have judged)"
+            ))
+        };
+        let Some(waiting) = waiting else {
+            return not_waiting();
+        };
+        let (reply, answer) = oneshot::channel();
+        let request = Confirmation {
+            confirmation,
+            overrides,
+            reply,
+        };
+        if waiting.send(request).await.is_err() {
+            return not_waiting();
+        }
+        match tokio::time::timeout(CONFIRM_TIMEOUT, answer).await {
+            Ok(Ok(reply)) => reply,
+            Ok(Err(_)) => not_waiting(),
+            Err(_) => Reply::error(format!(
+                "the run did not answer the confirmation within {} s; see its log",
+                CONFIRM_TIMEOUT.as_secs()
+            )),
+        }
+    }
+
     /// Applies one command to the run and says what happened.
     fn apply(&self, command: &Command) -> Reply {
         let control = &self.control;
@@ -312,8 +408,14 @@ impl Answerer {
                     Reply::done("manual throttle off (automatic throttle inputs still apply)")
                 }
             },
+            // Handled by `confirm` before this.
+            Command::ConfirmContract { .. } => Reply::error("not a command to apply"),
             Command::Abort => match control.stop_requested() {
                 Some(why) => Reply::error(format!("the run is already stopping ({why})")),
+                None if lock(&self.publisher.view).awaiting_confirmation => {
+                    control.stop("contract cancelled by the operator");
+                    Reply::done("contract cancelled: nothing was contracted")
+                }
                 None => {
                     control.stop("aborted by the operator");
                     let name = lock(&self.publisher.view).migration.clone();

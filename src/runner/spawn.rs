@@ -35,6 +35,13 @@ pub enum Job {
         /// The gates' observation window (None: `[gates] window_s`).
         window: Option<Duration>,
     },
+    /// Contract once confirmed over the run's socket: the run evaluates the gates, then
+    /// waits for the typed name (the console's dialog, `zdm ctl confirm-contract`).
+    CompleteOnConfirmation {
+        migration: String,
+        /// The gates' observation window (None: `[gates] window_s`).
+        window: Option<Duration>,
+    },
     Rollback {
         migration: String,
     },
@@ -45,6 +52,7 @@ impl Job {
         match self {
             Job::Start { migration }
             | Job::Complete { migration, .. }
+            | Job::CompleteOnConfirmation { migration, .. }
             | Job::Rollback { migration } => migration,
         }
     }
@@ -53,27 +61,34 @@ impl Job {
     pub fn command(&self) -> &'static str {
         match self {
             Job::Start { .. } => "start",
-            Job::Complete { .. } => "complete",
+            Job::Complete { .. } | Job::CompleteOnConfirmation { .. } => "complete",
             Job::Rollback { .. } => "rollback",
         }
     }
 
     fn args(&self) -> Vec<OsString> {
         let mut args: Vec<OsString> = vec![self.command().into(), self.migration().into()];
-        if let Job::Complete {
-            overrides, window, ..
-        } = self
-        {
-            args.push("--confirm-contract".into());
-            args.push(self.migration().into());
-            for gate in overrides {
-                args.push("--override-gate".into());
-                args.push(gate.into());
+        let window = match self {
+            Job::Complete {
+                overrides, window, ..
+            } => {
+                args.push("--confirm-contract".into());
+                args.push(self.migration().into());
+                for gate in overrides {
+                    args.push("--override-gate".into());
+                    args.push(gate.into());
+                }
+                window
             }
-            if let Some(window) = window {
-                args.push("--window".into());
-                args.push(window.as_secs_f64().to_string().into());
+            Job::CompleteOnConfirmation { window, .. } => {
+                args.push("--await-confirmation".into());
+                window
             }
+            Job::Start { .. } | Job::Rollback { .. } => &None,
+        };
+        if let Some(window) = window {
+            args.push("--window".into());
+            args.push(window.as_secs_f64().to_string().into());
         }
         args
     }

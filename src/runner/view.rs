@@ -18,6 +18,8 @@ pub struct RunView {
     /// What holds the run outside the backfill's own progress (the database unreachable,
     /// a stalled batch, the throttle), until the run moves again.
     held_by: Option<String>,
+    /// The contract waits for the operator's confirmation (the gates have judged).
+    pub awaiting_confirmation: bool,
 }
 
 impl RunView {
@@ -30,6 +32,7 @@ impl RunView {
             progress: None,
             phase: None,
             held_by: None,
+            awaiting_confirmation: false,
         }
     }
 
@@ -64,6 +67,7 @@ impl RunView {
         ) {
             // The run moves again: what held it is over.
             self.held_by = None;
+            self.awaiting_confirmation = false;
         }
         match event {
             Event::StatusChanged { status, .. } => self.status = Some(*status),
@@ -89,6 +93,16 @@ impl RunView {
                 self.step = None;
             }
             Event::Progress(progress) => self.progress = Some(progress.clone()),
+            Event::GatesObserving(observing) => {
+                self.step = Some(format!(
+                    "contract gates: {} s of the window left",
+                    observing.remaining.as_secs_f64().ceil() as u64
+                ));
+            }
+            Event::AwaitingConfirmation { .. } => {
+                self.awaiting_confirmation = true;
+                self.step = Some("waiting for the contract confirmation".to_string());
+            }
             Event::ThrottleOn { reason } => self.held_by = Some(reason.clone()),
             Event::ThrottleOff { .. } => self.held_by = None,
             Event::Unreachable {

@@ -598,6 +598,7 @@ impl Console {
                     self.finish_backfill_view();
                 }
             }
+            Event::GatesObserving(_) | Event::AwaitingConfirmation { .. } => {}
             Event::GatesEvaluated(report) => {
                 let verdicts: Vec<String> = report
                     .gates

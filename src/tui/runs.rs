@@ -334,7 +334,7 @@ async fn follow_when_ready(
 /// The job's word as the console says it (`zdm complete` is contract) and its migration.
 pub fn describe(job: &Job) -> (&'static str, String) {
     let word = match job {
-        Job::Complete { .. } => "contract",
+        Job::Complete { .. } | Job::CompleteOnConfirmation { .. } => "contract",
         _ => job.command(),
     };
     (word, job.migration().to_string())
