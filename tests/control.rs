@@ -158,6 +158,7 @@ async fn test_run(
                 aborted = true;
                 Reply::done("the backfill stops after the current batch; `zdm start` resumes it")
             }
+            Command::ConfirmContract { .. } => Reply::error("no contract waits here"),
         };
         let _ = reply.send(answer);
     }

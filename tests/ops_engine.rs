@@ -145,6 +145,7 @@ async fn run(case: Case) {
             .map(String::from)
             .collect(),
         window: Some(std::time::Duration::ZERO),
+        ..Default::default()
     };
     let completed = app::complete::run(&config, name, &options)
         .await

@@ -594,6 +594,23 @@ mod tests {
                     evidence: vec!["pg_stat_statements not installed".to_string()],
                 }],
             }),
+            Event::GatesObserving(Observing {
+                migration: "m".to_string(),
+                window: Duration::from_secs(60),
+                remaining: Duration::from_secs(42),
+                settled: vec![GateReport {
+                    name: "backfill".to_string(),
+                    title: "backfill complete".to_string(),
+                    verdict: Verdict::Pass,
+                    evidence: vec!["all 1 backfill step(s) done".to_string()],
+                }],
+                watching: vec!["old-version-unused".to_string()],
+            }),
+            Event::AwaitingConfirmation {
+                migration: "m".to_string(),
+                blocking: vec!["explain".to_string()],
+                remaining: Duration::from_secs(900),
+            },
             Event::SettingChanged(Setting::BatchTarget(Duration::from_millis(500))),
             Event::Log {
                 level: Level::Warning,
@@ -627,6 +644,8 @@ mod tests {
                 | Event::BackfillStopped { .. }
                 | Event::Metrics(_)
                 | Event::GatesEvaluated(_)
+                | Event::GatesObserving(_)
+                | Event::AwaitingConfirmation { .. }
                 | Event::SettingChanged(_)
                 | Event::Log { .. }
                 | Event::Error { .. }
@@ -690,6 +709,13 @@ mod tests {
         let gates = find("gates_evaluated");
         assert_eq!(gates["gates"][0]["verdict"], "unknown");
         assert_eq!(gates["window_seconds"], 2.0);
+        let observing = find("gates_observing");
+        assert_eq!(observing["remaining_ms"], 42_000);
+        assert_eq!(observing["settled"][0]["verdict"], "pass");
+        assert_eq!(observing["watching"][0], "old-version-unused");
+        let awaiting = find("awaiting_confirmation");
+        assert_eq!(awaiting["blocking"][0], "explain");
+        assert_eq!(awaiting["remaining_ms"], 900_000);
         let log = find("log");
         assert_eq!(log["level"], "warning");
         let metrics = find("metrics");
