@@ -55,6 +55,33 @@ fn gates(results: &[(&str, Verdict)]) -> Vec<GateRow> {
         .collect()
 }
 
+/// The contract run of `migration` reported its gates judged and waits for the
+/// confirmation (as its `gates_evaluated` and `awaiting_confirmation` events say).
+fn gates_judged(app: &mut App, migration: &str, rows: Vec<GateRow>) {
+    app.set_gates_of(migration, rows);
+    app.set_awaiting_confirmation(migration);
+}
+
+/// The contract run of `migration` counting down its gates' window.
+fn gates_watching(app: &mut App, migration: &str, left: u64, settled: &[(&str, Verdict)]) {
+    let observing = zdm::protocol::Observing {
+        migration: migration.to_string(),
+        window: Duration::from_secs(60),
+        remaining: Duration::from_secs(left),
+        settled: settled
+            .iter()
+            .map(|(name, verdict)| zdm::protocol::GateReport {
+                name: name.to_string(),
+                title: format!("{name} title"),
+                verdict: *verdict,
+                evidence: vec!["evidence".to_string()],
+            })
+            .collect(),
+        watching: vec!["old-version-unused".to_string(), "indexes-unused".to_string()],
+    };
+    app.set_gates_observing(&observing);
+}
+
 // ---- snapshots -------------------------------------------------------------------------
 
 #[test]
@@ -112,10 +139,21 @@ fn dialogs_and_help_at_80x24() {
     select(&mut app, "0002_customers_phone_not_null");
     press(&mut app, KeyCode::Char('c'));
     insta::assert_snapshot!("contract_checking_80x24", render(&app, 80, 24));
-    app.set_gates(gates(&[
-        ("backfill complete", Verdict::Pass),
-        ("old version unused", Verdict::Unknown),
-    ]));
+    gates_watching(
+        &mut app,
+        "0002_customers_phone_not_null",
+        42,
+        &[("backfill", Verdict::Pass), ("explain", Verdict::Unknown)],
+    );
+    insta::assert_snapshot!("contract_countdown_80x24", render(&app, 80, 24));
+    gates_judged(
+        &mut app,
+        "0002_customers_phone_not_null",
+        gates(&[
+            ("backfill complete", Verdict::Pass),
+            ("old version unused", Verdict::Unknown),
+        ]),
+    );
     type_text(&mut app, "0002_customers");
     insta::assert_snapshot!("contract_gates_80x24", render(&app, 80, 24));
     press(&mut app, KeyCode::Esc);
@@ -126,6 +164,32 @@ fn dialogs_and_help_at_80x24() {
 
     press(&mut app, KeyCode::Char('q'));
     insta::assert_snapshot!("quit_80x24", render(&app, 80, 24));
+}
+
+#[test]
+fn the_contract_dialog_keeps_its_prompt_and_keys_with_every_gate_and_an_error_at_80x24() {
+    let mut app = busy_app();
+    select(&mut app, "0002_customers_phone_not_null");
+    press(&mut app, KeyCode::Char('c'));
+    let long = "statement `SELECT id, phone FROM public_0001.customers WHERE id = $1` ran 41 \
+                time(s) in the window\nmore lines";
+    let rows = zdm::gates::registry::names()
+        .into_iter()
+        .map(|name| GateRow {
+            name: name.to_string(),
+            result: Verdict::Fail,
+            evidence: long.to_string(),
+        })
+        .collect();
+    gates_judged(&mut app, "0002_customers_phone_not_null", rows);
+    type_text(&mut app, "0002_customers_phone_not_null");
+    press(&mut app, KeyCode::Enter);
+    type_text(&mut app, "yes");
+    press(&mut app, KeyCode::Enter);
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Enter confirm   Esc cancel"), "{screen}");
+    assert!(screen.contains("type override to contract"), "{screen}");
+    insta::assert_snapshot!("contract_every_gate_failed_80x24", screen);
 }
 
 #[test]
@@ -349,16 +413,29 @@ fn contract_refuses_a_wrong_name_and_never_runs_on_one_key() {
     select(&mut app, "0002_customers_phone_not_null");
     assert_eq!(
         press(&mut app, KeyCode::Char('c')),
-        Some(Action::EvaluateGates(
+        Some(Action::PrepareContract(
             "0002_customers_phone_not_null".to_string()
         )),
-        "c opens the dialog and asks for the gates, nothing more"
+        "c opens the dialog and starts the run that checks the gates, nothing more"
     );
     assert!(matches!(app.popup, Some(Popup::Contract(_))));
-    // Gates not evaluated yet: even the right name waits.
+    // Gates still watching: even the right name waits, and the dialog says how long.
+    gates_watching(&mut app, "0002_customers_phone_not_null", 42, &[]);
     type_text(&mut app, "0002_customers_phone_not_null");
     assert_eq!(press(&mut app, KeyCode::Enter), None);
-    app.set_gates(gates(&[("backfill complete", Verdict::Pass)]));
+    let Some(Popup::Contract(dialog)) = &app.popup else {
+        panic!("dialog open")
+    };
+    assert!(
+        dialog.error.as_deref().unwrap_or("").contains("42 s left"),
+        "{:?}",
+        dialog.error
+    );
+    gates_judged(
+        &mut app,
+        "0002_customers_phone_not_null",
+        gates(&[("backfill complete", Verdict::Pass)]),
+    );
 
     // The dialog kept the typed text; a wrong name is refused and cleared.
     let Some(Popup::Contract(dialog)) = &mut app.popup else {
@@ -384,7 +461,23 @@ fn contract_refuses_a_wrong_name_and_never_runs_on_one_key() {
             overrides: Vec::new(),
         })
     );
-    assert!(app.popup.is_none());
+    // Sent to the run: the dialog waits for its answer, and a second Enter sends nothing.
+    assert!(matches!(&app.popup, Some(Popup::Contract(d)) if d.sent));
+    assert_eq!(press(&mut app, KeyCode::Enter), None);
+    // The run refused (say, a gate it judged failed since): said in the dialog, which asks again.
+    app.contract_answered(
+        "0002_customers_phone_not_null",
+        Some("gate(s) explain did not pass".to_string()),
+    );
+    let Some(Popup::Contract(dialog)) = &app.popup else {
+        panic!("still open after a refusal")
+    };
+    assert!(!dialog.sent);
+    assert_eq!(dialog.error.as_deref(), Some("gate(s) explain did not pass"));
+    type_text(&mut app, "0002_customers_phone_not_null");
+    assert!(press(&mut app, KeyCode::Enter).is_some());
+    app.contract_answered("0002_customers_phone_not_null", None);
+    assert!(app.popup.is_none(), "accepted: contract runs, the dialog closes");
 }
 
 #[test]
@@ -392,11 +485,15 @@ fn failing_gates_need_a_second_typed_override() {
     let mut app = busy_app();
     select(&mut app, "0002_customers_phone_not_null");
     press(&mut app, KeyCode::Char('c'));
-    app.set_gates(gates(&[
-        ("old version unused", Verdict::Fail),
-        ("indexes unused", Verdict::Unknown),
-        ("backfill complete", Verdict::Pass),
-    ]));
+    gates_judged(
+        &mut app,
+        "0002_customers_phone_not_null",
+        gates(&[
+            ("old version unused", Verdict::Fail),
+            ("indexes unused", Verdict::Unknown),
+            ("backfill complete", Verdict::Pass),
+        ]),
+    );
     type_text(&mut app, "0002_customers_phone_not_null");
     assert_eq!(
         press(&mut app, KeyCode::Enter),
@@ -429,7 +526,13 @@ fn contract_is_only_offered_when_ready_and_esc_cancels() {
     );
     select(&mut app, "0002_customers_phone_not_null");
     press(&mut app, KeyCode::Char('c'));
-    assert_eq!(press(&mut app, KeyCode::Esc), None);
+    assert_eq!(
+        press(&mut app, KeyCode::Esc),
+        Some(Action::CancelContract(
+            "0002_customers_phone_not_null".to_string()
+        )),
+        "Esc cancels the run that checks the gates: nothing is contracted"
+    );
     assert!(app.popup.is_none());
 }
 

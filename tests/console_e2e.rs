@@ -443,6 +443,26 @@ fn scratch_table_plan(name: &str) -> zdm::plan::Plan {
     )
 }
 
+/// What the contract dialog asks once the gates have judged and the run waits.
+const CONFIRM_PROMPT: &str = "Type the migration's name to confirm";
+
+/// Everything the runner processes under `state` wrote to their logs.
+fn runner_logs(state: &Path) -> String {
+    let mut text = String::new();
+    let mut dirs = vec![state.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "log") {
+                text.push_str(&std::fs::read_to_string(&path).unwrap_or_default());
+            }
+        }
+    }
+    text
+}
+
 /// Types the migration's name in the contract dialog; when a gate on `gates_screen` did not
 /// pass, the dialog asks for `override` as well.
 fn confirm_contract(tmux: &Tmux, name: &str, gates_screen: &str) {
@@ -488,6 +508,12 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
         .expect("start 0001");
     engine.close().await.expect("close");
 
+    // A gates window long enough to watch its countdown.
+    std::fs::write(
+        log_file("contract").with_extension("toml"),
+        "[gates]\nwindow_s = 4\n",
+    )
+    .expect("config");
     let tmux = Tmux::start(
         &console_command_in(&sandbox, &url, dir.path(), &log_file("contract")),
         100,
@@ -502,9 +528,15 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
     tmux.keys(&["k"]);
 
     tmux.keys(&["c"]);
-    let screen = tmux.wait_for_text("PASS", PATIENCE);
+    // The run that will contract counts its gates' window down, visibly, in the dialog.
+    let countdown = tmux.wait_for_text("s left of 4 s", PATIENCE);
     assert!(
-        screen.contains("backfill"),
+        countdown.contains("watching the database over the window"),
+        "the watching gates are listed while they watch: {countdown}"
+    );
+    let screen = tmux.wait_for_text(CONFIRM_PROMPT, PATIENCE);
+    assert!(
+        screen.contains("PASS") && screen.contains("backfill"),
         "the gates are listed: {screen}"
     );
     tmux.type_text("0001_orders_add_stat");
@@ -512,6 +544,12 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
     tmux.wait_for_text("the name does not match", PATIENCE);
     confirm_contract(&tmux, "0001_orders_add_status", &screen);
     tmux.wait_for_text("[complete]", PATIENCE);
+    // One window: the run that contracted evaluated the gates once, before the name was
+    // typed, and contracted on the confirmation without a second window.
+    let evaluations = runner_logs(&sandbox.state_dir())
+        .matches("contract gates of 0001_orders_add_status (observed for")
+        .count();
+    assert_eq!(evaluations, 1, "the gates were evaluated {evaluations} times");
     assert!(
         scalar_bool(
             &pg,
@@ -752,7 +790,7 @@ async fn a_sample_migration_is_started_backfilled_and_contracted_from_the_consol
     assert!(done.contains("orders"), "{done}");
 
     tmux.keys(&["c"]);
-    let gates = tmux.wait_for_text("PASS", PATIENCE);
+    let gates = tmux.wait_for_text(CONFIRM_PROMPT, PATIENCE);
     confirm_contract(&tmux, "0001_orders_add_status", &gates);
     tmux.wait_for_text("[complete]", Duration::from_secs(60));
     assert!(
@@ -912,7 +950,7 @@ async fn pause_and_resume_from_the_console_hold_and_release_the_backfill() {
     wait_for_exit(run.info.pid, PATIENCE).await;
 
     tmux.keys(&["c"]);
-    let gates = tmux.wait_for_text("PASS", PATIENCE);
+    let gates = tmux.wait_for_text(CONFIRM_PROMPT, PATIENCE);
     confirm_contract(&tmux, "0001_orders_add_status", &gates);
     tmux.wait_for_text("[complete]", Duration::from_secs(60));
     tmux.keys(&["q"]);

@@ -14,7 +14,7 @@ use tui_input::Input;
 use super::health::HealthView;
 use super::keymap::Hint;
 use crate::plan::Plan;
-use crate::protocol::{GateReport, Progress, RunState};
+use crate::protocol::{GateReport, Observing, Progress, RunState};
 /// Severity of a log line, and a gate's verdict: the protocol's.
 pub use crate::protocol::{Level, Verdict};
 
@@ -251,13 +251,23 @@ impl Pane {
     }
 }
 
-/// The contract confirmation: gates shown, the migration's name typed, then (only when a
-/// gate did not pass) the word `override` typed as a second confirmation.
+/// The contract confirmation, talking to the run that will contract (`zdm complete
+/// --await-confirmation`, started when the dialog opens): the gates' countdown and each
+/// verdict as it settles, then the migration's name typed, then (only when a gate did not
+/// pass) the word `override` typed as a second confirmation, sent to that run.
 #[derive(Debug, Clone)]
 pub struct ContractDialog {
     pub migration: String,
-    /// `None` while the gates are being evaluated: contract waits for them.
-    pub gates: Option<Vec<GateRow>>,
+    /// The gates that have judged so far (all of them once the window closed).
+    pub gates: Vec<GateRow>,
+    /// The gates still watching the database.
+    pub watching: Vec<String>,
+    /// The window's time left and its length, once the run reported it.
+    pub countdown: Option<(Duration, Duration)>,
+    /// The run waits for the confirmation (the gates have judged).
+    pub awaiting: bool,
+    /// The confirmation went to the run: its answer is awaited.
+    pub sent: bool,
     pub input: Input,
     /// True once the name matched and the failing gates need an explicit override.
     pub overriding: bool,
@@ -265,11 +275,24 @@ pub struct ContractDialog {
 }
 
 impl ContractDialog {
+    fn new(migration: String) -> Self {
+        ContractDialog {
+            migration,
+            gates: Vec::new(),
+            watching: Vec::new(),
+            countdown: None,
+            awaiting: false,
+            sent: false,
+            input: Input::default(),
+            overriding: false,
+            error: None,
+        }
+    }
+
     /// The gates that did not pass (failed or unknown): each blocks contract unless overridden.
     pub fn blocking_gates(&self) -> Vec<String> {
         self.gates
             .iter()
-            .flatten()
             .filter(|gate| gate.result != Verdict::Pass)
             .map(|gate| gate.name.clone())
             .collect()
@@ -294,8 +317,11 @@ pub enum Popup {
 pub enum Action {
     /// Expand and backfill the named migration.
     Start(String),
-    /// The contract dialog of the named migration opened: evaluate its safety gates.
-    EvaluateGates(String),
+    /// The contract dialog of the named migration opened: start the run that evaluates its
+    /// safety gates and waits for the confirmation.
+    PrepareContract(String),
+    /// The contract dialog closed unconfirmed: cancel that run (nothing is contracted).
+    CancelContract(String),
     /// The selection moved to the named migration: show its plan.
     ShowPlan(String),
     Pause,
@@ -522,12 +548,22 @@ impl App {
         match key.code {
             KeyCode::Esc => {
                 self.notice = Some("contract cancelled: nothing was changed".into());
-                None
+                Some(Action::CancelContract(dialog.migration))
             }
             KeyCode::Enter => {
-                if dialog.gates.is_none() {
-                    dialog.error =
-                        Some("the safety gates are still being checked: wait for them".into());
+                if dialog.sent {
+                    self.popup = Some(Popup::Contract(dialog));
+                    return None;
+                }
+                if !dialog.awaiting {
+                    dialog.error = Some(match dialog.countdown {
+                        Some((left, _)) if !left.is_zero() => format!(
+                            "the safety gates are watching the database ({} s left): wait \
+                             for them",
+                            left.as_secs_f64().ceil() as u64
+                        ),
+                        _ => "the safety gates are still being checked: wait for them".into(),
+                    });
                     self.popup = Some(Popup::Contract(dialog));
                     return None;
                 }
@@ -557,11 +593,14 @@ impl App {
                     self.popup = Some(Popup::Contract(dialog));
                     return None;
                 }
-                self.notice = Some(format!("contract of {} confirmed", dialog.migration));
-                Some(Action::Contract {
-                    migration: dialog.migration,
+                dialog.sent = true;
+                dialog.error = None;
+                let action = Action::Contract {
+                    migration: dialog.migration.clone(),
                     overrides: blocking,
-                })
+                };
+                self.popup = Some(Popup::Contract(dialog));
+                Some(action)
             }
             _ => {
                 dialog.input.handle_event(event);
@@ -770,14 +809,8 @@ impl App {
             return None;
         }
         let name = row.name.clone();
-        self.popup = Some(Popup::Contract(ContractDialog {
-            migration: name.clone(),
-            gates: None,
-            input: Input::default(),
-            overriding: false,
-            error: None,
-        }));
-        Some(Action::EvaluateGates(name))
+        self.popup = Some(Popup::Contract(ContractDialog::new(name.clone())));
+        Some(Action::PrepareContract(name))
     }
 
     fn open_rollback(&mut self) {
@@ -795,17 +828,67 @@ impl App {
         self.popup = Some(Popup::Rollback(row.name.clone()));
     }
 
-    /// Replaces the gates shown in an open contract dialog (they arrive after it opens).
-    pub fn set_gates(&mut self, gates: Vec<GateRow>) {
-        if let Some(Popup::Contract(dialog)) = &mut self.popup {
-            dialog.gates = Some(gates);
+    /// The open contract dialog of `migration`, if it is the one open.
+    pub fn contract_dialog_of(&mut self, migration: &str) -> Option<&mut ContractDialog> {
+        match &mut self.popup {
+            Some(Popup::Contract(dialog)) if dialog.migration == migration => Some(dialog),
+            _ => None,
         }
     }
 
-    /// The gates of `migration`, if its contract dialog is still the one open.
+    /// Where the gates of `migration` are while their window runs.
+    pub fn set_gates_observing(&mut self, observing: &Observing) {
+        if let Some(dialog) = self.contract_dialog_of(&observing.migration) {
+            dialog.gates = observing.settled.iter().map(GateRow::from).collect();
+            dialog.watching = observing.watching.clone();
+            dialog.countdown = Some((observing.remaining, observing.window));
+        }
+    }
+
+    /// The gates of `migration` have all judged.
     pub fn set_gates_of(&mut self, migration: &str, gates: Vec<GateRow>) {
-        if matches!(&self.popup, Some(Popup::Contract(d)) if d.migration == migration) {
-            self.set_gates(gates);
+        if let Some(dialog) = self.contract_dialog_of(migration) {
+            dialog.gates = gates;
+            dialog.watching.clear();
+            if let Some((_, window)) = dialog.countdown {
+                dialog.countdown = Some((Duration::ZERO, window));
+            }
+        }
+    }
+
+    /// The run of `migration` waits for the confirmation: Enter sends it.
+    pub fn set_awaiting_confirmation(&mut self, migration: &str) {
+        if let Some(dialog) = self.contract_dialog_of(migration) {
+            dialog.awaiting = true;
+            dialog.watching.clear();
+        }
+    }
+
+    /// The run answered the confirmation: contract runs (the dialog closes), or it was
+    /// refused (said in the dialog, which asks again).
+    pub fn contract_answered(&mut self, migration: &str, refused: Option<String>) {
+        let Some(dialog) = self.contract_dialog_of(migration) else {
+            return;
+        };
+        match refused {
+            None => {
+                self.popup = None;
+                self.notice = Some(format!("contract of {migration} confirmed: it runs now"));
+            }
+            Some(why) => {
+                dialog.sent = false;
+                dialog.overriding = false;
+                dialog.input.reset();
+                dialog.error = Some(why);
+            }
+        }
+    }
+
+    /// The run of `migration` ended before it contracted: the dialog closes, saying so.
+    pub fn contract_run_ended(&mut self, migration: &str, why: &str) {
+        if self.contract_dialog_of(migration).is_some() {
+            self.popup = None;
+            self.notice = Some(format!("contract of {migration} did not run: {why}"));
         }
     }
 }

@@ -14,14 +14,13 @@ use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-use super::app::{GateRow, Level, MigrationRow, MigrationState, Verdict};
+use super::app::{Level, MigrationRow, MigrationState};
 use super::runs::RunUpdate;
 use crate::config::Config;
 use crate::db::catalog::Catalog;
 use crate::engine::identity;
 use crate::engine::state::{self, MigrationRecord};
 use crate::engine::Status;
-use crate::gates;
 pub use crate::ledger::step_index;
 use crate::ledger::{Ledger, Standing};
 use crate::migration::{self, Migration};
@@ -47,11 +46,6 @@ pub enum Update {
     Plan {
         migration: String,
         plan: Result<Plan, String>,
-    },
-    /// The contract gates of a migration.
-    Gates {
-        migration: String,
-        gates: Vec<GateRow>,
     },
     /// Something about a run: spawned, found, attached, an event, a reply.
     Run(RunUpdate),
@@ -112,25 +106,6 @@ impl Backend {
             let _ = updates.send(Update::Plan { migration, plan });
         });
     }
-
-    /// Evaluates the contract gates of `migration` from its recorded state.
-    pub fn gates(&self, migration: String) {
-        let config = self.config.clone();
-        let updates = self.updates.clone();
-        tokio::spawn(async move {
-            // The gates watch the database for their observation window ([gates] window_s)
-            // before they judge; the dialog says so meanwhile and refuses to contract.
-            let gates = match gate_report(&config, &migration).await {
-                Ok(report) => report.gates.iter().map(GateRow::from).collect(),
-                Err(error) => vec![GateRow {
-                    name: "gates".into(),
-                    result: Verdict::Unknown,
-                    evidence: format!("the safety gates could not be evaluated: {error}"),
-                }],
-            };
-            let _ = updates.send(Update::Gates { migration, gates });
-        });
-    }
 }
 
 /// The plan of migration `name` as `zdm plan NAME` shows it: a file not started, planned
@@ -156,14 +131,6 @@ async fn plan_file(config: &Config, name: &str) -> Result<Plan, String> {
     .await;
     let _ = conn.close().await;
     planned
-}
-
-/// The gates of `migration` over the configured window.
-async fn gate_report(config: &Config, migration: &str) -> Result<gates::Report, String> {
-    let inputs = config.gate_inputs(None).map_err(|e| e.to_string())?;
-    gates::decision::report(&inputs, migration)
-        .await
-        .map_err(|e| e.to_string())
 }
 
 impl Drop for Backend {

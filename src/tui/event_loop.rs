@@ -168,6 +168,8 @@ pub(super) struct Console {
     /// A discovery is under way (they are not stacked when sockets are slow).
     pub discovering: bool,
     pub quitting: Option<Quitting>,
+    /// A contract run cancelled while its runner was still starting: aborted once it serves.
+    pub cancel_when_served: Option<String>,
     /// Printed once the terminal is restored: where the run stands and how to get back.
     pub farewell: Option<String>,
     /// Since when a status read has gone unanswered.
@@ -202,6 +204,7 @@ impl Console {
             ended: HashSet::new(),
             attach_failures: HashSet::new(),
             spawning: None,
+            cancel_when_served: None,
             discovering: false,
             quitting: None,
             farewell: None,
@@ -319,7 +322,22 @@ impl Console {
         match action {
             Action::Quit => self.quit = true,
             Action::ShowPlan(name) => self.show_plan(&name),
-            Action::EvaluateGates(name) => self.backend.gates(name),
+            Action::PrepareContract(name) => {
+                if let Some(busy) = self.busy() {
+                    self.app.popup = None;
+                    self.refuse(format!(
+                        "{busy} is being worked on: one run at a time (it must finish first)"
+                    ));
+                    return;
+                }
+                // The run that will contract evaluates the gates (one window) and waits
+                // for the confirmation this dialog sends it.
+                self.spawn(Job::CompleteOnConfirmation {
+                    migration: name,
+                    window: None,
+                });
+            }
+            Action::CancelContract(name) => self.cancel_contract(name),
             Action::Start(name) => {
                 self.monitor.set_baseline_end(Some(Utc::now()));
                 self.spawn(Job::Start { migration: name });
@@ -337,13 +355,18 @@ impl Console {
                         ),
                     );
                 }
-                // The gates judge again in the runner, over the configured window, before it
-                // contracts: the database may have changed since the dialog showed them.
-                self.spawn(Job::Complete {
-                    migration,
+                let Some(socket) = self.socket_of_run(&migration) else {
+                    self.app.contract_answered(
+                        &migration,
+                        Some("its run is not reachable: press Esc and c to start again".into()),
+                    );
+                    return;
+                };
+                let command = Command::ConfirmContract {
+                    confirmation: migration.clone(),
                     overrides,
-                    window: None,
-                });
+                };
+                self.runs.send(socket, command, Purpose::Confirm(migration));
             }
             Action::Rollback(name) => self.spawn(Job::Rollback { migration: name }),
             Action::Pause => self.steer(Command::Pause),
@@ -395,6 +418,26 @@ impl Console {
             }
         }
         self.runs.spawn(job, socket);
+    }
+
+    /// The socket of the followed live run of `migration`.
+    fn socket_of_run(&self, migration: &str) -> Option<PathBuf> {
+        self.followed
+            .iter()
+            .find(|run| run.migration == migration && run.is_live())
+            .map(|run| run.socket.clone())
+    }
+
+    /// Cancels the contract run of `migration` (nothing is contracted): at once when it is
+    /// followed, else as soon as its runner serves its socket.
+    fn cancel_contract(&mut self, migration: String) {
+        match self.socket_of_run(&migration) {
+            Some(socket) if self.spawning.as_deref() != Some(migration.as_str()) => {
+                self.runs
+                    .send(socket, Command::Abort, Purpose::Key(Command::Abort));
+            }
+            _ => self.cancel_when_served = Some(migration),
+        }
     }
 
     /// The migration a run of this console's database works on, or is being started for.
@@ -579,10 +622,6 @@ impl Console {
                 if self.selected_name().as_deref() == Some(migration.as_str()) {
                     self.show_plan(&migration);
                 }
-            }
-            Update::Gates { migration, gates } => {
-                self.app.set_gates_of(&migration, gates);
-                self.dirty = true;
             }
             Update::Run(update) => self.on_run(update),
             Update::Log(level, text) => self.log(level, text),

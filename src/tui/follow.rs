@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::app::{BackfillView, Level, MigrationState};
+use super::app::{BackfillView, GateRow, Level, MigrationState};
 use super::backend;
 use super::event_loop::Console;
 use super::runs::{Purpose, RunUpdate};
@@ -118,6 +118,15 @@ impl Console {
                 detached,
             } => {
                 self.spawning = None;
+                if self.cancel_when_served.as_deref() == Some(migration.as_str()) {
+                    // Its contract dialog was closed while it started.
+                    self.cancel_when_served = None;
+                    self.runs.send(
+                        detached.socket.clone(),
+                        Command::Abort,
+                        Purpose::Key(Command::Abort),
+                    );
+                }
                 self.log(
                     Level::Info,
                     format!(
@@ -156,6 +165,8 @@ impl Console {
                     Level::Error,
                     format!("{job} of {migration} did not start: {error}"),
                 );
+                self.app
+                    .contract_run_ended(&migration, "its runner did not start (see the log)");
                 self.app.notice = Some(format!("{job} of {migration} failed: see the log"));
                 self.backend.refresh();
             }
@@ -266,6 +277,8 @@ impl Console {
         };
         let run = self.followed.remove(index);
         self.ended.insert((run.socket.clone(), run.pid));
+        self.app
+            .contract_run_ended(&run.migration, "its run ended first (see the log)");
         if !run.finished {
             if run.events == 0 && error.is_none() {
                 // Found as it was ending: its last events went to the clients it had. The
@@ -392,6 +405,17 @@ impl Console {
                     }
                 });
                 self.quit = true;
+            }
+            Purpose::Confirm(migration) => {
+                let refused = match reply {
+                    Ok(Reply::Error(why)) | Err(why) => Some(why),
+                    Ok(_) => None,
+                };
+                if refused.is_none() {
+                    self.log(Level::Info, format!("contract of {migration} confirmed by name"));
+                }
+                self.app.contract_answered(&migration, refused);
+                self.dirty = true;
             }
             Purpose::StopAndQuit => {
                 if let Ok(Reply::Error(why)) | Err(why) = reply {
@@ -598,8 +622,17 @@ impl Console {
                     self.finish_backfill_view();
                 }
             }
-            Event::GatesObserving(_) | Event::AwaitingConfirmation { .. } => {}
+            Event::GatesObserving(observing) => {
+                self.app.set_gates_observing(&observing);
+                self.dirty = true;
+            }
+            Event::AwaitingConfirmation { migration, .. } => {
+                self.app.set_awaiting_confirmation(&migration);
+                self.dirty = true;
+            }
             Event::GatesEvaluated(report) => {
+                let rows = report.gates.iter().map(GateRow::from).collect();
+                self.app.set_gates_of(&report.migration, rows);
                 let verdicts: Vec<String> = report
                     .gates
                     .iter()

@@ -89,6 +89,9 @@ pub enum Purpose {
     PauseAndQuit,
     /// `q` then `s` (demo): the console quits once the run ended.
     StopAndQuit,
+    /// The contract dialog's confirmation of the named migration: the run's answer is the
+    /// dialog's (contract runs, or why not).
+    Confirm(String),
 }
 
 /// The console's way to start, find, follow and steer runs.

@@ -102,62 +102,127 @@ fn help(frame: &mut Frame, theme: &Theme) {
     dialog(frame, " Keys (? or Esc closes) ", lines, 78, theme, false);
 }
 
+/// The contract dialog's width (within the screen).
+const CONTRACT_WIDTH: u16 = 76;
+
 fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
-    let mut lines = vec![
+    let screen = frame.area();
+    let width = CONTRACT_WIDTH.min(screen.width.saturating_sub(2)).max(20);
+    // One row per gate (its first finding, cut to the width), so the prompt and the key
+    // line always fit below them.
+    let inner = usize::from(width.saturating_sub(2));
+    let header = vec![
         Line::from(vec![
             Span::raw("Contract "),
             Span::styled(dialog_state.migration.clone(), theme.title()),
             Span::styled(": cannot be undone.", theme.danger()),
         ]),
         Line::from(""),
+        Line::from(Span::styled(gates_state(dialog_state), theme.text())),
     ];
-    match &dialog_state.gates {
-        None => lines.push(Line::from(Span::styled(
-            "checking the safety gates…",
-            theme.muted(),
-        ))),
-        Some(gates) if gates.is_empty() => {
-            lines.push(Line::from(Span::styled(
-                "no safety gates apply",
-                theme.muted(),
-            )));
-        }
-        Some(gates) => {
-            for gate in gates {
-                let (word, style) = match gate.result {
-                    Verdict::Pass => ("PASS   ", theme.ok()),
-                    Verdict::Fail => ("FAIL   ", theme.danger()),
-                    Verdict::Unknown => ("UNKNOWN", theme.warning()),
-                };
-                lines.push(Line::from(vec![
-                    Span::styled(word, style),
-                    Span::raw(" "),
-                    Span::styled(gate.name.clone(), theme.text()),
-                    Span::styled(format!(": {}", gate.evidence), theme.muted()),
-                ]));
-            }
-        }
-    }
-    lines.push(Line::from(""));
-    let prompt = if dialog_state.overriding {
-        format!(
-            "Gates not passed: {}. Type override to contract anyway (recorded):",
-            dialog_state.blocking_gates().join(", ")
-        )
+    let mut gates: Vec<Line> = dialog_state
+        .gates
+        .iter()
+        .map(|gate| {
+            let (word, style) = match gate.result {
+                Verdict::Pass => ("PASS   ", theme.ok()),
+                Verdict::Fail => ("FAIL   ", theme.danger()),
+                Verdict::Unknown => ("UNKNOWN", theme.warning()),
+            };
+            let finding = gate.evidence.lines().next().unwrap_or_default();
+            let text = cut(&format!(": {finding}"), inner.saturating_sub(9 + gate.name.len()));
+            Line::from(vec![
+                Span::styled(word, style),
+                Span::raw(" "),
+                Span::styled(gate.name.clone(), theme.text()),
+                Span::styled(text, theme.muted()),
+            ])
+        })
+        .collect();
+    gates.extend(dialog_state.watching.iter().map(|name| {
+        Line::from(vec![
+            Span::styled("…      ", theme.muted()),
+            Span::raw(" "),
+            Span::styled(name.clone(), theme.text()),
+            Span::styled(": watching the database over the window", theme.muted()),
+        ])
+    }));
+    let mut footer = vec![Line::from("")];
+    if dialog_state.awaiting {
+        let prompt = if dialog_state.sent {
+            "Confirmation sent: waiting for the run's answer…".to_string()
+        } else if dialog_state.overriding {
+            format!(
+                "{} gate(s) did not pass. Type override to contract anyway (recorded):",
+                dialog_state.blocking_gates().len()
+            )
+        } else {
+            "Type the migration's name to confirm:".to_string()
+        };
+        footer.push(Line::from(Span::styled(cut(&prompt, inner), theme.text())));
+        footer.push(Line::from(vec![
+            Span::styled("> ", theme.title()),
+            Span::styled(dialog_state.input.value().to_string(), theme.text()),
+            Span::styled("█", theme.title()),
+        ]));
     } else {
-        "Type the migration's name to confirm:".to_string()
-    };
-    lines.push(Line::from(Span::styled(prompt, theme.text())));
-    lines.push(Line::from(vec![
-        Span::styled("> ", theme.title()),
-        Span::styled(dialog_state.input.value().to_string(), theme.text()),
-        Span::styled("█", theme.title()),
-    ]));
-    if let Some(error) = &dialog_state.error {
-        lines.push(Line::from(Span::styled(error.clone(), theme.danger())));
+        footer.push(Line::from(Span::styled(
+            "The name can be typed once every gate has judged.",
+            theme.muted(),
+        )));
     }
-    lines.push(keys_line(&[("Enter", "confirm"), ("Esc", "cancel")], theme));
-    dialog(frame, " Contract ", lines, 76, theme, true);
+    if let Some(error) = &dialog_state.error {
+        footer.push(Line::from(Span::styled(error.clone(), theme.danger())));
+    }
+    footer.push(keys_line(&[("Enter", "confirm"), ("Esc", "cancel")], theme));
+    // Rows left for the gates inside the border: the rest is always shown.
+    let error_rows = dialog_state
+        .error
+        .as_ref()
+        .map_or(0, |error| error.chars().count().div_ceil(inner.max(1)).max(1));
+    let fixed = header.len() + footer.len() + error_rows.saturating_sub(1) + 2;
+    let room = usize::from(screen.height).saturating_sub(fixed);
+    if gates.len() > room {
+        let hidden = gates.len() + 1 - room.max(1);
+        gates.truncate(room.saturating_sub(1));
+        gates.push(Line::from(Span::styled(
+            format!(
+                "… {hidden} more (`zdm gates {}` shows them all)",
+                dialog_state.migration
+            ),
+            theme.muted(),
+        )));
+    }
+    let lines: Vec<Line> = header.into_iter().chain(gates).chain(footer).collect();
+    dialog(frame, " Contract ", lines, width, theme, true);
+}
+
+/// Where the gates are: starting, counting down, or judged.
+fn gates_state(dialog: &ContractDialog) -> String {
+    match dialog.countdown {
+        None if dialog.awaiting => "Safety gates: all judged".to_string(),
+        None => "Starting the run that checks the safety gates…".to_string(),
+        Some((left, window)) if !left.is_zero() && !dialog.awaiting => format!(
+            "Safety gates: watching the database, {} s left of {} s",
+            left.as_secs_f64().ceil() as u64,
+            window.as_secs_f64().round() as u64
+        ),
+        Some(_) if !dialog.watching.is_empty() => "Safety gates: judging…".to_string(),
+        Some((_, window)) => format!(
+            "Safety gates: all judged over {} s",
+            window.as_secs_f64().round() as u64
+        ),
+    }
+}
+
+/// `text` cut to `width` characters, with an ellipsis when cut.
+fn cut(text: &str, width: usize) -> String {
+    if text.chars().count() <= width {
+        return text.to_string();
+    }
+    let mut cut: String = text.chars().take(width.saturating_sub(1)).collect();
+    cut.push('…');
+    cut
 }
 
 /// A bordered box centred on the screen, as wide as asked (within the screen) and as tall
