@@ -51,6 +51,11 @@ pub enum Command {
     /// (changes nothing); exits 1 when any error is found
     Validate(ValidateArgs),
 
+    /// Check migration SQL against safety rules (no database needed): plain .sql files and
+    /// the raw_sql of zdm files; each finding with its rule, file:line:col, the lock it takes,
+    /// why it hurts and the zdm operation that does it safely; exits 1 on an error
+    Lint(LintArgs),
+
     /// Give the application a version schema before the first migration (the baseline: a
     /// view per table of the current shape) and print the search_path to point it at, so
     /// the first migration's expand and rollback never change what it sees
@@ -316,6 +321,31 @@ pub struct ValidateArgs {
     /// Fail (exit 1) on warnings too, e.g. in CI
     #[arg(long)]
     pub deny_warnings: bool,
+}
+
+/// Flags of `zdm lint`.
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    /// .sql files, zdm migration files or directories of them [default: the migrations
+    /// directory]
+    #[arg(value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+
+    /// Output: text, json, github (workflow annotations), gitlab (code quality report) or
+    /// sarif
+    #[arg(long, value_name = "FORMAT", default_value = "text")]
+    pub format: crate::lint::report::Format,
+
+    /// The same as --format json
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+
+    /// Fail (exit 1) on warnings too
+    #[arg(long)]
+    pub deny_warnings: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Flags of `zdm ctl`.

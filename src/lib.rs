@@ -13,6 +13,7 @@ pub mod engine;
 pub mod format;
 pub mod gates;
 pub mod ledger;
+pub mod lint;
 pub mod localpg;
 pub mod logging;
 pub mod migration;

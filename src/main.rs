@@ -32,6 +32,19 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Lint(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let format = if args.json {
+                zdm::lint::report::Format::Json
+            } else {
+                args.format
+            };
+            let (linted, text) = app::lint::run(&config, &args.paths, format);
+            print!("{text}");
+            if !linted.passed(args.deny_warnings) {
+                std::process::exit(1);
+            }
+        }
         Command::Start(args) if args.detach => {
             let config = Config::load(&args.target.overrides())?;
             let migration = args.name.clone().unwrap_or_default();

@@ -77,7 +77,10 @@ fn gates_watching(app: &mut App, migration: &str, left: u64, settled: &[(&str, V
                 evidence: vec!["evidence".to_string()],
             })
             .collect(),
-        watching: vec!["old-version-unused".to_string(), "indexes-unused".to_string()],
+        watching: vec![
+            "old-version-unused".to_string(),
+            "indexes-unused".to_string(),
+        ],
     };
     app.set_gates_observing(&observing);
 }
@@ -473,11 +476,17 @@ fn contract_refuses_a_wrong_name_and_never_runs_on_one_key() {
         panic!("still open after a refusal")
     };
     assert!(!dialog.sent);
-    assert_eq!(dialog.error.as_deref(), Some("gate(s) explain did not pass"));
+    assert_eq!(
+        dialog.error.as_deref(),
+        Some("gate(s) explain did not pass")
+    );
     type_text(&mut app, "0002_customers_phone_not_null");
     assert!(press(&mut app, KeyCode::Enter).is_some());
     app.contract_answered("0002_customers_phone_not_null", None);
-    assert!(app.popup.is_none(), "accepted: contract runs, the dialog closes");
+    assert!(
+        app.popup.is_none(),
+        "accepted: contract runs, the dialog closes"
+    );
 }
 
 #[test]

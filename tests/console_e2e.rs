@@ -549,7 +549,10 @@ async fn contract_by_typed_name_and_rollback_with_confirmation() {
     let evaluations = runner_logs(&sandbox.state_dir())
         .matches("contract gates of 0001_orders_add_status (observed for")
         .count();
-    assert_eq!(evaluations, 1, "the gates were evaluated {evaluations} times");
+    assert_eq!(
+        evaluations, 1,
+        "the gates were evaluated {evaluations} times"
+    );
     assert!(
         scalar_bool(
             &pg,

@@ -14,6 +14,8 @@ const LAYERS: &[&[&str]] = &[
     ],
     // Vocabulary: migration files, settings, live metrics.
     &["migration", "settings", "monitor"],
+    // Static rules over migration SQL.
+    &["lint"],
     // The planner.
     &["plan"],
     // What runs say to front-ends and what front-ends ask of runs.

@@ -9,6 +9,7 @@ pub mod complete;
 pub mod ctl;
 pub mod gates;
 pub mod init;
+pub mod lint;
 pub mod plan;
 pub mod rollback;
 pub mod run;

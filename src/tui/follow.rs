@@ -412,7 +412,10 @@ impl Console {
                     Ok(_) => None,
                 };
                 if refused.is_none() {
-                    self.log(Level::Info, format!("contract of {migration} confirmed by name"));
+                    self.log(
+                        Level::Info,
+                        format!("contract of {migration} confirmed by name"),
+                    );
                 }
                 self.app.contract_answered(&migration, refused);
                 self.dirty = true;

@@ -130,7 +130,10 @@ fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
                 Verdict::Unknown => ("UNKNOWN", theme.warning()),
             };
             let finding = gate.evidence.lines().next().unwrap_or_default();
-            let text = cut(&format!(": {finding}"), inner.saturating_sub(9 + gate.name.len()));
+            let text = cut(
+                &format!(": {finding}"),
+                inner.saturating_sub(9 + gate.name.len()),
+            );
             Line::from(vec![
                 Span::styled(word, style),
                 Span::raw(" "),
@@ -176,10 +179,9 @@ fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
     }
     footer.push(keys_line(&[("Enter", "confirm"), ("Esc", "cancel")], theme));
     // Rows left for the gates inside the border: the rest is always shown.
-    let error_rows = dialog_state
-        .error
-        .as_ref()
-        .map_or(0, |error| error.chars().count().div_ceil(inner.max(1)).max(1));
+    let error_rows = dialog_state.error.as_ref().map_or(0, |error| {
+        error.chars().count().div_ceil(inner.max(1)).max(1)
+    });
     let fixed = header.len() + footer.len() + error_rows.saturating_sub(1) + 2;
     let room = usize::from(screen.height).saturating_sub(fixed);
     if gates.len() > room {
