@@ -56,6 +56,11 @@ pub enum Command {
     /// why it hurts and the zdm operation that does it safely; exits 1 on an error
     Lint(LintArgs),
 
+    /// For CI: validate, lint, and with --dry-run rehearse every pending migration (start,
+    /// rollback, start, complete) on a throwaway copy of the database's schema; exits 4
+    /// when a dry run failed, 5 on unsafe SQL, 6 on invalid migrations
+    Check(CheckArgs),
+
     /// Give the application a version schema before the first migration (the baseline: a
     /// view per table of the current shape) and print the search_path to point it at, so
     /// the first migration's expand and rollback never change what it sees
@@ -321,6 +326,19 @@ pub struct ValidateArgs {
     /// Fail (exit 1) on warnings too, e.g. in CI
     #[arg(long)]
     pub deny_warnings: bool,
+}
+
+/// Flags of `zdm check`.
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    /// Also rehearse each pending migration on a local throwaway copy of the database's
+    /// schema and zdm's state: start, rollback (must leave the schema as it was), start,
+    /// complete. Only reads the database
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 /// Flags of `zdm lint`.

@@ -604,6 +604,16 @@ impl Config {
     }
 
     /// The target database, or an error that says the three ways to give one.
+    /// The same settings aimed at another database (`zdm check`'s throwaway copy): the
+    /// target's failover servers and replicas are not the copy's.
+    pub fn for_database(&self, url: DatabaseUrl) -> Config {
+        let mut config = self.clone();
+        config.database_url = Some(url);
+        config.failover_urls.clear();
+        config.gates.replica_urls.clear();
+        config
+    }
+
     pub fn database_url(&self) -> Result<&DatabaseUrl, Error> {
         self.database_url.as_ref().ok_or(Error::NoDatabase)
     }

@@ -32,6 +32,13 @@ fn main() -> Result<()> {
                 std::process::exit(1);
             }
         }
+        Command::Check(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let mut out = std::io::stdout();
+            let checked = app::check::run(&config, args.dry_run, &mut out);
+            let verdict = runtime.block_on(checked)?;
+            std::process::exit(verdict.exit_code());
+        }
         Command::Lint(args) => {
             let config = Config::load(&args.target.overrides())?;
             let format = if args.json {

@@ -5,6 +5,7 @@
 
 pub mod attach;
 pub mod audit;
+pub mod check;
 pub mod complete;
 pub mod ctl;
 pub mod gates;

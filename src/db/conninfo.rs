@@ -357,7 +357,7 @@ fn split_host_port(text: &str) -> Result<(&str, Option<&str>), String> {
 }
 
 /// Percent-decoding (`%2Fsocket%2Fdir` is `/socket/dir`); `+` stays `+`, as in libpq.
-fn decode(text: &str) -> Result<String, String> {
+pub(crate) fn decode(text: &str) -> Result<String, String> {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -267,6 +267,50 @@ pub fn redact_url(url: &str) -> String {
     format!("{scheme}://{redacted_authority}{redacted_tail}")
 }
 
+/// `url` without its password, and the password (decoded), for a client program such as
+/// `pg_dump` that must get it from `PGPASSWORD` rather than its command line (which every
+/// user of the host can read). `None` when where the password ends cannot be told.
+pub fn split_password(url: &str) -> Option<(String, Option<String>)> {
+    let (scheme, rest) = url.split_once("://")?;
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    if !is_scheme(scheme) || tail.contains('@') {
+        return None;
+    }
+    let mut password = None;
+    let authority = match authority.rsplit_once('@') {
+        Some((user_info, host)) => match user_info.split_once(':') {
+            Some((user, secret)) => {
+                password = Some(conninfo::decode(secret).ok()?);
+                format!("{user}@{host}")
+            }
+            None => authority.to_string(),
+        },
+        None => authority.to_string(),
+    };
+    let tail = match tail.split_once('?') {
+        Some((path, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|param| match param.split_once('=') {
+                    Some((key, value)) if key.eq_ignore_ascii_case("password") => {
+                        password = conninfo::decode(value).ok();
+                        false
+                    }
+                    _ => true,
+                })
+                .collect();
+            if kept.is_empty() {
+                path.to_string()
+            } else {
+                format!("{path}?{}", kept.join("&"))
+            }
+        }
+        None => tail.to_string(),
+    };
+    Some((format!("{scheme}://{authority}{tail}"), password))
+}
+
 /// A URL scheme: a letter, then letters, digits, `+`, `-` or `.`.
 fn is_scheme(text: &str) -> bool {
     let mut chars = text.chars();
@@ -292,6 +336,29 @@ fn redact_query_password(tail: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_password_is_taken_out_of_the_url_for_the_environment() {
+        assert_eq!(
+            split_password("postgres://app:p%40ss@db:5432/shop?sslmode=require"),
+            Some((
+                "postgres://app@db:5432/shop?sslmode=require".to_string(),
+                Some("p@ss".to_string())
+            ))
+        );
+        assert_eq!(
+            split_password("postgresql://app@db/shop?password=s3cret&application_name=x"),
+            Some((
+                "postgresql://app@db/shop?application_name=x".to_string(),
+                Some("s3cret".to_string())
+            ))
+        );
+        assert_eq!(
+            split_password("postgres://db/shop"),
+            Some(("postgres://db/shop".to_string(), None))
+        );
+        assert_eq!(split_password("not a url"), None);
+    }
 
     #[test]
     fn identifiers_are_quoted_and_escaped() {
