@@ -57,8 +57,8 @@ pub enum Command {
     Lint(LintArgs),
 
     /// For CI: validate, lint, and with --dry-run rehearse every pending migration (start,
-    /// rollback, start, complete) on a throwaway copy of the database's schema; exits 4
-    /// when a dry run failed, 5 on unsafe SQL, 6 on invalid migrations
+    /// rollback, start, complete) on a throwaway copy of the database's schema; exits 5
+    /// when a dry run failed, 6 on unsafe SQL, 7 on invalid migrations
     Check(CheckArgs),
 
     /// Give the application a version schema before the first migration (the baseline: a

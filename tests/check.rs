@@ -1,7 +1,7 @@
 //! `zdm check` as CI runs it, against a real database: the sample migrations rehearse
 //! cleanly on a throwaway copy of the shop schema (exit 0) and leave the target untouched;
-//! a migration whose rollback leaves something behind fails the dry run (exit 4); unsafe
-//! SQL is exit 5 and a file that does not parse exit 6.
+//! a migration whose rollback leaves something behind fails the dry run (exit 5); unsafe
+//! SQL is exit 6 and a file that does not parse exit 7.
 
 mod common;
 
@@ -95,7 +95,7 @@ async fn a_rollback_that_leaves_something_behind_fails_the_dry_run() {
     )
     .expect("write");
     let (code, out, err) = check(&url, dir.path(), true);
-    assert_eq!(code, Some(4), "{out}\n{err}");
+    assert_eq!(code, Some(5), "{out}\n{err}");
     assert!(
         out.contains("0001_leftover: FAILED: rollback left the schema different"),
         "{out}"
@@ -120,14 +120,14 @@ async fn unsafe_sql_and_invalid_files_have_their_own_exit_codes() {
     )
     .expect("write");
     let (code, out, err) = check(&url, dir.path(), false);
-    assert_eq!(code, Some(5), "{out}\n{err}");
+    assert_eq!(code, Some(6), "{out}\n{err}");
     assert!(
         out.contains("error[require-concurrent-index-creation]"),
         "{out}"
     );
     std::fs::write(dir.path().join("0002_broken.toml"), "description = \n").expect("write");
     let (code, out, err) = check(&url, dir.path(), true);
-    assert_eq!(code, Some(6), "{out}\n{err}");
+    assert_eq!(code, Some(7), "{out}\n{err}");
     assert!(
         out.contains("not rehearsed: the files do not validate"),
         "{out}"

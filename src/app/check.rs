@@ -30,14 +30,14 @@ pub enum Verdict {
 }
 
 impl Verdict {
-    /// The exit code: 0, then 4 (dry run failed), 5 (unsafe), 6 (invalid); documented in
-    /// `zdm check --help` and docs/ci.md.
+    /// The exit code: 0, then 5 (dry run failed), 6 (unsafe), 7 (invalid); documented in
+    /// `zdm --help` and docs/ci.md (4 is `zdm gates`' own).
     pub fn exit_code(self) -> i32 {
         match self {
             Verdict::Passed => 0,
-            Verdict::DryRunFailed => 4,
-            Verdict::Unsafe => 5,
-            Verdict::Invalid => 6,
+            Verdict::DryRunFailed => 5,
+            Verdict::Unsafe => 6,
+            Verdict::Invalid => 7,
         }
     }
 }
@@ -92,9 +92,9 @@ pub async fn run(
         "\n{}",
         match verdict {
             Verdict::Passed => "check passed",
-            Verdict::DryRunFailed => "check FAILED: a migration failed its dry run (exit 4)",
-            Verdict::Unsafe => "check FAILED: unsafe SQL (exit 5)",
-            Verdict::Invalid => "check FAILED: invalid migrations (exit 6)",
+            Verdict::DryRunFailed => "check FAILED: a migration failed its dry run (exit 5)",
+            Verdict::Unsafe => "check FAILED: unsafe SQL (exit 6)",
+            Verdict::Invalid => "check FAILED: invalid migrations (exit 7)",
         }
     );
     Ok(verdict)
