@@ -61,6 +61,12 @@ pub enum Command {
     /// when a dry run failed, 6 on unsafe SQL, 7 on invalid migrations
     Check(CheckArgs),
 
+    /// Write another tool's migrations (flyway, golang-migrate, sqlx, dbmate, liquibase-sql,
+    /// alembic) as zdm files: what zdm understands as typed operations, the rest as
+    /// raw_sql with the tool's down scripts as rollback; exits 1 if a file written does
+    /// not validate
+    Import(ImportArgs),
+
     /// Give the application a version schema before the first migration (the baseline: a
     /// view per table of the current shape) and print the search_path to point it at, so
     /// the first migration's expand and rollback never change what it sees
@@ -336,6 +342,28 @@ pub struct CheckArgs {
     /// complete. Only reads the database
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm import`.
+#[derive(Debug, Args)]
+pub struct ImportArgs {
+    /// The tool whose directory it is: flyway, golang-migrate, sqlx, dbmate, liquibase-sql
+    /// (formatted SQL changelogs) or alembic (the output of `alembic upgrade --sql`, saved
+    /// as .sql files)
+    #[arg(long = "from", value_name = "TOOL")]
+    pub tool: crate::import::Tool,
+
+    /// The other tool's migrations directory
+    #[arg(value_name = "DIR")]
+    pub source: PathBuf,
+
+    /// Where the zdm files go [default: the migrations directory]; existing files are
+    /// never overwritten
+    #[arg(long, value_name = "DIR")]
+    pub into: Option<PathBuf>,
 
     #[command(flatten)]
     pub target: TargetArgs,

@@ -12,6 +12,7 @@ pub mod demo;
 pub mod engine;
 pub mod format;
 pub mod gates;
+pub mod import;
 pub mod ledger;
 pub mod lint;
 pub mod localpg;

@@ -39,6 +39,15 @@ fn main() -> Result<()> {
             let verdict = runtime.block_on(checked)?;
             std::process::exit(verdict.exit_code());
         }
+        Command::Import(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let (report, valid) =
+                app::import::run(&config, args.tool, &args.source, args.into.as_ref())?;
+            print!("{report}");
+            if !valid {
+                std::process::exit(1);
+            }
+        }
         Command::Lint(args) => {
             let config = Config::load(&args.target.overrides())?;
             let format = if args.json {

@@ -16,6 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["migration", "settings", "monitor"],
     // Static rules over migration SQL.
     &["lint"],
+    // Other tools' migrations as zdm files.
+    &["import"],
     // The planner.
     &["plan"],
     // What runs say to front-ends and what front-ends ask of runs.

@@ -9,6 +9,7 @@ pub mod check;
 pub mod complete;
 pub mod ctl;
 pub mod gates;
+pub mod import;
 pub mod init;
 pub mod lint;
 pub mod plan;

@@ -50,23 +50,14 @@ pub fn check(sql: &str, context: Context) -> Result<Vec<Finding>, Unparsable> {
     let file_ignores = ignores(sql, "ignore-file");
     let mut walk = Walk::new(context);
     let mut previous_end = 0;
-    for raw in &parsed.stmts {
-        let start = usize::try_from(raw.stmt_location)
-            .unwrap_or(0)
-            .min(sql.len());
-        let end = match usize::try_from(raw.stmt_len) {
-            Ok(0) | Err(_) => sql.len(),
-            Ok(len) => (start + len).min(sql.len()),
-        };
+    for (span, node) in crate::migration::sql::statement_spans(&parsed, sql) {
+        let (start, end) = (span.start, span.end);
         // Comments before the statement are part of its text: the first token is where a
         // person sees it.
         let offset = first_token(sql, start, end);
         let before = &sql[previous_end.min(offset)..offset];
         let statement_ignores = ignores(before, "ignore");
         previous_end = end;
-        let Some(node) = raw.stmt.as_ref().and_then(|stmt| stmt.node.as_ref()) else {
-            continue;
-        };
         let found = walk.statement(node);
         for (rule, lock, detail) in found {
             let off = |list: &Vec<String>| list.iter().any(|id| id == rule.id || id == "all");

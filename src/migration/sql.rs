@@ -361,6 +361,28 @@ pub fn parse(text: &str, grammar: Grammar) -> Result<(), SqlError> {
     })
 }
 
+/// Each statement of `parsed` (the parse of `sql`) with the byte range of its text in
+/// `sql` (comments before it included, as the parser counts them; the last runs to the end).
+pub fn statement_spans<'p>(
+    parsed: &'p ParseResult,
+    sql: &str,
+) -> Vec<(std::ops::Range<usize>, &'p NodeEnum)> {
+    parsed
+        .stmts
+        .iter()
+        .filter_map(|raw| {
+            let start = usize::try_from(raw.stmt_location)
+                .unwrap_or(0)
+                .min(sql.len());
+            let end = match usize::try_from(raw.stmt_len) {
+                Ok(0) | Err(_) => sql.len(),
+                Ok(len) => (start + len).min(sql.len()),
+            };
+            Some((start..end, raw.stmt.as_ref()?.node.as_ref()?))
+        })
+        .collect()
+}
+
 /// The only statement of a parse.
 fn single(parsed: &ParseResult) -> Option<&NodeEnum> {
     match parsed.stmts.as_slice() {
