@@ -560,11 +560,16 @@ impl Console {
                 self.set_connection(Connection::Connected);
                 self.apply_status(*snapshot);
             }
-            Update::StatusFailed(why) => {
+            Update::StatusFailed(why, files) => {
                 self.waiting_since = None;
                 self.set_connection(Connection::Failed(why));
+                self.app.files_without_state = files;
+                self.dirty = true;
             }
-            Update::StatusNoAnswer => {}
+            Update::StatusNoAnswer(files) => {
+                self.app.files_without_state = files;
+                self.dirty = true;
+            }
             Update::Plan { migration, plan } => {
                 self.planning.retain(|n| *n != migration);
                 match plan {

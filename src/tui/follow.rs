@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::app::{BackfillView, Level, MigrationState};
+use super::app::{BackfillView, Level, MigrationState, Pane};
 use super::backend;
 use super::event_loop::Console;
 use super::runs::{Purpose, RunUpdate};
@@ -436,7 +436,7 @@ impl Console {
                 view.table != progress.table || progress.rows_done > view.rows_done
             });
             if newer {
-                self.app.backfill = Some(BackfillView::from_progress(progress));
+                self.show_backfill(BackfillView::from_progress(progress));
             }
         }
         if let Some(view) = &mut self.app.backfill {
@@ -483,7 +483,7 @@ impl Console {
                 });
                 let view = BackfillView::from_progress(&progress);
                 if self.app.backfill.as_ref() != Some(&view) {
-                    self.app.backfill = Some(view);
+                    self.show_backfill(view);
                 }
                 self.set_row_state(&migration, backfill_badge(Some(progress.state)));
             }
@@ -685,6 +685,26 @@ impl Console {
             }
         }
         self.after_run_change();
+    }
+
+    /// Shows a backfill's figures; a backfill appearing brings its pane (and the health
+    /// beside it) into view unless the operator is reading the plan or the log.
+    fn show_backfill(&mut self, view: BackfillView) {
+        // A late report (a status reply) of a backfill already finished changes nothing.
+        if self.app.backfill.as_ref().is_some_and(|shown| {
+            shown.finished && shown.table == view.table && view.rows_done <= shown.rows_done
+        }) {
+            return;
+        }
+        let appears = self
+            .app
+            .backfill
+            .as_ref()
+            .is_none_or(|shown| shown.table != view.table || shown.finished);
+        if appears && self.app.focus == Pane::Migrations {
+            self.app.detail = Pane::Backfill;
+        }
+        self.app.backfill = Some(view);
     }
 
     /// The backfill finished: every row that needed it is done.

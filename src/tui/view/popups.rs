@@ -8,6 +8,7 @@ use ratatui::Frame;
 use crate::tui::app::{App, ContractDialog, Popup, Verdict};
 use crate::tui::keymap::BINDINGS;
 use crate::tui::theme::Theme;
+use crate::tui::view::panes::wrap;
 
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     let Some(popup) = &app.popup else {
@@ -32,9 +33,18 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             let name = app
                 .running_migration()
                 .map_or("A migration", |m| m.name.as_str());
+            // What it is doing, in the badge's word: a paused run is not "running".
+            let doing = if app.is_paused() {
+                "paused".to_string()
+            } else {
+                app.running_migration()
+                    .filter(|m| m.state.is_running())
+                    .map_or("running", |m| m.state.label())
+                    .to_string()
+            };
             let lines = if app.can_detach {
                 vec![
-                    Line::from(format!("{name} is running in its runner process.")),
+                    Line::from(format!("{name} is {doing} in its runner process.")),
                     Line::from(""),
                     keys_line(
                         &[("d", "detach: it goes on (zdm attach, zdm ctl return to it)")],
@@ -45,7 +55,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
                 ]
             } else {
                 vec![
-                    Line::from(format!("{name} is running.")),
+                    Line::from(format!("{name} is {doing}.")),
                     Line::from(Span::styled(
                         "The demo's servers stop when the console quits: it cannot go on.",
                         theme.muted(),
@@ -83,27 +93,46 @@ fn keys_line<'a>(keys: &[(&'a str, &'a str)], theme: &Theme) -> Line<'a> {
     Line::from(spans)
 }
 
+/// Every binding: its keys in a column, its action wrapped beside them (never under them).
 fn help(frame: &mut Frame, theme: &Theme) {
-    let width = BINDINGS
+    let keys_width = BINDINGS
         .iter()
         .map(|b| b.keys.chars().count())
         .max()
         .unwrap_or(10)
         + 2;
-    let lines: Vec<Line> = BINDINGS
-        .iter()
-        .map(|binding| {
-            Line::from(vec![
-                Span::styled(format!("{:<width$}", binding.keys), theme.title()),
-                Span::styled(binding.action, theme.text()),
-            ])
-        })
-        .collect();
-    dialog(frame, " Keys (? or Esc closes) ", lines, 78, theme, false);
+    let width = HELP_WIDTH.min(frame.area().width.saturating_sub(2));
+    let action_width = usize::from(width.saturating_sub(2)).saturating_sub(keys_width);
+    let mut lines = Vec::new();
+    for binding in BINDINGS {
+        for (row, text) in wrap(binding.action, action_width).into_iter().enumerate() {
+            let keys = if row == 0 { binding.keys } else { "" };
+            lines.push(Line::from(vec![
+                Span::styled(format!("{keys:<keys_width$}"), theme.title()),
+                Span::styled(text, theme.text()),
+            ]));
+        }
+    }
+    dialog(
+        frame,
+        " Keys (? or Esc closes) ",
+        lines,
+        width,
+        theme,
+        false,
+    );
 }
 
+const HELP_WIDTH: u16 = 78;
+
+/// The contract confirmation. Its prompt, input and key line always show: when the gates
+/// do not fit the screen, their list scrolls (↑ / ↓) with a line saying what is hidden.
 fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
-    let mut lines = vec![
+    const WIDTH: u16 = 76;
+    let screen = frame.area();
+    let inner_width = usize::from(WIDTH.min(screen.width.saturating_sub(2)).max(20) - 2);
+    let rows = |line: &Line| line.width().div_ceil(inner_width.max(1)).max(1);
+    let head = vec![
         Line::from(vec![
             Span::raw("Contract "),
             Span::styled(dialog_state.migration.clone(), theme.title()),
@@ -111,13 +140,14 @@ fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
         ]),
         Line::from(""),
     ];
+    let mut gate_lines = Vec::new();
     match &dialog_state.gates {
-        None => lines.push(Line::from(Span::styled(
+        None => gate_lines.push(Line::from(Span::styled(
             "checking the safety gates…",
             theme.muted(),
         ))),
         Some(gates) if gates.is_empty() => {
-            lines.push(Line::from(Span::styled(
+            gate_lines.push(Line::from(Span::styled(
                 "no safety gates apply",
                 theme.muted(),
             )));
@@ -129,7 +159,7 @@ fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
                     Verdict::Fail => ("FAIL   ", theme.danger()),
                     Verdict::Unknown => ("UNKNOWN", theme.warning()),
                 };
-                lines.push(Line::from(vec![
+                gate_lines.push(Line::from(vec![
                     Span::styled(word, style),
                     Span::raw(" "),
                     Span::styled(gate.name.clone(), theme.text()),
@@ -138,7 +168,7 @@ fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
             }
         }
     }
-    lines.push(Line::from(""));
+    let mut tail = vec![Line::from("")];
     let prompt = if dialog_state.overriding {
         format!(
             "Gates not passed: {}. Type override to contract anyway (recorded):",
@@ -147,17 +177,47 @@ fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
     } else {
         "Type the migration's name to confirm:".to_string()
     };
-    lines.push(Line::from(Span::styled(prompt, theme.text())));
-    lines.push(Line::from(vec![
+    tail.push(Line::from(Span::styled(prompt, theme.text())));
+    tail.push(Line::from(vec![
         Span::styled("> ", theme.title()),
         Span::styled(dialog_state.input.value().to_string(), theme.text()),
         Span::styled("█", theme.title()),
     ]));
     if let Some(error) = &dialog_state.error {
-        lines.push(Line::from(Span::styled(error.clone(), theme.danger())));
+        tail.push(Line::from(Span::styled(error.clone(), theme.danger())));
     }
-    lines.push(keys_line(&[("Enter", "confirm"), ("Esc", "cancel")], theme));
-    dialog(frame, " Contract ", lines, 76, theme, true);
+    tail.push(keys_line(&[("Enter", "confirm"), ("Esc", "cancel")], theme));
+    // The rows left for the gates once the borders, the head and the tail are drawn.
+    let fixed: usize = head.iter().chain(&tail).map(rows).sum::<usize>() + 2;
+    let room = usize::from(screen.height).saturating_sub(fixed).max(1);
+    let total: usize = gate_lines.iter().map(rows).sum();
+    let mut lines = head;
+    if total <= room {
+        lines.extend(gate_lines);
+    } else {
+        // One row says what is above and below; the gates scroll in the rest.
+        let shown_room = room.saturating_sub(1).max(1);
+        let first = dialog_state
+            .gate_scroll
+            .min(gate_lines.len().saturating_sub(1));
+        let mut used = 0;
+        let mut shown = 0;
+        for line in &gate_lines[first..] {
+            if used + rows(line) > shown_room && shown > 0 {
+                break;
+            }
+            used += rows(line);
+            shown += 1;
+        }
+        let below = gate_lines.len() - first - shown;
+        lines.extend(gate_lines.into_iter().skip(first).take(shown));
+        lines.push(Line::from(Span::styled(
+            format!("({first} gates above, {below} below: ↑ / ↓ scroll)"),
+            theme.muted(),
+        )));
+    }
+    lines.extend(tail);
+    dialog(frame, " Contract ", lines, WIDTH, theme, true);
 }
 
 /// A bordered box centred on the screen, as wide as asked (within the screen) and as tall
