@@ -473,13 +473,8 @@ pub async fn run(
             .map(|cap| cap.saturating_mul(2))
             .filter(|cap| *cap < pacing.batch_size());
         let now = Instant::now();
-        // The last batch may hold fewer keys than asked: without a predicate every key of
-        // the range is updated, so its rows are its keys (with one, the size is a ceiling).
-        let keys = match spec.predicate {
-            None => report.rows_updated,
-            Some(_) => batch_size,
-        };
-        tracker.batch(now, keys, report.rows_updated, report.took);
+        // The last batch may hold fewer keys than asked; the rows it updated are a floor.
+        tracker.batch(now, batch_size, report.rows_updated, report.took);
         // The rows/s ceiling holds whatever the pacing (a fixed batch size too), from the
         // first batch: each batch and its pause last at least rows / ceiling.
         let pause = pacing.after_batch(&report).max(ceiling_pause(

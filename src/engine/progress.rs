@@ -142,6 +142,8 @@ pub struct Tracker {
     batch_size: u64,
     /// (running time, rows_done) at recent batches, for "now".
     recent: VecDeque<(Duration, u64)>,
+    /// The last batch's (keys counted, rows updated): see [`Tracker::finished`].
+    last: Option<(u64, u64)>,
     done: bool,
 }
 
@@ -165,6 +167,7 @@ impl Tracker {
             last_batch: None,
             batch_size: 0,
             recent,
+            last: None,
             done: false,
         }
     }
@@ -186,7 +189,17 @@ impl Tracker {
     }
 
     /// The end of the table was reached: the total is what was done.
+    ///
+    /// Every batch but the last walked the keys it was sized for (its upper key is the
+    /// n-th); the last one, cut by the end of the table, walked fewer: its rows updated
+    /// count instead of its size (exact when each of its rows needed the update, as on a
+    /// first run; a floor otherwise, never more than the table).
     pub fn finished(&mut self) {
+        if let Some((keys, updated)) = self.last.take() {
+            if updated < keys {
+                self.rows_done -= keys - updated;
+            }
+        }
         self.estimate = Some(self.rows_done);
         self.done = true;
     }
@@ -195,11 +208,11 @@ impl Tracker {
         self.batch_size = size;
     }
 
-    /// A committed batch that walked `keys` keys (the rows it covered, never the size it
-    /// was asked for: the last batch of a table is short), updated `updated` rows and
-    /// took `took`.
+    /// A committed batch sized for `keys` keys that updated `updated` rows and took
+    /// `took` (the last batch of a table may hold fewer keys: see [`Tracker::finished`]).
     pub fn batch(&mut self, now: Instant, keys: u64, updated: u64, took: Duration) {
         self.rows_done += keys;
+        self.last = Some((keys, updated));
         self.rows_updated += updated;
         self.batches += 1;
         self.last_batch = Some(took);
@@ -525,7 +538,7 @@ mod tests {
     }
 
     #[test]
-    fn a_short_last_batch_counts_its_keys_not_the_size_asked() {
+    fn a_short_last_batch_counts_its_rows_not_its_size_at_the_end() {
         let t0 = Instant::now();
         let mut tracker = Tracker::new("s", "t", t0, 0, 0);
         tracker.set_estimate(Some(1_000_000));
@@ -538,8 +551,9 @@ mod tests {
                 Duration::from_millis(90),
             );
         }
-        // The table's last 20,000 keys... all but 5 of them.
-        tracker.batch(at(t0, 5000), 19_995, 19_995, Duration::from_millis(90));
+        // The table's last batch, sized for 20,000 keys, finds 19,995: the end is next.
+        tracker.batch(at(t0, 5000), 20_000, 19_995, Duration::from_millis(90));
+        assert_eq!(tracker.report(at(t0, 5000)).rows_done, 1_000_000);
         tracker.finished();
         let report = tracker.report(at(t0, 5000));
         assert_eq!(report.rows_done, 999_995);

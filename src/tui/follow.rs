@@ -143,6 +143,33 @@ impl Console {
                 }
                 self.backend.refresh();
             }
+            RunUpdate::EndedEarly {
+                job,
+                migration,
+                log,
+                tail,
+            } => {
+                self.spawning = None;
+                self.followed
+                    .retain(|run| !(run.own && !run.attached && run.migration == migration));
+                // Its own last words say what it did (`rollback of … done`).
+                let last = tail
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|line| !line.is_empty())
+                    .map(|line| format!(": {line}"))
+                    .unwrap_or_default();
+                self.log(
+                    Level::Info,
+                    format!(
+                        "{job} of {migration} finished before the console could follow it                          (its runner exited with success){last}; its log {}",
+                        log.display()
+                    ),
+                );
+                self.app.notice = Some(format!("{job} of {migration} succeeded"));
+                self.backend.refresh();
+            }
             RunUpdate::SpawnFailed {
                 job,
                 migration,
