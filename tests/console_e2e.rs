@@ -1013,6 +1013,7 @@ async fn at_80x24_the_backfill_and_health_share_the_screen_and_the_eta_holds_aft
                 .all(|words| s.contains(words))
     });
     assert!(gauge(&screen).is_some(), "the bar: {screen}");
+    let run = sandbox.the_run().await;
     backfill_moves_past(&pg, 4_000).await;
 
     tmux.keys(&["p"]);
@@ -1048,10 +1049,13 @@ async fn at_80x24_the_backfill_and_health_share_the_screen_and_the_eta_holds_aft
         promised <= took * 2 && took <= promised * 2,
         "ETA {promised:?} for a backfill that took {took:?} more:\n{shown}"
     );
+    eprintln!("ETA {promised:?}, took {took:?}");
     assert!(
         done.contains("50,000 (all of them)"),
         "the exact total: {done}"
     );
+    tmux.wait_for_text("[ready to contract]", PATIENCE);
+    wait_for_exit(run.info.pid, PATIENCE).await;
     tmux.keys(&["q"]);
     tmux.wait_for_text("zdm exited with 0", PATIENCE);
 }
