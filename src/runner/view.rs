@@ -18,6 +18,9 @@ pub struct RunView {
     /// What holds the run outside the backfill's own progress (the database unreachable,
     /// a stalled batch, the throttle), until the run moves again.
     held_by: Option<String>,
+    /// Why the run is paused, while it is: a paused run is paused, whatever held it
+    /// before (a throttle is not news until it runs again).
+    paused: Option<String>,
 }
 
 impl RunView {
@@ -30,6 +33,7 @@ impl RunView {
             progress: None,
             phase: None,
             held_by: None,
+            paused: None,
         }
     }
 
@@ -40,8 +44,12 @@ impl RunView {
             || self.status == Some(Status::Backfilling)
     }
 
-    /// Every reason the backfill is held back now, in words.
+    /// Every reason the backfill is held back now, in words; none while it is paused
+    /// (the pause says why it does not move).
     pub fn held_back_by(&self) -> Vec<String> {
+        if self.paused.is_some() {
+            return Vec::new();
+        }
         let mut reasons: Vec<String> = match &self.progress {
             Some(progress) if progress.state != RunState::Running => {
                 progress.reason.iter().cloned().collect()
@@ -89,6 +97,18 @@ impl RunView {
                 self.step = None;
             }
             Event::Progress(progress) => self.progress = Some(progress.clone()),
+            Event::Paused { reason } => {
+                self.held_by = None;
+                self.paused = Some(reason.clone());
+                // Until the next report: no rate or ETA for a run that does not move.
+                if let Some(progress) = &mut self.progress {
+                    progress.state = RunState::Paused;
+                    progress.reason = Some(reason.clone());
+                    progress.eta = None;
+                    progress.rows_per_second_now = 0.0;
+                }
+            }
+            Event::Resumed { .. } => self.paused = None,
             Event::ThrottleOn { reason } => self.held_by = Some(reason.clone()),
             Event::ThrottleOff { .. } => self.held_by = None,
             Event::Unreachable {
@@ -151,6 +171,36 @@ mod tests {
             rows_done: 10,
         }));
         assert!(view.held_back_by().is_empty());
+    }
+
+    #[test]
+    fn a_paused_run_is_paused_not_throttled() {
+        let mut view = RunView::new("m", Some(Status::Backfilling));
+        view.apply(&progress(
+            RunState::Throttled,
+            Some("host CPU 95 % above max 90 %"),
+        ));
+        view.apply(&Event::ThrottleOn {
+            reason: "host CPU 95 % above max 90 %".to_string(),
+        });
+        view.apply(&Event::Paused {
+            reason: "operator (zdm ctl)".to_string(),
+        });
+        assert!(view.held_back_by().is_empty(), "{:?}", view.held_back_by());
+        let shown = view.progress.clone().expect("progress");
+        assert_eq!(shown.state, RunState::Paused);
+        assert_eq!(shown.eta, None);
+        let line = shown.describe();
+        assert!(line.starts_with("public.orders paused (operator"), "{line}");
+        assert!(!line.contains("throttled"), "{line}");
+        view.apply(&Event::Resumed {
+            paused_for: Duration::from_secs(3),
+        });
+        view.apply(&progress(
+            RunState::Throttled,
+            Some("host CPU 95 % above max 90 %"),
+        ));
+        assert_eq!(view.held_back_by(), vec!["host CPU 95 % above max 90 %"]);
     }
 
     #[test]
