@@ -687,7 +687,8 @@ fn the_demo_opens_the_console_and_stops_its_servers_when_it_quits() {
 
 /// In `zdm demo`, whose servers stop with the console, quitting while a migration runs
 /// offers to stop it instead of detaching: `s` aborts it after its current batch and the
-/// console quits once its runner has ended (resumable: the checkpoint holds).
+/// console quits once its runner has ended, and suggests nothing the removed servers
+/// could not do.
 #[test]
 fn the_demo_stops_a_running_migration_before_it_quits() {
     let sandbox = Sandbox::new();
@@ -723,8 +724,12 @@ fn the_demo_stops_a_running_migration_before_it_quits() {
     tmux.keys(&["s"]);
     let screen = tmux.wait_for_text("zdm exited with 0", Duration::from_secs(90));
     assert!(
-        screen.contains("0001_orders_add_status stopped; its checkpoint holds"),
+        screen.contains("0001_orders_add_status stopped after its last committed batch"),
         "{screen}"
+    );
+    assert!(
+        !screen.contains("zdm start"),
+        "nothing left to resume: {screen}"
     );
     assert!(screen.contains("was removed"), "the demo stopped: {screen}");
     assert!(

@@ -472,9 +472,8 @@ impl Console {
             .map_or_else(|| "the migration".to_string(), |run| run.migration.clone());
         self.farewell = Some(match quitting.purpose {
             Purpose::StopAndQuit => format!(
-                "{name} had not stopped when the console quit: it may still be running \
-                 (`zdm ctl abort` stops it after its batch; `zdm start {name}` resumes it \
-                 later)."
+                "{name} had not stopped when the console quit; the demo's servers stop now \
+                 and take it with them."
             ),
             _ => format!(
                 "{name} had not answered the pause when the console quit: it may still be \

@@ -341,9 +341,11 @@ impl Console {
             .is_some_and(|q| q.purpose == Purpose::StopAndQuit && q.socket == run.socket)
         {
             self.quitting = None;
+            // Only the demo stops a run to quit, and its servers go with it: nothing to
+            // resume, so no command to suggest.
             self.farewell = Some(format!(
-                "{0} stopped; its checkpoint holds: `zdm start {0}` (or s in the console) \
-                 resumes it.",
+                "{} stopped after its last committed batch. The demo's servers stop now and \
+                 their data is removed with them; `zdm demo` starts afresh.",
                 run.migration
             ));
             self.quit = true;

@@ -66,7 +66,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
                         theme,
                     ),
                     Line::from(Span::styled(
-                        "   (resumable: its checkpoint holds)",
+                        "   (its data goes with the demo's servers)",
                         theme.muted(),
                     )),
                     keys_line(&[("Esc", "stay")], theme),
