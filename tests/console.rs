@@ -312,6 +312,31 @@ fn an_empty_console_says_so() {
 }
 
 #[test]
+fn an_unreachable_database_is_said_with_the_files_found() {
+    let mut app = App::new("postgres://postgres@127.0.0.1:1/shop".to_string());
+    app.connection = Connection::Failed("connection refused (127.0.0.1:1)".to_string());
+    app.files_without_state = vec![
+        "0001_orders_add_status".to_string(),
+        "0002_customers_phone_not_null".to_string(),
+    ];
+    let screen = render(&app, 80, 24);
+    assert!(!screen.contains("No migration files found"), "{screen}");
+    for words in [
+        "The database is unreachable",
+        "0001_orders_add_status",
+        "0002_customers_phone_not_null",
+    ] {
+        assert!(screen.contains(words), "{words:?} missing:\n{screen}");
+    }
+    app.files_without_state.clear();
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("found") && screen.contains("either"),
+        "{screen}"
+    );
+}
+
+#[test]
 fn the_throttle_reason_is_shown_in_words() {
     let mut app = busy_app();
     if let Some(backfill) = &mut app.backfill {
