@@ -830,3 +830,52 @@ fn the_backfill_pane_shows_the_runs_own_progress() {
     let view = BackfillView::from_progress(&paused);
     assert!(view.paused && view.throttle_reason.is_none());
 }
+
+/// The screens in the README's "The console" section are copied from the snapshot files:
+/// each drawn block's lines are a run of lines of one snapshot (trailing blanks aside).
+#[test]
+fn the_readme_console_screens_are_real_snapshots() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let start = readme.find("### The console").expect("the console section");
+    let section = &readme[start..];
+    let section = &section[..section[4..]
+        .find("\n### ")
+        .map_or(section.len(), |end| end + 4)];
+    let snapshots: Vec<Vec<String>> = std::fs::read_dir(root.join("tests/snapshots"))
+        .expect("snapshots")
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("console__"))
+        .map(|entry| {
+            let text = std::fs::read_to_string(entry.path()).expect("snapshot");
+            text.lines()
+                .filter(|line| line.starts_with('"') && line.ends_with('"') && line.len() > 1)
+                .map(|line| line[1..line.len() - 1].trim_end().to_string())
+                .collect()
+        })
+        .collect();
+    let blocks: Vec<Vec<String>> = section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|block| {
+            block
+                .lines()
+                .skip(1)
+                .map(|line| line.trim_end().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|lines| {
+            lines
+                .iter()
+                .any(|line| line.contains('│') || line.contains('┃'))
+        })
+        .collect();
+    assert!(blocks.len() >= 3, "the section's screens: {}", blocks.len());
+    for block in blocks {
+        let copied = snapshots
+            .iter()
+            .any(|snapshot| snapshot.windows(block.len()).any(|window| window == block));
+        assert!(copied, "not a snapshot's lines:\n{}", block.join("\n"));
+    }
+}
