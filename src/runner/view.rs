@@ -193,6 +193,7 @@ mod tests {
         let line = shown.describe();
         assert!(line.starts_with("public.orders paused (operator"), "{line}");
         assert!(!line.contains("throttled"), "{line}");
+        assert!(line.contains("no ETA while paused"), "{line}");
         view.apply(&Event::Resumed {
             paused_for: Duration::from_secs(3),
         });
