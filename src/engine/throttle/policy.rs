@@ -373,13 +373,13 @@ fn holds(unknown: &[(Input, String)]) -> Vec<String> {
                     let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
                     let keys: Vec<String> = inputs
                         .iter()
-                        .map(|i| format!("{}=none", i.setting()))
+                        .map(|i| format!("`zdm ctl set {}=none`", i.setting()))
                         .collect();
                     format!(
                         "{} unknown ({why}): holding until they are known again (or switch \
-                         one off: `zdm ctl set {}`, or in [throttle] of zdm.toml)",
+                         them off: {}, or the same keys in [throttle] of zdm.toml)",
                         names.join(", "),
-                        keys.join(" ")
+                        keys.join(", ")
                     )
                 }
             }
