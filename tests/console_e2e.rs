@@ -247,6 +247,30 @@ async fn the_console_opens_lists_the_migrations_and_quits_restoring_the_terminal
     );
 }
 
+/// With the database unreachable (a closed port on 127.0.0.1), the list says so and names
+/// the migration files it found, never "No migration files found".
+#[test]
+fn an_unreachable_database_is_said_with_the_files_found() {
+    let sandbox = Sandbox::new();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("postgres://postgres@127.0.0.1:{closed}/shop?connect_timeout=2");
+    let tmux = Tmux::start(
+        &console_command(&sandbox, &url, &log_file("unreachable")),
+        100,
+        30,
+    );
+    let screen = tmux.wait_for("the unreachable database and the files", PATIENCE, |s| {
+        s.contains("The database is unreachable") && s.contains("0001_orders_add_status")
+    });
+    assert!(!screen.contains("No migration files found"), "{screen}");
+    assert!(screen.contains("database error"), "{screen}");
+    tmux.keys(&["q"]);
+    tmux.wait_for_text("zdm exited with 0", PATIENCE);
+}
+
 /// The postmaster and every process it started.
 fn server_processes(postmaster: i32) -> Vec<Pid> {
     let mut pids = vec![Pid::from_raw(postmaster)];
