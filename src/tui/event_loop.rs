@@ -161,6 +161,9 @@ pub(super) struct Console {
     /// Runs whose stream ended, by (socket, pid): a socket found again before its file
     /// is gone is not attached to twice. (The same migration's next run has another pid.)
     pub ended: HashSet<(PathBuf, u32)>,
+    /// Migrations whose run's `Finished` event was shown: a runner that exits before its
+    /// spawn saw its socket was still followed, and its end is not told twice.
+    pub finish_shown: HashSet<String>,
     /// Sockets that refused an attach, reported once.
     pub attach_failures: HashSet<PathBuf>,
     /// The migration whose runner is being started (one run at a time per console).
@@ -200,6 +203,7 @@ impl Console {
             planning: Vec::new(),
             followed: Vec::new(),
             ended: HashSet::new(),
+            finish_shown: HashSet::new(),
             attach_failures: HashSet::new(),
             spawning: None,
             discovering: false,
@@ -381,6 +385,8 @@ impl Console {
             return;
         }
         self.spawning = Some(migration.clone());
+        // This run's end is yet to be shown, whatever an earlier run's was.
+        self.finish_shown.remove(&migration);
         self.log(
             Level::Info,
             format!("{word} of {migration}: starting its runner process"),

@@ -152,6 +152,16 @@ impl Console {
                 self.spawning = None;
                 self.followed
                     .retain(|run| !(run.own && !run.attached && run.migration == migration));
+                // Followed after all (the console attached before the spawn saw the
+                // socket): its stream tells, or told, how it ended.
+                let followed = self
+                    .followed
+                    .iter()
+                    .any(|run| run.attached && run.migration == migration);
+                if self.finish_shown.remove(&migration) || followed {
+                    self.backend.refresh();
+                    return;
+                }
                 // Its own last words say what it did (`rollback of … done`).
                 let last = tail
                     .lines()
@@ -699,6 +709,7 @@ impl Console {
                     run.finished = true;
                     run.state = None;
                 });
+                self.finish_shown.insert(migration.clone());
                 // The console's word for `zdm complete` is the phase's: contract.
                 let command = match command.as_str() {
                     "complete" => "contract".to_string(),
