@@ -1,5 +1,5 @@
 //! The console without a terminal: every screen rendered with ratatui's TestBackend
-//! (snapshots at 80x24 and 140x40) and every key binding on the app state.
+//! (snapshots at 80x24, 120x32, 140x40 and 200x50) and every key binding on the app state.
 
 mod common;
 
@@ -94,8 +94,6 @@ fn screens_at_80x24() {
     press(&mut app, KeyCode::Tab); // Plan
     press(&mut app, KeyCode::Tab); // Backfill
     insta::assert_snapshot!("backfill_80x24", render(&app, 80, 24));
-    press(&mut app, KeyCode::Char('l'));
-    insta::assert_snapshot!("log_80x24", render(&app, 80, 24));
 }
 
 #[test]
@@ -128,8 +126,176 @@ fn a_console_without_samples_says_it_waits_for_them() {
 }
 
 #[test]
-fn every_pane_at_140x40() {
-    insta::assert_snapshot!("all_140x40", render(&busy_app(), 140, 40));
+fn every_pane_at_120x32_140x40_and_200x50() {
+    let app = busy_app();
+    insta::assert_snapshot!("all_120x32", render(&app, 120, 32));
+    insta::assert_snapshot!("all_140x40", render(&app, 140, 40));
+    let large = render(&app, 200, 50);
+    // A wider health pane draws longer sparklines (more of the history).
+    let bars = |screen: &str| {
+        screen
+            .lines()
+            .find(|line| line.contains("TPS"))
+            .map_or(0, |line| {
+                line.chars().filter(|c| ('▁'..='█').contains(c)).count()
+            })
+    };
+    assert!(bars(&large) > bars(&render(&app, 120, 32)), "{large}");
+    insta::assert_snapshot!("all_200x50", large);
+}
+
+/// What a DBA watches during a backfill, at 80x24 without pressing Tab: the bar with its
+/// percentage beside it, rows, rate, ETA, throttle state and reason, and the health
+/// essentials (replica lag, lock waiters, CPU, canary) one line each.
+#[test]
+fn the_backfill_and_the_health_essentials_share_80x24() {
+    let mut app = busy_app();
+    app.detail = Pane::Backfill;
+    if let Some(backfill) = &mut app.backfill {
+        backfill.throttle_reason = Some("replica lag 1.4 s above max 1 s".to_string());
+    }
+    let screen = render(&app, 80, 24);
+    for words in [
+        "42.1%",
+        "Backfill public.products",
+        "421,000 of ~1,000,000",
+        "5,230 rows/s now",
+        "ETA    1m 52s",
+        "THROTTLED: replica lag 1.4 s above",
+        "replica lag",
+        "lock waiters",
+        "CPU",
+        "canary",
+        "4.0 s throttled",
+        "+/- batch",
+    ] {
+        assert!(screen.contains(words), "{words:?} missing:\n{screen}");
+    }
+    // The percentage is beside the bar, not drawn over it.
+    let bar = screen
+        .lines()
+        .find(|line| line.contains("42.1%"))
+        .unwrap_or_default();
+    assert!(bar.contains("█░") && bar.contains("░  42.1%"), "{bar}");
+    insta::assert_snapshot!("backfill_throttled_80x24", screen);
+}
+
+#[test]
+fn a_paused_backfill_has_no_eta_and_a_done_one_says_done() {
+    let mut app = busy_app();
+    app.detail = Pane::Backfill;
+    if let Some(backfill) = &mut app.backfill {
+        backfill.paused = true;
+        backfill.rows_per_second_now = 0.0;
+        backfill.eta = None;
+        backfill.time_paused = Duration::from_secs(125);
+    }
+    app.migrations[2].state = MigrationState::Paused;
+    let paused = render(&app, 80, 24);
+    assert!(paused.contains("ETA    none while paused"), "{paused}");
+    assert!(paused.contains("PAUSED"), "{paused}");
+    assert!(paused.contains("PAUSED, 2m 05s in all"), "{paused}");
+    assert!(
+        paused.contains("p resume"),
+        "the footer offers resume: {paused}"
+    );
+    insta::assert_snapshot!("backfill_paused_80x24", paused);
+    press(&mut app, KeyCode::Char('q'));
+    let quit = render(&app, 80, 24);
+    assert!(quit.contains("is paused in its runner process"), "{quit}");
+    press(&mut app, KeyCode::Esc);
+
+    app.migrations[2].state = MigrationState::ReadyToContract;
+    if let Some(backfill) = &mut app.backfill {
+        backfill.paused = false;
+        backfill.finished = true;
+        backfill.rows_done = 1_000_000;
+        backfill.rows_total = 1_000_000;
+    }
+    let done = render(&app, 80, 24);
+    for words in [
+        "100.0%",
+        "1,000,000 (all of them)",
+        "ETA    done",
+        "finished",
+    ] {
+        assert!(done.contains(words), "{words:?} missing:\n{done}");
+    }
+    assert!(!done.contains("not yet known"), "{done}");
+}
+
+/// Gates past the screen's height scroll; the prompt and `Enter confirm  Esc cancel` stay.
+#[test]
+fn the_contract_dialog_keeps_its_keys_when_the_gates_do_not_fit() {
+    let mut app = busy_app();
+    select(&mut app, "0002_customers_phone_not_null");
+    press(&mut app, KeyCode::Char('c'));
+    let names: Vec<String> = (1..=20).map(|n| format!("gate number {n}")).collect();
+    let many: Vec<(&str, Verdict)> = names
+        .iter()
+        .map(|name| (name.as_str(), Verdict::Pass))
+        .collect();
+    gates_judged(&mut app, "0002_customers_phone_not_null", gates(&many));
+    let screen = render(&app, 80, 24);
+    assert!(screen.contains("Enter confirm"), "{screen}");
+    assert!(screen.contains("Type the migration's name"), "{screen}");
+    assert!(screen.contains("gate number 1:"), "{screen}");
+    assert!(screen.contains("below: ↑ / ↓ scroll"), "{screen}");
+    insta::assert_snapshot!("contract_many_gates_80x24", screen);
+    for _ in 0..20 {
+        press(&mut app, KeyCode::Down);
+    }
+    let scrolled = render(&app, 80, 24);
+    assert!(scrolled.contains("gate number 20:"), "{scrolled}");
+    assert!(scrolled.contains("Enter confirm"), "{scrolled}");
+    assert!(!scrolled.contains("gate number 1:"), "{scrolled}");
+}
+
+#[test]
+fn the_help_wraps_an_action_beside_its_keys() {
+    let mut app = busy_app();
+    press(&mut app, KeyCode::Char('?'));
+    let screen = render(&app, 80, 24);
+    // Every row of the overlay starts with a binding's keys or the key column's blank.
+    let column = keymap::BINDINGS
+        .iter()
+        .map(|b| b.keys.chars().count())
+        .max()
+        .unwrap_or(0)
+        + 2;
+    let rows: Vec<&str> = screen
+        .lines()
+        .filter_map(|line| line.split('║').nth(1))
+        .collect();
+    assert!(rows.len() > keymap::BINDINGS.len(), "{screen}");
+    for row in rows {
+        let under_keys = row.starts_with(&" ".repeat(column))
+            || keymap::BINDINGS.iter().any(|b| row.starts_with(b.keys));
+        assert!(
+            under_keys,
+            "an action wrapped under the keys: {row:?}\n{screen}"
+        );
+    }
+}
+
+#[test]
+fn log_lines_wrap_to_the_pane_instead_of_being_cut() {
+    let mut app = busy_app();
+    let long = "0003_products_price_numeric: throttled: host CPU 93 % above max 90 % \
+                (3 of 3 hot samples); the backfill waits until it is below 72 %";
+    app.push_log(zdm::tui::app::LogLine {
+        at: "23:43:00".to_string(),
+        level: zdm::tui::app::Level::Warning,
+        text: long.to_string(),
+    });
+    press(&mut app, KeyCode::Char('l'));
+    let screen = render(&app, 80, 24);
+    for word in ["0003_products_price_numeric:", "samples);", "72 %"] {
+        assert!(screen.contains(word), "{word:?} missing:\n{screen}");
+    }
+    insta::assert_snapshot!("log_80x24", screen);
+    let wide = render(&app, 120, 32);
+    assert!(wide.contains("72 %"), "{wide}");
 }
 
 #[test]
@@ -210,6 +376,31 @@ fn a_stalled_database_is_reported_in_the_status_bar() {
 fn an_empty_console_says_so() {
     let app = App::new("postgres://postgres@127.0.0.1:5432/shop".to_string());
     insta::assert_snapshot!("empty_80x24", render(&app, 80, 24));
+}
+
+#[test]
+fn an_unreachable_database_is_said_with_the_files_found() {
+    let mut app = App::new("postgres://postgres@127.0.0.1:1/shop".to_string());
+    app.connection = Connection::Failed("connection refused (127.0.0.1:1)".to_string());
+    app.files_without_state = vec![
+        "0001_orders_add_status".to_string(),
+        "0002_customers_phone_not_null".to_string(),
+    ];
+    let screen = render(&app, 80, 24);
+    assert!(!screen.contains("No migration files found"), "{screen}");
+    for words in [
+        "The database is unreachable",
+        "0001_orders_add_status",
+        "0002_customers_phone_not_null",
+    ] {
+        assert!(screen.contains(words), "{words:?} missing:\n{screen}");
+    }
+    app.files_without_state.clear();
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("found") && screen.contains("either"),
+        "{screen}"
+    );
 }
 
 #[test]
@@ -626,7 +817,7 @@ fn quitting_while_running_asks_to_detach_or_pause() {
     assert!(matches!(app.popup, Some(Popup::Quit)));
     let screen = render(&app, 80, 24);
     assert!(
-        screen.contains("0002_customers_phone_not_null is running"),
+        screen.contains("0002_customers_phone_not_null is running in its runner"),
         "{screen}"
     );
 }
@@ -750,4 +941,53 @@ fn the_backfill_pane_shows_the_runs_own_progress() {
     };
     let view = BackfillView::from_progress(&paused);
     assert!(view.paused && view.throttle_reason.is_none());
+}
+
+/// The screens in the README's "The console" section are copied from the snapshot files:
+/// each drawn block's lines are a run of lines of one snapshot (trailing blanks aside).
+#[test]
+fn the_readme_console_screens_are_real_snapshots() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).expect("README.md");
+    let start = readme.find("### The console").expect("the console section");
+    let section = &readme[start..];
+    let section = &section[..section[4..]
+        .find("\n### ")
+        .map_or(section.len(), |end| end + 4)];
+    let snapshots: Vec<Vec<String>> = std::fs::read_dir(root.join("tests/snapshots"))
+        .expect("snapshots")
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().starts_with("console__"))
+        .map(|entry| {
+            let text = std::fs::read_to_string(entry.path()).expect("snapshot");
+            text.lines()
+                .filter(|line| line.starts_with('"') && line.ends_with('"') && line.len() > 1)
+                .map(|line| line[1..line.len() - 1].trim_end().to_string())
+                .collect()
+        })
+        .collect();
+    let blocks: Vec<Vec<String>> = section
+        .split("```")
+        .skip(1)
+        .step_by(2)
+        .map(|block| {
+            block
+                .lines()
+                .skip(1)
+                .map(|line| line.trim_end().to_string())
+                .collect::<Vec<_>>()
+        })
+        .filter(|lines| {
+            lines
+                .iter()
+                .any(|line| line.contains('│') || line.contains('┃'))
+        })
+        .collect();
+    assert!(blocks.len() >= 3, "the section's screens: {}", blocks.len());
+    for block in blocks {
+        let copied = snapshots
+            .iter()
+            .any(|snapshot| snapshot.windows(block.len()).any(|window| window == block));
+        assert!(copied, "not a snapshot's lines:\n{}", block.join("\n"));
+    }
 }

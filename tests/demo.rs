@@ -18,6 +18,23 @@ async fn count(conn: &mut PgConnection, sql: &str) -> i64 {
 async fn demo_comes_up_answers_queries_and_shuts_down_on_sigint() {
     let mut demo = DemoProcess::start(&["--scale", "0.01"]);
     assert_eq!(demo.pids.len(), 2, "primary and replica: {:?}", demo.output);
+    // The load says how far it has come while it runs, then what it loaded.
+    let loading = demo
+        .output
+        .iter()
+        .position(|line| {
+            line.contains("loading ")
+                && ["customers", "products", "orders", "order_items"]
+                    .iter()
+                    .all(|table| line.contains(table))
+        })
+        .unwrap_or_else(|| panic!("no loading line: {:?}", demo.output));
+    let loaded = demo
+        .output
+        .iter()
+        .position(|line| line.contains("rows: 2,000 customers"))
+        .unwrap_or_else(|| panic!("no rows line: {:?}", demo.output));
+    assert!(loading < loaded, "{:?}", demo.output);
 
     let mut primary = PgConnection::connect(&demo.primary_url)
         .await

@@ -81,8 +81,9 @@ impl Demo {
             .execute(format!("CREATE DATABASE {}", quote_ident(DATABASE)).as_str())
             .await
             .map_err(Error::Load)?;
+        // One connection per table filled at once, and one to watch them fill.
         let pool = PgPoolOptions::new()
-            .max_connections(4)
+            .max_connections(5)
             .connect_with(pg.primary().connect_options(DATABASE))
             .await
             .map_err(Error::Load)?;

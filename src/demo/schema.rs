@@ -157,6 +157,9 @@ pub async fn load(
     let started = Instant::now();
     sqlx::raw_sql(TABLES).execute(pool).await?;
 
+    // The tables fill at once, each in one statement: while they do, every few seconds a
+    // line says how far each has come (the rows of the tables done, the bytes written of
+    // the others), so that the screen never sits still for the load's ten seconds.
     let stage = Instant::now();
     let fill = |sql: &'static str, rows: i64, referenced: i64| async move {
         sqlx::query(sql)
@@ -166,12 +169,45 @@ pub async fn load(
             .await
             .map(|done| done.rows_affected())
     };
-    let (customers, products, orders, items) = tokio::try_join!(
+    let tables = ["customers", "products", "orders", "order_items"];
+    let mut filling = futures::stream::FuturesUnordered::new();
+    for (index, future) in [
         fill(CUSTOMERS, scale.customers, 0),
         fill(PRODUCTS, scale.products, 0),
         fill(ORDERS, scale.orders, scale.customers),
         fill(ORDER_ITEMS, scale.orders, scale.products),
-    )?;
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        filling.push(async move { (index, future.await) });
+    }
+    let mut rows: [Option<u64>; 4] = [None; 4];
+    // The first tick is at once: the load says it began, whatever its speed.
+    let mut ticker = tokio::time::interval(LOAD_TICK);
+    while !filling.is_empty() {
+        tokio::select! {
+            biased;
+            _ = ticker.tick() => {
+                if rows.iter().all(Option::is_none) && stage.elapsed() < LOAD_TICK / 2 {
+                    progress(format!("loading {}…", tables.join(", ")));
+                    continue;
+                }
+                let mut parts = Vec::new();
+                for (table, done) in tables.iter().zip(rows) {
+                    parts.push(match done {
+                        Some(count) => format!("{table} {} rows", thousands(count)),
+                        None => format!("{table} {} written", written(pool, table).await),
+                    });
+                }
+                progress(format!("loading ({}): {}", seconds(stage), parts.join(", ")));
+            }
+            Some((index, done)) = futures::StreamExt::next(&mut filling) => {
+                rows[index] = Some(done?);
+            }
+        }
+    }
+    let [customers, products, orders, items] = rows.map(Option::unwrap_or_default);
     progress(format!(
         "rows: {} customers, {} products, {} orders, {} order items ({})",
         thousands(customers),
@@ -180,6 +216,7 @@ pub async fn load(
         thousands(items),
         seconds(stage)
     ));
+    progress("building primary keys and indexes…".to_string());
 
     let stage = Instant::now();
     let indexed = INDEXES.map(|sql| sqlx::raw_sql(sql).execute(pool));
@@ -195,6 +232,23 @@ pub async fn load(
     progress(format!("statistics gathered ({})", seconds(stage)));
     progress(format!("loaded in {}", seconds(started)));
     Ok(())
+}
+
+/// How often the load says how far it has come.
+const LOAD_TICK: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The size of `table`'s heap so far (rows not yet committed take room too), in words.
+async fn written(pool: &PgPool, table: &str) -> String {
+    let bytes: Option<i64> = sqlx::query_scalar("SELECT pg_relation_size(to_regclass($1))")
+        .bind(table)
+        .fetch_one(pool)
+        .await
+        .ok()
+        .flatten();
+    match bytes {
+        Some(bytes) => format!("{:.0} MB", bytes as f64 / 1_048_576.0),
+        None => "?".to_string(),
+    }
 }
 
 fn seconds(since: Instant) -> String {

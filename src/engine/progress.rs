@@ -1,6 +1,11 @@
 //! Backfill progress: rows done against an estimated total, rates now and on average, an
 //! ETA once it means something, and the time spent running, throttled and paused. Pure:
 //! the caller passes the clock in, so it is tested without waiting.
+//!
+//! Rates are measured on the running clock only: time paused or throttled is counted on
+//! its own and never dilutes them, so the ETA (remaining rows at the running rate) stays
+//! true across a pause. A paused run has no ETA (it will not end while paused); a done run
+//! has an exact total and an ETA of zero.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -50,12 +55,17 @@ pub struct BackfillProgress {
     pub batch_size: u64,
     /// Duration of the last batch.
     pub last_batch_ms: Option<u64>,
-    /// Rows per second over the last 10 s.
+    /// Rows per second over the last 10 s of running time; zero while paused or
+    /// throttled (nothing moves).
     pub rows_per_second_now: f64,
-    /// Rows per second since this run started (sleeps, throttles and pauses included).
+    /// Rows per second over this run's running time (the pacing's own sleeps between
+    /// batches included; time paused or throttled is not).
     pub rows_per_second_average: f64,
-    /// Seconds left, once meaningful (30 s into the run or 5 % done).
+    /// Seconds of running left at the running rate, once meaningful (30 s of running or
+    /// 5 % done); `None` while paused; zero once done.
     pub eta_seconds: Option<u64>,
+    /// The end of the table was reached: `rows_done` is the exact total.
+    pub done: bool,
     #[serde(flatten)]
     pub state: RunState,
     pub running_seconds: f64,
@@ -108,15 +118,17 @@ impl BackfillProgress {
 /// How far into a run the ETA starts to be shown, whichever comes first.
 const ETA_AFTER: Duration = Duration::from_secs(30);
 const ETA_AFTER_FRACTION: f64 = 0.05;
-/// The window of "rows/s now".
+/// The window of "rows/s now", in running time.
 const RATE_WINDOW: Duration = Duration::from_secs(10);
+/// The ETA uses the recent rate once its window spans this much running time, the
+/// run's average before (a rate over one or two batches swings too much).
+const ETA_WINDOW_MIN: Duration = Duration::from_secs(3);
 
 /// Accumulates a backfill's progress.
 #[derive(Debug, Clone)]
 pub struct Tracker {
     step: String,
     table: String,
-    started: Instant,
     state: RunState,
     state_since: Instant,
     /// Time in each state before `state_since`: running, throttled, paused.
@@ -128,8 +140,11 @@ pub struct Tracker {
     estimate: Option<u64>,
     last_batch: Option<Duration>,
     batch_size: u64,
-    /// (when, rows_done) of recent batches, for "now".
-    recent: VecDeque<(Instant, u64)>,
+    /// (running time, rows_done) at recent batches, for "now".
+    recent: VecDeque<(Duration, u64)>,
+    /// The last batch's (keys counted, rows updated): see [`Tracker::finished`].
+    last: Option<(u64, u64)>,
+    done: bool,
 }
 
 impl Tracker {
@@ -137,11 +152,10 @@ impl Tracker {
     /// rows and `batches` batches.
     pub fn new(step: &str, table: &str, now: Instant, rows_done: u64, batches: u64) -> Self {
         let mut recent = VecDeque::new();
-        recent.push_back((now, rows_done));
+        recent.push_back((Duration::ZERO, rows_done));
         Tracker {
             step: step.to_string(),
             table: table.to_string(),
-            started: now,
             state: RunState::Running,
             state_since: now,
             spent: [Duration::ZERO; 3],
@@ -153,7 +167,18 @@ impl Tracker {
             last_batch: None,
             batch_size: 0,
             recent,
+            last: None,
+            done: false,
         }
+    }
+
+    /// Time spent running up to `now` (this run only).
+    fn running_time(&self, now: Instant) -> Duration {
+        let mut running = self.spent[0];
+        if self.state == RunState::Running {
+            running += now.saturating_duration_since(self.state_since);
+        }
+        running
     }
 
     /// A new estimate of the table's rows (from statistics); a negative or absent one is ignored.
@@ -164,26 +189,40 @@ impl Tracker {
     }
 
     /// The end of the table was reached: the total is what was done.
+    ///
+    /// Every batch but the last walked the keys it was sized for (its upper key is the
+    /// n-th); the last one, cut by the end of the table, walked fewer: its rows updated
+    /// count instead of its size (exact when each of its rows needed the update, as on a
+    /// first run; a floor otherwise, never more than the table).
     pub fn finished(&mut self) {
+        if let Some((keys, updated)) = self.last.take() {
+            if updated < keys {
+                self.rows_done -= keys - updated;
+            }
+        }
         self.estimate = Some(self.rows_done);
+        self.done = true;
     }
 
     pub fn set_batch_size(&mut self, size: u64) {
         self.batch_size = size;
     }
 
-    /// A committed batch of `keys` keys that updated `updated` rows and took `took`.
+    /// A committed batch sized for `keys` keys that updated `updated` rows and took
+    /// `took` (the last batch of a table may hold fewer keys: see [`Tracker::finished`]).
     pub fn batch(&mut self, now: Instant, keys: u64, updated: u64, took: Duration) {
         self.rows_done += keys;
+        self.last = Some((keys, updated));
         self.rows_updated += updated;
         self.batches += 1;
         self.last_batch = Some(took);
-        self.recent.push_back((now, self.rows_done));
+        let running = self.running_time(now);
+        self.recent.push_back((running, self.rows_done));
         while self.recent.len() > 2
             && self
                 .recent
                 .get(1)
-                .is_some_and(|(at, _)| now.duration_since(*at) >= RATE_WINDOW)
+                .is_some_and(|(at, _)| running.saturating_sub(*at) >= RATE_WINDOW)
         {
             self.recent.pop_front();
         }
@@ -195,7 +234,7 @@ impl Tracker {
             return false;
         }
         let index = state_index(&self.state);
-        self.spent[index] += now.duration_since(self.state_since);
+        self.spent[index] += now.saturating_duration_since(self.state_since);
         self.state = state;
         self.state_since = now;
         true
@@ -212,15 +251,22 @@ impl Tracker {
 
     pub fn report(&self, now: Instant) -> BackfillProgress {
         let mut spent = self.spent;
-        spent[state_index(&self.state)] += now.duration_since(self.state_since);
-        let elapsed = now.duration_since(self.started);
-        let this_run = self.rows_done - self.rows_at_start;
-        let average = per_second(this_run, elapsed);
-        let now_rate = match (self.recent.front(), self.recent.back()) {
+        spent[state_index(&self.state)] += now.saturating_duration_since(self.state_since);
+        let running = spent[0];
+        let this_run = self.rows_done.saturating_sub(self.rows_at_start);
+        let average = per_second(this_run, running);
+        // The recent rate, on the running clock up to now (a run slower than its last
+        // batch shows it as time goes by without a batch).
+        let recent = match (self.recent.front(), self.recent.back()) {
             (Some((from, rows_from)), Some((_, rows_to))) => {
-                per_second(rows_to - rows_from, now.duration_since(*from))
+                let over = running.saturating_sub(*from);
+                Some((per_second(rows_to - rows_from, over), over))
             }
-            _ => 0.0,
+            _ => None,
+        };
+        let running_rate = match recent {
+            Some((rate, over)) if over >= ETA_WINDOW_MIN => rate,
+            _ => average,
         };
         let estimate = self.estimate.map(|e| e.max(self.rows_done));
         let fraction = estimate.map(|total| {
@@ -230,13 +276,22 @@ impl Tracker {
                 self.rows_done as f64 / total as f64
             }
         });
-        let meaningful = elapsed >= ETA_AFTER
+        let meaningful = running >= ETA_AFTER
             || fraction.is_some_and(|f| f >= ETA_AFTER_FRACTION && this_run > 0);
-        let eta_seconds = match (estimate, meaningful) {
-            (Some(total), true) if average > 0.0 => {
-                Some(((total - self.rows_done) as f64 / average).ceil() as u64)
+        let eta_seconds = if self.done {
+            Some(0)
+        } else {
+            match (estimate, &self.state, meaningful) {
+                (_, RunState::Paused { .. }, _) => None,
+                (Some(total), _, true) if running_rate > 0.0 => {
+                    Some(((total - self.rows_done) as f64 / running_rate).ceil() as u64)
+                }
+                _ => None,
             }
-            _ => None,
+        };
+        let now_rate = match (&self.state, recent) {
+            (RunState::Running, Some((rate, _))) if !self.done => rate,
+            _ => 0.0,
         };
         BackfillProgress {
             step: self.step.clone(),
@@ -250,6 +305,7 @@ impl Tracker {
             rows_per_second_now: now_rate,
             rows_per_second_average: average,
             eta_seconds,
+            done: self.done,
             state: self.state.clone(),
             running_seconds: spent[0].as_secs_f64(),
             throttled_seconds: spent[1].as_secs_f64(),
@@ -381,5 +437,126 @@ mod tests {
             "{report:?}"
         );
         assert!((report.rows_per_second_average - 400.0).abs() < 1e-9);
+    }
+
+    /// 1,000 rows/s for `seconds` seconds from `from_s`, one batch a second.
+    fn run_for(tracker: &mut Tracker, t0: Instant, from_s: u64, seconds: u64) {
+        for second in from_s + 1..=from_s + seconds {
+            tracker.batch(
+                at(t0, second * 1000),
+                1000,
+                1000,
+                Duration::from_millis(200),
+            );
+        }
+    }
+
+    #[test]
+    fn a_pause_has_no_eta_and_does_not_dilute_the_rates_after_it() {
+        let t0 = Instant::now();
+        let mut tracker = Tracker::new("s", "t", t0, 0, 0);
+        tracker.set_estimate(Some(100_000));
+        run_for(&mut tracker, t0, 0, 40);
+        tracker.set_state(
+            at(t0, 40_000),
+            RunState::Paused {
+                by: "operator".into(),
+            },
+        );
+        // Paused for ten minutes: nothing moves, and nothing pretends to.
+        let paused = tracker.report(at(t0, 640_000));
+        assert_eq!(paused.eta_seconds, None, "{paused:?}");
+        assert_eq!(paused.rows_per_second_now, 0.0);
+        assert!((paused.rows_per_second_average - 1000.0).abs() < 1e-9);
+        assert_eq!(paused.paused_seconds, 600.0);
+        // Ten seconds after the resume: the same rate, and the ETA of the rows left at it.
+        tracker.set_state(at(t0, 640_000), RunState::Running);
+        for second in 641..=650 {
+            tracker.batch(
+                at(t0, second * 1000),
+                1000,
+                1000,
+                Duration::from_millis(200),
+            );
+        }
+        let resumed = tracker.report(at(t0, 650_000));
+        assert!(
+            (resumed.rows_per_second_now - 1000.0).abs() < 1.0,
+            "{resumed:?}"
+        );
+        assert!((resumed.rows_per_second_average - 1000.0).abs() < 1e-9);
+        assert_eq!(
+            resumed.eta_seconds,
+            Some(50),
+            "50,000 rows left at 1,000 rows/s"
+        );
+        assert_eq!(
+            (resumed.running_seconds, resumed.paused_seconds),
+            (50.0, 600.0)
+        );
+    }
+
+    #[test]
+    fn throttled_time_is_counted_apart_and_the_eta_stays_on_the_running_rate() {
+        let t0 = Instant::now();
+        let mut tracker = Tracker::new("s", "t", t0, 0, 0);
+        tracker.set_estimate(Some(100_000));
+        run_for(&mut tracker, t0, 0, 40);
+        tracker.set_state(
+            at(t0, 40_000),
+            RunState::Throttled {
+                reason: "replica lag".into(),
+            },
+        );
+        let held = tracker.report(at(t0, 70_000));
+        assert_eq!(
+            held.rows_per_second_now, 0.0,
+            "nothing moves while throttled"
+        );
+        assert_eq!(
+            held.eta_seconds,
+            Some(60),
+            "60,000 rows left at 1,000 rows/s"
+        );
+        assert_eq!((held.running_seconds, held.throttled_seconds), (40.0, 30.0));
+        assert!((held.rows_per_second_average - 1000.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_done_backfill_is_exact_with_no_time_left_even_when_resumed_at_its_end() {
+        let t0 = Instant::now();
+        // Resumed after a checkpoint of every row: no batch in this run.
+        let mut tracker = Tracker::new("s", "t", t0, 1_000_000, 500);
+        tracker.set_estimate(Some(990_000));
+        tracker.finished();
+        let report = tracker.report(at(t0, 500));
+        assert!(report.done);
+        assert_eq!(report.rows_total_estimate, Some(1_000_000));
+        assert_eq!(report.fraction(), Some(1.0));
+        assert_eq!(report.eta_seconds, Some(0));
+        assert_eq!(report.rows_per_second_now, 0.0);
+    }
+
+    #[test]
+    fn a_short_last_batch_counts_its_rows_not_its_size_at_the_end() {
+        let t0 = Instant::now();
+        let mut tracker = Tracker::new("s", "t", t0, 0, 0);
+        tracker.set_estimate(Some(1_000_000));
+        tracker.set_batch_size(20_000);
+        for batch in 1..=49 {
+            tracker.batch(
+                at(t0, batch * 100),
+                20_000,
+                20_000,
+                Duration::from_millis(90),
+            );
+        }
+        // The table's last batch, sized for 20,000 keys, finds 19,995: the end is next.
+        tracker.batch(at(t0, 5000), 20_000, 19_995, Duration::from_millis(90));
+        assert_eq!(tracker.report(at(t0, 5000)).rows_done, 1_000_000);
+        tracker.finished();
+        let report = tracker.report(at(t0, 5000));
+        assert_eq!(report.rows_done, 999_995);
+        assert_eq!(report.rows_total_estimate, Some(999_995));
     }
 }

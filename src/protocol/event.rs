@@ -279,9 +279,10 @@ impl Progress {
             thousands(self.rows_per_second_now.max(0.0).round() as u64),
             thousands(self.rows_per_second_average.max(0.0).round() as u64)
         ));
-        line.push_str(&match self.eta {
-            Some(eta) => format!(" · ETA {}", duration(eta)),
-            None => " · ETA not yet known".to_string(),
+        line.push_str(&match (self.eta, self.state) {
+            (_, RunState::Paused) => " · no ETA while paused".to_string(),
+            (Some(eta), _) => format!(" · ETA {}", duration(eta)),
+            (None, _) => " · ETA not yet known".to_string(),
         });
         line.push_str(&format!(" · batch {} rows", thousands(self.batch_size)));
         if let Some(last) = self.last_batch {

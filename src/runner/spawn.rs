@@ -153,6 +153,8 @@ pub enum Error {
         command: &'static str,
         migration: String,
         status: String,
+        /// The exit code (`None`: killed by a signal); 0 is success, as for every command.
+        code: Option<i32>,
         log: PathBuf,
         tail: String,
     },
@@ -212,6 +214,7 @@ pub async fn spawn(config: &Config, job: &Job) -> Result<Detached, Error> {
                 command: job.command(),
                 migration: job.migration().to_string(),
                 status: status.to_string(),
+                code: status.code(),
                 tail: tail(&log, TAIL_LINES),
                 log,
             });

@@ -20,6 +20,9 @@ pub struct RunView {
     held_by: Option<String>,
     /// The contract waits for the operator's confirmation (the gates have judged).
     pub awaiting_confirmation: bool,
+    /// Why the run is paused, while it is: a paused run is paused, whatever held it
+    /// before (a throttle is not news until it runs again).
+    paused: Option<String>,
 }
 
 impl RunView {
@@ -33,6 +36,7 @@ impl RunView {
             phase: None,
             held_by: None,
             awaiting_confirmation: false,
+            paused: None,
         }
     }
 
@@ -43,8 +47,12 @@ impl RunView {
             || self.status == Some(Status::Backfilling)
     }
 
-    /// Every reason the backfill is held back now, in words.
+    /// Every reason the backfill is held back now, in words; none while it is paused
+    /// (the pause says why it does not move).
     pub fn held_back_by(&self) -> Vec<String> {
+        if self.paused.is_some() {
+            return Vec::new();
+        }
         let mut reasons: Vec<String> = match &self.progress {
             Some(progress) if progress.state != RunState::Running => {
                 progress.reason.iter().cloned().collect()
@@ -103,6 +111,18 @@ impl RunView {
                 self.awaiting_confirmation = true;
                 self.step = Some("waiting for the contract confirmation".to_string());
             }
+            Event::Paused { reason } => {
+                self.held_by = None;
+                self.paused = Some(reason.clone());
+                // Until the next report: no rate or ETA for a run that does not move.
+                if let Some(progress) = &mut self.progress {
+                    progress.state = RunState::Paused;
+                    progress.reason = Some(reason.clone());
+                    progress.eta = None;
+                    progress.rows_per_second_now = 0.0;
+                }
+            }
+            Event::Resumed { .. } => self.paused = None,
             Event::ThrottleOn { reason } => self.held_by = Some(reason.clone()),
             Event::ThrottleOff { .. } => self.held_by = None,
             Event::Unreachable {
@@ -165,6 +185,37 @@ mod tests {
             rows_done: 10,
         }));
         assert!(view.held_back_by().is_empty());
+    }
+
+    #[test]
+    fn a_paused_run_is_paused_not_throttled() {
+        let mut view = RunView::new("m", Some(Status::Backfilling));
+        view.apply(&progress(
+            RunState::Throttled,
+            Some("host CPU 95 % above max 90 %"),
+        ));
+        view.apply(&Event::ThrottleOn {
+            reason: "host CPU 95 % above max 90 %".to_string(),
+        });
+        view.apply(&Event::Paused {
+            reason: "operator (zdm ctl)".to_string(),
+        });
+        assert!(view.held_back_by().is_empty(), "{:?}", view.held_back_by());
+        let shown = view.progress.clone().expect("progress");
+        assert_eq!(shown.state, RunState::Paused);
+        assert_eq!(shown.eta, None);
+        let line = shown.describe();
+        assert!(line.starts_with("public.orders paused (operator"), "{line}");
+        assert!(!line.contains("throttled"), "{line}");
+        assert!(line.contains("no ETA while paused"), "{line}");
+        view.apply(&Event::Resumed {
+            paused_for: Duration::from_secs(3),
+        });
+        view.apply(&progress(
+            RunState::Throttled,
+            Some("host CPU 95 % above max 90 %"),
+        ));
+        assert_eq!(view.held_back_by(), vec!["host CPU 95 % above max 90 %"]);
     }
 
     #[test]

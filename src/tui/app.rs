@@ -139,6 +139,11 @@ pub struct BackfillView {
     pub paused: bool,
     /// Every row that needed it is done.
     pub finished: bool,
+    /// This run's time running, held by the throttle and paused (apart: the rates and
+    /// the ETA count running time only).
+    pub time_running: Duration,
+    pub time_throttled: Duration,
+    pub time_paused: Duration,
 }
 
 impl BackfillView {
@@ -169,6 +174,9 @@ impl BackfillView {
             },
             paused: progress.state == RunState::Paused,
             finished: false,
+            time_running: progress.time_running,
+            time_throttled: progress.time_throttled,
+            time_paused: progress.time_paused,
         }
     }
 }
@@ -272,6 +280,8 @@ pub struct ContractDialog {
     /// True once the name matched and the failing gates need an explicit override.
     pub overriding: bool,
     pub error: Option<String>,
+    /// The first gate shown when the list is taller than the screen (↑ / ↓ scroll it).
+    pub gate_scroll: usize,
 }
 
 impl ContractDialog {
@@ -286,6 +296,7 @@ impl ContractDialog {
             input: Input::default(),
             overriding: false,
             error: None,
+            gate_scroll: 0,
         }
     }
 
@@ -353,6 +364,9 @@ pub struct App {
     pub target: String,
     pub connection: Connection,
     pub migrations: Vec<MigrationRow>,
+    /// The migration files found while the database could not be read: their names, in
+    /// order (the list shows them until it has their recorded state).
+    pub files_without_state: Vec<String>,
     pub selected: usize,
     pub focus: Pane,
     /// The detail pane shown beside the list on a small screen.
@@ -394,6 +408,7 @@ impl App {
             target,
             connection: Connection::Connecting,
             migrations: Vec::new(),
+            files_without_state: Vec::new(),
             selected: 0,
             focus: Pane::Migrations,
             detail: Pane::Plan,
@@ -441,10 +456,30 @@ impl App {
                         .is_some_and(MigrationRow::can_start)
             }
             Hint::Pause | Hint::Throttle => running && self.live_control,
+            Hint::Target => running && self.live_control && self.backfill.is_some(),
             Hint::Contract => selected == Some(MigrationState::ReadyToContract),
             Hint::Rollback => selected.is_some_and(MigrationState::can_roll_back),
             Hint::Plan => self.focus == Pane::Migrations && selected.is_some(),
         }
+    }
+
+    /// A footer hint's word now: `p` says what it would do (pause, or resume a paused run).
+    pub fn hint_label(&self, hint: Hint) -> &'static str {
+        match hint {
+            Hint::Pause if self.is_paused() => "resume",
+            Hint::Pause => "pause",
+            _ => hint.label(),
+        }
+    }
+
+    /// Whether the running migration is paused.
+    pub fn is_paused(&self) -> bool {
+        self.running_migration()
+            .is_some_and(|m| m.state == MigrationState::Paused)
+            || self
+                .backfill
+                .as_ref()
+                .is_some_and(|b| b.paused && !b.finished)
     }
 
     /// Appends to the log, dropping the oldest line past the capacity.
@@ -602,6 +637,17 @@ impl App {
                 self.popup = Some(Popup::Contract(dialog));
                 Some(action)
             }
+            // Arrows scroll the gates (letters belong to the name being typed).
+            KeyCode::Up | KeyCode::Down => {
+                let last = dialog.gates.len().saturating_sub(1);
+                dialog.gate_scroll = if key.code == KeyCode::Up {
+                    dialog.gate_scroll.saturating_sub(1)
+                } else {
+                    (dialog.gate_scroll + 1).min(last)
+                };
+                self.popup = Some(Popup::Contract(dialog));
+                None
+            }
             _ => {
                 dialog.input.handle_event(event);
                 dialog.error = None;
@@ -755,9 +801,7 @@ impl App {
             self.notice = Some("nothing is running to pause".into());
             return None;
         };
-        let paused = running.state == MigrationState::Paused
-            || self.backfill.as_ref().is_some_and(|b| b.paused);
-        if paused {
+        if self.is_paused() {
             self.notice = Some(format!("resume of {} requested", running.name));
             Some(Action::Resume)
         } else {

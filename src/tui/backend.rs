@@ -38,10 +38,12 @@ pub enum Update {
     /// The files and the recorded state, merged.
     Status(Box<StatusSnapshot>),
     /// The status read failed with an answer (refused, error): the database is reachable
-    /// or definitely not, but it did answer.
-    StatusFailed(String),
-    /// The status read got no answer in [`POLL_GIVE_UP`]; the connection is remade.
-    StatusNoAnswer,
+    /// or definitely not, but it did answer. With the names of the valid files found, whose
+    /// state is unknown without the database.
+    StatusFailed(String, Vec<String>),
+    /// The status read got no answer in [`POLL_GIVE_UP`]; the connection is remade. With
+    /// the names of the files found.
+    StatusNoAnswer(Vec<String>),
     /// The plan of a migration not started yet, or why there is none.
     Plan {
         migration: String,
@@ -180,12 +182,13 @@ async fn poll_loop(
             Ok::<_, String>(records)
         })
         .await;
+        let names = || files.iter().map(|file| file.name.clone()).collect();
         let update = match read {
             Ok(Ok(records)) => Update::Status(Box::new(merge(&files, &records))),
-            Ok(Err(error)) => Update::StatusFailed(error),
+            Ok(Err(error)) => Update::StatusFailed(error, names()),
             Err(_) => {
                 conn = None;
-                Update::StatusNoAnswer
+                Update::StatusNoAnswer(names())
             }
         };
         if updates.send(update).is_err() {

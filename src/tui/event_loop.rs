@@ -161,6 +161,9 @@ pub(super) struct Console {
     /// Runs whose stream ended, by (socket, pid): a socket found again before its file
     /// is gone is not attached to twice. (The same migration's next run has another pid.)
     pub ended: HashSet<(PathBuf, u32)>,
+    /// Migrations whose run's `Finished` event was shown: a runner that exits before its
+    /// spawn saw its socket was still followed, and its end is not told twice.
+    pub finish_shown: HashSet<String>,
     /// Sockets that refused an attach, reported once.
     pub attach_failures: HashSet<PathBuf>,
     /// The migration whose runner is being started (one run at a time per console).
@@ -202,6 +205,7 @@ impl Console {
             planning: Vec::new(),
             followed: Vec::new(),
             ended: HashSet::new(),
+            finish_shown: HashSet::new(),
             attach_failures: HashSet::new(),
             spawning: None,
             cancel_when_served: None,
@@ -404,6 +408,8 @@ impl Console {
             return;
         }
         self.spawning = Some(migration.clone());
+        // This run's end is yet to be shown, whatever an earlier run's was.
+        self.finish_shown.remove(&migration);
         self.log(
             Level::Info,
             format!("{word} of {migration}: starting its runner process"),
@@ -515,9 +521,8 @@ impl Console {
             .map_or_else(|| "the migration".to_string(), |run| run.migration.clone());
         self.farewell = Some(match quitting.purpose {
             Purpose::StopAndQuit => format!(
-                "{name} had not stopped when the console quit: it may still be running \
-                 (`zdm ctl abort` stops it after its batch; `zdm start {name}` resumes it \
-                 later)."
+                "{name} had not stopped when the console quit; the demo's servers stop now \
+                 and take it with them."
             ),
             _ => format!(
                 "{name} had not answered the pause when the console quit: it may still be \
@@ -603,11 +608,16 @@ impl Console {
                 self.set_connection(Connection::Connected);
                 self.apply_status(*snapshot);
             }
-            Update::StatusFailed(why) => {
+            Update::StatusFailed(why, files) => {
                 self.waiting_since = None;
                 self.set_connection(Connection::Failed(why));
+                self.app.files_without_state = files;
+                self.dirty = true;
             }
-            Update::StatusNoAnswer => {}
+            Update::StatusNoAnswer(files) => {
+                self.app.files_without_state = files;
+                self.dirty = true;
+            }
             Update::Plan { migration, plan } => {
                 self.planning.retain(|n| *n != migration);
                 match plan {

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use super::app::{BackfillView, GateRow, Level, MigrationState};
+use super::app::{BackfillView, GateRow, Level, MigrationState, Pane};
 use super::backend;
 use super::event_loop::Console;
 use super::runs::{Purpose, RunUpdate};
@@ -150,6 +150,44 @@ impl Console {
                         self.runs.attach(detached.socket);
                     }
                 }
+                self.backend.refresh();
+            }
+            RunUpdate::EndedEarly {
+                job,
+                migration,
+                log,
+                tail,
+            } => {
+                self.spawning = None;
+                self.followed
+                    .retain(|run| !(run.own && !run.attached && run.migration == migration));
+                // Followed after all (the console attached before the spawn saw the
+                // socket): its stream tells, or told, how it ended.
+                let followed = self
+                    .followed
+                    .iter()
+                    .any(|run| run.attached && run.migration == migration);
+                if self.finish_shown.remove(&migration) || followed {
+                    self.backend.refresh();
+                    return;
+                }
+                // Its own last words say what it did (`rollback of … done`).
+                let last = tail
+                    .lines()
+                    .rev()
+                    .map(str::trim)
+                    .find(|line| !line.is_empty())
+                    .map(|line| format!(": {line}"))
+                    .unwrap_or_default();
+                self.log(
+                    Level::Info,
+                    format!(
+                        "{job} of {migration} finished before the console could follow it \
+                         (its runner exited with success){last}; its log {}",
+                        log.display()
+                    ),
+                );
+                self.app.notice = Some(format!("{job} of {migration} succeeded"));
                 self.backend.refresh();
             }
             RunUpdate::SpawnFailed {
@@ -327,9 +365,11 @@ impl Console {
             .is_some_and(|q| q.purpose == Purpose::StopAndQuit && q.socket == run.socket)
         {
             self.quitting = None;
+            // Only the demo stops a run to quit, and its servers go with it: nothing to
+            // resume, so no command to suggest.
             self.farewell = Some(format!(
-                "{0} stopped; its checkpoint holds: `zdm start {0}` (or s in the console) \
-                 resumes it.",
+                "{} stopped after its last committed batch. The demo's servers stop now and \
+                 their data is removed with them; `zdm demo` starts afresh.",
                 run.migration
             ));
             self.quit = true;
@@ -463,7 +503,7 @@ impl Console {
                 view.table != progress.table || progress.rows_done > view.rows_done
             });
             if newer {
-                self.app.backfill = Some(BackfillView::from_progress(progress));
+                self.show_backfill(BackfillView::from_progress(progress));
             }
         }
         if let Some(view) = &mut self.app.backfill {
@@ -510,7 +550,7 @@ impl Console {
                 });
                 let view = BackfillView::from_progress(&progress);
                 if self.app.backfill.as_ref() != Some(&view) {
-                    self.app.backfill = Some(view);
+                    self.show_backfill(view);
                 }
                 self.set_row_state(&migration, backfill_badge(Some(progress.state)));
             }
@@ -707,6 +747,7 @@ impl Console {
                     run.finished = true;
                     run.state = None;
                 });
+                self.finish_shown.insert(migration.clone());
                 // The console's word for `zdm complete` is the phase's: contract.
                 let command = match command.as_str() {
                     "complete" => "contract".to_string(),
@@ -722,6 +763,26 @@ impl Console {
             }
         }
         self.after_run_change();
+    }
+
+    /// Shows a backfill's figures; a backfill appearing brings its pane (and the health
+    /// beside it) into view unless the operator is reading the plan or the log.
+    fn show_backfill(&mut self, view: BackfillView) {
+        // A late report (a status reply) of a backfill already finished changes nothing.
+        if self.app.backfill.as_ref().is_some_and(|shown| {
+            shown.finished && shown.table == view.table && view.rows_done <= shown.rows_done
+        }) {
+            return;
+        }
+        let appears = self
+            .app
+            .backfill
+            .as_ref()
+            .is_none_or(|shown| shown.table != view.table || shown.finished);
+        if appears && self.app.focus == Pane::Migrations {
+            self.app.detail = Pane::Backfill;
+        }
+        self.app.backfill = Some(view);
     }
 
     /// The backfill finished: every row that needed it is done.

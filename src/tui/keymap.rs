@@ -8,6 +8,7 @@ pub enum Hint {
     Quit,
     Start,
     Pause,
+    Target,
     Contract,
     Rollback,
     Throttle,
@@ -24,6 +25,7 @@ impl Hint {
             Hint::Quit => "quit",
             Hint::Start => "start",
             Hint::Pause => "pause/resume",
+            Hint::Target => "batch",
             Hint::Contract => "contract",
             Hint::Rollback => "rollback",
             Hint::Throttle => "throttle",
@@ -77,7 +79,7 @@ pub const BINDINGS: [Binding; 16] = [
     bind(
         "+ / -",
         "raise / lower the backfill's batch time target",
-        None,
+        Some(Hint::Target),
     ),
     bind("t", "manual throttle on / off", Some(Hint::Throttle)),
     bind(
@@ -108,11 +110,12 @@ pub const BINDINGS: [Binding; 16] = [
 ];
 
 /// The footer's order: what is most needed first, so a narrow screen cuts the least.
-const FOOTER_ORDER: [Hint; 10] = [
+const FOOTER_ORDER: [Hint; 11] = [
     Hint::Help,
     Hint::Quit,
     Hint::Start,
     Hint::Pause,
+    Hint::Target,
     Hint::Contract,
     Hint::Rollback,
     Hint::Throttle,
@@ -121,15 +124,16 @@ const FOOTER_ORDER: [Hint; 10] = [
     Hint::Plan,
 ];
 
-/// `(first key, hint)` pairs for the footer, most needed first.
-pub fn hints() -> impl Iterator<Item = (&'static str, Hint)> {
+/// `(key, hint)` pairs for the footer, most needed first: a binding's first key (`Tab`
+/// of `Tab / Shift-Tab`), or both when they are one character each (`+/-`).
+pub fn hints() -> impl Iterator<Item = (String, Hint)> {
     FOOTER_ORDER.into_iter().filter_map(|hint| {
         let binding = BINDINGS.iter().find(|b| b.hint == Some(hint))?;
-        let key = binding
-            .keys
-            .split([' ', ','])
-            .next()
-            .unwrap_or(binding.keys);
+        let first = binding.keys.split(',').next().unwrap_or(binding.keys);
+        let key = match first.split(" / ").collect::<Vec<_>>()[..] {
+            [a, b] if a.chars().count() == 1 && b.chars().count() == 1 => format!("{a}/{b}"),
+            _ => first.split(' ').next().unwrap_or(first).to_string(),
+        };
         Some((key, hint))
     })
 }

@@ -38,6 +38,16 @@ pub enum RunUpdate {
         migration: String,
         detached: Detached,
     },
+    /// The runner did its job and exited (code 0) before it served its socket: a run
+    /// faster than the console's attach (a sub-second rollback). Judged by how it ended,
+    /// not by whether the console saw it.
+    EndedEarly {
+        job: &'static str,
+        migration: String,
+        log: PathBuf,
+        /// The last lines of its log.
+        tail: String,
+    },
     /// The runner could not be started, or exited before it served its socket.
     SpawnFailed {
         job: &'static str,
@@ -148,6 +158,17 @@ impl Runs {
                     job: word,
                     migration,
                     detached,
+                },
+                Err(runner::spawn::Error::Exited {
+                    code: Some(0),
+                    log,
+                    tail,
+                    ..
+                }) => RunUpdate::EndedEarly {
+                    job: word,
+                    migration,
+                    log,
+                    tail,
                 },
                 Err(error) => RunUpdate::SpawnFailed {
                     job: word,

@@ -224,6 +224,9 @@ pub fn busy_app() -> App {
         throttle_reason: None,
         paused: false,
         finished: false,
+        time_running: Duration::from_secs(86),
+        time_throttled: Duration::from_secs(4),
+        time_paused: Duration::ZERO,
     });
     for (at, level, text) in [
         (

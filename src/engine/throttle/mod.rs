@@ -15,6 +15,10 @@ use crate::monitor::Metrics;
 
 pub use policy::{Input, Observation, Observed, ThrottlePolicy, ThrottleSettings, Verdict};
 
+/// Why every monitored input is unknown before the monitor's first sample (the policy
+/// says so in one short line, not once per input).
+const FIRST_SAMPLE: &str = "the monitor has not taken its first sample yet";
+
 /// The throttle of one backfill: the policy fed from a monitor's snapshots, the flag
 /// file and the throttle query.
 pub struct Throttle {
@@ -172,7 +176,7 @@ impl Throttle {
         };
         let age = (chrono::Utc::now() - metrics.taken_at).num_milliseconds() as f64 / 1000.0;
         let stale = if metrics.sequence == 0 {
-            Some("the monitor has not taken its first sample yet".to_string())
+            Some(FIRST_SAMPLE.to_string())
         } else if age > settings.stale_after.as_secs_f64() {
             Some(format!("the monitor's last sample is {age:.0} s old"))
         } else {
@@ -283,7 +287,8 @@ mod tests {
         let reason = verdict.reason().expect("holds");
         assert!(
             reason.starts_with(
-                "replica lag unknown (the monitor could not start: no database URL): holding"
+                "replica lag, lock waiters, active sessions, canary latency unknown (the \
+                 monitor could not start: no database URL): holding"
             ),
             "{reason}"
         );

@@ -234,6 +234,7 @@ impl ThrottlePolicy {
         self.learn(observation);
         let mut throttling = Vec::new();
         let mut critical = Vec::new();
+        let mut unknown: Vec<(Input, String)> = Vec::new();
         for input in INPUTS {
             let observed = match input {
                 Input::ReplicaLag => observation.replica_lag_seconds.clone(),
@@ -258,7 +259,7 @@ impl ThrottlePolicy {
                 Observed::Unknown(why) => {
                     // Never speed up on missing data.
                     self.calm[i] = 0;
-                    throttling.push(hold(input, &why));
+                    unknown.push((input, why));
                 }
                 Observed::Value(value) => {
                     // Relative limits wait for their baseline (learnt from this sample on).
@@ -300,6 +301,7 @@ impl ThrottlePolicy {
                             input,
                             value,
                             limit,
+                            self.release_level(input, limit),
                             self.calm[i],
                             &self.settings,
                         ));
@@ -307,6 +309,7 @@ impl ThrottlePolicy {
                 }
             }
         }
+        throttling.extend(holds(&unknown));
         if !critical.is_empty() {
             return Verdict::Critical {
                 reason: critical.join("; "),
@@ -344,6 +347,46 @@ fn critical_level(input: Input, limit: f64, factor: f64) -> f64 {
     }
 }
 
+/// The reasons of the inputs that are unknown, one sentence per cause (every input is
+/// unknown for the same reason before the monitor's first sample: one short line then).
+fn holds(unknown: &[(Input, String)]) -> Vec<String> {
+    let mut causes: Vec<&str> = Vec::new();
+    for (_, why) in unknown {
+        if !causes.contains(&why.as_str()) {
+            causes.push(why);
+        }
+    }
+    causes
+        .into_iter()
+        .map(|why| {
+            let inputs: Vec<Input> = unknown
+                .iter()
+                .filter(|(_, w)| w == why)
+                .map(|(input, _)| *input)
+                .collect();
+            match inputs[..] {
+                _ if why == super::FIRST_SAMPLE => {
+                    "waiting for the monitor's first sample".to_string()
+                }
+                [input] => hold(input, why),
+                _ => {
+                    let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
+                    let keys: Vec<String> = inputs
+                        .iter()
+                        .map(|i| format!("`zdm ctl set {}=none`", i.setting()))
+                        .collect();
+                    format!(
+                        "{} unknown ({why}): holding until they are known again (or switch \
+                         them off: {}, or the same keys in [throttle] of zdm.toml)",
+                        names.join(", "),
+                        keys.join(", ")
+                    )
+                }
+            }
+        })
+        .collect()
+}
+
 fn hold(input: Input, why: &str) -> String {
     format!(
         "{} unknown ({why}): holding until it is known again (or switch it off: \
@@ -364,43 +407,49 @@ fn show(input: Input, value: f64) -> String {
     }
 }
 
+/// Why an engaged input holds the backfill: above its limit, or back under it and easing
+/// (waiting for calm samples at or below its release level), never both in one sentence.
 fn describe(
     input: Input,
     value: f64,
     limit: f64,
+    release: f64,
     calm: u32,
     settings: &ThrottleSettings,
 ) -> String {
-    let state = if value > limit {
-        String::new()
-    } else {
-        format!(
-            ", easing ({calm} of {} calm samples)",
-            settings.release_samples.max(1)
-        )
-    };
-    match input {
+    let what = match input {
         Input::FlagFile => format!(
-            "flag file {} exists{state}",
+            "flag file {} exists",
             settings
                 .flag_file
                 .as_ref()
                 .map(|p| p.display().to_string())
                 .unwrap_or_default()
         ),
-        Input::Query => format!("throttle query returned {value}{state}"),
+        Input::Query => format!("throttle query returned {value}"),
         Input::LockWaiters => format!(
-            "{} sessions wait for a lock on the target table (max {}){state}",
-            show(input, value),
-            show(input, limit)
+            "{} sessions wait for a lock on the target table",
+            show(input, value)
         ),
-        _ => format!(
-            "{} {} above max {}{state}",
-            input.name(),
-            show(input, value),
-            show(input, limit)
-        ),
+        _ => format!("{} {}", input.name(), show(input, value)),
+    };
+    if value > limit {
+        return match input {
+            Input::FlagFile | Input::Query => what,
+            Input::LockWaiters => format!("{what} (max {})", show(input, limit)),
+            _ => format!("{what} above max {}", show(input, limit)),
+        };
     }
+    let level = if value <= release {
+        "at or below"
+    } else {
+        "not yet at or below"
+    };
+    format!(
+        "easing: {what}, {level} {}; {calm} of {} calm samples",
+        show(input, release),
+        settings.release_samples.max(1)
+    )
 }
 
 #[cfg(test)]
@@ -458,6 +507,26 @@ mod tests {
     }
 
     #[test]
+    fn an_easing_input_says_it_is_back_under_its_limit_never_above_it() {
+        let mut policy = ThrottlePolicy::new(ThrottleSettings::default());
+        policy.evaluate(&lag(2.5));
+        let verdict = policy.evaluate(&lag(0.9));
+        assert_eq!(
+            verdict.reason(),
+            Some("easing: replica lag 0.9 s, not yet at or below 0.8 s; 0 of 3 calm samples"),
+            "{verdict:?}"
+        );
+        policy.evaluate(&lag(0.1));
+        let verdict = policy.evaluate(&lag(0.1));
+        let reason = verdict.reason().unwrap_or_default();
+        assert_eq!(
+            reason,
+            "easing: replica lag 0.1 s, at or below 0.8 s; 2 of 3 calm samples"
+        );
+        assert!(!reason.contains("above"), "{reason}");
+    }
+
+    #[test]
     fn a_flapping_input_does_not_flap_the_verdict() {
         let mut policy = ThrottlePolicy::new(ThrottleSettings::default());
         let mut verdicts = Vec::new();
@@ -466,6 +535,34 @@ mod tests {
             verdicts.push(matches!(policy.evaluate(&lag(seconds)), Verdict::Run));
         }
         assert!(verdicts.iter().all(|run| !run), "{verdicts:?}");
+    }
+
+    #[test]
+    fn before_the_first_sample_one_short_line_holds() {
+        let mut policy = ThrottlePolicy::new(ThrottleSettings::default());
+        let first = || Observed::Unknown(super::super::FIRST_SAMPLE.to_string());
+        let verdict = policy.evaluate(&Observation {
+            replica_lag_seconds: first(),
+            lock_waiters: first(),
+            active_sessions: first(),
+            canary_ms: first(),
+            ..calm()
+        });
+        assert_eq!(
+            verdict.reason(),
+            Some("waiting for the monitor's first sample"),
+            "{verdict:?}"
+        );
+        // Several inputs unknown for one other cause: one sentence naming them.
+        let lost = || Observed::Unknown("connection lost".to_string());
+        let verdict = policy.evaluate(&Observation {
+            replica_lag_seconds: lost(),
+            canary_ms: lost(),
+            ..calm()
+        });
+        let reason = verdict.reason().unwrap_or_default();
+        assert_eq!(reason.matches("connection lost").count(), 1, "{reason}");
+        assert!(reason.starts_with("replica lag, canary"), "{reason}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Drawing the console from its state: the layout for small and large terminals, the
 //! status bar and the footer. Views only read [`App`]; they never wait or query.
 
-mod panes;
+pub(crate) mod panes;
 mod popups;
 
 use ratatui::layout::{Constraint, Layout, Rect};
@@ -50,7 +50,24 @@ fn draw_small(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let [list, detail] =
         Layout::horizontal([Constraint::Length(width), Constraint::Min(20)]).areas(area);
     draw_pane(frame, list, Pane::Migrations, app, theme);
-    draw_pane(frame, detail, app.detail, app, theme);
+    // During a backfill, its pane and the health essentials are what a DBA watches: both
+    // at once, whichever of the two is chosen.
+    if app.backfill.is_some() && matches!(app.detail, Pane::Backfill | Pane::Health) {
+        let [backfill, health] = Layout::vertical([
+            Constraint::Length(backfill_rows(app, detail.width, theme)),
+            Constraint::Min(5),
+        ])
+        .areas(detail);
+        draw_pane(frame, backfill, Pane::Backfill, app, theme);
+        draw_pane(frame, health, Pane::Health, app, theme);
+    } else {
+        draw_pane(frame, detail, app.detail, app, theme);
+    }
+}
+
+/// The Backfill pane's height with its borders at `width` columns.
+fn backfill_rows(app: &App, width: u16, theme: &Theme) -> u16 {
+    panes::backfill_height(app, width.saturating_sub(2), theme).saturating_add(2)
 }
 
 /// Large terminals: every pane at once.
@@ -59,9 +76,13 @@ fn draw_large(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         Layout::horizontal([Constraint::Percentage(42), Constraint::Percentage(58)]).areas(area);
     let [list, plan] =
         Layout::vertical([Constraint::Percentage(40), Constraint::Percentage(60)]).areas(left);
+    // Health gets a third of what the backfill leaves (at least its essentials), the log
+    // the rest: a tall screen shows more of both.
+    let backfill_height = backfill_rows(app, right.width, theme).max(9);
+    let health_height = (right.height.saturating_sub(backfill_height) / 3).max(14);
     let [backfill, health, log] = Layout::vertical([
-        Constraint::Length(8),
-        Constraint::Length(15),
+        Constraint::Length(backfill_height),
+        Constraint::Length(health_height),
         Constraint::Min(5),
     ])
     .areas(right);
@@ -76,6 +97,10 @@ fn draw_pane(frame: &mut Frame, area: Rect, pane: Pane, app: &App, theme: &Theme
     let focused = app.focus == pane;
     let title = match pane {
         Pane::Log if !app.log_filter.is_empty() => format!(" Log (filter: {}) ", app.log_filter),
+        Pane::Backfill => match &app.backfill {
+            Some(view) => format!(" Backfill {} ", view.table),
+            None => " Backfill ".to_string(),
+        },
         _ => format!(" {} ", pane.title()),
     };
     let block = Block::default()
@@ -132,13 +157,14 @@ fn draw_footer(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
     let mut spans = vec![Span::raw(" ")];
     let mut width = 1;
     for (key, hint) in keymap::hints().filter(|(_, hint)| app.hint_applies(*hint)) {
-        let needed = key.chars().count() + hint.label().len() + 3;
+        let label = app.hint_label(hint);
+        let needed = key.chars().count() + label.len() + 3;
         if width + needed > usize::from(area.width) {
             break;
         }
         width += needed;
         spans.push(Span::styled(key, theme.title()));
-        spans.push(Span::styled(format!(" {}  ", hint.label()), theme.muted()));
+        spans.push(Span::styled(format!(" {label}  "), theme.muted()));
     }
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }

@@ -8,6 +8,7 @@ use ratatui::Frame;
 use crate::tui::app::{App, ContractDialog, Popup, Verdict};
 use crate::tui::keymap::BINDINGS;
 use crate::tui::theme::Theme;
+use crate::tui::view::panes::wrap;
 
 pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
     let Some(popup) = &app.popup else {
@@ -32,9 +33,18 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
             let name = app
                 .running_migration()
                 .map_or("A migration", |m| m.name.as_str());
+            // What it is doing, in the badge's word: a paused run is not "running".
+            let doing = if app.is_paused() {
+                "paused".to_string()
+            } else {
+                app.running_migration()
+                    .filter(|m| m.state.is_running())
+                    .map_or("running", |m| m.state.label())
+                    .to_string()
+            };
             let lines = if app.can_detach {
                 vec![
-                    Line::from(format!("{name} is running in its runner process.")),
+                    Line::from(format!("{name} is {doing} in its runner process.")),
                     Line::from(""),
                     keys_line(
                         &[("d", "detach: it goes on (zdm attach, zdm ctl return to it)")],
@@ -45,7 +55,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
                 ]
             } else {
                 vec![
-                    Line::from(format!("{name} is running.")),
+                    Line::from(format!("{name} is {doing}.")),
                     Line::from(Span::styled(
                         "The demo's servers stop when the console quits: it cannot go on.",
                         theme.muted(),
@@ -56,7 +66,7 @@ pub fn draw(frame: &mut Frame, app: &App, theme: &Theme) {
                         theme,
                     ),
                     Line::from(Span::styled(
-                        "   (resumable: its checkpoint holds)",
+                        "   (its data goes with the demo's servers)",
                         theme.muted(),
                     )),
                     keys_line(&[("Esc", "stay")], theme),
@@ -83,24 +93,37 @@ fn keys_line<'a>(keys: &[(&'a str, &'a str)], theme: &Theme) -> Line<'a> {
     Line::from(spans)
 }
 
+/// Every binding: its keys in a column, its action wrapped beside them (never under them).
 fn help(frame: &mut Frame, theme: &Theme) {
-    let width = BINDINGS
+    let keys_width = BINDINGS
         .iter()
         .map(|b| b.keys.chars().count())
         .max()
         .unwrap_or(10)
         + 2;
-    let lines: Vec<Line> = BINDINGS
-        .iter()
-        .map(|binding| {
-            Line::from(vec![
-                Span::styled(format!("{:<width$}", binding.keys), theme.title()),
-                Span::styled(binding.action, theme.text()),
-            ])
-        })
-        .collect();
-    dialog(frame, " Keys (? or Esc closes) ", lines, 78, theme, false);
+    let width = HELP_WIDTH.min(frame.area().width.saturating_sub(2));
+    let action_width = usize::from(width.saturating_sub(2)).saturating_sub(keys_width);
+    let mut lines = Vec::new();
+    for binding in BINDINGS {
+        for (row, text) in wrap(binding.action, action_width).into_iter().enumerate() {
+            let keys = if row == 0 { binding.keys } else { "" };
+            lines.push(Line::from(vec![
+                Span::styled(format!("{keys:<keys_width$}"), theme.title()),
+                Span::styled(text, theme.text()),
+            ]));
+        }
+    }
+    dialog(
+        frame,
+        " Keys (? or Esc closes) ",
+        lines,
+        width,
+        theme,
+        false,
+    );
 }
+
+const HELP_WIDTH: u16 = 78;
 
 /// The contract dialog's width (within the screen).
 const CONTRACT_WIDTH: u16 = 76;
@@ -185,13 +208,15 @@ fn contract(frame: &mut Frame, dialog_state: &ContractDialog, theme: &Theme) {
     let fixed = header.len() + footer.len() + error_rows.saturating_sub(1) + 2;
     let room = usize::from(screen.height).saturating_sub(fixed);
     if gates.len() > room {
-        let hidden = gates.len() + 1 - room.max(1);
-        gates.truncate(room.saturating_sub(1));
+        // One row says what is above and below; the gates scroll (↑ / ↓) in the rest.
+        let shown = room.saturating_sub(1).max(1);
+        let first = dialog_state
+            .gate_scroll
+            .min(gates.len().saturating_sub(shown));
+        let below = gates.len() - first - shown.min(gates.len() - first);
+        gates = gates.into_iter().skip(first).take(shown).collect();
         gates.push(Line::from(Span::styled(
-            format!(
-                "… {hidden} more (`zdm gates {}` shows them all)",
-                dialog_state.migration
-            ),
+            format!("… {first} above, {below} below: ↑ / ↓ scroll"),
             theme.muted(),
         )));
     }
