@@ -365,6 +365,12 @@ pub struct ImportArgs {
     #[arg(long, value_name = "DIR")]
     pub into: Option<PathBuf>,
 
+    /// Also record, on the database (--database-url), the migrations the tool's history
+    /// table says it applied as complete in zdm's state (nothing runs): zdm takes over from
+    /// the next one
+    #[arg(long)]
+    pub adopt: bool,
+
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -41,8 +41,14 @@ fn main() -> Result<()> {
         }
         Command::Import(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let (report, valid) =
-                app::import::run(&config, args.tool, &args.source, args.into.as_ref())?;
+            let imported = app::import::run(
+                &config,
+                args.tool,
+                &args.source,
+                args.into.as_ref(),
+                args.adopt,
+            );
+            let (report, valid) = runtime.block_on(imported)?;
             print!("{report}");
             if !valid {
                 std::process::exit(1);

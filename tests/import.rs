@@ -244,3 +244,163 @@ fn the_same_history_from_golang_migrate_and_sqlx_directories() {
     assert_eq!(code, Some(1));
     assert!(err.contains("exists already"), "{err}");
 }
+
+/// Flyway applied V1–V2 on the database; `--adopt` records them complete in zdm's state,
+/// and zdm runs the rest (V3 index, V4 foreign key, V5 update, the view) start to
+/// complete while an application writes, without one application error.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adopt_takes_over_from_flyway_and_the_rest_runs_under_a_writing_application() {
+    let flyway = tempfile::tempdir().expect("tempdir");
+    write(flyway.path(), "V1__create_tables.sql", V1);
+    write(flyway.path(), "V2__order_status.sql", V2);
+    write(flyway.path(), "V3__orders_customer_index.sql", V3);
+    write(flyway.path(), "V4__orders_customer_fk.sql", V4);
+    write(flyway.path(), "V5__ship_big_orders.sql", V5);
+    write(flyway.path(), "R__big_orders_view.sql", VIEW);
+    let pg = tokio::task::spawn_blocking(common::primary)
+        .await
+        .expect("join");
+    let pool = common::database(&pg, "shop").await;
+    let url = pg.primary().url("shop");
+    // What Flyway did: V1 and V2, and its history table.
+    sqlx::raw_sql(&format!(
+        "{V1}{V2}\
+         CREATE TABLE flyway_schema_history (installed_rank int PRIMARY KEY, version text, \
+           description text, type text, script text, checksum int, installed_by text, \
+           installed_on timestamp DEFAULT now(), execution_time int, success boolean); \
+         INSERT INTO flyway_schema_history VALUES \
+           (1, '1', 'create tables', 'SQL', 'V1__create_tables.sql', 1, 'app', now(), 5, true), \
+           (2, '2', 'order status', 'SQL', 'V2__order_status.sql', 2, 'app', now(), 5, true); \
+         INSERT INTO customers SELECT g, 'c' || g || '@example.com' FROM generate_series(1, 50) g; \
+         INSERT INTO orders (id, customer_id, total_cents) \
+           SELECT g, 1 + g % 50, g * 10 FROM generate_series(1, 2000) g;"
+    ))
+    .execute(&pool)
+    .await
+    .expect("flyway's V1 and V2");
+    let into = tempfile::tempdir().expect("tempdir");
+    let (code, out, err) = zdm(&[
+        "import",
+        "--from",
+        "flyway",
+        flyway.path().to_str().expect("path"),
+        "--into",
+        into.path().to_str().expect("path"),
+        "--adopt",
+        "--database-url",
+        &url,
+    ]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("adopted  0001_create_tables"), "{out}");
+    assert!(out.contains("adopted  0002_order_status"), "{out}");
+    assert!(
+        out.contains("2 migration(s) flyway applied recorded as complete"),
+        "{out}"
+    );
+    let recorded: Vec<(String, String)> =
+        sqlx::query_as("SELECT name, status FROM zdm.migrations ORDER BY name")
+            .fetch_all(&pool)
+            .await
+            .expect("zdm's state");
+    assert_eq!(
+        recorded,
+        [
+            ("0001_create_tables".to_string(), "complete".to_string()),
+            ("0002_order_status".to_string(), "complete".to_string())
+        ]
+    );
+
+    // The application writes all along.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let pool = pool.clone();
+        let stop = stop.clone();
+        tokio::spawn(async move {
+            let (mut ok, mut errors) = (0u64, Vec::new());
+            let mut id = 10_000i64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                id += 1;
+                let written = sqlx::query(
+                    "INSERT INTO orders (id, customer_id, total_cents, status) VALUES ($1, $2, $3, 'new')",
+                )
+                .bind(id)
+                .bind(1 + id % 50)
+                .bind(id % 3000)
+                .execute(&pool)
+                .await;
+                match written {
+                    Ok(_) => ok += 1,
+                    Err(e) => errors.push(e.to_string()),
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            (ok, errors)
+        })
+    };
+    let settings = tempfile::tempdir().expect("tempdir");
+    let config = settings.path().join("zdm.toml");
+    std::fs::write(
+        &config,
+        "[gates]\nwindow_s = 0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
+         max_canary_slowdown = \"none\"\n",
+    )
+    .expect("config");
+    let (dir, config) = (
+        into.path().to_str().expect("path"),
+        config.to_str().expect("path"),
+    );
+    let gates: Vec<String> = zdm::gates::registry::names()
+        .into_iter()
+        .flat_map(|g| ["--override-gate".to_string(), g.to_string()])
+        .collect();
+    for name in [
+        "0003_orders_customer_index",
+        "0004_orders_customer_fk",
+        "0005_ship_big_orders",
+        "0006_big_orders_view",
+    ] {
+        let (code, out, err) = zdm(&[
+            "start",
+            "--dir",
+            dir,
+            "--database-url",
+            &url,
+            "--config",
+            config,
+        ]);
+        assert_eq!(code, Some(0), "start (next: {name}): {out}\n{err}");
+        let mut args = vec![
+            "complete",
+            name,
+            "--confirm-contract",
+            name,
+            "--dir",
+            dir,
+            "--database-url",
+            &url,
+            "--config",
+            config,
+        ];
+        args.extend(gates.iter().map(String::as_str));
+        let (code, out, err) = zdm(&args);
+        assert_eq!(code, Some(0), "complete {name}: {out}\n{err}");
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (written, errors) = writer.await.expect("writer");
+    assert!(written > 0);
+    assert!(errors.is_empty(), "application errors: {errors:?}");
+    let (indexed, fk): (bool, bool) = sqlx::query_as(
+        "SELECT to_regclass('orders_customer_idx') IS NOT NULL, \
+                EXISTS (SELECT 1 FROM pg_constraint WHERE conname = 'orders_customer_fk' AND convalidated)",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("read");
+    assert!(
+        indexed && fk,
+        "the index and the validated foreign key are in place"
+    );
+    let (code, out, err) = zdm(&["status", "--dir", dir, "--database-url", &url]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(out.contains("0001_create_tables"), "{out}");
+}

@@ -226,6 +226,27 @@ impl Engine {
             .await
     }
 
+    /// `zdm import --adopt`: records a migration another tool already applied as complete,
+    /// with the checksum of its imported file and a plan of no steps (nothing runs), so
+    /// that zdm takes over from the next one. A migration zdm already knows is left as it is.
+    pub async fn adopt(&mut self, plan: &Plan, checksum: &str) -> Result<Outcome, Error> {
+        let name = plan.migration.as_str();
+        if let Some(record) = state::get(&mut self.conn, name).await? {
+            return Ok(nothing(&record, "zdm already records it".to_string()));
+        }
+        self.refuse_if_another_in_flight(name).await?;
+        state::insert(&mut self.conn, plan, checksum, &self.who).await?;
+        self.run_command(
+            plan,
+            Status::Expanding,
+            "adopt",
+            None,
+            &[Phase::Expand],
+            Status::Complete,
+        )
+        .await
+    }
+
     /// `zdm complete`: contract, irreversible; only with the migration's name typed
     /// as confirmation, and only once start has finished.
     pub async fn complete(&mut self, name: &str, confirmation: &str) -> Result<Outcome, Error> {

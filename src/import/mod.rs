@@ -39,6 +39,10 @@ pub enum Error {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Imported {
     pub name: String,
+    /// The other tool's version of it (what its history table records).
+    pub version: String,
+    /// The file written.
+    pub path: PathBuf,
     pub origin: PathBuf,
     pub typed: Vec<String>,
     /// Statements kept as raw_sql, each with why.
@@ -79,8 +83,9 @@ pub fn import(tool: Tool, from: &Path, into: &Path) -> Result<Vec<Imported>, Err
     let tool_name = Tool::NAMES[tool as usize];
     let mut imported = Vec::new();
     for (name, source) in planned {
-        let (text, report) = render(tool_name, &name, source)?;
+        let (text, mut report) = render(tool_name, &name, source)?;
         let path = into.join(format!("{name}.toml"));
+        report.path = path.clone();
         std::fs::write(&path, &text).map_err(|e| Error::Write {
             path: path.clone(),
             source: e,
@@ -109,6 +114,8 @@ fn file_stem(position: usize, description: &str) -> String {
 fn render(tool: &str, name: &str, source: &Source) -> Result<(String, Imported), Error> {
     let mut report = Imported {
         name: name.to_string(),
+        version: source.version.clone(),
+        path: PathBuf::new(),
         origin: source.origin.clone(),
         typed: Vec::new(),
         raw: Vec::new(),
