@@ -11,9 +11,9 @@ use pg_query::protobuf::{
 };
 
 use crate::migration::operation::{
-    AddCheck, AddColumn, AddForeignKey, AddUnique, ColumnDef, CreateIndex, CreateTable, DropColumn,
-    DropIndex, DropTable, Operation, RawSql, RawSqlPhase, Reference, RenameColumn, RenameTable,
-    SetDefault, SetNotNull,
+    AddCheck, AddColumn, AddForeignKey, AddUnique, ChangeType, ColumnDef, CreateIndex, CreateTable,
+    DropColumn, DropIndex, DropTable, Operation, RawSql, RawSqlPhase, Reference, RenameColumn,
+    RenameTable, SetDefault, SetNotNull,
 };
 
 /// What became of one statement.
@@ -27,15 +27,20 @@ pub enum Converted {
     Dropped { sql: String, why: String },
 }
 
-/// The statements of `sql`, each converted; `Err` when it does not parse.
-pub fn statements(sql: &str) -> Result<Vec<Converted>, String> {
+/// Column types the history so far has declared, `(table, column)` → type: what an
+/// `ALTER COLUMN … TYPE` converts back to for the old version (`change_type`'s `down`).
+pub type ColumnTypes = std::collections::HashMap<(String, String), String>;
+
+/// The statements of `sql`, each converted, with the column types declared before it
+/// (updated with this text's); `Err` when it does not parse.
+pub fn statements(sql: &str, types: &mut ColumnTypes) -> Result<Vec<Converted>, String> {
     let parsed = pg_query::parse(sql, pg_query::ParserOptions::DEFAULT)
         .map_err(|e| e.to_string())?
         .protobuf;
     let mut converted = Vec::new();
     for (span, node) in crate::migration::sql::statement_spans(&parsed, sql) {
         let text = format!("{};", sql[span].trim().trim_end_matches(';'));
-        let mut statement = convert(node, text.clone());
+        let mut statement = convert(node, text.clone(), types);
         if let Converted::Typed { sql, .. } = &mut statement {
             *sql = text;
         }
@@ -59,7 +64,37 @@ fn raw(sql: String, why: impl Into<String>) -> Converted {
     }
 }
 
-fn convert(node: &NodeEnum, sql: String) -> Converted {
+fn convert(node: &NodeEnum, sql: String, types: &mut ColumnTypes) -> Converted {
+    let converted = convert_statement(node, sql, types);
+    if let Converted::Typed { operation, .. } = &converted {
+        remember(operation, types);
+    }
+    converted
+}
+
+/// What a typed operation declares about column types.
+fn remember(operation: &Operation, types: &mut ColumnTypes) {
+    let key = |table: &str, column: &str| (table.to_lowercase(), column.to_lowercase());
+    match operation {
+        Operation::CreateTable(create) => {
+            for column in &create.columns {
+                types.insert(key(&create.table, &column.name), column.data_type.clone());
+            }
+        }
+        Operation::AddColumn(add) => {
+            types.insert(
+                key(&add.table, &add.column.name),
+                add.column.data_type.clone(),
+            );
+        }
+        Operation::ChangeType(change) => {
+            types.insert(key(&change.table, &change.column), change.data_type.clone());
+        }
+        _ => {}
+    }
+}
+
+fn convert_statement(node: &NodeEnum, sql: String, types: &ColumnTypes) -> Converted {
     match node {
         NodeEnum::TransactionStmt(_) => Converted::Dropped {
             sql,
@@ -80,7 +115,7 @@ fn convert(node: &NodeEnum, sql: String) -> Converted {
             };
             match &command.node {
                 Some(NodeEnum::AlterTableCmd(command)) => {
-                    alter_table(relation, command).map_or_else(|why| raw(sql, why), typed)
+                    alter_table(relation, command, types).map_or_else(|why| raw(sql, why), typed)
                 }
                 _ => raw(sql, "an ALTER TABLE zdm does not read"),
             }
@@ -162,7 +197,11 @@ fn convert(node: &NodeEnum, sql: String) -> Converted {
     }
 }
 
-fn alter_table(relation: &RangeVar, command: &AlterTableCmd) -> Result<Operation, String> {
+fn alter_table(
+    relation: &RangeVar,
+    command: &AlterTableCmd,
+    types: &ColumnTypes,
+) -> Result<Operation, String> {
     let table = table_name(relation);
     let def = command.def.as_ref().and_then(|d| d.node.as_ref());
     Ok(match command.subtype() {
@@ -215,11 +254,33 @@ fn alter_table(relation: &RangeVar, command: &AlterTableCmd) -> Result<Operation
             add_constraint(table, constraint)?
         }
         AlterTableType::AtAlterColumnType => {
-            return Err(
-                "change_type needs a `down` (the new value converted back for the old \
-                 version): write it by hand"
-                    .to_string(),
-            )
+            let Some(NodeEnum::ColumnDef(def)) = def else {
+                return Err("an ALTER COLUMN TYPE zdm does not read".to_string());
+            };
+            let new = def
+                .type_name
+                .as_ref()
+                .and_then(type_text)
+                .ok_or("a type zdm cannot write back")?;
+            let column = command.name.clone();
+            let Some(old) = types.get(&(table.to_lowercase(), column.to_lowercase())) else {
+                return Err(
+                    "change_type needs a `down` (the new value converted back for the old \
+                     version) and the history does not say the old type: write it by hand"
+                        .to_string(),
+                );
+            };
+            let up = match def.raw_default.as_deref() {
+                Some(using) => expression(using).ok_or("a USING zdm cannot write back")?,
+                None => format!("{column}::{new}"),
+            };
+            Operation::ChangeType(ChangeType {
+                down: format!("{column}::{old}"),
+                table,
+                column,
+                data_type: new,
+                up,
+            })
         }
         AlterTableType::AtDropNotNull => {
             return Err(
@@ -479,7 +540,10 @@ mod tests {
     use super::*;
 
     fn typed(sql: &str) -> Operation {
-        match statements(sql).expect("parses").remove(0) {
+        match statements(sql, &mut ColumnTypes::new())
+            .expect("parses")
+            .remove(0)
+        {
             Converted::Typed { operation, .. } => operation,
             other => panic!("not typed: {other:?}"),
         }
@@ -532,10 +596,36 @@ mod tests {
     }
 
     #[test]
+    fn a_type_change_converts_back_to_the_type_the_history_declared() {
+        let mut types = ColumnTypes::new();
+        statements(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, total integer);",
+            &mut types,
+        )
+        .expect("parses");
+        let converted = statements(
+            "ALTER TABLE orders ALTER COLUMN total TYPE numeric(12,2) USING total / 100.0;",
+            &mut types,
+        )
+        .expect("parses");
+        let [Converted::Typed {
+            operation: Operation::ChangeType(change),
+            ..
+        }] = converted.as_slice()
+        else {
+            panic!("change_type: {converted:?}")
+        };
+        assert_eq!(change.data_type, "numeric(12, 2)");
+        assert_eq!(change.up, "total / 100.0");
+        assert_eq!(change.down, "total::int");
+    }
+
+    #[test]
     fn the_rest_stays_raw_with_a_reason_and_transaction_control_is_left_to_zdm() {
         let converted = statements(
             "BEGIN; UPDATE orders SET status = 'new'; \
              ALTER TABLE orders ALTER COLUMN total TYPE numeric; COMMIT;",
+            &mut ColumnTypes::new(),
         )
         .expect("parses");
         assert!(matches!(&converted[0], Converted::Dropped { .. }));

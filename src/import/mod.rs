@@ -82,8 +82,9 @@ pub fn import(tool: Tool, from: &Path, into: &Path) -> Result<Vec<Imported>, Err
     })?;
     let tool_name = Tool::NAMES[tool as usize];
     let mut imported = Vec::new();
+    let mut types = convert::ColumnTypes::new();
     for (name, source) in planned {
-        let (text, mut report) = render(tool_name, &name, source)?;
+        let (text, mut report) = render(tool_name, &name, source, &mut types)?;
         let path = into.join(format!("{name}.toml"));
         report.path = path.clone();
         std::fs::write(&path, &text).map_err(|e| Error::Write {
@@ -111,7 +112,12 @@ fn file_stem(position: usize, description: &str) -> String {
 }
 
 /// The zdm file of one source and its report.
-fn render(tool: &str, name: &str, source: &Source) -> Result<(String, Imported), Error> {
+fn render(
+    tool: &str,
+    name: &str,
+    source: &Source,
+    types: &mut convert::ColumnTypes,
+) -> Result<(String, Imported), Error> {
     let mut report = Imported {
         name: name.to_string(),
         version: source.version.clone(),
@@ -128,7 +134,7 @@ fn render(tool: &str, name: &str, source: &Source) -> Result<(String, Imported),
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let statements = match convert::statements(&source.up) {
+    let statements = match convert::statements(&source.up, types) {
         Ok(statements) => statements,
         Err(why) => {
             report
@@ -246,7 +252,7 @@ fn whole(statements: &[Converted], down: Option<String>) -> Vec<Operation> {
 /// `sql` without BEGIN/COMMIT: zdm runs a raw_sql in its own transaction, and a COMMIT in
 /// it would end that transaction early.
 fn without_transaction_control(sql: &str) -> String {
-    match convert::statements(sql) {
+    match convert::statements(sql, &mut convert::ColumnTypes::new()) {
         Ok(statements) => statements
             .into_iter()
             .filter_map(|statement| match statement {
