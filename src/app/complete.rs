@@ -6,7 +6,10 @@ use std::time::Duration;
 
 use sqlx::Connection;
 
-use super::run::{attach_throttle, connect, connect_plain, finish, CommandError, RunFrontends};
+use super::run::{
+    attach_throttle, connect, connect_plain, finish, require_migrations_dir, stopped_is_not_failed,
+    CommandError, RunFrontends,
+};
 use crate::audit::{self, Action, Entry};
 use crate::config::Config;
 use crate::engine::Error;
@@ -42,6 +45,9 @@ pub async fn run(
         }
         .into());
     }
+    // The gates read the migration's file (its [[verify]] queries): without it they
+    // could only report an unknown gate after their whole window.
+    require_migrations_dir(config)?;
     let mut engine = connect(config).await?;
     // Contract is irreversible: its SQL is parsed again (the recorded plan's) before the
     // gates and the first step, so a statement that cannot run never strands it half way.
@@ -88,7 +94,8 @@ pub async fn run(
     };
     frontends.stream_metrics(monitor.as_ref());
     let outcome = engine.complete(name, confirmation).await;
-    finish(engine, frontends, monitor, outcome).await
+    let finished = finish(engine, frontends, monitor, outcome).await;
+    stopped_is_not_failed(config, name, finished).await
 }
 
 /// Evaluates and prints the gates of a migration ready to contract, records the decision,
