@@ -125,7 +125,11 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let config = Config::load(&args.target.overrides())?;
             let status = runtime.block_on(app::status::run(&config, args.json))?;
             emit(&status.text);
-            if let Some(missing) = status.missing_dir {
+            // A directory the operator named (--dir, migrations_dir) must be there; the
+            // default ./migrations missing only leaves the files unlisted.
+            let named = args.target.dir.is_some()
+                || config.migrations_dir != Config::default().migrations_dir;
+            if let (Some(missing), true) = (status.missing_dir, named) {
                 return Err(missing.into());
             }
         }
@@ -233,7 +237,10 @@ fn resume_command(command: &str, name: &str, target: &TargetArgs) -> String {
         other => format!("zdm {other} {name}"),
     };
     if let Some(dir) = &target.dir {
-        line.push_str(&format!(" --dir {}", shell_word(&dir.display().to_string())));
+        line.push_str(&format!(
+            " --dir {}",
+            shell_word(&dir.display().to_string())
+        ));
     }
     if let Some(config) = &target.config {
         line.push_str(&format!(
@@ -266,7 +273,11 @@ fn stopped_exits(
     let said = match &result {
         Err(CommandError::Stopped { migration, .. }) => Some(format!(
             "{}; resume with `{}`",
-            result.as_ref().err().map(ToString::to_string).unwrap_or_default(),
+            result
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
             resume(migration)
         )),
         Err(CommandError::Engine(

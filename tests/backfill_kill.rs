@@ -82,6 +82,10 @@ fn complete(pg: &LocalPg, database: &str) -> Child {
                 .into_iter()
                 .flat_map(|gate| ["--override-gate", gate]),
         )
+        // The plan is the test's, not a file's: an existing directory without it (the
+        // gates read [[verify]] queries from the file; a missing directory is refused).
+        .arg("--dir")
+        .arg(pg.root())
         .args(["--database-url", &pg.primary().url(database)])
         .arg("--config")
         .arg(pg.root().join(format!("{database}.toml")))

@@ -84,6 +84,9 @@ fn complete(pg: &LocalPg, database: &str) -> Command {
             "--override-gate",
             "explain",
         ])
+        // An existing directory without the file: a missing one is refused at once.
+        .arg("--dir")
+        .arg(pg.root())
         .args(["--database-url", &pg.primary().url(database)])
         .env_remove("DATABASE_URL")
         .env("ZDM_LOG_FILE", pg.root().join(format!("{database}.log")))

@@ -50,9 +50,7 @@ pub enum CommandError {
     NoSuchSchema { schema: String },
     #[error(transparent)]
     MissingDir(#[from] MissingDir),
-    #[error(
-        "{migration}: stopped after batch {batch} ({rows} rows, checkpointed; {why})"
-    )]
+    #[error("{migration}: stopped after batch {batch} ({rows} rows, checkpointed; {why})")]
     Stopped {
         migration: String,
         batch: String,

@@ -29,8 +29,7 @@ fn certificate(cause: &str) -> Option<String> {
     } else if cause.contains("Expired") {
         "the server's certificate has expired (or is not valid yet): check the server's \
          certificate dates and this machine's clock"
-    } else if cause.contains("BadSignature") || cause.contains("UnsupportedSignatureAlgorithm")
-    {
+    } else if cause.contains("BadSignature") || cause.contains("UnsupportedSignatureAlgorithm") {
         "the server's certificate signature cannot be verified"
     } else if cause.contains("invalid peer certificate") {
         "the server's certificate was refused"
@@ -123,7 +122,10 @@ mod tests {
 
     #[test]
     fn other_texts_are_left_alone() {
-        assert_eq!(advise("password authentication failed for user \"app\""), None);
+        assert_eq!(
+            advise("password authentication failed for user \"app\""),
+            None
+        );
         assert_eq!(advise("connection refused"), None);
     }
 }
