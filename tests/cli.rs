@@ -104,7 +104,11 @@ fn a_bad_log_filter_is_refused_clearly() {
 /// `zdm status` with `DATABASE_URL` set to `url`, from an empty directory.
 fn status_with_url(url: &str) -> Output {
     let dir = tempfile::tempdir().expect("dir");
-    Command::new(common::zdm_binary())
+    let mut command = Command::new(common::zdm_binary());
+    for name in common::DATABASE_ENV {
+        command.env_remove(name);
+    }
+    command
         .arg("status")
         .current_dir(dir.path())
         .env("DATABASE_URL", url)

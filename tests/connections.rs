@@ -11,24 +11,6 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// Every libpq variable zdm reads, cleared so the test's environment decides alone.
-const LIBPQ_VARIABLES: [&str; 16] = [
-    "DATABASE_URL",
-    "ZDM_CONFIG",
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGUSER",
-    "PGDATABASE",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGSSLMODE",
-    "PGSSLROOTCERT",
-    "PGSSLCERT",
-    "PGSSLKEY",
-    "PGAPPNAME",
-    "PGCONNECT_TIMEOUT",
-    "PGOPTIONS",
-];
 
 /// Far beyond any connect timeout used here: only a hang reaches it.
 const HANG: Duration = Duration::from_secs(90);
@@ -49,7 +31,7 @@ fn zdm(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for name in LIBPQ_VARIABLES {
+    for name in common::DATABASE_ENV {
         command.env_remove(name);
     }
     for (name, value) in env {
