@@ -309,6 +309,51 @@ async fn a_password_file_or_pgpassword_authenticates_and_no_password_is_printed(
     let output = zdm(&["audit"], &[("DATABASE_URL", &url)]);
     assert!(!output.status.success(), "{}", text(&output));
     assert!(!text(&output).contains("s3cr3t"), "{}", text(&output));
+    // Said once: no cause repeated under the message that already holds it.
+    for command in [&["audit"][..], &["status"], &["start", "--dir", "."]] {
+        let output = zdm(command, &[("DATABASE_URL", &url)]);
+        let said = text(&output);
+        assert_eq!(
+            said.matches("password authentication failed").count(),
+            1,
+            "{command:?}: {said}"
+        );
+        assert!(!said.contains("Caused by"), "{command:?}: {said}");
+    }
+
+    // A role that may connect but not change the tables is told which grant it lacks.
+    sqlx::raw_sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL);
+         INSERT INTO items SELECT g, g FROM generate_series(1, 10) AS g;
+         GRANT SELECT ON items TO app;",
+    )
+    .execute(&pool)
+    .await
+    .expect("items");
+    let files = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        files.path().join("0001_items_add_size.toml"),
+        "[[operations]]\nop = \"add_column\"\ntable = \"items\"\n\
+         column = { name = \"size\", type = \"int\" }\n",
+    )
+    .expect("file");
+    let dir = files.path().display().to_string();
+    let output = zdm(
+        &["start", "--dir", &dir],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", port_text.as_str()),
+            ("PGUSER", "app"),
+            ("PGDATABASE", "shop"),
+            ("PGPASSWORD", PASSWORD),
+        ],
+    );
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("GRANT") || said.contains("run zdm as that role"),
+        "the missing privilege is named: {said}"
+    );
     pg.stop().expect("stop");
 }
 
