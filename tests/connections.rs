@@ -10,8 +10,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Every libpq variable zdm reads, cleared so the test's environment decides alone.
-
 /// Far beyond any connect timeout used here: only a hang reaches it.
 const HANG: Duration = Duration::from_secs(90);
 
@@ -386,5 +384,97 @@ async fn reading_sessions_have_a_statement_timeout_and_run_sessions_their_own() 
         "postgres://postgres@127.0.0.1:{port}/shop?options=-c%20statement_timeout%3D5min"
     ));
     assert_eq!(show(url.connect_options().expect("options")).await, "5min");
+    pg.stop().expect("stop");
+}
+
+/// A server whose certificate is its own CA (what `openssl req -x509` makes by default):
+/// verifying it fails, and zdm says what is wrong with the certificate and which option to
+/// use, not rustls's `Other(OtherError(CaUsedAsEndEntity))`. Skipped without openssl.
+#[tokio::test]
+async fn a_refused_server_certificate_is_said_in_words() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "shop").await;
+    let data = pg.primary().data_dir().to_path_buf();
+    let (cert, key) = (data.join("zdm-test.crt"), data.join("zdm-test.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    let Ok(made) = made else {
+        eprintln!("openssl is not installed: the certificate test is skipped");
+        return;
+    };
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // The server (maybe running as another user) must own its key, readable by it alone.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let owner = std::fs::metadata(&data).expect("data dir").uid();
+    for file in [&cert, &key] {
+        nix::unistd::chown(
+            file.as_path(),
+            Some(nix::unistd::Uid::from_raw(owner)),
+            None,
+        )
+        .expect("chown");
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    for statement in [
+        format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+        format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+        "ALTER SYSTEM SET ssl = on".to_string(),
+        "SELECT pg_reload_conf()".to_string(),
+    ] {
+        sqlx::query(&statement)
+            .execute(&pool)
+            .await
+            .expect("turn TLS on");
+    }
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/shop?sslmode=verify-ca&sslrootcert={}",
+        pg.primary().port(),
+        cert.display()
+    );
+    // The reload is asynchronous: retry while the server still refuses TLS itself.
+    let mut said = String::new();
+    for _ in 0..50 {
+        let output = zdm(&["audit"], &[("DATABASE_URL", &url)]);
+        said = text(&output);
+        assert!(!output.status.success(), "{said}");
+        if said.contains("certificate") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(said.contains("CA certificate as its own"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "could not connect to postgres://postgres@127.0.0.1:{}",
+            pg.primary().port()
+        )),
+        "which server is still said: {said}"
+    );
+    assert!(
+        said.contains("sslrootcert") && said.contains("sslmode=require"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("OtherError") && !said.contains("CaUsedAsEndEntity"),
+        "{said}"
+    );
+    // sslmode=require encrypts without verifying, as the message says: it connects.
+    let require = format!(
+        "postgres://postgres@127.0.0.1:{}/shop?sslmode=require",
+        pg.primary().port()
+    );
+    let output = zdm(&["audit"], &[("DATABASE_URL", &require)]);
+    assert!(output.status.success(), "{}", text(&output));
     pg.stop().expect("stop");
 }

@@ -20,12 +20,12 @@ fn certificate(cause: &str) -> Option<String> {
     } else if cause.contains("UnknownIssuer") {
         "the server's certificate is signed by a CA zdm was not told to trust"
     } else if cause.contains("NotValidForName") || cause.contains("NotValidForNameContext") {
-        return Some(
-            "the server's certificate does not name the host zdm connected to: connect \
-             with the host name the certificate was issued for, or use sslmode=verify-ca \
-             to verify the CA only"
-                .to_string(),
-        );
+        return Some(format!(
+            "{}TLS: the server's certificate does not name the host zdm connected to: \
+             connect with the host name the certificate was issued for, or use \
+             sslmode=verify-ca to verify the CA only",
+            driver_prefix(cause)
+        ));
     } else if cause.contains("Expired") {
         "the server's certificate has expired (or is not valid yet): check the server's \
          certificate dates and this machine's clock"
@@ -36,7 +36,20 @@ fn certificate(cause: &str) -> Option<String> {
     } else {
         return None;
     };
-    Some(format!("TLS: {what}; {FIX}"))
+    Some(format!("{}TLS: {what}; {FIX}", driver_prefix(cause)))
+}
+
+/// What zdm said before the driver's own words (`could not connect to URL: `), kept.
+fn driver_prefix(cause: &str) -> &str {
+    let start = [
+        "error communicating with database",
+        "invalid peer certificate",
+    ]
+    .iter()
+    .filter_map(|marker| cause.find(marker))
+    .min()
+    .unwrap_or(0);
+    &cause[..start]
 }
 
 /// PostgreSQL's `permission denied for …` and `must be owner of …`: the grant to ask for.
@@ -92,10 +105,14 @@ mod tests {
     #[test]
     fn certificate_errors_say_what_is_wrong_and_which_option_to_use() {
         let said = advise(
-            "error communicating with database: invalid peer certificate: \
-             Other(OtherError(CaUsedAsEndEntity))",
+            "could not connect to postgres://db:5432/shop: error communicating with \
+             database: invalid peer certificate: Other(OtherError(CaUsedAsEndEntity))",
         )
         .expect("recognised");
+        assert!(
+            said.starts_with("could not connect to postgres://db:5432/shop: TLS: "),
+            "{said}"
+        );
         assert!(said.contains("CA certificate as its own"), "{said}");
         assert!(said.contains("sslrootcert"), "{said}");
         assert!(said.contains("sslmode=require"), "{said}");
