@@ -20,7 +20,7 @@ use crate::settings::{Deprecated, Setting, SettingError, SettingKey};
     version,
     propagate_version = true,
     arg_required_else_help = true,
-    after_help = "Start with `zdm demo`: a throwaway local PostgreSQL with sample data and a live workload."
+    after_help = AFTER_HELP
 )]
 pub struct Cli {
     /// Log level or filter: error, warn, info, debug, trace, or e.g. `zdm=debug,sqlx=warn`
@@ -34,6 +34,21 @@ pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The end of `zdm --help` (and of the man page): where to start, and every exit code.
+pub const AFTER_HELP: &str = "\
+Start with `zdm demo`: a throwaway local PostgreSQL with sample data and a live workload.
+
+Exit codes:
+  0    done (a command whose output was closed, as by `| head`, also exits 0, quietly)
+  1    error: nothing more was done (the message says what and what to do)
+  2    usage: a flag or argument was wrong (nothing was done)
+  3    stopped by the operator (Ctrl-C, SIGTERM, `zdm ctl abort`) or by a database that
+       stayed unreachable past reconnect_budget_s: every committed batch is checkpointed
+       and the command printed resumes
+  4    `zdm gates`: a gate did not pass (or could not be evaluated)
+  130  stopped at once by a second Ctrl-C: the batch in flight was rolled back by the
+       server, the checkpoint holds; the same command resumes";
 
 /// What zdm can do.
 #[derive(Debug, Subcommand)]
@@ -109,6 +124,51 @@ pub enum Command {
     /// Print what migrations will do, phase by phase: each step's SQL, the lock it takes and
     /// on what, whether it scans or rewrites a table, and raw SQL zdm did not check
     Plan(PlanArgs),
+
+    /// Print a shell completion script: `zdm completions bash > /etc/bash_completion.d/zdm`
+    Completions(CompletionsArgs),
+
+    /// Print the man page (roff), generated from these same definitions:
+    /// `zdm man | man -l -`
+    Man,
+}
+
+/// Flags of `zdm completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell the script is for
+    #[arg(value_enum)]
+    pub shell: Shell,
+}
+
+/// The shells `zdm completions` writes for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+/// The completion script of `shell` for this command line.
+pub fn completions(shell: Shell) -> String {
+    use clap::CommandFactory;
+    let generator = match shell {
+        Shell::Bash => clap_complete::Shell::Bash,
+        Shell::Zsh => clap_complete::Shell::Zsh,
+        Shell::Fish => clap_complete::Shell::Fish,
+    };
+    let mut out = Vec::new();
+    clap_complete::generate(generator, &mut Cli::command(), "zdm", &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The man page of zdm (section 1, roff): the synopsis, every global option, the
+/// subcommands with what each does (`zdm CMD --help` has their flags) and the exit codes.
+pub fn man_page() -> Result<String, std::io::Error> {
+    use clap::CommandFactory;
+    let mut out = Vec::new();
+    clap_mangen::Man::new(Cli::command()).render(&mut out)?;
+    Ok(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Flags of `zdm console`.
@@ -332,6 +392,10 @@ pub struct ValidateArgs {
     /// Fail (exit 1) on warnings too, e.g. in CI
     #[arg(long)]
     pub deny_warnings: bool,
+
+    /// Print every finding and valid migration as one JSON object, for machines
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Flags of `zdm check`.

@@ -1,14 +1,34 @@
-//! The zdm binary: parse the command line and hand each subcommand to the library.
+//! The zdm binary: parse the command line, hand each subcommand to the library, and turn
+//! its outcome into output and an exit code (listed in `zdm --help`, [`zdm::cli::AFTER_HELP`]).
+//! Output goes through [`emit`]: a closed stdout (`zdm plan | head -1`) ends the command
+//! quietly, never a panic; SIGPIPE stays ignored so a run is never killed by its output.
+
+use std::io::Write;
+use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::Parser;
 use zdm::app::{self, run::CommandError};
-use zdm::cli::{Cli, Command};
+use zdm::cli::{Cli, Command, TargetArgs};
 use zdm::config::Config;
 use zdm::runner::Job;
 
-fn main() -> Result<()> {
+/// `zdm gates`: a gate did not pass.
+const EXIT_GATES_NOT_PASSED: u8 = 4;
+
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    match run(&cli) {
+        Ok(code) => code,
+        Err(error) if closed_output(&error) => ExitCode::SUCCESS,
+        Err(error) => {
+            report(&error);
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: &Cli) -> Result<ExitCode> {
     zdm::logging::init(cli.log.as_deref(), cli.log_file.as_deref())?;
     let runtime = tokio::runtime::Runtime::new()?;
     match &cli.command {
@@ -25,11 +45,12 @@ fn main() -> Result<()> {
         }
         Command::Validate(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let (mut out, mut err) = (std::io::stdout(), std::io::stderr());
-            let checked = app::validate::run(&config, &mut out, &mut err);
+            let mut out = Quiet(std::io::stdout());
+            let mut err = std::io::stderr();
+            let checked = app::validate::run(&config, args.json, &mut out, &mut err);
             let outcome = runtime.block_on(checked)?;
             if !outcome.passed(args.deny_warnings) {
-                std::process::exit(1);
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Check(args) => {
@@ -101,11 +122,9 @@ fn main() -> Result<()> {
         }
         Command::Start(args) => {
             let config = Config::load(&args.target.overrides())?;
-            let name = args.name.as_deref();
-            println!(
-                "{}",
-                stopped_exits(runtime.block_on(app::start::run(&config, name)))?
-            );
+            let done = runtime.block_on(app::start::run(&config, args.name.as_deref()));
+            let resume = |name: &str| resume_command("start", name, &args.target);
+            emit(&format!("{}\n", stopped_exits(done, resume)?));
         }
         Command::Complete(args) => {
             let config = Config::load(&args.target.overrides())?;
@@ -115,39 +134,46 @@ fn main() -> Result<()> {
                 overrides: args.override_gate.clone(),
                 window: args.window,
             };
-            let done = app::complete::run(&config, &args.name, &options);
-            println!("{}", stopped_exits(runtime.block_on(done))?);
+            let done = runtime.block_on(app::complete::run(&config, &args.name, &options));
+            let resume = |name: &str| resume_command("complete", name, &args.target);
+            emit(&format!("{}\n", stopped_exits(done, resume)?));
         }
         Command::Gates(args) => {
             let config = Config::load(&args.target.overrides())?;
             let report = app::gates::run(&config, &args.name, args.json, args.window);
-            print!("{}", runtime.block_on(report)?);
+            let report = runtime.block_on(report)?;
+            emit(&report.text);
+            if !report.passed {
+                return Ok(ExitCode::from(EXIT_GATES_NOT_PASSED));
+            }
         }
         Command::Audit(args) => {
             let config = Config::load(&args.target.overrides())?;
             let trail = app::audit::run(&config, args.migration.as_deref(), args.json);
-            print!("{}", runtime.block_on(trail)?);
+            emit(&runtime.block_on(trail)?);
         }
         Command::Rollback(args) => {
             let config = Config::load(&args.target.overrides())?;
-            println!(
-                "{}",
-                runtime.block_on(app::rollback::run(&config, &args.name))?
-            );
+            let done = runtime.block_on(app::rollback::run(&config, &args.name));
+            let resume = |name: &str| resume_command("rollback", name, &args.target);
+            emit(&format!("{}\n", stopped_exits(done, resume)?));
         }
         Command::Init(args) => {
             let config = Config::load(&args.target.overrides())?;
-            println!(
-                "{}",
-                runtime.block_on(app::init::run(&config, &args.schema))?
-            );
+            let done = runtime.block_on(app::init::run(&config, &args.schema))?;
+            emit(&format!("{done}\n"));
         }
         Command::Status(args) => {
             let config = Config::load(&args.target.overrides())?;
-            print!(
-                "{}",
-                runtime.block_on(app::status::run(&config, args.json))?
-            );
+            let status = runtime.block_on(app::status::run(&config, args.json))?;
+            emit(&status.text);
+            // A directory the operator named (--dir, migrations_dir) must be there; the
+            // default ./migrations missing only leaves the files unlisted.
+            let named = args.target.dir.is_some()
+                || config.migrations_dir != Config::default().migrations_dir;
+            if let (Some(missing), true) = (status.missing_dir, named) {
+                return Err(missing.into());
+            }
         }
         Command::Top(args) => runtime.block_on(app::top::run(args.options()?))?,
         Command::Ctl(args) => {
@@ -160,7 +186,7 @@ fn main() -> Result<()> {
                 &mut std::io::stdout(),
             ))?;
             if !ok {
-                std::process::exit(1);
+                return Ok(ExitCode::FAILURE);
             }
         }
         Command::Attach(args) => {
@@ -177,34 +203,139 @@ fn main() -> Result<()> {
             let config = zdm::config::Config::load(&args.target.overrides())?;
             let output =
                 runtime.block_on(app::plan::run(&config, args.name.as_deref(), args.json))?;
-            print!("{output}");
+            emit(&output);
         }
+        Command::Completions(args) => emit(&zdm::cli::completions(args.shell)),
+        Command::Man => emit(&zdm::cli::man_page()?),
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes `text` to stdout. A reader that went away (`| head -1`) is not an error: the
+/// rest is dropped silently, as grep does, and the command ends as it would have.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// A writer whose failures are dropped ([`emit`]'s rule for `zdm validate`'s lines).
+struct Quiet<W>(W);
+
+impl<W: Write> Write for Quiet<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        Ok(self.0.write(buf).unwrap_or(buf.len()))
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        let _ = self.0.flush();
+        Ok(())
+    }
+}
+
+/// Whether `error` is only stdout closing under a command that streams to it (`zdm
+/// attach`, `zdm ctl`): not worth a word.
+fn closed_output(error: &anyhow::Error) -> bool {
+    error.chain().any(|cause| {
+        cause
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Prints `error` and its causes, each once: a cause whose text its parent already
+/// includes (a thiserror message that embeds its source) is not repeated, and a driver's
+/// text that reads as Rust internals is said in words ([`zdm::db::advice`]).
+fn report(error: &anyhow::Error) {
+    let mut said: Vec<String> = Vec::new();
+    for cause in error.chain() {
+        let text = cause.to_string();
+        if said.iter().any(|earlier| earlier.contains(text.trim())) {
+            continue;
+        }
+        said.push(text);
+    }
+    let mut err = std::io::stderr().lock();
+    for (index, text) in said.iter().enumerate() {
+        let text = zdm::db::advice::advise(text).unwrap_or_else(|| text.clone());
+        let _ = if index == 0 {
+            writeln!(err, "error: {text}")
+        } else {
+            writeln!(err, "  because: {text}")
+        };
+    }
 }
 
 /// Starts `job` in a detached runner and says how to follow and steer it.
 fn detach(runtime: &tokio::runtime::Runtime, config: &Config, job: Job) -> Result<()> {
     let detached = runtime.block_on(zdm::runner::spawn(config, &job))?;
-    println!("{}", detached.describe(job.command()));
+    emit(&format!("{}\n", detached.describe(job.command())));
     Ok(())
 }
 
-/// A run stopped on request (a signal, an abort), or because the database stayed
-/// unreachable past the reconnect budget, is not a failure: it says how to resume and
-/// exits with its own code, so a runbook can tell it from an error.
-fn stopped_exits(result: Result<String, CommandError>) -> Result<String, CommandError> {
-    use zdm::engine::{headless, Error};
-    if let Err(CommandError::Engine(
-        error @ (Error::Stopped { .. }
-        | Error::StoppedBetweenSteps { .. }
-        | Error::Unreachable { .. }),
-    )) = &result
-    {
-        eprintln!("{error}");
-        std::process::exit(headless::EXIT_STOPPED);
+/// The command that resumes `command` of `name`, with the flags that chose its files and
+/// settings (never the database URL: it may hold a password).
+fn resume_command(command: &str, name: &str, target: &TargetArgs) -> String {
+    let mut line = match command {
+        "complete" => format!("zdm complete {name} --confirm-contract {name}"),
+        other => format!("zdm {other} {name}"),
+    };
+    if let Some(dir) = &target.dir {
+        line.push_str(&format!(
+            " --dir {}",
+            shell_word(&dir.display().to_string())
+        ));
     }
-    result
+    if let Some(config) = &target.config {
+        line.push_str(&format!(
+            " --config {}",
+            shell_word(&config.display().to_string())
+        ));
+    }
+    line
+}
+
+/// `word` as the shell reads it back: bare when safe, else single-quoted.
+fn shell_word(word: &str) -> String {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-_./=:@%+,".contains(c);
+    if !word.is_empty() && word.chars().all(safe) {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// A run stopped on request (a signal, an abort), or because the database stayed
+/// unreachable past the reconnect budget, is not a failure: it says so once, with the
+/// command that resumes it, and exits with its own code so a runbook can tell it from an
+/// error.
+fn stopped_exits(
+    result: Result<String, CommandError>,
+    resume: impl Fn(&str) -> String,
+) -> Result<String, CommandError> {
+    use zdm::engine::{headless, Error};
+    let said = match &result {
+        Err(CommandError::Stopped { migration, .. }) => Some(format!(
+            "{}; resume with `{}`",
+            result
+                .as_ref()
+                .err()
+                .map(ToString::to_string)
+                .unwrap_or_default(),
+            resume(migration)
+        )),
+        Err(CommandError::Engine(
+            error @ (Error::Stopped { .. }
+            | Error::StoppedBetweenSteps { .. }
+            | Error::Unreachable { .. }),
+        )) => Some(error.to_string()),
+        _ => None,
+    };
+    match said {
+        Some(text) => {
+            let _ = writeln!(std::io::stderr(), "{text}");
+            std::process::exit(headless::EXIT_STOPPED);
+        }
+        None => result,
+    }
 }
 
 /// The database whose runs `zdm ctl` / `zdm attach` may reach, from the same flags,

@@ -72,6 +72,13 @@ async fn prepare(pg: &LocalPg, database: &str) -> sqlx::PgPool {
     pool
 }
 
+/// A migrations directory without files (the test's plan has none).
+fn empty_dir(pg: &LocalPg) -> std::path::PathBuf {
+    let dir = pg.root().join("no-migration-files");
+    std::fs::create_dir_all(&dir).expect("empty migrations dir");
+    dir
+}
+
 fn complete(pg: &LocalPg, database: &str) -> Child {
     Command::new(common::zdm_binary())
         .args(["complete", NAME, "--confirm-contract", NAME])
@@ -82,6 +89,10 @@ fn complete(pg: &LocalPg, database: &str) -> Child {
                 .into_iter()
                 .flat_map(|gate| ["--override-gate", gate]),
         )
+        // The plan is the test's, not a file's: an existing directory without it (the
+        // gates read [[verify]] queries from the file; a missing directory is refused).
+        .arg("--dir")
+        .arg(empty_dir(pg))
         .args(["--database-url", &pg.primary().url(database)])
         .arg("--config")
         .arg(pg.root().join(format!("{database}.toml")))
@@ -223,8 +234,12 @@ async fn sigint_stops_after_the_current_batch_and_says_how_to_resume() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("SIGINT received"), "{stderr}");
+    // Said once, with the command that resumes it (the --dir and --config given).
+    assert_eq!(stderr.matches("stopped after batch").count(), 1, "{stderr}");
     assert!(
-        stderr.contains("Run the same command again to resume"),
+        stderr.contains(&format!(
+            "resume with `zdm complete {NAME} --confirm-contract {NAME} --dir"
+        )),
         "{stderr}"
     );
     // The last event says how the run ended, as `zdm attach` would show it.

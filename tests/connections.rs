@@ -10,26 +10,6 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-/// Every libpq variable zdm reads, cleared so the test's environment decides alone.
-const LIBPQ_VARIABLES: [&str; 16] = [
-    "DATABASE_URL",
-    "ZDM_CONFIG",
-    "PGHOST",
-    "PGHOSTADDR",
-    "PGPORT",
-    "PGUSER",
-    "PGDATABASE",
-    "PGPASSWORD",
-    "PGPASSFILE",
-    "PGSSLMODE",
-    "PGSSLROOTCERT",
-    "PGSSLCERT",
-    "PGSSLKEY",
-    "PGAPPNAME",
-    "PGCONNECT_TIMEOUT",
-    "PGOPTIONS",
-];
-
 /// Far beyond any connect timeout used here: only a hang reaches it.
 const HANG: Duration = Duration::from_secs(90);
 
@@ -49,7 +29,7 @@ fn zdm(args: &[&str], env: &[(&str, &str)]) -> Output {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    for name in LIBPQ_VARIABLES {
+    for name in common::DATABASE_ENV {
         command.env_remove(name);
     }
     for (name, value) in env {
@@ -327,6 +307,51 @@ async fn a_password_file_or_pgpassword_authenticates_and_no_password_is_printed(
     let output = zdm(&["audit"], &[("DATABASE_URL", &url)]);
     assert!(!output.status.success(), "{}", text(&output));
     assert!(!text(&output).contains("s3cr3t"), "{}", text(&output));
+    // Said once: no cause repeated under the message that already holds it.
+    for command in [&["audit"][..], &["status"], &["start", "--dir", "."]] {
+        let output = zdm(command, &[("DATABASE_URL", &url)]);
+        let said = text(&output);
+        assert_eq!(
+            said.matches("password authentication failed").count(),
+            1,
+            "{command:?}: {said}"
+        );
+        assert!(!said.contains("Caused by"), "{command:?}: {said}");
+    }
+
+    // A role that may connect but not change the tables is told which grant it lacks.
+    sqlx::raw_sql(
+        "CREATE TABLE items (id bigint PRIMARY KEY, qty int NOT NULL);
+         INSERT INTO items SELECT g, g FROM generate_series(1, 10) AS g;
+         GRANT SELECT ON items TO app;",
+    )
+    .execute(&pool)
+    .await
+    .expect("items");
+    let files = tempfile::tempdir().expect("dir");
+    std::fs::write(
+        files.path().join("0001_items_add_size.toml"),
+        "[[operations]]\nop = \"add_column\"\ntable = \"items\"\n\
+         column = { name = \"size\", type = \"int\" }\n",
+    )
+    .expect("file");
+    let dir = files.path().display().to_string();
+    let output = zdm(
+        &["start", "--dir", &dir],
+        &[
+            ("PGHOST", "127.0.0.1"),
+            ("PGPORT", port_text.as_str()),
+            ("PGUSER", "app"),
+            ("PGDATABASE", "shop"),
+            ("PGPASSWORD", PASSWORD),
+        ],
+    );
+    let said = text(&output);
+    assert_eq!(output.status.code(), Some(1), "{said}");
+    assert!(
+        said.contains("GRANT") || said.contains("run zdm as that role"),
+        "the missing privilege is named: {said}"
+    );
     pg.stop().expect("stop");
 }
 
@@ -359,5 +384,97 @@ async fn reading_sessions_have_a_statement_timeout_and_run_sessions_their_own() 
         "postgres://postgres@127.0.0.1:{port}/shop?options=-c%20statement_timeout%3D5min"
     ));
     assert_eq!(show(url.connect_options().expect("options")).await, "5min");
+    pg.stop().expect("stop");
+}
+
+/// A server whose certificate is its own CA (what `openssl req -x509` makes by default):
+/// verifying it fails, and zdm says what is wrong with the certificate and which option to
+/// use, not rustls's `Other(OtherError(CaUsedAsEndEntity))`. Skipped without openssl.
+#[tokio::test]
+async fn a_refused_server_certificate_is_said_in_words() {
+    let pg = common::primary();
+    let pool = common::database(&pg, "shop").await;
+    let data = pg.primary().data_dir().to_path_buf();
+    let (cert, key) = (data.join("zdm-test.crt"), data.join("zdm-test.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output();
+    let Ok(made) = made else {
+        eprintln!("openssl is not installed: the certificate test is skipped");
+        return;
+    };
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    // The server (maybe running as another user) must own its key, readable by it alone.
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let owner = std::fs::metadata(&data).expect("data dir").uid();
+    for file in [&cert, &key] {
+        nix::unistd::chown(
+            file.as_path(),
+            Some(nix::unistd::Uid::from_raw(owner)),
+            None,
+        )
+        .expect("chown");
+    }
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+    for statement in [
+        format!("ALTER SYSTEM SET ssl_cert_file = '{}'", cert.display()),
+        format!("ALTER SYSTEM SET ssl_key_file = '{}'", key.display()),
+        "ALTER SYSTEM SET ssl = on".to_string(),
+        "SELECT pg_reload_conf()".to_string(),
+    ] {
+        sqlx::query(&statement)
+            .execute(&pool)
+            .await
+            .expect("turn TLS on");
+    }
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{}/shop?sslmode=verify-ca&sslrootcert={}",
+        pg.primary().port(),
+        cert.display()
+    );
+    // The reload is asynchronous: retry while the server still refuses TLS itself.
+    let mut said = String::new();
+    for _ in 0..50 {
+        let output = zdm(&["audit"], &[("DATABASE_URL", &url)]);
+        said = text(&output);
+        assert!(!output.status.success(), "{said}");
+        if said.contains("certificate") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(said.contains("CA certificate as its own"), "{said}");
+    assert!(
+        said.contains(&format!(
+            "could not connect to postgres://postgres@127.0.0.1:{}",
+            pg.primary().port()
+        )),
+        "which server is still said: {said}"
+    );
+    assert!(
+        said.contains("sslrootcert") && said.contains("sslmode=require"),
+        "{said}"
+    );
+    assert!(
+        !said.contains("OtherError") && !said.contains("CaUsedAsEndEntity"),
+        "{said}"
+    );
+    // sslmode=require encrypts without verifying, as the message says: it connects.
+    let require = format!(
+        "postgres://postgres@127.0.0.1:{}/shop?sslmode=require",
+        pg.primary().port()
+    );
+    let output = zdm(&["audit"], &[("DATABASE_URL", &require)]);
+    assert!(output.status.success(), "{}", text(&output));
     pg.stop().expect("stop");
 }

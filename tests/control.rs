@@ -822,12 +822,11 @@ async fn ctl_and_attach_reach_only_the_runs_of_their_database() {
     assert_eq!(b["status"]["paused"], false, "B's run goes on: {b}");
 
     // No database given: refused, and no run is named (not even one of two).
-    let bare = scratch
-        .zdm(&["ctl", "pause"])
-        .env_remove("DATABASE_URL")
-        .output()
-        .await
-        .expect("run zdm");
+    let mut bare = scratch.zdm(&["ctl", "pause"]);
+    for name in common::DATABASE_ENV {
+        bare.env_remove(name);
+    }
+    let bare = bare.output().await.expect("run zdm");
     assert!(!bare.status.success());
     let said = String::from_utf8_lossy(&bare.stderr);
     assert!(said.contains("which database?"), "{said}");

@@ -148,9 +148,12 @@ async fn status_complete_rollback_and_start_from_the_command_line() {
 #[test]
 fn commands_without_a_database_say_how_to_give_one() {
     let empty = tempfile::tempdir().expect("temp dir");
-    let output = Command::new(common::zdm_binary())
+    let mut command = Command::new(common::zdm_binary());
+    for name in common::DATABASE_ENV {
+        command.env_remove(name);
+    }
+    let output = command
         .args(["status"])
-        .env_remove("DATABASE_URL")
         .env("ZDM_LOG_FILE", empty.path().join("zdm.log"))
         .current_dir(empty.path())
         .output()

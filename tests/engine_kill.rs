@@ -84,6 +84,13 @@ fn complete(pg: &LocalPg, database: &str) -> Command {
             "--override-gate",
             "explain",
         ])
+        // An existing directory without the file: a missing one is refused at once.
+        .arg("--dir")
+        .arg({
+            let dir = pg.root().join("no-migration-files");
+            std::fs::create_dir_all(&dir).expect("empty migrations dir");
+            dir
+        })
         .args(["--database-url", &pg.primary().url(database)])
         .env_remove("DATABASE_URL")
         .env("ZDM_LOG_FILE", pg.root().join(format!("{database}.log")))

@@ -89,6 +89,22 @@ async fn started(pg: &LocalPg, database: &str, pgss: bool) -> (PgPool, String, t
     (pool, url, dir)
 }
 
+/// `zdm gates --json` exits 0 when every gate passed and 4 when one did not.
+fn assert_gates_exit(output: &Output) {
+    let json: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .unwrap_or_else(|_| panic!("no JSON: {}", text(&output.stderr)));
+    let passed = json["gates"]
+        .as_array()
+        .is_some_and(|gates| gates.iter().all(|g| g["verdict"] == "pass"));
+    let expected = if passed { 0 } else { 4 };
+    assert_eq!(
+        output.status.code(),
+        Some(expected),
+        "{}\n{json:#}",
+        text(&output.stderr)
+    );
+}
+
 fn gate<'a>(json: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
     json["gates"]
         .as_array()
@@ -160,7 +176,7 @@ async fn gates_find_the_old_client_the_used_index_and_the_view_then_audit_record
         dir,
         &["gates", MIGRATION, "--json", "--window", "2"],
     );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_gates_exit(&output);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
 
     let old = gate(&json, "old-version-unused");
@@ -352,7 +368,7 @@ async fn without_pg_stat_statements_the_old_version_gate_says_unknown_and_how_to
         dir.path(),
         &["gates", MIGRATION, "--json", "--window", "0.2"],
     );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_gates_exit(&output);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let old = gate(&json, "old-version-unused");
     assert_eq!(old["verdict"], "unknown", "{old:#}");
@@ -381,7 +397,7 @@ async fn without_pg_stat_statements_the_old_version_gate_says_unknown_and_how_to
             config.to_str().expect("utf-8"),
         ],
     );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_gates_exit(&output);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let indexes = gate(&json, "indexes-unused");
     assert_eq!(indexes["verdict"], "unknown", "{indexes:#}");
@@ -473,7 +489,7 @@ async fn an_index_scanned_on_a_replica_fails_its_gate() {
     );
     stop.store(true, Ordering::Relaxed);
     looping.await.expect("reader").close().await.expect("close");
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_gates_exit(&output);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let indexes = gate(&json, "indexes-unused");
     assert_eq!(indexes["verdict"], "fail", "{indexes:#}");
@@ -600,7 +616,7 @@ async fn a_foreign_key_on_a_dropped_unique_constraint_fails_the_dependency_gate(
         dir.path(),
         &["gates", name, "--json", "--window", "0"],
     );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_gates_exit(&output);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let dependencies = gate(&json, "dependencies");
     assert_eq!(dependencies["verdict"], "fail", "{dependencies:#}");
@@ -710,7 +726,7 @@ async fn a_client_on_the_previous_version_schema_fails_old_version_unused() {
     );
     stop.store(true, Ordering::Relaxed);
     client.await.expect("client").close().await.expect("close");
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_gates_exit(&output);
     let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
     let old = gate(&json, "old-version-unused");
     assert_eq!(old["verdict"], "fail", "{old:#}");
@@ -748,7 +764,7 @@ async fn gated(
         dir.path(),
         &["gates", name, "--json", "--window", "0"],
     );
-    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert_gates_exit(&output);
     let json = serde_json::from_slice(&output.stdout).expect("JSON");
     (pool, url, dir, json)
 }
@@ -897,7 +913,7 @@ async fn old_version_unused_tells_the_new_versions_use_of_a_moved_column_from_th
             dir.path(),
             &["gates", name, "--json", "--window", "1.5"],
         );
-        assert!(output.status.success(), "{}", text(&output.stderr));
+        assert_gates_exit(&output);
         let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
         gate(&json, "old-version-unused").clone()
     };

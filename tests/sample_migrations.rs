@@ -84,7 +84,16 @@ async fn every_sample_migration_rolls_back_cleanly_and_completes_under_load() {
         assert!(status.contains(&format!("\"{name}\"")), "{status}");
         // Every gate evaluates on every sample without a query of its own failing; under
         // the demo's live old-version workload some rightly fail, so contract overrides them.
-        let gates = succeed(&url, &["gates", name, "--json", "--window", "0.1"]).await;
+        // `zdm gates` exits 4 when one did not pass.
+        let output = zdm(&url, &["gates", name, "--json", "--window", "0.1"]).await;
+        let gates = String::from_utf8_lossy(&output.stdout).into_owned();
+        let passed =
+            !gates.contains("\"verdict\": \"fail\"") && !gates.contains("\"verdict\": \"unknown\"");
+        assert_eq!(
+            output.status.code(),
+            Some(if passed { 0 } else { 4 }),
+            "{name}: {gates}"
+        );
         assert!(!gates.contains("could not check"), "{name}: {gates}");
         let mut complete = vec![
             "complete",

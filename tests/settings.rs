@@ -12,11 +12,13 @@ use std::process::{Command, Output};
 fn status_with_config(config: &str) -> Output {
     let dir = tempfile::tempdir().expect("dir");
     std::fs::write(dir.path().join("zdm.toml"), config).expect("write zdm.toml");
-    Command::new(common::zdm_binary())
+    let mut command = Command::new(common::zdm_binary());
+    for name in common::DATABASE_ENV {
+        command.env_remove(name);
+    }
+    command
         .arg("status")
         .current_dir(dir.path())
-        .env_remove("DATABASE_URL")
-        .env_remove("ZDM_CONFIG")
         .env("ZDM_LOG_FILE", dir.path().join("zdm.log"))
         .output()
         .expect("run zdm")

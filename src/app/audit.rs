@@ -18,6 +18,22 @@ pub enum CommandError {
     Json(#[from] serde_json::Error),
 }
 
+/// The gate results an entry was made with, one word each (`old_version pass, explain
+/// UNKNOWN`); None when they are not a gate report.
+fn gate_line(gates: &serde_json::Value) -> Option<String> {
+    let report: crate::protocol::Report = serde_json::from_value(gates.clone()).ok()?;
+    let verdicts: Vec<String> = report
+        .gates
+        .iter()
+        .map(|gate| format!("{} {}", gate.name, gate.verdict))
+        .collect();
+    Some(format!(
+        "{} (window {:.0} s)",
+        verdicts.join(", "),
+        report.window_seconds
+    ))
+}
+
 /// The text (or JSON) `zdm audit` prints.
 pub async fn run(
     config: &Config,
@@ -57,6 +73,9 @@ pub async fn run(
             out.push_str(&format!(": {detail}"));
         }
         out.push('\n');
+        if let Some(gates) = row.gates.as_ref().and_then(gate_line) {
+            out.push_str(&format!("    gates: {gates}\n"));
+        }
     }
     Ok(out)
 }

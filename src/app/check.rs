@@ -69,7 +69,7 @@ pub async fn run(
 ) -> Result<Verdict, CheckError> {
     let mut verdict = Verdict::Passed;
     let _ = writeln!(out, "== validate");
-    let validated = super::validate::run(config, out, &mut std::io::stderr()).await?;
+    let validated = super::validate::run(config, false, out, &mut std::io::stderr()).await?;
     if validated.errors > 0 {
         verdict = verdict.max(Verdict::Invalid);
     }

@@ -9,7 +9,10 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, PgConnection};
 
-use super::run::{attach_throttle, connect, connect_plain, finish, CommandError, RunFrontends};
+use super::run::{
+    attach_throttle, connect, connect_plain, finish, require_migrations_dir, stopped_is_not_failed,
+    CommandError, RunFrontends,
+};
 use crate::audit::{self, Action, Entry};
 use crate::config::Config;
 use crate::engine::BackfillControl;
@@ -57,6 +60,9 @@ pub async fn run(
         }
         .into());
     }
+    // The gates read the migration's file (its [[verify]] queries): without it they
+    // could only report an unknown gate after their whole window.
+    require_migrations_dir(config)?;
     let mut engine = connect(config).await?;
     // Contract is irreversible: its SQL is parsed again (the recorded plan's) before the
     // gates and the first step, so a statement that cannot run never strands it half way.
@@ -105,7 +111,8 @@ pub async fn run(
     frontends.stream_metrics(monitor.as_ref());
     // Confirmed by name (on the command line, or over the socket to this very run).
     let outcome = engine.complete(name, name).await;
-    finish(engine, frontends, monitor, outcome).await
+    let finished = finish(engine, frontends, monitor, outcome).await;
+    stopped_is_not_failed(config, name, finished).await
 }
 
 /// Evaluates and shows the gates of a migration ready to contract, waits for the

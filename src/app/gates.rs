@@ -13,21 +13,34 @@ pub enum CommandError {
     Config(#[from] config::Error),
     #[error(transparent)]
     Gates(#[from] gates::Error),
+    #[error(transparent)]
+    MissingDir(#[from] super::run::MissingDir),
     #[error("could not write the gates as JSON: {0}")]
     Json(#[from] serde_json::Error),
 }
 
-/// The text (or JSON) `zdm gates` prints; `window` overrides `[gates] window_s`.
+/// What `zdm gates` prints, and whether every gate passed (it exits non-zero otherwise).
+#[derive(Debug)]
+pub struct GatesOutput {
+    pub text: String,
+    pub passed: bool,
+}
+
+/// The text (or JSON) `zdm gates` prints; `window` overrides `[gates] window_s`. A missing
+/// migrations directory is refused at once: the explain gate reads the file's queries.
 pub async fn run(
     config: &Config,
     name: &str,
     json: bool,
     window: Option<Duration>,
-) -> Result<String, CommandError> {
+) -> Result<GatesOutput, CommandError> {
+    super::run::require_migrations_dir(config)?;
     let report = decision::report(&config.gate_inputs(window)?, name).await?;
-    if json {
-        Ok(serde_json::to_string_pretty(&report)? + "\n")
+    let passed = report.blocking(&[]).is_empty();
+    let text = if json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        Ok(report.render())
-    }
+        report.render()
+    };
+    Ok(GatesOutput { text, passed })
 }

@@ -48,6 +48,15 @@ pub enum CommandError {
     Introspect(#[source] sqlx::Error),
     #[error("there is no schema {schema} on this database: give the schema the application uses with --schema")]
     NoSuchSchema { schema: String },
+    #[error(transparent)]
+    MissingDir(#[from] MissingDir),
+    #[error("{migration}: stopped after batch {batch} ({rows} rows, checkpointed; {why})")]
+    Stopped {
+        migration: String,
+        batch: String,
+        rows: String,
+        why: String,
+    },
     #[error(
         "contract of {name} refused before its first step: its SQL does not parse, nothing \
          was changed:\n{}",
@@ -57,6 +66,41 @@ pub enum CommandError {
         name: String,
         steps: Vec<(String, String)>,
     },
+}
+
+/// The migrations directory is missing or unreadable: said at once, naming it and how to
+/// give another, before anything connects or waits (never a gate to override).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "cannot read the migrations directory {}: {reason}; give the directory of the \
+     migration files with --dir DIR or migrations_dir in zdm.toml",
+    dir.display()
+)]
+pub struct MissingDir {
+    pub dir: std::path::PathBuf,
+    pub reason: String,
+}
+
+/// Refuses a missing or unreadable migrations directory (see [`MissingDir`]).
+pub fn require_migrations_dir(config: &Config) -> Result<(), MissingDir> {
+    let dir = &config.migrations_dir;
+    match std::fs::read_dir(dir) {
+        Ok(_) => Ok(()),
+        Err(error) => Err(MissingDir {
+            dir: dir.clone(),
+            reason: dir_reason(&error),
+        }),
+    }
+}
+
+/// Why a directory cannot be read, in words (not `os error 2`).
+fn dir_reason(error: &std::io::Error) -> String {
+    match error.kind() {
+        std::io::ErrorKind::NotFound => "it does not exist".to_string(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+        std::io::ErrorKind::NotADirectory => "it is not a directory".to_string(),
+        _ => error.to_string(),
+    }
 }
 
 /// Appends to `zdm.audit` on a connection of its own (the engine's is busy with the run).
@@ -214,4 +258,51 @@ pub(super) async fn finish(
     let outcome = outcome?;
     closed?;
     Ok(Output::detect().outcome(&outcome.to_string()))
+}
+
+/// A backfill stopped on request (a signal, `zdm ctl abort`) is not a failure: it
+/// becomes [`CommandError::Stopped`], which says after which batch and how many rows, as
+/// its checkpoint records them.
+pub(super) async fn stopped_is_not_failed(
+    config: &Config,
+    migration: &str,
+    result: Result<String, CommandError>,
+) -> Result<String, CommandError> {
+    let Err(CommandError::Engine(Error::Stopped { why, rows, .. })) = &result else {
+        return result;
+    };
+    let checkpoint = last_checkpoint(config, migration).await;
+    let (batch, rows) = match checkpoint {
+        Some((batches, updated)) => (
+            crate::format::thousands(batches),
+            crate::format::thousands(updated),
+        ),
+        None => ("?".to_string(), rows.clone()),
+    };
+    // The operator's stop is part of the trail, like their pause or abort.
+    let detail = format!("{why}: stopped after batch {batch} ({rows} rows), resumable");
+    if let Err(error) = record(config, migration, Action::Stop, Some(detail)).await {
+        tracing::warn!(%error, "the stop could not be recorded in zdm.audit");
+    }
+    Err(CommandError::Stopped {
+        migration: migration.to_string(),
+        batch,
+        rows,
+        why: why.clone(),
+    })
+}
+
+/// The batches and rows of the backfill checkpoint of `migration` written last.
+async fn last_checkpoint(config: &Config, migration: &str) -> Option<(u64, u64)> {
+    let mut conn = connect_plain(config).await.ok()?;
+    let row: Result<Option<(i64, i64)>, sqlx::Error> = sqlx::query_as(
+        "SELECT batches, rows_updated FROM zdm.backfill_progress WHERE migration = $1 \
+         ORDER BY updated_at DESC LIMIT 1",
+    )
+    .bind(migration)
+    .fetch_optional(&mut conn)
+    .await;
+    let _ = conn.close().await;
+    let (batches, rows) = row.ok()??;
+    Some((u64::try_from(batches).ok()?, u64::try_from(rows).ok()?))
 }

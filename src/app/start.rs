@@ -7,7 +7,8 @@
 use sqlx::{Connection, PgConnection};
 
 use super::run::{
-    attach_throttle, connect, connect_plain, finish, record, CommandError, RunFrontends,
+    attach_throttle, connect, connect_plain, finish, record, require_migrations_dir,
+    stopped_is_not_failed, CommandError, RunFrontends,
 };
 use crate::audit::Action;
 use crate::config::Config;
@@ -119,6 +120,7 @@ pub async fn run(config: &Config, name: Option<&str>) -> Result<String, CommandE
     // table or column the database lacks is refused with nothing changed. Planning
     // outside the run lock is safe: `Engine::start` runs the recorded plan of a
     // migration that started meanwhile, and refuses one out of order.
+    require_migrations_dir(config)?;
     let planned = {
         let mut catalog = connect_plain(config).await?;
         let planned = load_and_plan(config, &mut catalog, name).await;
@@ -141,5 +143,6 @@ pub async fn run(config: &Config, name: Option<&str>) -> Result<String, CommandE
     let _ = catalog.close().await;
     frontends.stream_metrics(monitor.as_ref());
     let outcome = engine.start(&plan, &checksum).await;
-    finish(engine, frontends, monitor, outcome).await
+    let finished = finish(engine, frontends, monitor, outcome).await;
+    stopped_is_not_failed(config, &plan.migration, finished).await
 }

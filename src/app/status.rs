@@ -19,8 +19,17 @@ use crate::ledger::{self, Ledger, Standing};
 use crate::migration::{LoadErrors, Migration};
 use crate::plan::Phase;
 
+/// What `zdm status` prints, and the migrations directory's problem when it is missing
+/// (the database's state is still shown; the command then exits non-zero).
+#[derive(Debug)]
+pub struct StatusOutput {
+    pub text: String,
+    pub missing_dir: Option<super::run::MissingDir>,
+}
+
 /// `zdm status [--json]`.
-pub async fn run(config: &Config, json: bool) -> Result<String, CommandError> {
+pub async fn run(config: &Config, json: bool) -> Result<StatusOutput, CommandError> {
+    let missing_dir = super::run::require_migrations_dir(config).err();
     let url = config.database_url()?;
     let mut conn = connect_plain(config).await?;
     let report = report(&mut conn, url.to_string()).await?;
@@ -29,11 +38,12 @@ pub async fn run(config: &Config, json: bool) -> Result<String, CommandError> {
         &config.migrations_dir,
         crate::migration::load_dir(&config.migrations_dir),
     );
-    if json {
-        Ok(serde_json::to_string_pretty(&report)? + "\n")
+    let text = if json {
+        serde_json::to_string_pretty(&report)? + "\n"
     } else {
-        Ok(report.render())
-    }
+        report.render()
+    };
+    Ok(StatusOutput { text, missing_dir })
 }
 
 /// The schema holding the physical tables: what the application sees before any

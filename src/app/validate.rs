@@ -33,35 +33,99 @@ pub enum ValidateError {
 }
 
 /// Runs `zdm validate`: offline without a database; with one (`--database-url`,
-/// `DATABASE_URL` or `zdm.toml`), also against its catalog when every file parsed.
+/// `DATABASE_URL` or `zdm.toml`), also against its catalog when every file parsed. With
+/// `json`, one JSON object on `out` ([`json_report`]) instead of the text.
 pub async fn run(
     config: &Config,
+    json: bool,
     out: &mut dyn Write,
     err: &mut dyn Write,
 ) -> Result<Outcome, ValidateError> {
     let checked = check_dir(&config.migrations_dir);
     let offline_errors = checked.error_count() > 0;
-    let extra = match config.database_url() {
-        Ok(_) if !offline_errors => against_database(config, &checked.files).await?,
+    let database = config.database_url().is_ok();
+    let extra = match database {
+        true if !offline_errors => against_database(config, &checked.files).await?,
         _ => Vec::new(),
     };
-    let outcome = report(config, &checked, &extra, out, err);
-    if offline_errors && config.database_url().is_ok() {
-        // Planning builds each migration on the ones before: with one unreadable, the
-        // database checks of all would be guesses.
+    // Planning builds each migration on the ones before: with one unreadable, the
+    // database checks of all would be guesses.
+    let skipped = (offline_errors && database).then(|| {
         let unreadable = checked.files.iter().filter(|f| f.errors().next().is_some());
         let names: Vec<String> = unreadable.map(|f| f.path.display().to_string()).collect();
+        if names.is_empty() {
+            "the migrations directory has errors".to_string()
+        } else {
+            format!("{} did not pass the offline check", names.join(", "))
+        }
+    });
+    if json {
+        let (value, outcome) = json_report(config, &checked, &extra, database, skipped);
+        let _ = writeln!(out, "{value:#}");
+        return Ok(outcome);
+    }
+    let outcome = report(config, &checked, &extra, out, err);
+    if let Some(why) = skipped {
         let _ = writeln!(
             out,
-            "database checks skipped: {} (fix the errors above, then validate again)",
-            if names.is_empty() {
-                "the migrations directory has errors".to_string()
-            } else {
-                format!("{} did not pass the offline check", names.join(", "))
-            }
+            "database checks skipped: {why} (fix the errors above, then validate again)"
         );
     }
     Ok(outcome)
+}
+
+/// `zdm validate --json`: every finding (`path`, `line`, `column`, `severity`,
+/// `message`), every valid migration, the counts, and whether the database was checked.
+pub fn json_report(
+    config: &Config,
+    checked: &DirCheck,
+    extra: &[Diagnostic],
+    database: bool,
+    skipped: Option<String>,
+) -> (serde_json::Value, Outcome) {
+    use serde_json::json;
+    let diagnostics: Vec<_> = checked
+        .all()
+        .chain(extra)
+        .map(|d| {
+            json!({
+                "path": d.path.display().to_string(),
+                "line": d.position.map(|(line, _)| line),
+                "column": d.position.map(|(_, column)| column),
+                "severity": if d.is_error() { "error" } else { "warning" },
+                "message": d.message,
+            })
+        })
+        .collect();
+    let valid: Vec<_> = checked
+        .files
+        .iter()
+        .filter(|file| file.errors().next().is_none() && !extra.iter().any(|d| d.path == file.path))
+        .filter_map(|file| file.migration.as_ref())
+        .map(|m| {
+            json!({
+                "name": m.name,
+                "operations": m.operations.len(),
+                "description": m.description,
+            })
+        })
+        .collect();
+    let outcome = Outcome {
+        migrations: valid.len(),
+        errors: checked.error_count() + extra.iter().filter(|d| d.is_error()).count(),
+        warnings: checked.warning_count() + extra.iter().filter(|d| !d.is_error()).count(),
+    };
+    let value = json!({
+        "dir": config.migrations_dir.display().to_string(),
+        "files": checked.files.len(),
+        "valid": valid,
+        "errors": outcome.errors,
+        "warnings": outcome.warnings,
+        "diagnostics": diagnostics,
+        "database_checked": database && skipped.is_none(),
+        "database_skipped": skipped,
+    });
+    (value, outcome)
 }
 
 /// How many findings `zdm validate` prints per file before it only counts the rest.

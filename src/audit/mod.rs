@@ -1,7 +1,7 @@
 //! The audit trail: `zdm.audit` in the target database, append-only. Every start, pause,
 //! resume, throttle change, gate override, contract confirmation and rollback is one row
 //! (when, OS user, database user, client host, migration, action, detail, gate results as
-//! JSON). [`record`] is the one way to write it; `zdm audit` ([`command`]) reads it.
+//! JSON). [`record`] is the one way to write it; `zdm audit` (`app::audit`) reads it.
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -46,8 +46,17 @@ pub enum Action {
     Start,
     Pause,
     Resume,
-    /// A pacing setting changed (`zdm ctl set`, throttle on/off, the console's keys).
+    /// A setting changed from the next batch on (`zdm ctl set`, the console's `+`/`-`).
+    Set,
+    /// The manual throttle turned on (`zdm ctl throttle`, the console's `t`).
     Throttle,
+    /// The manual throttle cleared (`zdm ctl no-throttle`).
+    NoThrottle,
+    /// `zdm ctl abort`: the operator asked the backfill to stop, resumably.
+    Abort,
+    /// The run stopped after its last committed batch on request (Ctrl-C, SIGTERM, an
+    /// abort): where it stopped, resumable.
+    Stop,
     /// A gate that did not pass was overridden by name.
     OverrideGate,
     /// Contract confirmed (gates shown, name typed) and about to run.
@@ -63,7 +72,11 @@ impl Action {
             Action::Start => "start",
             Action::Pause => "pause",
             Action::Resume => "resume",
+            Action::Set => "set",
             Action::Throttle => "throttle",
+            Action::NoThrottle => "no_throttle",
+            Action::Abort => "abort",
+            Action::Stop => "stop",
             Action::OverrideGate => "override_gate",
             Action::ConfirmContract => "confirm_contract",
             Action::ContractRefused => "contract_refused",
@@ -171,12 +184,12 @@ pub fn entry_for_command<'a>(
         Command::Pause => (Action::Pause, None),
         Command::Resume => (Action::Resume, None),
         Command::Abort => (
-            Action::Pause,
+            Action::Abort,
             Some("abort: backfill stopped, resumable".to_string()),
         ),
-        Command::Set(setting) => (Action::Throttle, Some(format!("set {setting}"))),
+        Command::Set(setting) => (Action::Set, Some(format!("set {setting}"))),
         Command::Throttle => (Action::Throttle, Some("manual throttle on".to_string())),
-        Command::NoThrottle => (Action::Throttle, Some("manual throttle off".to_string())),
+        Command::NoThrottle => (Action::NoThrottle, Some("manual throttle off".to_string())),
     };
     Some(Entry {
         migration,
@@ -243,5 +256,16 @@ mod tests {
         let throttle = entry_for_command("m", &Command::Throttle).expect("throttle");
         assert_eq!(throttle.action.key(), "throttle");
         assert_eq!(throttle.migration, "m");
+        // Each entry is filed under what was done, not under one "throttle" for all.
+        let setting = crate::settings::Setting::parse_named("batch_target=500ms")
+            .expect("a setting")
+            .0;
+        let set = entry_for_command("m", &Command::Set(setting)).expect("set");
+        assert_eq!(set.action.key(), "set");
+        assert_eq!(set.detail.as_deref(), Some("set batch_target=500ms"));
+        let off = entry_for_command("m", &Command::NoThrottle).expect("no-throttle");
+        assert_eq!(off.action.key(), "no_throttle");
+        let abort = entry_for_command("m", &Command::Abort).expect("abort");
+        assert_eq!(abort.action.key(), "abort");
     }
 }

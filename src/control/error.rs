@@ -40,7 +40,8 @@ pub enum Error {
     #[error(
         "which database? zdm ctl and zdm attach only reach the runs of the database they are \
          given: pass --database-url URL (host, port and database are enough), or set \
-         DATABASE_URL or database_url in zdm.toml, as for every other command{others}"
+         DATABASE_URL, database_url in zdm.toml, or libpq's variables (PGHOST, PGPORT, \
+         PGDATABASE, PGUSER), as for every other command{others}"
     )]
     NoDatabase { others: String },
     #[error("no running migration{named} on {target}{others}")]

@@ -2,6 +2,7 @@
 //! resolved as libpq resolves them ([`conninfo`]), connections that never wait forever,
 //! and the session settings a run's connections use whatever the role's defaults say.
 
+pub mod advice;
 pub mod catalog;
 pub mod conninfo;
 

@@ -199,6 +199,11 @@ impl Printer {
                 self.last_awaiting = Some(now);
                 event.describe()
             }
+            // A headless command says how it ended itself, once (its outcome, or the stop
+            // with the command that resumes it): the run's own words would repeat it.
+            Event::Finished { .. } | Event::BackfillStopped { .. } if !self.timestamps => {
+                return Vec::new()
+            }
             other => other.describe(),
         };
         vec![self.stamp(stamped, text)]
@@ -283,9 +288,13 @@ pub fn print_events(output: Output, mut events: broadcast::Receiver<Stamped>) ->
             // each, would swamp a runbook's log (and block a pipe nobody reads); they
             // are on the socket (`zdm attach --json`), and on stderr as alerts and a
             // health line now and then.
+            // A closed stdout (`zdm start | head -1`) drops the lines, never the run: the
+            // migration goes on to its end, said on stderr, and its outcome decides the
+            // exit code.
             if output.json && !matches!(stamped.event, Event::Metrics(_)) {
                 if let Ok(line) = serde_json::to_string(&stamped) {
-                    println!("{line}");
+                    let mut out = std::io::stdout().lock();
+                    let _ = writeln!(out, "{line}").and_then(|()| out.flush());
                 }
             }
             let width =
@@ -317,14 +326,16 @@ pub fn stop_on_signals(control: BackfillControl) -> JoinHandle<()> {
             received += 1;
             if received == 1 {
                 tracing::warn!("{name}: stopping after the current batch");
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "\n{name} received: stopping after the current batch and its checkpoint \
                      (send it again to stop at once; the checkpoint holds either way)"
                 );
                 control.stop(&format!("{name} received"));
             } else {
                 tracing::warn!("{name} again: stopping at once");
-                eprintln!(
+                let _ = writeln!(
+                    std::io::stderr(),
                     "\n{name} again: stopped at once. The batch in flight is rolled back by \
                      the server; every committed batch is checkpointed. Run the same command \
                      again to resume"

@@ -114,8 +114,8 @@ impl Detached {
              follow: zdm attach {m} --database-url {url}\n  \
              steer:  zdm ctl --database-url {url} --migration {m} status|pause|resume|set KEY=VALUE|abort\n  \
              log:    {log}\n\
-             (with DATABASE_URL or database_url in zdm.toml set to that database, \
-             --database-url can be left out)",
+             (with DATABASE_URL, database_url in zdm.toml or libpq's PGHOST, PGPORT \
+             and PGDATABASE naming that database, --database-url can be left out)",
             url = self.target.url(),
             m = self.migration,
             pid = self.pid,

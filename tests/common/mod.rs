@@ -48,6 +48,30 @@ pub async fn database(pg: &LocalPg, name: &str) -> PgPool {
         .expect("connect to the test database")
 }
 
+/// Every variable through which zdm may find a database (its own, and libpq's as `psql`
+/// reads them): a test expecting "no database" removes them all, not only DATABASE_URL,
+/// so that a machine with PGHOST or PGSERVICE set does not reach one.
+pub const DATABASE_ENV: [&str; 18] = [
+    "DATABASE_URL",
+    "ZDM_CONFIG",
+    "PGHOST",
+    "PGHOSTADDR",
+    "PGPORT",
+    "PGUSER",
+    "PGDATABASE",
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "PGSERVICE",
+    "PGSERVICEFILE",
+    "PGSSLMODE",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGAPPNAME",
+    "PGCONNECT_TIMEOUT",
+    "PGOPTIONS",
+];
+
 /// The zdm binary built for these tests.
 pub fn zdm_binary() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_zdm"))
