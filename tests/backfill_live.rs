@@ -51,6 +51,7 @@ fn adaptive(pacing: PacingSettings) -> EngineOptions {
         backfill: BackfillSettings {
             pacing,
             throttle: ThrottleSettings::default(),
+            ..BackfillSettings::default()
         },
         ..quick_options()
     }

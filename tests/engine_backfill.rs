@@ -212,7 +212,7 @@ async fn a_batch_whose_checkpoint_moved_under_it_changes_nothing() {
         let pool = pool.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(450)).await;
-            sqlx::query("UPDATE zdm.backfill_progress SET batches = batches + 1")
+            sqlx::query("UPDATE zdm.backfill_ranges SET batches = batches + 1")
                 .execute(&pool)
                 .await
                 .expect("meddle");

@@ -61,6 +61,10 @@ pub struct BackfillProgress {
     pub running_seconds: f64,
     pub throttled_seconds: f64,
     pub paused_seconds: f64,
+    /// Workers running batches now.
+    pub workers: u32,
+    /// Rows each worker updated in this run (by worker number): its share.
+    pub worker_rows: Vec<u64>,
 }
 
 impl BackfillProgress {
@@ -101,6 +105,8 @@ impl BackfillProgress {
             time_running: seconds(self.running_seconds),
             time_throttled: seconds(self.throttled_seconds),
             time_paused: seconds(self.paused_seconds),
+            workers: self.workers,
+            worker_rows: self.worker_rows.clone(),
         })
     }
 }
@@ -130,6 +136,8 @@ pub struct Tracker {
     batch_size: u64,
     /// (when, rows_done) of recent batches, for "now".
     recent: VecDeque<(Instant, u64)>,
+    workers: u32,
+    worker_rows: Vec<u64>,
 }
 
 impl Tracker {
@@ -153,7 +161,15 @@ impl Tracker {
             last_batch: None,
             batch_size: 0,
             recent,
+            workers: 1,
+            worker_rows: Vec::new(),
         }
+    }
+
+    /// Workers running now, and the rows each updated in this run.
+    pub fn set_workers(&mut self, workers: u32, worker_rows: Vec<u64>) {
+        self.workers = workers;
+        self.worker_rows = worker_rows;
     }
 
     /// A new estimate of the table's rows (from statistics); a negative or absent one is ignored.
@@ -254,6 +270,8 @@ impl Tracker {
             running_seconds: spent[0].as_secs_f64(),
             throttled_seconds: spent[1].as_secs_f64(),
             paused_seconds: spent[2].as_secs_f64(),
+            workers: self.workers,
+            worker_rows: self.worker_rows.clone(),
         }
     }
 }
