@@ -291,8 +291,12 @@ async fn run_job(conn: &mut PgConnection, shared: &Shared, job: &Job, worker: us
     let mut batch_size = job.batch_size;
     let mut shrunk = false;
     let mut timeouts = 0;
-    let mut retry = LockRetry::new(&shared.policy, shared.label.clone(), LockLevel::RowExclusive)
-        .with_events(&shared.events);
+    let mut retry = LockRetry::new(
+        &shared.policy,
+        shared.label.clone(),
+        LockLevel::RowExclusive,
+    )
+    .with_events(&shared.events);
     let mut repeats_stalled = Repeats::default();
     let outcome: Result<Batch, Error> = loop {
         let attempts = retry.begin_attempt();
@@ -337,7 +341,9 @@ async fn run_job(conn: &mut PgConnection, shared: &Shared, job: &Job, worker: us
         let (result, ()) = tokio::join!(batch, probe);
         match result {
             Ok(outcome) => break Ok(outcome),
-            Err(error) if ddl::is_statement_timeout(&error) && timeouts < MAX_TIMEOUTS_PER_BATCH => {
+            Err(error)
+                if ddl::is_statement_timeout(&error) && timeouts < MAX_TIMEOUTS_PER_BATCH =>
+            {
                 // Too big a batch for the time allowed (a slow trigger, a cold cache, a
                 // role's timeout): smaller, not failed.
                 timeouts += 1;
@@ -473,7 +479,11 @@ pub async fn run(
             .map_err(failed)?;
         state::plan_key_ranges(conn, key, &bounds, &step).await?;
         ranges = state::key_ranges(conn, key).await?;
-        tracing::info!(step = label, ranges = ranges.len(), "backfill key cut into ranges");
+        tracing::info!(
+            step = label,
+            ranges = ranges.len(),
+            "backfill key cut into ranges"
+        );
     }
     let search_path = old_version_search_path(conn).await.map_err(failed)?;
     let total = |ranges: &[state::KeyRange]| Checkpoint {
@@ -530,7 +540,8 @@ pub async fn run(
         Workers::Tasks { connect, .. } => worker_limit(conn, connect).await,
     };
     let mut watcher = steering.control.watcher();
-    let mut count = super::workers::WorkerCount::new(watcher.settings().workers, limit, Instant::now());
+    let mut count =
+        super::workers::WorkerCount::new(watcher.settings().workers, limit, Instant::now());
     let mut busy = vec![false; ranges.len()];
     let mut estimated_at = Instant::now();
     let mut reported_at: Option<Instant> = None;
@@ -575,7 +586,12 @@ pub async fn run(
                 workers.close().await;
                 finish(conn, key, label, &total(&ranges)).await?;
                 tracker.finished();
-                events.emit(tracker.report(Instant::now()).event(key.migration, settings.pacing.target));
+                tracker_workers(&mut tracker, count.target(), &shares);
+                events.emit(
+                    tracker
+                        .report(Instant::now())
+                        .event(key.migration, settings.pacing.target),
+                );
                 return Ok(total(&ranges));
             }
         }
@@ -584,7 +600,7 @@ pub async fn run(
         let mut launched = false;
         let mut held = false;
         if let (Some(index), None, false) = (free, &ending, retaken) {
-            let ready_at = workers.ready_at(count.target(), inline_ready_at);
+            let ready_at = workers.ready_at(count.target(), inline_ready_at, now);
             if let Some(ready_at) = ready_at.map(|at| at.max(ceiling_at)) {
                 if ready_at <= now {
                     match look
@@ -620,7 +636,8 @@ pub async fn run(
                                 }
                             }
                             if !retaken && ending.is_none() {
-                                let timeout = batch_timeout(&settings.pacing, steering.batch_timeout);
+                                let timeout =
+                                    batch_timeout(&settings.pacing, steering.batch_timeout);
                                 let batch_size = match shrunk {
                                     Some(cap) => pacing.batch_size().min(cap),
                                     None => pacing.batch_size(),
@@ -631,7 +648,11 @@ pub async fn run(
                                     index,
                                     range: range.range,
                                     upper: range.upper.clone(),
-                                    cursor: range.checkpoint.last_key.clone().or_else(|| range.lower.clone()),
+                                    cursor: range
+                                        .checkpoint
+                                        .last_key
+                                        .clone()
+                                        .or_else(|| range.lower.clone()),
                                     checkpoint: range.checkpoint.clone(),
                                     batch_size,
                                     timeout,
@@ -642,9 +663,19 @@ pub async fn run(
                                     Workers::Inline => {
                                         let done = run_job(conn, &shared, &job, 0).await;
                                         let pause = handle_done(
-                                            done, &mut ranges, &mut busy, &mut tracker, pacing,
-                                            &mut shrunk, &mut ceiling_at, &mut shares, &mut count,
-                                            &settings, events, &mut ending, label,
+                                            done,
+                                            &mut ranges,
+                                            &mut busy,
+                                            &mut tracker,
+                                            pacing,
+                                            &mut shrunk,
+                                            &mut ceiling_at,
+                                            &mut shares,
+                                            &mut count,
+                                            &settings,
+                                            events,
+                                            &mut ending,
+                                            label,
                                         );
                                         inline_ready_at = Instant::now() + pause;
                                     }
@@ -678,12 +709,22 @@ pub async fn run(
             }
         }
         vacuum
-            .maybe(conn, steering.connect.as_ref(), &spec.table, settings.vacuum_dead_percent, label)
+            .maybe(
+                conn,
+                steering.connect.as_ref(),
+                &spec.table,
+                settings.vacuum_dead_percent,
+                label,
+            )
             .await;
         if reported_at.is_none_or(|at| now.duration_since(at) >= PROGRESS_EVERY) {
             reported_at = Some(now);
-            tracker_workers(&mut tracker, workers.running().max(1), &shares);
-            events.emit(tracker.report(now).event(key.migration, settings.pacing.target));
+            tracker_workers(&mut tracker, count.target(), &shares);
+            events.emit(
+                tracker
+                    .report(now)
+                    .event(key.migration, settings.pacing.target),
+            );
             // The total in `zdm.backfill_progress`, for `zdm status`; the ranges are the
             // checkpoints.
             if let Err(error) = state::save_backfill_total(conn, key).await {
@@ -695,7 +736,7 @@ pub async fn run(
         }
         // Wait for a batch to come back, for the next start, or for the operator.
         let wait = workers
-            .ready_at(count.target(), inline_ready_at)
+            .ready_at(count.target(), inline_ready_at, now)
             .map(|at| at.max(ceiling_at).saturating_duration_since(now))
             .unwrap_or(WAIT_STEP)
             .clamp(Duration::from_millis(1), WAIT_STEP);
@@ -718,11 +759,23 @@ pub async fn run(
             match joined {
                 Ok((worker, worker_conn, done)) => {
                     let pause = handle_done(
-                        done, &mut ranges, &mut busy, &mut tracker, pacing, &mut shrunk,
-                        &mut ceiling_at, &mut shares, &mut count, &settings, events,
-                        &mut ending, label,
+                        done,
+                        &mut ranges,
+                        &mut busy,
+                        &mut tracker,
+                        pacing,
+                        &mut shrunk,
+                        &mut ceiling_at,
+                        &mut shares,
+                        &mut count,
+                        &settings,
+                        events,
+                        &mut ending,
+                        label,
                     );
-                    workers.give_back(worker, worker_conn, Instant::now() + pause, count.target()).await;
+                    workers
+                        .give_back(worker, worker_conn, Instant::now() + pause, count.target())
+                        .await;
                 }
                 Err(error) => {
                     // A worker task panicked or was cancelled: its batch either committed
@@ -824,7 +877,8 @@ fn handle_done(
     pause
 }
 
-/// The workers count and shares into the progress the front-ends see.
+/// The worker count the backfill runs at, and each worker's share, into the progress the
+/// front-ends see.
 fn tracker_workers(tracker: &mut Tracker, workers: usize, shares: &[u64]) {
     tracker.set_workers(u32::try_from(workers).unwrap_or(u32::MAX), shares.to_vec());
 }
@@ -846,7 +900,7 @@ impl Workers {
 
     /// When a worker may start a batch with `target` workers wanted: the earliest idle
     /// one's pause end, now when another may be opened, None when all `target` run.
-    fn ready_at(&self, target: usize, inline_ready_at: Instant) -> Option<Instant> {
+    fn ready_at(&self, target: usize, inline_ready_at: Instant, now: Instant) -> Option<Instant> {
         match self {
             Workers::Inline => Some(inline_ready_at),
             Workers::Tasks {
@@ -858,11 +912,11 @@ impl Workers {
                 if running.len() >= target {
                     return None;
                 }
-                let may_open = idle.len() + running.len() < target
-                    && open_again_at.is_none_or(|at| at <= Instant::now());
+                let may_open =
+                    idle.len() + running.len() < target && open_again_at.is_none_or(|at| at <= now);
                 let earliest = idle.iter().map(|(_, _, at)| *at).min();
                 match (may_open, earliest) {
-                    (true, _) => Some(Instant::now()),
+                    (true, _) => Some(now),
                     (false, earliest) => earliest,
                 }
             }
@@ -917,8 +971,20 @@ impl Workers {
 
     /// A worker's connection back after its batch: kept for the next, or closed when
     /// fewer workers are wanted now.
-    async fn give_back(&mut self, worker: usize, conn: PgConnection, ready_at: Instant, target: usize) {
-        if let Workers::Tasks { idle, running, open, .. } = self {
+    async fn give_back(
+        &mut self,
+        worker: usize,
+        conn: PgConnection,
+        ready_at: Instant,
+        target: usize,
+    ) {
+        if let Workers::Tasks {
+            idle,
+            running,
+            open,
+            ..
+        } = self
+        {
             if idle.len() + running.len() >= target {
                 *open = open.saturating_sub(1);
                 let _ = sqlx::Connection::close(conn).await;
@@ -944,7 +1010,10 @@ const OPEN_AGAIN_AFTER: Duration = Duration::from_secs(30);
 
 /// The most workers `auto` runs: the server's cores when it runs on this machine, else
 /// its `max_worker_processes` (what it is sized for), at most [`super::workers::AUTO_CAP`].
-async fn worker_limit(conn: &mut PgConnection, connect: &sqlx::postgres::PgConnectOptions) -> usize {
+async fn worker_limit(
+    conn: &mut PgConnection,
+    connect: &sqlx::postgres::PgConnectOptions,
+) -> usize {
     if crate::monitor::host::is_local(connect) {
         return std::thread::available_parallelism().map_or(1, |n| n.get());
     }
@@ -970,7 +1039,9 @@ async fn finish(
         source,
     };
     let mut tx = conn.begin().await.map_err(failed)?;
-    let claim = state::claim_checkpoint(&mut tx, key).await.map_err(failed)?;
+    let claim = state::claim_checkpoint(&mut tx, key)
+        .await
+        .map_err(failed)?;
     if let Some(claim) = claim.filter(|c| c.activity != Status::during(key.phase)) {
         return Err(Error::StatusChanged {
             name: key.migration.to_string(),
@@ -978,8 +1049,12 @@ async fn finish(
             found: claim.activity.to_string(),
         });
     }
-    state::save_backfill_total(&mut tx, key).await.map_err(failed)?;
-    state::mark_step_done(&mut tx, key, 1).await.map_err(failed)?;
+    state::save_backfill_total(&mut tx, key)
+        .await
+        .map_err(failed)?;
+    state::mark_step_done(&mut tx, key, 1)
+        .await
+        .map_err(failed)?;
     tx.commit().await.map_err(failed)?;
     tracing::info!(
         step = label,
@@ -1015,8 +1090,15 @@ async fn ranges_after_retake(
     ranges: &[state::KeyRange],
 ) -> Result<(), Error> {
     let recorded = state::key_ranges(conn, key).await?;
-    let moved = recorded.iter().zip(ranges).find(|(r, mine)| r.checkpoint != mine.checkpoint || r.done != mine.done);
-    if let Some((recorded, mine)) = moved.or(if recorded.len() != ranges.len() { recorded.first().zip(ranges.first()) } else { None }) {
+    let moved = recorded
+        .iter()
+        .zip(ranges)
+        .find(|(r, mine)| r.checkpoint != mine.checkpoint || r.done != mine.done);
+    if let Some((recorded, mine)) = moved.or(if recorded.len() != ranges.len() {
+        recorded.first().zip(ranges.first())
+    } else {
+        None
+    }) {
         return Err(Error::BadStep {
             step: label.to_string(),
             problem: format!(
@@ -1067,7 +1149,10 @@ impl Vacuum {
     ) {
         let Some(percent) = percent else { return };
         if self.checked_at.elapsed() < VACUUM_CHECK_EVERY
-            || self.running.as_ref().is_some_and(|task| !task.is_finished())
+            || self
+                .running
+                .as_ref()
+                .is_some_and(|task| !task.is_finished())
         {
             return;
         }
@@ -1092,7 +1177,12 @@ impl Vacuum {
         }
         // SKIP_LOCKED: another VACUUM (autovacuum) already at it is as good.
         let sql = format!("VACUUM (SKIP_LOCKED) {table}");
-        tracing::info!(step = label, dead_rows = dead as u64, live_rows = live as u64, "vacuuming the backfilled table");
+        tracing::info!(
+            step = label,
+            dead_rows = dead as u64,
+            live_rows = live as u64,
+            "vacuuming the backfilled table"
+        );
         match connect {
             Some(connect) => {
                 let connect = connect.clone();

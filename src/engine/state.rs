@@ -664,7 +664,10 @@ pub struct KeyRange {
 }
 
 /// The key ranges of a backfill step, in key order; empty before they are planned.
-pub async fn key_ranges(conn: &mut PgConnection, key: &StepKey<'_>) -> Result<Vec<KeyRange>, Error> {
+pub async fn key_ranges(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+) -> Result<Vec<KeyRange>, Error> {
     type Row = (
         i32,
         Option<serde_json::Value>,
@@ -687,17 +690,19 @@ pub async fn key_ranges(conn: &mut PgConnection, key: &StepKey<'_>) -> Result<Ve
     .context("reading the backfill's key ranges")?;
     Ok(rows
         .into_iter()
-        .map(|(range, lower, upper, last_key, rows_updated, batches, done)| KeyRange {
-            range,
-            lower,
-            upper,
-            checkpoint: Checkpoint {
-                last_key,
-                rows_updated,
-                batches,
+        .map(
+            |(range, lower, upper, last_key, rows_updated, batches, done)| KeyRange {
+                range,
+                lower,
+                upper,
+                checkpoint: Checkpoint {
+                    last_key,
+                    rows_updated,
+                    batches,
+                },
+                done,
             },
-            done,
-        })
+        )
         .collect())
 }
 
@@ -727,7 +732,11 @@ pub async fn plan_key_ranges(
         return Ok(());
     }
     for (i, (lower, upper)) in bounds.iter().enumerate() {
-        let carried = if i == 0 { first.clone() } else { Checkpoint::default() };
+        let carried = if i == 0 {
+            first.clone()
+        } else {
+            Checkpoint::default()
+        };
         sqlx::query(
             "INSERT INTO zdm.backfill_ranges \
                (migration, phase, position, range, lower_key, upper_key, last_key, \
