@@ -14,9 +14,11 @@ use zdm::engine::{BackfillSettings, EngineOptions, Event, Events};
 /// Throttle inputs that a busy test machine trips (host CPU, active sessions, canary)
 /// switched off, so that the workers are not held; `workers` fixed.
 fn options(workers: Option<u64>, vacuum: Option<f64>) -> EngineOptions {
-    let mut backfill = BackfillSettings::default();
-    backfill.workers = workers;
-    backfill.vacuum_dead_percent = vacuum;
+    let mut backfill = BackfillSettings {
+        workers,
+        vacuum_dead_percent: vacuum,
+        ..BackfillSettings::default()
+    };
     backfill.throttle.max_host_cpu_percent = None;
     backfill.throttle.max_active_sessions_factor = None;
     backfill.throttle.max_canary_slowdown = None;
