@@ -83,14 +83,14 @@ async fn three_workers_on_a_composite_key_update_every_row_once_and_report_their
     logs();
     let pg = common::primary();
     let pool = common::database(&pg, "workers_composite").await;
-    orders(&pool, 30_000).await;
+    orders(&pool, 100_000).await;
     let mut engine = engine(&pg, "workers_composite", options(Some(3), None)).await;
     let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
     engine.set_events(Events::to(sender));
     engine.start(&orders_plan(), "sum").await.expect("start");
     engine.set_events(Events::none());
     engine.close().await.expect("close");
-    assert_eq!(rows(&pool).await, (30_000, 0, 0));
+    assert_eq!(rows(&pool).await, (100_000, 0, 0));
     let (ranges, done, covered): (i64, i64, i64) = sqlx::query_as(
         "SELECT count(*), count(*) FILTER (WHERE done), \
                 (SELECT rows_updated FROM zdm.backfill_progress) FROM zdm.backfill_ranges",
@@ -100,7 +100,7 @@ async fn three_workers_on_a_composite_key_update_every_row_once_and_report_their
     .expect("ranges");
     assert!(ranges > 3, "{ranges} ranges");
     assert_eq!(done, ranges);
-    assert_eq!(covered, 30_000, "the total in zdm.backfill_progress");
+    assert_eq!(covered, 100_000, "the total in zdm.backfill_progress");
     let mut most = 0;
     let mut shares = Vec::new();
     while let Ok(event) = receiver.try_recv() {
@@ -121,7 +121,7 @@ async fn a_stopped_parallel_backfill_resumes_each_range_from_its_own_checkpoint(
     logs();
     let pg = common::primary();
     let pool = common::database(&pg, "workers_resume").await;
-    orders(&pool, 20_000).await;
+    orders(&pool, 100_000).await;
     let mut slow = options(Some(3), None);
     slow.batch_size = Some(100);
     slow.backfill.pacing.max_rows_per_second = Some(4000.0);
@@ -151,7 +151,7 @@ async fn a_stopped_parallel_backfill_resumes_each_range_from_its_own_checkpoint(
     let (once, untouched, wrong) = rows(&pool).await;
     assert_eq!(wrong, 0);
     assert!(once > 0 && untouched > 0, "{once} done, {untouched} left");
-    assert_eq!(once + untouched, 20_000);
+    assert_eq!(once + untouched, 100_000);
     let moved: i64 =
         sqlx::query_scalar("SELECT count(*) FROM zdm.backfill_ranges WHERE batches > 0")
             .fetch_one(&pool)
@@ -161,7 +161,7 @@ async fn a_stopped_parallel_backfill_resumes_each_range_from_its_own_checkpoint(
     let mut engine = engine(&pg, "workers_resume", options(None, None)).await;
     engine.start(&orders_plan(), "sum").await.expect("resume");
     engine.close().await.expect("close");
-    assert_eq!(rows(&pool).await, (20_000, 0, 0));
+    assert_eq!(rows(&pool).await, (100_000, 0, 0));
 }
 
 /// The backfill rewrites every row; with `vacuum_dead_percent` it vacuums the table as

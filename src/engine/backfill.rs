@@ -110,9 +110,10 @@ impl Pacing for FixedBatches {
 /// so that every batch is an index range scan, and each variant is its own statement.
 #[derive(Debug, Clone)]
 struct BatchSql {
-    /// The batch's upper key as jsonb, NULL when the range has no key left, by
-    /// [`BatchSql::variant`]; parameters: the cursor (when there is one), the range's upper
-    /// bound (when it has one), then the batch size.
+    /// The batch's upper key as jsonb: (the n-th key after the cursor, else the range's
+    /// last key), both NULL when the range has no key left, by [`BatchSql::variant`];
+    /// parameters: the cursor (when there is one), the range's upper bound (when it has
+    /// one), then the batch size.
     upper_key: [String; 4],
     /// `UPDATE` of the keys in (cursor, upper]: `$1` = upper key without a cursor;
     /// `$1` = cursor, `$2` = upper key with one.
@@ -170,11 +171,11 @@ impl BatchSql {
         let upper_key = |lower: Option<&str>, upper: Option<&str>, limit: &str| {
             let range = within(lower, upper);
             format!(
-                "SELECT COALESCE(\
+                "SELECT n.k, CASE WHEN n.k IS NULL THEN \
                    (SELECT to_jsonb(b) FROM (SELECT {key_list} FROM {table}{range} \
-                      ORDER BY {key_list} OFFSET {limit} - 1 LIMIT 1) AS b), \
-                   (SELECT to_jsonb(b) FROM (SELECT {key_list} FROM {table}{range} \
-                      ORDER BY {key_desc} LIMIT 1) AS b))"
+                      ORDER BY {key_desc} LIMIT 1) AS b) END \
+                 FROM (SELECT (SELECT to_jsonb(b) FROM (SELECT {key_list} FROM {table}{range} \
+                      ORDER BY {key_list} OFFSET {limit} - 1 LIMIT 1) AS b) AS k) AS n"
             )
         };
         let set = spec
@@ -240,6 +241,49 @@ struct Shared {
     policy: LockPolicy,
     search_path: String,
     events: Events,
+    /// Where a batch waiting for a lock asks whom it waits for (its own connection is
+    /// busy waiting): a connection of its own, opened the first time it is needed with
+    /// `connect`. None: not asked (library use), the blockers are found after the wait.
+    probe: Option<(
+        sqlx::postgres::PgConnectOptions,
+        tokio::sync::Mutex<Option<PgConnection>>,
+    )>,
+}
+
+impl Shared {
+    /// The sessions server process `pid` waits for, asked on the probe connection.
+    async fn blocking(&self, pid: i32) -> Vec<ddl::Blocker> {
+        let Some((connect, probe)) = &self.probe else {
+            return Vec::new();
+        };
+        let mut probe = probe.lock().await;
+        if probe.is_none() {
+            match crate::db::connect_within(
+                connect,
+                Some(crate::db::conninfo::DEFAULT_CONNECT_TIMEOUT),
+            )
+            .await
+            {
+                Ok(conn) => *probe = Some(conn),
+                Err(error) => {
+                    tracing::debug!(%error, "could not open a connection to ask whom the batch waits for");
+                    return Vec::new();
+                }
+            }
+        }
+        let Some(conn) = probe.as_mut() else {
+            return Vec::new();
+        };
+        match ddl::blocking(conn, pid, &self.table).await {
+            Ok(blockers) => blockers,
+            Err(error) => {
+                tracing::debug!(%error, "could not ask whom the batch waits for");
+                // Opened again next time.
+                *probe = None;
+                Vec::new()
+            }
+        }
+    }
 }
 
 impl Shared {
@@ -285,7 +329,13 @@ struct Done {
 /// Runs one batch to its end: retried after a lock timeout (with backoff, within the
 /// policy's tries) and, halved, after a statement timeout. A batch the database leaves
 /// unanswered past its timeout is reported as stalled while it waits.
-async fn run_job(conn: &mut PgConnection, shared: &Shared, job: &Job, worker: usize) -> Done {
+async fn run_job(
+    conn: &mut PgConnection,
+    backend: Option<i32>,
+    shared: &Shared,
+    job: &Job,
+    worker: usize,
+) -> Done {
     let started = Instant::now();
     let key = shared.key();
     let mut batch_size = job.batch_size;
@@ -306,10 +356,20 @@ async fn run_job(conn: &mut PgConnection, shared: &Shared, job: &Job, worker: us
             done.notify_one();
             result
         };
-        // A batch still unanswered well past its own statement timeout means a stalled
-        // server (a stopped or swapped-out backend cannot even cancel itself): shown as a
-        // throttle reason, in `zdm ctl status` and the console, until the answer comes.
+        // Whom the batch waits for is asked while it still waits (after the wait the
+        // answer is gone); not at all when the batch is quick.
         let probe = async {
+            let blockers = match backend {
+                Some(pid) if shared.probe.is_some() => tokio::select! {
+                    _ = tokio::time::sleep(shared.policy.lock_timeout / 2) => shared.blocking(pid).await,
+                    _ = done.notified() => return Vec::new(),
+                },
+                _ => Vec::new(),
+            };
+            // A batch still unanswered well past its own statement timeout means a stalled
+            // server (a stopped or swapped-out backend cannot even cancel itself): shown
+            // as a throttle reason, in `zdm ctl status` and the console, until the answer
+            // comes.
             let started = Instant::now();
             let mut stalled = false;
             let mut next_report = job.timeout + STALL_GRACE;
@@ -320,9 +380,10 @@ async fn run_job(conn: &mut PgConnection, shared: &Shared, job: &Job, worker: us
                 }
                 stalled = true;
                 let reason = format!(
-                    "the database has not answered this batch for {} (its statement timeout \
-                     is {}): the server is stalled",
+                    "the database has not answered this batch for {} (server process {}; \
+                     its statement timeout is {}): the server is stalled",
                     crate::format::duration(started.elapsed()),
+                    backend.map_or_else(|| "unknown".to_string(), |pid| pid.to_string()),
                     crate::format::duration(job.timeout)
                 );
                 if repeats_stalled.should_log(&reason, Instant::now()) {
@@ -337,8 +398,9 @@ async fn run_job(conn: &mut PgConnection, shared: &Shared, job: &Job, worker: us
                     throttled_for: started.elapsed(),
                 });
             }
+            blockers
         };
-        let (result, ()) = tokio::join!(batch, probe);
+        let (result, waited_for) = tokio::join!(batch, probe);
         match result {
             Ok(outcome) => break Ok(outcome),
             Err(error)
@@ -359,15 +421,18 @@ async fn run_job(conn: &mut PgConnection, shared: &Shared, job: &Job, worker: us
                 shrunk = true;
             }
             Err(error) if ddl::is_lock_timeout(&error) => {
-                // Who holds a conflicting lock, asked after the wait: the holder usually
-                // still holds it.
-                let blockers = ddl::blockers(
-                    conn,
-                    std::slice::from_ref(&shared.table),
-                    LockLevel::RowExclusive,
-                )
-                .await
-                .unwrap_or_default();
+                // Who held it, as seen during the wait; else who holds a conflicting
+                // table lock now.
+                let mut blockers = waited_for;
+                if blockers.is_empty() {
+                    blockers = ddl::blockers(
+                        conn,
+                        std::slice::from_ref(&shared.table),
+                        LockLevel::RowExclusive,
+                    )
+                    .await
+                    .unwrap_or_default();
+                }
                 if let Err(error) = retry.back_off(&error, blockers).await {
                     break Err(error);
                 }
@@ -411,6 +476,12 @@ async fn run_job(conn: &mut PgConnection, shared: &Shared, job: &Job, worker: us
     }
 }
 
+/// A worker's connection and its server process.
+struct Worker {
+    conn: PgConnection,
+    backend: Option<i32>,
+}
+
 /// Where the backfill's batches run.
 // One per backfill: the size of its variants does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -422,8 +493,8 @@ enum Workers {
         connect: sqlx::postgres::PgConnectOptions,
         /// Connections not running a batch, with the worker each belongs to and when it
         /// may run its next batch (after its nice-ratio pause).
-        idle: Vec<(usize, PgConnection, Instant)>,
-        running: tokio::task::JoinSet<(usize, PgConnection, Done)>,
+        idle: Vec<(usize, Worker, Instant)>,
+        running: tokio::task::JoinSet<(usize, Worker, Done)>,
         /// Workers (connections) open, idle or running.
         open: usize,
         /// The next worker number.
@@ -523,6 +594,10 @@ pub async fn run(
         policy: policy.clone(),
         search_path,
         events: events.clone(),
+        probe: steering
+            .connect
+            .clone()
+            .map(|connect| (connect, tokio::sync::Mutex::new(None))),
     });
     let mut workers = match steering.connect.clone() {
         Some(connect) => Workers::Tasks {
@@ -661,7 +736,7 @@ pub async fn run(
                                 launched = true;
                                 match &mut workers {
                                     Workers::Inline => {
-                                        let done = run_job(conn, &shared, &job, 0).await;
+                                        let done = run_job(conn, None, &shared, &job, 0).await;
                                         let pause = handle_done(
                                             done,
                                             &mut ranges,
@@ -819,8 +894,11 @@ fn handle_done(
         *shrunk = Some(done.batch_size);
     }
     let range = &mut ranges[done.index];
-    let next = match done.outcome {
-        Ok(Batch::Committed(next)) => next,
+    let (next, ends_range) = match done.outcome {
+        Ok(Batch::Committed { next, ends_range }) => {
+            range.done |= ends_range;
+            (next, ends_range)
+        }
         Ok(Batch::RangeDone) => {
             range.done = true;
             tracing::debug!(step = label, range = range.range, "backfill range done");
@@ -849,7 +927,13 @@ fn handle_done(
     );
     range.checkpoint = next;
     let now = Instant::now();
-    tracker.batch(now, done.batch_size, report.rows_updated, report.took);
+    // Keys walked: as asked, except for a batch that ended its range (fewer were left; the
+    // rows it updated are a floor).
+    let keys = match ends_range {
+        true => report.rows_updated,
+        false => done.batch_size,
+    };
+    tracker.batch(now, keys, report.rows_updated, report.took);
     let progress = tracker.report(now);
     events.emit(Event::BatchDone(BatchDone {
         batch: progress.batches,
@@ -863,7 +947,12 @@ fn handle_done(
     }
     shares[done.worker] += report.rows_updated;
     count.batch(report.rows_updated);
-    let pause = pacing.after_batch(&report);
+    // A batch that ended its range held fewer keys than asked: its time per key says
+    // nothing true about the table, so the pacing does not learn from it.
+    let pause = match ends_range {
+        true => Duration::ZERO,
+        false => pacing.after_batch(&report),
+    };
     *shrunk = shrunk
         .map(|cap| cap.saturating_mul(2))
         .filter(|cap| *cap < pacing.batch_size());
@@ -956,14 +1045,19 @@ impl Workers {
                     }
                 })?;
                 super::executor::prepare_session(&mut conn).await;
+                let backend = sqlx::query_scalar("SELECT pg_backend_pid()")
+                    .fetch_one(&mut conn)
+                    .await
+                    .ok();
                 *open += 1;
                 *next_id += 1;
-                (*next_id - 1, conn)
+                (*next_id - 1, Worker { conn, backend })
             }
         };
         let shared = shared.clone();
         running.spawn(async move {
-            let done = run_job(&mut worker_conn, &shared, &job, worker).await;
+            let backend = worker_conn.backend;
+            let done = run_job(&mut worker_conn.conn, backend, &shared, &job, worker).await;
             (worker, worker_conn, done)
         });
         Ok(())
@@ -971,13 +1065,7 @@ impl Workers {
 
     /// A worker's connection back after its batch: kept for the next, or closed when
     /// fewer workers are wanted now.
-    async fn give_back(
-        &mut self,
-        worker: usize,
-        conn: PgConnection,
-        ready_at: Instant,
-        target: usize,
-    ) {
+    async fn give_back(&mut self, worker: usize, conn: Worker, ready_at: Instant, target: usize) {
         if let Workers::Tasks {
             idle,
             running,
@@ -987,7 +1075,7 @@ impl Workers {
         {
             if idle.len() + running.len() >= target {
                 *open = open.saturating_sub(1);
-                let _ = sqlx::Connection::close(conn).await;
+                let _ = sqlx::Connection::close(conn.conn).await;
             } else {
                 idle.push((worker, conn, ready_at));
             }
@@ -997,8 +1085,8 @@ impl Workers {
     /// Closes every worker's connection (none is running a batch).
     async fn close(&mut self) {
         if let Workers::Tasks { idle, open, .. } = self {
-            for (_, conn, _) in idle.drain(..) {
-                let _ = sqlx::Connection::close(conn).await;
+            for (_, worker, _) in idle.drain(..) {
+                let _ = sqlx::Connection::close(worker.conn).await;
             }
             *open = 0;
         }
@@ -1448,8 +1536,8 @@ async fn table_statistics(conn: &mut PgConnection, table: &str) -> Option<TableS
 /// What one try of a batch did.
 #[derive(Debug)]
 enum Batch {
-    /// Rows updated and the range's checkpoint saved.
-    Committed(Checkpoint),
+    /// Rows updated and the range's checkpoint saved (the range done when it `ends_range`).
+    Committed { next: Checkpoint, ends_range: bool },
     /// No key was left in the range: recorded as done.
     RangeDone,
     /// The range's checkpoint is not where this run left it; nothing was changed.
@@ -1505,18 +1593,26 @@ async fn try_batch(
     }
     let limit = i64::try_from(batch_size).unwrap_or(i64::MAX);
     let variant = BatchSql::variant(job.cursor.is_some(), job.upper.is_some());
-    let mut probe = sqlx::query_scalar(&sql.upper_key[variant]);
+    let mut probe = sqlx::query_as(&sql.upper_key[variant]);
     if let Some(cursor) = &job.cursor {
         probe = probe.bind(cursor);
     }
     if let Some(upper) = &job.upper {
         probe = probe.bind(upper);
     }
-    let upper: Option<serde_json::Value> = probe.bind(limit).fetch_one(&mut *tx).await?;
-    let Some(upper) = upper else {
-        state::save_key_range(&mut tx, key, job.range, &job.checkpoint, true).await?;
-        tx.commit().await?;
-        return Ok(Batch::RangeDone);
+    let (nth, last): (Option<serde_json::Value>, Option<serde_json::Value>) =
+        probe.bind(limit).fetch_one(&mut *tx).await?;
+    // Fewer than n keys left: this batch ends a bounded range, and says so with its
+    // checkpoint (no empty batch after it). The last range, open at the table's end,
+    // ends only on an empty batch.
+    let (upper, ends_range) = match (nth, last) {
+        (Some(nth), _) => (nth, false),
+        (None, Some(last)) => (last, job.upper.is_some()),
+        (None, None) => {
+            state::save_key_range(&mut tx, key, job.range, &job.checkpoint, true).await?;
+            tx.commit().await?;
+            return Ok(Batch::RangeDone);
+        }
     };
     let updated = match &job.cursor {
         None => sqlx::query(&sql.update[0]).bind(&upper),
@@ -1530,9 +1626,9 @@ async fn try_batch(
         rows_updated: job.checkpoint.rows_updated + i64::try_from(updated).unwrap_or(i64::MAX),
         batches: job.checkpoint.batches + 1,
     };
-    state::save_key_range(&mut tx, key, job.range, &next, false).await?;
+    state::save_key_range(&mut tx, key, job.range, &next, ends_range).await?;
     tx.commit().await?;
-    Ok(Batch::Committed(next))
+    Ok(Batch::Committed { next, ends_range })
 }
 
 #[cfg(test)]

@@ -17,8 +17,9 @@ pub const MAX_RANGES: i64 = 32;
 const SAMPLE_ROWS: f64 = 20_000.0;
 /// Never more keys read than this, whatever the statistics said.
 const SAMPLE_LIMIT: i64 = 200_000;
-/// At least this many sampled keys per range (a small table gets fewer ranges).
-const KEYS_PER_RANGE: i64 = 200;
+/// At least about this many rows per range (a small table gets fewer ranges): a range
+/// much smaller than a batch would cut every batch short at its end.
+const MIN_RANGE_ROWS: f64 = 20_000.0;
 
 /// One range: keys in `(lower, upper]` as jsonb key rows; None: the table's first key
 /// (lower) or its last (upper).
@@ -89,7 +90,8 @@ async fn sample_cuts(
         .bind(SAMPLE_LIMIT)
         .bind(start)
         .bind(MAX_RANGES)
-        .bind(KEYS_PER_RANGE);
+        // Sampled keys per range: `percent` of the table's keys were sampled.
+        .bind(((MIN_RANGE_ROWS * percent / 100.0).ceil() as i64).max(1));
     let mut cuts: Vec<serde_json::Value> = query.fetch_all(&mut *conn).await?;
     // Distinct in key order (a key is unique; this only guards an odd sample).
     cuts.dedup();
