@@ -894,10 +894,14 @@ fn handle_done(
         *shrunk = Some(done.batch_size);
     }
     let range = &mut ranges[done.index];
-    let (next, ends_range) = match done.outcome {
-        Ok(Batch::Committed { next, ends_range }) => {
+    let (next, short) = match done.outcome {
+        Ok(Batch::Committed {
+            next,
+            short,
+            ends_range,
+        }) => {
             range.done |= ends_range;
-            (next, ends_range)
+            (next, short)
         }
         Ok(Batch::RangeDone) => {
             range.done = true;
@@ -927,9 +931,9 @@ fn handle_done(
     );
     range.checkpoint = next;
     let now = Instant::now();
-    // Keys walked: as asked, except for a batch that ended its range (fewer were left; the
-    // rows it updated are a floor).
-    let keys = match ends_range {
+    // Keys walked: as asked, except for a batch that found fewer left (at the end of its
+    // range: the rows it updated are a floor).
+    let keys = match short {
         true => report.rows_updated,
         false => done.batch_size,
     };
@@ -947,9 +951,9 @@ fn handle_done(
     }
     shares[done.worker] += report.rows_updated;
     count.batch(report.rows_updated);
-    // A batch that ended its range held fewer keys than asked: its time per key says
-    // nothing true about the table, so the pacing does not learn from it.
-    let pause = match ends_range {
+    // A batch that found fewer keys than asked: its time per key says nothing true about
+    // the table, so the pacing does not learn from it.
+    let pause = match short {
         true => Duration::ZERO,
         false => pacing.after_batch(&report),
     };
@@ -1536,8 +1540,13 @@ async fn table_statistics(conn: &mut PgConnection, table: &str) -> Option<TableS
 /// What one try of a batch did.
 #[derive(Debug)]
 enum Batch {
-    /// Rows updated and the range's checkpoint saved (the range done when it `ends_range`).
-    Committed { next: Checkpoint, ends_range: bool },
+    /// Rows updated and the range's checkpoint saved (the range done when it `ends_range`);
+    /// `short`: fewer keys were left than asked for.
+    Committed {
+        next: Checkpoint,
+        short: bool,
+        ends_range: bool,
+    },
     /// No key was left in the range: recorded as done.
     RangeDone,
     /// The range's checkpoint is not where this run left it; nothing was changed.
@@ -1605,9 +1614,9 @@ async fn try_batch(
     // Fewer than n keys left: this batch ends a bounded range, and says so with its
     // checkpoint (no empty batch after it). The last range, open at the table's end,
     // ends only on an empty batch.
-    let (upper, ends_range) = match (nth, last) {
-        (Some(nth), _) => (nth, false),
-        (None, Some(last)) => (last, job.upper.is_some()),
+    let (upper, short, ends_range) = match (nth, last) {
+        (Some(nth), _) => (nth, false, false),
+        (None, Some(last)) => (last, true, job.upper.is_some()),
         (None, None) => {
             state::save_key_range(&mut tx, key, job.range, &job.checkpoint, true).await?;
             tx.commit().await?;
@@ -1628,7 +1637,11 @@ async fn try_batch(
     };
     state::save_key_range(&mut tx, key, job.range, &next, ends_range).await?;
     tx.commit().await?;
-    Ok(Batch::Committed { next, ends_range })
+    Ok(Batch::Committed {
+        next,
+        short,
+        ends_range,
+    })
 }
 
 #[cfg(test)]
