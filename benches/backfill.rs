@@ -6,10 +6,14 @@
 //!    at default settings (throttle on);
 //! 3. the longest batch transaction (the longest any row lock was held by a batch);
 //! 4. zdm's peak RSS backfilling 250,000 and 1,000,000 rows;
-//! 5. the realistic `readings` table (issue 17): `zdm start` of an add_column with `up`
-//!    (sync trigger installed, one worker, every throttle input off) against
-//!    `ALTER TABLE … ADD COLUMN; UPDATE …` of the same rows, on fresh copies, interleaved
-//!    twice: rows/s, WAL written and table growth of each, the batches' percentiles.
+//! 5. four tables (issue 17): the narrow `accounts`, the realistic `readings`, `readings`
+//!    with a composite key, and a change_type (shadow column) of `readings`: `zdm start`
+//!    (sync trigger installed, every throttle input off) with one worker and with the
+//!    adaptive default (`workers = auto`), each against `ALTER TABLE … ADD COLUMN; UPDATE
+//!    …` of the same rows, on fresh copies, interleaved: rows/s, WAL written and table
+//!    growth of each, the batches' percentiles, the workers the run reached.
+//! 6. when a `reshape` binary is on PATH, Reshape's `migration start` of the same
+//!    add_column on a fresh copy of `readings` (skipped, with a note, when there is none).
 
 #[path = "../tests/engine_support/mod.rs"]
 mod engine_support;
@@ -46,12 +50,25 @@ async fn run() {
     let zdm = PathBuf::from(env!("CARGO_BIN_EXE_zdm"));
     println!("zdm binary: {}", zdm.display());
 
-    // 5. first (the longest-standing question): the realistic table, interleaved.
-    let off_start = write_config(&pg, "off-start", THROTTLE_OFF);
+    // 5. first (the longest-standing question): the four tables, one worker and adaptive,
+    // interleaved (which side runs first alternates).
+    let one_worker = write_config(
+        &pg,
+        "off-one",
+        &format!("[backfill]\nworkers = 1\n\n{THROTTLE_OFF}"),
+    );
+    let adaptive = write_config(&pg, "off-auto", THROTTLE_OFF);
     let mut rounds = Vec::new();
-    for round in 0..2 {
-        rounds.push(readings_round(&pg, &zdm, round, round % 2 == 1, &off_start).await);
+    for (index, case) in CASES.iter().enumerate() {
+        for (variant, config) in [("1", &one_worker), ("auto", &adaptive)] {
+            let round = rounds.len();
+            let zdm_first = (index + round) % 2 == 1;
+            let result = readings_round(&pg, &zdm, round, zdm_first, config, case).await;
+            rounds.push((case.name, variant, zdm_first, result));
+        }
     }
+    // 6. Reshape, when it is installed.
+    let reshape = reshape_round(&pg).await;
 
     // 1. Backfill with throttling off vs one plain UPDATE, same data.
     let pool = database(&pg, "bench", BIG).await;
@@ -119,46 +136,42 @@ async fn run() {
     let small = backfill_with_zdm(&zdm, &pg, "bench_small", "0001_accounts", &off, None);
 
     println!();
-    println!(
-        "| readings, 1,000,000 rows (round) | UPDATE | zdm start, throttle off | zdm / UPDATE |"
-    );
-    println!("|---|---|---|---|");
     const MIB: f64 = 1024.0 * 1024.0;
-    for (round, v) in rounds.iter().enumerate() {
+    println!(
+        "| table, 1,000,000 rows | workers | first | UPDATE rows/s | zdm start rows/s, throttle off | zdm / UPDATE | WAL zdm / UPDATE | growth zdm / UPDATE | batch ms p50 / p95 / max | workers reached |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for (name, variant, zdm_first, v) in &rounds {
         let update_rate = BIG as f64 / v.update.as_secs_f64();
         let zdm_rate = BIG as f64 / v.zdm.wall.as_secs_f64();
         println!(
-            "| rows/s (round {}, {} first) | {:.0} ({:.1} s) | {:.0} ({:.1} s, {} batches) | **{:.2}** |",
-            round + 1,
-            if round % 2 == 1 { "zdm" } else { "UPDATE" },
+            "| {name} | {variant} | {} | {:.0} ({:.1} s) | {:.0} ({:.1} s, {} batches) | **{:.2}** | {:.2} ({:.0} / {:.0} MiB) | {:.2} ({:.0} / {:.0} MiB) | {} / {} / {} | {} |",
+            if *zdm_first { "zdm" } else { "UPDATE" },
             update_rate,
             v.update.as_secs_f64(),
             zdm_rate,
             v.zdm.wall.as_secs_f64(),
             v.zdm.batches,
-            zdm_rate / update_rate
-        );
-        println!(
-            "| WAL written (round {}) | {:.0} MiB | {:.0} MiB | {:.2} |",
-            round + 1,
-            v.update_wal as f64 / MIB,
+            zdm_rate / update_rate,
+            v.zdm_wal as f64 / v.update_wal.max(1) as f64,
             v.zdm_wal as f64 / MIB,
-            v.zdm_wal as f64 / v.update_wal.max(1) as f64
-        );
-        println!(
-            "| table growth (round {}) | {:.0} MiB | {:.0} MiB | {:.2} |",
-            round + 1,
-            v.update_growth as f64 / MIB,
+            v.update_wal as f64 / MIB,
+            v.zdm_growth as f64 / v.update_growth.max(1) as f64,
             v.zdm_growth as f64 / MIB,
-            v.zdm_growth as f64 / v.update_growth.max(1) as f64
-        );
-        println!(
-            "| batch took_ms p50 / p95 / max (round {}) | | {} / {} / {} (target 200) | |",
-            round + 1,
+            v.update_growth as f64 / MIB,
             quantile(&v.zdm.batch_ms, 0.50),
             quantile(&v.zdm.batch_ms, 0.95),
-            v.zdm.batch_ms.iter().max().copied().unwrap_or(0)
+            v.zdm.batch_ms.iter().max().copied().unwrap_or(0),
+            v.zdm.most_workers
         );
+    }
+    match &reshape {
+        Some((took, rate_ratio)) => println!(
+            "\nReshape `migration start`, readings: {:.1} s, {:.2}x one UPDATE's rows/s",
+            took.as_secs_f64(),
+            rate_ratio
+        ),
+        None => println!("\nReshape: no `reshape` binary on PATH, not measured"),
     }
 
     println!();
@@ -238,12 +251,75 @@ struct Versus {
 const READINGS_MIGRATION: &str = "[[operations]]\nop = \"add_column\"\ntable = \"readings\"\n\
     column = { name = \"fahrenheit\", type = \"numeric(7,2)\" }\nup = \"celsius * 9 / 5 + 32\"\n";
 
+/// One benchmark table: how a copy named `{table}` is made, the migration zdm runs on
+/// `readings`, the one UPDATE it is measured against on `plain`, and the check that every
+/// row of `readings` came out right (a count of wrong rows).
+struct Case {
+    name: &'static str,
+    create: &'static str,
+    migration: &'static str,
+    update: &'static str,
+    wrong: &'static str,
+}
+
+const READINGS_TABLE: &str = "CREATE TABLE {table} (id bigint PRIMARY KEY, sensor int NOT NULL, \
+    celsius numeric(6,2) NOT NULL, note text); \
+    INSERT INTO {table} SELECT g, g % 500, round((g % 8000) / 100.0 - 20, 2), \
+    CASE WHEN g % 3 = 0 THEN 'calibrated' END FROM generate_series(1, {rows}) g";
+
+const CASES: [Case; 4] = [
+    Case {
+        name: "accounts (narrow)",
+        create: "CREATE TABLE {table} (id bigint PRIMARY KEY, balance integer NOT NULL, \
+            pad text NOT NULL); INSERT INTO {table} SELECT g * 2, g % 1000, repeat('p', 40) \
+            FROM generate_series(1, {rows}) g",
+        migration: "[[operations]]\nop = \"add_column\"\ntable = \"readings\"\n\
+            column = { name = \"cents\", type = \"bigint\" }\nup = \"balance * 100 + id % 7\"\n",
+        update: "ALTER TABLE plain ADD COLUMN cents bigint; \
+            UPDATE plain SET cents = balance * 100 + id % 7",
+        wrong: "SELECT count(*) FROM readings WHERE cents IS DISTINCT FROM balance * 100 + id % 7",
+    },
+    Case {
+        name: "readings",
+        create: READINGS_TABLE,
+        migration: READINGS_MIGRATION,
+        update: "ALTER TABLE plain ADD COLUMN fahrenheit numeric(7,2); \
+            UPDATE plain SET fahrenheit = celsius * 9 / 5 + 32",
+        wrong: "SELECT count(*) FROM readings \
+            WHERE fahrenheit IS DISTINCT FROM (celsius * 9 / 5 + 32)::numeric(7, 2)",
+    },
+    Case {
+        name: "readings, key (sensor, id)",
+        create: "CREATE TABLE {table} (sensor int NOT NULL, id bigint NOT NULL, \
+            celsius numeric(6,2) NOT NULL, note text, PRIMARY KEY (sensor, id)); \
+            INSERT INTO {table} SELECT g % 500, g, round((g % 8000) / 100.0 - 20, 2), \
+            CASE WHEN g % 3 = 0 THEN 'calibrated' END FROM generate_series(1, {rows}) g",
+        migration: READINGS_MIGRATION,
+        update: "ALTER TABLE plain ADD COLUMN fahrenheit numeric(7,2); \
+            UPDATE plain SET fahrenheit = celsius * 9 / 5 + 32",
+        wrong: "SELECT count(*) FROM readings \
+            WHERE fahrenheit IS DISTINCT FROM (celsius * 9 / 5 + 32)::numeric(7, 2)",
+    },
+    Case {
+        name: "readings, change_type celsius",
+        create: READINGS_TABLE,
+        migration: "[[operations]]\nop = \"change_type\"\ntable = \"readings\"\n\
+            column = \"celsius\"\ntype = \"numeric(8,3)\"\nup = \"celsius::numeric(8,3)\"\n\
+            down = \"round(celsius, 2)::numeric(6,2)\"\n",
+        update: "ALTER TABLE plain ADD COLUMN celsius_new numeric(8,3); \
+            UPDATE plain SET celsius_new = celsius::numeric(8,3)",
+        wrong: "SELECT count(*) FROM readings \
+            WHERE \"_zdm_new_celsius\" IS DISTINCT FROM celsius::numeric(8,3)",
+    },
+];
+
 async fn readings_round(
     pg: &LocalPg,
     zdm: &Path,
     round: usize,
     zdm_first: bool,
     config: &Path,
+    case: &Case,
 ) -> Versus {
     let name = format!("readings{round}");
     let mut admin = pg.primary().connect("postgres").await.expect("connect");
@@ -257,12 +333,9 @@ async fn readings_round(
         .await
         .expect("pool");
     let fill = |table: &str| {
-        format!(
-            "CREATE TABLE {table} (id bigint PRIMARY KEY, sensor int NOT NULL, \
-               celsius numeric(6,2) NOT NULL, note text); \
-             INSERT INTO {table} SELECT g, g % 500, round((g % 8000) / 100.0 - 20, 2), \
-               CASE WHEN g % 3 = 0 THEN 'calibrated' END FROM generate_series(1, {BIG}) g"
-        )
+        case.create
+            .replace("{table}", table)
+            .replace("{rows}", &BIG.to_string())
     };
     run_each(
         &pool,
@@ -277,7 +350,7 @@ async fn readings_round(
     .await;
     let dir = pg.root().join(format!("bench-migrations-{round}"));
     std::fs::create_dir_all(&dir).expect("dir");
-    std::fs::write(dir.join("0001_fahrenheit.toml"), READINGS_MIGRATION).expect("file");
+    std::fs::write(dir.join("0001_fahrenheit.toml"), case.migration).expect("file");
     let mut update = (Duration::ZERO, 0, 0);
     let mut zdm_side = (Run::default(), 0, 0);
     for zdm_turn in [zdm_first, !zdm_first] {
@@ -304,26 +377,20 @@ async fn readings_round(
             zdm_side = (run, lsn_after - lsn, size_after - size);
         } else {
             let started = Instant::now();
-            sqlx::raw_sql(
-                "ALTER TABLE plain ADD COLUMN fahrenheit numeric(7,2); \
-                 UPDATE plain SET fahrenheit = celsius * 9 / 5 + 32",
-            )
-            .execute(&pool)
-            .await
-            .expect("plain update");
+            sqlx::raw_sql(case.update)
+                .execute(&pool)
+                .await
+                .expect("plain update");
             let took = started.elapsed();
             let (lsn_after, size_after) = wal_and_size(&pool, table).await;
             update = (took, lsn_after - lsn, size_after - size);
         }
         run_each(&pool, &["CHECKPOINT"]).await;
     }
-    let wrong: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM readings \
-         WHERE fahrenheit IS DISTINCT FROM (celsius * 9 / 5 + 32)::numeric(7, 2)",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("check");
+    let wrong: i64 = sqlx::query_scalar(case.wrong)
+        .fetch_one(&pool)
+        .await
+        .expect("check");
     assert_eq!(wrong, 0, "every row backfilled right");
     pool.close().await;
     Versus {
@@ -334,6 +401,74 @@ async fn readings_round(
         zdm_wal: zdm_side.1,
         zdm_growth: zdm_side.2,
     }
+}
+
+/// Reshape's `migration start` of the readings add_column on a fresh copy, against one
+/// UPDATE of another: (its time, its rows/s over the UPDATE's). None without a `reshape`
+/// binary on PATH (`cargo install reshape`).
+async fn reshape_round(pg: &LocalPg) -> Option<(Duration, f64)> {
+    let found = std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|dir| dir.join("reshape"))
+            .find(|path| path.is_file())
+    })?;
+    let name = "reshape_readings";
+    let mut admin = pg.primary().connect("postgres").await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("database");
+    let pool = PgPoolOptions::new()
+        .max_connections(2)
+        .connect_with(pg.primary().connect_options(name))
+        .await
+        .expect("pool");
+    let fill = |table: &str| {
+        READINGS_TABLE
+            .replace("{table}", table)
+            .replace("{rows}", &BIG.to_string())
+    };
+    run_each(
+        &pool,
+        &[
+            &fill("readings"),
+            &fill("plain"),
+            "VACUUM ANALYZE readings",
+            "VACUUM ANALYZE plain",
+            "CHECKPOINT",
+        ],
+    )
+    .await;
+    let started = Instant::now();
+    sqlx::raw_sql(CASES[1].update)
+        .execute(&pool)
+        .await
+        .expect("plain update");
+    let update = started.elapsed();
+    let dir = pg.root().join("bench-reshape");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(
+        dir.join("1_fahrenheit.toml"),
+        "[[actions]]\ntype = \"add_column\"\ntable = \"readings\"\nup = \"celsius * 9 / 5 + 32\"\n\
+         \n[actions.column]\nname = \"fahrenheit\"\ntype = \"NUMERIC(7,2)\"\n",
+    )
+    .expect("reshape migration");
+    let started = Instant::now();
+    let status = Command::new(found)
+        .args([
+            "migration",
+            "start",
+            "--url",
+            &pg.primary().url(name),
+            "--dirs",
+        ])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .status()
+        .expect("reshape");
+    let took = started.elapsed();
+    assert!(status.success(), "reshape migration start failed");
+    Some((took, update.as_secs_f64() / took.as_secs_f64()))
 }
 
 /// The WAL position (bytes) and the table's total size (bytes).
@@ -467,6 +602,8 @@ struct Run {
     peak_rss_kib: u64,
     /// Every batch's `took_ms`, in order.
     batch_ms: Vec<u64>,
+    /// The most workers the progress reported.
+    most_workers: u64,
 }
 
 fn backfill_with_zdm(
@@ -573,6 +710,7 @@ fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Durati
             }
             Some("progress") => {
                 run.throttled_seconds = value["throttled_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+                run.most_workers = run.most_workers.max(value["workers"].as_u64().unwrap_or(1));
             }
             Some("throttle_on") => run.last_reason = value["reason"].as_str().map(str::to_string),
             _ => {}

@@ -1,7 +1,8 @@
 //! The real zdm binary backfilling 120,000 rows with adaptive batches and its throttle on:
-//! killed with SIGKILL at random moments several times, then run to the end, every row
-//! is updated exactly once with the expected value. SIGINT stops it cleanly after a
-//! batch, with exit code 3 and a message saying how to resume; JSON lines on stdout.
+//! killed with SIGKILL at random moments several times (20 times with three parallel
+//! workers), then run to the end, every row is updated exactly once with the expected
+//! value. SIGINT stops it cleanly after a batch, with exit code 3 and a message saying how
+//! to resume; JSON lines on stdout.
 
 mod common;
 mod engine_support;
@@ -45,7 +46,8 @@ fn contract_plan() -> Plan {
     )
 }
 
-async fn prepare(pg: &LocalPg, database: &str) -> sqlx::PgPool {
+/// The test's table, expanded; `backfill` is added to the `[backfill]` table of its config.
+async fn prepare(pg: &LocalPg, database: &str, backfill: &str) -> sqlx::PgPool {
     let pool = common::database(pg, database).await;
     sqlx::raw_sql(&format!(
         "CREATE TABLE accounts (id bigint PRIMARY KEY, balance integer NOT NULL, \
@@ -64,9 +66,11 @@ async fn prepare(pg: &LocalPg, database: &str) -> sqlx::PgPool {
     // machine's CPU does not hold the run.
     std::fs::write(
         pg.root().join(format!("{database}.toml")),
-        "[backfill]\nbatch_target = \"100ms\"\nmax_rows_per_second = 15000\n\
-         [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-         max_active_sessions_factor = \"none\"\n",
+        format!(
+            "[backfill]\nbatch_target = \"100ms\"\n{backfill}\n\
+             [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
+             max_active_sessions_factor = \"none\"\n"
+        ),
     )
     .expect("config");
     pool
@@ -122,11 +126,12 @@ fn zdm_status(pg: &LocalPg, database: &str, json: bool) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// (rows in the checkpoint, rows updated once with the right value, rows touched twice or
-/// wrongly), read in one snapshot.
+/// (rows in the checkpoints, rows updated once with the right value, rows touched twice or
+/// wrongly), read in one snapshot. The checkpoints are the key ranges' (one per range,
+/// each saved in its batch's transaction).
 async fn committed(pool: &sqlx::PgPool) -> (i64, i64, i64) {
     sqlx::query_as(
-        "SELECT coalesce((SELECT rows_updated FROM zdm.backfill_progress), 0), \
+        "SELECT coalesce((SELECT sum(rows_updated)::bigint FROM zdm.backfill_ranges), 0), \
                 count(*) FILTER (WHERE touched = 1 AND cents = balance * 100 + id % 7), \
                 count(*) FILTER (WHERE touched > 1 OR (touched = 1 AND \
                                  cents IS DISTINCT FROM balance * 100 + id % 7)) \
@@ -158,13 +163,47 @@ async fn wait_for_unlock(pool: &sqlx::PgPool) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_at_random_moments_then_rerun_updates_every_row_exactly_once() {
     let pg = common::primary();
-    let pool = prepare(&pg, "kill_random").await;
+    let pool = prepare(&pg, "kill_random", "max_rows_per_second = 15000").await;
+    kill_and_rerun(&pg, &pool, "kill_random", 5, 3).await;
+}
+
+/// Three workers, each on its own key ranges, killed 20 times: no row lost or updated
+/// twice, whatever each worker was doing (mid-batch, mid-commit, between ranges).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_at_20_random_moments_of_three_workers_then_rerun_updates_every_row_once() {
+    let pg = common::primary();
+    let pool = prepare(
+        &pg,
+        "kill_workers",
+        "max_rows_per_second = 8000\nworkers = 3",
+    )
+    .await;
+    kill_and_rerun(&pg, &pool, "kill_workers", 20, 15).await;
+    let ranges: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM zdm.backfill_ranges WHERE batches > 0")
+            .fetch_one(&pool)
+            .await
+            .expect("ranges");
+    assert!(ranges > 3, "{ranges} ranges walked");
+}
+
+/// `rounds` runs each killed with SIGKILL at a random moment after it committed something
+/// (at least `min_kills` of them mid-way), checking after each that what the checkpoints
+/// say is exactly what the table holds; then a run to the end.
+async fn kill_and_rerun(
+    pg: &LocalPg,
+    pool: &sqlx::PgPool,
+    database: &str,
+    rounds: u32,
+    min_kills: u32,
+) {
+    let (pg, pool) = (pg, pool.clone());
     let mut rng = rand::thread_rng();
     let mut kills = 0;
-    for round in 0..5 {
+    for round in 0..rounds {
         wait_for_unlock(&pool).await;
         let before = committed(&pool).await.0;
-        let mut child = complete(&pg, "kill_random");
+        let mut child = complete(pg, database);
         // Wait for this run to commit something, then kill it a random moment later
         // (mid-batch, mid-sleep, mid-commit: wherever it is).
         let deadline = Instant::now() + Duration::from_secs(30);
@@ -186,11 +225,9 @@ async fn sigkill_at_random_moments_then_rerun_updates_every_row_exactly_once() {
         assert_eq!((once, wrong), (checkpoint, 0), "round {round}");
         eprintln!("round {round}: killed with {checkpoint} rows committed");
     }
-    assert!(kills >= 3, "only {kills} runs were killed mid-way");
+    assert!(kills >= min_kills, "only {kills} runs were killed mid-way");
     wait_for_unlock(&pool).await;
-    let output = complete(&pg, "kill_random")
-        .wait_with_output()
-        .expect("run");
+    let output = complete(pg, database).wait_with_output().expect("run");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(output.status.success(), "{stderr}");
     assert_eq!(committed(&pool).await, (ROWS, ROWS, 0));
@@ -218,7 +255,7 @@ async fn sigkill_at_random_moments_then_rerun_updates_every_row_exactly_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigint_stops_after_the_current_batch_and_says_how_to_resume() {
     let pg = common::primary();
-    let pool = prepare(&pg, "sigint").await;
+    let pool = prepare(&pg, "sigint", "max_rows_per_second = 15000").await;
     let child = complete(&pg, "sigint");
     let deadline = Instant::now() + Duration::from_secs(30);
     while committed(&pool).await.0 < 5000 {

@@ -48,9 +48,13 @@ fn items_plan() -> zdm::plan::Plan {
 fn adaptive(pacing: PacingSettings) -> EngineOptions {
     EngineOptions {
         batch_size: None,
+        // One worker: these tests are about the pacing and steering of each batch
+        // (tests/backfill_workers.rs runs several).
         backfill: BackfillSettings {
             pacing,
             throttle: ThrottleSettings::default(),
+            workers: Some(1),
+            ..BackfillSettings::default()
         },
         ..quick_options()
     }
@@ -163,15 +167,17 @@ async fn pause_resume_set_and_stop_take_effect_within_one_batch() {
         unreachable!()
     };
     assert_eq!(by, "test operator");
-    let paused_at: i64 = sqlx::query_scalar("SELECT rows_updated FROM zdm.backfill_progress")
-        .fetch_one(&pool)
-        .await
-        .expect("checkpoint");
+    let paused_at: i64 =
+        sqlx::query_scalar("SELECT sum(rows_updated)::bigint FROM zdm.backfill_ranges")
+            .fetch_one(&pool)
+            .await
+            .expect("checkpoint");
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    let still: i64 = sqlx::query_scalar("SELECT rows_updated FROM zdm.backfill_progress")
-        .fetch_one(&pool)
-        .await
-        .expect("checkpoint");
+    let still: i64 =
+        sqlx::query_scalar("SELECT sum(rows_updated)::bigint FROM zdm.backfill_ranges")
+            .fetch_one(&pool)
+            .await
+            .expect("checkpoint");
     assert_eq!(still, paused_at, "no batch while paused");
     // Progress keeps coming while paused, and counts the time paused.
     until(
@@ -321,7 +327,7 @@ async fn the_throttle_holds_on_real_replica_lag_and_lets_go_after() {
     assert!(reason.starts_with("replica lag "), "{reason}");
     assert!(reason.contains("above max 1.0 s"), "{reason}");
     // While throttled, no batch commits.
-    let held: i64 = sqlx::query_scalar("SELECT batches FROM zdm.backfill_progress")
+    let held: i64 = sqlx::query_scalar("SELECT sum(batches)::bigint FROM zdm.backfill_ranges")
         .fetch_one(&pool)
         .await
         .expect("checkpoint");
@@ -334,7 +340,7 @@ async fn the_throttle_holds_on_real_replica_lag_and_lets_go_after() {
     .await;
     assert!(batches(&seen).is_empty(), "{seen:#?}");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let still: i64 = sqlx::query_scalar("SELECT batches FROM zdm.backfill_progress")
+    let still: i64 = sqlx::query_scalar("SELECT sum(batches)::bigint FROM zdm.backfill_ranges")
         .fetch_one(&pool)
         .await
         .expect("checkpoint");
@@ -584,12 +590,12 @@ async fn a_critical_level_pauses_until_an_operator_resumes() {
     for waiter in waiters {
         waiter.await.expect("waiter");
     }
-    let held: i64 = sqlx::query_scalar("SELECT batches FROM zdm.backfill_progress")
+    let held: i64 = sqlx::query_scalar("SELECT sum(batches)::bigint FROM zdm.backfill_ranges")
         .fetch_one(&pool)
         .await
         .expect("checkpoint");
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let still: i64 = sqlx::query_scalar("SELECT batches FROM zdm.backfill_progress")
+    let still: i64 = sqlx::query_scalar("SELECT sum(batches)::bigint FROM zdm.backfill_ranges")
         .fetch_one(&pool)
         .await
         .expect("checkpoint");

@@ -911,6 +911,8 @@ fn the_backfill_pane_shows_the_runs_own_progress() {
         time_running: Duration::from_secs(3),
         time_throttled: Duration::from_secs(1),
         time_paused: Duration::ZERO,
+        workers: 1,
+        worker_rows: Vec::new(),
     };
     let view = BackfillView::from_progress(&progress);
     assert_eq!((view.rows_done, view.rows_total), (1_200, 1_200));

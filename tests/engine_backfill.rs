@@ -47,7 +47,7 @@ async fn a_killed_backfill_resumes_after_its_last_batch_and_updates_every_row_on
     let mut committed = 0;
     for _ in 0..1000 {
         committed = sqlx::query_scalar::<_, i64>(
-            "SELECT coalesce((SELECT batches FROM zdm.backfill_progress), 0)",
+            "SELECT coalesce((SELECT sum(batches)::bigint FROM zdm.backfill_ranges), 0)",
         )
         .fetch_one(&pool)
         .await
@@ -64,10 +64,11 @@ async fn a_killed_backfill_resumes_after_its_last_batch_and_updates_every_row_on
     run.abort();
     assert!(run.await.expect_err("killed").is_cancelled());
 
-    // What committed is exactly what the checkpoint says; nothing more, nothing twice.
-    // (Read in one snapshot: a commit in flight at the kill lands on both or neither.)
+    // What committed is exactly what the checkpoints (one per key range) say; nothing
+    // more, nothing twice. (Read in one snapshot: a commit in flight at the kill lands on
+    // both or neither.)
     let (checkpoint_rows, once, twice, status): (i64, i64, i64, String) = sqlx::query_as(
-        "SELECT (SELECT rows_updated FROM zdm.backfill_progress), \
+        "SELECT (SELECT sum(rows_updated)::bigint FROM zdm.backfill_ranges), \
                 (SELECT count(*) FROM orders WHERE touched = 1 AND total = amount * 2), \
                 (SELECT count(*) FROM orders WHERE touched > 1), \
                 (SELECT status FROM zdm.migrations)",
@@ -94,16 +95,22 @@ async fn a_killed_backfill_resumes_after_its_last_batch_and_updates_every_row_on
             steps_run: 1
         }
     );
-    let (rows, batches, once, total): (i64, i64, i64, i64) = sqlx::query_as(
+    let (rows, batches, once, total, ranges): (i64, i64, i64, i64, i64) = sqlx::query_as(
         "SELECT (SELECT rows_updated FROM zdm.backfill_progress), \
                 (SELECT batches FROM zdm.backfill_progress), \
                 (SELECT count(*) FROM orders WHERE touched = 1 AND total = amount * 2), \
-                (SELECT count(*) FROM orders)",
+                (SELECT count(*) FROM orders), \
+                (SELECT count(*) FROM zdm.backfill_ranges)",
     )
     .fetch_one(&pool)
     .await
     .expect("state after the rerun");
-    assert_eq!((rows, batches, once, total), (20000, 200, 20000, 20000));
+    assert_eq!((rows, once, total), (20000, 20000, 20000));
+    // Batches of 100 keys, cut at the key ranges' ends (at most one short batch a range).
+    assert!(
+        (200..=200 + ranges).contains(&batches),
+        "{batches} batches in {ranges} ranges"
+    );
     engine.close().await.expect("close");
 }
 
@@ -148,8 +155,16 @@ async fn composite_text_keys_and_a_predicate_are_batched_exactly() {
     .expect("result");
     assert_eq!((copied, skipped, missing), (900, 100, 0));
     assert_eq!(rows, 900);
-    // 1000 keys in batches of 7.
-    assert_eq!(batches, 143);
+    // 1000 keys in batches of 7, cut at the key ranges' ends.
+    let ranges: i64 = sqlx::query_scalar("SELECT count(*) FROM zdm.backfill_ranges")
+        .fetch_one(&pool)
+        .await
+        .expect("ranges");
+    assert!(ranges >= 1);
+    assert!(
+        (143..=143 + ranges).contains(&batches),
+        "{batches} batches in {ranges} ranges"
+    );
     engine.close().await.expect("close");
 }
 
@@ -212,7 +227,7 @@ async fn a_batch_whose_checkpoint_moved_under_it_changes_nothing() {
         let pool = pool.clone();
         tokio::spawn(async move {
             tokio::time::sleep(Duration::from_millis(450)).await;
-            sqlx::query("UPDATE zdm.backfill_progress SET batches = batches + 1")
+            sqlx::query("UPDATE zdm.backfill_ranges SET batches = batches + 1")
                 .execute(&pool)
                 .await
                 .expect("meddle");

@@ -583,8 +583,11 @@ async fn run_sessions(pool: &sqlx::PgPool) -> (i32, i32) {
     .await
     .expect("the run lock is held");
     let engine: i32 = sqlx::query_scalar(
+        // A backfill's batches run on worker sessions: the one in a transaction (a
+        // batch) first.
         "SELECT pid FROM pg_stat_activity WHERE application_name LIKE 'zdm pid=%' \
-           AND datname = current_database() AND pid <> $1 LIMIT 1",
+           AND datname = current_database() AND pid <> $1 \
+         ORDER BY xact_start IS NULL, backend_start DESC LIMIT 1",
     )
     .bind(lock)
     .fetch_one(pool)

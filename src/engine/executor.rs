@@ -124,6 +124,7 @@ impl Engine {
                 control: BackfillControl::new(options.backfill.clone()),
                 throttle: None,
                 batch_timeout: options.batch_timeout,
+                connect: None,
             },
             options,
             who,
@@ -633,6 +634,9 @@ impl Engine {
                         self.steering.control.settings().pacing,
                     )),
                 };
+                // The workers connect where the engine's connection is now (after a
+                // failover too), as the same session (name, settings).
+                self.steering.connect = Some(self.servers[self.target].clone());
                 backfill::run(
                     &mut self.conn,
                     Some(&mut self.lock),
@@ -761,7 +765,7 @@ impl Engine {
 }
 
 /// Session settings of the engine's connection that only a statement can set.
-async fn prepare_session(conn: &mut PgConnection) {
+pub(super) async fn prepare_session(conn: &mut PgConnection) {
     // When zdm dies mid-statement (kill -9, SSH drop), let the server notice the closed
     // connection and cancel the statement instead of finishing an orphaned index build.
     // PostgreSQL 14 and later only; older servers keep their default.

@@ -367,6 +367,8 @@ mod tests {
             time_running: Duration::from_secs(60),
             time_throttled: Duration::ZERO,
             time_paused: Duration::ZERO,
+            workers: 1,
+            worker_rows: Vec::new(),
         }
     }
 

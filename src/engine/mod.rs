@@ -7,6 +7,7 @@
 pub mod admission;
 pub mod backfill;
 pub mod backfill_control;
+pub mod backfill_ranges;
 pub mod ddl;
 pub mod event;
 pub mod executor;
@@ -20,6 +21,7 @@ pub mod reconnect;
 pub mod settings;
 pub mod state;
 pub mod throttle;
+pub mod workers;
 
 use std::time::Duration;
 

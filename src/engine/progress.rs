@@ -71,6 +71,10 @@ pub struct BackfillProgress {
     pub running_seconds: f64,
     pub throttled_seconds: f64,
     pub paused_seconds: f64,
+    /// Workers running batches now.
+    pub workers: u32,
+    /// Rows each worker updated in this run (by worker number): its share.
+    pub worker_rows: Vec<u64>,
 }
 
 impl BackfillProgress {
@@ -111,6 +115,8 @@ impl BackfillProgress {
             time_running: seconds(self.running_seconds),
             time_throttled: seconds(self.throttled_seconds),
             time_paused: seconds(self.paused_seconds),
+            workers: self.workers,
+            worker_rows: self.worker_rows.clone(),
         })
     }
 }
@@ -145,6 +151,8 @@ pub struct Tracker {
     /// The last batch's (keys counted, rows updated): see [`Tracker::finished`].
     last: Option<(u64, u64)>,
     done: bool,
+    workers: u32,
+    worker_rows: Vec<u64>,
 }
 
 impl Tracker {
@@ -169,7 +177,15 @@ impl Tracker {
             recent,
             last: None,
             done: false,
+            workers: 1,
+            worker_rows: Vec::new(),
         }
+    }
+
+    /// Workers running now, and the rows each updated in this run.
+    pub fn set_workers(&mut self, workers: u32, worker_rows: Vec<u64>) {
+        self.workers = workers;
+        self.worker_rows = worker_rows;
     }
 
     /// Time spent running up to `now` (this run only).
@@ -310,6 +326,8 @@ impl Tracker {
             running_seconds: spent[0].as_secs_f64(),
             throttled_seconds: spent[1].as_secs_f64(),
             paused_seconds: spent[2].as_secs_f64(),
+            workers: self.workers,
+            worker_rows: self.worker_rows.clone(),
         }
     }
 }

@@ -15,6 +15,11 @@ use crate::settings::{Setting, SettingError, SettingKey};
 pub struct BackfillSettings {
     pub pacing: PacingSettings,
     pub throttle: ThrottleSettings,
+    /// How many workers backfill at once; None: adaptive (`workers=auto`).
+    pub workers: Option<u64>,
+    /// Plain VACUUM of the table once its dead rows pass this percentage of its rows;
+    /// None: never.
+    pub vacuum_dead_percent: Option<f64>,
 }
 
 impl Default for BackfillSettings {
@@ -43,6 +48,8 @@ impl Default for BackfillSettings {
                 release_ratio: 0.0,
                 stale_after: std::time::Duration::ZERO,
             },
+            workers: None,
+            vacuum_dead_percent: None,
         };
         for setting in SettingKey::all().filter_map(Setting::default_of) {
             settings.assign(setting);
@@ -62,6 +69,8 @@ impl BackfillSettings {
             SettingKey::MaxBatchRows => Setting::MaxBatchRows(pacing.max_rows),
             SettingKey::MaxRowsPerSecond => Setting::MaxRowsPerSecond(pacing.max_rows_per_second),
             SettingKey::NiceRatio => Setting::NiceRatio(pacing.nice_ratio),
+            SettingKey::Workers => Setting::Workers(self.workers),
+            SettingKey::VacuumDeadPercent => Setting::VacuumDeadPercent(self.vacuum_dead_percent),
             SettingKey::MaxReplicaLag => Setting::MaxReplicaLag(throttle.max_replica_lag),
             SettingKey::CriticalFactor => Setting::CriticalFactor(throttle.critical_factor),
             SettingKey::MaxLockWaiters => Setting::MaxLockWaiters(throttle.max_lock_waiters),
@@ -146,6 +155,8 @@ impl BackfillSettings {
             }
             Setting::MaxRowsPerSecond(v) => pacing.max_rows_per_second = v,
             Setting::NiceRatio(v) => pacing.nice_ratio = v,
+            Setting::Workers(v) => self.workers = v,
+            Setting::VacuumDeadPercent(v) => self.vacuum_dead_percent = v,
             Setting::MaxReplicaLag(v) => throttle.max_replica_lag = v,
             Setting::CriticalFactor(v) => throttle.critical_factor = v,
             Setting::MaxLockWaiters(v) => throttle.max_lock_waiters = v,
@@ -208,6 +219,10 @@ mod tests {
             "max_batch_rows=5000",
             "max_rows_per_second=1234.5/s",
             "nice_ratio=0.25",
+            "workers=3",
+            "workers=auto",
+            "vacuum_dead_percent=none",
+            "vacuum_dead_percent=50%",
             "max_replica_lag=2s",
             "critical_factor=3x",
             "max_lock_waiters=none",

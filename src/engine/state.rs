@@ -16,8 +16,10 @@ pub use crate::protocol::Status;
 /// Where zdm keeps its state in every target database.
 pub const SCHEMA: &str = "zdm";
 
-/// Version of the tables below, for future upgrades of the state format.
-const STATE_VERSION: i32 = 1;
+/// Version of the tables below, for future upgrades of the state format. Version 2 added
+/// `zdm.backfill_ranges` (parallel backfill workers); the upgrade from 1 is creating it,
+/// which [`ensure`] does on every start.
+const STATE_VERSION: i32 = 2;
 
 const CREATE: &str = "
 CREATE SCHEMA IF NOT EXISTS zdm;
@@ -60,6 +62,22 @@ CREATE TABLE IF NOT EXISTS zdm.backfill_progress (
     batches bigint NOT NULL DEFAULT 0,
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (migration, phase, position)
+);
+CREATE TABLE IF NOT EXISTS zdm.backfill_ranges (
+    migration text NOT NULL,
+    phase text NOT NULL,
+    position integer NOT NULL,
+    range integer NOT NULL,
+    lower_key jsonb,
+    upper_key jsonb,
+    last_key jsonb,
+    rows_updated bigint NOT NULL DEFAULT 0,
+    batches bigint NOT NULL DEFAULT 0,
+    done boolean NOT NULL DEFAULT false,
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (migration, phase, position, range),
+    FOREIGN KEY (migration, phase, position)
+        REFERENCES zdm.backfill_progress (migration, phase, position) ON DELETE CASCADE
 );
 CREATE TABLE IF NOT EXISTS zdm.runs (
     id bigserial PRIMARY KEY,
@@ -142,7 +160,8 @@ pub async fn ensure(conn: &mut PgConnection) -> Result<(), Error> {
         .context("creating zdm's state schema")?;
     sqlx::query(
         "INSERT INTO zdm.meta (key, value) VALUES ('state_version', $1) \
-         ON CONFLICT (key) DO NOTHING",
+         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value \
+         WHERE zdm.meta.value ~ '^[0-9]+$' AND zdm.meta.value::int < EXCLUDED.value::int",
     )
     .bind(STATE_VERSION.to_string())
     .execute(conn)
@@ -365,7 +384,7 @@ pub async fn restart(
     let action = "recording the migration's new start";
     let mut tx = sqlx::Connection::begin(&mut *conn).await.context(action)?;
     // Only a start over a record still rolled back (compare-and-set, see [`set_status`]).
-    for table in ["zdm.steps", "zdm.backfill_progress"] {
+    for table in ["zdm.steps", "zdm.backfill_ranges", "zdm.backfill_progress"] {
         sqlx::query(&format!("DELETE FROM {table} WHERE migration = $1"))
             .bind(&plan.migration)
             .execute(&mut *tx)
@@ -591,14 +610,20 @@ pub async fn claim_checkpoint(
     .bind(key.position)
     .fetch_optional(conn)
     .await?;
-    Ok(row.map(|(batches, status, failed_during)| {
-        let status = Status::from_key(&status).unwrap_or(Status::Failed);
-        let activity = match (status, failed_during.as_deref().and_then(Status::from_key)) {
-            (Status::Failed, Some(during)) => during,
-            (status, _) => status,
-        };
-        Claim { batches, activity }
+    Ok(row.map(|(batches, status, failed_during)| Claim {
+        batches,
+        activity: activity_of(&status, failed_during.as_deref()),
     }))
+}
+
+/// What a migration recorded as `status` (and `failed_during`) is doing, looking through
+/// `failed` to what failed.
+fn activity_of(status: &str, failed_during: Option<&str>) -> Status {
+    let status = Status::from_key(status).unwrap_or(Status::Failed);
+    match (status, failed_during.and_then(Status::from_key)) {
+        (Status::Failed, Some(during)) => during,
+        (status, _) => status,
+    }
 }
 
 /// Saves a backfill checkpoint; call inside the batch's transaction.
@@ -621,6 +646,190 @@ pub async fn save_checkpoint(
     .bind(&checkpoint.last_key)
     .bind(checkpoint.rows_updated)
     .bind(checkpoint.batches)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One key range of a parallel backfill: keys in `(lower, upper]` (None: from the table's
+/// first key, to its last), walked by one worker at a time from its own checkpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRange {
+    pub range: i32,
+    pub lower: Option<serde_json::Value>,
+    pub upper: Option<serde_json::Value>,
+    /// `last_key` None: nothing of this range done yet (the walk starts after `lower`).
+    pub checkpoint: Checkpoint,
+    pub done: bool,
+}
+
+/// The key ranges of a backfill step, in key order; empty before they are planned.
+pub async fn key_ranges(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+) -> Result<Vec<KeyRange>, Error> {
+    type Row = (
+        i32,
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+        Option<serde_json::Value>,
+        i64,
+        i64,
+        bool,
+    );
+    let rows: Vec<Row> = sqlx::query_as(
+        "SELECT range, lower_key, upper_key, last_key, rows_updated, batches, done \
+         FROM zdm.backfill_ranges WHERE migration = $1 AND phase = $2 AND position = $3 \
+         ORDER BY range",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .fetch_all(conn)
+    .await
+    .context("reading the backfill's key ranges")?;
+    Ok(rows
+        .into_iter()
+        .map(
+            |(range, lower, upper, last_key, rows_updated, batches, done)| KeyRange {
+                range,
+                lower,
+                upper,
+                checkpoint: Checkpoint {
+                    last_key,
+                    rows_updated,
+                    batches,
+                },
+                done,
+            },
+        )
+        .collect())
+}
+
+/// Records the key ranges of a backfill step, once: `bounds` are the ranges' `(lower,
+/// upper]` in key order; the first range starts with `first` (a checkpoint an earlier,
+/// single-worker zdm left, carried over). Ranges already recorded (another run planned
+/// them first) are kept as they are.
+pub async fn plan_key_ranges(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+    bounds: &[(Option<serde_json::Value>, Option<serde_json::Value>)],
+    first: &Checkpoint,
+) -> Result<(), Error> {
+    let action = "recording the backfill's key ranges";
+    let mut tx = sqlx::Connection::begin(&mut *conn).await.context(action)?;
+    let planned: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM zdm.backfill_ranges \
+         WHERE migration = $1 AND phase = $2 AND position = $3)",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .fetch_one(&mut *tx)
+    .await
+    .context(action)?;
+    if planned {
+        return Ok(());
+    }
+    for (i, (lower, upper)) in bounds.iter().enumerate() {
+        let carried = if i == 0 {
+            first.clone()
+        } else {
+            Checkpoint::default()
+        };
+        sqlx::query(
+            "INSERT INTO zdm.backfill_ranges \
+               (migration, phase, position, range, lower_key, upper_key, last_key, \
+                rows_updated, batches) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(key.migration)
+        .bind(phase_name(key.phase))
+        .bind(key.position)
+        .bind(i32::try_from(i).unwrap_or(i32::MAX))
+        .bind(lower)
+        .bind(upper)
+        .bind(&carried.last_key)
+        .bind(carried.rows_updated)
+        .bind(carried.batches)
+        .execute(&mut *tx)
+        .await
+        .context(action)?;
+    }
+    tx.commit().await.context(action)
+}
+
+/// [`claim_checkpoint`] for one key range: locks the range's row (only this range: the
+/// workers of other ranges never wait for it) and the migration's row against a change
+/// of status; returns the range's batch count and the migration's activity.
+pub async fn claim_key_range(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+    range: i32,
+) -> Result<Option<Claim>, sqlx::Error> {
+    let row: Option<(i64, String, Option<String>)> = sqlx::query_as(
+        "SELECT r.batches, m.status, m.failed_during \
+         FROM zdm.backfill_ranges r JOIN zdm.migrations m ON m.name = r.migration \
+         WHERE r.migration = $1 AND r.phase = $2 AND r.position = $3 AND r.range = $4 \
+         FOR UPDATE OF r FOR SHARE OF m",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .bind(range)
+    .fetch_optional(conn)
+    .await?;
+    Ok(row.map(|(batches, status, failed_during)| Claim {
+        batches,
+        activity: activity_of(&status, failed_during.as_deref()),
+    }))
+}
+
+/// Saves one key range's checkpoint (and whether it is done); call inside its batch's
+/// transaction, after [`claim_key_range`].
+pub async fn save_key_range(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+    range: i32,
+    checkpoint: &Checkpoint,
+    done: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE zdm.backfill_ranges SET last_key = $5, rows_updated = $6, batches = $7, \
+           done = $8, updated_at = now() \
+         WHERE migration = $1 AND phase = $2 AND position = $3 AND range = $4",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
+    .bind(range)
+    .bind(&checkpoint.last_key)
+    .bind(checkpoint.rows_updated)
+    .bind(checkpoint.batches)
+    .bind(done)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Writes the sum of a step's ranges into its `zdm.backfill_progress` row (what `zdm
+/// status` reads). Not a checkpoint: the ranges are; this only keeps the total in view.
+pub async fn save_backfill_total(
+    conn: &mut PgConnection,
+    key: &StepKey<'_>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE zdm.backfill_progress p SET rows_updated = r.rows, batches = r.batches, \
+           updated_at = now() \
+         FROM (SELECT coalesce(sum(rows_updated), 0)::bigint AS rows, \
+                      coalesce(sum(batches), 0)::bigint AS batches \
+                 FROM zdm.backfill_ranges \
+                WHERE migration = $1 AND phase = $2 AND position = $3) r \
+         WHERE p.migration = $1 AND p.phase = $2 AND p.position = $3",
+    )
+    .bind(key.migration)
+    .bind(phase_name(key.phase))
+    .bind(key.position)
     .execute(conn)
     .await?;
     Ok(())

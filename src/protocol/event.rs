@@ -251,6 +251,16 @@ pub struct Progress {
     pub time_throttled: Duration,
     #[serde(rename = "paused_ms", with = "super::millis")]
     pub time_paused: Duration,
+    /// Backfill workers running batches now (1 before parallel workers existed).
+    #[serde(default = "one_worker")]
+    pub workers: u32,
+    /// Rows each worker updated in this run, by worker number: its share of the total.
+    #[serde(default)]
+    pub worker_rows: Vec<u64>,
+}
+
+fn one_worker() -> u32 {
+    1
 }
 
 impl Progress {
@@ -495,6 +505,8 @@ mod tests {
             time_running: Duration::from_secs(250),
             time_throttled: Duration::from_secs(20),
             time_paused: Duration::ZERO,
+            workers: 1,
+            worker_rows: Vec::new(),
         }
     }
 

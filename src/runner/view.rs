@@ -160,6 +160,8 @@ mod tests {
             time_running: Duration::from_secs(5),
             time_throttled: Duration::from_millis(1500),
             time_paused: Duration::ZERO,
+            workers: 1,
+            worker_rows: Vec::new(),
         })
     }
 

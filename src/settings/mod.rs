@@ -28,6 +28,8 @@ pub enum SettingKey {
     BatchTimeout,
     MaxRowsPerSecond,
     NiceRatio,
+    Workers,
+    VacuumDeadPercent,
     MaxReplicaLag,
     CriticalFactor,
     MaxLockWaiters,
@@ -88,7 +90,7 @@ const ROWS: Kind = Kind::Count {
 };
 
 /// The declaration, in the order of the docs table and of `zdm ctl status`.
-pub static SPECS: [Spec; 19] = [
+pub static SPECS: [Spec; 21] = [
     Spec {
         key: SettingKey::BatchTarget,
         name: "batch_target",
@@ -195,6 +197,32 @@ pub static SPECS: [Spec; 19] = [
         live: true,
         example: "0.5",
         doc: "after each batch, sleep this many times its duration (`0.5`: ≤ 2/3 duty)",
+    },
+    Spec {
+        key: SettingKey::Workers,
+        name: "workers",
+        table: Table::Backfill,
+        kind: Kind::Workers { max: 64 },
+        default: Value::Count(None),
+        default_note: "",
+        live: true,
+        example: "4",
+        doc: "backfill workers on disjoint key ranges; `auto`: from 1, one more while the throttle stays calm and it pays, up to the server's cores (at most 8)",
+    },
+    Spec {
+        key: SettingKey::VacuumDeadPercent,
+        name: "vacuum_dead_percent",
+        table: Table::Backfill,
+        kind: Kind::Percent {
+            min: 1.0,
+            max: 1000.0,
+            off: true,
+        },
+        default: Value::Number(Some(20.0)),
+        default_note: "",
+        live: true,
+        example: "20%",
+        doc: "between batches, plain VACUUM (never FULL) of the table once its dead rows pass this share of its rows",
     },
     Spec {
         key: SettingKey::MaxReplicaLag,

@@ -71,6 +71,9 @@ pub enum Setting {
     BatchTimeout(Option<Duration>),
     MaxRowsPerSecond(Option<f64>),
     NiceRatio(f64),
+    /// `None`: `auto`.
+    Workers(Option<u64>),
+    VacuumDeadPercent(Option<f64>),
     MaxReplicaLag(Option<Duration>),
     CriticalFactor(Option<f64>),
     MaxLockWaiters(Option<u64>),
@@ -95,6 +98,8 @@ impl Setting {
             Setting::BatchTimeout(_) => SettingKey::BatchTimeout,
             Setting::MaxRowsPerSecond(_) => SettingKey::MaxRowsPerSecond,
             Setting::NiceRatio(_) => SettingKey::NiceRatio,
+            Setting::Workers(_) => SettingKey::Workers,
+            Setting::VacuumDeadPercent(_) => SettingKey::VacuumDeadPercent,
             Setting::MaxReplicaLag(_) => SettingKey::MaxReplicaLag,
             Setting::CriticalFactor(_) => SettingKey::CriticalFactor,
             Setting::MaxLockWaiters(_) => SettingKey::MaxLockWaiters,
@@ -118,9 +123,12 @@ impl Setting {
             | Setting::MinBatchRows(n)
             | Setting::MaxBatchRows(n)
             | Setting::ReleaseSamples(n) => Value::Count(Some(n)),
-            Setting::FixedBatchRows(n) | Setting::MaxLockWaiters(n) => Value::Count(n),
+            Setting::FixedBatchRows(n) | Setting::MaxLockWaiters(n) | Setting::Workers(n) => {
+                Value::Count(n)
+            }
             Setting::NiceRatio(r) | Setting::ReleaseRatio(r) => Value::Number(Some(r)),
             Setting::MaxRowsPerSecond(r)
+            | Setting::VacuumDeadPercent(r)
             | Setting::CriticalFactor(r)
             | Setting::MaxActiveSessionsFactor(r)
             | Setting::MaxHostCpuPercent(r)
@@ -145,6 +153,8 @@ impl Setting {
             (K::ReleaseSamples, Value::Count(Some(n))) => Setting::ReleaseSamples(n),
             (K::FixedBatchRows, Value::Count(n)) => Setting::FixedBatchRows(n),
             (K::MaxLockWaiters, Value::Count(n)) => Setting::MaxLockWaiters(n),
+            (K::Workers, Value::Count(n)) => Setting::Workers(n),
+            (K::VacuumDeadPercent, Value::Number(r)) => Setting::VacuumDeadPercent(r),
             (K::NiceRatio, Value::Number(Some(r))) => Setting::NiceRatio(r),
             (K::ReleaseRatio, Value::Number(Some(r))) => Setting::ReleaseRatio(r),
             (K::MaxRowsPerSecond, Value::Number(r)) => Setting::MaxRowsPerSecond(r),

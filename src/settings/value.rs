@@ -35,6 +35,8 @@ pub enum Kind {
     },
     /// A percentage (`80%`) within `min..=max`.
     Percent { min: f64, max: f64, off: bool },
+    /// A number of workers within `1..=max`, or `auto` (the engine decides).
+    Workers { max: u64 },
     /// An SQL query.
     Query,
     /// A file path.
@@ -60,7 +62,7 @@ impl Kind {
             | Kind::Rate { off, .. }
             | Kind::Factor { off, .. }
             | Kind::Percent { off, .. } => off,
-            Kind::Number { .. } => false,
+            Kind::Number { .. } | Kind::Workers { .. } => false,
             Kind::Query | Kind::Path => true,
         }
     }
@@ -74,6 +76,7 @@ impl Kind {
             Kind::Number { .. } => "number",
             Kind::Factor { .. } => "multiple",
             Kind::Percent { .. } => "percent",
+            Kind::Workers { .. } => "workers",
             Kind::Query => "SQL",
             Kind::Path => "path",
         }
@@ -109,6 +112,7 @@ impl Kind {
             Kind::Percent { min, max, .. } => {
                 format!("{}%–{}%", number_text(min), number_text(max))
             }
+            Kind::Workers { max } => format!("1–{max}, or `auto`"),
             Kind::Query => "a query returning one number".to_string(),
             Kind::Path => "a file path".to_string(),
         };
@@ -128,11 +132,13 @@ impl Kind {
             Kind::Number { .. } => "a number".to_string(),
             Kind::Factor { .. } => "a multiple".to_string(),
             Kind::Percent { .. } => "a percentage".to_string(),
+            Kind::Workers { .. } => "a number of workers".to_string(),
             Kind::Query => "an SQL query returning one number (> 0 throttles)".to_string(),
             Kind::Path => "a file path (its existence throttles)".to_string(),
         };
         let range = match self {
             Kind::Query | Kind::Path => String::new(),
+            Kind::Workers { max } => format!(" (1–{max}, or `auto`)"),
             _ => {
                 let range = self.range();
                 format!(" ({})", range.strip_suffix(", or `none`").unwrap_or(&range))
@@ -149,6 +155,13 @@ impl Kind {
     /// Reads a value from its text; None when it is not of this kind or out of range.
     pub fn parse(self, text: &str) -> Option<Value> {
         let text = text.trim();
+        if let Kind::Workers { max } = self {
+            // `auto` is a value of its own here, not "off": the engine chooses the count.
+            return Some(Value::Count(match text.eq_ignore_ascii_case("auto") {
+                true => None,
+                false => Some(parse_count(text).filter(|n| (1..=max).contains(n))?),
+            }));
+        }
         let off = is_none(text);
         if off && !self.can_be_off() {
             return None;
@@ -199,6 +212,8 @@ impl Kind {
             }),
             Kind::Query => Value::Text((!off).then(|| text.to_string())),
             Kind::Path => Value::Path((!off).then(|| PathBuf::from(text))),
+            // Read above, before `none` means anything.
+            Kind::Workers { .. } => return None,
         })
     }
 
@@ -206,6 +221,9 @@ impl Kind {
     pub fn text(self, value: &Value) -> String {
         let none = || "none".to_string();
         match (self, value) {
+            (Kind::Workers { .. }, Value::Count(n)) => {
+                n.map_or_else(|| "auto".to_string(), |n| n.to_string())
+            }
             (_, Value::Duration(d)) => d.map_or_else(none, duration_text),
             (_, Value::Count(n)) => n.map_or_else(none, |n| n.to_string()),
             (Kind::Rate { .. }, Value::Number(r)) => r.map_or_else(none, |r| format!("{r}/s")),
