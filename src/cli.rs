@@ -47,6 +47,9 @@ Exit codes:
        stayed unreachable past reconnect_budget_s: every committed batch is checkpointed
        and the command printed resumes
   4    `zdm gates`: a gate did not pass (or could not be evaluated)
+  5    `zdm check`: a migration failed its dry run
+  6    `zdm check`: unsafe SQL (a lint error)
+  7    `zdm check`: invalid migrations
   130  stopped at once by a second Ctrl-C: the batch in flight was rolled back by the
        server, the checkpoint holds; the same command resumes";
 

@@ -147,7 +147,7 @@ fn an_empty_database_url_is_no_url() {
 fn help_lists_every_exit_code() {
     let output = zdm(&["--help"]);
     let help = text(&output.stdout);
-    for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "130 "] {
+    for code in ["0 ", "1 ", "2 ", "3 ", "4 ", "5 ", "6 ", "7 ", "130 "] {
         assert!(
             help.lines().any(|l| l.trim_start().starts_with(code)),
             "exit code {code} missing from:\n{help}"
