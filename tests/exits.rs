@@ -134,6 +134,25 @@ async fn unfilled(pool: &PgPool) -> i64 {
         .expect("count")
 }
 
+#[test]
+fn the_demo_serves_on_with_its_stdout_closed_and_stops_cleanly_on_ctrl_c() {
+    let mut command = Command::new(common::zdm_binary());
+    command
+        .args(["demo", "--no-console", "--scale", "0.01", "--no-replica"])
+        .args(["--workload-sessions", "0"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = command.spawn().expect("spawn zdm demo");
+    drop(child.stdout.take());
+    // Long enough to start its server and print what it prints (into the closed pipe).
+    std::thread::sleep(Duration::from_secs(8));
+    let pid = Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+    kill(pid, Signal::SIGINT).expect("SIGINT");
+    let output = wait(child, Duration::from_secs(60));
+    assert_quiet("zdm demo --no-console | head -1", &output);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_closed_stdout_ends_reads_quietly_and_never_a_run() {
     let pg = common::primary();

@@ -14,6 +14,15 @@ use crate::localpg::{self, LocalPg};
 pub use schema::Scale;
 pub use workload::{Workload, WorkloadOptions};
 
+/// A line on stdout that is never a panic: a closed stdout (`zdm demo --no-console | head
+/// -1`) must not take the servers down with it; the demo goes on until Ctrl-C.
+macro_rules! say {
+    ($($words:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout(), $($words)*);
+    }};
+}
+
 /// The database the demo creates on its primary.
 pub const DATABASE: &str = "shop";
 
@@ -142,17 +151,17 @@ impl Demo {
 pub async fn run(options: DemoOptions) -> Result<(), Error> {
     let shutdown = crate::signals::shutdown_requested();
     tokio::pin!(shutdown);
-    println!("Starting the zdm demo (scale {}).", options.scale);
+    say!("Starting the zdm demo (scale {}).", options.scale);
     let demo = tokio::select! {
-        demo = Demo::start(&options, |line| println!("  {line}")) => demo?,
+        demo = Demo::start(&options, |line| say!("  {line}")) => demo?,
         signal = &mut shutdown => {
-            println!("{signal}: stopped while starting; servers stopped and files removed.");
+            say!("{signal}: stopped while starting; servers stopped and files removed.");
             return Ok(());
         }
     };
     print_summary(&demo, &options);
     let signal = shutdown.await;
-    println!("{signal}: stopping the workload and the servers…");
+    say!("{signal}: stopping the workload and the servers…");
     let stats = demo.workload().stats();
     let (ops, errors) = (
         stats.operations.load(std::sync::atomic::Ordering::Relaxed),
@@ -160,7 +169,7 @@ pub async fn run(options: DemoOptions) -> Result<(), Error> {
     );
     let root = demo.pg().root().to_path_buf();
     demo.stop().await?;
-    println!(
+    say!(
         "Stopped. The workload ran {ops} operations ({errors} failed); {} was removed.",
         root.display()
     );
@@ -170,37 +179,37 @@ pub async fn run(options: DemoOptions) -> Result<(), Error> {
 fn print_summary(demo: &Demo, options: &DemoOptions) {
     let pg = demo.pg();
     let pid = |server: &localpg::Server| server.pid().map_or("?".to_string(), |p| p.to_string());
-    println!();
-    println!("zdm demo is running.");
-    println!(
+    say!();
+    say!("zdm demo is running.");
+    say!(
         "  primary   {}  (pid {})",
         pg.primary().url(DATABASE),
         pid(pg.primary())
     );
     if let Some(replica) = pg.replica() {
-        println!(
+        say!(
             "  replica   {}  (pid {}, streaming)",
             replica.url(DATABASE),
             pid(replica)
         );
     }
-    println!("  files     {}  (removed on exit)", pg.root().display());
+    say!("  files     {}  (removed on exit)", pg.root().display());
     let workload = options.workload;
     if workload.connections > 0 {
-        println!(
+        say!(
             "  workload  {} sessions, about {} operations/s (application_name {})",
             workload.connections,
             workload.ops_per_second,
             workload::APPLICATION_NAME
         );
     } else {
-        println!("  workload  off");
+        say!("  workload  off");
     }
-    println!();
-    println!("From another terminal:");
-    println!("  export DATABASE_URL={}", demo.database_url());
-    println!("  psql \"$DATABASE_URL\"");
-    println!();
-    println!("Without the console (--no-console), the demo serves the database until Ctrl-C,");
-    println!("then stops the servers and removes their files.");
+    say!();
+    say!("From another terminal:");
+    say!("  export DATABASE_URL={}", demo.database_url());
+    say!("  psql \"$DATABASE_URL\"");
+    say!();
+    say!("Without the console (--no-console), the demo serves the database until Ctrl-C,");
+    say!("then stops the servers and removes their files.");
 }
