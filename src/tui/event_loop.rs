@@ -173,6 +173,9 @@ pub(super) struct Console {
     pub quitting: Option<Quitting>,
     /// A contract run cancelled while its runner was still starting: aborted once it serves.
     pub cancel_when_served: Option<String>,
+    /// A contract dialog waiting for the migration's own run to end before its contract
+    /// run starts.
+    pub contract_when_free: Option<String>,
     /// Printed once the terminal is restored: where the run stands and how to get back.
     pub farewell: Option<String>,
     /// Since when a status read has gone unanswered.
@@ -209,6 +212,7 @@ impl Console {
             attach_failures: HashSet::new(),
             spawning: None,
             cancel_when_served: None,
+            contract_when_free: None,
             discovering: false,
             quitting: None,
             farewell: None,
@@ -326,21 +330,26 @@ impl Console {
         match action {
             Action::Quit => self.quit = true,
             Action::ShowPlan(name) => self.show_plan(&name),
-            Action::PrepareContract(name) => {
-                if let Some(busy) = self.busy() {
+            Action::PrepareContract(name) => match self.busy() {
+                // Its own start run is still ending (the backfill just finished): the
+                // contract run starts the moment it has.
+                Some(busy) if busy == name => {
+                    self.contract_when_free = Some(name);
+                    self.start_waiting_contract();
+                }
+                Some(busy) => {
                     self.app.popup = None;
                     self.refuse(format!(
                         "{busy} is being worked on: one run at a time (it must finish first)"
                     ));
-                    return;
                 }
                 // The run that will contract evaluates the gates (one window) and waits
                 // for the confirmation this dialog sends it.
-                self.spawn(Job::CompleteOnConfirmation {
+                None => self.spawn(Job::CompleteOnConfirmation {
                     migration: name,
                     window: None,
-                });
-            }
+                }),
+            },
             Action::CancelContract(name) => self.cancel_contract(name),
             Action::Start(name) => {
                 self.monitor.set_baseline_end(Some(Utc::now()));
@@ -437,12 +446,33 @@ impl Console {
     /// Cancels the contract run of `migration` (nothing is contracted): at once when it is
     /// followed, else as soon as its runner serves its socket.
     fn cancel_contract(&mut self, migration: String) {
+        if self.contract_when_free.as_deref() == Some(migration.as_str()) {
+            // Not started yet: nothing to abort (and the live run is the start's, not ours).
+            self.contract_when_free = None;
+            return;
+        }
         match self.socket_of_run(&migration) {
             Some(socket) if self.spawning.as_deref() != Some(migration.as_str()) => {
                 self.runs
                     .send(socket, Command::Abort, Purpose::Key(Command::Abort));
             }
             _ => self.cancel_when_served = Some(migration),
+        }
+    }
+
+    /// Starts the contract run a dialog waits for, once no run of this database is live.
+    pub(super) fn start_waiting_contract(&mut self) {
+        if self.busy().is_some() {
+            return;
+        }
+        let Some(name) = self.contract_when_free.take() else {
+            return;
+        };
+        if self.app.contract_dialog_of(&name).is_some() {
+            self.spawn(Job::CompleteOnConfirmation {
+                migration: name,
+                window: None,
+            });
         }
     }
 

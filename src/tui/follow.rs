@@ -298,6 +298,7 @@ impl Console {
         self.app.following = self.live_run().map(|run| run.migration.clone());
         self.app.live_control = self.followed.iter().any(Followed::is_backfilling);
         self.dirty = true;
+        self.start_waiting_contract();
     }
 
     /// Shows `migration` with `state` at once (the next status read confirms it).
