@@ -49,6 +49,58 @@ fn import(tool: &str, from: &Path, into: &Path) -> String {
     out
 }
 
+/// How a test names the migration `zdm start` runs.
+#[derive(Clone, Copy, PartialEq)]
+enum Start {
+    Named,
+    /// The next one, as the ordering rule picks it.
+    Next,
+}
+
+/// A zdm.toml for the runs of these tests: no gate window, no host-CPU or canary throttle
+/// (a busy test machine must not hold them). Not in the migrations directory: every
+/// .toml there is a migration.
+struct Settings {
+    dir: tempfile::TempDir,
+}
+
+impl Settings {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(
+            dir.path().join("zdm.toml"),
+            "[gates]\nwindow_s = 0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
+             max_canary_slowdown = \"none\"\n",
+        )
+        .expect("config");
+        Settings { dir }
+    }
+
+    /// `zdm start` then `zdm complete NAME` with every gate overridden (nothing here is
+    /// about the gates), both exiting 0.
+    fn start_and_complete(&self, name: &str, start: Start, dir: &str, url: &str) {
+        let config = self.dir.path().join("zdm.toml");
+        let config = config.to_str().expect("path");
+        let common = ["--dir", dir, "--database-url", url, "--config", config];
+        let mut args = vec!["start"];
+        if start == Start::Named {
+            args.push(name);
+        }
+        args.extend(common);
+        let (code, out, err) = zdm(&args);
+        assert_eq!(code, Some(0), "start (of {name}): {out}\n{err}");
+        let gates: Vec<String> = zdm::gates::registry::names()
+            .into_iter()
+            .flat_map(|g| ["--override-gate".to_string(), g.to_string()])
+            .collect();
+        let mut args = vec!["complete", name, "--confirm-contract", name];
+        args.extend(common);
+        args.extend(gates.iter().map(String::as_str));
+        let (code, out, err) = zdm(&args);
+        assert_eq!(code, Some(0), "complete {name}: {out}\n{err}");
+    }
+}
+
 fn names(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
         .expect("read")
@@ -107,50 +159,12 @@ async fn a_flyway_history_is_imported_typed_where_zdm_understands_it_and_runs() 
     let pool = common::database(&pg, "shop").await;
     let url = pg.primary().url("shop");
     let dir = into.path().to_str().expect("path");
-    // Not in the migrations directory: every .toml there is a migration.
-    let settings = tempfile::tempdir().expect("tempdir");
-    let config = settings.path().join("zdm.toml");
-    std::fs::write(
-        &config,
-        "[gates]\nwindow_s = 0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
-         max_canary_slowdown = \"none\"\n",
-    )
-    .expect("config");
-    let config = config.to_str().expect("path");
-    let gates: Vec<String> = zdm::gates::registry::names()
-        .into_iter()
-        .flat_map(|g| ["--override-gate".to_string(), g.to_string()])
-        .collect();
+    let settings = Settings::new();
     for name in names(into.path())
         .iter()
         .filter_map(|n| n.strip_suffix(".toml"))
     {
-        let (code, out, err) = zdm(&[
-            "start",
-            name,
-            "--dir",
-            dir,
-            "--database-url",
-            &url,
-            "--config",
-            config,
-        ]);
-        assert_eq!(code, Some(0), "start {name}: {out}\n{err}");
-        let mut args = vec![
-            "complete",
-            name,
-            "--confirm-contract",
-            name,
-            "--dir",
-            dir,
-            "--database-url",
-            &url,
-            "--config",
-            config,
-        ];
-        args.extend(gates.iter().map(String::as_str));
-        let (code, out, err) = zdm(&args);
-        assert_eq!(code, Some(0), "complete {name}: {out}\n{err}");
+        settings.start_and_complete(name, Start::Named, dir, &url);
     }
     sqlx::raw_sql(
         "INSERT INTO customers VALUES (1, 'a@example.com'); \
@@ -337,53 +351,15 @@ async fn adopt_takes_over_from_flyway_and_the_rest_runs_under_a_writing_applicat
             (ok, errors)
         })
     };
-    let settings = tempfile::tempdir().expect("tempdir");
-    let config = settings.path().join("zdm.toml");
-    std::fs::write(
-        &config,
-        "[gates]\nwindow_s = 0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
-         max_canary_slowdown = \"none\"\n",
-    )
-    .expect("config");
-    let (dir, config) = (
-        into.path().to_str().expect("path"),
-        config.to_str().expect("path"),
-    );
-    let gates: Vec<String> = zdm::gates::registry::names()
-        .into_iter()
-        .flat_map(|g| ["--override-gate".to_string(), g.to_string()])
-        .collect();
+    let settings = Settings::new();
+    let dir = into.path().to_str().expect("path");
     for name in [
         "0003_orders_customer_index",
         "0004_orders_customer_fk",
         "0005_ship_big_orders",
         "0006_big_orders_view",
     ] {
-        let (code, out, err) = zdm(&[
-            "start",
-            "--dir",
-            dir,
-            "--database-url",
-            &url,
-            "--config",
-            config,
-        ]);
-        assert_eq!(code, Some(0), "start (next: {name}): {out}\n{err}");
-        let mut args = vec![
-            "complete",
-            name,
-            "--confirm-contract",
-            name,
-            "--dir",
-            dir,
-            "--database-url",
-            &url,
-            "--config",
-            config,
-        ];
-        args.extend(gates.iter().map(String::as_str));
-        let (code, out, err) = zdm(&args);
-        assert_eq!(code, Some(0), "complete {name}: {out}\n{err}");
+        settings.start_and_complete(name, Start::Next, dir, &url);
     }
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     let (written, errors) = writer.await.expect("writer");

@@ -205,26 +205,23 @@ async fn confirmed(
         .map(|gate| gate.name.clone())
         .collect();
     let deadline = Instant::now() + CONFIRMATION_WAIT;
-    let not_contracted = |why: String| -> CommandError {
-        Error::StoppedBetweenSteps {
-            before: "contract".to_string(),
-            why,
-        }
-        .into()
-    };
     loop {
-        if let Some(why) = watcher.stop_requested() {
-            refuse(conn, name, &report, format!("not confirmed: {why}")).await?;
-            return Err(not_contracted(why));
-        }
         let remaining = deadline.saturating_duration_since(Instant::now());
-        if remaining.is_zero() {
-            let why = format!(
+        let ended = match watcher.stop_requested() {
+            Some(why) => Some(why),
+            None if remaining.is_zero() => Some(format!(
                 "no confirmation came within {}",
                 crate::format::duration(CONFIRMATION_WAIT)
-            );
+            )),
+            None => None,
+        };
+        if let Some(why) = ended {
             refuse(conn, name, &report, format!("not confirmed: {why}")).await?;
-            return Err(not_contracted(why));
+            return Err(Error::StoppedBetweenSteps {
+                before: "contract".to_string(),
+                why,
+            }
+            .into());
         }
         served.awaiting_confirmation(blocking.clone(), remaining);
         tokio::select! {
@@ -238,33 +235,29 @@ async fn confirmed(
                         continue;
                     }
                 };
-                {
-                    let decided = decision::decide(report.clone(), name, &overrides, conn).await;
-                    let reply = match &decided {
-                        Ok(Decision::Proceed(_)) => Reply::done(format!(
-                            "contract of {name} confirmed: it runs now"
-                        )),
-                        Ok(Decision::Blocked { blocking, .. }) => Reply::error(format!(
-                            "gate(s) {} did not pass", blocking.join(", ")
-                        )),
-                        Err(error) => Reply::error(format!(
-                            "the confirmation could not be recorded in zdm.audit, so \
-                             contract does not run: {error}"
-                        )),
-                    };
-                    let _ = request.reply.send(reply);
-                    match decided? {
-                        Decision::Proceed(_) => return Ok(()),
-                        // `accept` checked every blocking gate: not reached, but never
-                        // contract on it.
-                        Decision::Blocked { blocking, .. } => {
-                            return Err(CommandError::GatesBlocked {
-                                name: name.to_string(),
-                                blocking,
-                            })
-                        }
+                let decided = decision::decide(report.clone(), name, &overrides, conn).await;
+                let reply = match &decided {
+                    Ok(Decision::Proceed(_)) => {
+                        Reply::done(format!("contract of {name} confirmed: it runs now"))
                     }
-                }
+                    Ok(Decision::Blocked { blocking, .. }) => {
+                        Reply::error(format!("gate(s) {} did not pass", blocking.join(", ")))
+                    }
+                    Err(error) => Reply::error(format!(
+                        "the confirmation could not be recorded in zdm.audit, so contract \
+                         does not run: {error}"
+                    )),
+                };
+                let _ = request.reply.send(reply);
+                return match decided? {
+                    Decision::Proceed(_) => Ok(()),
+                    // `accept` checked every blocking gate: not reached, but never
+                    // contract on it.
+                    Decision::Blocked { blocking, .. } => Err(CommandError::GatesBlocked {
+                        name: name.to_string(),
+                        blocking,
+                    }),
+                };
             }
             _ = watcher.sleep(WAITING_REMINDER.min(remaining)) => {}
         }

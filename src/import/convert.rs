@@ -15,6 +15,7 @@ use crate::migration::operation::{
     DropColumn, DropIndex, DropTable, Operation, RawSql, RawSqlPhase, Reference, RenameColumn,
     RenameTable, SetDefault, SetNotNull,
 };
+use crate::migration::sql::{last_name, qualified_name};
 
 /// What became of one statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -183,7 +184,7 @@ fn convert_statement(node: &NodeEnum, sql: String, types: &ColumnTypes) -> Conve
             let [object] = drop.objects.as_slice() else {
                 return raw(sql, "a DROP of several objects");
             };
-            let name = qualified(object);
+            let name = qualified_name(object);
             match drop.remove_type() {
                 ObjectType::ObjectTable => typed(Operation::DropTable(DropTable { table: name })),
                 ObjectType::ObjectIndex => typed(Operation::DropIndex(DropIndex { name })),
@@ -447,27 +448,6 @@ fn table_name(relation: &RangeVar) -> String {
         relation.relname.clone()
     } else {
         format!("{}.{}", relation.schemaname, relation.relname)
-    }
-}
-
-fn last_name(node: &Node) -> String {
-    match node.node.as_ref() {
-        Some(NodeEnum::String(text)) => text.sval.clone(),
-        Some(NodeEnum::List(list)) => list.items.last().map(last_name).unwrap_or_default(),
-        _ => String::new(),
-    }
-}
-
-/// A dotted name (`public.orders_placed`).
-fn qualified(node: &Node) -> String {
-    match node.node.as_ref() {
-        Some(NodeEnum::List(list)) => list
-            .items
-            .iter()
-            .map(last_name)
-            .collect::<Vec<_>>()
-            .join("."),
-        _ => last_name(node),
     }
 }
 

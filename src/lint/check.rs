@@ -12,6 +12,7 @@ use pg_query::protobuf::{
 };
 
 use super::rules::{self, Rule};
+use crate::migration::sql::{last_name, qualified_name};
 
 /// Where the SQL runs, which decides what the text itself must do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -615,32 +616,11 @@ fn index_column(node: &Node) -> Option<String> {
     }
 }
 
-/// The last name of a qualified name node (`orders` of `public.orders`), or a string's.
-fn last_name(node: &Node) -> String {
-    match node.node.as_ref() {
-        Some(NodeEnum::String(text)) => text.sval.clone(),
-        Some(NodeEnum::List(list)) => list.items.last().map(last_name).unwrap_or_default(),
-        Some(NodeEnum::RangeVar(range)) => range.relname.clone(),
-        Some(NodeEnum::ColumnRef(column)) => {
-            column.fields.last().map(last_name).unwrap_or_default()
-        }
-        _ => String::new(),
-    }
-}
-
 /// Names as people read them, comma-separated.
 fn names(nodes: &[Node]) -> String {
     nodes
         .iter()
-        .map(|node| match node.node.as_ref() {
-            Some(NodeEnum::List(list)) => list
-                .items
-                .iter()
-                .map(last_name)
-                .collect::<Vec<_>>()
-                .join("."),
-            _ => last_name(node),
-        })
+        .map(qualified_name)
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -383,6 +383,33 @@ pub fn statement_spans<'p>(
         .collect()
 }
 
+/// The last name of a name node (`orders` of `public.orders`, a column reference's
+/// column, a string's text): what a rule or a converter calls the object.
+pub fn last_name(node: &Node) -> String {
+    match node.node.as_ref() {
+        Some(NodeEnum::String(text)) => text.sval.clone(),
+        Some(NodeEnum::List(list)) => list.items.last().map(last_name).unwrap_or_default(),
+        Some(NodeEnum::RangeVar(range)) => range.relname.clone(),
+        Some(NodeEnum::ColumnRef(column)) => {
+            column.fields.last().map(last_name).unwrap_or_default()
+        }
+        _ => String::new(),
+    }
+}
+
+/// A name node as written, dotted (`public.orders_placed`).
+pub fn qualified_name(node: &Node) -> String {
+    match node.node.as_ref() {
+        Some(NodeEnum::List(list)) => list
+            .items
+            .iter()
+            .map(last_name)
+            .collect::<Vec<_>>()
+            .join("."),
+        _ => last_name(node),
+    }
+}
+
 /// The only statement of a parse.
 fn single(parsed: &ParseResult) -> Option<&NodeEnum> {
     match parsed.stmts.as_slice() {
