@@ -3,17 +3,21 @@
 //! 1. the real `zdm complete` backfilling 1,000,000 rows with every throttle input off,
 //!    against one plain `UPDATE` of a copy of the table (rows/s);
 //! 2. a pgbench-like workload's p50/p99 latency with no backfill, then during a backfill
-//!    at default settings (throttle on);
+//!    at default settings (throttle on), then with no backfill again (the baseline is
+//!    both quiet windows' mean);
 //! 3. the longest batch transaction (the longest any row lock was held by a batch);
 //! 4. zdm's peak RSS backfilling 250,000 and 1,000,000 rows;
 //! 5. four tables (issue 17): the narrow `accounts`, the realistic `readings`, `readings`
 //!    with a composite key, and a change_type (shadow column) of `readings`: `zdm start`
 //!    (sync trigger installed, every throttle input off) with one worker and with the
 //!    adaptive default (`workers = auto`), each against `ALTER TABLE … ADD COLUMN; UPDATE
-//!    …` of the same rows, on fresh copies, interleaved: rows/s, WAL written and table
-//!    growth of each, the batches' percentiles, the workers the run reached.
+//!    …` of the same rows, on fresh copies, interleaved: rows/s, the server's CPU time
+//!    and zdm's own, WAL written and table growth of each, the batches' percentiles, the
+//!    workers the run reached.
 //! 6. when a `reshape` binary is on PATH, Reshape's `migration start` of the same
-//!    add_column on a fresh copy of `readings` (skipped, with a note, when there is none).
+//!    add_column on a fresh copy of `readings` (skipped, with a note, when there is none);
+//! 7. where one worker's cost goes, in SQL alone: the readings UPDATE by itself, with a
+//!    BEFORE UPDATE trigger its WHEN skips, and cut into keyset batches.
 
 #[path = "../tests/engine_support/mod.rs"]
 mod engine_support;
@@ -69,6 +73,10 @@ async fn run() {
     }
     // 6. Reshape, when it is installed.
     let reshape = reshape_round(&pg).await;
+    // 7. Where one worker's cost goes, without zdm: the readings UPDATE alone, with a
+    // BEFORE UPDATE trigger whose WHEN skips it (as zdm's sync trigger does for its
+    // batches), and cut into keyset batches with a commit each (no trigger).
+    let anatomy = anatomy(&pg).await;
 
     // 1. Backfill with throttling off vs one plain UPDATE, same data.
     let pool = database(&pg, "bench", BIG).await;
@@ -129,6 +137,11 @@ async fn run() {
         "[throttle]\nmax_host_cpu_percent = \"none\"\n",
     );
     let (during_no_cpu, gentle_no_cpu) = workload_during_backfill(&zdm, &pg, &pool, &no_cpu).await;
+    // The baseline again, after the backfill windows: on a shared machine one window's p99
+    // moves by a third from the next, so each window is judged against both baselines'
+    // mean, and both are printed.
+    let quiet_after = workload(&pool, WORKLOAD_WINDOW, || false).await;
+    let baseline_p99 = (quiet.p99_ms + quiet_after.p99_ms) / 2.0;
 
     // 4. Peak RSS at a quarter of the size.
     let _small_pool = database(&pg, "bench_small", SMALL).await;
@@ -138,14 +151,14 @@ async fn run() {
     println!();
     const MIB: f64 = 1024.0 * 1024.0;
     println!(
-        "| table, 1,000,000 rows | workers | first | UPDATE rows/s | zdm start rows/s, throttle off | zdm / UPDATE | WAL zdm / UPDATE | growth zdm / UPDATE | batch ms p50 / p95 / max | workers reached |"
+        "| table, 1,000,000 rows | workers | first | UPDATE rows/s | zdm start rows/s, throttle off | zdm / UPDATE | server CPU zdm / UPDATE | zdm's own CPU | WAL zdm / UPDATE | WAL records per row, zdm / UPDATE | growth zdm / UPDATE | batch ms p50 / p95 / max | workers reached |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, variant, zdm_first, v) in &rounds {
         let update_rate = BIG as f64 / v.update.as_secs_f64();
         let zdm_rate = BIG as f64 / v.zdm.wall.as_secs_f64();
         println!(
-            "| {name} | {variant} | {} | {:.0} ({:.1} s) | {:.0} ({:.1} s, {} batches) | **{:.2}** | {:.2} ({:.0} / {:.0} MiB) | {:.2} ({:.0} / {:.0} MiB) | {} / {} / {} | {} |",
+            "| {name} | {variant} | {} | {:.0} ({:.1} s) | {:.0} ({:.1} s, {} batches) | **{:.2}** | {:.2} ({:.1} / {:.1} s) | {:.2} s | {:.2} ({:.0} / {:.0} MiB) | {:.1} / {:.1} | {:.2} ({:.0} / {:.0} MiB) | {} / {} / {} | {} |",
             if *zdm_first { "zdm" } else { "UPDATE" },
             update_rate,
             v.update.as_secs_f64(),
@@ -153,9 +166,15 @@ async fn run() {
             v.zdm.wall.as_secs_f64(),
             v.zdm.batches,
             zdm_rate / update_rate,
+            v.zdm_server_cpu / v.update_server_cpu.max(0.01),
+            v.zdm_server_cpu,
+            v.update_server_cpu,
+            v.zdm.cpu_seconds,
             v.zdm_wal as f64 / v.update_wal.max(1) as f64,
             v.zdm_wal as f64 / MIB,
             v.update_wal as f64 / MIB,
+            v.zdm_wal_records as f64 / BIG as f64,
+            v.update_wal_records as f64 / BIG as f64,
             v.zdm_growth as f64 / v.update_growth.max(1) as f64,
             v.zdm_growth as f64 / MIB,
             v.update_growth as f64 / MIB,
@@ -172,6 +191,22 @@ async fn run() {
             rate_ratio
         ),
         None => println!("\nReshape: no `reshape` binary on PATH, not measured"),
+    }
+
+    println!();
+    println!(
+        "| readings, 1,000,000 rows, in SQL alone | time | server CPU | WAL | WAL records per row |"
+    );
+    println!("|---|---|---|---|---|");
+    for side in &anatomy {
+        println!(
+            "| {} | {:.1} s | {:.1} s | {:.0} MiB | {:.1} |",
+            side.label,
+            side.took.as_secs_f64(),
+            side.server_cpu,
+            side.wal as f64 / MIB,
+            side.wal_records as f64 / BIG as f64
+        );
     }
 
     println!();
@@ -193,8 +228,12 @@ async fn run() {
         backfill_rate / update_rate
     );
     println!(
-        "| workload without backfill ({CLIENTS} clients, {} tx) | p50 {:.2} ms, p99 {:.2} ms |",
+        "| workload without backfill, before the backfill windows ({CLIENTS} clients, {} tx) | p50 {:.2} ms, p99 {:.2} ms |",
         quiet.count, quiet.p50_ms, quiet.p99_ms
+    );
+    println!(
+        "| workload without backfill, after them ({} tx) | p50 {:.2} ms, p99 {:.2} ms (baseline p99: their mean, {:.2} ms) |",
+        quiet_after.count, quiet_after.p50_ms, quiet_after.p99_ms, baseline_p99
     );
     for (label, during, gentle) in [
         ("default settings", &during, &gentle),
@@ -210,11 +249,11 @@ async fn run() {
         ),
     ] {
         println!(
-            "| workload during a backfill at {label} ({} tx) | p50 {:.2} ms, p99 {:.2} ms (p99 {:.2}x without) |",
+            "| workload during a backfill at {label} ({} tx) | p50 {:.2} ms, p99 {:.2} ms (p99 {:.2}x baseline) |",
             during.count,
             during.p50_ms,
             during.p99_ms,
-            during.p99_ms / quiet.p99_ms
+            during.p99_ms / baseline_p99
         );
         println!(
             "| that backfill in the window | {} rows updated in all, {} batches this run, throttled {:.1} s, batch p50 / p95 / max {} / {} / {} ms (target 200); last throttle reason: {} |",
@@ -243,6 +282,12 @@ struct Versus {
     update: Duration,
     update_wal: i64,
     update_growth: i64,
+    /// CPU seconds the server spent on the UPDATE, and on zdm's run.
+    update_server_cpu: f64,
+    zdm_server_cpu: f64,
+    /// WAL records written during each side.
+    update_wal_records: i64,
+    zdm_wal_records: i64,
     zdm: Run,
     zdm_wal: i64,
     zdm_growth: i64,
@@ -351,11 +396,12 @@ async fn readings_round(
     let dir = pg.root().join(format!("bench-migrations-{round}"));
     std::fs::create_dir_all(&dir).expect("dir");
     std::fs::write(dir.join("0001_fahrenheit.toml"), case.migration).expect("file");
-    let mut update = (Duration::ZERO, 0, 0);
-    let mut zdm_side = (Run::default(), 0, 0);
+    let mut update = (Duration::ZERO, 0, 0, 0.0, 0);
+    let mut zdm_side = (Run::default(), 0, 0, 0.0, 0);
     for zdm_turn in [zdm_first, !zdm_first] {
         let table = if zdm_turn { "readings" } else { "plain" };
-        let (lsn, size) = wal_and_size(&pool, table).await;
+        let (lsn, size, records) = wal_and_size(&pool, table).await;
+        let cpu = server_cpu(pg);
         if zdm_turn {
             let args: Vec<String> = [
                 "start",
@@ -373,8 +419,15 @@ async fn readings_round(
             let run = tokio::task::spawn_blocking(move || run_zdm(&zdm, &args, &config, None))
                 .await
                 .expect("join");
-            let (lsn_after, size_after) = wal_and_size(&pool, table).await;
-            zdm_side = (run, lsn_after - lsn, size_after - size);
+            let cpu = server_cpu(pg) - cpu;
+            let (lsn_after, size_after, records_after) = wal_and_size(&pool, table).await;
+            zdm_side = (
+                run,
+                lsn_after - lsn,
+                size_after - size,
+                cpu,
+                records_after - records,
+            );
         } else {
             let started = Instant::now();
             sqlx::raw_sql(case.update)
@@ -382,8 +435,15 @@ async fn readings_round(
                 .await
                 .expect("plain update");
             let took = started.elapsed();
-            let (lsn_after, size_after) = wal_and_size(&pool, table).await;
-            update = (took, lsn_after - lsn, size_after - size);
+            let cpu = server_cpu(pg) - cpu;
+            let (lsn_after, size_after, records_after) = wal_and_size(&pool, table).await;
+            update = (
+                took,
+                lsn_after - lsn,
+                size_after - size,
+                cpu,
+                records_after - records,
+            );
         }
         run_each(&pool, &["CHECKPOINT"]).await;
     }
@@ -397,10 +457,98 @@ async fn readings_round(
         update: update.0,
         update_wal: update.1,
         update_growth: update.2,
+        update_server_cpu: update.3,
+        update_wal_records: update.4,
         zdm: zdm_side.0,
         zdm_wal: zdm_side.1,
         zdm_growth: zdm_side.2,
+        zdm_server_cpu: zdm_side.3,
+        zdm_wal_records: zdm_side.4,
     }
+}
+
+/// One side of [`anatomy`].
+struct Side {
+    label: &'static str,
+    took: Duration,
+    server_cpu: f64,
+    wal: i64,
+    wal_records: i64,
+}
+
+/// The readings UPDATE three ways, each on a fresh copy: alone; with a BEFORE UPDATE row
+/// trigger that its WHEN skips for this transaction (PostgreSQL still locks each row for
+/// the trigger before it evaluates the WHEN); in keyset batches of 16,000 rows with a
+/// commit each (no trigger; the batches a one-worker zdm run cuts, in plpgsql).
+async fn anatomy(pg: &LocalPg) -> Vec<Side> {
+    let name = "anatomy";
+    let mut admin = pg.primary().connect("postgres").await.expect("connect");
+    sqlx::query(&format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .await
+        .expect("database");
+    let pool = PgPoolOptions::new()
+        .max_connections(1)
+        .connect_with(pg.primary().connect_options(name))
+        .await
+        .expect("pool");
+    let update = "UPDATE {t} SET fahrenheit = celsius * 9 / 5 + 32";
+    let sides: [(&'static str, &str, String); 3] = [
+        ("one UPDATE", "", update.replace("{t}", "alone")),
+        (
+            "one UPDATE, BEFORE UPDATE trigger skipped by its WHEN",
+            "CREATE FUNCTION keep() RETURNS trigger LANGUAGE plpgsql AS 'BEGIN RETURN NEW; END'; \
+             CREATE TRIGGER keep BEFORE UPDATE ON skipped FOR EACH ROW \
+             WHEN (current_setting('bench.skip', true) IS DISTINCT FROM 'yes') \
+             EXECUTE FUNCTION keep()",
+            format!(
+                "BEGIN; SET LOCAL bench.skip = 'yes'; {}; COMMIT",
+                update.replace("{t}", "skipped")
+            ),
+        ),
+        (
+            "keyset batches of 16,000 rows, a commit each, no trigger",
+            "",
+            "DO $$ DECLARE lo bigint := 0; hi bigint; BEGIN LOOP \
+               SELECT id INTO hi FROM batched WHERE id > lo ORDER BY id OFFSET 15999 LIMIT 1; \
+               IF hi IS NULL THEN SELECT max(id) INTO hi FROM batched; END IF; \
+               EXIT WHEN hi IS NULL OR hi <= lo; \
+               UPDATE batched SET fahrenheit = celsius * 9 / 5 + 32 WHERE id > lo AND id <= hi; \
+               COMMIT; lo := hi; END LOOP; END $$"
+                .to_string(),
+        ),
+    ];
+    let mut measured = Vec::new();
+    for (index, (label, setup, work)) in sides.iter().enumerate() {
+        let table = ["alone", "skipped", "batched"][index];
+        let create = READINGS_TABLE
+            .replace("{table}", table)
+            .replace("{rows}", &BIG.to_string());
+        let alter = format!("ALTER TABLE {table} ADD COLUMN fahrenheit numeric(7,2)");
+        let vacuum = format!("VACUUM ANALYZE {table}");
+        let mut statements = vec![create.as_str(), vacuum.as_str(), alter.as_str()];
+        if !setup.is_empty() {
+            statements.push(setup);
+        }
+        statements.push("CHECKPOINT");
+        run_each(&pool, &statements).await;
+        let (lsn, _, records) = wal_and_size(&pool, table).await;
+        let cpu = server_cpu(pg);
+        let started = Instant::now();
+        sqlx::raw_sql(work).execute(&pool).await.expect("update");
+        let took = started.elapsed();
+        let cpu = server_cpu(pg) - cpu;
+        let (lsn_after, _, records_after) = wal_and_size(&pool, table).await;
+        measured.push(Side {
+            label,
+            took,
+            server_cpu: cpu,
+            wal: lsn_after - lsn,
+            wal_records: records_after - records,
+        });
+    }
+    pool.close().await;
+    measured
 }
 
 /// Reshape's `migration start` of the readings add_column on a fresh copy, against one
@@ -472,15 +620,66 @@ async fn reshape_round(pg: &LocalPg) -> Option<(Duration, f64)> {
 }
 
 /// The WAL position (bytes) and the table's total size (bytes).
-async fn wal_and_size(pool: &PgPool, table: &str) -> (i64, i64) {
+/// The WAL position, the table's total size, and the server's WAL records so far
+/// (`pg_stat_wal`, the whole server: the sides run one after the other).
+async fn wal_and_size(pool: &PgPool, table: &str) -> (i64, i64, i64) {
     sqlx::query_as(
         "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::bigint, \
-                pg_total_relation_size($1::regclass)",
+                pg_total_relation_size($1::regclass), \
+                (SELECT wal_records FROM pg_stat_wal)",
     )
     .bind(table)
     .fetch_one(pool)
     .await
     .expect("wal and size")
+}
+
+/// CPU seconds (user + system) the whole server has used so far: the postmaster and every
+/// process it started, the exited ones included (the kernel adds a child's time to its
+/// parent's `cutime`/`cstime` when the parent reaps it, and the postmaster reaps its
+/// backends at once). On a machine shared with other work, a side's CPU time moves far
+/// less than its wall time: it says what the work cost, not how long it waited for a core.
+fn server_cpu(pg: &LocalPg) -> f64 {
+    // Let the postmaster reap a backend that has just exited.
+    std::thread::sleep(Duration::from_millis(100));
+    let Some(postmaster) = pg.primary().pid() else {
+        return 0.0;
+    };
+    let mut ticks = process_ticks(postmaster, true).map_or(0, |(t, _)| t);
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<i32>().ok())
+            else {
+                continue;
+            };
+            if let Some((t, parent)) = process_ticks(pid, false) {
+                if parent == postmaster {
+                    ticks += t;
+                }
+            }
+        }
+    }
+    ticks as f64 / CLOCK_TICKS_PER_SECOND
+}
+
+/// /proc's CPU times are in USER_HZ, 100 per second on Linux whatever the kernel's HZ.
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// A process's utime + stime (+ its reaped children's with `children`), and its parent.
+fn process_ticks(pid: i32, children: bool) -> Option<(u64, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces: the fields after it follow its ')'.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok());
+    let parent = fields.get(1)?.parse().ok()?;
+    let mut ticks = field(11)? + field(12)?;
+    if children {
+        ticks += field(13)? + field(14)?;
+    }
+    Some((ticks, parent))
 }
 
 /// The `q` quantile (nearest rank) of `values`.
@@ -604,6 +803,8 @@ struct Run {
     batch_ms: Vec<u64>,
     /// The most workers the progress reported.
     most_workers: u64,
+    /// zdm's own CPU seconds (user + system), its last sample before it exited.
+    cpu_seconds: f64,
 }
 
 fn backfill_with_zdm(
@@ -617,7 +818,8 @@ fn backfill_with_zdm(
     backfill_with_url(zdm, &pg.primary().url(database), name, config, stop_after)
 }
 
-/// Runs `zdm complete NAME` (see [`run_zdm`]).
+/// Runs `zdm complete NAME` (see [`run_zdm`]) of a plan the benchmark recorded itself:
+/// its migrations directory (which the gates read) is an empty one beside `config`.
 fn backfill_with_url(
     zdm: &Path,
     url: &str,
@@ -625,11 +827,15 @@ fn backfill_with_url(
     config: &Path,
     stop_after: Option<Duration>,
 ) -> Run {
+    let dir = config.with_extension("migrations");
+    std::fs::create_dir_all(&dir).expect("migrations dir");
     let mut args: Vec<String> = [
         "complete",
         name,
         "--confirm-contract",
         name,
+        "--dir",
+        &dir.display().to_string(),
         "--database-url",
         url,
         // The benchmark measures contract's backfill, not the gates' observation window.
@@ -646,19 +852,24 @@ fn backfill_with_url(
 }
 
 /// Runs zdm with `args` and `--config config` to its end (or SIGINT after
-/// `stop_after`), sampling its VmHWM (peak RSS) from /proc while it runs.
+/// `stop_after`), sampling its VmHWM (peak RSS) from /proc while it runs. A run not
+/// stopped by the benchmark must succeed: a figure from a failed run would be a lie.
 fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Duration>) -> Run {
     let started = Instant::now();
+    let stderr_path = config.with_extension("stderr");
+    let stderr = std::fs::File::create(&stderr_path).expect("stderr file");
     let mut child: Child = Command::new(zdm)
         .args(args)
         .arg("--config")
         .arg(config)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(stderr)
         .spawn()
         .expect("zdm");
     let status_file = format!("/proc/{}/status", child.id());
+    let pid = child.id() as i32;
+    let mut cpu_ticks = 0;
     let mut peak = 0;
     let mut signalled = false;
     loop {
@@ -671,6 +882,9 @@ fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Durati
             {
                 peak = peak.max(kib);
             }
+        }
+        if let Some((ticks, _)) = process_ticks(pid, false) {
+            cpu_ticks = ticks;
         }
         if child.try_wait().expect("poll").is_some() {
             break;
@@ -689,9 +903,19 @@ fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Durati
     }
     let wall = started.elapsed();
     let output = child.wait_with_output().expect("output");
+    if stop_after.is_none() || !signalled {
+        assert!(
+            output.status.success(),
+            "zdm {} failed ({}): {}",
+            args.join(" "),
+            output.status,
+            std::fs::read_to_string(&stderr_path).unwrap_or_default()
+        );
+    }
     let mut run = Run {
         wall,
         peak_rss_kib: peak,
+        cpu_seconds: cpu_ticks as f64 / CLOCK_TICKS_PER_SECOND,
         ..Run::default()
     };
     for line in String::from_utf8_lossy(&output.stdout).lines() {
