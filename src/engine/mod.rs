@@ -20,6 +20,7 @@ pub mod promises;
 pub mod reconnect;
 pub mod settings;
 pub mod state;
+pub mod table_size;
 pub mod throttle;
 pub mod workers;
 
