@@ -137,6 +137,20 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let done = runtime.block_on(app::complete::run(&config, &args.name, &options));
             let resume = |name: &str| resume_command("complete", name, &args.target);
             emit(&format!("{}\n", stopped_exits(done, resume)?));
+            if args.repack {
+                emit(&runtime.block_on(app::repack::after_contract(&config, &args.name)));
+            }
+        }
+        Command::Repack(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let request = app::repack::Request {
+                table: args.table.clone(),
+                vacuum: args.vacuum,
+                client: args.pg_repack.clone(),
+                wait_timeout: args.wait_timeout,
+                json: args.json,
+            };
+            emit(&runtime.block_on(app::repack::run(&config, &request))?);
         }
         Command::Gates(args) => {
             let config = Config::load(&args.target.overrides())?;
