@@ -366,3 +366,73 @@ async fn complete_with_repack_rebuilds_the_table_after_contract() {
         "after contract and pg_repack {after} bytes, before the backfill {before} bytes"
     );
 }
+
+/// Ctrl-C while pg_repack copies: it is asked to stop, removes what it made, and the
+/// table is the one it was (same file, no trigger, no log table left).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ctrl_c_stops_pg_repack_cleanly() {
+    use std::io::{BufRead, BufReader};
+    let pg = common::primary();
+    let pool = common::database(&pg, "abort").await;
+    pool.execute(
+        "CREATE EXTENSION pg_repack;
+         CREATE TABLE big (id bigint PRIMARY KEY, pad text NOT NULL);
+         INSERT INTO big SELECT g, repeat('x', 100) FROM generate_series(1, 800000) AS g;",
+    )
+    .await
+    .expect("schema");
+    let file = "SELECT relfilenode::bigint FROM pg_class WHERE oid = 'public.big'::regclass";
+    let file_before: i64 = sqlx::query_scalar(file)
+        .fetch_one(&pool)
+        .await
+        .expect("file");
+    let url = pg.primary().url("abort");
+    let config = pg.root().join("zdm-repack.toml");
+    std::fs::write(&config, QUIET).expect("write the config");
+    let said = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new(common::zdm_binary())
+            .args(["repack", "big", "--database-url", &url, "--config"])
+            .arg(&config)
+            .env_remove("DATABASE_URL")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run zdm repack");
+        let stderr = child.stderr.take().expect("stderr");
+        let mut said = Vec::new();
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let line = line.expect("a line");
+            // pg_repack has begun its work on the table: the operator presses Ctrl-C.
+            if !sent && line.starts_with("pg_repack: INFO: repacking table") {
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+                sent = true;
+            }
+            said.push(line);
+        }
+        let status = child.wait().expect("wait");
+        (status, said.join("\n"))
+    })
+    .await
+    .expect("join");
+    let (status, said) = said;
+    assert!(!status.success(), "{said}");
+    assert!(
+        said.contains("error: repack of public.big aborted: SIGINT received; pg_repack stopped and removed its trigger and tables; the table is unchanged"),
+        "{said}"
+    );
+    let file_after: i64 = sqlx::query_scalar(file)
+        .fetch_one(&pool)
+        .await
+        .expect("file");
+    assert_eq!(file_before, file_after, "{said}");
+    let left: i64 = sqlx::query_scalar(
+        "SELECT (SELECT count(*) FROM pg_trigger WHERE tgrelid = 'public.big'::regclass) \
+              + (SELECT count(*) FROM pg_tables WHERE schemaname = 'repack')",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("leftovers");
+    assert_eq!(left, 0, "{said}");
+}
