@@ -150,7 +150,19 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 wait_timeout: args.wait_timeout,
                 json: args.json,
             };
-            emit(&runtime.block_on(app::repack::run(&config, &request))?);
+            match runtime.block_on(app::repack::run(&config, &request)) {
+                Ok(text) => emit(&text),
+                // Stopped by the operator (Ctrl-C, SIGTERM) or a critical level, cleanly:
+                // not a failure, the runs' exit code for a stop.
+                Err(app::repack::CommandError::Repack(
+                    error @ (zdm::engine::repack::Error::Aborted { .. }
+                    | zdm::engine::repack::Error::NotStarted { .. }),
+                )) => {
+                    let _ = writeln!(std::io::stderr(), "{error}");
+                    std::process::exit(zdm::engine::headless::EXIT_STOPPED);
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         Command::Gates(args) => {
             let config = Config::load(&args.target.overrides())?;

@@ -417,9 +417,10 @@ async fn ctrl_c_stops_pg_repack_cleanly() {
     .await
     .expect("join");
     let (status, said) = said;
-    assert!(!status.success(), "{said}");
+    // Stopped by the operator, cleanly: the runs' exit code for a stop.
+    assert_eq!(status.code(), Some(3), "{said}");
     assert!(
-        said.contains("error: repack of public.big aborted: SIGINT received; pg_repack stopped and removed its trigger and tables; the table is unchanged"),
+        said.contains("repack of public.big aborted: SIGINT received; pg_repack stopped and removed its trigger and tables; the table is unchanged"),
         "{said}"
     );
     let file_after: i64 = sqlx::query_scalar(file)

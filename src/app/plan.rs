@@ -11,7 +11,7 @@ use sqlx::Connection;
 
 use crate::config::{self, Config};
 use crate::db::catalog::Catalog;
-use crate::db::DatabaseUrl;
+use crate::db::{quote_ident, DatabaseUrl};
 use crate::gates::hypothetical;
 use crate::ledger::{Ledger, PlanOrRefusal};
 use crate::migration::{self, LoadErrors, Migration, Operation};
@@ -111,8 +111,8 @@ pub async fn run(config: &Config, name: Option<&str>, json: bool) -> Result<Stri
 }
 
 /// The indexes a migration's create_index operations build: (name, table, the plan's
-/// statement as hypopg takes it).
-fn new_indexes(plan: &Plan, file: &Migration) -> Vec<(String, String, String)> {
+/// statement as hypopg takes it, `"schema"."name"` of the index).
+fn new_indexes(plan: &Plan, file: &Migration) -> Vec<(String, String, String, String)> {
     let mut out = Vec::new();
     for operation in &file.operations {
         let Operation::CreateIndex(index) = operation else {
@@ -124,11 +124,17 @@ fn new_indexes(plan: &Plan, file: &Migration) -> Vec<(String, String, String)> {
                     .concurrent_index()
                     .is_some_and(|promise| promise.name == index.name)
         });
-        if let Some(sql) = step.and_then(|step| step.sql_text()) {
+        let promise = step.and_then(|step| step.concurrent_index());
+        if let (Some(sql), Some(promise)) = (step.and_then(|step| step.sql_text()), promise) {
             out.push((
                 index.name.clone(),
                 index.table.clone(),
                 hypothetical::plain_create(sql),
+                format!(
+                    "{}.{}",
+                    quote_ident(&promise.schema),
+                    quote_ident(&promise.name)
+                ),
             ));
         }
     }
@@ -171,8 +177,20 @@ async fn hypothetical_section(url: &DatabaseUrl, plan: &Plan, file: &Migration) 
             return out;
         }
     }
-    for (name, table, create) in &indexes {
+    for (name, table, create, qualified) in &indexes {
         out.push_str(&format!("  index {name} on {table}:\n"));
+        // A migration already started shows its recorded plan: its index may be built.
+        let built: Result<bool, sqlx::Error> =
+            sqlx::query_scalar("SELECT to_regclass($1) IS NOT NULL")
+                .bind(qualified)
+                .fetch_one(&mut conn)
+                .await;
+        if built.unwrap_or(false) {
+            out.push_str(
+                "    built already: its plans are the explain gate's (`zdm gates NAME`)\n",
+            );
+            continue;
+        }
         let mut queries: Vec<(String, Option<&str>, Option<i64>)> = file
             .verify
             .iter()

@@ -118,7 +118,9 @@ async fn rebuild(
         with_pg_repack(config, request, &mut conn, events).await
     };
     if let Ok(comparison) = &result {
-        record(&mut conn, comparison).await;
+        if let Err(error) = table_size::record_rebuilt(&mut conn, comparison).await {
+            tracing::warn!(%error, "the table's size after the rebuild was not recorded");
+        }
     }
     let _ = conn.close().await;
     result
@@ -197,22 +199,6 @@ async fn stop_on_signals(stop: watch::Sender<Option<String>>) {
             _ = interrupt.recv() => {}
             _ = terminate.recv() => {}
         }
-    }
-}
-
-/// The measure after a rebuild becomes the "after" of every migration that recorded the
-/// table, so `zdm status` shows where it stands now.
-async fn record(conn: &mut PgConnection, comparison: &Comparison) {
-    let updated = sqlx::query(
-        "UPDATE zdm.table_sizes SET after = $2, measured_after = now() WHERE table_name = $1",
-    )
-    .bind(&comparison.table)
-    .bind(sqlx::types::Json(comparison.after))
-    .execute(conn)
-    .await;
-    if let Err(error) = updated {
-        // No zdm.table_sizes (no migration measured it): nothing to update.
-        tracing::debug!(%error, "table size not recorded");
     }
 }
 

@@ -207,6 +207,29 @@ pub async fn record_after(
     Ok(out)
 }
 
+/// A table's size after a rebuild (`zdm repack`) becomes the last measure of every
+/// migration that recorded it, so `zdm status` shows where it stands now. Nothing to do
+/// when zdm never measured it.
+pub async fn record_rebuilt(
+    conn: &mut PgConnection,
+    comparison: &Comparison,
+) -> Result<(), sqlx::Error> {
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('zdm.table_sizes') IS NOT NULL")
+        .fetch_one(&mut *conn)
+        .await?;
+    if !exists {
+        return Ok(());
+    }
+    sqlx::query(
+        "UPDATE zdm.table_sizes SET after = $2, measured_after = now() WHERE table_name = $1",
+    )
+    .bind(&comparison.table)
+    .bind(sqlx::types::Json(comparison.after))
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// What is recorded for `migration` (its "after" as last measured; the "before" again
 /// when none was measured yet). Empty when zdm never measured (an older zdm, no backfill).
 pub async fn recorded(

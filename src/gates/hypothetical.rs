@@ -404,7 +404,7 @@ pub async fn frequent_statements(
     let sql = format!(
         "SELECT query, calls FROM {schema}.pg_stat_statements \
           WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-            AND query IS NOT NULL AND toplevel \
+            AND query IS NOT NULL \
           ORDER BY calls DESC LIMIT 500"
     );
     let rows: Vec<(String, i64)> = sqlx::query_as(&sql)
@@ -412,12 +412,21 @@ pub async fn frequent_statements(
         .await
         .map_err(|e| e.to_string())?;
     let wanted = [table.to_string()];
-    Ok(rows
-        .into_iter()
-        .filter(|(query, _)| is_query(query) && !is_zdms(query))
-        .filter(|(query, _)| !super::matching::mentioned(query, &wanted).is_empty())
-        .take(usize::try_from(TOP_STATEMENTS).unwrap_or(5))
-        .collect())
+    let mut out: Vec<(String, i64)> = Vec::new();
+    for (query, calls) in rows {
+        if out.len() >= usize::try_from(TOP_STATEMENTS).unwrap_or(5) {
+            break;
+        }
+        // The same text counted apart (another user, nested and top-level): once.
+        if is_query(&query)
+            && !is_zdms(&query)
+            && !super::matching::mentioned(&query, &wanted).is_empty()
+            && !out.iter().any(|(seen, _)| *seen == query)
+        {
+            out.push((query, calls));
+        }
+    }
+    Ok(out)
 }
 
 /// SELECT, WITH, INSERT, UPDATE, DELETE: what an application's plan is made of.
