@@ -100,6 +100,11 @@ pub enum Command {
     /// Undo a started migration's expand and backfill (refused once contract has started)
     Rollback(RollbackArgs),
 
+    /// Rebuild a table online with pg_repack (after a backfill doubled it): throttled,
+    /// under the lock retry budget, stopped cleanly by Ctrl-C; --vacuum runs plain VACUUM
+    /// instead when pg_repack is not installed
+    Repack(RepackArgs),
+
     /// Evaluate the contract safety gates of a started migration (old version unused,
     /// indexes unused, dependencies, old transactions, EXPLAIN of its [[verify]] queries)
     /// over an observation window; `zdm complete` runs the same before contract
@@ -251,6 +256,35 @@ pub struct CompleteArgs {
     /// follow it with `zdm attach` and steer it with `zdm ctl`
     #[arg(long)]
     pub detach: bool,
+    /// After contract, rebuild with pg_repack each table the backfill rewrote in place and
+    /// that grew past 120 % of its size before (`zdm repack`)
+    #[arg(long, conflicts_with = "detach")]
+    pub repack: bool,
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm repack`.
+#[derive(Debug, Args)]
+pub struct RepackArgs {
+    /// The table to rebuild (`orders`, `public.orders`)
+    #[arg(value_name = "TABLE")]
+    pub table: String,
+    /// Run plain VACUUM (ANALYZE) instead of pg_repack (never VACUUM FULL): the file keeps
+    /// its size, but new rows reuse the dead space
+    #[arg(long)]
+    pub vacuum: bool,
+    /// The pg_repack client to run [default: /usr/lib/postgresql/<server major>/bin, then
+    /// ZDM_PG_BINDIR, then PATH]
+    #[arg(long = "pg-repack", value_name = "PATH", conflicts_with = "vacuum")]
+    pub pg_repack: Option<PathBuf>,
+    /// Seconds pg_repack may try for its brief ACCESS EXCLUSIVE locks before giving up
+    /// without cancelling anyone [default: zdm's lock retry budget]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub wait_timeout: Option<Duration>,
+    /// JSON lines on stdout, even on a terminal
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub target: TargetArgs,
 }

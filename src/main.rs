@@ -137,6 +137,32 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let done = runtime.block_on(app::complete::run(&config, &args.name, &options));
             let resume = |name: &str| resume_command("complete", name, &args.target);
             emit(&format!("{}\n", stopped_exits(done, resume)?));
+            if args.repack {
+                emit(&runtime.block_on(app::repack::after_contract(&config, &args.name)));
+            }
+        }
+        Command::Repack(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let request = app::repack::Request {
+                table: args.table.clone(),
+                vacuum: args.vacuum,
+                client: args.pg_repack.clone(),
+                wait_timeout: args.wait_timeout,
+                json: args.json,
+            };
+            match runtime.block_on(app::repack::run(&config, &request)) {
+                Ok(text) => emit(&text),
+                // Stopped by the operator (Ctrl-C, SIGTERM) or a critical level, cleanly:
+                // not a failure, the runs' exit code for a stop.
+                Err(app::repack::CommandError::Repack(
+                    error @ (zdm::engine::repack::Error::Aborted { .. }
+                    | zdm::engine::repack::Error::NotStarted { .. }),
+                )) => {
+                    let _ = writeln!(std::io::stderr(), "{error}");
+                    std::process::exit(zdm::engine::headless::EXIT_STOPPED);
+                }
+                Err(error) => return Err(error.into()),
+            }
         }
         Command::Gates(args) => {
             let config = Config::load(&args.target.overrides())?;

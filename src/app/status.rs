@@ -97,6 +97,11 @@ pub struct MigrationStatus {
     /// The checksum of its file now, when the file is there and differs from the recorded
     /// one: a migration that ran must not change (`zdm start` refuses it).
     pub file_checksum_changed: Option<String>,
+    /// The tables it rewrote, their size against before its backfill, as last measured
+    /// (after the backfill, after contract, or by `zdm repack`): shown once it is ready to
+    /// contract or complete (`engine::table_size`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub table_sizes: Vec<crate::engine::table_size::Comparison>,
 }
 
 /// One application version and how a client chooses it.
@@ -139,7 +144,15 @@ pub async fn report(conn: &mut PgConnection, database: String) -> Result<StatusR
             .await
             .context("checking what the plans promised")?;
         let standing = Standing::of(&record);
+        let table_sizes = if matches!(record.status, Status::ReadyToContract | Status::Complete) {
+            crate::engine::table_size::recorded(conn, &record.name)
+                .await
+                .context("reading the tables' sizes")?
+        } else {
+            Vec::new()
+        };
         migrations.push(MigrationStatus {
+            table_sizes,
             standing,
             record,
             version_schema_exists: exists,
@@ -372,6 +385,13 @@ impl StatusReport {
             }
             if let Some(error) = &r.error {
                 let _ = writeln!(out, "  error:          {error}");
+            }
+            for size in &m.table_sizes {
+                let _ = writeln!(
+                    out,
+                    "  table size:     {}",
+                    size.describe("as last measured")
+                );
             }
             for broken in &m.broken_promises {
                 let _ = writeln!(out, "  NOT AS PLANNED: {broken}");

@@ -510,6 +510,9 @@ impl Engine {
                     migration: name.to_string(),
                     status: *current,
                 });
+                if phase == Phase::Backfill {
+                    super::table_size::before_backfill(&mut self.conn, plan).await;
+                }
             }
             self.events.emit(Event::StepStarted {
                 migration: name.to_string(),
@@ -539,6 +542,9 @@ impl Engine {
                 phase: phase_name(phase),
                 broken,
             });
+        }
+        if announced && matches!(phase, Phase::Backfill | Phase::Contract) {
+            super::table_size::report(&mut self.conn, &self.events, plan, phase).await;
         }
         Ok(())
     }

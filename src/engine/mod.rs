@@ -18,8 +18,10 @@ pub mod pacing;
 pub mod progress;
 pub mod promises;
 pub mod reconnect;
+pub mod repack;
 pub mod settings;
 pub mod state;
+pub mod table_size;
 pub mod throttle;
 pub mod workers;
 

@@ -11,6 +11,7 @@ pub mod context;
 pub mod decision;
 pub mod dependencies;
 pub mod explain;
+pub mod hypothetical;
 pub mod indexes;
 pub mod matching;
 pub mod old_transactions;
