@@ -71,6 +71,9 @@ struct FileConfig {
     backfill: SettingsTable,
     #[serde(default)]
     throttle: SettingsTable,
+    /// `[schedule]`: the low-traffic windows, declared settings too.
+    #[serde(default)]
+    schedule: SettingsTable,
 }
 
 /// One `[backfill]` or `[throttle]` table, with the positions of its keys and values.
@@ -115,6 +118,7 @@ fn read_settings(path: &Path, text: &str, file: &FileConfig) -> Result<FileSetti
     for (table, keys) in [
         (Table::Backfill, &file.backfill),
         (Table::Throttle, &file.throttle),
+        (Table::Schedule, &file.schedule),
     ] {
         entries.extend(keys.iter().map(|(key, value)| Entry {
             place: OldPlace::In(table),
@@ -164,6 +168,35 @@ fn read_settings(path: &Path, text: &str, file: &FileConfig) -> Result<FileSetti
             toml::Value::String(text) => text.clone(),
             toml::Value::Integer(n) => n.to_string(),
             toml::Value::Float(n) => n.to_string(),
+            toml::Value::Boolean(on) if spec.kind == Kind::Switch => {
+                if *on { "on" } else { "off" }.to_string()
+            }
+            // `windows = ["Mon-Fri 01:00-05:00", ...]`: each one checked at its own place.
+            toml::Value::Array(items) if spec.kind == Kind::Windows => {
+                let mut texts = Vec::new();
+                for item in items {
+                    let Some(item) = item.as_str() else {
+                        return Err(at(value_at, format!("{key}: expected {}", key.expected())));
+                    };
+                    if let Err(error) = crate::schedule::Window::parse(item) {
+                        // At the string's opening quote, as other values are.
+                        let item_at = text[value_at.min(text.len())..]
+                            .find(item)
+                            .map_or(value_at, |i| value_at + i);
+                        let item_at = match text[..item_at].chars().next_back() {
+                            Some(quote @ ('"' | '\'')) => item_at - quote.len_utf8(),
+                            _ => item_at,
+                        };
+                        return Err(at(item_at, format!("{key}: {error}")));
+                    }
+                    texts.push(item.to_string());
+                }
+                if texts.is_empty() {
+                    "none".to_string()
+                } else {
+                    texts.join("; ")
+                }
+            }
             _ => return Err(at(value_at, format!("{key}: expected {}", key.expected()))),
         };
         // A negative number (or a rows/s ceiling of 0) meant "off" in the old release.
@@ -932,6 +965,68 @@ mod tests {
         let config = read("[backfill]\nmin_batch_rows = 200000\nmax_batch_rows = 500000\n")
             .expect("consistent");
         assert_eq!(config.backfill.pacing.min_rows, 200_000);
+    }
+
+    #[test]
+    fn the_schedule_table_sets_windows_and_their_time_zone() {
+        let text = "[schedule]\nwindows = [\"Mon-Fri 01:00-05:00\", \"Sat,Sun 00:00-08:00\"]\n\
+                    tz = \"Europe/Zurich\"\n";
+        let config = read(text).expect("valid file");
+        let throttle = &config.backfill.throttle;
+        assert_eq!(
+            crate::schedule::windows_text(&throttle.windows),
+            "Mon-Fri 01:00-05:00; Sat,Sun 00:00-08:00"
+        );
+        assert_eq!(throttle.tz.as_deref(), Some("Europe/Zurich"));
+        assert!(throttle.window);
+        let off = read("[schedule]\nwindow = false\n").expect("a boolean");
+        assert!(!off.backfill.throttle.window);
+        // No windows: any time, in the system's zone.
+        let defaults = Config::default().backfill.throttle;
+        assert!(defaults.windows.is_empty());
+        assert_eq!(defaults.tz, None);
+    }
+
+    /// A bad window is reported at its own string in the list, with what is wrong and
+    /// the form; a bad zone at its value, with the nearest name.
+    #[test]
+    fn a_bad_window_or_zone_is_an_error_at_its_position() {
+        let text = "[schedule]\nwindows = [\"Mon-Fri 01:00-05:00\", \"Sat,Sun 00:00-28:00\"]\n";
+        let message = read(text).expect_err("bad time");
+        assert!(
+            message.starts_with(
+                "zdm.toml:2:35: windows: window `Sat,Sun 00:00-28:00`: `28:00` is not a time"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("the form is `DAYS HH:MM-HH:MM`"),
+            "{message}"
+        );
+        let message = read("[schedule]\nwindows = [\"Mon-Fry 01:00-05:00\"]\n").expect_err("day");
+        assert!(
+            message.starts_with(
+                "zdm.toml:2:12: windows: window `Mon-Fry 01:00-05:00`: `Fry` is not a day"
+            ),
+            "{message}"
+        );
+        let message = read("[schedule]\ntz = \"Europe/Zurch\"\n").expect_err("zone");
+        assert!(
+            message.starts_with(
+                "zdm.toml:2:6: tz: `Europe/Zurch` is not an IANA time zone name; did you mean `Europe/Zurich`?"
+            ),
+            "{message}"
+        );
+        let message = read("[schedule]\nwindows = [1]\n").expect_err("not a string");
+        assert!(
+            message.starts_with("zdm.toml:2:11: windows: expected low-traffic windows"),
+            "{message}"
+        );
+        let message = read("[schedule]\nmax_replica_lag = \"1s\"\n").expect_err("misplaced");
+        assert!(
+            message.starts_with("zdm.toml:2:1: max_replica_lag belongs in [throttle]"),
+            "{message}"
+        );
     }
 
     #[test]

@@ -23,6 +23,7 @@ pub mod plan;
 pub mod position;
 pub mod protocol;
 pub mod runner;
+pub mod schedule;
 pub mod settings;
 pub mod signals;
 pub mod suggest;

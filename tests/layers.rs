@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Foundations: no zdm concept above the database.
     &[
-        "format", "suggest", "signals", "logging", "position", "db", "localpg",
+        "format", "suggest", "signals", "logging", "position", "db", "localpg", "schedule",
     ],
     // Vocabulary: migration files, settings, live metrics.
     &["migration", "settings", "monitor"],

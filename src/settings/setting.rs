@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{OldName, SettingKey, Value};
+use super::{Kind, OldName, SettingKey, Value};
+use crate::schedule::Window;
 
 /// Why a setting was refused; each message names the key and shows a valid value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum SettingError {
     },
     #[error("{key}: {reason}")]
     Conflict { key: SettingKey, reason: String },
+    /// A value whose own reader says exactly what is wrong (a window, a time zone).
+    #[error("{key}: {reason}")]
+    Invalid { key: SettingKey, reason: String },
     #[error(
         "{key} is read from zdm.toml ([{table}]) when a run starts; it cannot be read or \
          changed while the run goes on",
@@ -85,6 +89,10 @@ pub enum Setting {
     ReleaseSamples(u64),
     ReleaseRatio(f64),
     StaleAfter(Duration),
+    Windows(Vec<Window>),
+    /// `None`: the system's time zone.
+    TimeZone(Option<String>),
+    Window(bool),
 }
 
 impl Setting {
@@ -111,6 +119,9 @@ impl Setting {
             Setting::ReleaseSamples(_) => SettingKey::ReleaseSamples,
             Setting::ReleaseRatio(_) => SettingKey::ReleaseRatio,
             Setting::StaleAfter(_) => SettingKey::StaleAfter,
+            Setting::Windows(_) => SettingKey::Windows,
+            Setting::TimeZone(_) => SettingKey::TimeZone,
+            Setting::Window(_) => SettingKey::Window,
         }
     }
 
@@ -135,6 +146,11 @@ impl Setting {
             | Setting::MaxCanarySlowdown(r) => Value::Number(r),
             Setting::ThrottleQuery(q) => Value::Text(q),
             Setting::FlagFile(p) => Value::Path(p),
+            Setting::Windows(w) => {
+                Value::Text((!w.is_empty()).then(|| crate::schedule::windows_text(&w)))
+            }
+            Setting::TimeZone(tz) => Value::Text(tz),
+            Setting::Window(on) => Value::Switch(on),
         }
     }
 
@@ -164,6 +180,12 @@ impl Setting {
             (K::MaxCanarySlowdown, Value::Number(r)) => Setting::MaxCanarySlowdown(r),
             (K::ThrottleQuery, Value::Text(q)) => Setting::ThrottleQuery(q),
             (K::FlagFile, Value::Path(p)) => Setting::FlagFile(p),
+            (K::Windows, Value::Text(None)) => Setting::Windows(Vec::new()),
+            (K::Windows, Value::Text(Some(w))) => {
+                Setting::Windows(crate::schedule::parse_windows(&w).ok()?)
+            }
+            (K::TimeZone, Value::Text(tz)) => Setting::TimeZone(tz),
+            (K::Window, Value::Switch(on)) => Setting::Window(on),
             _ => return None,
         })
     }
@@ -206,6 +228,22 @@ impl Setting {
     pub fn parse_value(key: SettingKey, value: &str) -> Result<Setting, SettingError> {
         let text = value.trim();
         let spec = key.spec();
+        // Windows and time zones say exactly what is wrong, and the form.
+        let exact = match spec.kind {
+            Kind::Windows if !super::value::is_none(text) => {
+                crate::schedule::parse_windows(text).err()
+            }
+            Kind::TimeZone if !super::value::is_local(text) => {
+                crate::schedule::time_zone(text).err()
+            }
+            _ => None,
+        };
+        if let Some(error) = exact {
+            return Err(SettingError::Invalid {
+                key,
+                reason: error.to_string(),
+            });
+        }
         spec.kind
             .parse(text)
             .and_then(|value| Setting::from_value(key, value))
