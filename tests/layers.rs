@@ -10,8 +10,10 @@ use std::path::{Path, PathBuf};
 const LAYERS: &[&[&str]] = &[
     // Foundations: no zdm concept above the database.
     &[
-        "format", "suggest", "signals", "logging", "position", "db", "localpg", "schedule",
+        "format", "suggest", "signals", "logging", "position", "db", "localpg",
     ],
+    // Time: low-traffic windows in their time zone.
+    &["schedule"],
     // Vocabulary: migration files, settings, live metrics.
     &["migration", "settings", "monitor"],
     // Static rules over migration SQL.
