@@ -14,6 +14,7 @@ use crate::engine::ddl::LockPolicy;
 use crate::engine::{BackfillSettings, EngineOptions};
 use crate::gates::context::Inputs as GateInputs;
 use crate::monitor::MonitorOptions;
+use crate::notify::AlertSettings;
 use crate::position::line_column;
 use crate::settings::{Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS};
 use crate::suggest;
@@ -74,6 +75,99 @@ struct FileConfig {
     /// `[schedule]`: the low-traffic windows, declared settings too.
     #[serde(default)]
     schedule: SettingsTable,
+    #[serde(default)]
+    alerts: AlertsFile,
+}
+
+/// The `[alerts]` table of `zdm.toml`: where alerts are sent (docs/monitoring.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsFile {
+    cooldown_s: Option<u64>,
+    #[serde(default)]
+    webhook: Vec<WebhookFile>,
+    #[serde(default)]
+    command: Vec<CommandFile>,
+}
+
+/// One `[[alerts.webhook]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFile {
+    url: Spanned<String>,
+    timeout_s: Option<f64>,
+    retries: Option<u32>,
+}
+
+/// One `[[alerts.command]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandFile {
+    run: Spanned<Vec<String>>,
+    timeout_s: Option<f64>,
+}
+
+/// A webhook waits this long for each try by default.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+const WEBHOOK_RETRIES: u32 = 3;
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads `[alerts]`: a webhook URL must be http(s), a command must name a program.
+fn read_alerts(path: &Path, text: &str, file: &AlertsFile) -> Result<AlertSettings, Error> {
+    let at = |offset: usize, message: String| {
+        let (line, column) = line_column(text, offset);
+        Error::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    };
+    let seconds = |s: Option<f64>, default: Duration| {
+        s.filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(default, Duration::from_secs_f64)
+    };
+    let mut settings = AlertSettings {
+        cooldown: file
+            .cooldown_s
+            .map_or(crate::notify::DEFAULT_COOLDOWN, Duration::from_secs),
+        ..AlertSettings::default()
+    };
+    for hook in &file.webhook {
+        let url = hook.url.get_ref().trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(at(
+                hook.url.span().start,
+                format!(
+                    "alerts.webhook: `{}` is not an http:// or https:// URL",
+                    crate::notify::redact_url(url)
+                ),
+            ));
+        }
+        settings.webhooks.push(crate::notify::Webhook {
+            url: url.to_string(),
+            timeout: seconds(hook.timeout_s, WEBHOOK_TIMEOUT),
+            retries: hook.retries.unwrap_or(WEBHOOK_RETRIES),
+        });
+    }
+    for command in &file.command {
+        if command
+            .run
+            .get_ref()
+            .first()
+            .is_none_or(|p| p.trim().is_empty())
+        {
+            return Err(at(
+                command.run.span().start,
+                "alerts.command: `run` must name a program, e.g. run = [\"/usr/local/bin/page\", \"--team\", \"dba\"]".to_string(),
+            ));
+        }
+        settings.commands.push(crate::notify::Hook {
+            run: command.run.get_ref().clone(),
+            timeout: seconds(command.timeout_s, COMMAND_TIMEOUT),
+        });
+    }
+    Ok(settings)
 }
 
 /// One `[backfill]` or `[throttle]` table, with the positions of its keys and values.
@@ -461,6 +555,8 @@ pub struct Config {
     pub monitor: MonitorSettings,
     /// How the contract safety gates observe.
     pub gates: GateSettings,
+    /// Where alerts are sent (`[alerts]`).
+    pub alerts: AlertSettings,
     /// What the file wrote in a form accepted only until the next release
     /// (`file:line:col: ...`); [`Config::load`] prints them.
     pub warnings: Vec<String>,
@@ -486,6 +582,7 @@ impl Default for Config {
             backfill: engine.backfill,
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
+            alerts: AlertSettings::default(),
             warnings: Vec::new(),
         }
     }
@@ -596,6 +693,7 @@ impl Config {
             }
         })?;
         let settings = read_settings(path, text, &file)?;
+        let alerts = read_alerts(path, text, &file.alerts)?;
         let defaults = Config::default();
         Ok(Config {
             config_file: Some(path.to_path_buf()),
@@ -632,6 +730,7 @@ impl Config {
             backfill: settings.backfill,
             monitor: file.monitor.settings(),
             gates: file.gates.settings(),
+            alerts,
             warnings: settings.warnings,
         })
     }
@@ -1025,6 +1124,38 @@ mod tests {
         let message = read("[schedule]\nmax_replica_lag = \"1s\"\n").expect_err("misplaced");
         assert!(
             message.starts_with("zdm.toml:2:1: max_replica_lag belongs in [throttle]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_alerts_table_names_its_sinks_and_refuses_bad_ones() {
+        let text = "[alerts]\ncooldown_s = 600\n[[alerts.webhook]]\n\
+                    url = \"https://hooks.slack.com/services/T/B/SECRET\"\n\
+                    [[alerts.command]]\nrun = [\"/usr/local/bin/page\", \"--team\", \"dba\"]\ntimeout_s = 3\n";
+        let config = read(text).expect("valid file");
+        assert_eq!(config.alerts.cooldown, Duration::from_secs(600));
+        assert_eq!(config.alerts.webhooks.len(), 1);
+        assert_eq!(config.alerts.webhooks[0].timeout, Duration::from_secs(5));
+        assert_eq!(config.alerts.webhooks[0].retries, 3);
+        assert_eq!(config.alerts.commands[0].timeout, Duration::from_secs(3));
+        assert!(!format!("{config:?}").contains("SECRET"));
+        let message = read("[[alerts.webhook]]\nurl = \"hooks.slack.com/services/T/B/SECRET\"\n")
+            .expect_err("no scheme");
+        assert!(
+            message.starts_with("zdm.toml:2:7: alerts.webhook: `(a webhook URL)` is not an http"),
+            "{message}"
+        );
+        assert!(!message.contains("SECRET"), "{message}");
+        let message = read("[[alerts.command]]\nrun = []\n").expect_err("no program");
+        assert!(
+            message.starts_with("zdm.toml:2:7: alerts.command: `run` must name a program"),
+            "{message}"
+        );
+        let message =
+            read("[[alerts.webhook]]\nurl = \"http://127.0.0.1/\"\nretry = 3\n").expect_err("typo");
+        assert!(
+            message.starts_with("zdm.toml:3:1: unknown field `retry`"),
             "{message}"
         );
     }

@@ -19,6 +19,7 @@ pub mod localpg;
 pub mod logging;
 pub mod migration;
 pub mod monitor;
+pub mod notify;
 pub mod plan;
 pub mod position;
 pub mod protocol;

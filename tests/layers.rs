@@ -29,6 +29,8 @@ const LAYERS: &[&[&str]] = &[
     // Read models and judgements over the engine's state.
     &["ledger", "audit"],
     &["gates"],
+    // Alerts sent to people (webhooks, command hooks) from a run's events.
+    &["notify"],
     // zdm.toml + environment + flags.
     &["config"],
     // Runs' control sockets and their clients.

@@ -22,6 +22,7 @@ use crate::engine::identity;
 use crate::engine::{BackfillControl, Outcome};
 use crate::gates::Report;
 use crate::monitor::Monitor;
+use crate::notify::{Notifier, Origin};
 use crate::protocol::Observing;
 use crate::protocol::{Command, Event, Level, Reply, RunStatus, Stamped, Status};
 
@@ -58,6 +59,8 @@ pub struct Served {
     metrics: Option<JoinHandle<()>>,
     command: &'static str,
     confirmations: ConfirmationSlot,
+    /// Sends the run's alerts to the configured sinks (None: no `[alerts]` sinks).
+    notifier: Option<Notifier>,
 }
 
 /// Sends an event to every listener after folding it into the view (so `status` never
@@ -103,6 +106,22 @@ impl Served {
             view: Arc::new(Mutex::new(RunView::new(migration, status))),
             events: events.clone(),
         };
+        // Subscribed before the first event, so the alerts miss none.
+        let notifier = Notifier::start(
+            &config.alerts,
+            Origin {
+                migration: migration.to_string(),
+                database: config
+                    .database_url()
+                    .map(|url| url.to_string())
+                    .unwrap_or_default(),
+                host: nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|name| name.into_string().ok())
+                    .unwrap_or_default(),
+            },
+            events.subscribe(),
+        );
         let (engine_events, receiver) = mpsc::unbounded_channel();
         let relay = tokio::spawn(relay(receiver, publisher.clone()));
         let confirmations = ConfirmationSlot::default();
@@ -133,6 +152,7 @@ impl Served {
             metrics: None,
             command,
             confirmations,
+            notifier,
         };
         (served, engine_events)
     }
@@ -231,6 +251,10 @@ impl Served {
             ok,
             message,
         });
+        // The last alerts (the run finished or failed) go out before the command exits.
+        if let Some(notifier) = self.notifier {
+            notifier.finish().await;
+        }
         // The socket drains first: a command being answered (`abort`, whose audit row is
         // still being written as the run stops) gets its reply out rather than a
         // "not applied" for a change that was applied.
