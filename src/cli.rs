@@ -219,6 +219,10 @@ pub struct StartArgs {
     /// follow it with `zdm attach` and steer it with `zdm ctl`. Needs the NAME
     #[arg(long, requires = "name")]
     pub detach: bool,
+    /// Serve Prometheus metrics of the run on ADDR (`GET /metrics`), e.g. 127.0.0.1:9187
+    /// [default: metrics_listen in zdm.toml; none]
+    #[arg(long, value_name = "ADDR", env = "ZDM_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -251,6 +255,10 @@ pub struct CompleteArgs {
     /// follow it with `zdm attach` and steer it with `zdm ctl`
     #[arg(long)]
     pub detach: bool,
+    /// Serve Prometheus metrics of the run on ADDR (`GET /metrics`), e.g. 127.0.0.1:9187
+    /// [default: metrics_listen in zdm.toml; none]
+    #[arg(long, value_name = "ADDR", env = "ZDM_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -77,6 +77,8 @@ struct FileConfig {
     schedule: SettingsTable,
     #[serde(default)]
     alerts: AlertsFile,
+    /// Where a run serves Prometheus metrics (`127.0.0.1:9187`).
+    metrics_listen: Option<Spanned<String>>,
 }
 
 /// The `[alerts]` table of `zdm.toml`: where alerts are sent (docs/monitoring.md).
@@ -557,6 +559,9 @@ pub struct Config {
     pub gates: GateSettings,
     /// Where alerts are sent (`[alerts]`).
     pub alerts: AlertSettings,
+    /// Where a run serves its Prometheus metrics (`metrics_listen`, `--metrics-listen`);
+    /// None: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// What the file wrote in a form accepted only until the next release
     /// (`file:line:col: ...`); [`Config::load`] prints them.
     pub warnings: Vec<String>,
@@ -583,6 +588,7 @@ impl Default for Config {
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
             alerts: AlertSettings::default(),
+            metrics_listen: None,
             warnings: Vec::new(),
         }
     }
@@ -694,6 +700,21 @@ impl Config {
         })?;
         let settings = read_settings(path, text, &file)?;
         let alerts = read_alerts(path, text, &file.alerts)?;
+        let metrics_listen = match &file.metrics_listen {
+            None => None,
+            Some(given) => Some(given.get_ref().trim().parse().map_err(|_| {
+                let (line, column) = line_column(text, given.span().start);
+                Error::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message: format!(
+                        "metrics_listen: `{}` is not an address and port, e.g. `127.0.0.1:9187`",
+                        given.get_ref()
+                    ),
+                }
+            })?),
+        };
         let defaults = Config::default();
         Ok(Config {
             config_file: Some(path.to_path_buf()),
@@ -731,8 +752,17 @@ impl Config {
             monitor: file.monitor.settings(),
             gates: file.gates.settings(),
             alerts,
+            metrics_listen,
             warnings: settings.warnings,
         })
+    }
+
+    /// `--metrics-listen` beats `metrics_listen` of the file.
+    pub fn with_metrics_listen(mut self, flag: Option<std::net::SocketAddr>) -> Config {
+        if flag.is_some() {
+            self.metrics_listen = flag;
+        }
+        self
     }
 
     /// The target database, or an error that says the three ways to give one.

@@ -61,6 +61,8 @@ pub struct Served {
     confirmations: ConfirmationSlot,
     /// Sends the run's alerts to the configured sinks (None: no `[alerts]` sinks).
     notifier: Option<Notifier>,
+    /// The Prometheus endpoint (`--metrics-listen`), when asked for.
+    endpoint: Option<super::metrics::Endpoint>,
 }
 
 /// Sends an event to every listener after folding it into the view (so `status` never
@@ -122,6 +124,26 @@ impl Served {
             },
             events.subscribe(),
         );
+        let endpoint = match config.metrics_listen {
+            None => None,
+            Some(address) => {
+                match super::metrics::Endpoint::start(address, migration, events.subscribe()).await
+                {
+                    Ok(endpoint) => {
+                        tracing::info!(address = %endpoint.address, "Prometheus metrics served");
+                        Some(endpoint)
+                    }
+                    Err(error) => {
+                        // The run matters more than its dashboard: said, and it goes on.
+                        tracing::warn!(%address, %error, "the metrics endpoint cannot listen");
+                        eprintln!(
+                            "warning: cannot serve metrics on {address}: {error}; the run goes                              on without them"
+                        );
+                        None
+                    }
+                }
+            }
+        };
         let (engine_events, receiver) = mpsc::unbounded_channel();
         let relay = tokio::spawn(relay(receiver, publisher.clone()));
         let confirmations = ConfirmationSlot::default();
@@ -153,6 +175,7 @@ impl Served {
             command,
             confirmations,
             notifier,
+            endpoint,
         };
         (served, engine_events)
     }
@@ -254,6 +277,9 @@ impl Served {
         // The last alerts (the run finished or failed) go out before the command exits.
         if let Some(notifier) = self.notifier {
             notifier.finish().await;
+        }
+        if let Some(endpoint) = self.endpoint {
+            endpoint.stop();
         }
         // The socket drains first: a command being answered (`abort`, whose audit row is
         // still being written as the run stops) gets its reply out rather than a
