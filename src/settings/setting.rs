@@ -572,6 +572,44 @@ mod tests {
     }
 
     #[test]
+    fn windows_time_zones_and_the_window_switch_are_set_live() {
+        let windows = parse("windows=Mon-Fri 01:00-05:00; sat,sun 0:00-8:00");
+        assert_eq!(
+            windows.to_string(),
+            "windows=Mon-Fri 01:00-05:00; Sat,Sun 00:00-08:00"
+        );
+        assert_eq!(parse("windows=none"), Setting::Windows(Vec::new()));
+        assert_eq!(
+            parse("tz=europe/zurich"),
+            Setting::TimeZone(Some("Europe/Zurich".to_string()))
+        );
+        assert_eq!(parse("tz=local"), Setting::TimeZone(None));
+        assert_eq!(parse("window=off"), Setting::Window(false));
+        assert_eq!(parse("window=on").to_string(), "window=on");
+        let message = error("windows=Mon-Fri 01:00-05:00; Sun 9-10");
+        assert!(
+            message.starts_with("windows: window `Sun 9-10`: `9` is not a time"),
+            "{message}"
+        );
+        assert!(
+            message.contains("the form is `DAYS HH:MM-HH:MM`"),
+            "{message}"
+        );
+        let message = error("tz=Europe/Zurch");
+        assert!(
+            message.starts_with(
+                "tz: `Europe/Zurch` is not an IANA time zone name; did you mean `Europe/Zurich`?"
+            ),
+            "{message}"
+        );
+        assert!(error("window=maybe").starts_with("window: `maybe` is not `on` or `off`"));
+        // On the wire, as `zdm ctl` sends them.
+        let wire = serde_json::to_string(&windows).expect("serialize");
+        let back: Setting = serde_json::from_str(&wire).expect("deserialize");
+        assert_eq!(back, windows);
+    }
+
+    #[test]
     fn the_batch_target_scales_within_its_range() {
         let current = Duration::from_millis(200);
         assert_eq!(
