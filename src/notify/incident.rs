@@ -343,6 +343,48 @@ mod tests {
             .is_some());
     }
 
+    /// A monitor alert that comes and goes with every sample, read from the run's
+    /// `metrics` events: one notice, not one per raise.
+    #[test]
+    fn a_flapping_monitor_alert_read_from_events_pages_once() {
+        use crate::monitor::Metrics;
+        let alert = Alert {
+            severity: crate::monitor::Severity::Warning,
+            metric: None,
+            subject: "replica replay lag (s)".to_string(),
+            message: "replica replay lag (s) is 6.0 (limit 5)".to_string(),
+            value: Some(6.0),
+            baseline: None,
+        };
+        let sample = |alerts: Vec<Alert>| {
+            Event::Metrics(Box::new(Metrics {
+                alerts,
+                ..Metrics::default()
+            }))
+        };
+        let mut reader = Reader::default();
+        let mut incidents = Incidents::new(Duration::from_secs(900));
+        let mut sent = Vec::new();
+        for i in 0..40 {
+            let alerts = if i % 2 == 0 {
+                vec![alert.clone()]
+            } else {
+                Vec::new()
+            };
+            for change in reader.read("0003_orders", &sample(alerts)) {
+                sent.extend(incidents.apply(change, at(i)));
+            }
+        }
+        assert_eq!(sent.len(), 1, "{sent:#?}");
+        assert_eq!(sent[0].kind, Kind::Metric);
+        assert_eq!(sent[0].severity, Severity::Warning);
+        assert_eq!(sent[0].incident, "metric:replica replay lag (s)");
+        assert_eq!(
+            sent[0].summary,
+            "0003_orders: replica replay lag (s) is 6.0 (limit 5)"
+        );
+    }
+
     #[test]
     fn events_become_incidents() {
         let mut reader = Reader::default();
