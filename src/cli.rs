@@ -224,6 +224,10 @@ pub struct StartArgs {
     /// follow it with `zdm attach` and steer it with `zdm ctl`. Needs the NAME
     #[arg(long, requires = "name")]
     pub detach: bool,
+    /// Serve Prometheus metrics of the run on ADDR (`GET /metrics`), e.g. 127.0.0.1:9187
+    /// [default: metrics_listen in zdm.toml; none]
+    #[arg(long, value_name = "ADDR", env = "ZDM_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub target: TargetArgs,
 }
@@ -260,6 +264,10 @@ pub struct CompleteArgs {
     /// that grew past 120 % of its size before (`zdm repack`)
     #[arg(long, conflicts_with = "detach")]
     pub repack: bool,
+    /// Serve Prometheus metrics of the run on ADDR (`GET /metrics`), e.g. 127.0.0.1:9187
+    /// [default: metrics_listen in zdm.toml; none]
+    #[arg(long, value_name = "ADDR", env = "ZDM_METRICS_LISTEN")]
+    pub metrics_listen: Option<std::net::SocketAddr>,
     #[command(flatten)]
     pub target: TargetArgs,
 }

@@ -14,6 +14,7 @@ use crate::engine::ddl::LockPolicy;
 use crate::engine::{BackfillSettings, EngineOptions};
 use crate::gates::context::Inputs as GateInputs;
 use crate::monitor::MonitorOptions;
+use crate::notify::AlertSettings;
 use crate::position::line_column;
 use crate::settings::{Kind, OldName, OldPlace, Setting, SettingKey, Table, OLD_NAMES, SPECS};
 use crate::suggest;
@@ -71,6 +72,104 @@ struct FileConfig {
     backfill: SettingsTable,
     #[serde(default)]
     throttle: SettingsTable,
+    /// `[schedule]`: the low-traffic windows, declared settings too.
+    #[serde(default)]
+    schedule: SettingsTable,
+    #[serde(default)]
+    alerts: AlertsFile,
+    /// Where a run serves Prometheus metrics (`127.0.0.1:9187`).
+    metrics_listen: Option<Spanned<String>>,
+}
+
+/// The `[alerts]` table of `zdm.toml`: where alerts are sent (docs/monitoring.md).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AlertsFile {
+    cooldown_s: Option<u64>,
+    #[serde(default)]
+    webhook: Vec<WebhookFile>,
+    #[serde(default)]
+    command: Vec<CommandFile>,
+}
+
+/// One `[[alerts.webhook]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WebhookFile {
+    url: Spanned<String>,
+    timeout_s: Option<f64>,
+    retries: Option<u32>,
+}
+
+/// One `[[alerts.command]]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandFile {
+    run: Spanned<Vec<String>>,
+    timeout_s: Option<f64>,
+}
+
+/// A webhook waits this long for each try by default.
+const WEBHOOK_TIMEOUT: Duration = Duration::from_secs(5);
+const WEBHOOK_RETRIES: u32 = 3;
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Reads `[alerts]`: a webhook URL must be http(s), a command must name a program.
+fn read_alerts(path: &Path, text: &str, file: &AlertsFile) -> Result<AlertSettings, Error> {
+    let at = |offset: usize, message: String| {
+        let (line, column) = line_column(text, offset);
+        Error::Parse {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+        }
+    };
+    let seconds = |s: Option<f64>, default: Duration| {
+        s.filter(|s| s.is_finite() && *s > 0.0)
+            .map_or(default, Duration::from_secs_f64)
+    };
+    let mut settings = AlertSettings {
+        cooldown: file
+            .cooldown_s
+            .map_or(crate::notify::DEFAULT_COOLDOWN, Duration::from_secs),
+        ..AlertSettings::default()
+    };
+    for hook in &file.webhook {
+        let url = hook.url.get_ref().trim();
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            return Err(at(
+                hook.url.span().start,
+                format!(
+                    "alerts.webhook: `{}` is not an http:// or https:// URL",
+                    crate::notify::redact_url(url)
+                ),
+            ));
+        }
+        settings.webhooks.push(crate::notify::Webhook {
+            url: url.to_string(),
+            timeout: seconds(hook.timeout_s, WEBHOOK_TIMEOUT),
+            retries: hook.retries.unwrap_or(WEBHOOK_RETRIES),
+        });
+    }
+    for command in &file.command {
+        if command
+            .run
+            .get_ref()
+            .first()
+            .is_none_or(|p| p.trim().is_empty())
+        {
+            return Err(at(
+                command.run.span().start,
+                "alerts.command: `run` must name a program, e.g. run = [\"/usr/local/bin/page\", \"--team\", \"dba\"]".to_string(),
+            ));
+        }
+        settings.commands.push(crate::notify::Hook {
+            run: command.run.get_ref().clone(),
+            timeout: seconds(command.timeout_s, COMMAND_TIMEOUT),
+        });
+    }
+    Ok(settings)
 }
 
 /// One `[backfill]` or `[throttle]` table, with the positions of its keys and values.
@@ -115,6 +214,7 @@ fn read_settings(path: &Path, text: &str, file: &FileConfig) -> Result<FileSetti
     for (table, keys) in [
         (Table::Backfill, &file.backfill),
         (Table::Throttle, &file.throttle),
+        (Table::Schedule, &file.schedule),
     ] {
         entries.extend(keys.iter().map(|(key, value)| Entry {
             place: OldPlace::In(table),
@@ -164,6 +264,35 @@ fn read_settings(path: &Path, text: &str, file: &FileConfig) -> Result<FileSetti
             toml::Value::String(text) => text.clone(),
             toml::Value::Integer(n) => n.to_string(),
             toml::Value::Float(n) => n.to_string(),
+            toml::Value::Boolean(on) if spec.kind == Kind::Switch => {
+                if *on { "on" } else { "off" }.to_string()
+            }
+            // `windows = ["Mon-Fri 01:00-05:00", ...]`: each one checked at its own place.
+            toml::Value::Array(items) if spec.kind == Kind::Windows => {
+                let mut texts = Vec::new();
+                for item in items {
+                    let Some(item) = item.as_str() else {
+                        return Err(at(value_at, format!("{key}: expected {}", key.expected())));
+                    };
+                    if let Err(error) = crate::schedule::Window::parse(item) {
+                        // At the string's opening quote, as other values are.
+                        let item_at = text[value_at.min(text.len())..]
+                            .find(item)
+                            .map_or(value_at, |i| value_at + i);
+                        let item_at = match text[..item_at].chars().next_back() {
+                            Some(quote @ ('"' | '\'')) => item_at - quote.len_utf8(),
+                            _ => item_at,
+                        };
+                        return Err(at(item_at, format!("{key}: {error}")));
+                    }
+                    texts.push(item.to_string());
+                }
+                if texts.is_empty() {
+                    "none".to_string()
+                } else {
+                    texts.join("; ")
+                }
+            }
             _ => return Err(at(value_at, format!("{key}: expected {}", key.expected()))),
         };
         // A negative number (or a rows/s ceiling of 0) meant "off" in the old release.
@@ -428,6 +557,11 @@ pub struct Config {
     pub monitor: MonitorSettings,
     /// How the contract safety gates observe.
     pub gates: GateSettings,
+    /// Where alerts are sent (`[alerts]`).
+    pub alerts: AlertSettings,
+    /// Where a run serves its Prometheus metrics (`metrics_listen`, `--metrics-listen`);
+    /// None: not served.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     /// What the file wrote in a form accepted only until the next release
     /// (`file:line:col: ...`); [`Config::load`] prints them.
     pub warnings: Vec<String>,
@@ -453,6 +587,8 @@ impl Default for Config {
             backfill: engine.backfill,
             monitor: MonitorSettings::default(),
             gates: GateSettings::default(),
+            alerts: AlertSettings::default(),
+            metrics_listen: None,
             warnings: Vec::new(),
         }
     }
@@ -563,6 +699,22 @@ impl Config {
             }
         })?;
         let settings = read_settings(path, text, &file)?;
+        let alerts = read_alerts(path, text, &file.alerts)?;
+        let metrics_listen = match &file.metrics_listen {
+            None => None,
+            Some(given) => Some(given.get_ref().trim().parse().map_err(|_| {
+                let (line, column) = line_column(text, given.span().start);
+                Error::Parse {
+                    path: path.to_path_buf(),
+                    line,
+                    column,
+                    message: format!(
+                        "metrics_listen: `{}` is not an address and port, e.g. `127.0.0.1:9187`",
+                        given.get_ref()
+                    ),
+                }
+            })?),
+        };
         let defaults = Config::default();
         Ok(Config {
             config_file: Some(path.to_path_buf()),
@@ -599,8 +751,18 @@ impl Config {
             backfill: settings.backfill,
             monitor: file.monitor.settings(),
             gates: file.gates.settings(),
+            alerts,
+            metrics_listen,
             warnings: settings.warnings,
         })
+    }
+
+    /// `--metrics-listen` beats `metrics_listen` of the file.
+    pub fn with_metrics_listen(mut self, flag: Option<std::net::SocketAddr>) -> Config {
+        if flag.is_some() {
+            self.metrics_listen = flag;
+        }
+        self
     }
 
     /// The target database, or an error that says the three ways to give one.
@@ -932,6 +1094,100 @@ mod tests {
         let config = read("[backfill]\nmin_batch_rows = 200000\nmax_batch_rows = 500000\n")
             .expect("consistent");
         assert_eq!(config.backfill.pacing.min_rows, 200_000);
+    }
+
+    #[test]
+    fn the_schedule_table_sets_windows_and_their_time_zone() {
+        let text = "[schedule]\nwindows = [\"Mon-Fri 01:00-05:00\", \"Sat,Sun 00:00-08:00\"]\n\
+                    tz = \"Europe/Zurich\"\n";
+        let config = read(text).expect("valid file");
+        let throttle = &config.backfill.throttle;
+        assert_eq!(
+            crate::schedule::windows_text(&throttle.windows),
+            "Mon-Fri 01:00-05:00; Sat,Sun 00:00-08:00"
+        );
+        assert_eq!(throttle.tz.as_deref(), Some("Europe/Zurich"));
+        assert!(throttle.window);
+        let off = read("[schedule]\nwindow = false\n").expect("a boolean");
+        assert!(!off.backfill.throttle.window);
+        // No windows: any time, in the system's zone.
+        let defaults = Config::default().backfill.throttle;
+        assert!(defaults.windows.is_empty());
+        assert_eq!(defaults.tz, None);
+    }
+
+    /// A bad window is reported at its own string in the list, with what is wrong and
+    /// the form; a bad zone at its value, with the nearest name.
+    #[test]
+    fn a_bad_window_or_zone_is_an_error_at_its_position() {
+        let text = "[schedule]\nwindows = [\"Mon-Fri 01:00-05:00\", \"Sat,Sun 00:00-28:00\"]\n";
+        let message = read(text).expect_err("bad time");
+        assert!(
+            message.starts_with(
+                "zdm.toml:2:35: windows: window `Sat,Sun 00:00-28:00`: `28:00` is not a time"
+            ),
+            "{message}"
+        );
+        assert!(
+            message.contains("the form is `DAYS HH:MM-HH:MM`"),
+            "{message}"
+        );
+        let message = read("[schedule]\nwindows = [\"Mon-Fry 01:00-05:00\"]\n").expect_err("day");
+        assert!(
+            message.starts_with(
+                "zdm.toml:2:12: windows: window `Mon-Fry 01:00-05:00`: `Fry` is not a day"
+            ),
+            "{message}"
+        );
+        let message = read("[schedule]\ntz = \"Europe/Zurch\"\n").expect_err("zone");
+        assert!(
+            message.starts_with(
+                "zdm.toml:2:6: tz: `Europe/Zurch` is not an IANA time zone name; did you mean `Europe/Zurich`?"
+            ),
+            "{message}"
+        );
+        let message = read("[schedule]\nwindows = [1]\n").expect_err("not a string");
+        assert!(
+            message.starts_with("zdm.toml:2:11: windows: expected low-traffic windows"),
+            "{message}"
+        );
+        let message = read("[schedule]\nmax_replica_lag = \"1s\"\n").expect_err("misplaced");
+        assert!(
+            message.starts_with("zdm.toml:2:1: max_replica_lag belongs in [throttle]"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn the_alerts_table_names_its_sinks_and_refuses_bad_ones() {
+        let text = "[alerts]\ncooldown_s = 600\n[[alerts.webhook]]\n\
+                    url = \"https://hooks.slack.com/services/T/B/SECRET\"\n\
+                    [[alerts.command]]\nrun = [\"/usr/local/bin/page\", \"--team\", \"dba\"]\ntimeout_s = 3\n";
+        let config = read(text).expect("valid file");
+        assert_eq!(config.alerts.cooldown, Duration::from_secs(600));
+        assert_eq!(config.alerts.webhooks.len(), 1);
+        assert_eq!(config.alerts.webhooks[0].timeout, Duration::from_secs(5));
+        assert_eq!(config.alerts.webhooks[0].retries, 3);
+        assert_eq!(config.alerts.commands[0].timeout, Duration::from_secs(3));
+        assert!(!format!("{config:?}").contains("SECRET"));
+        let message = read("[[alerts.webhook]]\nurl = \"hooks.slack.com/services/T/B/SECRET\"\n")
+            .expect_err("no scheme");
+        assert!(
+            message.starts_with("zdm.toml:2:7: alerts.webhook: `(a webhook URL)` is not an http"),
+            "{message}"
+        );
+        assert!(!message.contains("SECRET"), "{message}");
+        let message = read("[[alerts.command]]\nrun = []\n").expect_err("no program");
+        assert!(
+            message.starts_with("zdm.toml:2:7: alerts.command: `run` must name a program"),
+            "{message}"
+        );
+        let message =
+            read("[[alerts.webhook]]\nurl = \"http://127.0.0.1/\"\nretry = 3\n").expect_err("typo");
+        assert!(
+            message.starts_with("zdm.toml:3:1: unknown field `retry`"),
+            "{message}"
+        );
     }
 
     #[test]

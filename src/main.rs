@@ -89,12 +89,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             }
         }
         Command::Start(args) if args.detach => {
-            let config = Config::load(&args.target.overrides())?;
+            let config =
+                Config::load(&args.target.overrides())?.with_metrics_listen(args.metrics_listen);
             let migration = args.name.clone().unwrap_or_default();
             detach(&runtime, &config, Job::Start { migration })?;
         }
         Command::Complete(args) if args.detach => {
-            let config = Config::load(&args.target.overrides())?;
+            let config =
+                Config::load(&args.target.overrides())?.with_metrics_listen(args.metrics_listen);
             let job = match &args.confirm_contract {
                 None => Job::CompleteOnConfirmation {
                     migration: args.name.clone(),
@@ -121,13 +123,15 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             detach(&runtime, &config, Job::Rollback { migration })?;
         }
         Command::Start(args) => {
-            let config = Config::load(&args.target.overrides())?;
+            let config =
+                Config::load(&args.target.overrides())?.with_metrics_listen(args.metrics_listen);
             let done = runtime.block_on(app::start::run(&config, args.name.as_deref()));
             let resume = |name: &str| resume_command("start", name, &args.target);
             emit(&format!("{}\n", stopped_exits(done, resume)?));
         }
         Command::Complete(args) => {
-            let config = Config::load(&args.target.overrides())?;
+            let config =
+                Config::load(&args.target.overrides())?.with_metrics_listen(args.metrics_listen);
             let options = app::complete::CompleteOptions {
                 confirmation: args.confirm_contract.clone().unwrap_or_default(),
                 await_confirmation: args.await_confirmation,

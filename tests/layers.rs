@@ -12,6 +12,8 @@ const LAYERS: &[&[&str]] = &[
     &[
         "format", "suggest", "signals", "logging", "position", "db", "localpg",
     ],
+    // Time: low-traffic windows in their time zone.
+    &["schedule"],
     // Vocabulary: migration files, settings, live metrics.
     &["migration", "settings", "monitor"],
     // Static rules over migration SQL.
@@ -27,6 +29,8 @@ const LAYERS: &[&[&str]] = &[
     // Read models and judgements over the engine's state.
     &["ledger", "audit"],
     &["gates"],
+    // Alerts sent to people (webhooks, command hooks) from a run's events.
+    &["notify"],
     // zdm.toml + environment + flags.
     &["config"],
     // Runs' control sockets and their clients.

@@ -47,6 +47,9 @@ impl Default for BackfillSettings {
                 release_samples: 0,
                 release_ratio: 0.0,
                 stale_after: std::time::Duration::ZERO,
+                windows: Vec::new(),
+                tz: None,
+                window: true,
             },
             workers: None,
             vacuum_dead_percent: None,
@@ -85,6 +88,9 @@ impl BackfillSettings {
             }
             SettingKey::ThrottleQuery => Setting::ThrottleQuery(throttle.query.clone()),
             SettingKey::FlagFile => Setting::FlagFile(throttle.flag_file.clone()),
+            SettingKey::Windows => Setting::Windows(throttle.windows.clone()),
+            SettingKey::TimeZone => Setting::TimeZone(throttle.tz.clone()),
+            SettingKey::Window => Setting::Window(throttle.window),
             // Read only at start (fixed_batch_rows and batch_timeout are held by the
             // engine's options, not here).
             SettingKey::StartBatchRows
@@ -170,6 +176,9 @@ impl BackfillSettings {
             }
             Setting::ReleaseRatio(v) => throttle.release_ratio = v,
             Setting::StaleAfter(v) => throttle.stale_after = v,
+            Setting::Windows(v) => throttle.windows = v,
+            Setting::TimeZone(v) => throttle.tz = v,
+            Setting::Window(v) => throttle.window = v,
             Setting::FixedBatchRows(_) | Setting::BatchTimeout(_) => {}
         }
     }

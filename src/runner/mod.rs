@@ -1,7 +1,9 @@
 //! Runs that outlive their terminal: an engine command serving its control socket while
 //! it runs ([`Served`], with the [`RunView`] its `status` answers from), and the detached
-//! runner process the console and `zdm start --detach` start ([`spawn()`](spawn::spawn)).
+//! runner process the console and `zdm start --detach` start ([`spawn()`](spawn::spawn)),
+//! and a run's Prometheus endpoint (`metrics`).
 
+pub mod metrics;
 pub mod serve;
 pub mod spawn;
 pub mod view;

@@ -22,6 +22,7 @@ use crate::engine::identity;
 use crate::engine::{BackfillControl, Outcome};
 use crate::gates::Report;
 use crate::monitor::Monitor;
+use crate::notify::{Notifier, Origin};
 use crate::protocol::Observing;
 use crate::protocol::{Command, Event, Level, Reply, RunStatus, Stamped, Status};
 
@@ -58,6 +59,10 @@ pub struct Served {
     metrics: Option<JoinHandle<()>>,
     command: &'static str,
     confirmations: ConfirmationSlot,
+    /// Sends the run's alerts to the configured sinks (None: no `[alerts]` sinks).
+    notifier: Option<Notifier>,
+    /// The Prometheus endpoint (`--metrics-listen`), when asked for.
+    endpoint: Option<super::metrics::Endpoint>,
 }
 
 /// Sends an event to every listener after folding it into the view (so `status` never
@@ -103,6 +108,42 @@ impl Served {
             view: Arc::new(Mutex::new(RunView::new(migration, status))),
             events: events.clone(),
         };
+        // Subscribed before the first event, so the alerts miss none.
+        let notifier = Notifier::start(
+            &config.alerts,
+            Origin {
+                migration: migration.to_string(),
+                database: config
+                    .database_url()
+                    .map(|url| url.to_string())
+                    .unwrap_or_default(),
+                host: nix::unistd::gethostname()
+                    .ok()
+                    .and_then(|name| name.into_string().ok())
+                    .unwrap_or_default(),
+            },
+            events.subscribe(),
+        );
+        let endpoint = match config.metrics_listen {
+            None => None,
+            Some(address) => {
+                match super::metrics::Endpoint::start(address, migration, events.subscribe()).await
+                {
+                    Ok(endpoint) => {
+                        tracing::info!(address = %endpoint.address, "Prometheus metrics served");
+                        Some(endpoint)
+                    }
+                    Err(error) => {
+                        // The run matters more than its dashboard: said, and it goes on.
+                        tracing::warn!(%address, %error, "the metrics endpoint cannot listen");
+                        eprintln!(
+                            "warning: cannot serve metrics on {address}: {error}; the run goes                              on without them"
+                        );
+                        None
+                    }
+                }
+            }
+        };
         let (engine_events, receiver) = mpsc::unbounded_channel();
         let relay = tokio::spawn(relay(receiver, publisher.clone()));
         let confirmations = ConfirmationSlot::default();
@@ -133,6 +174,8 @@ impl Served {
             metrics: None,
             command,
             confirmations,
+            notifier,
+            endpoint,
         };
         (served, engine_events)
     }
@@ -231,6 +274,13 @@ impl Served {
             ok,
             message,
         });
+        // The last alerts (the run finished or failed) go out before the command exits.
+        if let Some(notifier) = self.notifier {
+            notifier.finish().await;
+        }
+        if let Some(endpoint) = self.endpoint {
+            endpoint.stop();
+        }
         // The socket drains first: a command being answered (`abort`, whose audit row is
         // still being written as the run stops) gets its reply out rather than a
         // "not applied" for a change that was applied.

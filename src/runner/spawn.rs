@@ -200,6 +200,10 @@ pub async fn spawn(config: &Config, job: &Job) -> Result<Detached, Error> {
     if let Some(file) = &config.config_file {
         command.arg("--config").arg(absolute(file));
     }
+    // `--metrics-listen` given to this process reaches the runner (its flag reads it).
+    if let Some(address) = config.metrics_listen {
+        command.env("ZDM_METRICS_LISTEN", address.to_string());
+    }
     // A process group of its own: the hangup of the terminal (an SSH drop) reaches the
     // session leader and the foreground group, and a shell passes it on to its own jobs;
     // none of them is this group. It holds no descriptor of the terminal either.

@@ -41,6 +41,9 @@ pub enum SettingKey {
     ReleaseSamples,
     ReleaseRatio,
     StaleAfter,
+    Windows,
+    TimeZone,
+    Window,
 }
 
 /// The `zdm.toml` table a setting is written in.
@@ -48,6 +51,7 @@ pub enum SettingKey {
 pub enum Table {
     Backfill,
     Throttle,
+    Schedule,
 }
 
 impl Table {
@@ -55,6 +59,7 @@ impl Table {
         match self {
             Table::Backfill => "backfill",
             Table::Throttle => "throttle",
+            Table::Schedule => "schedule",
         }
     }
 }
@@ -90,7 +95,7 @@ const ROWS: Kind = Kind::Count {
 };
 
 /// The declaration, in the order of the docs table and of `zdm ctl status`.
-pub static SPECS: [Spec; 21] = [
+pub static SPECS: [Spec; 24] = [
     Spec {
         key: SettingKey::BatchTarget,
         name: "batch_target",
@@ -381,6 +386,39 @@ pub static SPECS: [Spec; 21] = [
         live: false,
         example: "5s",
         doc: "a monitor sample older than this is stale: the throttle holds",
+    },
+    Spec {
+        key: SettingKey::Windows,
+        name: "windows",
+        table: Table::Schedule,
+        kind: Kind::Windows,
+        default: Value::Text(None),
+        default_note: "none: any time",
+        live: true,
+        example: "Mon-Fri 01:00-05:00; Sat,Sun 00:00-08:00",
+        doc: "low-traffic windows: outside every one the backfill holds after its batch and goes on when one opens (in zdm.toml a list of strings)",
+    },
+    Spec {
+        key: SettingKey::TimeZone,
+        name: "tz",
+        table: Table::Schedule,
+        kind: Kind::TimeZone,
+        default: Value::Text(None),
+        default_note: "`local`: the system's",
+        live: true,
+        example: "Europe/Zurich",
+        doc: "the IANA time zone the windows are wall-clock times of (daylight saving included)",
+    },
+    Spec {
+        key: SettingKey::Window,
+        name: "window",
+        table: Table::Schedule,
+        kind: Kind::Switch,
+        default: Value::Switch(true),
+        default_note: "",
+        live: true,
+        example: "off",
+        doc: "`off`: the windows are ignored and the backfill runs now (an operator's decision, audited)",
     },
 ];
 

@@ -9,7 +9,8 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{OldName, SettingKey, Value};
+use super::{Kind, OldName, SettingKey, Value};
+use crate::schedule::Window;
 
 /// Why a setting was refused; each message names the key and shows a valid value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -26,6 +27,9 @@ pub enum SettingError {
     },
     #[error("{key}: {reason}")]
     Conflict { key: SettingKey, reason: String },
+    /// A value whose own reader says exactly what is wrong (a window, a time zone).
+    #[error("{key}: {reason}")]
+    Invalid { key: SettingKey, reason: String },
     #[error(
         "{key} is read from zdm.toml ([{table}]) when a run starts; it cannot be read or \
          changed while the run goes on",
@@ -85,6 +89,10 @@ pub enum Setting {
     ReleaseSamples(u64),
     ReleaseRatio(f64),
     StaleAfter(Duration),
+    Windows(Vec<Window>),
+    /// `None`: the system's time zone.
+    TimeZone(Option<String>),
+    Window(bool),
 }
 
 impl Setting {
@@ -111,6 +119,9 @@ impl Setting {
             Setting::ReleaseSamples(_) => SettingKey::ReleaseSamples,
             Setting::ReleaseRatio(_) => SettingKey::ReleaseRatio,
             Setting::StaleAfter(_) => SettingKey::StaleAfter,
+            Setting::Windows(_) => SettingKey::Windows,
+            Setting::TimeZone(_) => SettingKey::TimeZone,
+            Setting::Window(_) => SettingKey::Window,
         }
     }
 
@@ -135,6 +146,11 @@ impl Setting {
             | Setting::MaxCanarySlowdown(r) => Value::Number(r),
             Setting::ThrottleQuery(q) => Value::Text(q),
             Setting::FlagFile(p) => Value::Path(p),
+            Setting::Windows(w) => {
+                Value::Text((!w.is_empty()).then(|| crate::schedule::windows_text(&w)))
+            }
+            Setting::TimeZone(tz) => Value::Text(tz),
+            Setting::Window(on) => Value::Switch(on),
         }
     }
 
@@ -164,6 +180,12 @@ impl Setting {
             (K::MaxCanarySlowdown, Value::Number(r)) => Setting::MaxCanarySlowdown(r),
             (K::ThrottleQuery, Value::Text(q)) => Setting::ThrottleQuery(q),
             (K::FlagFile, Value::Path(p)) => Setting::FlagFile(p),
+            (K::Windows, Value::Text(None)) => Setting::Windows(Vec::new()),
+            (K::Windows, Value::Text(Some(w))) => {
+                Setting::Windows(crate::schedule::parse_windows(&w).ok()?)
+            }
+            (K::TimeZone, Value::Text(tz)) => Setting::TimeZone(tz),
+            (K::Window, Value::Switch(on)) => Setting::Window(on),
             _ => return None,
         })
     }
@@ -206,6 +228,22 @@ impl Setting {
     pub fn parse_value(key: SettingKey, value: &str) -> Result<Setting, SettingError> {
         let text = value.trim();
         let spec = key.spec();
+        // Windows and time zones say exactly what is wrong, and the form.
+        let exact = match spec.kind {
+            Kind::Windows if !super::value::is_none(text) => {
+                crate::schedule::parse_windows(text).err()
+            }
+            Kind::TimeZone if !super::value::is_local(text) => {
+                crate::schedule::time_zone(text).err()
+            }
+            _ => None,
+        };
+        if let Some(error) = exact {
+            return Err(SettingError::Invalid {
+                key,
+                reason: error.to_string(),
+            });
+        }
         spec.kind
             .parse(text)
             .and_then(|value| Setting::from_value(key, value))
@@ -531,6 +569,44 @@ mod tests {
             error.contains("max_rows_per_second: `fast` is not rows per second"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn windows_time_zones_and_the_window_switch_are_set_live() {
+        let windows = parse("windows=Mon-Fri 01:00-05:00; sat,sun 0:00-8:00");
+        assert_eq!(
+            windows.to_string(),
+            "windows=Mon-Fri 01:00-05:00; Sat,Sun 00:00-08:00"
+        );
+        assert_eq!(parse("windows=none"), Setting::Windows(Vec::new()));
+        assert_eq!(
+            parse("tz=europe/zurich"),
+            Setting::TimeZone(Some("Europe/Zurich".to_string()))
+        );
+        assert_eq!(parse("tz=local"), Setting::TimeZone(None));
+        assert_eq!(parse("window=off"), Setting::Window(false));
+        assert_eq!(parse("window=on").to_string(), "window=on");
+        let message = error("windows=Mon-Fri 01:00-05:00; Sun 9-10");
+        assert!(
+            message.starts_with("windows: window `Sun 9-10`: `9` is not a time"),
+            "{message}"
+        );
+        assert!(
+            message.contains("the form is `DAYS HH:MM-HH:MM`"),
+            "{message}"
+        );
+        let message = error("tz=Europe/Zurch");
+        assert!(
+            message.starts_with(
+                "tz: `Europe/Zurch` is not an IANA time zone name; did you mean `Europe/Zurich`?"
+            ),
+            "{message}"
+        );
+        assert!(error("window=maybe").starts_with("window: `maybe` is not `on` or `off`"));
+        // On the wire, as `zdm ctl` sends them.
+        let wire = serde_json::to_string(&windows).expect("serialize");
+        let back: Setting = serde_json::from_str(&wire).expect("deserialize");
+        assert_eq!(back, windows);
     }
 
     #[test]

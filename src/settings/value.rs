@@ -41,6 +41,12 @@ pub enum Kind {
     Query,
     /// A file path.
     Path,
+    /// Low-traffic windows (`crate::schedule`), `;`-separated.
+    Windows,
+    /// An IANA time zone name, or `local`.
+    TimeZone,
+    /// `on` or `off`.
+    Switch,
 }
 
 /// A setting's value, typed by its [`Kind`]; `None` is "switched off" (or "unset").
@@ -51,6 +57,7 @@ pub enum Value {
     Number(Option<f64>),
     Text(Option<String>),
     Path(Option<PathBuf>),
+    Switch(bool),
 }
 
 impl Kind {
@@ -62,8 +69,8 @@ impl Kind {
             | Kind::Rate { off, .. }
             | Kind::Factor { off, .. }
             | Kind::Percent { off, .. } => off,
-            Kind::Number { .. } | Kind::Workers { .. } => false,
-            Kind::Query | Kind::Path => true,
+            Kind::Number { .. } | Kind::Workers { .. } | Kind::TimeZone | Kind::Switch => false,
+            Kind::Query | Kind::Path | Kind::Windows => true,
         }
     }
 
@@ -79,6 +86,9 @@ impl Kind {
             Kind::Workers { .. } => "workers",
             Kind::Query => "SQL",
             Kind::Path => "path",
+            Kind::Windows => "windows",
+            Kind::TimeZone => "time zone",
+            Kind::Switch => "on/off",
         }
     }
 
@@ -115,6 +125,9 @@ impl Kind {
             Kind::Workers { max } => format!("1–{max}, or `auto`"),
             Kind::Query => "a query returning one number".to_string(),
             Kind::Path => "a file path".to_string(),
+            Kind::Windows => "`DAYS HH:MM-HH:MM`, several separated by `;`".to_string(),
+            Kind::TimeZone => "an IANA name, or `local`".to_string(),
+            Kind::Switch => "`on` or `off`".to_string(),
         };
         if self.can_be_off() {
             format!("{range}, or `none`")
@@ -135,9 +148,14 @@ impl Kind {
             Kind::Workers { .. } => "a number of workers".to_string(),
             Kind::Query => "an SQL query returning one number (> 0 throttles)".to_string(),
             Kind::Path => "a file path (its existence throttles)".to_string(),
+            Kind::Windows => format!("low-traffic windows: {}", crate::schedule::FORM),
+            Kind::TimeZone => "an IANA time zone name or `local`".to_string(),
+            Kind::Switch => "`on` or `off`".to_string(),
         };
         let range = match self {
-            Kind::Query | Kind::Path => String::new(),
+            Kind::Query | Kind::Path | Kind::Windows | Kind::TimeZone | Kind::Switch => {
+                String::new()
+            }
             Kind::Workers { max } => format!(" (1–{max}, or `auto`)"),
             _ => {
                 let range = self.range();
@@ -161,6 +179,16 @@ impl Kind {
                 true => None,
                 false => Some(parse_count(text).filter(|n| (1..=max).contains(n))?),
             }));
+        }
+        match self {
+            Kind::TimeZone => {
+                return Some(Value::Text(match is_local(text) {
+                    true => None,
+                    false => Some(crate::schedule::canonical_name(text).ok()?),
+                }))
+            }
+            Kind::Switch => return parse_switch(text).map(Value::Switch),
+            _ => {}
         }
         let off = is_none(text);
         if off && !self.can_be_off() {
@@ -212,8 +240,14 @@ impl Kind {
             }),
             Kind::Query => Value::Text((!off).then(|| text.to_string())),
             Kind::Path => Value::Path((!off).then(|| PathBuf::from(text))),
+            Kind::Windows => Value::Text(match off {
+                true => None,
+                false => Some(crate::schedule::windows_text(
+                    &crate::schedule::parse_windows(text).ok()?,
+                )),
+            }),
             // Read above, before `none` means anything.
-            Kind::Workers { .. } => return None,
+            Kind::Workers { .. } | Kind::TimeZone | Kind::Switch => return None,
         })
     }
 
@@ -221,6 +255,8 @@ impl Kind {
     pub fn text(self, value: &Value) -> String {
         let none = || "none".to_string();
         match (self, value) {
+            (Kind::TimeZone, Value::Text(t)) => t.clone().unwrap_or_else(|| "local".to_string()),
+            (_, Value::Switch(on)) => if *on { "on" } else { "off" }.to_string(),
             (Kind::Workers { .. }, Value::Count(n)) => {
                 n.map_or_else(|| "auto".to_string(), |n| n.to_string())
             }
@@ -240,6 +276,26 @@ impl Kind {
 pub(crate) fn is_none(text: &str) -> bool {
     let none = ["none", "off", "unlimited"];
     text.is_empty() || none.iter().any(|word| text.eq_ignore_ascii_case(word))
+}
+
+/// `local` (or nothing, or `system`): the system's time zone.
+pub(crate) fn is_local(text: &str) -> bool {
+    text.is_empty()
+        || ["local", "system"]
+            .iter()
+            .any(|w| text.eq_ignore_ascii_case(w))
+}
+
+fn parse_switch(text: &str) -> Option<bool> {
+    let on = ["on", "true", "yes"];
+    let off = ["off", "false", "no"];
+    if on.iter().any(|w| text.eq_ignore_ascii_case(w)) {
+        Some(true)
+    } else if off.iter().any(|w| text.eq_ignore_ascii_case(w)) {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 pub(crate) fn parse_number(text: &str) -> Option<f64> {

@@ -12,6 +12,7 @@ use sqlx::{Connection, PgConnection};
 use tokio::sync::watch;
 
 use crate::monitor::Metrics;
+use crate::schedule::{Clock, Schedule};
 
 pub use policy::{Input, Observation, Observed, ThrottlePolicy, ThrottleSettings, Verdict};
 
@@ -39,6 +40,10 @@ pub struct Throttle {
     last_evaluated: Option<Instant>,
     /// Whether the flag file existed at the last evaluation.
     last_flag: Option<bool>,
+    /// Where "now" comes from for the low-traffic windows.
+    clock: Clock,
+    /// The windows in their time zone, built when the settings name them.
+    schedule: Option<Result<Schedule, String>>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -71,6 +76,8 @@ impl Throttle {
             last_verdict: Verdict::Run,
             last_evaluated: None,
             last_flag: None,
+            clock: Clock::system(),
+            schedule: None,
         }
     }
 
@@ -88,6 +95,8 @@ impl Throttle {
             last_verdict: Verdict::Run,
             last_evaluated: None,
             last_flag: None,
+            clock: Clock::system(),
+            schedule: None,
         }
     }
 
@@ -96,15 +105,52 @@ impl Throttle {
         self.table = table.to_string();
     }
 
+    /// Reads the time of day for the low-traffic windows from `clock` (a test moves it
+    /// by hand) instead of the system clock.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.clock = clock;
+    }
+
     pub fn settings(&self) -> &ThrottleSettings {
         self.policy.settings()
     }
 
     pub fn apply(&mut self, settings: &ThrottleSettings) {
         if settings != self.policy.settings() {
+            let (windows, tz) = (&settings.windows, &settings.tz);
+            if (windows, tz) != (&self.policy.settings().windows, &self.policy.settings().tz) {
+                self.schedule = None;
+            }
             self.policy.set_settings(settings.clone());
             // New limits decide at once, not at the next sample.
             self.last_evaluated = None;
+        }
+    }
+
+    /// Outside every low-traffic window (and the windows not switched off): why the
+    /// backfill holds and when the next one opens. Looked at on every check: time moves
+    /// between monitor samples too.
+    fn window_hold(&mut self) -> Option<String> {
+        let settings = self.policy.settings();
+        if !settings.window || settings.windows.is_empty() {
+            return None;
+        }
+        let schedule = self.schedule.get_or_insert_with(|| {
+            let tz = match &settings.tz {
+                None => Ok(jiff::tz::TimeZone::system()),
+                Some(name) => crate::schedule::time_zone(name).map_err(|e| e.to_string()),
+            };
+            tz.map(|tz| Schedule {
+                windows: settings.windows.clone(),
+                tz,
+            })
+        });
+        match schedule {
+            Ok(schedule) => schedule.hold(self.clock.now()),
+            // Validated when set; never run blind on a zone that cannot be read.
+            Err(why) => Some(format!(
+                "the low-traffic windows cannot be judged ({why}): holding"
+            )),
         }
     }
 
@@ -129,15 +175,16 @@ impl Throttle {
         });
         let flag_now = self.flag_exists();
         let flag_changed = flag_now != self.last_flag;
+        let window = self.window_hold();
         if !(fresh_sample || due || flag_changed) {
-            return self.last_verdict.clone();
+            return self.last_verdict.clone().held_by(window);
         }
         let observation = self.observe(snapshot.as_deref(), flag_now).await;
         self.last_sequence = sequence;
         self.last_flag = flag_now;
         self.last_evaluated = Some(Instant::now());
         self.last_verdict = self.policy.evaluate(&observation);
-        self.last_verdict.clone()
+        self.last_verdict.clone().held_by(window)
     }
 
     fn flag_exists(&self) -> Option<bool> {

@@ -6,6 +6,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use crate::schedule::Window;
 use crate::settings::SettingKey;
 
 /// Every throttle limit; each input can be switched off with `None`.
@@ -34,6 +35,12 @@ pub struct ThrottleSettings {
     pub release_ratio: f64,
     /// A Metrics snapshot older than this is stale: hold.
     pub stale_after: Duration,
+    /// Low-traffic windows: outside every one, hold (empty: any time).
+    pub windows: Vec<Window>,
+    /// The IANA time zone of the windows; None: the system's.
+    pub tz: Option<String>,
+    /// Whether the windows apply (`window=off`: an operator runs outside them).
+    pub window: bool,
 }
 
 /// The declared defaults (`crate::settings`).
@@ -133,6 +140,21 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// This verdict with a hold that comes first (outside the low-traffic window): a run
+    /// is held, a throttle names both, a critical level stays critical.
+    pub fn held_by(self, hold: Option<String>) -> Verdict {
+        let Some(hold) = hold else {
+            return self;
+        };
+        match self {
+            Verdict::Run => Verdict::Throttle { reason: hold },
+            Verdict::Throttle { reason } => Verdict::Throttle {
+                reason: format!("{hold}; {reason}"),
+            },
+            critical @ Verdict::Critical { .. } => critical,
+        }
+    }
+
     pub fn reason(&self) -> Option<&str> {
         match self {
             Verdict::Run => None,
