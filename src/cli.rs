@@ -79,6 +79,12 @@ pub enum Command {
     /// when a dry run failed, 6 on unsafe SQL, 7 on invalid migrations
     Check(CheckArgs),
 
+    /// Build a scratch database shaped like the target: its schema, and rows generated to
+    /// its planner statistics (pg_stats; no row of the target is read) at --scale of its
+    /// row counts, on a local throwaway server served until Ctrl-C, or --into an empty
+    /// database
+    Synth(SynthArgs),
+
     /// Write another tool's migrations (flyway, golang-migrate, sqlx, dbmate, liquibase-sql,
     /// alembic) as zdm files: what zdm understands as typed operations, the rest as
     /// raw_sql with the tool's down scripts as rollback; exits 1 if a file written does
@@ -409,6 +415,39 @@ pub struct CheckArgs {
     /// complete. Only reads the database
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Row counts relative to the target's (its reltuples): 1 is production's size
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub scale: f64,
+
+    /// Fill this empty database (e.g. on a staging server) instead of a local throwaway
+    /// server; it is left filled
+    #[arg(long, value_name = "URL")]
+    pub into: Option<String>,
+
+    /// Keep the real text values of the statistics (most common values, histogram bounds)
+    /// instead of generated stand-ins of the same length and frequency
+    #[arg(long)]
+    pub keep_values: bool,
+
+    /// Tables loaded at once
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
+
+    /// The same seed generates the same rows
+    #[arg(long, default_value_t = 19)]
+    pub seed: u64,
+
+    /// The report as JSON
+    #[arg(long)]
+    pub json: bool,
 
     #[command(flatten)]
     pub target: TargetArgs,

@@ -26,4 +26,5 @@ pub mod runner;
 pub mod settings;
 pub mod signals;
 pub mod suggest;
+pub mod synth;
 pub mod tui;

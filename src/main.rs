@@ -60,6 +60,19 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let verdict = runtime.block_on(checked)?;
             std::process::exit(verdict.exit_code());
         }
+        Command::Synth(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let options = zdm::synth::Options {
+                scale: args.scale,
+                keep_values: args.keep_values,
+                jobs: args.jobs,
+                seed: args.seed,
+            };
+            let mut out = Quiet(std::io::stdout());
+            let made =
+                app::synth::run(&config, &options, args.into.as_deref(), args.json, &mut out);
+            runtime.block_on(made)?;
+        }
         Command::Import(args) => {
             let config = Config::load(&args.target.overrides())?;
             let imported = app::import::run(

@@ -14,6 +14,8 @@ const LAYERS: &[&[&str]] = &[
     ],
     // Vocabulary: migration files, settings, live metrics.
     &["migration", "settings", "monitor"],
+    // Scratch databases shaped like a target: its schema and generated rows.
+    &["synth"],
     // Static rules over migration SQL.
     &["lint"],
     // Other tools' migrations as zdm files.

@@ -17,5 +17,6 @@ pub mod rollback;
 pub mod run;
 pub mod start;
 pub mod status;
+pub mod synth;
 pub mod top;
 pub mod validate;
