@@ -135,6 +135,16 @@ pub enum Values {
         elements: u64,
         pool: u64,
     },
+    /// An integer foreign key to an integer key generated as `base..base + rows`: the
+    /// child's own histogram of the parent's key range (`lo`, `span` in the target), moved
+    /// onto the generated range, so the skew beyond the common values is kept too.
+    Rescaled {
+        bounds: Vec<f64>,
+        lo: f64,
+        span: f64,
+        base: f64,
+        rows: u64,
+    },
     /// Row `perm(slot)` of the parent's key.
     Parent {
         parent: Arc<Values>,
@@ -259,6 +269,17 @@ impl Values {
                 literal.push('}');
                 out.push_str(&literal);
             }
+            Values::Rescaled {
+                bounds,
+                lo,
+                span,
+                base,
+                rows,
+            } => {
+                let q = (k as f64 + 0.5) / d.max(1) as f64;
+                let v = rescale(interpolate(bounds, q), *lo, *span, *base, *rows);
+                out.push_str(&v.to_string());
+            }
             Values::Parent {
                 parent,
                 parent_rows,
@@ -272,6 +293,12 @@ impl Values {
             }
         }
     }
+}
+
+/// A key of the target's range `lo..lo + span` moved onto the generated `base..base + rows`.
+pub fn rescale(v: f64, lo: f64, span: f64, base: f64, rows: u64) -> i64 {
+    let at = ((v - lo) / span.max(1.0) * rows as f64).floor();
+    (base + at.clamp(0.0, rows.saturating_sub(1) as f64)) as i64
 }
 
 /// Letters for number `k`: its `digits` base-26 digits first (distinct numbers, distinct

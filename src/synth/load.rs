@@ -246,6 +246,38 @@ pub async fn restore_checks(
     Ok(repaired)
 }
 
+/// Writes `table`'s rows again in the order of `column` (descending when `descending`):
+/// an UPDATE moves the rows it changes to the table's end, which the physical order of
+/// the target did not have. Runs before indexes and keys exist, so it is two plain writes.
+pub async fn reorder(
+    conn: &mut PgConnection,
+    table: &str,
+    columns: &[String],
+    column: &str,
+    descending: bool,
+) -> Result<(), Error> {
+    let cols = columns.join(", ");
+    let order = format!(
+        "{}{}",
+        crate::db::quote_ident(column),
+        if descending { " DESC" } else { "" }
+    );
+    let sql = format!(
+        "CREATE TEMP TABLE zdm_synth_reorder AS SELECT {cols} FROM {table} ORDER BY {order}; \
+         TRUNCATE {table}; \
+         INSERT INTO {table} ({cols}) OVERRIDING SYSTEM VALUE SELECT {cols} FROM \
+         zdm_synth_reorder ORDER BY {order}; \
+         DROP TABLE zdm_synth_reorder"
+    );
+    sqlx::raw_sql(&sql)
+        .execute(&mut *conn)
+        .await
+        .map_err(scratch(format!(
+            "writing {table} back in order after a repair"
+        )))?;
+    Ok(())
+}
+
 /// Removes rows that repeat a composite unique key (their columns are drawn independently),
 /// keeping the first; returns how many went.
 pub async fn remove_duplicates(

@@ -169,6 +169,7 @@ pub async fn synthesize(
             gen.qualified.clone(),
             gen.unique_columns.clone(),
             gen.composite_unique.clone(),
+            (gen.copy_columns.clone(), gen.order_by.clone()),
         ));
         reports.push(TableReport {
             name: gen.display.clone(),
@@ -204,8 +205,14 @@ pub async fn synthesize(
 
     let mut check_repairs = Vec::new();
     let mut duplicates_removed = Vec::new();
-    for (index, ((table, unique, composite), checks)) in keys.iter().zip(&checks).enumerate() {
-        check_repairs.extend(load::restore_checks(&mut conn, checks, unique).await?);
+    for (index, ((table, unique, composite, (columns, order)), checks)) in
+        keys.iter().zip(&checks).enumerate()
+    {
+        let repaired = load::restore_checks(&mut conn, checks, unique).await?;
+        if let (false, Some((column, descending))) = (repaired.is_empty(), order) {
+            load::reorder(&mut conn, table, columns, column, *descending).await?;
+        }
+        check_repairs.extend(repaired);
         for columns in composite {
             let removed = load::remove_duplicates(&mut conn, table, columns).await?;
             if removed > 0 {

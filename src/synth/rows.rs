@@ -39,6 +39,9 @@ pub struct TableGen {
     pub composite_unique: Vec<Vec<String>>,
     /// Single unique columns (a check constraint on them cannot be repaired by copying).
     pub unique_columns: Vec<String>,
+    /// The column whose order the rows' physical order follows most (|correlation| > 0.5),
+    /// descending when negative: rows moved by a repair are put back in that order.
+    pub order_by: Option<(String, bool)>,
 }
 
 impl TableGen {
@@ -108,6 +111,25 @@ pub fn plan(
         .map_err(refuse)?;
         keys.insert((parent.to_string(), column.to_string()), Arc::new(values));
     }
+    // The target's range of each referenced integer key, from its histogram.
+    let mut key_ranges = HashMap::new();
+    for &(parent, column) in &referenced {
+        let bounds = tables
+            .iter()
+            .find(|t| t.qualified == parent)
+            .and_then(|t| t.column(column))
+            .and_then(|c| c.stats.as_ref())
+            .map(|s| &s.histogram_bounds);
+        let parse = |v: &String| v.parse::<f64>().ok();
+        if let Some((Some(lo), Some(hi))) =
+            bounds.map(|b| (b.first().and_then(parse), b.last().and_then(parse)))
+        {
+            key_ranges.insert(
+                (parent.to_string(), column.to_string()),
+                (lo, hi - lo + 1.0),
+            );
+        }
+    }
     let mut gens = Vec::new();
     for table in tables {
         if let Some(name) = table.composite_foreign_keys.first() {
@@ -147,6 +169,14 @@ pub fn plan(
                 .filter(|u| u.len() == 1)
                 .map(|u| u[0].clone())
                 .collect(),
+            order_by: table
+                .columns
+                .iter()
+                .filter(|c| !c.generated)
+                .filter_map(|c| c.stats.as_ref().map(|s| (c, s.correlation)))
+                .filter(|(_, corr)| corr.abs() > 0.5)
+                .max_by(|a, b| a.1.abs().total_cmp(&b.1.abs()))
+                .map(|(c, corr)| (c.name.clone(), corr < 0.0)),
         };
         let mut missing_stats = Vec::new();
         for column in &table.columns {
@@ -169,6 +199,7 @@ pub fn plan(
                 key,
                 &keys,
                 &rows,
+                &key_ranges,
             );
             match built {
                 Ok((shape, note)) => {
@@ -253,6 +284,7 @@ fn column_gen(
     key: u64,
     keys: &HashMap<(String, String), Arc<Values>>,
     row_counts: &HashMap<&str, u64>,
+    key_ranges: &HashMap<(String, String), (f64, f64)>,
 ) -> Result<(Shape, ColumnNote), String> {
     let stats = column.stats.clone().unwrap_or_else(no_stats);
     let unique = table.is_unique(&column.name);
@@ -308,6 +340,20 @@ fn column_gen(
                 "a unique foreign key {} with more rows ({rows}) than its parent {} ({parent_rows})",
                 fk.name, fk.parent
             ));
+        }
+        if let Some((shape, note)) = rescaled(
+            column,
+            &stats,
+            &parent,
+            parent_rows,
+            null_frac,
+            rest_rows,
+            distinct,
+            fk,
+            key,
+            key_ranges,
+        ) {
+            return Ok((shape, note));
         }
         let parent_key = key ^ 0x5eed;
         let n_common = (common_real.len() as u64).min(parent_rows);
@@ -401,5 +447,77 @@ fn column_gen(
             key,
         },
         note(column, how, real),
+    ))
+}
+
+/// An integer foreign key to a key generated as consecutive integers, drawn from the
+/// child's own common values and histogram moved onto the generated key range; None when
+/// either side is not so (then the keys are drawn by row number instead).
+#[allow(clippy::too_many_arguments)]
+fn rescaled(
+    column: &Column,
+    stats: &ColumnStats,
+    parent: &Values,
+    parent_rows: u64,
+    null_frac: f64,
+    rest_rows: u64,
+    distinct: u64,
+    fk: &super::stats::ForeignKey,
+    key: u64,
+    key_ranges: &HashMap<(String, String), (f64, f64)>,
+) -> Option<(Shape, ColumnNote)> {
+    let Values::Sequence {
+        base,
+        step,
+        render: generate::Render::Int { .. },
+        ..
+    } = parent
+    else {
+        return None;
+    };
+    let (lo, span) = *key_ranges.get(&(fk.parent.clone(), fk.parent_column.clone()))?;
+    let bounds: Vec<f64> = stats
+        .histogram_bounds
+        .iter()
+        .map(|v| v.parse::<f64>().ok())
+        .collect::<Option<_>>()?;
+    if *step != 1.0 || bounds.len() < 2 || !matches!(column.kind, super::stats::Kind::Int { .. }) {
+        return None;
+    }
+    let common = stats
+        .most_common_vals
+        .iter()
+        .zip(&stats.most_common_freqs)
+        .filter_map(|(v, f)| {
+            let v = v.parse::<f64>().ok()?;
+            Some((
+                generate::rescale(v, lo, span, *base, parent_rows).to_string(),
+                *f,
+            ))
+        })
+        .collect::<Vec<_>>();
+    let how = format!(
+        "foreign key to {}.{}, the child's own skew ({} common parents, histogram)",
+        fk.parent,
+        fk.parent_column,
+        common.len()
+    );
+    Some((
+        Shape {
+            null_frac,
+            common,
+            count: rest_rows,
+            distinct,
+            correlation: stats.correlation,
+            values: Arc::new(Values::Rescaled {
+                bounds,
+                lo,
+                span,
+                base: *base,
+                rows: parent_rows,
+            }),
+            key,
+        },
+        note(column, how, true),
     ))
 }

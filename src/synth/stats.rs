@@ -167,7 +167,7 @@ const FOREIGN_KEYS: &str = "
 SELECT c.conname::text AS name, cardinality(c.conkey) AS width,
        (SELECT attname::text FROM pg_attribute WHERE attrelid = c.conrelid
         AND attnum = c.conkey[1]) AS column,
-       quote_ident(pn.nspname) || '.' || quote_ident(p.relname) AS parent,
+       pn.nspname::text AS parent_schema, p.relname::text AS parent_name,
        (SELECT attname::text FROM pg_attribute WHERE attrelid = c.confrelid
         AND attnum = c.confkey[1]) AS parent_column
 FROM pg_constraint c
@@ -224,7 +224,11 @@ pub async fn read(conn: &mut PgConnection) -> Result<Vec<Table>, sqlx::Error> {
             foreign_keys.push(ForeignKey {
                 name: fk_name,
                 column: fk.try_get("column")?,
-                parent: fk.try_get("parent")?,
+                parent: format!(
+                    "{}.{}",
+                    quote_ident(&fk.try_get::<String, _>("parent_schema")?),
+                    quote_ident(&fk.try_get::<String, _>("parent_name")?)
+                ),
                 parent_column: fk.try_get("parent_column")?,
             });
         }
