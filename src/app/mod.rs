@@ -13,6 +13,7 @@ pub mod import;
 pub mod init;
 pub mod lint;
 pub mod plan;
+pub mod rehearse;
 pub mod rollback;
 pub mod run;
 pub mod start;
