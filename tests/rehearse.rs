@@ -3,6 +3,7 @@
 //! their locks, batches, rows/s, workload latency before and during, WAL, growth), a
 //! forecast and the riskiest step, as text, JSON and Markdown; the forecast duration at
 //! full size is within a factor of 2 of a rehearsal at full size (a ratio, not a timing).
+//! The workload replays the target's pg_stat_statements reads with generated parameters.
 
 mod common;
 
@@ -79,6 +80,26 @@ async fn a_rehearsal_measures_every_phase_and_its_forecast_holds_at_full_size() 
         .execute(&source)
         .await
         .expect("source");
+    // The application's reads, for the workload to replay with generated parameters.
+    sqlx::raw_sql("CREATE EXTENSION pg_stat_statements")
+        .execute(&source)
+        .await
+        .expect("pg_stat_statements");
+    for id in 1..40i64 {
+        sqlx::query("SELECT owner, balance FROM accounts WHERE id = $1")
+            .bind(id)
+            .fetch_optional(&source)
+            .await
+            .expect("a read");
+    }
+    for _ in 0..10 {
+        sqlx::query("SELECT count(*) FROM accounts WHERE opened >= $1 AND owner <> $2")
+            .bind(chrono::NaiveDate::from_ymd_opt(2021, 1, 1).expect("date"))
+            .bind("x")
+            .fetch_one(&source)
+            .await
+            .expect("a count");
+    }
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::create_dir(dir.path().join("migrations")).expect("mkdir");
     std::fs::write(
@@ -119,6 +140,9 @@ async fn a_rehearsal_measures_every_phase_and_its_forecast_holds_at_full_size() 
         "riskiest step:",
         "settings:",
         "lock_timeout",
+        "replayed from the target's pg_stat_statements:",
+        "SELECT owner, balance FROM accounts WHERE id = $1 (39 calls)",
+        "opened >= $1 AND owner <> $2",
     ] {
         assert!(out.contains(figure), "the report lacks {figure:?}:\n{out}");
     }

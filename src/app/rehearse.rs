@@ -140,6 +140,10 @@ pub struct Measured {
     pub index_growth_bytes: i64,
     /// What the gates said at complete, when they refused.
     pub gates_refused: Option<String>,
+    /// The target's queries the workload replayed (with their calls there), and the
+    /// others with why not.
+    pub replayed: Vec<String>,
+    pub not_replayed: Vec<String>,
 }
 
 /// A figure at the target's size, from the measured ones.
@@ -241,6 +245,16 @@ pub async fn run(
     let mut runs = Vec::new();
     let mut real_values = Vec::new();
     let mut warnings = Vec::new();
+    let queries = target_queries(config).await;
+    let queries = match queries {
+        Ok(queries) => queries,
+        Err(why) => {
+            warnings.push(format!(
+                "the workload does not replay the target's queries ({why}): reads by key only"
+            ));
+            Vec::new()
+        }
+    };
     for &scale in &options.scales {
         let _ = writeln!(std::io::stderr(), "rehearsing {name} at scale {scale}");
         let synth_options = crate::synth::Options {
@@ -261,7 +275,7 @@ pub async fn run(
                 warnings.push(warning.clone());
             }
         }
-        let mut measured = once(config, &scratch.url, name, scale, options).await?;
+        let mut measured = once(config, &scratch.url, name, scale, options, &queries).await?;
         measured.synth_s = scratch.report.seconds;
         runs.push(measured);
         drop(scratch);
@@ -285,6 +299,20 @@ pub async fn run(
         })?;
     }
     Ok(rehearsal)
+}
+
+/// How many of the target's most called SELECTs the workload replays.
+const TOP_QUERIES: i64 = 10;
+
+/// The target's most called SELECTs from its pg_stat_statements (read only).
+async fn target_queries(config: &Config) -> Result<Vec<(String, i64)>, String> {
+    let target = config.database_url().map_err(|e| e.to_string())?;
+    let mut conn = crate::engine::identity::connect(target)
+        .await
+        .map_err(|e| e.to_string())?;
+    let queries = crate::synth::replay::top_queries(&mut conn, TOP_QUERIES).await;
+    let _ = conn.close().await;
+    queries
 }
 
 /// The figures of every scale extrapolated, the riskiest step, the settings.
@@ -400,7 +428,8 @@ fn report(
         (
             "workload".to_string(),
             format!(
-                "{} clients, {}/s, {:.0} % updates",
+                "{} clients, {}/s, {:.0} % updates by key, the rest the target's top reads \
+                 (else reads by key)",
                 options.clients,
                 options.rate,
                 options.write_share * 100.0
@@ -460,6 +489,7 @@ async fn once(
     name: &str,
     scale: f64,
     options: &Options,
+    queries: &[(String, i64)],
 ) -> Result<Measured, RehearseError> {
     let rehearsal = config.for_database(url.clone());
     let mut conn = url.connect_with(&url.connect_options()?).await?;
@@ -483,7 +513,18 @@ async fn once(
         .fetch_one(&mut conn)
         .await?;
 
-    let workload = Workload::start(url, &tables, options).await?;
+    let (replays, skipped) = crate::synth::replay::prepare(&mut conn, queries.to_vec()).await;
+    let replayed = replays
+        .iter()
+        .map(|r| {
+            format!(
+                "{} ({} calls)",
+                crate::synth::replay::shorten(&r.query),
+                r.calls
+            )
+        })
+        .collect();
+    let workload = Workload::start(url, &tables, replays, options).await?;
     tokio::time::sleep(options.baseline).await;
     let latency_before = workload.latency_since(Duration::ZERO);
 
@@ -601,6 +642,8 @@ async fn once(
         table_growth_bytes: sizes_after.0 - sizes_before.0,
         index_growth_bytes: sizes_after.1 - sizes_before.1,
         gates_refused,
+        replayed,
+        not_replayed: skipped,
     })
 }
 
@@ -795,6 +838,7 @@ impl Workload {
     async fn start(
         url: &DatabaseUrl,
         tables: &[Target],
+        replays: Vec<crate::synth::replay::Replay>,
         options: &Options,
     ) -> Result<Workload, RehearseError> {
         let started = Instant::now();
@@ -809,7 +853,7 @@ impl Workload {
             })
             .collect();
         let mut tasks = Vec::new();
-        if keyed.is_empty() || options.clients == 0 || options.rate <= 0.0 {
+        if (keyed.is_empty() && replays.is_empty()) || options.clients == 0 || options.rate <= 0.0 {
             return Ok(Workload {
                 started,
                 stop,
@@ -818,35 +862,46 @@ impl Workload {
             });
         }
         let keyed = Arc::new(keyed);
+        let total_calls: i64 = replays.iter().map(|r| r.calls.max(1)).sum();
+        let replays = Arc::new(replays);
         let interval = Duration::from_secs_f64(options.clients as f64 / options.rate);
         for _ in 0..options.clients {
             let mut conn = url.connect_with(&url.connect_options()?).await?;
             let (stop, samples, keyed) = (stop.clone(), samples.clone(), keyed.clone());
+            let replays = replays.clone();
             let write_share = options.write_share;
             tasks.push(tokio::spawn(async move {
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    let (table, key, lo, hi, write) = {
+                    let sql = {
                         let mut rng = rand::thread_rng();
-                        let (table, key, lo, hi) = &keyed[rng.gen_range(0..keyed.len())];
-                        (
-                            table,
-                            key,
-                            *lo,
-                            *hi,
-                            rng.gen_bool(write_share.clamp(0.0, 1.0)),
-                        )
-                    };
-                    let id = rand::thread_rng().gen_range(lo..=hi);
-                    let sql = if write {
-                        format!("UPDATE {table} SET {key} = {key} WHERE {key} = $1")
-                    } else {
-                        format!("SELECT * FROM {table} WHERE {key} = $1")
+                        let write = !keyed.is_empty() && rng.gen_bool(write_share.clamp(0.0, 1.0));
+                        if write || replays.is_empty() {
+                            let (table, key, lo, hi) = &keyed[rng.gen_range(0..keyed.len())];
+                            let id = rng.gen_range(*lo..=*hi);
+                            if write {
+                                format!("UPDATE {table} SET {key} = {key} WHERE {key} = {id}")
+                            } else {
+                                format!("SELECT * FROM {table} WHERE {key} = {id}")
+                            }
+                        } else {
+                            // The target's reads, each as often as it is called there.
+                            let mut pick = rng.gen_range(0..total_calls.max(1));
+                            let replay = replays
+                                .iter()
+                                .find(|r| {
+                                    pick -= r.calls.max(1);
+                                    pick < 0
+                                })
+                                .unwrap_or(&replays[0]);
+                            replay.statement(&mut rng)
+                        }
                     };
                     let at = Instant::now();
                     // A statement that fails (a lock timeout, the migration's own DDL)
                     // is measured like any other: the application would have waited too.
-                    let _ = sqlx::query(&sql).bind(id).execute(&mut conn).await;
+                    // Not kept prepared: the values are in the text, each one new.
+                    let _ = sqlx::query(&sql).persistent(false).execute(&mut conn).await;
                     let took = at.elapsed().as_secs_f64() * 1000.0;
                     if let Ok(mut samples) = samples.lock() {
                         samples.push((at.duration_since(started), took));
@@ -978,6 +1033,15 @@ pub fn text(r: &Rehearsal) -> String {
             bytes(m.table_growth_bytes as f64),
             bytes(m.index_growth_bytes as f64)
         ));
+        if !m.replayed.is_empty() {
+            s.push_str("  replayed from the target's pg_stat_statements:\n");
+            for q in &m.replayed {
+                s.push_str(&format!("    {q}\n"));
+            }
+        }
+        for q in &m.not_replayed {
+            s.push_str(&format!("  not replayed: {q}\n"));
+        }
         if let Some(refused) = &m.gates_refused {
             s.push_str(&format!(
                 "  the gates refused contract (then overridden to measure it): {refused}\n"
@@ -1087,4 +1151,28 @@ pub fn markdown(r: &Rehearsal) -> String {
         ));
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::forecast;
+
+    #[test]
+    fn a_linear_figure_is_forecast_linear_and_a_constant_one_constant() {
+        let linear = forecast("backfill", "s", &[(0.1, 1.0), (0.3, 3.0)]);
+        assert_eq!(linear.growth, "linear");
+        assert!((linear.at_full_size - 10.0).abs() < 1e-6);
+        assert!(linear.low <= 10.0 && linear.high >= 10.0);
+        let constant = forecast("expand", "s", &[(0.1, 0.5), (0.3, 0.52)]);
+        assert_eq!(constant.growth, "constant");
+        assert!(constant.at_full_size < 0.6);
+        let faster = forecast("index", "s", &[(0.1, 1.0), (0.3, 9.0)]);
+        assert_eq!(faster.growth, "faster than linear");
+        assert!(faster.at_full_size > 50.0);
+        let measured = forecast("x", "s", &[(1.0, 4.0)]);
+        assert_eq!(
+            (measured.growth.as_str(), measured.at_full_size),
+            ("measured", 4.0)
+        );
+    }
 }

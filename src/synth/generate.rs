@@ -709,3 +709,94 @@ pub fn stand_in(kind: &Kind, real: &str, i: usize, key: u64) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn permute_is_a_permutation_of_every_size() {
+        for n in [1u64, 2, 3, 7, 64, 1000, 1025] {
+            let mut seen: Vec<u64> = (0..n).map(|i| permute(i, n, 42)).collect();
+            seen.sort_unstable();
+            assert_eq!(seen, (0..n).collect::<Vec<_>>(), "n = {n}");
+        }
+    }
+
+    #[test]
+    fn a_spread_uses_every_value_equally_and_follows_the_correlation() {
+        let rank_correlation = |values: &[u64]| {
+            let n = values.len() as f64;
+            let mean_i = (n - 1.0) / 2.0;
+            let mean_v = values.iter().sum::<u64>() as f64 / n;
+            let (mut cov, mut var_i, mut var_v) = (0.0, 0.0, 0.0);
+            for (i, v) in values.iter().enumerate() {
+                let (di, dv) = (i as f64 - mean_i, *v as f64 - mean_v);
+                cov += di * dv;
+                var_i += di * di;
+                var_v += dv * dv;
+            }
+            cov / (var_i * var_v).sqrt()
+        };
+        for correlation in [1.0, 0.5, 0.0, -1.0] {
+            let spread = Spread::new(10_000, 100, correlation, 7);
+            let values: Vec<u64> = (0..10_000).map(|j| spread.index(j)).collect();
+            let mut counts = vec![0; 100];
+            for v in &values {
+                counts[*v as usize] += 1;
+            }
+            assert!(
+                counts.iter().all(|c| *c == 100),
+                "{correlation}: {counts:?}"
+            );
+            let measured = rank_correlation(&values);
+            assert!(
+                (measured - correlation).abs() < 0.2,
+                "correlation {measured} for {correlation}"
+            );
+        }
+    }
+
+    #[test]
+    fn quantiles_follow_the_histogram_and_texts_are_distinct() {
+        let values = Values::Quantile {
+            bounds: vec![0.0, 10.0, 100.0],
+            scale: None,
+            render: Render::Int { bits: 32 },
+        };
+        let mut out = String::new();
+        values.write(49, 100, &mut out);
+        assert_eq!(out, "10", "the median of the histogram is its middle bound");
+        let text = Values::Text {
+            chars: 3,
+            max_chars: None,
+            digits: 2,
+            key: 1,
+        };
+        let mut all: Vec<String> = (0..500)
+            .map(|k| {
+                let mut s = String::new();
+                text.write(k, 500, &mut s);
+                s
+            })
+            .collect();
+        all.sort();
+        all.dedup();
+        assert_eq!(all.len(), 500);
+    }
+
+    #[test]
+    fn copy_text_is_escaped_and_dates_round_trip() {
+        let mut out = String::new();
+        escape("a\tb\\c\nd", &mut out);
+        assert_eq!(out, "a\\tb\\\\c\\nd");
+        let days = parse("2024-02-29", Render::Date).expect("a date");
+        let mut out = String::new();
+        number(days, Render::Date, None, &mut out);
+        assert_eq!(out, "2024-02-29");
+        let at = parse("2024-01-01 10:00:00+00", Render::Timestamp { zone: true }).expect("tz");
+        let mut out = String::new();
+        number(at, Render::Timestamp { zone: true }, None, &mut out);
+        assert_eq!(out, "2024-01-01 10:00:00.000000+00");
+    }
+}

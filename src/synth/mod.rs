@@ -3,10 +3,12 @@
 //! is read: `stats` reads the catalogs and `pg_stats`, `schema` copies the schema with
 //! pg_dump, `rows` turns each column's statistics into a generator (`generate`), `load`
 //! streams them in with COPY, parallel per table in foreign-key order, and makes the rows
-//! satisfy the constraints, which are built once after the data.
+//! satisfy the constraints, which are built once after the data. `replay` gives
+//! `zdm rehearse` the target's own read queries with parameters drawn from those rows.
 
 pub mod generate;
 pub mod load;
+pub mod replay;
 pub mod rows;
 pub mod schema;
 pub mod stats;
