@@ -79,6 +79,17 @@ pub enum Command {
     /// when a dry run failed, 6 on unsafe SQL, 7 on invalid migrations
     Check(CheckArgs),
 
+    /// Build a scratch database shaped like the target: its schema, and rows generated to
+    /// its planner statistics (pg_stats; no row of the target is read) at --scale of its
+    /// row counts, on a local throwaway server served until Ctrl-C, or --into an empty
+    /// database
+    Synth(SynthArgs),
+
+    /// Rehearse a migration at production volume: on scratch databases made by `zdm synth`
+    /// at each of --scales, run start, a pause and complete under a synthetic workload,
+    /// measure every phase, and forecast each figure at the target's full size
+    Rehearse(RehearseArgs),
+
     /// Write another tool's migrations (flyway, golang-migrate, sqlx, dbmate, liquibase-sql,
     /// alembic) as zdm files: what zdm understands as typed operations, the rest as
     /// raw_sql with the tool's down scripts as rollback; exits 1 if a file written does
@@ -451,6 +462,95 @@ pub struct CheckArgs {
     /// complete. Only reads the database
     #[arg(long)]
     pub dry_run: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm synth`.
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// Row counts relative to the target's (its reltuples): 1 is production's size
+    #[arg(long, default_value_t = 1.0, value_name = "FACTOR")]
+    pub scale: f64,
+
+    /// Fill this empty database (e.g. on a staging server) instead of a local throwaway
+    /// server; it is left filled
+    #[arg(long, value_name = "URL")]
+    pub into: Option<String>,
+
+    /// Keep the real text values of the statistics (most common values, histogram bounds)
+    /// instead of generated stand-ins of the same length and frequency
+    #[arg(long)]
+    pub keep_values: bool,
+
+    /// Tables loaded at once
+    #[arg(long, default_value_t = 2, value_name = "N")]
+    pub jobs: usize,
+
+    /// The same seed generates the same rows
+    #[arg(long, default_value_t = 19)]
+    pub seed: u64,
+
+    /// The report as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub target: TargetArgs,
+}
+
+/// Flags of `zdm rehearse`.
+#[derive(Debug, Args)]
+pub struct RehearseArgs {
+    /// The migration to rehearse
+    pub name: String,
+
+    /// The sizes rehearsed, relative to the target's row counts, comma-separated; the
+    /// forecast extrapolates from them to 1
+    #[arg(
+        long,
+        value_name = "FACTORS",
+        default_value = "0.1,0.3",
+        value_delimiter = ','
+    )]
+    pub scales: Vec<f64>,
+
+    /// Seconds between start and complete
+    #[arg(long, value_name = "SECONDS", default_value = "5", value_parser = parse_seconds)]
+    pub pause: Duration,
+
+    /// Seconds the gates watch at complete
+    #[arg(long, value_name = "SECONDS", default_value = "2", value_parser = parse_seconds)]
+    pub window: Duration,
+
+    /// Seconds of workload measured alone before start
+    #[arg(long, value_name = "SECONDS", default_value = "3", value_parser = parse_seconds)]
+    pub baseline: Duration,
+
+    /// Workload clients
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    pub clients: usize,
+
+    /// Workload statements per second, all clients together
+    #[arg(long, value_name = "OPS", default_value_t = 50.0)]
+    pub rate: f64,
+
+    /// Share of the workload's statements that are updates (the rest read by key)
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.2)]
+    pub write_share: f64,
+
+    /// Keep the real text values of the statistics in the scratch data (see zdm synth)
+    #[arg(long)]
+    pub keep_values: bool,
+
+    /// The report as JSON
+    #[arg(long)]
+    pub json: bool,
+
+    /// Also write the report as Markdown to this file (for the change ticket)
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
 
     #[command(flatten)]
     pub target: TargetArgs,

@@ -28,4 +28,5 @@ pub mod schedule;
 pub mod settings;
 pub mod signals;
 pub mod suggest;
+pub mod synth;
 pub mod tui;

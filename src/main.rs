@@ -60,6 +60,38 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             let verdict = runtime.block_on(checked)?;
             std::process::exit(verdict.exit_code());
         }
+        Command::Synth(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let options = zdm::synth::Options {
+                scale: args.scale,
+                keep_values: args.keep_values,
+                jobs: args.jobs,
+                seed: args.seed,
+            };
+            let mut out = Quiet(std::io::stdout());
+            let made =
+                app::synth::run(&config, &options, args.into.as_deref(), args.json, &mut out);
+            runtime.block_on(made)?;
+        }
+        Command::Rehearse(args) => {
+            let config = Config::load(&args.target.overrides())?;
+            let options = app::rehearse::Options {
+                scales: args.scales.clone(),
+                pause: args.pause,
+                window: args.window,
+                baseline: args.baseline,
+                clients: args.clients,
+                rate: args.rate,
+                write_share: args.write_share,
+                keep_values: args.keep_values,
+                ..app::rehearse::Options::default()
+            };
+            let mut out = Quiet(std::io::stdout());
+            let report = args.report.as_deref();
+            let done =
+                app::rehearse::run(&config, &args.name, &options, args.json, report, &mut out);
+            runtime.block_on(done)?;
+        }
         Command::Import(args) => {
             let config = Config::load(&args.target.overrides())?;
             let imported = app::import::run(

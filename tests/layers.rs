@@ -16,6 +16,8 @@ const LAYERS: &[&[&str]] = &[
     &["schedule"],
     // Vocabulary: migration files, settings, live metrics.
     &["migration", "settings", "monitor"],
+    // Scratch databases shaped like a target: its schema and generated rows.
+    &["synth"],
     // Static rules over migration SQL.
     &["lint"],
     // Other tools' migrations as zdm files.

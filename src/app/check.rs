@@ -6,7 +6,6 @@
 //! in file order. The target is only read. The verdict says which kind of failure it was.
 
 use std::io::Write;
-use std::process::Command;
 use std::time::Duration;
 
 use sqlx::Connection;
@@ -16,6 +15,7 @@ use crate::config::{self, Config};
 use crate::db::DatabaseUrl;
 use crate::ledger::Ledger;
 use crate::localpg::{self, LocalPg};
+use crate::synth::{self, schema::pg_dump};
 
 /// How `zdm check` ended, worst first; each has its exit code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -241,78 +241,12 @@ async fn copy_schema(
     let _ = admin.close().await;
     let binaries = local.binaries();
     let mut dump = pg_dump(binaries, target.expose(), &["--schema-only"]).map_err(fail)?;
-    if has_state(target).await.map_err(fail)? {
-        let state = pg_dump(
-            binaries,
-            target.expose(),
-            &["--data-only", "--schema=zdm", "--disable-triggers"],
-        )
-        .map_err(fail)?;
-        dump.push_str(&state);
-    }
-    let restored = Command::new(binaries.tool("psql"))
-        .args([
-            "--quiet",
-            "--no-psqlrc",
-            "--set",
-            "ON_ERROR_STOP=1",
-            "--dbname",
-            copy_url,
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .and_then(|mut child| {
-            if let Some(mut stdin) = child.stdin.take() {
-                stdin.write_all(dump.as_bytes())?;
-            }
-            child.wait_with_output()
-        })
-        .map_err(|e| fail(format!("cannot run psql: {e}")))?;
-    if !restored.status.success() {
-        return Err(fail(format!(
-            "restoring it failed: {}",
-            String::from_utf8_lossy(&restored.stderr).trim()
-        )));
-    }
-    Ok(())
-}
-
-/// Whether the target has zdm's state (schema `zdm`): pg_dump refuses a schema that is not.
-async fn has_state(target: &DatabaseUrl) -> Result<bool, String> {
-    let mut conn = crate::engine::identity::connect(target)
-        .await
-        .map_err(|e| format!("cannot connect: {e}"))?;
-    let found = sqlx::query_scalar("SELECT to_regnamespace('zdm') IS NOT NULL")
-        .fetch_one(&mut conn)
-        .await
-        .map_err(|e| format!("cannot read its schemas: {e}"));
-    let _ = conn.close().await;
-    found
-}
-
-/// `pg_dump` of `url` with `args`, the password passed through the environment.
-fn pg_dump(binaries: &localpg::Binaries, url: &str, args: &[&str]) -> Result<String, String> {
-    let (url, password) = crate::db::split_password(url)
-        .ok_or_else(|| "its URL is not one pg_dump can be given safely".to_string())?;
-    let mut command = Command::new(binaries.tool("pg_dump"));
-    command
-        .args(["--no-owner", "--no-privileges", "--dbname", &url])
-        .args(args);
-    if let Some(password) = password {
-        command.env("PGPASSWORD", password);
-    }
-    let output = command
-        .output()
-        .map_err(|e| format!("cannot run pg_dump: {e}"))?;
-    if !output.status.success() {
-        return Err(format!(
-            "pg_dump failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    dump.push_str(
+        &synth::schema::state_rows(binaries, target)
+            .await
+            .map_err(fail)?,
+    );
+    synth::schema::restore(binaries, copy_url, &dump).map_err(fail)
 }
 
 /// The copy's schema as `pg_dump --schema-only` prints it, zdm's own state left out (a
