@@ -185,6 +185,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 client: args.pg_repack.clone(),
                 wait_timeout: args.wait_timeout,
                 json: args.json,
+                migration: None,
             };
             match runtime.block_on(app::repack::run(&config, &request)) {
                 Ok(text) => emit(&text),

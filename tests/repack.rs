@@ -325,6 +325,21 @@ async fn vacuum_is_the_fallback_and_never_full() {
             .await
             .expect("statistics");
     assert_eq!(dead, 0, "VACUUM left dead tuples");
+    let (migration, detail) = repack_audit(&pool).await;
+    assert_eq!(migration, "", "zdm repack is not a migration's");
+    assert!(detail.starts_with("VACUUM of items: "), "{detail}");
+}
+
+/// The last `repack` row of zdm.audit: (migration, detail).
+async fn repack_audit(pool: &PgPool) -> (String, String) {
+    let row: Option<(String, Option<String>)> = sqlx::query_as(
+        "SELECT migration, detail FROM zdm.audit WHERE action = 'repack' ORDER BY id DESC LIMIT 1",
+    )
+    .fetch_optional(pool)
+    .await
+    .expect("audit");
+    let (migration, detail) = row.expect("the rebuild is in zdm.audit");
+    (migration, detail.unwrap_or_default())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -364,6 +379,12 @@ async fn complete_with_repack_rebuilds_the_table_after_contract() {
     assert!(
         (after as f64) <= before as f64 * 1.15,
         "after contract and pg_repack {after} bytes, before the backfill {before} bytes"
+    );
+    let (migration, detail) = repack_audit(&pool).await;
+    assert_eq!(migration, MIGRATION, "audited as the contract's");
+    assert!(
+        detail.starts_with("pg_repack of public.items: "),
+        "{detail}"
     );
 }
 

@@ -47,6 +47,9 @@ pub struct Request {
     pub wait_timeout: Option<Duration>,
     /// JSON lines on stdout, whatever stdout is.
     pub json: bool,
+    /// The migration whose contract asked for it (`zdm complete --repack`), for the audit
+    /// trail; none for `zdm repack`.
+    pub migration: Option<String>,
 }
 
 /// How long pg_repack may try for its brief locks: what zdm's DDL would spend in its
@@ -121,6 +124,30 @@ async fn rebuild(
         if let Err(error) = table_size::record_rebuilt(&mut conn, comparison).await {
             tracing::warn!(%error, "the table's size after the rebuild was not recorded");
         }
+    }
+    // A rebuild rewrites the table on disk: the audit trail says who did it and how it
+    // ended, like every other action (a stopped or failed one included).
+    let how = if request.vacuum {
+        "VACUUM"
+    } else {
+        "pg_repack"
+    };
+    let detail = match &result {
+        Ok(comparison) => format!(
+            "{how} of {}: {}",
+            request.table,
+            comparison.describe("after")
+        ),
+        Err(error) => format!("{how} of {} did not complete: {error}", request.table),
+    };
+    let entry = crate::audit::Entry {
+        migration: request.migration.as_deref().unwrap_or(""),
+        action: crate::audit::Action::Repack,
+        detail: Some(detail),
+        gates: None,
+    };
+    if let Err(error) = crate::audit::record(&mut conn, entry).await {
+        tracing::warn!(%error, "the rebuild was not recorded in zdm.audit");
     }
     let _ = conn.close().await;
     result
@@ -229,6 +256,7 @@ pub async fn after_contract(config: &Config, migration: &str) -> String {
         }
         let request = Request {
             table: size.table.clone(),
+            migration: Some(migration.to_string()),
             ..Request::default()
         };
         match run(config, &request).await {

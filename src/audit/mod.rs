@@ -64,6 +64,9 @@ pub enum Action {
     /// Contract refused by a gate that did not pass.
     ContractRefused,
     Rollback,
+    /// A table rebuilt online (`zdm repack`, `zdm complete --repack`) or vacuumed in its
+    /// place (`--vacuum`): what ran and how it ended.
+    Repack,
 }
 
 impl Action {
@@ -81,6 +84,7 @@ impl Action {
             Action::ConfirmContract => "confirm_contract",
             Action::ContractRefused => "contract_refused",
             Action::Rollback => "rollback",
+            Action::Repack => "repack",
         }
     }
 }
