@@ -272,6 +272,11 @@ impl Schedule {
         best
     }
 
+    /// Whether a throttle reason is (or begins with) this hold.
+    pub fn holds(reason: &str) -> bool {
+        reason.starts_with(OUTSIDE)
+    }
+
     /// Outside every window: why the backfill holds and when it goes on, e.g. "outside
     /// the low-traffic window; next opens Tue 01:00 (in 3 h 12 min)". None: open.
     pub fn hold(&self, now: Timestamp) -> Option<String> {
@@ -284,16 +289,19 @@ impl Schedule {
                 let day = DAYS[local.weekday().to_monday_zero_offset() as usize];
                 let wait = Duration::try_from(now.duration_until(at)).unwrap_or_default();
                 format!(
-                    "outside the low-traffic window; next opens {day} {:02}:{:02} (in {})",
+                    "{OUTSIDE}; next opens {day} {:02}:{:02} (in {})",
                     local.hour(),
                     local.minute(),
                     wait_text(wait)
                 )
             }
-            None => "outside the low-traffic window".to_string(),
+            None => OUTSIDE.to_string(),
         })
     }
 }
+
+/// How every hold's reason begins (front-ends and the release of the hold look for it).
+const OUTSIDE: &str = "outside the low-traffic window";
 
 /// `3 h 12 min`, `45 min`, `2 d 3 h`: minutes rounded up, so a wait is never "0 min".
 pub fn wait_text(wait: Duration) -> String {

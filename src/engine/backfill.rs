@@ -1450,7 +1450,7 @@ fn report_change(
                 paused_for: previous_for,
             });
         }
-        RunState::Throttled { .. } if !matches!(state, RunState::Throttled { .. }) => {
+        RunState::Throttled { reason: held } if !matches!(state, RunState::Throttled { .. }) => {
             let after = throttled_since.take().map_or(Duration::ZERO, |t| now - t);
             if repeats.should_log("throttle released", now) {
                 tracing::info!(
@@ -1459,8 +1459,14 @@ fn report_change(
                     "throttle released"
                 );
             }
+            // Said as what changed: a window that opened (or windows turned off) is not an
+            // input that came back below its limit.
+            let reason = match crate::schedule::Schedule::holds(held) {
+                true => "the low-traffic window no longer holds the backfill; every throttle input is below its limit",
+                false => "every throttle input is back below its limit",
+            };
             events.emit(Event::ThrottleOff {
-                reason: "every throttle input is back below its limit".to_string(),
+                reason: reason.to_string(),
                 throttled_for: after,
             });
         }
