@@ -12,9 +12,10 @@ use serde::de::{
 
 use super::node::{Entry, Node, Value};
 use super::operation::{
-    AddCheck, AddColumn, AddForeignKey, AddUnique, ChangeType, CreateIndex, CreateTable,
-    DropColumn, DropConstraint, DropIndex, DropNotNull, DropTable, Operation, RawSql, RenameColumn,
-    RenameTable, SetDefault, SetNotNull, SplitTable,
+    AddCheck, AddColumn, AddEnumValue, AddForeignKey, AddUnique, ChangeType, CreateEnum,
+    CreateIndex, CreateTable, DropColumn, DropConstraint, DropEnum, DropIndex, DropNotNull,
+    DropTable, Operation, RawSql, RenameColumn, RenameEnumValue, RenameTable, SetDefault,
+    SetNotNull, SplitTable,
 };
 use crate::suggest::{hint, one_of};
 
@@ -445,6 +446,10 @@ fn decoder(op: &str) -> Option<(&'static [&'static str], Decoder)> {
         "create_index" => arm!(CreateIndex, CreateIndex),
         "drop_index" => arm!(DropIndex, DropIndex),
         "split_table" => arm!(SplitTable, SplitTable),
+        "create_enum" => arm!(CreateEnum, CreateEnum),
+        "drop_enum" => arm!(DropEnum, DropEnum),
+        "add_enum_value" => arm!(AddEnumValue, AddEnumValue),
+        "rename_enum_value" => arm!(RenameEnumValue, RenameEnumValue),
         "raw_sql" => arm!(RawSql, RawSql),
         _ => return None,
     })

@@ -24,12 +24,16 @@ pub enum Operation {
     CreateIndex(CreateIndex),
     DropIndex(DropIndex),
     SplitTable(SplitTable),
+    CreateEnum(CreateEnum),
+    DropEnum(DropEnum),
+    AddEnumValue(AddEnumValue),
+    RenameEnumValue(RenameEnumValue),
     RawSql(RawSql),
 }
 
 impl Operation {
     /// Every valid `op` value, for error messages ("did you mean ...").
-    pub const NAMES: [&'static str; 18] = [
+    pub const NAMES: [&'static str; 22] = [
         "create_table",
         "drop_table",
         "rename_table",
@@ -47,6 +51,10 @@ impl Operation {
         "create_index",
         "drop_index",
         "split_table",
+        "create_enum",
+        "drop_enum",
+        "add_enum_value",
+        "rename_enum_value",
         "raw_sql",
     ];
 
@@ -70,6 +78,10 @@ impl Operation {
             Operation::CreateIndex(_) => "create_index",
             Operation::DropIndex(_) => "drop_index",
             Operation::SplitTable(_) => "split_table",
+            Operation::CreateEnum(_) => "create_enum",
+            Operation::DropEnum(_) => "drop_enum",
+            Operation::AddEnumValue(_) => "add_enum_value",
+            Operation::RenameEnumValue(_) => "rename_enum_value",
             Operation::RawSql(_) => "raw_sql",
         }
     }
@@ -264,6 +276,43 @@ pub struct SplitTable {
     pub new_table: String,
     /// Columns that move to the new table.
     pub columns: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEnum {
+    /// The type, optionally schema-qualified (`public.order_status`).
+    pub name: String,
+    /// Its labels, in sort order.
+    pub values: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropEnum {
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddEnumValue {
+    /// The enum type.
+    pub name: String,
+    /// The new label.
+    pub value: String,
+    /// Sorts the new label just before this one (at most one of `before` and `after`).
+    pub before: Option<String>,
+    /// Sorts the new label just after this one (absent both: last).
+    pub after: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameEnumValue {
+    /// The enum type.
+    pub name: String,
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -248,7 +248,11 @@ impl<'m> Collector<'m> {
             | Operation::AddForeignKey(_)
             | Operation::DropConstraint(_)
             | Operation::DropIndex(_)
-            | Operation::SplitTable(_) => {}
+            | Operation::SplitTable(_)
+            | Operation::CreateEnum(_)
+            | Operation::DropEnum(_)
+            | Operation::AddEnumValue(_)
+            | Operation::RenameEnumValue(_) => {}
         }
     }
 

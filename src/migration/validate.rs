@@ -313,6 +313,49 @@ impl Review<'_> {
                 }
                 self.column_list(&["columns"], &op.columns);
             }
+            Operation::CreateEnum(op) => {
+                self.table(&["name"], &op.name);
+                if op.values.is_empty() {
+                    self.error(&["values"], "an enum needs at least one value".to_string());
+                }
+                let mut seen = HashSet::new();
+                for (i, value) in op.values.iter().enumerate() {
+                    self.enum_label(&["values", &i.to_string()], value);
+                    if !seen.insert(value.as_str()) {
+                        self.error(
+                            &["values", &i.to_string()],
+                            format!("value `{value}` is listed twice"),
+                        );
+                    }
+                }
+            }
+            Operation::DropEnum(op) => self.table(&["name"], &op.name),
+            Operation::AddEnumValue(op) => {
+                self.table(&["name"], &op.name);
+                self.enum_label(&["value"], &op.value);
+                if op.before.is_some() && op.after.is_some() {
+                    self.error(&["after"], "give `before` or `after`, not both".to_string());
+                }
+                for (key, neighbour) in [("before", &op.before), ("after", &op.after)] {
+                    if neighbour.as_deref() == Some(op.value.as_str()) {
+                        self.error(
+                            &[key],
+                            format!("`{key}` names the new value `{}` itself", op.value),
+                        );
+                    }
+                }
+            }
+            Operation::RenameEnumValue(op) => {
+                self.table(&["name"], &op.name);
+                self.enum_label(&["from"], &op.from);
+                self.enum_label(&["to"], &op.to);
+                if op.from == op.to {
+                    self.error(
+                        &["to"],
+                        format!("`to` is the value's current label `{}`", op.to),
+                    );
+                }
+            }
             Operation::RawSql(op) => {
                 self.non_empty(&["up"], "up", Some(&op.up));
                 self.non_empty(&["down"], "down", op.down.as_deref());
@@ -550,6 +593,22 @@ impl Review<'_> {
     }
 
     /// An optional SQL text that, when given, must say something.
+    /// An enum label: not empty, at most 63 bytes (PostgreSQL's NAMEDATALEN - 1).
+    fn enum_label(&mut self, path: &[&str], label: &str) {
+        if label.is_empty() {
+            self.error(path, "an enum value cannot be empty".to_string());
+        } else if label.len() > MAX_IDENTIFIER_BYTES {
+            self.error(
+                path,
+                format!(
+                    "enum value `{label}` is {} bytes long; PostgreSQL allows at most {}",
+                    label.len(),
+                    MAX_IDENTIFIER_BYTES
+                ),
+            );
+        }
+    }
+
     fn non_empty(&mut self, path: &[&str], key: &str, text: Option<&str>) {
         if text.is_some_and(|text| text.trim().is_empty()) {
             self.error(
