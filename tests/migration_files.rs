@@ -65,6 +65,9 @@ up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
                 primary_key: false,
                 check: None,
                 references: None,
+                identity: None,
+                sequence: None,
+                generated: None,
             },
             up: Some("CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END".to_string()),
         })]
@@ -138,8 +141,8 @@ fn unknown_keys_inside_a_column_point_at_the_key() {
         errors_in("m/0001_x.toml", text),
         [
             "m/0001_x.toml:4:39: add_column: unknown key `nulable`; did you mean `nullable`? \
-          Expected `name`, `type`, `nullable`, `default`, `unique`, `primary_key`, `check` \
-          or `references`"
+          Expected `name`, `type`, `nullable`, `default`, `unique`, `primary_key`, `check`, \
+          `references`, `identity`, `sequence` or `generated`"
         ]
     );
 }

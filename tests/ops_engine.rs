@@ -973,3 +973,40 @@ down = "state::public.order_state"
     })
     .await;
 }
+
+#[tokio::test]
+async fn create_table_with_identity_and_generated_columns() {
+    run(Case {
+        name: "0001_create_table_identity",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "create_table"
+table = "invoices"
+columns = [
+  { name = "id", type = "bigint", primary_key = true, identity = "always", sequence = { start = 1000, increment = 10 } },
+  { name = "net_cents", type = "integer", nullable = false },
+  { name = "gross_cents", type = "integer", generated = "net_cents * 120 / 100" },
+  { name = "number", type = "integer", identity = "by_default" },
+]
+"#,
+        old_writes: &["INSERT INTO invoices (net_cents) VALUES (100)"],
+        new_writes: &["INSERT INTO invoices (net_cents, number) VALUES (200, 77)"],
+        cross_updates: &[(true, "UPDATE invoices SET net_cents = 300 WHERE number = 77")],
+        old_sees: &[("SELECT string_agg(id::text || ':' || gross_cents, ',' ORDER BY id) FROM public.invoices", "1000:120,1010:360")],
+        new_sees: &[
+            ("SELECT string_agg(number::text, ',' ORDER BY id) FROM invoices", "1,77"),
+            ("SELECT gross_cents::text FROM invoices WHERE number = 77", "360"),
+        ],
+        refused: &[
+            "INSERT INTO invoices (id, net_cents) VALUES (1, 1)",
+            "INSERT INTO invoices (net_cents, gross_cents) VALUES (1, 5)",
+        ],
+        after: &[
+            ("SELECT is_identity || identity_generation FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'invoices' AND column_name = 'id'", "YESALWAYS"),
+            ("SELECT is_generated FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'invoices' AND column_name = 'gross_cents'", "ALWAYS"),
+            ("SELECT identity_generation FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'invoices' AND column_name = 'number'", "BY DEFAULT"),
+        ],
+    })
+    .await;
+}

@@ -481,7 +481,10 @@ mod tests {
                 "unique",
                 "primary_key",
                 "check",
-                "references"
+                "references",
+                "identity",
+                "sequence",
+                "generated"
             ]
         );
     }

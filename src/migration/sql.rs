@@ -281,6 +281,17 @@ impl<'m> Collector<'m> {
                 target,
             );
         }
+        if let Some(generated) = &column.generated {
+            // Over the new row, which does not exist before expand: parsed, not type-checked.
+            let target = Some(Target::Type(data_type));
+            self.add(
+                &at("generated"),
+                generated,
+                Grammar::Expression,
+                Rows::NotYet,
+                target,
+            );
+        }
     }
 }
 

@@ -450,8 +450,27 @@ impl Review<'_> {
         self.non_empty(&at("type"), "type", Some(&column.data_type));
         self.non_empty(&at("default"), "default", column.default.as_deref());
         self.non_empty(&at("check"), "check", column.check.as_deref());
+        self.non_empty(&at("generated"), "generated", column.generated.as_deref());
         if let Some(reference) = &column.references {
             self.reference(&at("references"), reference, Some(1));
+        }
+        if column.identity.is_some() && column.generated.is_some() {
+            self.error(
+                &at("generated"),
+                "a column is an `identity` or `generated`, not both".to_string(),
+            );
+        }
+        if column.sequence.is_some() && column.identity.is_none() {
+            self.error(
+                &at("sequence"),
+                "`sequence` options belong to an `identity` column".to_string(),
+            );
+        }
+        if column.default.is_some() && (column.identity.is_some() || column.generated.is_some()) {
+            self.error(
+                &at("default"),
+                "an identity or generated column has no `default` of its own".to_string(),
+            );
         }
     }
 
