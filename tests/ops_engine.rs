@@ -1010,3 +1010,46 @@ columns = [
     })
     .await;
 }
+
+/// Several changes to one column in one migration: renamed, then retyped (one shadow
+/// column under the new name; `up` reads the old name, `down` the new one).
+#[tokio::test]
+async fn rename_then_change_type() {
+    run(Case {
+        name: "0001_rename_then_change_type",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "rename_column"
+table = "products"
+column = "price_cents"
+to = "price"
+
+[[operations]]
+op = "change_type"
+table = "products"
+column = "price"
+type = "numeric(12,2)"
+up = "price_cents::numeric / 100"
+down = "round(price * 100)::integer"
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'x', 150)"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price) VALUES (20001, 'S-2', 'new', 'x', 2.5)"],
+        cross_updates: &[
+            (true, "UPDATE products SET price_cents = 700 WHERE id = 20001"),
+            (false, "UPDATE products SET price = 9.99 WHERE id = 10001"),
+        ],
+        old_sees: &[("SELECT price_cents::text FROM products WHERE id = 10001", "999")],
+        new_sees: &[
+            ("SELECT price::text FROM products WHERE id = 20001", "7.00"),
+            ("SELECT count(*)::text FROM products WHERE price IS NULL", "0"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT data_type FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'price'", "numeric"),
+            ("SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'price_cents'", "0"),
+            ("SELECT price::text FROM products WHERE id = 10001", "9.99"),
+        ],
+    })
+    .await;
+}

@@ -927,3 +927,10 @@ fn identity_and_generated_columns_are_declared_keys() {
     let message = refused("[[operations]]\nop = \"create_table\"\ntable = \"t\"\ncolumns = [{ name = \"id\", type = \"bigint\", identity = \"always\", generated = \"1\" }]\n");
     assert!(message.contains("both"), "{message}");
 }
+
+#[test]
+fn a_column_is_renamed_before_it_changes_shape() {
+    planned("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"remarks\"\ntype = \"varchar(500)\"\nup = \"notes\"\ndown = \"remarks\"\n");
+    let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"notes\"\ntype = \"varchar(500)\"\nup = \"notes\"\ndown = \"notes\"\n\n[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n");
+    assert!(message.contains("put the rename_column first"), "{message}");
+}
