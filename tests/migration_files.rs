@@ -1140,6 +1140,12 @@ async fn apply_plainly(conn: &mut sqlx::PgConnection, operation: &Operation) {
             literal(&op.from),
             literal(&op.to)
         )),
+        Operation::RenameConstraint(op) => statements.push(format!(
+            "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+            quote_table(&op.table),
+            q(&op.from),
+            q(&op.to)
+        )),
         Operation::RawSql(op) => {
             statements.push(op.up.clone());
             if let Some(down) = &op.down {

@@ -934,3 +934,25 @@ fn a_column_is_renamed_before_it_changes_shape() {
     let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"notes\"\ntype = \"varchar(500)\"\nup = \"notes\"\ndown = \"notes\"\n\n[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n");
     assert!(message.contains("put the rename_column first"), "{message}");
 }
+
+#[test]
+fn rename_constraint_waits_for_contract() {
+    let plan = planned("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_fkey\"\nto = \"orders_customer_id_fkey\"\n");
+    assert_safe(&plan);
+    assert!(plan
+        .phase(Phase::Expand)
+        .all(|s| !sql(s).contains("RENAME CONSTRAINT")));
+    let contract: Vec<&str> = plan.phase(Phase::Contract).map(sql).collect();
+    assert!(
+        contract.iter().any(|s| s
+            .contains("RENAME CONSTRAINT \"orders_customer_fkey\" TO \"orders_customer_id_fkey\"")),
+        "{contract:#?}"
+    );
+    let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_fky\"\nto = \"x\"\n");
+    assert!(
+        message.contains("did you mean orders_customer_fkey"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_fkey\"\nto = \"orders_pkey\"\n");
+    assert!(message.contains("already exists"), "{message}");
+}

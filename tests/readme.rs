@@ -30,7 +30,7 @@ use common::demo_process::DemoProcess;
 /// Every command of the README's blocks (after substitution), with its exit code and a
 /// phrase its output (stdout and stderr) must hold; `None`: it prints nothing to check.
 const EXPECTED: &[(&str, i32, Option<&str>)] = &[
-    ("zdm validate --dir sample-migrations", 0, Some("19 valid, 0 errors")),
+    ("zdm validate --dir sample-migrations", 0, Some("20 valid, 0 errors")),
     ("zdm plan --dir sample-migrations", 0, Some("Migration 0001_orders_add_status")),
     (
         "zdm start 0001_orders_add_status --dir sample-migrations --detach",

@@ -292,6 +292,7 @@ fn describe(operation: &Operation) -> String {
         O::AddUnique(o) => format!("{} on {}", o.name, o.table),
         O::AddForeignKey(o) => format!("{} on {}", o.name, o.table),
         O::DropConstraint(o) => format!("{} on {}", o.name, o.table),
+        O::RenameConstraint(o) => format!("{} → {} on {}", o.from, o.to, o.table),
         O::CreateIndex(o) => format!("{} on {}", o.name, o.table),
         O::DropIndex(o) => o.name.clone(),
         O::SplitTable(o) => format!("{} → {}", o.table, o.new_table),

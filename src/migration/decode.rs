@@ -14,8 +14,8 @@ use super::node::{Entry, Node, Value};
 use super::operation::{
     AddCheck, AddColumn, AddEnumValue, AddForeignKey, AddUnique, ChangeType, CreateEnum,
     CreateIndex, CreateTable, DropColumn, DropConstraint, DropEnum, DropIndex, DropNotNull,
-    DropTable, Operation, RawSql, RenameColumn, RenameEnumValue, RenameTable, SetDefault,
-    SetNotNull, SplitTable,
+    DropTable, Operation, RawSql, RenameColumn, RenameConstraint, RenameEnumValue, RenameTable,
+    SetDefault, SetNotNull, SplitTable,
 };
 use crate::suggest::{hint, one_of};
 
@@ -443,6 +443,7 @@ fn decoder(op: &str) -> Option<(&'static [&'static str], Decoder)> {
         "add_unique" => arm!(AddUnique, AddUnique),
         "add_foreign_key" => arm!(AddForeignKey, AddForeignKey),
         "drop_constraint" => arm!(DropConstraint, DropConstraint),
+        "rename_constraint" => arm!(RenameConstraint, RenameConstraint),
         "create_index" => arm!(CreateIndex, CreateIndex),
         "drop_index" => arm!(DropIndex, DropIndex),
         "split_table" => arm!(SplitTable, SplitTable),

@@ -21,6 +21,7 @@ pub enum Operation {
     AddUnique(AddUnique),
     AddForeignKey(AddForeignKey),
     DropConstraint(DropConstraint),
+    RenameConstraint(RenameConstraint),
     CreateIndex(CreateIndex),
     DropIndex(DropIndex),
     SplitTable(SplitTable),
@@ -33,7 +34,7 @@ pub enum Operation {
 
 impl Operation {
     /// Every valid `op` value, for error messages ("did you mean ...").
-    pub const NAMES: [&'static str; 22] = [
+    pub const NAMES: [&'static str; 23] = [
         "create_table",
         "drop_table",
         "rename_table",
@@ -48,6 +49,7 @@ impl Operation {
         "add_unique",
         "add_foreign_key",
         "drop_constraint",
+        "rename_constraint",
         "create_index",
         "drop_index",
         "split_table",
@@ -75,6 +77,7 @@ impl Operation {
             Operation::AddUnique(_) => "add_unique",
             Operation::AddForeignKey(_) => "add_foreign_key",
             Operation::DropConstraint(_) => "drop_constraint",
+            Operation::RenameConstraint(_) => "rename_constraint",
             Operation::CreateIndex(_) => "create_index",
             Operation::DropIndex(_) => "drop_index",
             Operation::SplitTable(_) => "split_table",
@@ -320,6 +323,15 @@ pub struct AddForeignKey {
 pub struct DropConstraint {
     pub table: String,
     pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenameConstraint {
+    pub table: String,
+    /// The constraint's current name.
+    pub from: String,
+    pub to: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

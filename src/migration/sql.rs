@@ -247,6 +247,7 @@ impl<'m> Collector<'m> {
             | Operation::AddUnique(_)
             | Operation::AddForeignKey(_)
             | Operation::DropConstraint(_)
+            | Operation::RenameConstraint(_)
             | Operation::DropIndex(_)
             | Operation::SplitTable(_)
             | Operation::CreateEnum(_)

@@ -243,6 +243,17 @@ impl Review<'_> {
                 self.table(&["table"], &op.table);
                 self.identifier(&["name"], "constraint name", &op.name);
             }
+            Operation::RenameConstraint(op) => {
+                self.table(&["table"], &op.table);
+                self.identifier(&["from"], "constraint name", &op.from);
+                self.identifier(&["to"], "constraint name", &op.to);
+                if op.from == op.to {
+                    self.error(
+                        &["to"],
+                        format!("`to` is the constraint's current name `{}`", op.to),
+                    );
+                }
+            }
             Operation::CreateIndex(op) => {
                 self.table(&["table"], &op.table);
                 self.identifier(&["name"], "index name", &op.name);

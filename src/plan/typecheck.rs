@@ -197,6 +197,7 @@ impl Reshaped {
             | Operation::AddUnique(_)
             | Operation::AddForeignKey(_)
             | Operation::DropConstraint(_)
+            | Operation::RenameConstraint(_)
             | Operation::CreateIndex(_)
             | Operation::DropIndex(_) => {}
         }

@@ -18,6 +18,7 @@ mod drop_not_null;
 mod drop_table;
 mod raw_sql;
 mod rename_column;
+mod rename_constraint;
 mod rename_enum_value;
 pub(super) mod rename_table;
 pub(super) mod set_default;
@@ -60,6 +61,7 @@ pub(crate) fn planner(operation: &Operation) -> &dyn PlanOperation {
         Operation::AddUnique(op) => op,
         Operation::AddForeignKey(op) => op,
         Operation::DropConstraint(op) => op,
+        Operation::RenameConstraint(op) => op,
         Operation::CreateIndex(op) => op,
         Operation::DropIndex(op) => op,
         Operation::SplitTable(op) => op,
