@@ -937,7 +937,7 @@ fn a_column_is_renamed_before_it_changes_shape() {
 
 #[test]
 fn rename_constraint_waits_for_contract() {
-    let plan = planned("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_fkey\"\nto = \"orders_customer_id_fkey\"\n");
+    let plan = planned("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_id_fkey\"\nto = \"orders_customer_fk\"\n");
     assert_safe(&plan);
     assert!(plan
         .phase(Phase::Expand)
@@ -945,14 +945,14 @@ fn rename_constraint_waits_for_contract() {
     let contract: Vec<&str> = plan.phase(Phase::Contract).map(sql).collect();
     assert!(
         contract.iter().any(|s| s
-            .contains("RENAME CONSTRAINT \"orders_customer_fkey\" TO \"orders_customer_id_fkey\"")),
+            .contains("RENAME CONSTRAINT \"orders_customer_id_fkey\" TO \"orders_customer_fk\"")),
         "{contract:#?}"
     );
-    let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_fky\"\nto = \"x\"\n");
+    let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_id_fky\"\nto = \"x\"\n");
     assert!(
-        message.contains("did you mean orders_customer_fkey"),
+        message.contains("did you mean orders_customer_id_fkey"),
         "{message}"
     );
-    let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_fkey\"\nto = \"orders_pkey\"\n");
+    let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_id_fkey\"\nto = \"orders_pkey\"\n");
     assert!(message.contains("already exists"), "{message}");
 }
