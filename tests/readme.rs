@@ -57,7 +57,7 @@ const EXPECTED: &[(&str, i32, Option<&str>)] = &[
     ("zdm top --count 3", 0, Some("sessions")),
     ("source <(zdm completions bash)", 0, None),
     ("zdm man > zdm.1", 0, None),
-    ("zdm lint --dir sample-migrations", 0, Some("16 file(s) linted: 0 error(s), 0 warning(s)")),
+    ("zdm lint --dir sample-migrations", 0, Some("20 file(s) linted: 0 error(s), 0 warning(s)")),
     ("zdm check --dir sample-migrations --dry-run", 0, Some("check passed")),
 ];
 
