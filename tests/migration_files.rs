@@ -65,6 +65,9 @@ up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
                 primary_key: false,
                 check: None,
                 references: None,
+                identity: None,
+                sequence: None,
+                generated: None,
             },
             up: Some("CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END".to_string()),
         })]
@@ -138,8 +141,8 @@ fn unknown_keys_inside_a_column_point_at_the_key() {
         errors_in("m/0001_x.toml", text),
         [
             "m/0001_x.toml:4:39: add_column: unknown key `nulable`; did you mean `nullable`? \
-          Expected `name`, `type`, `nullable`, `default`, `unique`, `primary_key`, `check` \
-          or `references`"
+          Expected `name`, `type`, `nullable`, `default`, `unique`, `primary_key`, `check`, \
+          `references`, `identity`, `sequence` or `generated`"
         ]
     );
 }
@@ -941,6 +944,10 @@ async fn primary_key(conn: &mut sqlx::PgConnection, table: &str) -> Vec<String> 
     .expect("primary key")
 }
 
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
 /// Applies one operation in its plain form, checking `up`/`down` expressions on real rows.
 async fn apply_plainly(conn: &mut sqlx::PgConnection, operation: &Operation) {
     use zdm::db::quote_ident as q;
@@ -1106,6 +1113,39 @@ async fn apply_plainly(conn: &mut sqlx::PgConnection, operation: &Operation) {
                 statements.push(format!("ALTER TABLE {table} DROP COLUMN {}", q(column)));
             }
         }
+        Operation::CreateEnum(op) => {
+            let labels: Vec<String> = op.values.iter().map(|v| literal(v)).collect();
+            statements.push(format!(
+                "CREATE TYPE {} AS ENUM ({})",
+                quote_table(&op.name),
+                labels.join(", ")
+            ));
+        }
+        Operation::DropEnum(op) => statements.push(format!("DROP TYPE {}", quote_table(&op.name))),
+        Operation::AddEnumValue(op) => {
+            let position = match (&op.before, &op.after) {
+                (Some(before), _) => format!(" BEFORE {}", literal(before)),
+                (None, Some(after)) => format!(" AFTER {}", literal(after)),
+                (None, None) => String::new(),
+            };
+            statements.push(format!(
+                "ALTER TYPE {} ADD VALUE {}{position}",
+                quote_table(&op.name),
+                literal(&op.value)
+            ));
+        }
+        Operation::RenameEnumValue(op) => statements.push(format!(
+            "ALTER TYPE {} RENAME VALUE {} TO {}",
+            quote_table(&op.name),
+            literal(&op.from),
+            literal(&op.to)
+        )),
+        Operation::RenameConstraint(op) => statements.push(format!(
+            "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+            quote_table(&op.table),
+            q(&op.from),
+            q(&op.to)
+        )),
         Operation::RawSql(op) => {
             statements.push(op.up.clone());
             if let Some(down) = &op.down {

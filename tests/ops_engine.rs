@@ -1,9 +1,10 @@
-//! Every one of the 18 operations through the engine's commands (what `zdm start`,
+//! Every one of the 23 operations through the engine's commands (what `zdm start`,
 //! `zdm rollback` and `zdm complete` run) on a real PostgreSQL with the demo schema:
 //! start → rollback leaves the catalog and `pg_dump --schema-only` exactly as before;
 //! start again, an old-version and a new-version client write at the same time (both
 //! succeed, each sees the other's rows in its own shape, both obey the new constraints),
-//! then complete and check the final schema.
+//! then complete and check the final schema. (add_enum_value's rollback leaves its label:
+//! PostgreSQL cannot remove one; its test checks that this label is the only difference.)
 
 mod plan_support;
 
@@ -40,9 +41,20 @@ struct Case {
     after: &'static [(&'static str, &'static str)],
 }
 
+/// The config of a test run: its database and directory, the throttle off (these runs are
+/// about each operation's mechanics: a busy test machine's CPU must not hold their
+/// backfills; the throttle has tests of its own).
 fn config(url: &str, dir: &Path) -> Config {
+    // A dot file: the migrations directory skips it.
+    let quiet = dir.join(".zdm-quiet.toml");
+    std::fs::write(
+        &quiet,
+        "[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
+         max_active_sessions_factor = \"none\"\n",
+    )
+    .expect("write the test config");
     Config::load(&Overrides {
-        config_file: None,
+        config_file: Some(quiet),
         database_url: Some(url.to_string()),
         migrations_dir: Some(dir.to_path_buf()),
     })
@@ -65,6 +77,14 @@ fn schema_dump(pg: &LocalPg, database: &str) -> String {
 }
 
 async fn run(case: Case) {
+    run_leaving(case, None).await
+}
+
+/// An enum label a rollback leaves behind, as (type, label): PostgreSQL cannot drop one.
+type KeptLabel = (&'static str, &'static str);
+
+/// `run`, where rollback is exact but for `kept`: that label stays in its enum type.
+async fn run_leaving(case: Case, kept: Option<KeptLabel>) {
     let pg = common::primary();
     let db = case
         .name
@@ -89,14 +109,30 @@ async fn run(case: Case) {
     assert!(started.contains("ready to contract"), "{started}");
     let rolled_back = app::rollback::run(&config, name).await.expect("rollback");
     assert!(rolled_back.contains("rolled back"), "{rolled_back}");
+    let mut catalog_after = catalog(&pool).await;
+    let mut dump_after = schema_dump(&pg, db);
+    if let Some((enum_type, label)) = kept {
+        let found = catalog_after
+            .enums
+            .iter_mut()
+            .find(|e| e.name.name == enum_type)
+            .expect("the enum type is still there");
+        let before = found.values.len();
+        found.values.retain(|v| v != label);
+        assert_eq!(found.values.len() + 1, before, "{name}: the label stays");
+        let line = format!("    '{label}',");
+        assert!(
+            dump_after.contains(&line),
+            "{name}: the label stays in the dump"
+        );
+        dump_after = dump_after.replacen(&format!("{line}\n"), "", 1);
+    }
     assert_eq!(
-        catalog_before,
-        catalog(&pool).await,
+        catalog_before, catalog_after,
         "{name}: rollback restores the catalog"
     );
     assert_eq!(
-        dump_before,
-        schema_dump(&pg, db),
+        dump_before, dump_after,
         "{name}: rollback restores the schema dump"
     );
 
@@ -741,6 +777,310 @@ down = "DROP FUNCTION public.order_line_total_cents(integer, integer);"
         ],
         refused: &[],
         after: &[("SELECT order_line_total_cents(4, 25)::text", "100")],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_enum() {
+    run(Case {
+        name: "0001_create_enum",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "create_enum"
+name = "order_priority"
+values = ["low", "normal", "high"]
+
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "priority", type = "order_priority", nullable = false, default = "'normal'" }
+up = "CASE WHEN total_cents > 150 THEN 'high'::order_priority ELSE 'normal' END"
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)", "INSERT INTO orders (id, customer_id, total_cents) VALUES (10002, 1, 900)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents, priority) VALUES (20001, 2, 200, 'low')", "INSERT INTO orders (id, customer_id, total_cents) VALUES (20002, 2, 200)"],
+        cross_updates: &[(false, "UPDATE orders SET priority = 'low' WHERE id = 10002")],
+        old_sees: &[("SELECT count(*)::text FROM orders WHERE id IN (20001, 20002)", "2")],
+        new_sees: &[
+            ("SELECT string_agg(priority::text, ',' ORDER BY id) FROM orders WHERE id IN (10001, 10002, 20001, 20002)", "normal,low,low,normal"),
+            ("SELECT count(*)::text FROM orders WHERE priority IS NULL", "0"),
+        ],
+        refused: &["SELECT 'urgent'::public.order_priority"],
+        after: &[
+            ("SELECT udt_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'priority'", "order_priority"),
+            ("SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = 'public.order_priority'::regtype", "low,normal,high"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn drop_enum() {
+    run(Case {
+        name: "0001_drop_enum",
+        setup: "CREATE TYPE legacy_state AS ENUM ('active', 'archived');
+                ALTER TABLE products ADD COLUMN legacy legacy_state;",
+        file: r#"
+[[operations]]
+op = "drop_column"
+table = "products"
+column = "legacy"
+down = "'active'"
+
+[[operations]]
+op = "drop_enum"
+name = "legacy_state"
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents, legacy) VALUES (10001, 'S-1', 'old', 'x', 1, 'archived')"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2)"],
+        cross_updates: &[],
+        old_sees: &[
+            ("SELECT legacy::text FROM products WHERE id = 20001", "active"),
+            ("SELECT legacy::text FROM products WHERE id = 10001", "archived"),
+        ],
+        new_sees: &[("SELECT name FROM products WHERE id = 10001", "old")],
+        refused: &[],
+        after: &[("SELECT (to_regtype('public.legacy_state') IS NULL)::text", "true")],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn add_enum_value() {
+    run_leaving(
+        Case {
+            name: "0001_add_enum_value",
+            setup: "CREATE TYPE order_state AS ENUM ('placed', 'shipped');
+                    ALTER TABLE orders ADD COLUMN state order_state NOT NULL DEFAULT 'placed';",
+            file: r#"
+[[operations]]
+op = "add_enum_value"
+name = "order_state"
+value = "packed"
+after = "placed"
+"#,
+            old_writes: &["INSERT INTO orders (id, customer_id, total_cents, state) VALUES (10001, 1, 100, 'shipped')"],
+            new_writes: &["INSERT INTO orders (id, customer_id, total_cents, state) VALUES (20001, 2, 200, 'packed')"],
+            cross_updates: &[(false, "UPDATE orders SET state = 'packed' WHERE id = 10001")],
+            old_sees: &[
+                ("SELECT state::text FROM orders WHERE id = 20001", "packed"),
+                ("SELECT string_agg(state::text, ',' ORDER BY state) FROM orders WHERE id IN (10001, 20001)", "packed,packed"),
+            ],
+            new_sees: &[
+                ("SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = 'public.order_state'::regtype", "placed,packed,shipped"),
+                ("SELECT count(*)::text FROM orders WHERE state = 'packed'", "2"),
+            ],
+            refused: &["INSERT INTO orders (id, customer_id, total_cents, state) VALUES (30001, 1, 1, 'lost')"],
+            after: &[("SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = 'public.order_state'::regtype", "placed,packed,shipped")],
+        },
+        Some(("order_state", "packed")),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn rename_enum_value() {
+    run(Case {
+        name: "0001_rename_enum_value",
+        setup: "CREATE TYPE ticket_kind AS ENUM ('bug', 'feature');",
+        file: r#"
+[[operations]]
+op = "rename_enum_value"
+name = "ticket_kind"
+from = "feature"
+to = "enhancement"
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 2, 200)"],
+        cross_updates: &[],
+        old_sees: &[("SELECT customer_id::text FROM orders WHERE id = 20001", "2")],
+        new_sees: &[("SELECT 'enhancement'::public.ticket_kind::text", "enhancement")],
+        refused: &["SELECT 'feature'::public.ticket_kind"],
+        after: &[("SELECT string_agg(enumlabel, ',' ORDER BY enumsortorder) FROM pg_enum WHERE enumtypid = 'public.ticket_kind'::regtype", "bug,enhancement")],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn change_type_to_an_enum() {
+    run(Case {
+        name: "0001_change_type_to_an_enum",
+        setup: "CREATE TYPE order_state AS ENUM ('placed', 'shipped');
+                ALTER TABLE orders ADD COLUMN state text NOT NULL DEFAULT 'placed';",
+        file: r#"
+[[operations]]
+op = "change_type"
+table = "orders"
+column = "state"
+type = "order_state"
+up = "state::order_state"
+down = "state::text"
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents, state) VALUES (10001, 1, 100, 'shipped')", "INSERT INTO orders (id, customer_id, total_cents) VALUES (10002, 1, 100)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents, state) VALUES (20001, 2, 200, 'shipped')", "INSERT INTO orders (id, customer_id, total_cents) VALUES (20002, 2, 200)"],
+        cross_updates: &[
+            (true, "UPDATE orders SET state = 'placed' WHERE id = 20001"),
+            (false, "UPDATE orders SET state = 'placed' WHERE id = 10001"),
+        ],
+        old_sees: &[
+            ("SELECT pg_typeof(state)::text FROM orders WHERE id = 20002", "text"),
+            ("SELECT string_agg(state, ',' ORDER BY id) FROM orders WHERE id IN (10001, 10002, 20001, 20002)", "placed,placed,placed,placed"),
+        ],
+        new_sees: &[
+            ("SELECT pg_typeof(state)::text FROM orders WHERE id = 10002", "public.order_state"),
+            ("SELECT count(*)::text FROM orders WHERE state = 'placed'", "204"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT udt_name FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'state'", "order_state"),
+            ("SELECT count(*)::text FROM orders WHERE state = 'placed'", "204"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn change_type_from_an_enum() {
+    run(Case {
+        name: "0001_change_type_from_an_enum",
+        setup: "CREATE TYPE order_state AS ENUM ('placed', 'shipped');
+                ALTER TABLE orders ADD COLUMN state order_state NOT NULL DEFAULT 'placed';",
+        file: r#"
+[[operations]]
+op = "change_type"
+table = "orders"
+column = "state"
+type = "text"
+up = "state::text"
+down = "state::public.order_state"
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents, state) VALUES (10001, 1, 100, 'shipped')"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents, state) VALUES (20001, 2, 200, 'shipped')", "INSERT INTO orders (id, customer_id, total_cents) VALUES (20002, 2, 200)"],
+        cross_updates: &[(false, "UPDATE orders SET state = 'placed' WHERE id = 10001")],
+        old_sees: &[
+            ("SELECT pg_typeof(state)::text FROM orders WHERE id = 20001", "order_state"),
+            ("SELECT string_agg(state::text, ',' ORDER BY id) FROM orders WHERE id IN (10001, 20001, 20002)", "placed,shipped,placed"),
+        ],
+        new_sees: &[
+            ("SELECT pg_typeof(state)::text FROM orders WHERE id = 10001", "text"),
+            ("SELECT string_agg(state, ',' ORDER BY id) FROM orders WHERE id IN (10001, 20001, 20002)", "placed,shipped,placed"),
+        ],
+        // The new version may write what the old type cannot hold only once the old
+        // version is gone: until contract its `down` must succeed.
+        refused: &["INSERT INTO orders (id, customer_id, total_cents, state) VALUES (30001, 1, 1, 'lost')"],
+        after: &[("SELECT data_type FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'state'", "text")],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn create_table_with_identity_and_generated_columns() {
+    run(Case {
+        name: "0001_create_table_identity",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "create_table"
+table = "invoices"
+columns = [
+  { name = "id", type = "bigint", primary_key = true, identity = "always", sequence = { start = 1000, increment = 10 } },
+  { name = "net_cents", type = "integer", nullable = false },
+  { name = "gross_cents", type = "integer", generated = "net_cents * 120 / 100" },
+  { name = "number", type = "integer", identity = "by_default" },
+]
+"#,
+        old_writes: &["INSERT INTO invoices (net_cents) VALUES (100)"],
+        new_writes: &["INSERT INTO invoices (net_cents, number) VALUES (200, 77)"],
+        cross_updates: &[(true, "UPDATE invoices SET net_cents = 300 WHERE number = 77")],
+        // The two versions' inserts race: which one got 1000 is not fixed.
+        old_sees: &[
+            ("SELECT string_agg(id::text, ',' ORDER BY id) FROM public.invoices", "1000,1010"),
+            ("SELECT string_agg(gross_cents::text, ',' ORDER BY gross_cents) FROM public.invoices", "120,360"),
+        ],
+        new_sees: &[
+            ("SELECT string_agg(number::text, ',' ORDER BY id) FROM invoices", "1,77"),
+            ("SELECT gross_cents::text FROM invoices WHERE number = 77", "360"),
+        ],
+        refused: &[
+            "INSERT INTO invoices (id, net_cents) VALUES (1, 1)",
+            "INSERT INTO invoices (net_cents, gross_cents) VALUES (1, 5)",
+        ],
+        after: &[
+            ("SELECT is_identity || identity_generation FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'invoices' AND column_name = 'id'", "YESALWAYS"),
+            ("SELECT is_generated FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'invoices' AND column_name = 'gross_cents'", "ALWAYS"),
+            ("SELECT identity_generation FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'invoices' AND column_name = 'number'", "BY DEFAULT"),
+        ],
+    })
+    .await;
+}
+
+/// Several changes to one column in one migration: renamed, then retyped (one shadow
+/// column under the new name; `up` reads the old name, `down` the new one).
+#[tokio::test]
+async fn rename_then_change_type() {
+    run(Case {
+        name: "0001_rename_then_change_type",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "rename_column"
+table = "products"
+column = "price_cents"
+to = "price"
+
+[[operations]]
+op = "change_type"
+table = "products"
+column = "price"
+type = "numeric(12,2)"
+up = "price_cents::numeric / 100"
+down = "round(price * 100)::integer"
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'x', 150)"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price) VALUES (20001, 'S-2', 'new', 'x', 2.5)"],
+        cross_updates: &[
+            (true, "UPDATE products SET price_cents = 700 WHERE id = 20001"),
+            (false, "UPDATE products SET price = 9.99 WHERE id = 10001"),
+        ],
+        old_sees: &[("SELECT price_cents::text FROM products WHERE id = 10001", "999")],
+        new_sees: &[
+            ("SELECT price::text FROM products WHERE id = 20001", "7.00"),
+            ("SELECT count(*)::text FROM products WHERE price IS NULL", "0"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT data_type FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'price'", "numeric"),
+            ("SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'price_cents'", "0"),
+            ("SELECT price::text FROM products WHERE id = 10001", "9.99"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rename_constraint() {
+    run(Case {
+        name: "0001_rename_constraint",
+        setup: "ALTER TABLE products ADD CONSTRAINT products_sku_uq UNIQUE (sku);",
+        file: r#"
+[[operations]]
+op = "rename_constraint"
+table = "products"
+from = "products_sku_uq"
+to = "products_sku_unique"
+"#,
+        // Until contract both versions may name the constraint by its old name.
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'x', 1) ON CONFLICT ON CONSTRAINT products_sku_uq DO NOTHING"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2)"],
+        cross_updates: &[(true, "INSERT INTO products (id, sku, name, category, price_cents) VALUES (10002, 'S-2', 'dup', 'x', 3) ON CONFLICT ON CONSTRAINT products_sku_uq DO NOTHING")],
+        old_sees: &[("SELECT count(*)::text FROM products WHERE id IN (10001, 10002, 20001)", "2")],
+        new_sees: &[("SELECT name FROM products WHERE sku = 'S-2'", "new")],
+        refused: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (30001, 'S-1', 'again', 'x', 4)"],
+        after: &[
+            ("SELECT string_agg(conname, ',') FROM pg_constraint WHERE conrelid = 'public.products'::regclass AND contype = 'u' AND conname LIKE 'products\\_sku\\_u%'", "products_sku_unique"),
+            ("SELECT (to_regclass('public.products_sku_unique') IS NOT NULL AND to_regclass('public.products_sku_uq') IS NULL)::text", "true"),
+        ],
     })
     .await;
 }

@@ -821,3 +821,138 @@ fn split_table_keeps_both_tables_in_step_until_contract() {
         .column("notes")
         .is_none());
 }
+
+#[test]
+fn enum_operations_take_no_table_lock_and_add_values_in_their_own_step() {
+    let plan = planned(
+        "[[operations]]\nop = \"create_enum\"\nname = \"order_state\"\nvalues = [\"placed\", \"shipped\"]\n\n[[operations]]\nop = \"add_enum_value\"\nname = \"order_state\"\nvalue = \"packed\"\nbefore = \"shipped\"\n\n[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"state\", type = \"order_state\" }\n",
+    );
+    assert_safe(&plan);
+    let create = find(&plan, Phase::Expand, "create enum type public.order_state");
+    assert_eq!(create.len(), 1);
+    assert!(sql(create[0])
+        .contains("CREATE TYPE \"public\".\"order_state\" AS ENUM ('placed', 'shipped')"));
+    assert_eq!(create[0].lock, LockLevel::None);
+    let add = find(&plan, Phase::Expand, "add value \"packed\"");
+    assert_eq!(add.len(), 1);
+    assert_eq!(
+        add[0].action,
+        StepAction::Sql {
+            sql: "ALTER TYPE \"public\".\"order_state\" ADD VALUE IF NOT EXISTS 'packed' BEFORE 'shipped'".to_string(),
+            transactional: false
+        }
+    );
+    assert!(add[0].concurrent_index().is_none(), "not an index build");
+    // Rollback drops the column before the type (last operation first).
+    let rollback: Vec<&str> = plan.phase(Phase::Rollback).map(sql).collect();
+    let column = rollback
+        .iter()
+        .position(|s| s.contains("DROP COLUMN IF EXISTS \"state\""));
+    let type_ = rollback
+        .iter()
+        .position(|s| s.contains("DROP TYPE IF EXISTS \"public\".\"order_state\""));
+    assert!(column.is_some() && column < type_, "{rollback:#?}");
+    // Later migrations see the type with its values in order.
+    let (_, after) = plan_and_simulate(
+        &migration("[[operations]]\nop = \"create_enum\"\nname = \"order_state\"\nvalues = [\"placed\", \"shipped\"]\n\n[[operations]]\nop = \"add_enum_value\"\nname = \"order_state\"\nvalue = \"packed\"\nafter = \"placed\"\n\n[[operations]]\nop = \"rename_enum_value\"\nname = \"order_state\"\nfrom = \"shipped\"\nto = \"sent\"\n"),
+        &demo(),
+    )
+    .expect("plans");
+    let state = after
+        .enum_type(&QualifiedName::new("public", "order_state"))
+        .expect("simulated");
+    assert_eq!(state.values, ["placed", "packed", "sent"]);
+}
+
+#[test]
+fn drop_enum_waits_for_the_columns_that_use_it() {
+    let create = "[[operations]]\nop = \"create_enum\"\nname = \"mood\"\nvalues = [\"ok\"]\n\n[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"mood\", type = \"public.mood[]\" }\n\n";
+    let message = refused(&format!(
+        "{create}[[operations]]\nop = \"drop_enum\"\nname = \"mood\"\n"
+    ));
+    assert!(
+        message.contains("still used by column public.orders.mood"),
+        "{message}"
+    );
+    let message = refused(&format!("{create}[[operations]]\nop = \"rename_enum_value\"\nname = \"mood\"\nfrom = \"ok\"\nto = \"fine\"\n"));
+    assert!(
+        message.contains("used by column public.orders.mood") && message.contains("add_enum_value"),
+        "{message}"
+    );
+    // Dropped with its column, in one migration: the type goes after the table's final shape.
+    let plan = planned(&format!("{create}[[operations]]\nop = \"drop_table\"\ntable = \"order_items\"\n\n[[operations]]\nop = \"drop_column\"\ntable = \"orders\"\ncolumn = \"mood\"\n\n[[operations]]\nop = \"drop_enum\"\nname = \"mood\"\n"));
+    let contract: Vec<&Step> = plan.phase(Phase::Contract).collect();
+    let shape = contract
+        .iter()
+        .position(|s| s.description.contains("final shape"));
+    let table = contract
+        .iter()
+        .position(|s| s.description.contains("drop table"));
+    let type_ = contract
+        .iter()
+        .position(|s| s.description.contains("drop enum type public.mood"));
+    assert!(shape < type_ && table < type_, "{contract:#?}");
+    assert!(sql(contract[type_.expect("the type is dropped")]).contains("still used by column"));
+    let message = refused("[[operations]]\nop = \"drop_enum\"\nname = \"moood\"\n");
+    assert!(
+        message.contains("enum type public.moood does not exist"),
+        "{message}"
+    );
+    let message =
+        refused("[[operations]]\nop = \"create_enum\"\nname = \"orders\"\nvalues = [\"a\"]\n");
+    assert!(message.contains("row type"), "{message}");
+    let message = refused("[[operations]]\nop = \"create_enum\"\nname = \"e\"\nvalues = [\"a\"]\n\n[[operations]]\nop = \"add_enum_value\"\nname = \"e\"\nvalue = \"b\"\nafter = \"z\"\n");
+    assert!(message.contains("has no value \"z\""), "{message}");
+}
+
+#[test]
+fn identity_and_generated_columns_are_declared_keys() {
+    let plan = planned("[[operations]]\nop = \"create_table\"\ntable = \"invoices\"\ncolumns = [\n  { name = \"id\", type = \"bigint\", primary_key = true, identity = \"by_default\", sequence = { start = 5, cache = 20, cycle = true } },\n  { name = \"net\", type = \"int\" },\n  { name = \"gross\", type = \"int\", generated = \"net * 2\" },\n]\n");
+    let create = find(&plan, Phase::Expand, "create table public.invoices");
+    let text = sql(create[0]);
+    assert!(
+        text.contains(
+            "\"id\" bigint NOT NULL GENERATED BY DEFAULT AS IDENTITY (START WITH 5 CACHE 20 CYCLE)"
+        ),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"gross\" int GENERATED ALWAYS AS (net * 2) STORED"),
+        "{text}"
+    );
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", identity = \"always\" }\n");
+    assert!(message.contains("rewrites the whole table"), "{message}");
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", generated = \"total_cents * 2\" }\n");
+    assert!(message.contains("not yet"), "{message}");
+    let message = refused("[[operations]]\nop = \"create_table\"\ntable = \"t\"\ncolumns = [{ name = \"id\", type = \"bigint\", identity = \"always\", generated = \"1\" }]\n");
+    assert!(message.contains("both"), "{message}");
+}
+
+#[test]
+fn a_column_is_renamed_before_it_changes_shape() {
+    planned("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"remarks\"\ntype = \"varchar(500)\"\nup = \"notes\"\ndown = \"remarks\"\n");
+    let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"notes\"\ntype = \"varchar(500)\"\nup = \"notes\"\ndown = \"notes\"\n\n[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n");
+    assert!(message.contains("put the rename_column first"), "{message}");
+}
+
+#[test]
+fn rename_constraint_waits_for_contract() {
+    let plan = planned("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_id_fkey\"\nto = \"orders_customer_fk\"\n");
+    assert_safe(&plan);
+    assert!(plan
+        .phase(Phase::Expand)
+        .all(|s| !sql(s).contains("RENAME CONSTRAINT")));
+    let contract: Vec<&str> = plan.phase(Phase::Contract).map(sql).collect();
+    assert!(
+        contract.iter().any(|s| s
+            .contains("RENAME CONSTRAINT \"orders_customer_id_fkey\" TO \"orders_customer_fk\"")),
+        "{contract:#?}"
+    );
+    let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_id_fky\"\nto = \"x\"\n");
+    assert!(
+        message.contains("did you mean orders_customer_id_fkey"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_id_fkey\"\nto = \"orders_pkey\"\n");
+    assert!(message.contains("already exists"), "{message}");
+}

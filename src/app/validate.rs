@@ -342,6 +342,7 @@ fn offending_value(problem: &Problem) -> Option<(&'static str, &str)> {
         }
         Problem::NoConstraint { name, .. }
         | Problem::NoIndex { name, .. }
+        | Problem::NoEnum { name, .. }
         | Problem::NameTaken { name, .. } => Some(("name", name)),
         Problem::Refused(_) => None,
     }

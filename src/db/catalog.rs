@@ -1,6 +1,7 @@
 //! Introspection: the user schemas of a database read into a [`Catalog`] value (tables,
 //! columns, keys, constraints with their NOT VALID state, indexes with their INVALID state,
-//! foreign keys, views, triggers, functions), the planner's only view of the database.
+//! foreign keys, views, triggers, functions, enum types), the planner's only view of the
+//! database.
 
 use std::fmt;
 
@@ -50,6 +51,18 @@ pub struct Catalog {
     pub views: Vec<View>,
     pub functions: Vec<Function>,
     pub sequences: Vec<QualifiedName>,
+    /// Enum types, with their labels in sort order (absent from catalogs stored before
+    /// enums were introspected).
+    #[serde(default)]
+    pub enums: Vec<EnumType>,
+}
+
+/// An enum type (`CREATE TYPE ... AS ENUM`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnumType {
+    pub name: QualifiedName,
+    /// The labels in their sort order (`pg_enum.enumsortorder`).
+    pub values: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -177,6 +190,7 @@ impl Catalog {
             views: load_views(conn).await?,
             functions: load_functions(conn).await?,
             sequences: load_sequences(conn).await?,
+            enums: load_enums(conn).await?,
         };
         load_columns(conn, &mut catalog).await?;
         load_constraints(conn, &mut catalog).await?;
@@ -192,6 +206,14 @@ impl Catalog {
 
     pub fn table_mut(&mut self, name: &QualifiedName) -> Option<&mut Table> {
         self.tables.iter_mut().find(|table| &table.name == name)
+    }
+
+    pub fn enum_type(&self, name: &QualifiedName) -> Option<&EnumType> {
+        self.enums.iter().find(|e| &e.name == name)
+    }
+
+    pub fn enum_type_mut(&mut self, name: &QualifiedName) -> Option<&mut EnumType> {
+        self.enums.iter_mut().find(|e| &e.name == name)
     }
 
     pub fn schema(&self, name: &str) -> Option<&Schema> {
@@ -228,6 +250,7 @@ impl Catalog {
         self.views.sort_by(|a, b| a.name.cmp(&b.name));
         self.functions.sort_by(|a, b| a.name.cmp(&b.name));
         self.sequences.sort();
+        self.enums.sort_by(|a, b| a.name.cmp(&b.name));
         for table in &mut self.tables {
             table.constraints.sort_by(|a, b| a.name.cmp(&b.name));
             table.indexes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -604,6 +627,28 @@ async fn load_sequences(conn: &mut PgConnection) -> Result<Vec<QualifiedName>, s
                 row.try_get::<String, _>("schema")?,
                 row.try_get::<String, _>("name")?,
             ))
+        })
+        .collect()
+}
+
+async fn load_enums(conn: &mut PgConnection) -> Result<Vec<EnumType>, sqlx::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text AS schema, t.typname::text AS name,
+                ARRAY(SELECT e.enumlabel::text FROM pg_enum e WHERE e.enumtypid = t.oid
+                      ORDER BY e.enumsortorder) AS labels
+         FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+         WHERE t.typtype = 'e' AND {HIDDEN_SCHEMAS} ORDER BY 1, 2"
+    );
+    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(EnumType {
+                name: QualifiedName::new(
+                    row.try_get::<String, _>("schema")?,
+                    row.try_get::<String, _>("name")?,
+                ),
+                values: row.try_get("labels")?,
+            })
         })
         .collect()
 }

@@ -18,6 +18,8 @@ use crate::migration::operation::{
 use crate::migration::sql::{last_name, qualified_name};
 
 /// What became of one statement.
+// Short-lived, one per imported statement: a Box around the operation would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Converted {
     /// A typed operation, and the statement it came from.
@@ -399,6 +401,9 @@ fn column_def(column: &pg_query::protobuf::ColumnDef) -> Result<ColumnDef, Strin
         primary_key: false,
         check: None,
         references: None,
+        identity: None,
+        sequence: None,
+        generated: None,
     };
     for constraint in &column.constraints {
         let Some(NodeEnum::Constraint(constraint)) = &constraint.node else {

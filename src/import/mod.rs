@@ -292,9 +292,14 @@ fn describe(operation: &Operation) -> String {
         O::AddUnique(o) => format!("{} on {}", o.name, o.table),
         O::AddForeignKey(o) => format!("{} on {}", o.name, o.table),
         O::DropConstraint(o) => format!("{} on {}", o.name, o.table),
+        O::RenameConstraint(o) => format!("{} → {} on {}", o.from, o.to, o.table),
         O::CreateIndex(o) => format!("{} on {}", o.name, o.table),
         O::DropIndex(o) => o.name.clone(),
         O::SplitTable(o) => format!("{} → {}", o.table, o.new_table),
+        O::CreateEnum(o) => o.name.clone(),
+        O::DropEnum(o) => o.name.clone(),
+        O::AddEnumValue(o) => format!("{} {}", o.name, o.value),
+        O::RenameEnumValue(o) => format!("{} {} → {}", o.name, o.from, o.to),
         O::RawSql(_) => String::new(),
     };
     format!("{} {what}", operation.name())

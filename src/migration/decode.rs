@@ -12,9 +12,10 @@ use serde::de::{
 
 use super::node::{Entry, Node, Value};
 use super::operation::{
-    AddCheck, AddColumn, AddForeignKey, AddUnique, ChangeType, CreateIndex, CreateTable,
-    DropColumn, DropConstraint, DropIndex, DropNotNull, DropTable, Operation, RawSql, RenameColumn,
-    RenameTable, SetDefault, SetNotNull, SplitTable,
+    AddCheck, AddColumn, AddEnumValue, AddForeignKey, AddUnique, ChangeType, CreateEnum,
+    CreateIndex, CreateTable, DropColumn, DropConstraint, DropEnum, DropIndex, DropNotNull,
+    DropTable, Operation, RawSql, RenameColumn, RenameConstraint, RenameEnumValue, RenameTable,
+    SetDefault, SetNotNull, SplitTable,
 };
 use crate::suggest::{hint, one_of};
 
@@ -442,9 +443,14 @@ fn decoder(op: &str) -> Option<(&'static [&'static str], Decoder)> {
         "add_unique" => arm!(AddUnique, AddUnique),
         "add_foreign_key" => arm!(AddForeignKey, AddForeignKey),
         "drop_constraint" => arm!(DropConstraint, DropConstraint),
+        "rename_constraint" => arm!(RenameConstraint, RenameConstraint),
         "create_index" => arm!(CreateIndex, CreateIndex),
         "drop_index" => arm!(DropIndex, DropIndex),
         "split_table" => arm!(SplitTable, SplitTable),
+        "create_enum" => arm!(CreateEnum, CreateEnum),
+        "drop_enum" => arm!(DropEnum, DropEnum),
+        "add_enum_value" => arm!(AddEnumValue, AddEnumValue),
+        "rename_enum_value" => arm!(RenameEnumValue, RenameEnumValue),
         "raw_sql" => arm!(RawSql, RawSql),
         _ => return None,
     })
@@ -476,7 +482,10 @@ mod tests {
                 "unique",
                 "primary_key",
                 "check",
-                "references"
+                "references",
+                "identity",
+                "sequence",
+                "generated"
             ]
         );
     }

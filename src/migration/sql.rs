@@ -247,8 +247,13 @@ impl<'m> Collector<'m> {
             | Operation::AddUnique(_)
             | Operation::AddForeignKey(_)
             | Operation::DropConstraint(_)
+            | Operation::RenameConstraint(_)
             | Operation::DropIndex(_)
-            | Operation::SplitTable(_) => {}
+            | Operation::SplitTable(_)
+            | Operation::CreateEnum(_)
+            | Operation::DropEnum(_)
+            | Operation::AddEnumValue(_)
+            | Operation::RenameEnumValue(_) => {}
         }
     }
 
@@ -272,6 +277,17 @@ impl<'m> Collector<'m> {
             self.add(
                 &at("check"),
                 check,
+                Grammar::Expression,
+                Rows::NotYet,
+                target,
+            );
+        }
+        if let Some(generated) = &column.generated {
+            // Over the new row, which does not exist before expand: parsed, not type-checked.
+            let target = Some(Target::Type(data_type));
+            self.add(
+                &at("generated"),
+                generated,
                 Grammar::Expression,
                 Rows::NotYet,
                 target,

@@ -243,6 +243,17 @@ impl Review<'_> {
                 self.table(&["table"], &op.table);
                 self.identifier(&["name"], "constraint name", &op.name);
             }
+            Operation::RenameConstraint(op) => {
+                self.table(&["table"], &op.table);
+                self.identifier(&["from"], "constraint name", &op.from);
+                self.identifier(&["to"], "constraint name", &op.to);
+                if op.from == op.to {
+                    self.error(
+                        &["to"],
+                        format!("`to` is the constraint's current name `{}`", op.to),
+                    );
+                }
+            }
             Operation::CreateIndex(op) => {
                 self.table(&["table"], &op.table);
                 self.identifier(&["name"], "index name", &op.name);
@@ -312,6 +323,49 @@ impl Review<'_> {
                     );
                 }
                 self.column_list(&["columns"], &op.columns);
+            }
+            Operation::CreateEnum(op) => {
+                self.table(&["name"], &op.name);
+                if op.values.is_empty() {
+                    self.error(&["values"], "an enum needs at least one value".to_string());
+                }
+                let mut seen = HashSet::new();
+                for (i, value) in op.values.iter().enumerate() {
+                    self.enum_label(&["values", &i.to_string()], value);
+                    if !seen.insert(value.as_str()) {
+                        self.error(
+                            &["values", &i.to_string()],
+                            format!("value `{value}` is listed twice"),
+                        );
+                    }
+                }
+            }
+            Operation::DropEnum(op) => self.table(&["name"], &op.name),
+            Operation::AddEnumValue(op) => {
+                self.table(&["name"], &op.name);
+                self.enum_label(&["value"], &op.value);
+                if op.before.is_some() && op.after.is_some() {
+                    self.error(&["after"], "give `before` or `after`, not both".to_string());
+                }
+                for (key, neighbour) in [("before", &op.before), ("after", &op.after)] {
+                    if neighbour.as_deref() == Some(op.value.as_str()) {
+                        self.error(
+                            &[key],
+                            format!("`{key}` names the new value `{}` itself", op.value),
+                        );
+                    }
+                }
+            }
+            Operation::RenameEnumValue(op) => {
+                self.table(&["name"], &op.name);
+                self.enum_label(&["from"], &op.from);
+                self.enum_label(&["to"], &op.to);
+                if op.from == op.to {
+                    self.error(
+                        &["to"],
+                        format!("`to` is the value's current label `{}`", op.to),
+                    );
+                }
             }
             Operation::RawSql(op) => {
                 self.non_empty(&["up"], "up", Some(&op.up));
@@ -407,8 +461,27 @@ impl Review<'_> {
         self.non_empty(&at("type"), "type", Some(&column.data_type));
         self.non_empty(&at("default"), "default", column.default.as_deref());
         self.non_empty(&at("check"), "check", column.check.as_deref());
+        self.non_empty(&at("generated"), "generated", column.generated.as_deref());
         if let Some(reference) = &column.references {
             self.reference(&at("references"), reference, Some(1));
+        }
+        if column.identity.is_some() && column.generated.is_some() {
+            self.error(
+                &at("generated"),
+                "a column is an `identity` or `generated`, not both".to_string(),
+            );
+        }
+        if column.sequence.is_some() && column.identity.is_none() {
+            self.error(
+                &at("sequence"),
+                "`sequence` options belong to an `identity` column".to_string(),
+            );
+        }
+        if column.default.is_some() && (column.identity.is_some() || column.generated.is_some()) {
+            self.error(
+                &at("default"),
+                "an identity or generated column has no `default` of its own".to_string(),
+            );
         }
     }
 
@@ -550,6 +623,22 @@ impl Review<'_> {
     }
 
     /// An optional SQL text that, when given, must say something.
+    /// An enum label: not empty, at most 63 bytes (PostgreSQL's NAMEDATALEN - 1).
+    fn enum_label(&mut self, path: &[&str], label: &str) {
+        if label.is_empty() {
+            self.error(path, "an enum value cannot be empty".to_string());
+        } else if label.len() > MAX_IDENTIFIER_BYTES {
+            self.error(
+                path,
+                format!(
+                    "enum value `{label}` is {} bytes long; PostgreSQL allows at most {}",
+                    label.len(),
+                    MAX_IDENTIFIER_BYTES
+                ),
+            );
+        }
+    }
+
     fn non_empty(&mut self, path: &[&str], key: &str, text: Option<&str>) {
         if text.is_some_and(|text| text.trim().is_empty()) {
             self.error(

@@ -68,6 +68,7 @@ fn contract(ws: &mut Workspace, functions: &[String], final_views: &[VersionView
     let mut steps = version_view::drop_previous_steps(ws);
     steps.extend(ws.tables.iter().filter_map(final_shape::step));
     steps.append(&mut ws.contract);
+    steps.append(&mut ws.contract_types);
     steps.extend(sync_trigger::contract_drop_functions_step(functions));
     steps.extend(version_view::repoint_steps(final_views));
     steps

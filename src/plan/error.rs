@@ -48,6 +48,8 @@ pub enum Problem {
         name: String,
         hint: String,
     },
+    #[error("enum type {name} does not exist{hint}")]
+    NoEnum { name: String, hint: String },
     #[error("{0}")]
     Refused(String),
 }

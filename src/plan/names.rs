@@ -68,6 +68,29 @@ pub fn derived(parts: &[&str]) -> String {
     fit_identifier(&parts.join("_"))
 }
 
+/// Whether a column's type as written or printed (`mood`, `public.mood`, `"Mood"[]`)
+/// is the type `name`, for a column of a table in `schema` (an unqualified type name is
+/// taken to be in the table's schema or in `public`, where the search path finds it).
+pub fn is_type(data_type: &str, name: &crate::db::catalog::QualifiedName, schema: &str) -> bool {
+    let mut text = data_type.trim();
+    while let Some(inner) = text.strip_suffix("[]") {
+        text = inner.trim_end();
+    }
+    let unquote = |part: &str| {
+        let part = part.trim();
+        match part.strip_prefix('"').and_then(|p| p.strip_suffix('"')) {
+            Some(quoted) => quoted.replace("\"\"", "\""),
+            None => part.to_ascii_lowercase(),
+        }
+    };
+    match text.split_once('.') {
+        Some((type_schema, type_name)) => {
+            unquote(type_schema) == name.schema && unquote(type_name) == name.name
+        }
+        None => unquote(text) == name.name && (name.schema == schema || name.schema == "public"),
+    }
+}
+
 /// The hidden column holding `column`'s new shape during the migration.
 pub fn shadow_column(column: &str) -> String {
     fit_identifier(&format!("{SHADOW_PREFIX}{column}"))

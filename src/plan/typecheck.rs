@@ -10,7 +10,8 @@
 //! over rows that do not exist before expand (a new table's or new column's `check`, a
 //! change_type's `down` over the new type), and every operation on a table that an earlier
 //! operation of the pending migrations reshapes (adds, drops, renames, retypes columns;
-//! after a raw_sql, everything), since the database does not have that shape yet. The
+//! after a raw_sql, everything; after an enum operation, every snippet naming that type or
+//! cast to a column's type), since the database does not have that shape yet. The
 //! cast is explicit, so an expression it accepts may still be refused by the assignment
 //! zdm makes; what it refuses would fail at expand.
 
@@ -134,10 +135,21 @@ struct Reshaped {
     tables: HashSet<QualifiedName>,
     /// After a raw_sql, nothing is known to be as the database has it now.
     everything: bool,
+    /// Enum types earlier operations create or change (bare names): a snippet naming one
+    /// would be judged against the type as it is now, or as absent.
+    types: Vec<String>,
 }
 
 impl Reshaped {
     fn unchanged(&self, snippet: &Snippet<'_>) -> bool {
+        let names_changed_type = |text: &str| self.types.iter().any(|t| text.contains(t.as_str()));
+        if names_changed_type(snippet.text)
+            || matches!(snippet.target, Some(Target::Type(text)) if names_changed_type(text))
+            // A column's type is not known here: it may be one of those enums.
+            || (!self.types.is_empty() && matches!(snippet.target, Some(Target::ColumnOf(..))))
+        {
+            return false;
+        }
         if let Some(Target::ColumnOf(table, _)) = snippet.target {
             if self.tables.contains(&qualify(table)) {
                 return false;
@@ -173,6 +185,10 @@ impl Reshaped {
                 add(&op.new_table);
             }
             Operation::RawSql(_) => self.everything = true,
+            Operation::CreateEnum(op) => self.types.push(qualify(&op.name).name),
+            Operation::AddEnumValue(op) => self.types.push(qualify(&op.name).name),
+            Operation::RenameEnumValue(op) => self.types.push(qualify(&op.name).name),
+            Operation::DropEnum(op) => self.types.push(qualify(&op.name).name),
             // Constraints, defaults, NOT NULL and indexes leave columns and types as they are.
             Operation::SetNotNull(_)
             | Operation::DropNotNull(_)
@@ -181,6 +197,7 @@ impl Reshaped {
             | Operation::AddUnique(_)
             | Operation::AddForeignKey(_)
             | Operation::DropConstraint(_)
+            | Operation::RenameConstraint(_)
             | Operation::CreateIndex(_)
             | Operation::DropIndex(_) => {}
         }

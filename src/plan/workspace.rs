@@ -4,7 +4,7 @@
 //! for it (sync rules, contract pieces), and the steps gathered per ordering slot until
 //! `assemble` puts them in running order.
 
-use crate::db::catalog::{Catalog, Column, QualifiedName, Table};
+use crate::db::catalog::{Catalog, Column, EnumType, QualifiedName, Table};
 use crate::plan::error::Problem;
 use crate::plan::names;
 use crate::plan::step::{PromiseKind, Step};
@@ -143,6 +143,9 @@ pub struct Workspace<'a> {
     pub(crate) backfill: Vec<Step>,
     pub(crate) validate: Vec<Step>,
     pub(crate) contract: Vec<Step>,
+    /// Types dropped at contract (drop_enum): after every other contract step, once the
+    /// columns and tables that used them are gone.
+    pub(crate) contract_types: Vec<Step>,
     /// Each operation's undo, in operation order (run in reverse).
     pub(crate) rollback: Vec<Vec<Step>>,
     /// Trigger functions operations put in the version schema beyond the sync functions.
@@ -163,6 +166,7 @@ impl<'a> Workspace<'a> {
             backfill: Vec::new(),
             validate: Vec::new(),
             contract: Vec::new(),
+            contract_types: Vec::new(),
             rollback: Vec::new(),
             extra_functions: Vec::new(),
         }
@@ -216,6 +220,36 @@ impl<'a> Workspace<'a> {
             column: column.to_string(),
             hint: did_you_mean(column, found.columns.iter().map(|c| c.name.as_str())),
         })
+    }
+
+    /// The enum type `name` names in the new shape, or an error with a "did you mean".
+    pub fn existing_enum(&self, name: &str) -> Result<&EnumType, Problem> {
+        let qualified = self.qualify(name);
+        if let Some(found) = self.catalog.enum_type(&qualified) {
+            return Ok(found);
+        }
+        let candidates = self
+            .catalog
+            .enums
+            .iter()
+            .filter(|e| e.name.schema == qualified.schema)
+            .map(|e| e.name.name.as_str());
+        Err(Problem::NoEnum {
+            hint: did_you_mean(&qualified.name, candidates),
+            name: qualified.to_string(),
+        })
+    }
+
+    /// The columns of the new shape whose type is the enum `name` or an array of it, as
+    /// `table.column`.
+    pub fn columns_of_type(&self, name: &QualifiedName) -> Vec<String> {
+        self.catalog
+            .tables
+            .iter()
+            .flat_map(|t| t.columns.iter().map(move |c| (t, c)))
+            .filter(|(t, c)| names::is_type(&c.data_type, name, &t.name.schema))
+            .map(|(t, c)| format!("{}.{}", t.name, c.name))
+            .collect()
     }
 
     /// Fails when a new constraint or index name would collide with an existing relation,

@@ -41,6 +41,12 @@ impl PlanOperation for AddColumn {
                 column.data_type
             )));
         }
+        if column.identity.is_some() || column.generated.is_some() {
+            return Err(Problem::Refused(format!(
+                "column {}: adding an identity or stored generated column to a table with rows rewrites the whole table under ACCESS EXCLUSIVE; zdm does not yet plan it without a rewrite (declare it in create_table for a new table, or add a bigint column whose default is nextval of a sequence, with `up` filling existing rows)",
+                column.name
+            )));
+        }
         if column.primary_key {
             return Err(Problem::Refused(
                 "add_column cannot add a primary key column: add the column, then a unique key, in separate operations".to_string(),

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use crate::db::catalog::{Column, Constraint, ConstraintKind, ForeignKeyTarget, Index, Table};
 use crate::db::quote_ident;
-use crate::migration::operation::CreateTable;
+use crate::migration::operation::{CreateTable, IdentityKind};
 use crate::plan::error::Problem;
 use crate::plan::names::{self, column_list};
 use crate::plan::ops::{check_columns, on_delete_clause, physical_column_list, PlanOperation};
@@ -39,6 +39,7 @@ impl PlanOperation for CreateTable {
                 check_columns(ws, &target, &reference.columns)?;
                 on_delete_clause(reference.on_delete.as_deref())?;
             }
+            check_generated(column)?;
         }
         let inline_keys = self.columns.iter().filter(|c| c.primary_key).count();
         if let Some(key) = &self.primary_key {
@@ -89,6 +90,9 @@ impl PlanOperation for CreateTable {
             if let Some(default) = &column.default {
                 line.push_str(&format!(" DEFAULT {default}"));
             }
+            // The table is new and empty: an identity or stored generated column costs
+            // nothing here (on a filled table it would rewrite it).
+            line.push_str(&column.generated_sql());
             lines.push(line);
             if column.unique {
                 let name = names::derived(&[&table.name, &column.name, "key"]);
@@ -192,8 +196,14 @@ impl PlanOperation for CreateTable {
                     data_type: c.data_type.clone(),
                     nullable: c.nullable && !key.contains(&c.name),
                     default: c.default.clone(),
-                    identity: None,
-                    generated: false,
+                    identity: c.identity.map(|kind| {
+                        match kind {
+                            IdentityKind::Always => "always",
+                            IdentityKind::ByDefault => "by default",
+                        }
+                        .to_string()
+                    }),
+                    generated: c.generated.is_some(),
                 })
                 .collect(),
             constraints,
@@ -232,4 +242,27 @@ fn unique_index(name: &str, columns: Vec<String>) -> Index {
         valid: true,
         definition: String::new(),
     }
+}
+
+/// The combinations PostgreSQL refuses, said before anything runs.
+pub(super) fn check_generated(
+    column: &crate::migration::operation::ColumnDef,
+) -> Result<(), Problem> {
+    let name = &column.name;
+    if column.identity.is_some() && column.generated.is_some() {
+        return Err(Problem::Refused(format!(
+            "column {name} cannot be both an identity and a generated column"
+        )));
+    }
+    if column.sequence.is_some() && column.identity.is_none() {
+        return Err(Problem::Refused(format!(
+            "column {name} has `sequence` options but no `identity`"
+        )));
+    }
+    if column.default.is_some() && (column.identity.is_some() || column.generated.is_some()) {
+        return Err(Problem::Refused(format!(
+            "column {name} is an identity or generated column: it cannot also have a `default`"
+        )));
+    }
+    Ok(())
 }

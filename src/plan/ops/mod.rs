@@ -3,18 +3,23 @@
 
 mod add_check;
 pub(super) mod add_column;
+mod add_enum_value;
 mod add_foreign_key;
 mod add_unique;
 mod change_type;
+mod create_enum;
 mod create_index;
 mod create_table;
 mod drop_column;
 pub(super) mod drop_constraint;
+mod drop_enum;
 mod drop_index;
 mod drop_not_null;
 mod drop_table;
 mod raw_sql;
 mod rename_column;
+mod rename_constraint;
+mod rename_enum_value;
 pub(super) mod rename_table;
 pub(super) mod set_default;
 pub(super) mod set_not_null;
@@ -56,9 +61,14 @@ pub(crate) fn planner(operation: &Operation) -> &dyn PlanOperation {
         Operation::AddUnique(op) => op,
         Operation::AddForeignKey(op) => op,
         Operation::DropConstraint(op) => op,
+        Operation::RenameConstraint(op) => op,
         Operation::CreateIndex(op) => op,
         Operation::DropIndex(op) => op,
         Operation::SplitTable(op) => op,
+        Operation::CreateEnum(op) => op,
+        Operation::DropEnum(op) => op,
+        Operation::AddEnumValue(op) => op,
+        Operation::RenameEnumValue(op) => op,
         Operation::RawSql(op) => op,
     }
 }

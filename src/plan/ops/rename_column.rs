@@ -1,5 +1,7 @@
 //! rename_column: the new version's view shows the column under its new name at once; the
 //! physical column is renamed at contract (catalog only), so the old version never breaks.
+//! Renamed and retyped in one migration: rename first, then change_type (one shadow column
+//! under the new name, `up` over the old name, `down` over the new).
 
 use crate::migration::operation::RenameColumn;
 use crate::plan::error::Problem;
@@ -15,6 +17,14 @@ impl PlanOperation for RenameColumn {
         let table = ws.existing_table(&self.table)?;
         refuse_created(ws, &table)?;
         ws.existing_column(&table, &self.column)?;
+        // The earlier change's `down` reads the new row by the column's name at that point:
+        // renamed afterwards, that name would no longer exist in the new row.
+        if ws.column_is_reshaped(&table, &self.column) {
+            return Err(Problem::Refused(format!(
+                "column {} of {table} changes shape in an earlier operation of this migration: put the rename_column first, then the change (its `up` reads the old name, its `down` the new one)",
+                self.column
+            )));
+        }
         if ws.table(&table)?.column(&self.to).is_some() {
             return Err(Problem::ColumnExists {
                 table: table.to_string(),
