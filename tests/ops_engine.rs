@@ -999,7 +999,7 @@ columns = [
             ("SELECT string_agg(gross_cents::text, ',' ORDER BY gross_cents) FROM public.invoices", "120,360"),
         ],
         new_sees: &[
-            ("SELECT string_agg(number::text, ',' ORDER BY id) FROM invoices", "1,77"),
+            ("SELECT string_agg(number::text, ',' ORDER BY number) FROM invoices", "1,77"),
             ("SELECT gross_cents::text FROM invoices WHERE number = 77", "360"),
         ],
         refused: &[

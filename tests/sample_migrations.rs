@@ -22,13 +22,31 @@ async fn zdm(url: &str, args: &[&str]) -> Output {
             concat!(env!("CARGO_MANIFEST_DIR"), "/sample-migrations"),
         ])
         .env("DATABASE_URL", url)
+        .env("ZDM_CONFIG", throttle_off())
         .env(
             "ZDM_LOG_FILE",
-            std::env::temp_dir().join("zdm-test-samples.log"),
+            std::env::temp_dir().join(format!("zdm-test-samples-{}.log", std::process::id())),
         )
         .output()
         .await
         .expect("run zdm")
+}
+
+/// A config with the host-CPU and canary inputs off: on a busy test machine they would
+/// hold the backfills for minutes (the throttle has tests of its own). The application's
+/// lock waits still throttle, as they would in production.
+fn throttle_off() -> &'static Path {
+    static PATH: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    PATH.get_or_init(|| {
+        let path =
+            std::env::temp_dir().join(format!("zdm-test-samples-{}.toml", std::process::id()));
+        std::fs::write(
+            &path,
+            "[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n",
+        )
+        .expect("config");
+        path
+    })
 }
 
 async fn succeed(url: &str, args: &[&str]) -> String {
