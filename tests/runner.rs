@@ -512,6 +512,42 @@ async fn status_of(scene: &Scene) -> String {
         .expect("read the migration's status")
 }
 
+/// `--await-confirmation` needs the run's socket: when it cannot be opened, the run says so
+/// before the gates' window and contracts nothing (it would otherwise wait its whole 15 min
+/// for a confirmation nothing could send).
+#[tokio::test]
+async fn awaiting_confirmation_without_a_control_socket_is_refused_before_the_gates() {
+    let scene = ready_to_contract("no_socket").await;
+    // The socket directory cannot be made: a file stands where it would be (the start run
+    // made the directory; it is gone with that run).
+    let sockets = scene.root.path().join("run/zdm");
+    let _ = std::fs::remove_dir_all(&sockets);
+    std::fs::create_dir_all(scene.root.path().join("run")).expect("mkdir");
+    std::fs::write(&sockets, "not a directory").expect("file");
+    let complete = scene
+        .zdm(&[
+            "complete",
+            MIGRATION,
+            "--await-confirmation",
+            "--window",
+            "600",
+        ])
+        .output();
+    // A guard against a hang, not a timing: the refusal comes before the 600 s window.
+    let output = tokio::time::timeout(Duration::from_secs(300), complete)
+        .await
+        .expect("refused before the gates' window")
+        .expect("run zdm complete");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cannot wait for the confirmation of contract")
+            && stderr.contains(&format!("--confirm-contract {MIGRATION}")),
+        "{stderr}"
+    );
+    assert_eq!(status_of(&scene).await, "ready_to_contract");
+}
+
 #[tokio::test]
 async fn a_contract_awaiting_confirmation_counts_down_once_then_contracts_on_the_typed_name() {
     let scene = ready_to_contract("confirmed").await;

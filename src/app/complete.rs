@@ -86,6 +86,17 @@ pub async fn run(
         Some(crate::protocol::Status::ReadyToContract),
     )
     .await;
+    // A confirmation comes only over the socket: without one, waiting would last the whole
+    // wait for nothing. Said before the gates' window, not after it.
+    if options.await_confirmation && !frontends.served.has_socket() {
+        let error = CommandError::NoSocketToConfirm {
+            name: name.to_string(),
+        };
+        let closed = engine.close().await;
+        frontends.end(Err(error.to_string())).await;
+        closed?;
+        return Err(error);
+    }
     frontends.served.log(
         crate::protocol::Level::Info,
         "evaluating the contract safety gates (they observe the database for their window)",

@@ -66,6 +66,13 @@ pub enum CommandError {
         name: String,
         steps: Vec<(String, String)>,
     },
+    #[error(
+        "{name}: cannot wait for the confirmation of contract: this run's control socket \
+         could not be opened (see above), so nothing could reach it; nothing was evaluated \
+         or contracted. Fix the socket directory, or confirm on the command line: zdm \
+         complete {name} --confirm-contract {name}"
+    )]
+    NoSocketToConfirm { name: String },
 }
 
 /// The migrations directory is missing or unreadable: said at once, naming it and how to

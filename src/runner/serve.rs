@@ -181,6 +181,11 @@ impl Served {
     }
 
     /// A listener in this process that sees every event from now on, as clients do.
+    /// Whether the run's control socket is open (a confirmation or a `zdm ctl` can reach it).
+    pub fn has_socket(&self) -> bool {
+        self.server.is_some()
+    }
+
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Stamped> {
         self.publisher.events.subscribe()
     }
