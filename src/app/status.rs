@@ -231,8 +231,13 @@ async fn backfill_note(conn: &mut PgConnection, record: &MigrationRecord) -> Res
     if activity != Status::Backfilling {
         return Ok(format!("{doing}; published once its backfill is done"));
     }
+    // The ranges' checkpoints are the truth (each batch saves its own in its transaction);
+    // the step's total row only catches up with them now and then, and not at all after a
+    // kill -9, so the larger of the two is shown (a step of an older state has no ranges).
     let rows: Vec<(i32, i64, f64)> = sqlx::query_as(
-        "SELECT p.position, p.rows_updated, \
+        "SELECT p.position, greatest(p.rows_updated, coalesce((SELECT sum(r.rows_updated) \
+                  FROM zdm.backfill_ranges r WHERE r.migration = p.migration \
+                   AND r.phase = p.phase AND r.position = p.position), 0))::bigint, \
                 greatest(coalesce(c.reltuples, 0), 0)::float8 \
            FROM zdm.backfill_progress p \
            LEFT JOIN zdm.steps s ON s.migration = p.migration AND s.phase = p.phase \
