@@ -615,78 +615,82 @@ pub async fn run(
         Workers::Tasks { connect, .. } => worker_limit(conn, connect).await,
     };
     let mut watcher = steering.control.watcher();
-    let mut count =
-        super::workers::WorkerCount::new(watcher.settings().workers, limit, Instant::now());
-    let mut busy = vec![false; ranges.len()];
+    let count = super::workers::WorkerCount::new(watcher.settings().workers, limit, Instant::now());
     let mut estimated_at = Instant::now();
     let mut reported_at: Option<Instant> = None;
     let mut look = Look::default();
-    // The size a statement timeout cut batches down to; it doubles back after each
-    // committed batch until the pacing's own size is allowed again.
-    let mut shrunk: Option<u64> = None;
-    // The rows/s ceiling's clock: no batch starts before it; each committed batch moves it
-    // on by its rows / ceiling (a total over the workers).
-    let mut ceiling_at = Instant::now();
     // The pause of the inline worker after its last batch.
     let mut inline_ready_at = Instant::now();
-    // Rows each worker committed in this run: its share.
-    let mut shares: Vec<u64> = Vec::new();
     let mut vacuum = Vacuum::new();
     let mut retaken = false;
     let mut lock_checked_at = Instant::now();
-    // Why the backfill ends once its running batches are back: a stop, or an error.
-    let mut ending: Option<Result<(), Error>> = None;
+    let mut tally = Tally {
+        busy: vec![false; ranges.len()],
+        ranges,
+        tracker,
+        count,
+        shares: Vec::new(),
+        shrunk: None,
+        ceiling_at: Instant::now(),
+        ending: None,
+    };
     loop {
         let now = Instant::now();
         let settings = watcher.settings();
         pacing.apply(&settings.pacing);
-        count.set(settings.workers, now);
+        tally.count.set(settings.workers, now);
         let running = workers.running();
         if running == 0 {
-            if let Some(end) = ending.take() {
+            if let Some(end) = tally.ending.take() {
                 workers.close().await;
                 return match end {
-                    Ok(()) => Err(stopped(label, &look.stop_why, &total(&ranges), events)),
+                    Ok(()) => Err(stopped(
+                        label,
+                        &look.stop_why,
+                        &total(&tally.ranges),
+                        events,
+                    )),
                     Err(error) => Err(error),
                 };
             }
             if retaken {
                 retaken = false;
-                if let Err(error) = ranges_after_retake(conn, key, label, &ranges).await {
-                    ending = Some(Err(error));
+                if let Err(error) = ranges_after_retake(conn, key, label, &tally.ranges).await {
+                    tally.ending = Some(Err(error));
                     continue;
                 }
             }
-            if ranges.iter().all(|r| r.done) {
+            if tally.ranges.iter().all(|r| r.done) {
                 workers.close().await;
-                finish(conn, key, label, &total(&ranges)).await?;
-                tracker.finished();
-                tracker_workers(&mut tracker, count.target(), &shares);
+                finish(conn, key, label, &total(&tally.ranges)).await?;
+                tally.tracker.finished();
+                tracker_workers(&mut tally.tracker, tally.count.target(), &tally.shares);
                 events.emit(
-                    tracker
+                    tally
+                        .tracker
                         .report(Instant::now())
                         .event(key.migration, settings.pacing.target),
                 );
-                return Ok(total(&ranges));
+                return Ok(total(&tally.ranges));
             }
         }
         // Start a batch when a range is free, a worker may run and the steering allows.
-        let free = (0..ranges.len()).find(|&i| !ranges[i].done && !busy[i]);
+        let free = (0..tally.ranges.len()).find(|&i| !tally.ranges[i].done && !tally.busy[i]);
         let mut launched = false;
         let mut held = false;
-        if let (Some(index), None, false) = (free, &ending, retaken) {
-            let ready_at = workers.ready_at(count.target(), inline_ready_at, now);
-            if let Some(ready_at) = ready_at.map(|at| at.max(ceiling_at)) {
+        if let (Some(index), None, false) = (free, &tally.ending, retaken) {
+            let ready_at = workers.ready_at(tally.count.target(), inline_ready_at, now);
+            if let Some(ready_at) = ready_at.map(|at| at.max(tally.ceiling_at)) {
                 if ready_at <= now {
                     match look
-                        .state(label, steering, &mut watcher, &mut tracker, events)
+                        .state(label, steering, &mut watcher, &mut tally.tracker, events)
                         .await
                     {
-                        LookState::Stop => ending = Some(Ok(())),
+                        LookState::Stop => tally.ending = Some(Ok(())),
                         LookState::Held => {
                             held = true;
-                            if matches!(tracker.state(), RunState::Throttled { .. }) {
-                                count.throttled(now);
+                            if matches!(tally.tracker.state(), RunState::Throttled { .. }) {
+                                tally.count.throttled(now);
                             }
                             // A long wait checks the run lock now and then (which also
                             // keeps its connection from looking idle to a proxy).
@@ -696,7 +700,7 @@ pub async fn run(
                                     match lock.hold().await {
                                         Ok(Held::Retaken) => retaken = true,
                                         Ok(_) => {}
-                                        Err(error) => ending = Some(Err(error)),
+                                        Err(error) => tally.ending = Some(Err(error)),
                                     }
                                 }
                             }
@@ -707,18 +711,18 @@ pub async fn run(
                                 match lock.hold().await {
                                     Ok(Held::Retaken) => retaken = true,
                                     Ok(_) => {}
-                                    Err(error) => ending = Some(Err(error)),
+                                    Err(error) => tally.ending = Some(Err(error)),
                                 }
                             }
-                            if !retaken && ending.is_none() {
+                            if !retaken && tally.ending.is_none() {
                                 let timeout =
                                     batch_timeout(&settings.pacing, steering.batch_timeout);
-                                let batch_size = match shrunk {
+                                let batch_size = match tally.shrunk {
                                     Some(cap) => pacing.batch_size().min(cap),
                                     None => pacing.batch_size(),
                                 };
-                                tracker.set_batch_size(batch_size);
-                                let range = &ranges[index];
+                                tally.tracker.set_batch_size(batch_size);
+                                let range = &tally.ranges[index];
                                 let job = Job {
                                     index,
                                     range: range.range,
@@ -732,34 +736,21 @@ pub async fn run(
                                     batch_size,
                                     timeout,
                                 };
-                                busy[index] = true;
+                                tally.busy[index] = true;
                                 launched = true;
                                 match &mut workers {
                                     Workers::Inline => {
                                         let done = run_job(conn, None, &shared, &job, 0).await;
-                                        let pause = handle_done(
-                                            done,
-                                            &mut ranges,
-                                            &mut busy,
-                                            &mut tracker,
-                                            pacing,
-                                            &mut shrunk,
-                                            &mut ceiling_at,
-                                            &mut shares,
-                                            &mut count,
-                                            &settings,
-                                            events,
-                                            &mut ending,
-                                            label,
-                                        );
+                                        let pause =
+                                            tally.take(done, pacing, &settings, events, label);
                                         inline_ready_at = Instant::now() + pause;
                                     }
                                     Workers::Tasks { .. } => {
                                         if let Err(error) = workers.spawn(&shared, job).await {
-                                            busy[index] = false;
+                                            tally.busy[index] = false;
                                             launched = false;
                                             if workers.running() == 0 && workers.open() == 0 {
-                                                ending = Some(Err(error));
+                                                tally.ending = Some(Err(error));
                                             } else {
                                                 // Fewer workers than asked: the others go on.
                                                 tracing::warn!(step = label, %error, "could not open another backfill worker's connection; trying again later");
@@ -774,13 +765,13 @@ pub async fn run(
             }
         }
         let now = Instant::now();
-        if count.tick(now) {
-            tracker_workers(&mut tracker, count.target(), &shares);
+        if tally.count.tick(now) {
+            tracker_workers(&mut tally.tracker, tally.count.target(), &tally.shares);
         }
         if now.duration_since(estimated_at) >= ESTIMATE_EVERY {
             estimated_at = now;
             if let Some(statistics) = table_statistics(conn, &spec.table).await {
-                tracker.set_estimate(statistics.estimate);
+                tally.tracker.set_estimate(statistics.estimate);
             }
         }
         vacuum
@@ -794,9 +785,10 @@ pub async fn run(
             .await;
         if reported_at.is_none_or(|at| now.duration_since(at) >= PROGRESS_EVERY) {
             reported_at = Some(now);
-            tracker_workers(&mut tracker, count.target(), &shares);
+            tracker_workers(&mut tally.tracker, tally.count.target(), &tally.shares);
             events.emit(
-                tracker
+                tally
+                    .tracker
                     .report(now)
                     .event(key.migration, settings.pacing.target),
             );
@@ -811,8 +803,8 @@ pub async fn run(
         }
         // Wait for a batch to come back, for the next start, or for the operator.
         let wait = workers
-            .ready_at(count.target(), inline_ready_at, now)
-            .map(|at| at.max(ceiling_at).saturating_duration_since(now))
+            .ready_at(tally.count.target(), inline_ready_at, now)
+            .map(|at| at.max(tally.ceiling_at).saturating_duration_since(now))
             .unwrap_or(WAIT_STEP)
             .clamp(Duration::from_millis(1), WAIT_STEP);
         let wait = if held || (free.is_none() && workers.running() > 0) {
@@ -833,30 +825,21 @@ pub async fn run(
         if let Some(joined) = done {
             match joined {
                 Ok((worker, worker_conn, done)) => {
-                    let pause = handle_done(
-                        done,
-                        &mut ranges,
-                        &mut busy,
-                        &mut tracker,
-                        pacing,
-                        &mut shrunk,
-                        &mut ceiling_at,
-                        &mut shares,
-                        &mut count,
-                        &settings,
-                        events,
-                        &mut ending,
-                        label,
-                    );
+                    let pause = tally.take(done, pacing, &settings, events, label);
                     workers
-                        .give_back(worker, worker_conn, Instant::now() + pause, count.target())
+                        .give_back(
+                            worker,
+                            worker_conn,
+                            Instant::now() + pause,
+                            tally.count.target(),
+                        )
                         .await;
                 }
                 Err(error) => {
                     // A worker task panicked or was cancelled: its batch either committed
                     // with its checkpoint or rolled back; the checkpoints read again on the
                     // rerun tell which.
-                    ending = Some(Err(Error::BadStep {
+                    tally.ending = Some(Err(Error::BadStep {
                         step: label.to_string(),
                         problem: format!("a backfill worker stopped unexpectedly ({error}); run the command again to resume"),
                     }));
@@ -869,105 +852,132 @@ pub async fn run(
     }
 }
 
-/// Takes a batch's result into the run: its range's checkpoint, the progress, the pacing
-/// and the worker count; returns the worker's pause before its next batch (the pacing's:
-/// the nice ratio). An error or a moved checkpoint ends the backfill once the other
-/// running batches are back.
-#[allow(clippy::too_many_arguments)]
-fn handle_done(
-    done: Done,
-    ranges: &mut [state::KeyRange],
-    busy: &mut [bool],
-    tracker: &mut Tracker,
-    pacing: &mut (dyn Pacing + Send),
-    shrunk: &mut Option<u64>,
-    ceiling_at: &mut Instant,
-    shares: &mut Vec<u64>,
-    count: &mut super::workers::WorkerCount,
-    settings: &super::BackfillSettings,
-    events: &Events,
-    ending: &mut Option<Result<(), Error>>,
-    label: &str,
-) -> Duration {
-    busy[done.index] = false;
-    if done.shrunk {
-        *shrunk = Some(done.batch_size);
-    }
-    let range = &mut ranges[done.index];
-    let (next, short) = match done.outcome {
-        Ok(Batch::Committed {
-            next,
-            short,
-            ends_range,
-        }) => {
-            range.done |= ends_range;
-            (next, short)
+/// What the backfill's batches have added up to so far, kept by its loop: the ranges and
+/// their checkpoints, which are being worked on, the progress, the worker count and each
+/// worker's share, the pacing's caps, and why the backfill ends (once its batches are back).
+struct Tally {
+    ranges: Vec<state::KeyRange>,
+    busy: Vec<bool>,
+    tracker: Tracker,
+    count: super::workers::WorkerCount,
+    /// Rows each worker committed in this run: its share.
+    shares: Vec<u64>,
+    /// The size a statement timeout cut batches down to; it doubles back after each
+    /// committed batch until the pacing's own size is allowed again.
+    shrunk: Option<u64>,
+    /// The rows/s ceiling's clock: no batch starts before it; each committed batch moves
+    /// it on by its rows / ceiling (a total over the workers).
+    ceiling_at: Instant,
+    /// Why the backfill ends once its running batches are back: a stop, or an error.
+    ending: Option<Result<(), Error>>,
+}
+
+impl Tally {
+    /// Takes a batch's result into the run: its range's checkpoint, the progress, the
+    /// pacing and the worker count; returns the worker's pause before its next batch (the
+    /// pacing's: the nice ratio). An error or a moved checkpoint ends the backfill once the
+    /// other running batches are back.
+    fn take(
+        &mut self,
+        done: Done,
+        pacing: &mut (dyn Pacing + Send),
+        settings: &super::BackfillSettings,
+        events: &Events,
+        label: &str,
+    ) -> Duration {
+        let Tally {
+            ranges,
+            busy,
+            tracker,
+            count,
+            shares,
+            shrunk,
+            ceiling_at,
+            ending,
+        } = self;
+        busy[done.index] = false;
+        if done.shrunk {
+            *shrunk = Some(done.batch_size);
         }
-        Ok(Batch::RangeDone) => {
-            range.done = true;
-            tracing::debug!(step = label, range = range.range, "backfill range done");
-            return Duration::ZERO;
+        let range = &mut ranges[done.index];
+        let (next, short) = match done.outcome {
+            Ok(Batch::Committed {
+                next,
+                short,
+                ends_range,
+            }) => {
+                range.done |= ends_range;
+                (next, short)
+            }
+            Ok(Batch::RangeDone) => {
+                range.done = true;
+                tracing::debug!(step = label, range = range.range, "backfill range done");
+                return Duration::ZERO;
+            }
+            // Turned into errors by `run_job`.
+            Ok(Batch::StatusChanged { .. } | Batch::CheckpointMoved { .. }) => {
+                return Duration::ZERO
+            }
+            Err(error) => {
+                ending.get_or_insert(Err(error));
+                return Duration::ZERO;
+            }
+        };
+        let report = BatchReport {
+            rows_updated: u64::try_from(next.rows_updated - range.checkpoint.rows_updated)
+                .unwrap_or(0),
+            batch_size: done.batch_size,
+            took: done.took,
+        };
+        tracing::debug!(
+            step = label,
+            range = range.range,
+            batch = next.batches,
+            rows = report.rows_updated,
+            keys = report.batch_size,
+            took_ms = report.took.as_millis() as u64,
+            "backfill batch committed"
+        );
+        range.checkpoint = next;
+        let now = Instant::now();
+        // Keys walked: as asked, except for a batch that found fewer left (at the end of its
+        // range: the rows it updated are a floor).
+        let keys = match short {
+            true => report.rows_updated,
+            false => done.batch_size,
+        };
+        tracker.batch(now, keys, report.rows_updated, report.took);
+        let progress = tracker.report(now);
+        events.emit(Event::BatchDone(BatchDone {
+            batch: progress.batches,
+            rows: report.rows_updated,
+            size: done.batch_size,
+            took: report.took,
+            rows_done: progress.rows_done,
+        }));
+        if shares.len() <= done.worker {
+            shares.resize(done.worker + 1, 0);
         }
-        // Turned into errors by `run_job`.
-        Ok(Batch::StatusChanged { .. } | Batch::CheckpointMoved { .. }) => return Duration::ZERO,
-        Err(error) => {
-            ending.get_or_insert(Err(error));
-            return Duration::ZERO;
+        shares[done.worker] += report.rows_updated;
+        count.batch(report.rows_updated);
+        // A batch that found fewer keys than asked: its time per key says nothing true about
+        // the table, so the pacing does not learn from it.
+        let pause = match short {
+            true => Duration::ZERO,
+            false => pacing.after_batch(&report),
+        };
+        *shrunk = shrunk
+            .map(|cap| cap.saturating_mul(2))
+            .filter(|cap| *cap < pacing.batch_size());
+        tracker.set_batch_size(pacing.batch_size());
+        // The rows/s ceiling holds whatever the pacing (a fixed batch size too), from the
+        // first batch, over all the workers together: each batch's rows move the clock on.
+        if let Some(rate) = settings.pacing.max_rows_per_second.filter(|r| *r > 0.0) {
+            let cost = Duration::from_secs_f64((report.rows_updated as f64 / rate).min(86_400.0));
+            *ceiling_at = (*ceiling_at).max(done.started) + cost;
         }
-    };
-    let report = BatchReport {
-        rows_updated: u64::try_from(next.rows_updated - range.checkpoint.rows_updated).unwrap_or(0),
-        batch_size: done.batch_size,
-        took: done.took,
-    };
-    tracing::debug!(
-        step = label,
-        range = range.range,
-        batch = next.batches,
-        rows = report.rows_updated,
-        keys = report.batch_size,
-        took_ms = report.took.as_millis() as u64,
-        "backfill batch committed"
-    );
-    range.checkpoint = next;
-    let now = Instant::now();
-    // Keys walked: as asked, except for a batch that found fewer left (at the end of its
-    // range: the rows it updated are a floor).
-    let keys = match short {
-        true => report.rows_updated,
-        false => done.batch_size,
-    };
-    tracker.batch(now, keys, report.rows_updated, report.took);
-    let progress = tracker.report(now);
-    events.emit(Event::BatchDone(BatchDone {
-        batch: progress.batches,
-        rows: report.rows_updated,
-        size: done.batch_size,
-        took: report.took,
-        rows_done: progress.rows_done,
-    }));
-    if shares.len() <= done.worker {
-        shares.resize(done.worker + 1, 0);
+        pause
     }
-    shares[done.worker] += report.rows_updated;
-    count.batch(report.rows_updated);
-    // A batch that found fewer keys than asked: its time per key says nothing true about
-    // the table, so the pacing does not learn from it.
-    let pause = match short {
-        true => Duration::ZERO,
-        false => pacing.after_batch(&report),
-    };
-    *shrunk = shrunk
-        .map(|cap| cap.saturating_mul(2))
-        .filter(|cap| *cap < pacing.batch_size());
-    tracker.set_batch_size(pacing.batch_size());
-    // The rows/s ceiling holds whatever the pacing (a fixed batch size too), from the
-    // first batch, over all the workers together: each batch's rows move the clock on.
-    if let Some(rate) = settings.pacing.max_rows_per_second.filter(|r| *r > 0.0) {
-        let cost = Duration::from_secs_f64((report.rows_updated as f64 / rate).min(86_400.0));
-        *ceiling_at = (*ceiling_at).max(done.started) + cost;
-    }
-    pause
 }
 
 /// The worker count the backfill runs at, and each worker's share, into the progress the
