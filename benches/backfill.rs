@@ -2,9 +2,9 @@
 //! docs/performance.md). On one throwaway local PostgreSQL, on the same data:
 //! 1. the real `zdm complete` backfilling 1,000,000 rows with every throttle input off,
 //!    against one plain `UPDATE` of a copy of the table (rows/s);
-//! 2. a pgbench-like workload's p50/p99 latency with no backfill, then during a backfill
-//!    at default settings (throttle on), then with no backfill again (the baseline is
-//!    both quiet windows' mean);
+//! 2. a pgbench-like workload's p50/p99 latency during a backfill at default settings
+//!    (throttle on), and with the host-CPU input off (with and without a nice ratio),
+//!    each window between two with no backfill (its baseline is their mean);
 //! 3. the longest batch transaction (the longest any row lock was held by a batch);
 //! 4. zdm's peak RSS backfilling 250,000 and 1,000,000 rows;
 //! 5. four tables (issue 17): the narrow `accounts`, the realistic `readings`, `readings`
@@ -17,7 +17,8 @@
 //! 6. when a `reshape` binary is on PATH, Reshape's `migration start` of the same
 //!    add_column on a fresh copy of `readings` (skipped, with a note, when there is none);
 //! 7. where one worker's cost goes, in SQL alone: the readings UPDATE by itself, with a
-//!    BEFORE UPDATE trigger its WHEN skips, and cut into keyset batches.
+//!    BEFORE UPDATE trigger its WHEN skips, cut into keyset batches, and cut into keyset
+//!    batches with the skipped trigger (what a one-worker zdm batch is, without zdm).
 
 #[path = "../tests/engine_support/mod.rs"]
 mod engine_support;
@@ -117,10 +118,8 @@ async fn run() {
         ],
     )
     .await;
-    let quiet = workload(&pool, WORKLOAD_WINDOW, || false).await;
     register(&pg, "bench", "0002_wl", "wl").await;
     let defaults = write_config(&pg, "defaults", "");
-    let (during, gentle) = workload_during_backfill(&zdm, &pg, &pool, &defaults).await;
     // On a small shared machine the workload alone can keep host CPU above 90 %, so the
     // default throttle may hold the whole window: measure again with that input off, first
     // with a nice ratio of 1 (the backfill sleeps as long as each batch took), then without
@@ -130,18 +129,25 @@ async fn run() {
         "no-cpu-nice",
         "[backfill]\nnice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n",
     );
-    let (during_nice, gentle_nice) = workload_during_backfill(&zdm, &pg, &pool, &nice).await;
     let no_cpu = write_config(
         &pg,
         "no-cpu",
         "[throttle]\nmax_host_cpu_percent = \"none\"\n",
     );
-    let (during_no_cpu, gentle_no_cpu) = workload_during_backfill(&zdm, &pg, &pool, &no_cpu).await;
-    // The baseline again, after the backfill windows: on a shared machine one window's p99
-    // moves by a third from the next, so each window is judged against both baselines'
-    // mean, and both are printed.
-    let quiet_after = workload(&pool, WORKLOAD_WINDOW, || false).await;
-    let baseline_p99 = (quiet.p99_ms + quiet_after.p99_ms) / 2.0;
+    // A quiet window (no backfill) before and after each backfill window: the workload's
+    // p99 drifts as its table ages (a third from one window to the next on a shared
+    // machine), so each backfill window is judged against the mean of its two neighbours.
+    let mut quiet = vec![workload(&pool, WORKLOAD_WINDOW, || false).await];
+    let mut windows = Vec::new();
+    for (label, config) in [
+        ("default settings", &defaults),
+        ("default settings, host CPU input off, nice_ratio 1", &nice),
+        ("default settings, host CPU input off", &no_cpu),
+    ] {
+        let (during, gentle) = workload_during_backfill(&zdm, &pg, &pool, config).await;
+        quiet.push(workload(&pool, WORKLOAD_WINDOW, || false).await);
+        windows.push((label, during, gentle));
+    }
 
     // 4. Peak RSS at a quarter of the size.
     let _small_pool = database(&pg, "bench_small", SMALL).await;
@@ -151,14 +157,14 @@ async fn run() {
     println!();
     const MIB: f64 = 1024.0 * 1024.0;
     println!(
-        "| table, 1,000,000 rows | workers | first | UPDATE rows/s | zdm start rows/s, throttle off | zdm / UPDATE | server CPU zdm / UPDATE | zdm's own CPU | WAL zdm / UPDATE | WAL records per row, zdm / UPDATE | growth zdm / UPDATE | batch ms p50 / p95 / max | workers reached |"
+        "| table, 1,000,000 rows | workers | first | UPDATE rows/s | zdm start rows/s, throttle off | zdm / UPDATE | server CPU zdm / UPDATE | zdm's own CPU | WAL zdm / UPDATE | WAL records per row, zdm / UPDATE | growth zdm / UPDATE | batch ms p50 / p95 / max | workers reached | at the most workers, zdm / UPDATE rows/s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     for (name, variant, zdm_first, v) in &rounds {
         let update_rate = BIG as f64 / v.update.as_secs_f64();
         let zdm_rate = BIG as f64 / v.zdm.wall.as_secs_f64();
         println!(
-            "| {name} | {variant} | {} | {:.0} ({:.1} s) | {:.0} ({:.1} s, {} batches) | **{:.2}** | {:.2} ({:.1} / {:.1} s) | {:.2} s | {:.2} ({:.0} / {:.0} MiB) | {:.1} / {:.1} | {:.2} ({:.0} / {:.0} MiB) | {} / {} / {} | {} |",
+            "| {name} | {variant} | {} | {:.0} ({:.1} s) | {:.0} ({:.1} s, {} batches) | **{:.2}** | {:.2} ({:.1} / {:.1} s) | {:.2} s | {:.2} ({:.0} / {:.0} MiB) | {:.1} / {:.1} | {:.2} ({:.0} / {:.0} MiB) | {} / {} / {} | {} | {} |",
             if *zdm_first { "zdm" } else { "UPDATE" },
             update_rate,
             v.update.as_secs_f64(),
@@ -181,7 +187,11 @@ async fn run() {
             quantile(&v.zdm.batch_ms, 0.50),
             quantile(&v.zdm.batch_ms, 0.95),
             v.zdm.batch_ms.iter().max().copied().unwrap_or(0),
-            v.zdm.most_workers
+            v.zdm.most_workers,
+            v.zdm
+                .steady_rows_per_second
+                .map(|steady| format!("{:.2} ({steady:.0} rows/s)", steady / update_rate))
+                .unwrap_or_else(|| "too short".to_string())
         );
     }
     match &reshape {
@@ -227,33 +237,20 @@ async fn run() {
         "| backfill / UPDATE rows/s | {:.2} |",
         backfill_rate / update_rate
     );
-    println!(
-        "| workload without backfill, before the backfill windows ({CLIENTS} clients, {} tx) | p50 {:.2} ms, p99 {:.2} ms |",
-        quiet.count, quiet.p50_ms, quiet.p99_ms
-    );
-    println!(
-        "| workload without backfill, after them ({} tx) | p50 {:.2} ms, p99 {:.2} ms (baseline p99: their mean, {:.2} ms) |",
-        quiet_after.count, quiet_after.p50_ms, quiet_after.p99_ms, baseline_p99
-    );
-    for (label, during, gentle) in [
-        ("default settings", &during, &gentle),
-        (
-            "default settings, host CPU input off, nice_ratio 1",
-            &during_nice,
-            &gentle_nice,
-        ),
-        (
-            "default settings, host CPU input off",
-            &during_no_cpu,
-            &gentle_no_cpu,
-        ),
-    ] {
+    for (index, (label, during, gentle)) in windows.iter().enumerate() {
+        let (before, after) = (&quiet[index], &quiet[index + 1]);
+        let baseline_p99 = (before.p99_ms + after.p99_ms) / 2.0;
         println!(
-            "| workload during a backfill at {label} ({} tx) | p50 {:.2} ms, p99 {:.2} ms (p99 {:.2}x baseline) |",
+            "| workload without backfill, before the next window ({CLIENTS} clients, {} tx) | p50 {:.2} ms, p99 {:.2} ms |",
+            before.count, before.p50_ms, before.p99_ms
+        );
+        println!(
+            "| workload during a backfill at {label} ({} tx) | p50 {:.2} ms, p99 {:.2} ms (p99 {:.2}x baseline: the mean of the quiet windows before and after, {:.2} ms) |",
             during.count,
             during.p50_ms,
             during.p99_ms,
-            during.p99_ms / baseline_p99
+            during.p99_ms / baseline_p99,
+            baseline_p99
         );
         println!(
             "| that backfill in the window | {} rows updated in all, {} batches this run, throttled {:.1} s, batch p50 / p95 / max {} / {} / {} ms (target 200); last throttle reason: {} |",
@@ -264,6 +261,12 @@ async fn run() {
             quantile(&gentle.batch_ms, 0.95),
             gentle.longest_batch_ms,
             gentle.last_reason.as_deref().unwrap_or("none")
+        );
+    }
+    if let Some(last) = quiet.last() {
+        println!(
+            "| workload without backfill, after the last window ({} tx) | p50 {:.2} ms, p99 {:.2} ms |",
+            last.count, last.p50_ms, last.p99_ms
         );
     }
     println!(
@@ -476,10 +479,11 @@ struct Side {
     wal_records: i64,
 }
 
-/// The readings UPDATE three ways, each on a fresh copy: alone; with a BEFORE UPDATE row
+/// The readings UPDATE four ways, each on a fresh copy: alone; with a BEFORE UPDATE row
 /// trigger that its WHEN skips for this transaction (PostgreSQL still locks each row for
 /// the trigger before it evaluates the WHEN); in keyset batches of 16,000 rows with a
-/// commit each (no trigger; the batches a one-worker zdm run cuts, in plpgsql).
+/// commit each (no trigger; the batches a one-worker zdm run cuts, in plpgsql); and in
+/// those batches with the skipped trigger (a one-worker zdm run's SQL, without zdm).
 async fn anatomy(pg: &LocalPg) -> Vec<Side> {
     let name = "anatomy";
     let mut admin = pg.primary().connect("postgres").await.expect("connect");
@@ -493,7 +497,7 @@ async fn anatomy(pg: &LocalPg) -> Vec<Side> {
         .await
         .expect("pool");
     let update = "UPDATE {t} SET fahrenheit = celsius * 9 / 5 + 32";
-    let sides: [(&'static str, &str, String); 3] = [
+    let sides: [(&'static str, &str, String); 4] = [
         ("one UPDATE", "", update.replace("{t}", "alone")),
         (
             "one UPDATE, BEFORE UPDATE trigger skipped by its WHEN",
@@ -517,10 +521,24 @@ async fn anatomy(pg: &LocalPg) -> Vec<Side> {
                COMMIT; lo := hi; END LOOP; END $$"
                 .to_string(),
         ),
+        (
+            "keyset batches of 16,000 rows, a commit each, BEFORE UPDATE trigger skipped by its WHEN",
+            "CREATE TRIGGER keep BEFORE UPDATE ON trig_batched FOR EACH ROW \
+             WHEN (current_setting('bench.skip', true) IS DISTINCT FROM 'yes') \
+             EXECUTE FUNCTION keep()",
+            "DO $$ DECLARE lo bigint := 0; hi bigint; BEGIN LOOP \
+               PERFORM set_config('bench.skip', 'yes', true); \
+               SELECT id INTO hi FROM trig_batched WHERE id > lo ORDER BY id OFFSET 15999 LIMIT 1; \
+               IF hi IS NULL THEN SELECT max(id) INTO hi FROM trig_batched; END IF; \
+               EXIT WHEN hi IS NULL OR hi <= lo; \
+               UPDATE trig_batched SET fahrenheit = celsius * 9 / 5 + 32 WHERE id > lo AND id <= hi; \
+               COMMIT; lo := hi; END LOOP; END $$"
+                .to_string(),
+        ),
     ];
     let mut measured = Vec::new();
     for (index, (label, setup, work)) in sides.iter().enumerate() {
-        let table = ["alone", "skipped", "batched"][index];
+        let table = ["alone", "skipped", "batched", "trig_batched"][index];
         let create = READINGS_TABLE
             .replace("{table}", table)
             .replace("{rows}", &BIG.to_string());
@@ -805,6 +823,9 @@ struct Run {
     most_workers: u64,
     /// zdm's own CPU seconds (user + system), its last sample before it exited.
     cpu_seconds: f64,
+    /// Rows/s from the first progress report at `most_workers` to the last batch: the
+    /// backfill's pace once `auto` has ramped up (None: too short to tell).
+    steady_rows_per_second: Option<f64>,
 }
 
 fn backfill_with_zdm(
@@ -867,6 +888,14 @@ fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Durati
         .stderr(stderr)
         .spawn()
         .expect("zdm");
+    // Read its JSON lines as they come: a run of many batches writes more than a pipe
+    // holds, and zdm, like any program, waits for its reader before it can exit.
+    let mut stdout = child.stdout.take().expect("stdout");
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        std::io::Read::read_to_end(&mut stdout, &mut text).expect("zdm's stdout");
+        text
+    });
     let status_file = format!("/proc/{}/status", child.id());
     let pid = child.id() as i32;
     let mut cpu_ticks = 0;
@@ -902,13 +931,14 @@ fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Durati
         std::thread::sleep(Duration::from_millis(20));
     }
     let wall = started.elapsed();
-    let output = child.wait_with_output().expect("output");
+    let status = child.wait().expect("zdm's exit");
+    let stdout = reader.join().expect("stdout reader");
     if stop_after.is_none() || !signalled {
         assert!(
-            output.status.success(),
+            status.success(),
             "zdm {} failed ({}): {}",
             args.join(" "),
-            output.status,
+            status,
             std::fs::read_to_string(&stderr_path).unwrap_or_default()
         );
     }
@@ -918,7 +948,17 @@ fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Durati
         cpu_seconds: cpu_ticks as f64 / CLOCK_TICKS_PER_SECOND,
         ..Run::default()
     };
-    for line in String::from_utf8_lossy(&output.stdout).lines() {
+    // (seconds since the epoch, rows done, workers) of each progress report, and the
+    // time and rows of the last batch.
+    let mut reports: Vec<(f64, u64, u64)> = Vec::new();
+    let mut last_batch: Option<(f64, u64)> = None;
+    let at = |value: &serde_json::Value| {
+        value["at"]
+            .as_str()
+            .and_then(|at| at.parse::<jiff::Timestamp>().ok())
+            .map(|at| at.as_microsecond() as f64 / 1e6)
+    };
+    for line in String::from_utf8_lossy(&stdout).lines() {
         let Ok(value) = serde_json::from_str::<serde_json::Value>(line) else {
             continue;
         };
@@ -931,13 +971,28 @@ fn run_zdm(zdm: &Path, args: &[String], config: &Path, stop_after: Option<Durati
                     .longest_batch_ms
                     .max(value["took_ms"].as_u64().unwrap_or(0));
                 run.rows = value["rows_done"].as_u64().unwrap_or(run.rows);
+                last_batch = at(&value).map(|at| (at, run.rows));
             }
             Some("progress") => {
+                if let Some(at) = at(&value) {
+                    reports.push((
+                        at,
+                        value["rows_done"].as_u64().unwrap_or(0),
+                        value["workers"].as_u64().unwrap_or(1),
+                    ));
+                }
                 run.throttled_seconds = value["throttled_ms"].as_f64().unwrap_or(0.0) / 1000.0;
                 run.most_workers = run.most_workers.max(value["workers"].as_u64().unwrap_or(1));
             }
             Some("throttle_on") => run.last_reason = value["reason"].as_str().map(str::to_string),
             _ => {}
+        }
+    }
+    let ramped = reports.iter().find(|r| r.2 == run.most_workers);
+    if let (Some(&(from, rows_then, _)), Some((to, rows_end))) = (ramped, last_batch) {
+        // At least a second and a tenth of the rows, or the figure says nothing.
+        if to - from >= 1.0 && (rows_end - rows_then) * 10 >= run.rows {
+            run.steady_rows_per_second = Some((rows_end - rows_then) as f64 / (to - from));
         }
     }
     run
