@@ -146,7 +146,7 @@ struct Collector<'m> {
 impl<'m> Collector<'m> {
     /// The rows an `up`/`down` is over: `rows` alone, or, with `from`, the join of two
     /// tables (not type-checked: no single table's rows); `from.where` is collected too.
-    fn from_rows(&mut self, from: Option<&'m FromTable>, rows: Rows<'m>) -> Rows<'m> {
+    fn rows_with_from(&mut self, from: Option<&'m FromTable>, rows: Rows<'m>) -> Rows<'m> {
         let Some(from) = from else {
             return rows;
         };
@@ -196,7 +196,7 @@ impl<'m> Collector<'m> {
                 self.column(&["column"], &op.column);
                 if let Some(up) = &op.up {
                     let target = Some(Target::Type(&op.column.data_type));
-                    let rows = self.from_rows(op.from.as_ref(), Rows::Table(&op.table));
+                    let rows = self.rows_with_from(op.from.as_ref(), Rows::Table(&op.table));
                     self.add(&["up"], up, Expression, rows, target);
                 }
             }
@@ -204,7 +204,7 @@ impl<'m> Collector<'m> {
                 if let Some(down) = &op.down {
                     // Over the new row: the table less the column, a subset of today's.
                     let target = Some(Target::ColumnOf(&op.table, &op.column));
-                    let rows = self.from_rows(op.from.as_ref(), Rows::Table(&op.table));
+                    let rows = self.rows_with_from(op.from.as_ref(), Rows::Table(&op.table));
                     self.add(&["down"], down, Expression, rows, target);
                 }
             }

@@ -142,7 +142,7 @@ impl Review<'_> {
                 self.table(&["table"], &op.table);
                 self.column_def(&["column"], &op.column);
                 self.non_empty(&["up"], "up", op.up.as_deref());
-                self.from_table(op.from.as_ref(), "up", op.up.is_some());
+                self.check_from(op.from.as_ref(), "up", op.up.is_some());
                 if op.column.primary_key {
                     self.error(
                         &["column", "primary_key"],
@@ -168,7 +168,7 @@ impl Review<'_> {
                 self.table(&["table"], &op.table);
                 self.column(&["column"], &op.column);
                 self.non_empty(&["down"], "down", op.down.as_deref());
-                self.from_table(op.from.as_ref(), "down", op.down.is_some());
+                self.check_from(op.from.as_ref(), "down", op.down.is_some());
                 if op.down.is_none() {
                     self.warn(
                         &["column"],
@@ -654,7 +654,7 @@ impl Review<'_> {
 
     /// A `from` (the other table an `up`/`down` reads): a table name, a `where`, and the
     /// value it is for.
-    fn from_table(&mut self, from: Option<&FromTable>, value_key: &str, has_value: bool) {
+    fn check_from(&mut self, from: Option<&FromTable>, value_key: &str, has_value: bool) {
         let Some(from) = from else {
             return;
         };
