@@ -378,3 +378,48 @@ from = { table = "accounts", where = "accounts.id = profiles.user_id" }
         assert!(error.to_string().contains(expected), "{error}");
     }
 }
+
+#[test]
+fn the_file_check_names_what_from_lacks() {
+    for (file, expected) in [
+        (
+            r#"
+[[operations]]
+op = "add_column"
+table = "profiles"
+column = { name = "email", type = "text" }
+from = { table = "users", where = "users.id = profiles.user_id" }
+"#,
+            "there is no `up`",
+        ),
+        (
+            r#"
+[[operations]]
+op = "drop_column"
+table = "users"
+column = "email"
+down = "profiles.email"
+from = { table = "profiles", where = " " }
+"#,
+            "`where` is empty",
+        ),
+        (
+            r#"
+[[operations]]
+op = "add_column"
+table = "profiles"
+column = { name = "email", type = "text" }
+up = "users.email"
+from = { table = "users", on = "users.id = profiles.user_id" }
+"#,
+            "unknown key `on`",
+        ),
+    ] {
+        let checked = zdm::migration::check(std::path::Path::new("0001_x.toml"), file.as_bytes());
+        let errors: Vec<String> = checked.errors().map(|e| e.to_string()).collect();
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{expected}: {errors:?}"
+        );
+    }
+}
