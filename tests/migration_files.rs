@@ -70,6 +70,7 @@ up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
                 generated: None,
             },
             up: Some("CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END".to_string()),
+            from: None,
         })]
     );
     assert_eq!(migration.checksum, migration::checksum(text.as_bytes()));

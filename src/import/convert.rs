@@ -224,12 +224,14 @@ fn alter_table(
                 table,
                 column,
                 up: None,
+                from: None,
             })
         }
         AlterTableType::AtDropColumn => Operation::DropColumn(DropColumn {
             table,
             column: command.name.clone(),
             down: None,
+            from: None,
         }),
         AlterTableType::AtSetNotNull => Operation::SetNotNull(SetNotNull {
             table,

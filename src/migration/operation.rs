@@ -232,6 +232,9 @@ pub struct AddColumn {
     /// SQL expression over the old row that fills the column for existing rows and for
     /// rows written by the old version.
     pub up: Option<String>,
+    /// The other table `up` reads (its value comes from the matching row there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<FromTable>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -242,6 +245,24 @@ pub struct DropColumn {
     /// SQL expression over the new row that fills the column for the old version while
     /// the new one writes.
     pub down: Option<String>,
+    /// The other table `down` reads (its value comes from the matching row there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<FromTable>,
+}
+
+/// Another table an `up` or `down` reads, and which of its rows goes with a row of the
+/// changed table (Reshape's "complex" up/down): `up = "users.email"` with
+/// `from = { table = "users", where = "users.id = profiles.user_id" }`. In `up`/`down`
+/// and `where` both tables' columns are qualified by their table's name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FromTable {
+    /// The other table, optionally schema-qualified.
+    pub table: String,
+    /// SQL boolean over both rows: which row of `table` goes with a row of the changed
+    /// table (at most one may match).
+    #[serde(rename = "where")]
+    pub condition: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

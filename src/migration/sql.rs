@@ -10,7 +10,7 @@
 
 use pg_query::protobuf::{node::Node as NodeEnum, Node, ParseResult};
 
-use super::operation::{ColumnDef, Operation};
+use super::operation::{ColumnDef, FromTable, Operation};
 use super::{Diagnostic, Migration, Severity, SourceMap};
 
 /// What a snippet must be.
@@ -144,6 +144,24 @@ struct Collector<'m> {
 }
 
 impl<'m> Collector<'m> {
+    /// The rows an `up`/`down` is over: `rows` alone, or, with `from`, the join of two
+    /// tables (not type-checked: no single table's rows); `from.where` is collected too.
+    fn rows_with_from(&mut self, from: Option<&'m FromTable>, rows: Rows<'m>) -> Rows<'m> {
+        let Some(from) = from else {
+            return rows;
+        };
+        let target = Some(Target::Boolean);
+        let grammar = Grammar::Expression;
+        self.add(
+            &["from", "where"],
+            &from.condition,
+            grammar,
+            Rows::NotYet,
+            target,
+        );
+        Rows::NotYet
+    }
+
     fn add(
         &mut self,
         path: &[&str],
@@ -178,14 +196,16 @@ impl<'m> Collector<'m> {
                 self.column(&["column"], &op.column);
                 if let Some(up) = &op.up {
                     let target = Some(Target::Type(&op.column.data_type));
-                    self.add(&["up"], up, Expression, Rows::Table(&op.table), target);
+                    let rows = self.rows_with_from(op.from.as_ref(), Rows::Table(&op.table));
+                    self.add(&["up"], up, Expression, rows, target);
                 }
             }
             Operation::DropColumn(op) => {
                 if let Some(down) = &op.down {
                     // Over the new row: the table less the column, a subset of today's.
                     let target = Some(Target::ColumnOf(&op.table, &op.column));
-                    self.add(&["down"], down, Expression, Rows::Table(&op.table), target);
+                    let rows = self.rows_with_from(op.from.as_ref(), Rows::Table(&op.table));
+                    self.add(&["down"], down, Expression, rows, target);
                 }
             }
             Operation::ChangeType(op) => {

@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use super::operation::{ColumnDef, Operation, RawSqlPhase, Reference};
+use super::operation::{ColumnDef, FromTable, Operation, RawSqlPhase, Reference};
 use super::{Diagnostic, Migration, Severity, SourceMap};
 
 /// PostgreSQL's NAMEDATALEN - 1: longer identifiers are silently truncated.
@@ -142,6 +142,7 @@ impl Review<'_> {
                 self.table(&["table"], &op.table);
                 self.column_def(&["column"], &op.column);
                 self.non_empty(&["up"], "up", op.up.as_deref());
+                self.check_from(op.from.as_ref(), "up", op.up.is_some());
                 if op.column.primary_key {
                     self.error(
                         &["column", "primary_key"],
@@ -167,6 +168,7 @@ impl Review<'_> {
                 self.table(&["table"], &op.table);
                 self.column(&["column"], &op.column);
                 self.non_empty(&["down"], "down", op.down.as_deref());
+                self.check_from(op.from.as_ref(), "down", op.down.is_some());
                 if op.down.is_none() {
                     self.warn(
                         &["column"],
@@ -645,6 +647,26 @@ impl Review<'_> {
                 path,
                 format!(
                     "`{key}` is empty: give the SQL (or, where the key is optional, leave it out)"
+                ),
+            );
+        }
+    }
+
+    /// A `from` (the other table an `up`/`down` reads): a table name, a `where`, and the
+    /// value it is for.
+    fn check_from(&mut self, from: Option<&FromTable>, value_key: &str, has_value: bool) {
+        let Some(from) = from else {
+            return;
+        };
+        self.table(&["from", "table"], &from.table);
+        self.non_empty(&["from", "where"], "where", Some(&from.condition));
+        if !has_value {
+            self.error(
+                &["from"],
+                format!(
+                    "`from` names the table `{value_key}` reads, but there is no `{value_key}`: \
+                     give the value (e.g. `{}.<column>`)",
+                    split_table(&from.table).1
                 ),
             );
         }

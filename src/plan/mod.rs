@@ -10,6 +10,7 @@
 //! `workspace` is the simulated catalog they change, `assemble` the running order.
 
 mod assemble;
+mod cross_table;
 pub mod drops;
 pub mod error;
 mod final_shape;

@@ -3,11 +3,13 @@
 //! NOT NULL at contract); a constant default is stored once (no rewrite), any other default
 //! is set for new rows only and filled in by the backfill; `up` fills existing rows and rows
 //! the old version writes (sync trigger); unique, check and references are built the safe
-//! way (concurrent index, NOT VALID then VALIDATE).
+//! way (concurrent index, NOT VALID then VALIDATE). With `from`, `up` reads another table
+//! (`plan::cross_table`: a subquery here, a trigger there).
 
 use crate::db::catalog::{Column, Constraint, ConstraintKind, ForeignKeyTarget, Index};
 use crate::db::quote_ident;
 use crate::migration::operation::AddColumn;
+use crate::plan::cross_table::{self, Direction};
 use crate::plan::error::Problem;
 use crate::plan::names::{self, is_constant_default};
 use crate::plan::ops::set_not_null::prove_not_null;
@@ -21,7 +23,9 @@ use crate::plan::workspace::Workspace;
 
 impl PlanOperation for AddColumn {
     fn tables(&self) -> Vec<&str> {
-        vec![&self.table]
+        let mut tables = vec![self.table.as_str()];
+        tables.extend(self.from.as_ref().map(|from| from.table.as_str()));
+        tables
     }
 
     fn validate(&self, ws: &Workspace) -> Result<(), Problem> {
@@ -73,6 +77,15 @@ impl PlanOperation for AddColumn {
                     "a column's references must name exactly one column".to_string(),
                 ));
             }
+        }
+        if let Some(from) = &self.from {
+            let up = self.up.as_deref().ok_or_else(|| {
+                Problem::Refused(
+                    "`from` names the table `up` reads: give `up` (the value, e.g. `users.email`)"
+                        .to_string(),
+                )
+            })?;
+            cross_table::resolve(ws, &table, &physical_name(ws, self)?, up, from)?;
         }
         let table_name = &table.name;
         if column.unique {
@@ -151,14 +164,22 @@ impl PlanOperation for AddColumn {
             prove_not_null(ws, &table, &column.name, &column.name)?;
         }
 
-        let fill = self
+        let mut fill = self
             .up
             .clone()
             .or_else(|| column.default.clone().filter(|_| !fast_default));
-        if let Some(up) = &self.up {
+        let mut rule = self.up.clone();
+        // A value from another table: a correlated subquery here, and a trigger there.
+        if let (Some(from), Some(up)) = (&self.from, &self.up) {
+            let cross = cross_table::resolve(ws, &table, &physical, up, from)?;
+            rule = Some(cross.rule_expression());
+            fill = Some(cross.backfill_expression());
+            cross.plan(ws, Direction::Up)?;
+        }
+        if let Some(up) = rule {
             ws.state(&table)?.up.push(SyncRule {
                 target: physical.clone(),
-                expression: up.clone(),
+                expression: up,
                 only_when_null: false,
             });
         }

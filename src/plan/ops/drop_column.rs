@@ -1,9 +1,11 @@
 //! drop_column: the new version stops seeing the column at once (its view leaves it out);
 //! the old version keeps it, filled by `down` when the new version writes; the column is
-//! dropped only at contract (catalog only, brief ACCESS EXCLUSIVE).
+//! dropped only at contract (catalog only, brief ACCESS EXCLUSIVE). With `from`, `down`
+//! reads another table (`plan::cross_table`).
 
 use crate::db::catalog::ConstraintKind;
 use crate::migration::operation::DropColumn;
+use crate::plan::cross_table::{self, Direction};
 use crate::plan::error::Problem;
 use crate::plan::ops::{refuse_created, refuse_reshaped, PlanOperation};
 use crate::plan::sync_trigger::SyncRule;
@@ -11,7 +13,9 @@ use crate::plan::workspace::Workspace;
 
 impl PlanOperation for DropColumn {
     fn tables(&self) -> Vec<&str> {
-        vec![&self.table]
+        let mut tables = vec![self.table.as_str()];
+        tables.extend(self.from.as_ref().map(|from| from.table.as_str()));
+        tables
     }
 
     fn validate(&self, ws: &Workspace) -> Result<(), Problem> {
@@ -73,6 +77,16 @@ impl PlanOperation for DropColumn {
                 self.column
             )));
         }
+        if let Some(from) = &self.from {
+            let down = self.down.as_deref().ok_or_else(|| {
+                Problem::Refused(
+                    "`from` names the table `down` reads: give `down` (the value, e.g. `profiles.email`)"
+                        .to_string(),
+                )
+            })?;
+            let physical = ws.physical_column(&table, &self.column);
+            cross_table::resolve(ws, &table, &physical, down, from)?;
+        }
         Ok(())
     }
 
@@ -80,10 +94,17 @@ impl PlanOperation for DropColumn {
         let table = ws.existing_table(&self.table)?;
         ws.lock_referenced_at_contract(&table, Some(&self.column), None)?;
         let physical = ws.physical_column(&table, &self.column);
-        if let Some(down) = &self.down {
+        let mut rule = self.down.clone();
+        // A value from another table: a subquery here, and a trigger there.
+        if let (Some(from), Some(down)) = (&self.from, &self.down) {
+            let cross = cross_table::resolve(ws, &table, &physical, down, from)?;
+            rule = Some(cross.rule_expression());
+            cross.plan(ws, Direction::Down)?;
+        }
+        if let Some(down) = rule {
             ws.state(&table)?.down.push(SyncRule {
                 target: physical,
-                expression: down.clone(),
+                expression: down,
                 only_when_null: false,
             });
         }
