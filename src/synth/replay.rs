@@ -53,8 +53,9 @@ async fn installed(target: &mut PgConnection) -> Result<(), String> {
     }
 }
 
-/// The target's `limit` most called SELECTs, with their calls; nothing (and why) when
-/// `pg_stat_statements` is not installed or not readable.
+/// The target's `limit` most called SELECTs, with their calls (catalog reads left out, as
+/// in [`observed_rate`]: tools', zdm's own); nothing (and why) when `pg_stat_statements`
+/// is not installed or not readable.
 pub async fn top_queries(
     target: &mut PgConnection,
     limit: i64,
@@ -63,7 +64,8 @@ pub async fn top_queries(
     sqlx::query_as(
         "SELECT query, calls::int8 FROM pg_stat_statements \
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND query ~* '^\\s*select' ORDER BY calls DESC LIMIT $1",
+         AND query ~* '^\\s*select' AND query !~* '(\\mpg_[a-z_]+|information_schema)' \
+         ORDER BY calls DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(&mut *target)
