@@ -1188,3 +1188,29 @@ fn the_last_rehearsal_is_read_from_beside_the_migrations() {
         LastRehearsal::Unreadable(why) if why.contains("not a rehearsal report")
     ));
 }
+
+#[test]
+fn the_rehearsal_beside_the_plan_has_no_colour_under_no_color() {
+    let mut app = busy_app();
+    app.rehearsal = Some(zdm::tui::app::LastRehearsal::Found(Box::new(
+        price_rehearsal(),
+    )));
+    let theme = Theme::select(None, true).expect("the NO_COLOR theme");
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+    terminal
+        .draw(|frame| view::draw(frame, &app, &theme))
+        .expect("draw");
+    let buffer = terminal.backend().buffer();
+    let screen = terminal.backend().to_string();
+    assert!(screen.contains("riskiest:"), "{screen}");
+    let coloured: Vec<(u16, u16)> = buffer
+        .content
+        .iter()
+        .enumerate()
+        .filter(|(_, cell)| {
+            cell.fg != ratatui::style::Color::Reset || cell.bg != ratatui::style::Color::Reset
+        })
+        .map(|(i, _)| buffer.pos_of(i))
+        .collect();
+    assert!(coloured.is_empty(), "coloured cells at {coloured:?}");
+}
