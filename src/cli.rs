@@ -532,13 +532,23 @@ pub struct RehearseArgs {
     #[arg(long, value_name = "N", default_value_t = 2)]
     pub clients: usize,
 
-    /// Workload statements per second, all clients together
-    #[arg(long, value_name = "OPS", default_value_t = 50.0)]
-    pub rate: f64,
+    /// Workload statements per second, all clients together [default: the target's, from
+    /// its pg_stat_statements calls since their stats_reset; else 50]
+    #[arg(long, value_name = "OPS")]
+    pub rate: Option<f64>,
 
-    /// Share of the workload's statements that are updates (the rest read by key)
+    /// Share of the workload's statements that are writes (the rest are reads)
     #[arg(long, value_name = "FRACTION", default_value_t = 0.2)]
     pub write_share: f64,
+
+    /// Share of the writes that are inserts (copies of a row under a new key; the rest are
+    /// updates by key)
+    #[arg(long, value_name = "FRACTION", default_value_t = 0.5)]
+    pub insert_share: f64,
+
+    /// Give each scratch server a local streaming replica and measure its lag per phase
+    #[arg(long)]
+    pub replica: bool,
 
     /// Keep the real text values of the statistics in the scratch data (see zdm synth)
     #[arg(long)]

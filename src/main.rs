@@ -83,6 +83,8 @@ fn run(cli: &Cli) -> Result<ExitCode> {
                 clients: args.clients,
                 rate: args.rate,
                 write_share: args.write_share,
+                insert_share: args.insert_share,
+                replica: args.replica,
                 keep_values: args.keep_values,
                 ..app::rehearse::Options::default()
             };

@@ -993,3 +993,224 @@ fn the_readme_console_screens_are_real_snapshots() {
         assert!(copied, "not a snapshot's lines:\n{}", block.join("\n"));
     }
 }
+
+// ---- the last rehearsal beside the plan --------------------------------------------------
+
+/// A rehearsal of the price migration at 0.1 and 0.3, as `zdm rehearse` keeps it.
+fn price_rehearsal() -> zdm::synth::rehearsal::Rehearsal {
+    use zdm::synth::rehearsal::{
+        Forecast, Latency, Measured, Rate, Rehearsal, StepRun, Writes, DURATION,
+    };
+    let step = |phase: &str, description: &str, lock: &str, ms: f64| StepRun {
+        phase: phase.to_string(),
+        description: description.to_string(),
+        lock: lock.to_string(),
+        locked: vec!["public.products".to_string()],
+        blocks_writes: lock == "ACCESS EXCLUSIVE",
+        grows_with_rows: phase == "backfill",
+        ms,
+        lock_retries: 0,
+        lock_backoff_ms: 0.0,
+    };
+    let forecast = |figure: &str, unit: &str, at: f64, growth: &str| Forecast {
+        figure: figure.to_string(),
+        unit: unit.to_string(),
+        measured: vec![(0.1, at / 10.0), (0.3, at * 0.3)],
+        at_full_size: at,
+        low: at * 0.7,
+        high: at * 1.3,
+        growth: growth.to_string(),
+        exponent: Some(1.0),
+    };
+    let run = |scale: f64| Measured {
+        scale,
+        rows: (1_000_000.0 * scale) as u64,
+        synth_s: 4.0,
+        start_s: 30.0 * scale,
+        pause_s: 5.0,
+        complete_s: 2.0,
+        expand_s: 0.02,
+        backfill_s: 29.0 * scale,
+        contract_s: 0.4,
+        steps: vec![
+            step(
+                "expand",
+                "add hidden column products._zdm_new_price",
+                "ACCESS EXCLUSIVE",
+                6.0,
+            ),
+            step(
+                "backfill",
+                "fill _zdm_new_price from price_cents",
+                "ROW EXCLUSIVE",
+                29_000.0 * scale,
+            ),
+        ],
+        batches: 50,
+        batch_p50_ms: 180.0,
+        batch_max_ms: 420.0,
+        backfill_rows: (1_000_000.0 * scale) as u64,
+        rows_per_s: 34_000.0,
+        throttled_s: 0.0,
+        latency_before: Latency {
+            statements: 150,
+            per_s: 49.8,
+            failed: 0,
+            p50_ms: 0.4,
+            p99_ms: 1.2,
+        },
+        latency_during: Latency {
+            statements: 1500,
+            per_s: 48.1,
+            failed: 0,
+            p50_ms: 0.6,
+            p99_ms: 4.1,
+        },
+        writes: Writes {
+            updates: 160,
+            inserts: 150,
+            failed: 0,
+            not_inserted: Vec::new(),
+        },
+        replica_lag: Vec::new(),
+        wal_bytes: 90_000_000,
+        table_growth_bytes: 40_000_000,
+        index_growth_bytes: 0,
+        gates_refused: None,
+        replayed: Vec::new(),
+        not_replayed: Vec::new(),
+    };
+    Rehearsal {
+        migration: "0003_products_price_numeric".to_string(),
+        at: "2026-12-01T22:50:13Z".to_string(),
+        rate: Rate {
+            aimed_per_s: 50.0,
+            source: "the target's pg_stat_statements".to_string(),
+        },
+        runs: vec![run(0.1), run(0.3)],
+        forecast: vec![
+            forecast(DURATION, "s", 96.0, "linear"),
+            forecast(
+                "backfill step: fill _zdm_new_price from price_cents",
+                "ms",
+                97_000.0,
+                "linear",
+            ),
+            forecast(
+                "expand step: add hidden column products._zdm_new_price",
+                "ms",
+                6.0,
+                "constant (catalog only: no scan, no rewrite)",
+            ),
+        ],
+        riskiest: Some("fill _zdm_new_price from price_cents …".to_string()),
+        riskiest_step: Some(
+            "fill _zdm_new_price from price_cents (ROW EXCLUSIVE, ~97.0 s)".to_string(),
+        ),
+        settings: Vec::new(),
+        real_values: Vec::new(),
+        warnings: Vec::new(),
+    }
+}
+
+#[test]
+fn the_plan_shows_its_last_rehearsal_at_80x24_and_120x32() {
+    let mut app = busy_app();
+    app.rehearsal = Some(zdm::tui::app::LastRehearsal::Found(Box::new(
+        price_rehearsal(),
+    )));
+    let small = render(&app, 80, 24);
+    for shown in [
+        "rehearsed 2026-12-01 22:50 UTC",
+        "forecast 96.0 s",
+        "riskiest:",
+    ] {
+        assert!(small.contains(shown), "{shown:?} missing:\n{small}");
+    }
+    insta::assert_snapshot!("plan_rehearsed_80x24", small);
+    insta::assert_snapshot!("plan_rehearsed_120x32", render(&app, 120, 32));
+}
+
+#[test]
+fn a_plan_never_rehearsed_names_the_command() {
+    let mut app = busy_app();
+    app.rehearsal = Some(zdm::tui::app::LastRehearsal::Never {
+        command: "zdm rehearse 0003_products_price_numeric".to_string(),
+    });
+    let screen = render(&app, 80, 24);
+    assert!(
+        screen.contains("not rehearsed: zdm rehearse"),
+        "the command is named:\n{screen}"
+    );
+    insta::assert_snapshot!("plan_not_rehearsed_80x24", screen);
+}
+
+#[test]
+fn the_last_rehearsal_is_read_from_beside_the_migrations() {
+    use zdm::tui::app::LastRehearsal;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let name = "0003_products_price_numeric";
+    assert_eq!(
+        LastRehearsal::of(dir.path(), name),
+        LastRehearsal::Never {
+            command: format!("zdm rehearse {name}")
+        }
+    );
+    let kept = zdm::synth::rehearsal::save(dir.path(), &price_rehearsal()).expect("save");
+    assert!(kept.ends_with(".zdm/rehearsals/0003_products_price_numeric.json"));
+    // (JSON's decimals need not give back the last bit of every float: the fields.)
+    let LastRehearsal::Found(read) = LastRehearsal::of(dir.path(), name) else {
+        panic!("the kept rehearsal is not read back");
+    };
+    let kept_one = price_rehearsal();
+    assert_eq!(
+        (
+            &read.migration,
+            &read.at,
+            read.runs.len(),
+            &read.riskiest_step
+        ),
+        (
+            &kept_one.migration,
+            &kept_one.at,
+            2,
+            &kept_one.riskiest_step
+        )
+    );
+    let duration = |r: &zdm::synth::rehearsal::Rehearsal| {
+        r.forecast_of(zdm::synth::rehearsal::DURATION)
+            .map(|f| f.at_full_size)
+    };
+    assert_eq!(duration(&read), duration(&kept_one));
+    std::fs::write(&kept, "{ not json").expect("write");
+    assert!(matches!(
+        LastRehearsal::of(dir.path(), name),
+        LastRehearsal::Unreadable(why) if why.contains("not a rehearsal report")
+    ));
+}
+
+#[test]
+fn the_rehearsal_beside_the_plan_has_no_colour_under_no_color() {
+    let mut app = busy_app();
+    app.rehearsal = Some(zdm::tui::app::LastRehearsal::Found(Box::new(
+        price_rehearsal(),
+    )));
+    let theme = Theme::select(None, true).expect("the NO_COLOR theme");
+    let mut terminal = Terminal::new(TestBackend::new(80, 24)).expect("terminal");
+    terminal
+        .draw(|frame| view::draw(frame, &app, &theme))
+        .expect("draw");
+    let buffer = terminal.backend().buffer();
+    let screen = terminal.backend().to_string();
+    assert!(screen.contains("riskiest:"), "{screen}");
+    let coloured: Vec<(u16, u16)> = buffer
+        .content
+        .iter()
+        .enumerate()
+        .filter(|(_, cell)| {
+            cell.fg != ratatui::style::Color::Reset || cell.bg != ratatui::style::Color::Reset
+        })
+        .map(|(i, _)| buffer.pos_of(i))
+        .collect();
+    assert!(coloured.is_empty(), "coloured cells at {coloured:?}");
+}

@@ -7,7 +7,11 @@
 //! as the benchmark does); a pause; `zdm complete NAME` with the gates at a short window
 //! (when they refuse, that is reported and contract is run with them overridden, so that it
 //! is measured too); then the sizes and the WAL written. The run's settings are the
-//! target's configuration: the same zdm.toml, the same throttle.
+//! target's configuration: the same zdm.toml, the same throttle. The workload aims at the
+//! target's observed rate (its pg_stat_statements calls since their reset) at every scale,
+//! with updates and inserts on the touched tables; with `--replica` the scratch server has
+//! a streaming replica whose lag is sampled per phase. The report is kept beside the
+//! migrations (`synth::rehearsal`) for the console.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -60,11 +64,17 @@ pub struct Options {
     pub window: Duration,
     /// The workload measured alone before start.
     pub baseline: Duration,
-    /// Workload clients and their total statements per second.
+    /// Workload clients.
     pub clients: usize,
-    pub rate: f64,
-    /// The share of the workload's statements that are updates (the rest are reads).
+    /// Their statements per second in all; None: the target's observed rate (its
+    /// pg_stat_statements calls over its stats_reset window).
+    pub rate: Option<f64>,
+    /// The share of the workload's statements that are writes (the rest are reads).
     pub write_share: f64,
+    /// The share of the writes that are inserts (the rest are updates).
+    pub insert_share: f64,
+    /// A streaming replica of each scratch server, its lag measured.
+    pub replica: bool,
     pub keep_values: bool,
     pub seed: u64,
 }
@@ -77,104 +87,19 @@ impl Default for Options {
             window: Duration::from_secs(2),
             baseline: Duration::from_secs(3),
             clients: 2,
-            rate: 50.0,
+            rate: None,
             write_share: 0.2,
+            insert_share: 0.5,
+            replica: false,
             keep_values: false,
             seed: 19,
         }
     }
 }
 
-/// One step as it ran.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct StepRun {
-    pub phase: String,
-    pub description: String,
-    /// The strongest lock it takes, and on what.
-    pub lock: String,
-    pub locked: Vec<String>,
-    /// Whether its lock blocks the application's writes.
-    pub blocks_writes: bool,
-    /// Whether its time can grow with the rows: it scans or rewrites a table, or is a
-    /// backfill; the others change the catalog only, whatever the size.
-    pub grows_with_rows: bool,
-    /// How long it ran (its lock is held at most this long).
-    pub ms: f64,
-    /// Times it gave up waiting for its lock, and the backoff waited between tries.
-    pub lock_retries: u32,
-    pub lock_backoff_ms: f64,
-}
-
-/// Statement latencies of the workload, in milliseconds.
-#[derive(Debug, Clone, Default, serde::Serialize)]
-pub struct Latency {
-    pub statements: usize,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-}
-
-/// One rehearsal at one scale.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Measured {
-    pub scale: f64,
-    /// Rows of the tables the migration touches.
-    pub rows: u64,
-    pub synth_s: f64,
-    pub start_s: f64,
-    pub pause_s: f64,
-    pub complete_s: f64,
-    pub expand_s: f64,
-    pub backfill_s: f64,
-    pub contract_s: f64,
-    pub steps: Vec<StepRun>,
-    pub batches: usize,
-    pub batch_p50_ms: f64,
-    pub batch_max_ms: f64,
-    pub backfill_rows: u64,
-    pub rows_per_s: f64,
-    pub throttled_s: f64,
-    pub latency_before: Latency,
-    pub latency_during: Latency,
-    pub wal_bytes: u64,
-    pub table_growth_bytes: i64,
-    pub index_growth_bytes: i64,
-    /// What the gates said at complete, when they refused.
-    pub gates_refused: Option<String>,
-    /// The target's queries the workload replayed (with their calls there), and the
-    /// others with why not.
-    pub replayed: Vec<String>,
-    pub not_replayed: Vec<String>,
-}
-
-/// A figure at the target's size, from the measured ones.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Forecast {
-    pub figure: String,
-    pub unit: String,
-    /// (scale, value) as measured.
-    pub measured: Vec<(f64, f64)>,
-    pub at_full_size: f64,
-    pub low: f64,
-    pub high: f64,
-    /// "linear", "constant", "faster than linear", "slower than linear", or "measured".
-    pub growth: String,
-    /// The exponent of value ∝ scale^e between the two largest scales.
-    pub exponent: Option<f64>,
-}
-
-/// Everything `zdm rehearse` found.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct Rehearsal {
-    pub migration: String,
-    pub runs: Vec<Measured>,
-    pub forecast: Vec<Forecast>,
-    /// The step most likely to hurt at full size, and why.
-    pub riskiest: Option<String>,
-    pub settings: Vec<(String, String)>,
-    /// Columns of the scratch databases holding real values of the target's statistics.
-    pub real_values: Vec<String>,
-    pub warnings: Vec<String>,
-}
+pub use crate::synth::rehearsal::{
+    Forecast, Latency, Measured, Rate, Rehearsal, ReplicaLag, StepRun, Writes,
+};
 
 /// Extrapolates `measured` (scale, value) to scale 1: a power law through the two largest
 /// scales (value ∝ scale^e), bracketed by the straight line through them; one scale only is
@@ -255,6 +180,35 @@ pub async fn run(
             Vec::new()
         }
     };
+    let rate = match options.rate {
+        Some(per_s) => Rate {
+            aimed_per_s: per_s,
+            source: "--rate".to_string(),
+        },
+        None => match target_rate(config).await {
+            Ok((calls, window)) if calls > 0.0 && window > 0.0 => Rate {
+                aimed_per_s: calls / window,
+                source: format!(
+                    "the target's pg_stat_statements: {calls:.0} statements in the {} since its \
+                     stats_reset",
+                    crate::format::duration(Duration::from_secs_f64(window))
+                ),
+            },
+            observed => {
+                let why = match observed {
+                    Ok(_) => "pg_stat_statements counted no statement since its reset".into(),
+                    Err(why) => why,
+                };
+                warnings.push(format!(
+                    "the target's rate is unknown ({why}): {DEFAULT_RATE}/s, give --rate"
+                ));
+                Rate {
+                    aimed_per_s: DEFAULT_RATE,
+                    source: "default (the target's rate is unknown)".to_string(),
+                }
+            }
+        },
+    };
     for &scale in &options.scales {
         let _ = writeln!(std::io::stderr(), "rehearsing {name} at scale {scale}");
         let synth_options = crate::synth::Options {
@@ -264,7 +218,8 @@ pub async fn run(
             seed: options.seed,
         };
         let quiet: Arc<dyn Fn(crate::synth::Progress) + Send + Sync> = Arc::new(|_| {});
-        let scratch = super::synth::on_local_server(config, &synth_options, quiet).await?;
+        let scratch =
+            super::synth::on_local_server(config, &synth_options, options.replica, quiet).await?;
         for column in &scratch.report.real_values {
             if !real_values.contains(column) {
                 real_values.push(column.clone());
@@ -275,12 +230,24 @@ pub async fn run(
                 warnings.push(warning.clone());
             }
         }
-        let mut measured = once(config, &scratch.url, name, scale, options, &queries).await?;
+        let mut measured = once(
+            config,
+            &scratch.url,
+            name,
+            scale,
+            options,
+            rate.aimed_per_s,
+            &queries,
+        )
+        .await?;
         measured.synth_s = scratch.report.seconds;
         runs.push(measured);
         drop(scratch);
     }
-    let rehearsal = report(config, name, options, runs, real_values, warnings);
+    let rehearsal = report(config, name, options, rate, runs, real_values, warnings);
+    // Kept as the migration's last rehearsal (the console shows it beside the plan); a
+    // directory that cannot be written to costs the copy, not the rehearsal's report.
+    let kept = crate::synth::rehearsal::save(&config.migrations_dir, &rehearsal);
     if json {
         let _ = writeln!(
             out,
@@ -289,6 +256,19 @@ pub async fn run(
         );
     } else {
         let _ = write!(out, "{}", text(&rehearsal));
+    }
+    match kept {
+        Ok(file) if !json => {
+            let _ = writeln!(out, "\nkept as the last rehearsal: {}", file.display());
+        }
+        Ok(_) => {}
+        Err(e) => {
+            let _ = writeln!(
+                std::io::stderr(),
+                "warning: cannot keep the rehearsal in {}: {e}",
+                crate::synth::rehearsal::path(&config.migrations_dir, name).display()
+            );
+        }
     }
     if let Some(path) = markdown {
         std::fs::write(path, self::markdown(&rehearsal)).map_err(|source| {
@@ -299,6 +279,20 @@ pub async fn run(
         })?;
     }
     Ok(rehearsal)
+}
+
+/// The workload's rate when the target's is unknown and `--rate` is not given.
+const DEFAULT_RATE: f64 = 50.0;
+
+/// The target's statements and the seconds they were counted over (read only).
+async fn target_rate(config: &Config) -> Result<(f64, f64), String> {
+    let target = config.database_url().map_err(|e| e.to_string())?;
+    let mut conn = crate::engine::identity::connect(target)
+        .await
+        .map_err(|e| e.to_string())?;
+    let rate = crate::synth::replay::observed_rate(&mut conn).await;
+    let _ = conn.close().await;
+    rate
 }
 
 /// How many of the target's most called SELECTs the workload replays.
@@ -320,6 +314,7 @@ fn report(
     config: &Config,
     name: &str,
     options: &Options,
+    rate: Rate,
     runs: Vec<Measured>,
     real_values: Vec<String>,
     warnings: Vec<String>,
@@ -329,7 +324,7 @@ fn report(
     };
     let mut forecasts = vec![
         forecast(
-            "duration, start to contract",
+            crate::synth::rehearsal::DURATION,
             "s",
             &figure(&|m| m.start_s + m.complete_s),
         ),
@@ -360,10 +355,39 @@ fn report(
             &figure(&|m| m.latency_during.p99_ms),
         ),
     ];
+    // The replica's lag per phase, when there was a replica: its worst and its p95.
+    if let Some(first) = runs.first() {
+        for lag in first.replica_lag.iter().filter(|l| l.samples > 0) {
+            let of = |f: &dyn Fn(&ReplicaLag) -> f64| -> Vec<(f64, f64)> {
+                runs.iter()
+                    .filter_map(|m| {
+                        let l = m.replica_lag.iter().find(|l2| l2.phase == lag.phase)?;
+                        Some((m.scale, f(l)))
+                    })
+                    .collect()
+            };
+            let phase = &lag.phase;
+            forecasts.push(forecast(
+                &format!("replica lag max, {phase}"),
+                "bytes",
+                &of(&|l| l.max_bytes as f64),
+            ));
+            forecasts.push(forecast(
+                &format!("replica lag p95, {phase}"),
+                "bytes",
+                &of(&|l| l.p95_bytes as f64),
+            ));
+            forecasts.push(forecast(
+                &format!("replica replay lag max, {phase}"),
+                "ms",
+                &of(&|l| l.max_ms),
+            ));
+        }
+    }
     // Each step's time, forecast the same way. The riskiest is the one whose forecast time
     // weighs most, a millisecond under a lock that blocks the application's writes weighing
     // as much as 50 of a step that lets them through (a backfill, a validation).
-    let mut riskiest: Option<(f64, String)> = None;
+    let mut riskiest: Option<(f64, String, String)> = None;
     if let Some(first) = runs.first() {
         for (i, step) in first.steps.iter().enumerate() {
             let points: Vec<(f64, f64)> = runs
@@ -413,8 +437,18 @@ fn report(
                     String::new()
                 }
             );
-            if riskiest.as_ref().is_none_or(|(w, _)| weight > *w) {
-                riskiest = Some((weight, why));
+            let short = format!(
+                "{} ({}, ~{})",
+                step.description,
+                step.lock,
+                if f.at_full_size >= 1000.0 {
+                    format!("{:.1} s", f.at_full_size / 1000.0)
+                } else {
+                    format!("{:.0} ms", f.at_full_size)
+                }
+            );
+            if riskiest.as_ref().is_none_or(|(w, ..)| weight > *w) {
+                riskiest = Some((weight, why, short));
             }
             if step.ms > 0.0 {
                 forecasts.push(f);
@@ -428,12 +462,23 @@ fn report(
         (
             "workload".to_string(),
             format!(
-                "{} clients, {}/s, {:.0} % updates by key, the rest the target's top reads \
+                "{} clients aiming at {:.1}/s ({}), {:.0} % writes ({:.0} % of them inserts \
+                 of a copied row, the rest updates by key), the rest the target's top reads \
                  (else reads by key)",
                 options.clients,
-                options.rate,
-                options.write_share * 100.0
+                rate.aimed_per_s,
+                rate.source,
+                options.write_share * 100.0,
+                options.insert_share * 100.0
             ),
+        ),
+        (
+            "replica".to_string(),
+            if options.replica {
+                "a local streaming replica of each scratch server".to_string()
+            } else {
+                "none (--replica measures a streaming replica's lag)".to_string()
+            },
         ),
         (
             "lock_timeout".to_string(),
@@ -458,11 +503,18 @@ fn report(
         "backfill and throttle".to_string(),
         "as in the config file (the same settings the real run reads)".to_string(),
     ));
+    let (riskiest, riskiest_step) = match riskiest {
+        Some((_, why, short)) => (Some(why), Some(short)),
+        None => (None, None),
+    };
     Rehearsal {
         migration: name.to_string(),
+        at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        rate,
         runs,
         forecast: forecasts,
-        riskiest: riskiest.map(|(_, why)| why),
+        riskiest,
+        riskiest_step,
         settings,
         real_values,
         warnings,
@@ -489,6 +541,7 @@ async fn once(
     name: &str,
     scale: f64,
     options: &Options,
+    rate: f64,
     queries: &[(String, i64)],
 ) -> Result<Measured, RehearseError> {
     let rehearsal = config.for_database(url.clone());
@@ -524,13 +577,23 @@ async fn once(
             )
         })
         .collect();
-    let workload = Workload::start(url, &tables, replays, options).await?;
+    let not_inserted = tables
+        .iter()
+        .filter_map(|t| t.no_insert.as_ref().map(|why| format!("{}: {why}", t.name)))
+        .collect();
+    let workload = Workload::start(url, &tables, replays, options, rate).await?;
+    let lag = if options.replica {
+        Some(LagSampler::start(url, workload.started).await?)
+    } else {
+        None
+    };
     tokio::time::sleep(options.baseline).await;
-    let latency_before = workload.latency_since(Duration::ZERO);
+    let during_from = workload.elapsed();
+    let latency_before = workload.latency_between(Duration::ZERO, during_from);
 
     let started = Instant::now();
-    let during_from = workload.elapsed();
     let start = zdm(config, url, &["start", name]).await?;
+    let start_end = workload.elapsed();
     if !start.success {
         workload.stop().await;
         return Err(RehearseError::Failed {
@@ -543,6 +606,7 @@ async fn once(
     let paused = Instant::now();
     tokio::time::sleep(options.pause).await;
     let pause_s = paused.elapsed().as_secs_f64();
+    let pause_end = workload.elapsed();
     let window = format!("{}", options.window.as_secs_f64());
     let completing = Instant::now();
     let confirm = [
@@ -565,8 +629,28 @@ async fn once(
         complete = zdm(config, url, &args).await?;
     }
     let complete_s = completing.elapsed().as_secs_f64();
-    let latency_during = workload.latency_since(during_from);
+    let complete_end = workload.elapsed();
+    let latency_during = workload.latency_between(during_from, complete_end);
+    let mut writes = workload.writes();
+    writes.not_inserted = not_inserted;
     workload.stop().await;
+    let replica_lag = match lag {
+        Some(lag) => {
+            let phases = [
+                ("before", Duration::ZERO, during_from),
+                ("start", during_from, start_end),
+                ("pause", start_end, pause_end),
+                ("complete", pause_end, complete_end),
+            ];
+            let lags = phases
+                .iter()
+                .map(|(phase, from, to)| lag.over(phase, *from, *to))
+                .collect();
+            drop(lag);
+            lags
+        }
+        None => Vec::new(),
+    };
     if !complete.success {
         return Err(RehearseError::Failed {
             command: "complete".into(),
@@ -638,6 +722,8 @@ async fn once(
         throttled_s: throttled_ms / 1000.0,
         latency_before,
         latency_during,
+        writes,
+        replica_lag,
         wal_bytes: wal_bytes.max(0) as u64,
         table_growth_bytes: sizes_after.0 - sizes_before.0,
         index_growth_bytes: sizes_after.1 - sizes_before.1,
@@ -762,10 +848,16 @@ async fn zdm(config: &Config, url: &DatabaseUrl, args: &[&str]) -> Result<ZdmRun
     })
 }
 
-/// A table the workload uses: its quoted name and integer key range.
+/// A table the workload uses: its quoted name and integer key range, and how to insert a
+/// row into it (or why not).
 struct Target {
     name: String,
     key: Option<(String, i64, i64)>,
+    /// The other columns an insert copies from an existing row (generated ones left to
+    /// the server), quoted and joined.
+    copy_columns: Option<String>,
+    /// Why the workload does not insert into it.
+    no_insert: Option<String>,
 }
 
 async fn existing_tables(
@@ -779,7 +871,9 @@ async fn existing_tables(
              (SELECT a.attname::text FROM pg_index i JOIN pg_attribute a ON a.attrelid = \
               i.indrelid AND a.attnum = i.indkey[0] WHERE i.indrelid = c.oid AND \
               i.indisprimary AND i.indnatts = 1 AND a.atttypid IN ('int2'::regtype, \
-              'int4'::regtype, 'int8'::regtype)) AS key \
+              'int4'::regtype, 'int8'::regtype)) AS key, \
+             (SELECT string_agg(i.indexrelid::regclass::text, ', ') FROM pg_index i \
+              WHERE i.indrelid = c.oid AND i.indisunique AND NOT i.indisprimary) AS other_unique \
              FROM pg_class c WHERE c.oid = to_regclass($1) AND c.relkind = 'r'",
         )
         .bind(name)
@@ -787,10 +881,11 @@ async fn existing_tables(
         .await?;
         let Some(row) = row else { continue };
         let table: String = row.try_get("name")?;
-        let key: Option<String> = row.try_get("key")?;
-        let key = match key {
+        let key_name: Option<String> = row.try_get("key")?;
+        let other_unique: Option<String> = row.try_get("other_unique")?;
+        let key = match &key_name {
             Some(column) => {
-                let column = quote_ident(&column);
+                let column = quote_ident(column);
                 let range: (Option<i64>, Option<i64>) = sqlx::query_as(&format!(
                     "SELECT min({column})::int8, max({column})::int8 FROM {table}"
                 ))
@@ -803,7 +898,40 @@ async fn existing_tables(
             }
             None => None,
         };
-        tables.push(Target { name: table, key });
+        // An insert copies an existing row but for a new key above the generated ones: the
+        // copy passes every check, NOT NULL and foreign key the original passes. Another
+        // unique key would be repeated by the copy, so such a table gets no inserts.
+        let (copy_columns, no_insert) = match (&key, key_name, other_unique) {
+            (None, ..) => (
+                None,
+                Some("no one-column integer primary key with rows".to_string()),
+            ),
+            (_, _, Some(unique)) => (
+                None,
+                Some(format!(
+                    "unique index {unique} besides the primary key: a copied row would repeat it"
+                )),
+            ),
+            (Some(_), Some(key_name), None) => {
+                let columns: Option<String> = sqlx::query_scalar(
+                    "SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) \
+                     FROM pg_attribute WHERE attrelid = $1::regclass AND attnum > 0 \
+                     AND NOT attisdropped AND attgenerated = '' AND attname <> $2",
+                )
+                .bind(&table)
+                .bind(&key_name)
+                .fetch_one(&mut *conn)
+                .await?;
+                (Some(columns.unwrap_or_default()), None)
+            }
+            (Some(_), None, None) => (None, Some("no key".to_string())),
+        };
+        tables.push(Target {
+            name: table,
+            key,
+            copy_columns,
+            no_insert,
+        });
     }
     Ok(tables)
 }
@@ -824,13 +952,62 @@ async fn sizes(conn: &mut PgConnection, tables: &[Target]) -> Result<(i64, i64),
     Ok((heap, index))
 }
 
-/// The synthetic application: clients reading rows by key and updating them (the update
-/// sets the key to itself, so the migration's triggers fire as on any write), at a total
-/// rate, each statement's latency kept with when it ran.
+/// What a workload statement was.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Read,
+    Update,
+    Insert,
+}
+
+/// One statement of the workload: when it began (since the workload started), how long it
+/// took, what it was and whether it succeeded.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    at: Duration,
+    ms: f64,
+    kind: Kind,
+    ok: bool,
+}
+
+/// A touched table the workload writes to: its name, key and range, the columns an insert
+/// copies, and the next key an insert takes (shared by the clients).
+struct Keyed {
+    table: String,
+    key: String,
+    lo: i64,
+    hi: i64,
+    copy_columns: Option<String>,
+    next: std::sync::atomic::AtomicI64,
+}
+
+impl Keyed {
+    /// An insert of a copy of a random row, under a new key: the copy satisfies the row's
+    /// constraints as the original does, and fires the migration's triggers as any insert.
+    fn insert(&self, rng: &mut impl Rng) -> Option<String> {
+        let columns = self.copy_columns.as_ref()?;
+        let id = rng.gen_range(self.lo..=self.hi);
+        let new = self.next.fetch_add(1, Ordering::Relaxed);
+        let (table, key) = (&self.table, &self.key);
+        Some(if columns.is_empty() {
+            format!("INSERT INTO {table} ({key}) OVERRIDING SYSTEM VALUE VALUES ({new})")
+        } else {
+            format!(
+                "INSERT INTO {table} ({key}, {columns}) OVERRIDING SYSTEM VALUE \
+                 SELECT {new}, {columns} FROM {table} WHERE {key} = {id}"
+            )
+        })
+    }
+}
+
+/// The synthetic application: clients reading rows (the target's top reads, else by key),
+/// updating them by key (the update sets the key to itself, so the migration's triggers
+/// fire as on any write) and inserting copies of them, at a total rate, each statement's
+/// latency kept with when it ran.
 struct Workload {
     started: Instant,
     stop: Arc<AtomicBool>,
-    samples: Arc<std::sync::Mutex<Vec<(Duration, f64)>>>,
+    samples: Arc<std::sync::Mutex<Vec<Sample>>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -840,20 +1017,26 @@ impl Workload {
         tables: &[Target],
         replays: Vec<crate::synth::replay::Replay>,
         options: &Options,
+        rate: f64,
     ) -> Result<Workload, RehearseError> {
         let started = Instant::now();
         let stop = Arc::new(AtomicBool::new(false));
         let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let keyed: Vec<(String, String, i64, i64)> = tables
+        let keyed: Vec<Keyed> = tables
             .iter()
             .filter_map(|t| {
-                t.key
-                    .as_ref()
-                    .map(|(k, lo, hi)| (t.name.clone(), k.clone(), *lo, *hi))
+                t.key.as_ref().map(|(k, lo, hi)| Keyed {
+                    table: t.name.clone(),
+                    key: k.clone(),
+                    lo: *lo,
+                    hi: *hi,
+                    copy_columns: t.copy_columns.clone(),
+                    next: std::sync::atomic::AtomicI64::new(hi.saturating_add(1)),
+                })
             })
             .collect();
         let mut tasks = Vec::new();
-        if (keyed.is_empty() && replays.is_empty()) || options.clients == 0 || options.rate <= 0.0 {
+        if (keyed.is_empty() && replays.is_empty()) || options.clients == 0 || rate <= 0.0 {
             return Ok(Workload {
                 started,
                 stop,
@@ -864,25 +1047,37 @@ impl Workload {
         let keyed = Arc::new(keyed);
         let total_calls: i64 = replays.iter().map(|r| r.calls.max(1)).sum();
         let replays = Arc::new(replays);
-        let interval = Duration::from_secs_f64(options.clients as f64 / options.rate);
+        let interval = Duration::from_secs_f64(options.clients as f64 / rate);
         for _ in 0..options.clients {
             let mut conn = url.connect_with(&url.connect_options()?).await?;
             let (stop, samples, keyed) = (stop.clone(), samples.clone(), keyed.clone());
             let replays = replays.clone();
-            let write_share = options.write_share;
+            let write_share = options.write_share.clamp(0.0, 1.0);
+            let insert_share = options.insert_share.clamp(0.0, 1.0);
             tasks.push(tokio::spawn(async move {
                 let mut next = Instant::now();
                 while !stop.load(Ordering::Relaxed) {
-                    let sql = {
+                    let (kind, sql) = {
                         let mut rng = rand::thread_rng();
-                        let write = !keyed.is_empty() && rng.gen_bool(write_share.clamp(0.0, 1.0));
+                        let write = !keyed.is_empty() && rng.gen_bool(write_share);
                         if write || replays.is_empty() {
-                            let (table, key, lo, hi) = &keyed[rng.gen_range(0..keyed.len())];
-                            let id = rng.gen_range(*lo..=*hi);
-                            if write {
-                                format!("UPDATE {table} SET {key} = {key} WHERE {key} = {id}")
+                            let table = &keyed[rng.gen_range(0..keyed.len())];
+                            let insert = if write && rng.gen_bool(insert_share) {
+                                table.insert(&mut rng)
                             } else {
-                                format!("SELECT * FROM {table} WHERE {key} = {id}")
+                                None
+                            };
+                            let id = rng.gen_range(table.lo..=table.hi);
+                            let (t, key) = (&table.table, &table.key);
+                            match insert {
+                                Some(sql) => (Kind::Insert, sql),
+                                None if write => (
+                                    Kind::Update,
+                                    format!("UPDATE {t} SET {key} = {key} WHERE {key} = {id}"),
+                                ),
+                                None => {
+                                    (Kind::Read, format!("SELECT * FROM {t} WHERE {key} = {id}"))
+                                }
                             }
                         } else {
                             // The target's reads, each as often as it is called there.
@@ -894,17 +1089,26 @@ impl Workload {
                                     pick < 0
                                 })
                                 .unwrap_or(&replays[0]);
-                            replay.statement(&mut rng)
+                            (Kind::Read, replay.statement(&mut rng))
                         }
                     };
                     let at = Instant::now();
                     // A statement that fails (a lock timeout, the migration's own DDL)
                     // is measured like any other: the application would have waited too.
                     // Not kept prepared: the values are in the text, each one new.
-                    let _ = sqlx::query(&sql).persistent(false).execute(&mut conn).await;
-                    let took = at.elapsed().as_secs_f64() * 1000.0;
+                    let ok = sqlx::query(&sql)
+                        .persistent(false)
+                        .execute(&mut conn)
+                        .await
+                        .is_ok();
+                    let ms = at.elapsed().as_secs_f64() * 1000.0;
                     if let Ok(mut samples) = samples.lock() {
-                        samples.push((at.duration_since(started), took));
+                        samples.push(Sample {
+                            at: at.duration_since(started),
+                            ms,
+                            kind,
+                            ok,
+                        });
                     }
                     next += interval;
                     if let Some(wait) = next.checked_duration_since(Instant::now()) {
@@ -928,23 +1132,47 @@ impl Workload {
         self.started.elapsed()
     }
 
-    /// The latencies of statements that began after `from` (since the workload started).
-    fn latency_since(&self, from: Duration) -> Latency {
-        let mut times: Vec<f64> = self
+    /// The statements that began in `from..to` (since the workload started): their
+    /// latencies, failures and the rate achieved.
+    fn latency_between(&self, from: Duration, to: Duration) -> Latency {
+        let (mut times, failed) = self
             .samples
             .lock()
             .map(|s| {
-                s.iter()
-                    .filter(|(at, _)| *at >= from)
-                    .map(|(_, t)| *t)
-                    .collect()
+                let within: Vec<&Sample> = s.iter().filter(|x| x.at >= from && x.at < to).collect();
+                (
+                    within.iter().map(|x| x.ms).collect::<Vec<f64>>(),
+                    within.iter().filter(|x| !x.ok).count(),
+                )
             })
             .unwrap_or_default();
         times.sort_by(f64::total_cmp);
+        let seconds = to.saturating_sub(from).as_secs_f64();
         Latency {
             statements: times.len(),
+            per_s: if seconds > 0.0 {
+                times.len() as f64 / seconds
+            } else {
+                0.0
+            },
+            failed,
             p50_ms: percentile(&times, 0.5),
             p99_ms: percentile(&times, 0.99),
+        }
+    }
+
+    /// The writes so far, by kind.
+    fn writes(&self) -> Writes {
+        let samples = self.samples.lock().map(|s| s.clone()).unwrap_or_default();
+        let count = |kind: Kind| samples.iter().filter(|s| s.kind == kind).count();
+        Writes {
+            updates: count(Kind::Update),
+            inserts: count(Kind::Insert),
+            failed: samples
+                .iter()
+                .filter(|s| s.kind != Kind::Read && !s.ok)
+                .count(),
+            not_inserted: Vec::new(),
         }
     }
 
@@ -953,6 +1181,77 @@ impl Workload {
         for task in self.tasks {
             let _ = task.await;
         }
+    }
+}
+
+/// How often the replica's lag is sampled.
+const LAG_EVERY: Duration = Duration::from_millis(200);
+
+/// The streaming replica's lag, sampled on the scratch primary's `pg_stat_replication`:
+/// the WAL bytes sent or not, but not replayed yet, and `replay_lag`.
+struct LagSampler {
+    samples: Arc<std::sync::Mutex<Vec<(Duration, u64, f64)>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl LagSampler {
+    async fn start(url: &DatabaseUrl, since: Instant) -> Result<LagSampler, RehearseError> {
+        let mut conn = url.connect_with(&url.connect_options()?).await?;
+        let samples = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let kept = samples.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let lag: Result<Option<(i64, f64)>, _> = sqlx::query_as(
+                    "SELECT coalesce(pg_wal_lsn_diff(pg_current_wal_lsn(), replay_lsn), 0)::int8,                      coalesce(extract(epoch FROM replay_lag) * 1000, 0)::float8                      FROM pg_stat_replication ORDER BY replay_lsn NULLS FIRST LIMIT 1",
+                )
+                .fetch_optional(&mut conn)
+                .await;
+                match lag {
+                    Ok(Some((bytes, ms))) => {
+                        if let Ok(mut samples) = kept.lock() {
+                            samples.push((since.elapsed(), bytes.max(0) as u64, ms));
+                        }
+                    }
+                    Ok(None) => {}
+                    // The server went away: the rehearsal is over.
+                    Err(_) => break,
+                }
+                tokio::time::sleep(LAG_EVERY).await;
+            }
+        });
+        Ok(LagSampler { samples, task })
+    }
+
+    /// The lag over `from..to`, its worst and its p95.
+    fn over(&self, phase: &str, from: Duration, to: Duration) -> ReplicaLag {
+        let within: Vec<(u64, f64)> = self
+            .samples
+            .lock()
+            .map(|s| {
+                s.iter()
+                    .filter(|(at, ..)| *at >= from && *at < to)
+                    .map(|(_, b, ms)| (*b, *ms))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut bytes: Vec<f64> = within.iter().map(|(b, _)| *b as f64).collect();
+        let mut ms: Vec<f64> = within.iter().map(|(_, m)| *m).collect();
+        bytes.sort_by(f64::total_cmp);
+        ms.sort_by(f64::total_cmp);
+        ReplicaLag {
+            phase: phase.to_string(),
+            samples: within.len(),
+            max_bytes: bytes.last().copied().unwrap_or(0.0) as u64,
+            p95_bytes: percentile(&bytes, 0.95) as u64,
+            max_ms: ms.last().copied().unwrap_or(0.0),
+            p95_ms: percentile(&ms, 0.95),
+        }
+    }
+}
+
+impl Drop for LagSampler {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -980,6 +1279,10 @@ fn value(f: &Forecast, v: f64) -> String {
 /// The report for the terminal.
 pub fn text(r: &Rehearsal) -> String {
     let mut s = format!("rehearsal of {} on synthetic data\n", r.migration);
+    s.push_str(&format!(
+        "workload rate aimed at: {:.1} statements/s ({})\n",
+        r.rate.aimed_per_s, r.rate.source
+    ));
     for m in &r.runs {
         s.push_str(&format!(
             "\nscale {} ({} rows in the touched tables; synth {:.1} s)\n",
@@ -1027,6 +1330,41 @@ pub fn text(r: &Rehearsal) -> String {
             m.latency_during.p99_ms,
             m.latency_during.statements
         ));
+        s.push_str(&format!(
+            "  rate: aimed at {:.1}/s, achieved {:.1}/s before and {:.1}/s during{}\n",
+            r.rate.aimed_per_s,
+            m.latency_before.per_s,
+            m.latency_during.per_s,
+            if m.latency_during.per_s < 0.9 * r.rate.aimed_per_s {
+                " (short of the aim: the statements waited, or give more --clients)"
+            } else {
+                ""
+            }
+        ));
+        s.push_str(&format!(
+            "  writes: {} updates, {} inserts, {} failed; statements failed: {} before, {} \
+             during\n",
+            m.writes.updates,
+            m.writes.inserts,
+            m.writes.failed,
+            m.latency_before.failed,
+            m.latency_during.failed
+        ));
+        for why in &m.writes.not_inserted {
+            s.push_str(&format!("    no inserts into {why}\n"));
+        }
+        for lag in &m.replica_lag {
+            s.push_str(&format!(
+                "  replica lag {:<8} max {} p95 {} (replay lag max {:.0} ms, p95 {:.0} ms; {} \
+                 samples)\n",
+                lag.phase,
+                bytes(lag.max_bytes as f64),
+                bytes(lag.p95_bytes as f64),
+                lag.max_ms,
+                lag.p95_ms,
+                lag.samples
+            ));
+        }
         s.push_str(&format!(
             "  WAL {}, table growth {}, index growth {}\n",
             bytes(m.wal_bytes as f64),
@@ -1081,16 +1419,21 @@ pub fn text(r: &Rehearsal) -> String {
 /// The report as Markdown, for a change ticket.
 pub fn markdown(r: &Rehearsal) -> String {
     let mut s = format!("# Rehearsal of `{}`\n\n", r.migration);
+    s.push_str(&format!(
+        "Rehearsed {}; the workload aimed at {:.1} statements/s ({}).\n\n",
+        r.at, r.rate.aimed_per_s, r.rate.source
+    ));
     s.push_str(
         "Run on scratch databases generated by `zdm synth` from the target's statistics \
          (no production row read).\n\n## Phases\n\n| scale | rows | start | expand | backfill \
-         | pause | complete | contract | rows/s | p99 before | p99 during | WAL |\n| --- | --- \
-         | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n",
+         | pause | complete | contract | rows/s | p99 before | p99 during | achieved rate \
+         | WAL |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- \
+         | --- |\n",
     );
     for m in &r.runs {
         s.push_str(&format!(
             "| {} | {} | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.1} s | {:.0} | \
-             {:.1} ms | {:.1} ms | {} |\n",
+             {:.1} ms | {:.1} ms | {:.1}/s | {} |\n",
             m.scale,
             m.rows,
             m.start_s,
@@ -1102,8 +1445,28 @@ pub fn markdown(r: &Rehearsal) -> String {
             m.rows_per_s,
             m.latency_before.p99_ms,
             m.latency_during.p99_ms,
+            m.latency_during.per_s,
             bytes(m.wal_bytes as f64)
         ));
+    }
+    if r.runs.iter().any(|m| !m.replica_lag.is_empty()) {
+        s.push_str(
+            "\n## Replica lag\n\n| scale | phase | max | p95 | replay lag max | p95 |\n| --- \
+             | --- | --- | --- | --- | --- |\n",
+        );
+        for m in &r.runs {
+            for lag in &m.replica_lag {
+                s.push_str(&format!(
+                    "| {} | {} | {} | {} | {:.0} ms | {:.0} ms |\n",
+                    m.scale,
+                    lag.phase,
+                    bytes(lag.max_bytes as f64),
+                    bytes(lag.p95_bytes as f64),
+                    lag.max_ms,
+                    lag.p95_ms
+                ));
+            }
+        }
     }
     if let Some(m) = r.runs.last() {
         s.push_str(&format!(

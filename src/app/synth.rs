@@ -49,14 +49,23 @@ pub fn print_progress() -> Arc<dyn Fn(Progress) + Send + Sync> {
 }
 
 /// Makes a scratch database shaped like `config`'s target on a new local server.
+/// With `replica`, the server has a streaming replica, started before the load so that
+/// it replays every row, as production's replicas do.
 pub async fn on_local_server(
     config: &Config,
     options: &Options,
+    replica: bool,
     progress: Arc<dyn Fn(Progress) + Send + Sync>,
 ) -> Result<LocalScratch, SynthError> {
     let target = config.database_url()?.clone();
-    let server =
-        tokio::task::spawn_blocking(|| LocalPg::start(&localpg::Options::default())).await??;
+    let server_options = localpg::Options {
+        replica,
+        ..localpg::Options::default()
+    };
+    let server = tokio::task::spawn_blocking(move || LocalPg::start(&server_options)).await??;
+    server
+        .wait_for_replica(std::time::Duration::from_secs(60))
+        .await?;
     let mut admin = server.primary().connect("postgres").await?;
     sqlx::raw_sql(&format!("CREATE DATABASE {DATABASE}"))
         .execute(&mut admin)
@@ -97,7 +106,7 @@ pub async fn run(
             );
         }
         None => {
-            let scratch = on_local_server(config, options, progress).await?;
+            let scratch = on_local_server(config, options, false, progress).await?;
             write_report(&scratch.report, json, out);
             let _ = writeln!(
                 out,
@@ -168,6 +177,12 @@ pub fn write_report(report: &Report, json: bool, out: &mut dyn Write) {
             out,
             "check {check}: {rows} generated rows it rejected took the checked columns of \
              rows it passes"
+        );
+    }
+    for (key, rows) in &report.foreign_key_repairs {
+        let _ = writeln!(
+            out,
+            "foreign key {key}: {rows} generated tuples without a parent took a parent's tuple"
         );
     }
     for (key, rows) in &report.duplicates_removed {

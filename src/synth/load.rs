@@ -303,6 +303,120 @@ pub async fn remove_duplicates(
         .rows_affected())
 }
 
+/// Makes every tuple of a foreign key of several columns refer to a parent row: the
+/// child's columns were drawn on their own, so a tuple may match no parent tuple. Such a
+/// tuple takes a generated parent tuple chosen at random, among the parent's tuples with
+/// the same first column when there are any (the child's skew on its first column, a
+/// tenant or an account, is kept), else among all of them. Runs before the key is built;
+/// returns how many rows were repaired.
+pub async fn repair_composite_key(
+    conn: &mut PgConnection,
+    table: &str,
+    fk: &super::stats::CompositeForeignKey,
+) -> Result<u64, Error> {
+    let what = format!("repairing foreign key {} of {table}", fk.name);
+    let quote = |c: &String| crate::db::quote_ident(c);
+    let child: Vec<String> = fk.columns.iter().map(quote).collect();
+    let parent: Vec<String> = fk.parent_columns.iter().map(quote).collect();
+    let keys: Vec<String> = (0..child.len()).map(|i| format!("k{i}")).collect();
+    let join = |left: &str| {
+        keys.iter()
+            .zip(&child)
+            .map(|(k, c)| format!("{left}.{k} = c.{c}"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    // MATCH SIMPLE checks a tuple only when none of its columns is NULL; MATCH FULL also
+    // rejects one with some but not all NULL.
+    let checked = if fk.match_full {
+        child
+            .iter()
+            .map(|c| format!("c.{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" OR ")
+    } else {
+        child
+            .iter()
+            .map(|c| format!("c.{c} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND ")
+    };
+    let broken = format!(
+        "({checked}) AND NOT EXISTS (SELECT 1 FROM zdm_synth_parent x WHERE {})",
+        join("x")
+    );
+    let numbered = format!(
+        "CREATE TEMP TABLE zdm_synth_parent AS SELECT {select}, row_number() OVER (ORDER BY \
+         {order}) - 1 AS g FROM {from} WHERE {not_null}; \
+         CREATE TEMP TABLE zdm_synth_first AS SELECT k0, min(g) AS first, count(*) AS n \
+         FROM zdm_synth_parent GROUP BY k0; \
+         ANALYZE zdm_synth_parent; ANALYZE zdm_synth_first",
+        select = parent
+            .iter()
+            .zip(&keys)
+            .map(|(p, k)| format!("{p} AS {k}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        order = parent.join(", "),
+        from = fk.parent,
+        not_null = parent
+            .iter()
+            .map(|p| format!("{p} IS NOT NULL"))
+            .collect::<Vec<_>>()
+            .join(" AND "),
+    );
+    sqlx::raw_sql(&numbered)
+        .execute(&mut *conn)
+        .await
+        .map_err(scratch(what.clone()))?;
+    let repaired = async {
+        let (bad, parents): (i64, i64) = sqlx::query_as(&format!(
+            "SELECT (SELECT count(*) FROM {table} c WHERE {broken}), \
+             (SELECT count(*) FROM zdm_synth_parent)"
+        ))
+        .fetch_one(&mut *conn)
+        .await
+        .map_err(scratch(what.clone()))?;
+        if bad > 0 && parents == 0 {
+            return Err(Error::Unsupported {
+                column: format!("{table} (foreign key {})", fk.name),
+                why: format!("{bad} rows refer to {}, which gets no rows", fk.parent),
+            });
+        }
+        if bad == 0 {
+            return Ok(0);
+        }
+        let set = child
+            .iter()
+            .zip(&keys)
+            .map(|(c, k)| format!("{c} = p.{k}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let first = &child[0];
+        let sql = format!(
+            "WITH total AS (SELECT count(*) AS n FROM zdm_synth_parent), \
+             pick AS (SELECT c.ctid AS id, CASE WHEN f.k0 IS NOT NULL \
+                      THEN f.first + floor(random() * f.n)::int8 \
+                      ELSE floor(random() * total.n)::int8 END AS g \
+                      FROM {table} c CROSS JOIN total \
+                      LEFT JOIN zdm_synth_first f ON f.k0 = c.{first} WHERE {broken}) \
+             UPDATE {table} SET {set} FROM pick JOIN zdm_synth_parent p ON p.g = pick.g \
+             WHERE {table}.ctid = pick.id"
+        );
+        Ok(sqlx::query(&sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(scratch(what.clone()))?
+            .rows_affected())
+    }
+    .await;
+    sqlx::raw_sql("DROP TABLE IF EXISTS zdm_synth_parent, zdm_synth_first")
+        .execute(&mut *conn)
+        .await
+        .map_err(scratch(what))?;
+    repaired
+}
+
 /// Moves every sequence owned by an integer column (serial, identity) past its largest
 /// generated value, so that the application's next insert does not collide.
 pub async fn advance_sequences(conn: &mut PgConnection) -> Result<(), Error> {

@@ -4,10 +4,12 @@
 //! pg_dump, `rows` turns each column's statistics into a generator (`generate`), `load`
 //! streams them in with COPY, parallel per table in foreign-key order, and makes the rows
 //! satisfy the constraints, which are built once after the data. `replay` gives
-//! `zdm rehearse` the target's own read queries with parameters drawn from those rows.
+//! `zdm rehearse` the target's own read queries with parameters drawn from those rows;
+//! `rehearsal` holds what a rehearsal measured and keeps the last one of each migration.
 
 pub mod generate;
 pub mod load;
+pub mod rehearsal;
 pub mod replay;
 pub mod rows;
 pub mod schema;
@@ -106,6 +108,8 @@ pub struct Report {
     pub check_repairs: Vec<(String, u64)>,
     /// Rows removed because they repeated a composite unique key, by table.
     pub duplicates_removed: Vec<(String, u64)>,
+    /// Rows whose tuple of a foreign key of several columns took a parent's, by key.
+    pub foreign_key_repairs: Vec<(String, u64)>,
     pub warnings: Vec<String>,
     pub seconds: f64,
 }
@@ -166,7 +170,9 @@ pub async fn synthesize(
     // The rows, parents before children, the tables of one level at once.
     let mut reports: Vec<TableReport> = Vec::new();
     let mut keys = Vec::new();
+    let mut composite_keys = Vec::new();
     for (gen, table) in gens.iter().zip(&tables) {
+        composite_keys.push(gen.composite_foreign_keys.clone());
         keys.push((
             gen.qualified.clone(),
             gen.unique_columns.clone(),
@@ -182,6 +188,7 @@ pub async fn synthesize(
         });
     }
     let levels = levels(gens);
+    let level_order: Vec<usize> = levels.iter().flatten().map(|(index, _)| *index).collect();
     for level in levels {
         let loads = level.into_iter().map(|(index, gen)| {
             let scratch = scratch.clone();
@@ -215,15 +222,37 @@ pub async fn synthesize(
             load::reorder(&mut conn, table, columns, column, *descending).await?;
         }
         check_repairs.extend(repaired);
-        for columns in composite {
-            let removed = load::remove_duplicates(&mut conn, table, columns).await?;
-            if removed > 0 {
-                let report = &mut reports[index];
-                report.rows = report.rows.saturating_sub(removed);
-                duplicates_removed
-                    .push((format!("{} ({})", report.name, columns.join(", ")), removed));
-            }
+        remove_repeated_keys(
+            &mut conn,
+            table,
+            composite,
+            &mut reports[index],
+            &mut duplicates_removed,
+        )
+        .await?;
+    }
+
+    // Tuples of foreign keys of several columns onto their parents' tuples, parents first
+    // (a parent's tuples are final before its children take them); a repaired tuple can
+    // repeat a composite unique key of the child, removed again.
+    let mut foreign_key_repairs = Vec::new();
+    for index in level_order {
+        let (table, _, composite, _) = &keys[index];
+        if composite_keys[index].is_empty() {
+            continue;
         }
+        for fk in &composite_keys[index] {
+            let repaired = load::repair_composite_key(&mut conn, table, fk).await?;
+            foreign_key_repairs.push((fk.name.clone(), repaired));
+        }
+        remove_repeated_keys(
+            &mut conn,
+            table,
+            composite,
+            &mut reports[index],
+            &mut duplicates_removed,
+        )
+        .await?;
     }
 
     // Indexes, keys (validated once, over the rows), triggers.
@@ -254,9 +283,29 @@ pub async fn synthesize(
         real_values,
         check_repairs,
         duplicates_removed,
+        foreign_key_repairs,
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// Removes the rows that repeat one of `table`'s composite unique keys, counting them off
+/// its report and naming the key in `removed`.
+async fn remove_repeated_keys(
+    conn: &mut sqlx::PgConnection,
+    table: &str,
+    composite: &[Vec<String>],
+    report: &mut TableReport,
+    removed: &mut Vec<(String, u64)>,
+) -> Result<(), Error> {
+    for columns in composite {
+        let n = load::remove_duplicates(conn, table, columns).await?;
+        if n > 0 {
+            report.rows = report.rows.saturating_sub(n);
+            removed.push((format!("{} ({})", report.name, columns.join(", ")), n));
+        }
+    }
+    Ok(())
 }
 
 /// The tables in foreign-key levels: each level's parents are in earlier ones (a cycle's

@@ -38,30 +38,60 @@ impl Replay {
     }
 }
 
-/// The target's `limit` most called SELECTs, with their calls; nothing (and why) when
-/// `pg_stat_statements` is not installed or not readable.
-pub async fn top_queries(
-    target: &mut PgConnection,
-    limit: i64,
-) -> Result<Vec<(String, i64)>, String> {
+/// Nothing when pg_stat_statements is installed on the target, else why not.
+async fn installed(target: &mut PgConnection) -> Result<(), String> {
     let installed: bool = sqlx::query_scalar(
         "SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'pg_stat_statements')",
     )
     .fetch_one(&mut *target)
     .await
     .map_err(|e| e.to_string())?;
-    if !installed {
-        return Err("pg_stat_statements is not installed on the target".to_string());
+    if installed {
+        Ok(())
+    } else {
+        Err("pg_stat_statements is not installed on the target".to_string())
     }
+}
+
+/// The target's `limit` most called SELECTs, with their calls (catalog reads left out, as
+/// in [`observed_rate`]: tools', zdm's own); nothing (and why) when `pg_stat_statements`
+/// is not installed or not readable.
+pub async fn top_queries(
+    target: &mut PgConnection,
+    limit: i64,
+) -> Result<Vec<(String, i64)>, String> {
+    installed(target).await?;
     sqlx::query_as(
         "SELECT query, calls::int8 FROM pg_stat_statements \
          WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
-         AND query ~* '^\\s*select' ORDER BY calls DESC LIMIT $1",
+         AND query ~* '^\\s*select' AND query !~* '(\\mpg_[a-z_]+|information_schema)' \
+         ORDER BY calls DESC LIMIT $1",
     )
     .bind(limit)
     .fetch_all(&mut *target)
     .await
     .map_err(|e| format!("cannot read pg_stat_statements: {e}"))
+}
+
+/// The target's rate: its statements (reads and writes of this database, in
+/// `pg_stat_statements`) per second since its statistics were last reset
+/// (`pg_stat_statements_info.stats_reset`, PostgreSQL 14 and later). Statements that read
+/// the catalogs (`pg_…`, `information_schema`: monitoring, tools, zdm itself) are not the
+/// application's and are left out. Returns the calls and the window in seconds; the rate
+/// is their ratio. Nothing (and why) when it cannot be read.
+pub async fn observed_rate(target: &mut PgConnection) -> Result<(f64, f64), String> {
+    installed(target).await?;
+    sqlx::query_as(
+        "SELECT (SELECT coalesce(sum(calls), 0)::float8 FROM pg_stat_statements \
+                 WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) \
+                 AND query ~* '^\\s*(select|insert|update|delete|with)' \
+                 AND query !~* '(\\mpg_[a-z_]+|information_schema)'), \
+                extract(epoch FROM now() - stats_reset)::float8 \
+         FROM pg_stat_statements_info",
+    )
+    .fetch_one(&mut *target)
+    .await
+    .map_err(|e| format!("cannot read pg_stat_statements_info (PostgreSQL 14 or later): {e}"))
 }
 
 /// How many generated values of a column a parameter draws from.

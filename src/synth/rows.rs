@@ -39,6 +39,9 @@ pub struct TableGen {
     pub composite_unique: Vec<Vec<String>>,
     /// Single unique columns (a check constraint on them cannot be repaired by copying).
     pub unique_columns: Vec<String>,
+    /// Foreign keys of several columns: after the load, each child tuple without a
+    /// parent takes a generated parent tuple.
+    pub composite_foreign_keys: Vec<super::stats::CompositeForeignKey>,
     /// The column whose order the rows' physical order follows most (|correlation| > 0.5),
     /// descending when negative: rows moved by a repair are put back in that order.
     pub order_by: Option<(String, bool)>,
@@ -130,17 +133,45 @@ pub fn plan(
             );
         }
     }
+    // The parents' column sets that foreign keys of several columns refer to: never NULL
+    // (a parent tuple with a NULL cannot be referred to).
+    let mut composite_referenced: Vec<(&str, &str)> = Vec::new();
+    for table in tables {
+        for fk in &table.composite_foreign_keys {
+            let refuse = |why: String| Error::Unsupported {
+                column: format!("{} (foreign key {})", table.display, fk.name),
+                why,
+            };
+            let parent = tables
+                .iter()
+                .find(|t| t.qualified == fk.parent)
+                .ok_or_else(|| refuse("it refers to a table zdm does not fill".into()))?;
+            let mut wanted = fk.parent_columns.clone();
+            wanted.sort();
+            if !parent.unique.iter().any(|u| {
+                let mut u = u.clone();
+                u.sort();
+                u == wanted
+            }) {
+                return Err(refuse(format!(
+                    "no unique index of {} on exactly ({})",
+                    parent.display,
+                    fk.parent_columns.join(", ")
+                )));
+            }
+            if let Some(column) = fk.columns.iter().find(|c| table.is_unique(c)) {
+                return Err(refuse(format!(
+                    "its column {column} is unique on its own: a tuple taken from the parent \
+                     could repeat it"
+                )));
+            }
+            for column in &fk.parent_columns {
+                composite_referenced.push((parent.qualified.as_str(), column.as_str()));
+            }
+        }
+    }
     let mut gens = Vec::new();
     for table in tables {
-        if let Some(name) = table.composite_foreign_keys.first() {
-            return Err(Error::Unsupported {
-                column: table.display.clone(),
-                why: format!(
-                    "foreign key {name} has several columns; zdm synth generates one-column \
-                     foreign keys only"
-                ),
-            });
-        }
         let n = rows[table.qualified.as_str()];
         if table.reltuples < 0.0 {
             warnings.push(format!(
@@ -169,6 +200,7 @@ pub fn plan(
                 .filter(|u| u.len() == 1)
                 .map(|u| u[0].clone())
                 .collect(),
+            composite_foreign_keys: table.composite_foreign_keys.clone(),
             order_by: table
                 .columns
                 .iter()
@@ -186,6 +218,9 @@ pub fn plan(
             let is_referenced = referenced
                 .iter()
                 .any(|&(p, c)| p == table.qualified && c == column.name);
+            let in_composite_key = composite_referenced
+                .iter()
+                .any(|&(p, c)| p == table.qualified && c == column.name);
             if column.stats.is_none() && n > 0 {
                 missing_stats.push(column.name.clone());
             }
@@ -195,6 +230,7 @@ pub fn plan(
                 column,
                 n,
                 is_referenced,
+                in_composite_key,
                 keep_values,
                 key,
                 &keys,
@@ -202,7 +238,21 @@ pub fn plan(
                 &key_ranges,
             );
             match built {
-                Ok((shape, note)) => {
+                Ok((shape, mut note)) => {
+                    if let Some(fk) = table
+                        .composite_foreign_keys
+                        .iter()
+                        .find(|fk| fk.columns.contains(&column.name))
+                    {
+                        note.how = format!(
+                            "{}; foreign key {} to {} ({}): tuples without a parent take a \
+                             parent's",
+                            note.how,
+                            fk.name,
+                            fk.parent,
+                            fk.parent_columns.join(", ")
+                        );
+                    }
                     gen.copy_columns.push(crate::db::quote_ident(&column.name));
                     gen.columns.push(shape.into_gen());
                     gen.notes.push(note);
@@ -238,9 +288,11 @@ pub fn plan(
                 missing_stats.join(", ")
             ));
         }
-        for fk in &table.foreign_keys {
-            if fk.parent != table.qualified && !gen.parents.contains(&fk.parent) {
-                gen.parents.push(fk.parent.clone());
+        let parents = table.foreign_keys.iter().map(|fk| &fk.parent);
+        let composite_parents = table.composite_foreign_keys.iter().map(|fk| &fk.parent);
+        for parent in parents.chain(composite_parents) {
+            if *parent != table.qualified && !gen.parents.contains(parent) {
+                gen.parents.push(parent.clone());
             }
         }
         gens.push(gen);
@@ -280,6 +332,7 @@ fn column_gen(
     column: &Column,
     rows: u64,
     is_referenced: bool,
+    in_composite_key: bool,
     keep_values: bool,
     key: u64,
     keys: &HashMap<(String, String), Arc<Values>>,
@@ -288,7 +341,7 @@ fn column_gen(
 ) -> Result<(Shape, ColumnNote), String> {
     let stats = column.stats.clone().unwrap_or_else(no_stats);
     let unique = table.is_unique(&column.name);
-    let null_frac = if column.not_null || is_referenced {
+    let null_frac = if column.not_null || is_referenced || in_composite_key {
         0.0
     } else {
         stats.null_frac.clamp(0.0, 1.0)

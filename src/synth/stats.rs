@@ -89,6 +89,21 @@ pub struct ForeignKey {
     pub parent_column: String,
 }
 
+/// A foreign key of several columns to a unique column set of a table: generated as the
+/// child's own columns, then each child tuple with no parent takes a parent's generated
+/// tuple (load.rs, `repair_composite_key`).
+#[derive(Debug, Clone)]
+pub struct CompositeForeignKey {
+    pub name: String,
+    /// The child's columns, in the key's order.
+    pub columns: Vec<String>,
+    pub parent: String,
+    /// The parent's columns, in the same order.
+    pub parent_columns: Vec<String>,
+    /// `MATCH FULL`: a tuple with some NULL columns must have all of them NULL.
+    pub match_full: bool,
+}
+
 /// A table to fill.
 #[derive(Debug, Clone)]
 pub struct Table {
@@ -102,8 +117,8 @@ pub struct Table {
     /// Unique indexes (primary key included) on plain columns, by column names.
     pub unique: Vec<Vec<String>>,
     pub foreign_keys: Vec<ForeignKey>,
-    /// Foreign keys of several columns, by constraint name: not generated.
-    pub composite_foreign_keys: Vec<String>,
+    /// Foreign keys of several columns: repaired onto the parent's tuples after the load.
+    pub composite_foreign_keys: Vec<CompositeForeignKey>,
 }
 
 impl Table {
@@ -169,7 +184,14 @@ SELECT c.conname::text AS name, cardinality(c.conkey) AS width,
         AND attnum = c.conkey[1]) AS column,
        pn.nspname::text AS parent_schema, p.relname::text AS parent_name,
        (SELECT attname::text FROM pg_attribute WHERE attrelid = c.confrelid
-        AND attnum = c.confkey[1]) AS parent_column
+        AND attnum = c.confkey[1]) AS parent_column,
+       ARRAY(SELECT a.attname::text FROM unnest(c.conkey) WITH ORDINALITY k(num, pos)
+             JOIN pg_attribute a ON a.attrelid = c.conrelid AND a.attnum = k.num
+             ORDER BY k.pos) AS columns,
+       ARRAY(SELECT a.attname::text FROM unnest(c.confkey) WITH ORDINALITY k(num, pos)
+             JOIN pg_attribute a ON a.attrelid = c.confrelid AND a.attnum = k.num
+             ORDER BY k.pos) AS parent_columns,
+       c.confmatchtype = 'f' AS match_full
 FROM pg_constraint c
 JOIN pg_class p ON p.oid = c.confrelid JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE c.conrelid = $1::int8::oid AND c.contype = 'f'
@@ -217,18 +239,25 @@ pub async fn read(conn: &mut PgConnection) -> Result<Vec<Table>, sqlx::Error> {
         {
             let fk_name: String = fk.try_get("name")?;
             let width: i32 = fk.try_get("width")?;
+            let parent = format!(
+                "{}.{}",
+                quote_ident(&fk.try_get::<String, _>("parent_schema")?),
+                quote_ident(&fk.try_get::<String, _>("parent_name")?)
+            );
             if width != 1 {
-                composite_foreign_keys.push(fk_name);
+                composite_foreign_keys.push(CompositeForeignKey {
+                    name: fk_name,
+                    columns: fk.try_get("columns")?,
+                    parent,
+                    parent_columns: fk.try_get("parent_columns")?,
+                    match_full: fk.try_get("match_full")?,
+                });
                 continue;
             }
             foreign_keys.push(ForeignKey {
                 name: fk_name,
                 column: fk.try_get("column")?,
-                parent: format!(
-                    "{}.{}",
-                    quote_ident(&fk.try_get::<String, _>("parent_schema")?),
-                    quote_ident(&fk.try_get::<String, _>("parent_name")?)
-                ),
+                parent,
                 parent_column: fk.try_get("parent_column")?,
             });
         }

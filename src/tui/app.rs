@@ -357,6 +357,31 @@ pub enum Action {
     Quit,
 }
 
+/// A migration's last rehearsal as its file (`zdm rehearse` keeps it) says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LastRehearsal {
+    /// Never rehearsed: the command that would.
+    Never {
+        command: String,
+    },
+    Found(Box<crate::synth::rehearsal::Rehearsal>),
+    /// The file is there but cannot be read as a rehearsal.
+    Unreadable(String),
+}
+
+impl LastRehearsal {
+    /// What the file of `migration`'s last rehearsal in `migrations_dir` says.
+    pub fn of(migrations_dir: &std::path::Path, migration: &str) -> Self {
+        match crate::synth::rehearsal::last(migrations_dir, migration) {
+            Ok(Some(rehearsal)) => LastRehearsal::Found(Box::new(rehearsal)),
+            Ok(None) => LastRehearsal::Never {
+                command: format!("zdm rehearse {migration}"),
+            },
+            Err(why) => LastRehearsal::Unreadable(why),
+        }
+    }
+}
+
 /// Everything the console shows.
 #[derive(Debug, Clone)]
 pub struct App {
@@ -376,6 +401,9 @@ pub struct App {
     /// Why the selected migration has no plan to show (or that it is being planned).
     pub plan_problem: Option<String>,
     pub plan_scroll: usize,
+    /// The selected migration's last rehearsal, shown beside its plan; None until looked
+    /// for.
+    pub rehearsal: Option<LastRehearsal>,
     pub backfill: Option<BackfillView>,
     /// The database's health as the monitor last saw it.
     pub health: Option<HealthView>,
@@ -415,6 +443,7 @@ impl App {
             plan: None,
             plan_problem: None,
             plan_scroll: 0,
+            rehearsal: None,
             backfill: None,
             health: None,
             manual_throttle: false,

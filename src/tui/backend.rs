@@ -99,6 +99,12 @@ impl Backend {
         self.poll_now.notify_one();
     }
 
+    /// The last rehearsal of `migration`: a small file beside the migrations, read here and
+    /// now (never the database).
+    pub fn last_rehearsal(&self, migration: &str) -> super::app::LastRehearsal {
+        super::app::LastRehearsal::of(&self.config.migrations_dir, migration)
+    }
+
     /// Plans `migration` (a file not started yet) in the background.
     pub fn plan(&self, migration: String) {
         let config = self.config.clone();

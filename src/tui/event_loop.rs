@@ -598,6 +598,13 @@ impl Console {
 
     /// Shows the plan of `name`: a known one at once, else asks the planner.
     pub(super) fn show_plan(&mut self, name: &str) {
+        // Its last rehearsal beside it (a rehearsal that ends while the console is open
+        // shows at the next status read).
+        let rehearsal = Some(self.backend.last_rehearsal(name));
+        if rehearsal != self.app.rehearsal {
+            self.app.rehearsal = rehearsal;
+            self.dirty = true;
+        }
         let plan = self.plans.get(name).cloned();
         let problem = self.plan_problems.get(name).cloned();
         // A status read every second re-shows the same plan: redraw only on a change.

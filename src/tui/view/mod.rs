@@ -3,6 +3,7 @@
 
 pub(crate) mod panes;
 mod popups;
+mod rehearsal;
 
 use ratatui::layout::{Constraint, Layout, Rect};
 use ratatui::text::{Line, Span};

@@ -125,6 +125,7 @@ pub fn plan(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
             )));
         }
     }
+    lines.extend(super::rehearsal::lines(app, theme));
     let mut phase = None;
     for (index, step) in plan.steps.iter().enumerate() {
         if phase != Some(step.phase) {
@@ -168,6 +169,10 @@ pub fn plan(frame: &mut Frame, area: Rect, app: &App, theme: &Theme) {
         }
         if step.unchecked {
             facts.push(Span::styled(" · UNSAFE raw SQL", theme.danger()));
+        }
+        if let Some(forecast) = super::rehearsal::step_forecast(app, step.phase, &step.description)
+        {
+            facts.push(Span::styled(format!(" · {forecast}"), theme.info()));
         }
         lines.push(Line::from(facts));
         let sql = match &step.action {
