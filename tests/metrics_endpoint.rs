@@ -8,7 +8,7 @@ mod common;
 mod engine_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine_support::{backfill, engine, plan, quick_options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -300,7 +300,7 @@ async fn the_endpoint_parses_and_its_rows_counter_matches_the_database() {
         options
     });
     served.stream_metrics(&monitor);
-    let mut published = served.subscribe();
+    let mut published = common::events_of(served.subscribe());
     engine.set_events(Events::to(events));
     let the_plan = plan(
         migration,
@@ -318,26 +318,21 @@ async fn the_endpoint_parses_and_its_rows_counter_matches_the_database() {
     });
 
     // A few batches, then a pause: the counter must equal what the table holds.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stamped = tokio::time::timeout_at(deadline.into(), published.recv())
-            .await
-            .expect("batches in time")
-            .expect("events");
-        if matches!(stamped.event, Event::BatchDone(ref b) if b.batch >= 4) {
-            break;
-        }
-    }
+    common::until(
+        &mut published,
+        Duration::from_secs(30),
+        "four batches",
+        |e| matches!(e, Event::BatchDone(b) if b.batch >= 4),
+    )
+    .await;
     control.pause("metrics test");
-    loop {
-        let stamped = tokio::time::timeout_at(deadline.into(), published.recv())
-            .await
-            .expect("the pause in time")
-            .expect("events");
-        if matches!(stamped.event, Event::Progress(ref p) if p.state == RunState::Paused) {
-            break;
-        }
-    }
+    common::until(
+        &mut published,
+        Duration::from_secs(30),
+        "the pause",
+        |e| matches!(e, Event::Progress(p) if p.state == RunState::Paused),
+    )
+    .await;
     let in_table: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE qty2 IS NOT NULL")
         .fetch_one(&pool)
         .await

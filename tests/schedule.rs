@@ -6,11 +6,11 @@
 mod common;
 mod engine_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::until;
 use engine_support::{backfill, engine, plan, quick_options};
 use sqlx::PgPool;
-use tokio::sync::mpsc::UnboundedReceiver;
 use zdm::engine::pacing::PacingSettings;
 use zdm::engine::throttle::{Throttle, ThrottleSettings};
 use zdm::engine::{BackfillSettings, EngineOptions, Error, Event, Events};
@@ -23,34 +23,6 @@ fn zurich(civil: &str) -> jiff::Timestamp {
     let dt: jiff::civil::DateTime = civil.parse().expect("datetime");
     let tz = jiff::tz::TimeZone::get("Europe/Zurich").expect("bundled zone");
     dt.to_zoned_datetime(tz).expect("zoned").timestamp()
-}
-
-/// Events until one matches `wanted` (returned last), failing after `timeout`.
-async fn until(
-    events: &mut UnboundedReceiver<Event>,
-    timeout: Duration,
-    what: &str,
-    wanted: impl Fn(&Event) -> bool,
-) -> Vec<Event> {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv()).await {
-            Ok(Some(event)) => {
-                let done = wanted(&event);
-                seen.push(event);
-                if done {
-                    return seen;
-                }
-            }
-            Ok(None) => panic!("the run ended before {what}: {seen:#?}"),
-            Err(_) => panic!(
-                "no {what} within {timeout:?}; last events: {:#?}",
-                &seen[seen.len().saturating_sub(8)..]
-            ),
-        }
-    }
 }
 
 fn batch_count(events: &[Event]) -> usize {
