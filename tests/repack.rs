@@ -371,6 +371,16 @@ async fn interrupted(
             .spawn()
             .expect("run zdm repack");
         let stderr = child.stderr.take().expect("stderr");
+        // A zdm that never ends fails the test instead of hanging it.
+        let (ended, watchdog) = std::sync::mpsc::channel::<()>();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        std::thread::spawn(move || {
+            if watchdog.recv_timeout(std::time::Duration::from_secs(180))
+                == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
         let mut said = Vec::new();
         let mut sent = false;
         for line in BufReader::new(stderr).lines() {
@@ -383,6 +393,7 @@ async fn interrupted(
             said.push(line);
         }
         let status = child.wait().expect("wait");
+        let _ = ended.send(());
         (status, said.join("\n"))
     })
     .await
