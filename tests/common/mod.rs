@@ -175,3 +175,21 @@ pub fn events_of(
     });
     receiver
 }
+
+/// `pg_ctl ARGS` on the cluster's primary as its service user, waiting (`stop
+/// --mode=fast`, `start`: a server that goes away and comes back on the same port).
+pub fn pg_ctl(pg: &LocalPg, args: &[&str]) {
+    let status = pg
+        .service_user()
+        .command(&pg.binaries().tool("pg_ctl"), pg.root())
+        .args(args)
+        .arg("--pgdata")
+        .arg(pg.primary().data_dir())
+        .arg("--log")
+        .arg(pg.primary().log_file())
+        .args(["--wait", "--silent"])
+        .stdin(std::process::Stdio::null())
+        .status()
+        .expect("run pg_ctl");
+    assert!(status.success(), "pg_ctl {args:?}: {status}");
+}
