@@ -128,6 +128,23 @@ async fn status_of(pool: &PgPool) -> String {
     status.ok().flatten().unwrap_or_default()
 }
 
+/// Waits (two minutes at most) until the backfill has checkpointed a batch.
+async fn a_batch_checkpointed(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let batches: Option<i64> =
+            sqlx::query_scalar("SELECT max(batches) FROM zdm.backfill_progress")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(None);
+        if batches.unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no batch was checkpointed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 async fn unfilled(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT count(*) FROM items WHERE size IS DISTINCT FROM qty * 2")
         .fetch_one(pool)
@@ -225,19 +242,7 @@ async fn ctrl_c_stops_once_with_the_resume_command_and_exit_3() {
     .spawn()
     .expect("spawn zdm start");
     // Once a batch is checkpointed, Ctrl-C.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let batches: Option<i64> =
-            sqlx::query_scalar("SELECT max(batches) FROM zdm.backfill_progress")
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(None);
-        if batches.unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no batch was checkpointed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    a_batch_checkpointed(&pool).await;
     kill(Pid::from_raw(start.id() as i32), Signal::SIGINT).expect("SIGINT");
     let output = tokio::task::block_in_place(|| wait(start, Duration::from_secs(120)));
     let stderr = text(&output.stderr);
@@ -340,19 +345,7 @@ async fn a_second_ctrl_c_stops_at_once_with_exit_130_and_the_checkpoint_holds() 
         .stdout(Stdio::null())
         .spawn()
         .expect("spawn zdm start");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let batches: Option<i64> =
-            sqlx::query_scalar("SELECT max(batches) FROM zdm.backfill_progress")
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(None);
-        if batches.unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no batch was checkpointed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    a_batch_checkpointed(&pool).await;
     // The application holds the last row; the batch that reaches it waits.
     let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
     sqlx::raw_sql(&format!(

@@ -458,6 +458,44 @@ async fn assert_inserts_kept(
     );
 }
 
+/// The end of a rollout on the items table: the old application retires, contract, the
+/// new one goes on a little; then neither saw an error (`App::finish`), both did work,
+/// every row either inserted is there, and every row is what the oracle says.
+async fn retire_complete_and_check(
+    pg: &LocalPg,
+    case: &Case,
+    root: &Path,
+    pool: &PgPool,
+    old: App,
+    new: App,
+) {
+    let old_ran = old.finish();
+    complete(pg, case, root);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let new_ran = new.finish();
+    assert!(
+        old_ran.ops > 50 && new_ran.ops > 50,
+        "old {}, new {}",
+        old_ran.ops,
+        new_ran.ops
+    );
+    assert_inserts_kept(pool, "items", &old_ran, 1, (1_000_000, 2_000_000)).await;
+    assert_inserts_kept(pool, "items", &new_ran, 1, (2_000_000, 3_000_000)).await;
+    let wrong = fetch_one(pool, case.wrong).await;
+    if wrong != "0" {
+        // The rows themselves, to see what went wrong.
+        let rows = case.wrong.replacen(
+            "SELECT count(*)::text FROM items",
+            "SELECT coalesce(string_agg(items::text, ' | '), '') FROM items",
+            1,
+        );
+        panic!(
+            "{wrong} row(s) differing from the oracle: {}",
+            fetch_one(pool, &rows).await
+        );
+    }
+}
+
 async fn run(case: &Case) {
     let (pg, pool, root) = prepare(case, 40_000).await;
     let database = case.database;
@@ -599,38 +637,8 @@ async fn repack_while_both_versions_write() {
     tokio::time::sleep(Duration::from_secs(1)).await;
 
     // The old version retires, contract, the new one goes on a little.
-    let old_ran = old.finish();
-    complete(&pg, case, root.path());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let new_ran = new.finish();
-    assert!(
-        old_ran.ops > 50 && new_ran.ops > 50,
-        "old {}, new {}",
-        old_ran.ops,
-        new_ran.ops
-    );
-    assert_inserts_kept(&pool, "items", &old_ran, 1, (1_000_000, 2_000_000)).await;
-    assert_inserts_kept(&pool, "items", &new_ran, 1, (2_000_000, 3_000_000)).await;
-    assert_eq!(
-        fetch_one(&pool, case.wrong).await,
-        "0",
-        "rows differing from the oracle"
-    );
+    retire_complete_and_check(&pg, case, root.path(), &pool, old, new).await;
     pool.close().await;
-}
-
-/// Civil time in Zurich as an instant.
-fn zurich(civil: &str) -> jiff::Timestamp {
-    let dt: jiff::civil::DateTime = civil.parse().expect("datetime");
-    let tz = jiff::tz::TimeZone::get("Europe/Zurich").expect("bundled zone");
-    dt.to_zoned_datetime(tz).expect("zoned").timestamp()
-}
-
-async fn rows_done(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT coalesce(sum(rows_updated), 0)::bigint FROM zdm.backfill_ranges")
-        .fetch_one(pool)
-        .await
-        .expect("checkpoint")
 }
 
 /// `zdm start`'s run in this process (planned as the binary plans it) with its throttle's
@@ -685,7 +693,7 @@ async fn a_backfill_held_by_its_window_and_released_while_both_versions_write() 
         .await
         .expect("engine");
     // Tuesday 1 December 2026, 04:59 in Zurich: one minute of the window left.
-    let clock = Clock::manual(zurich("2026-12-01T04:59:00"));
+    let clock = Clock::manual(common::zurich("2026-12-01T04:59:00"));
     let mut throttle = Throttle::without_monitor(settings, "no monitor in this test".to_string());
     throttle.set_clock(clock.clone());
     engine.set_throttle(throttle);
@@ -701,15 +709,19 @@ async fn a_backfill_held_by_its_window_and_released_while_both_versions_write() 
         matches!(e, Event::BatchDone(_))
     })
     .await;
-    clock.set(zurich("2026-12-01T05:00:30"));
+    clock.set(common::zurich("2026-12-01T05:00:30"));
     common::until(&mut events, Duration::from_secs(20), "the hold", |e| {
         matches!(e, Event::ThrottleOn { reason } if reason.starts_with("outside the low-traffic window"))
     })
     .await;
     // Held: the old application writes, no batch commits.
-    let held = rows_done(&pool).await;
+    let held = common::rows_checkpointed(&pool).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(rows_done(&pool).await, held, "no batch outside the window");
+    assert_eq!(
+        common::rows_checkpointed(&pool).await,
+        held,
+        "no batch outside the window"
+    );
     let total: i64 = sqlx::query_scalar("SELECT count(*) FROM items")
         .fetch_one(&pool)
         .await
@@ -717,7 +729,7 @@ async fn a_backfill_held_by_its_window_and_released_while_both_versions_write() 
     assert!(held < total, "held before the end: {held} of {total}");
 
     // The next window opens: it goes on by itself to the end.
-    clock.set(zurich("2026-12-02T01:00:00"));
+    clock.set(common::zurich("2026-12-02T01:00:00"));
     common::until(&mut events, Duration::from_secs(20), "the release", |e| {
         matches!(e, Event::ThrottleOff { reason, .. } if reason.starts_with("the low-traffic window no longer holds"))
     })
@@ -731,22 +743,6 @@ async fn a_backfill_held_by_its_window_and_released_while_both_versions_write() 
 
     let new = new_app(&pg, case, root.path());
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let old_ran = old.finish();
-    complete(&pg, case, root.path());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let new_ran = new.finish();
-    assert!(
-        old_ran.ops > 50 && new_ran.ops > 50,
-        "old {}, new {}",
-        old_ran.ops,
-        new_ran.ops
-    );
-    assert_inserts_kept(&pool, "items", &old_ran, 1, (1_000_000, 2_000_000)).await;
-    assert_inserts_kept(&pool, "items", &new_ran, 1, (2_000_000, 3_000_000)).await;
-    assert_eq!(
-        fetch_one(&pool, case.wrong).await,
-        "0",
-        "rows differing from the oracle"
-    );
+    retire_complete_and_check(&pg, case, root.path(), &pool, old, new).await;
     pool.close().await;
 }

@@ -953,23 +953,6 @@ async fn detach_fails_at_once_when_its_control_directory_is_refused() {
     assert!(!started, "no runner started the migration");
 }
 
-/// Runs `pg_ctl` on the primary as the servers' own user.
-fn pg_ctl(pg: &LocalPg, args: &[&str]) {
-    let status = pg
-        .service_user()
-        .command(&pg.binaries().tool("pg_ctl"), pg.root())
-        .args(args)
-        .arg("--pgdata")
-        .arg(pg.primary().data_dir())
-        .arg("--log")
-        .arg(pg.primary().log_file())
-        .args(["--wait", "--silent"])
-        .stdin(std::process::Stdio::null())
-        .status()
-        .expect("run pg_ctl");
-    assert!(status.success(), "pg_ctl {args:?}: {status}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_gone_for_good_stops_the_run_as_stopped_with_a_bounded_log() {
     let scene = Scene::new("gone").await;
@@ -991,7 +974,7 @@ async fn a_server_gone_for_good_stops_the_run_as_stopped_with_a_bounded_log() {
         .unwrap_or_default()
         .lines()
         .count();
-    tokio::task::block_in_place(|| pg_ctl(&scene._pg, &["stop", "--mode=immediate"]));
+    tokio::task::block_in_place(|| common::pg_ctl(&scene._pg, &["stop", "--mode=immediate"]));
     let status = tokio::time::timeout(Duration::from_secs(90), start.wait())
         .await
         .expect("the run gives up within its budget")
@@ -1016,7 +999,7 @@ async fn a_server_gone_for_good_stops_the_run_as_stopped_with_a_bounded_log() {
         after.join("\n")
     );
     // Back up, the migration reads as stopped (not failed) and resumes.
-    tokio::task::block_in_place(|| pg_ctl(&scene._pg, &["start"]));
+    tokio::task::block_in_place(|| common::pg_ctl(&scene._pg, &["start"]));
     let (_, stdout, _) = scene.run(&["status"]).await;
     assert!(stdout.contains("STOPPED:"), "{stdout}");
     let (ok, _, stderr) = scene.run(&["start", MIGRATION]).await;

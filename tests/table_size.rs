@@ -85,12 +85,7 @@ async fn a_resumed_backfill_keeps_its_before_and_a_new_run_measures_again() {
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let done: i64 = sqlx::query_scalar(
-            "SELECT coalesce(sum(rows_updated), 0)::bigint FROM zdm.backfill_ranges",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap_or(0);
+        let done = common::rows_checkpointed(&pool).await;
         if done >= 1500 {
             break;
         }

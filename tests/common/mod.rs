@@ -193,3 +193,18 @@ pub fn pg_ctl(pg: &LocalPg, args: &[&str]) {
         .expect("run pg_ctl");
     assert!(status.success(), "pg_ctl {args:?}: {status}");
 }
+
+/// Civil time in Zurich (the zone the low-traffic window tests use) as an instant.
+pub fn zurich(civil: &str) -> jiff::Timestamp {
+    let dt: jiff::civil::DateTime = civil.parse().expect("datetime");
+    let tz = jiff::tz::TimeZone::get("Europe/Zurich").expect("bundled zone");
+    dt.to_zoned_datetime(tz).expect("zoned").timestamp()
+}
+
+/// Rows the running backfill step has checkpointed, over all its key ranges.
+pub async fn rows_checkpointed(pool: &PgPool) -> i64 {
+    sqlx::query_scalar("SELECT coalesce(sum(rows_updated), 0)::bigint FROM zdm.backfill_ranges")
+        .fetch_one(pool)
+        .await
+        .unwrap_or(0)
+}
