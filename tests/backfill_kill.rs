@@ -67,9 +67,8 @@ async fn prepare(pg: &LocalPg, database: &str, backfill: &str) -> sqlx::PgPool {
     std::fs::write(
         pg.root().join(format!("{database}.toml")),
         format!(
-            "[backfill]\nbatch_target = \"100ms\"\n{backfill}\n\
-             [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-             max_active_sessions_factor = \"none\"\n"
+            "[backfill]\nbatch_target = \"100ms\"\n{backfill}\n{}",
+            common::THROTTLE_OFF
         ),
     )
     .expect("config");

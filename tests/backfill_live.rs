@@ -6,8 +6,9 @@
 mod common;
 mod engine_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::until;
 use engine_support::{backfill, engine, plan, quick_options};
 use sqlx::{Connection, Executor, PgPool};
 use tokio::sync::mpsc::UnboundedReceiver;
@@ -74,38 +75,6 @@ fn run(mut engine: Engine) -> (Running, UnboundedReceiver<Event>) {
         (outcome, engine)
     });
     (task, receiver)
-}
-
-/// Events until one matches `wanted` (returned last), failing after `timeout`.
-async fn until(
-    events: &mut UnboundedReceiver<Event>,
-    timeout: Duration,
-    what: &str,
-    wanted: impl Fn(&Event) -> bool,
-) -> Vec<Event> {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv()).await {
-            Ok(Some(event)) => {
-                let done = wanted(&event);
-                seen.push(event);
-                if done {
-                    return seen;
-                }
-            }
-            Ok(None) => panic!("the run ended before {what}: {seen:#?}"),
-            Err(_) => panic!(
-                "no {what} within {timeout:?}; last events: {:#?}",
-                tail(&seen)
-            ),
-        }
-    }
-}
-
-fn tail(events: &[Event]) -> &[Event] {
-    &events[events.len().saturating_sub(8)..]
 }
 
 /// Keys per committed batch, from consecutive events.

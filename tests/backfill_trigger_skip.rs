@@ -26,9 +26,13 @@ use zdm::localpg::LocalPg;
 const ROWS: i64 = 20_000;
 
 /// Small batches (many of them) and no throttle input that a busy test machine trips.
-const CONFIG: &str = "[backfill]\nstart_batch_rows = 1000\nmax_batch_rows = 1000\n\n\
-    [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-    max_active_sessions_factor = \"none\"\nmax_replica_lag = \"none\"\nmax_lock_waiters = \"none\"\n";
+fn config() -> String {
+    format!(
+        "[backfill]\nstart_batch_rows = 1000\nmax_batch_rows = 1000\n\n{}\
+         max_replica_lag = \"none\"\nmax_lock_waiters = \"none\"\n",
+        common::THROTTLE_OFF
+    )
+}
 
 const FAHRENHEIT: &str = r#"
 [[operations]]
@@ -102,7 +106,7 @@ async fn started(pg: &LocalPg, name: &str, setup: &str, migration: &str) -> PgPo
     std::fs::create_dir(&migrations).expect("dir");
     std::fs::write(migrations.join("0001_f.toml"), migration).expect("migration");
     let config_file = dir.path().join("zdm.toml");
-    std::fs::write(&config_file, CONFIG).expect("config");
+    std::fs::write(&config_file, config()).expect("config");
     let config = Config::load(&Overrides {
         config_file: Some(config_file),
         database_url: Some(pg.primary().url(name)),

@@ -1,7 +1,8 @@
 //! How commands end, through the real binary on a real server: a closed stdout ends a
 //! read quietly and never kills a run (`| head -1`), Ctrl-C of a foreground start says
 //! once where it stopped with the command that resumes it (exit 3, recorded in the audit),
-//! `zdm gates` exits 4 when a gate did not pass, and a missing migrations directory is
+//! a second Ctrl-C while a batch waits stops at once with exit 130 (the batch rolled back,
+//! the checkpoint holding, the same command resuming), `zdm gates` exits 4 when a gate did not pass, and a missing migrations directory is
 //! an immediate error naming it and `--dir`, never a gate to override.
 
 mod common;
@@ -52,8 +53,8 @@ fn config(dir: &Path, rows_per_second: u32) -> std::path::PathBuf {
         &path,
         format!(
             "[backfill]\nmax_rows_per_second = {rows_per_second}\nbatch_target = \"50ms\"\n\
-             [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-             max_active_sessions_factor = \"none\"\n[gates]\nwindow_s = 0.2\n"
+             {}[gates]\nwindow_s = 0.2\n",
+            common::THROTTLE_OFF
         ),
     )
     .expect("config");
@@ -125,6 +126,23 @@ async fn status_of(pool: &PgPool) -> String {
             .fetch_optional(pool)
             .await;
     status.ok().flatten().unwrap_or_default()
+}
+
+/// Waits (two minutes at most) until the backfill has checkpointed a batch.
+async fn a_batch_checkpointed(pool: &PgPool) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let batches: Option<i64> =
+            sqlx::query_scalar("SELECT max(batches) FROM zdm.backfill_progress")
+                .fetch_one(pool)
+                .await
+                .unwrap_or(None);
+        if batches.unwrap_or(0) > 0 {
+            return;
+        }
+        assert!(Instant::now() < deadline, "no batch was checkpointed");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 async fn unfilled(pool: &PgPool) -> i64 {
@@ -224,19 +242,7 @@ async fn ctrl_c_stops_once_with_the_resume_command_and_exit_3() {
     .spawn()
     .expect("spawn zdm start");
     // Once a batch is checkpointed, Ctrl-C.
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let batches: Option<i64> =
-            sqlx::query_scalar("SELECT max(batches) FROM zdm.backfill_progress")
-                .fetch_one(&pool)
-                .await
-                .unwrap_or(None);
-        if batches.unwrap_or(0) > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline, "no batch was checkpointed");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    a_batch_checkpointed(&pool).await;
     kill(Pid::from_raw(start.id() as i32), Signal::SIGINT).expect("SIGINT");
     let output = tokio::task::block_in_place(|| wait(start, Duration::from_secs(120)));
     let stderr = text(&output.stderr);
@@ -309,6 +315,125 @@ async fn ctrl_c_stops_once_with_the_resume_command_and_exit_3() {
         trail.contains("stop ") && trail.contains("SIGINT received: stopped after batch"),
         "{trail}"
     );
+}
+
+/// The second Ctrl-C of `zdm --help` and docs/engine.md: while the batch in flight waits
+/// (here for a row an application holds), the first asks for a stop after it, the second
+/// stops at once with exit 130; the server rolls the batch back, the checkpoint holds, and
+/// the same command resumes to the end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_ctrl_c_stops_at_once_with_exit_130_and_the_checkpoint_holds() {
+    use sqlx::Connection;
+    let pg = common::primary();
+    let (pool, dir) = scene(&pg, "twice").await;
+    let url = pg.primary().url("twice");
+    let cwd = dir.path();
+    // A batch may wait a minute for its row lock (and its statement as long): the waiting
+    // batch is certainly still in flight when the signals come.
+    let slow = cwd.join("zdm-twice.toml");
+    std::fs::write(
+        &slow,
+        format!(
+            "lock_timeout_ms = 60000\n[backfill]\nmax_rows_per_second = 2000\n\
+             batch_target = \"50ms\"\nbatch_timeout = \"120s\"\n{}",
+            common::THROTTLE_OFF
+        ),
+    )
+    .expect("config");
+    let slow = slow.to_str().expect("utf-8");
+    let mut start = zdm(&pg, &url, cwd, &["start", NAME, "--config", slow])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn zdm start");
+    a_batch_checkpointed(&pool).await;
+    // The application holds the last row; the batch that reaches it waits.
+    let mut holder = sqlx::PgConnection::connect(&url).await.expect("connect");
+    sqlx::raw_sql(&format!(
+        "BEGIN; SELECT 1 FROM items WHERE id = {ROWS} FOR UPDATE"
+    ))
+    .execute(&mut holder)
+    .await
+    .expect("hold the row");
+    let waiting = "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) \
+                    WHERE NOT l.granted AND a.datname = current_database()";
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let count: i64 = sqlx::query_scalar(waiting)
+            .fetch_one(&pool)
+            .await
+            .expect("locks");
+        if count > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no batch came to the held row");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = Pid::from_raw(i32::try_from(start.id()).expect("pid"));
+    kill(pid, Signal::SIGINT).expect("SIGINT");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        start.try_wait().expect("try_wait").is_none(),
+        "the first Ctrl-C waits for the batch in flight"
+    );
+    kill(pid, Signal::SIGINT).expect("the second SIGINT");
+    let output = tokio::task::block_in_place(|| wait(start, Duration::from_secs(60)));
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains("SIGINT received: stopping after the current batch"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("SIGINT again: stopped at once")
+            && stderr.contains("Run the same command again to resume"),
+        "{stderr}"
+    );
+
+    // The application lets go: the orphaned batch's session finds its client gone and
+    // rolls back; the held row was never written.
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut holder)
+        .await
+        .expect("release");
+    let others = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() \
+                   AND pid <> pg_backend_pid() AND backend_type = 'client backend' \
+                   AND application_name LIKE 'zdm%'";
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let count: i64 = sqlx::query_scalar(others)
+            .fetch_one(&pool)
+            .await
+            .expect("sessions");
+        if count == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "zdm's sessions outlived it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let held_row: i64 = sqlx::query_scalar(&format!(
+        "SELECT count(*) FROM items WHERE id = {ROWS} AND size IS DISTINCT FROM qty * 2"
+    ))
+    .fetch_one(&pool)
+    .await
+    .expect("the held row");
+    assert_eq!(held_row, 1, "the batch in flight was rolled back");
+    assert_eq!(status_of(&pool).await, "backfilling");
+    let (rows,): (i64,) = sqlx::query_as("SELECT rows_updated FROM zdm.backfill_progress")
+        .fetch_one(&pool)
+        .await
+        .expect("checkpoint");
+    assert!(rows > 0 && rows < ROWS, "{rows}");
+    holder.close().await.expect("close");
+
+    // The same command resumes to the end.
+    let resumed = tokio::task::block_in_place(|| {
+        zdm(&pg, &url, cwd, &["start", NAME, "--config", slow])
+            .output()
+            .expect("resume")
+    });
+    assert!(resumed.status.success(), "{}", text(&resumed.stderr));
+    assert_eq!(status_of(&pool).await, "ready_to_contract");
+    assert_eq!(unfilled(&pool).await, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

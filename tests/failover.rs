@@ -43,10 +43,9 @@ async fn a_run_follows_a_promoted_standby_to_the_end() {
         root.path().join("zdm.toml"),
         format!(
             "reconnect_budget_s = 120\nfailover_urls = [{:?}]\n\n\
-             [backfill]\nmax_rows_per_second = 25000\n\n\
-             [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-             max_active_sessions_factor = \"none\"\n",
-            replica.url(database)
+             [backfill]\nmax_rows_per_second = 25000\n\n{}",
+            replica.url(database),
+            common::THROTTLE_OFF
         ),
     )
     .expect("zdm.toml");

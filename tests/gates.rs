@@ -50,12 +50,7 @@ fn zdm(pg: &LocalPg, url: &str, dir: &Path, args: &[&str]) -> Output {
         // These backfills are about the gates: a busy test machine's CPU must not hold
         // them (the throttle has tests of its own).
         let quiet = pg.root().join("zdm-gates-start.toml");
-        std::fs::write(
-            &quiet,
-            "[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-             max_active_sessions_factor = \"none\"\n",
-        )
-        .expect("write the start config");
+        std::fs::write(&quiet, common::THROTTLE_OFF).expect("write the start config");
         command.arg("--config").arg(quiet);
     }
     command.output().expect("run zdm")

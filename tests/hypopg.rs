@@ -8,33 +8,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Output};
 
+use common::{text, zdm};
 use sqlx::{Executor, PgPool};
 use zdm::localpg::LocalPg;
-
-/// These runs are about plans: a busy machine's CPU must not hold their backfills.
-const QUIET: &str = "[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-                     max_active_sessions_factor = \"none\"\n";
-
-fn zdm(pg: &LocalPg, url: &str, dir: &Path, args: &[&str]) -> Output {
-    let config = pg.root().join("zdm-hypopg.toml");
-    std::fs::write(&config, QUIET).expect("write the config");
-    Command::new(common::zdm_binary())
-        .args(args)
-        .args(["--database-url", url, "--dir"])
-        .arg(dir)
-        .arg("--config")
-        .arg(config)
-        .env_remove("DATABASE_URL")
-        .env("ZDM_LOG_FILE", pg.root().join("zdm-hypopg.log"))
-        .output()
-        .expect("run zdm")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 /// Items with an index on code (the only one a frequent query can use) and two on name
 /// (one stands in for the other).

@@ -69,8 +69,7 @@ impl Settings {
         let dir = tempfile::tempdir().expect("tempdir");
         std::fs::write(
             dir.path().join("zdm.toml"),
-            "[gates]\nwindow_s = 0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
-             max_canary_slowdown = \"none\"\n",
+            format!("[gates]\nwindow_s = 0\n\n{}", common::THROTTLE_OFF),
         )
         .expect("config");
         Settings { dir }

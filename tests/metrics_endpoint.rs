@@ -2,13 +2,15 @@
 //! Prometheus text exposition format (a strict parser below), it carries the backfill's
 //! series, the throttle state and reason as labels, the batch histogram and every
 //! monitor metric, and its rows counter matches the database while the backfill is
-//! paused and at the end.
+//! paused and at the end; across a database that goes away and comes back it keeps
+//! answering, says the monitor lost it (its stale series left out) and then that it is
+//! back, and the run's alerts say the loss once.
 
 mod common;
 mod engine_support;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use engine_support::{backfill, engine, plan, quick_options};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -236,6 +238,19 @@ fn the_parser_refuses_what_the_format_refuses() {
     }
 }
 
+/// One runtime directory (the runs' sockets) for the whole binary: the tests run at once.
+fn runtime_dir() {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = DIR.get_or_init(|| tempfile::tempdir().expect("temp dir"));
+    std::env::set_var("XDG_RUNTIME_DIR", dir.path());
+}
+
+/// A free port on 127.0.0.1, as `host:port`.
+fn free_address() -> String {
+    let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+    format!("127.0.0.1:{}", probe.local_addr().expect("addr").port())
+}
+
 async fn scrape(address: &str) -> String {
     let mut stream = tokio::net::TcpStream::connect(address)
         .await
@@ -262,7 +277,7 @@ fn value(samples: &[Sample], name: &str) -> Option<f64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_endpoint_parses_and_its_rows_counter_matches_the_database() {
     let dir = tempfile::tempdir().expect("temp dir");
-    std::env::set_var("XDG_RUNTIME_DIR", dir.path());
+    runtime_dir();
     let pg = common::primary();
     let database = "metrics_endpoint";
     let pool = common::database(&pg, database).await;
@@ -275,11 +290,7 @@ async fn the_endpoint_parses_and_its_rows_counter_matches_the_database() {
     .execute(&pool)
     .await
     .expect("items");
-    let port = {
-        let probe = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-        probe.local_addr().expect("addr").port()
-    };
-    let address = format!("127.0.0.1:{port}");
+    let address = free_address();
     let text = format!(
         "database_url = \"{}\"\nmetrics_listen = \"{address}\"\n",
         pg.primary().url(database)
@@ -300,7 +311,7 @@ async fn the_endpoint_parses_and_its_rows_counter_matches_the_database() {
         options
     });
     served.stream_metrics(&monitor);
-    let mut published = served.subscribe();
+    let mut published = common::events_of(served.subscribe());
     engine.set_events(Events::to(events));
     let the_plan = plan(
         migration,
@@ -318,26 +329,21 @@ async fn the_endpoint_parses_and_its_rows_counter_matches_the_database() {
     });
 
     // A few batches, then a pause: the counter must equal what the table holds.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let stamped = tokio::time::timeout_at(deadline.into(), published.recv())
-            .await
-            .expect("batches in time")
-            .expect("events");
-        if matches!(stamped.event, Event::BatchDone(ref b) if b.batch >= 4) {
-            break;
-        }
-    }
+    common::until(
+        &mut published,
+        Duration::from_secs(30),
+        "four batches",
+        |e| matches!(e, Event::BatchDone(b) if b.batch >= 4),
+    )
+    .await;
     control.pause("metrics test");
-    loop {
-        let stamped = tokio::time::timeout_at(deadline.into(), published.recv())
-            .await
-            .expect("the pause in time")
-            .expect("events");
-        if matches!(stamped.event, Event::Progress(ref p) if p.state == RunState::Paused) {
-            break;
-        }
-    }
+    common::until(
+        &mut published,
+        Duration::from_secs(30),
+        "the pause",
+        |e| matches!(e, Event::Progress(p) if p.state == RunState::Paused),
+    )
+    .await;
     let in_table: i64 = sqlx::query_scalar("SELECT count(*) FROM items WHERE qty2 IS NOT NULL")
         .fetch_one(&pool)
         .await
@@ -418,4 +424,104 @@ async fn the_endpoint_parses_and_its_rows_counter_matches_the_database() {
     assert!(not_found.starts_with("HTTP/1.1 404"), "{not_found}");
     served.finish(Ok(&outcome)).await;
     monitor.stop().await;
+}
+
+/// Scrapes until `done` holds for the parsed samples (the endpoint must answer every
+/// time); panics with the last body after `timeout`.
+async fn scrape_until(
+    address: &str,
+    timeout: Duration,
+    what: &str,
+    done: impl Fn(&[Sample]) -> bool,
+) -> Vec<Sample> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let body = scrape(address).await;
+        let samples = parse(&body).unwrap_or_else(|e| panic!("{e}\n{body}"));
+        if done(&samples) {
+            return samples;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no {what} within {timeout:?}:\n{body}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn connected(samples: &[Sample]) -> Option<(f64, String)> {
+    samples
+        .iter()
+        .find(|s| s.name == "zdm_monitor_connected")
+        .map(|s| (s.value, s.labels["problem"].clone()))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoint_keeps_serving_across_a_lost_database_and_says_the_monitor_is_stale() {
+    runtime_dir();
+    let pg = common::primary();
+    let database = "metrics_lost";
+    let pool = common::database(&pg, database).await;
+    pool.close().await;
+    let address = free_address();
+    let dir = tempfile::tempdir().expect("temp dir");
+    // Every notice of the run, one JSON line each, through a command hook.
+    let notices = dir.path().join("notices.jsonl");
+    let text = format!(
+        "database_url = \"{}\"\nmetrics_listen = \"{address}\"\n\
+         [[alerts.command]]\nrun = [\"sh\", \"-c\", \"cat >> '{}'\"]\n",
+        pg.primary().url(database),
+        notices.display()
+    );
+    let config = Config::from_toml(&dir.path().join("zdm.toml"), &text).expect("config");
+    let control = zdm::engine::BackfillControl::default();
+    let (mut served, events) = Served::start(&config, "start", "0001_lost", None, control).await;
+    let monitor = Monitor::start({
+        let mut options = MonitorOptions::new(pg.primary().connect_options(database));
+        options.interval = Duration::from_millis(300);
+        options
+    });
+    served.stream_metrics(&monitor);
+
+    let samples = scrape_until(
+        &address,
+        Duration::from_secs(30),
+        "a connected monitor",
+        |s| {
+            connected(s).is_some_and(|(v, _)| v == 1.0) && value(s, "zdm_sessions_active").is_some()
+        },
+    )
+    .await;
+    assert_eq!(connected(&samples), Some((1.0, String::new())));
+    assert!(value(&samples, "zdm_monitor_sample_timestamp_seconds").is_some_and(|t| t > 1.7e9));
+
+    // The server goes away: the endpoint answers on, the monitor said to be stale and
+    // its database series gone (a stale reading is never served as current).
+    tokio::task::block_in_place(|| common::pg_ctl(&pg, &["stop", "--mode=fast"]));
+    let samples = scrape_until(&address, Duration::from_secs(30), "a stale monitor", |s| {
+        connected(s).is_some_and(|(v, _)| v == 0.0)
+    })
+    .await;
+    let (_, problem) = connected(&samples).expect("the gauge");
+    assert!(!problem.is_empty(), "the reason is said");
+    assert_eq!(value(&samples, "zdm_sessions_active"), None, "{samples:#?}");
+
+    // Back: the monitor reconnects by itself and says so.
+    tokio::task::block_in_place(|| common::pg_ctl(&pg, &["start"]));
+    scrape_until(&address, Duration::from_secs(60), "the monitor back", |s| {
+        connected(s).is_some_and(|(v, _)| v == 1.0) && value(s, "zdm_sessions_active").is_some()
+    })
+    .await;
+    drop(events);
+    monitor.stop().await;
+    served.finish(Err("test over".to_string())).await;
+    // The loss was said once, with its reason, however many stale samples it lasted.
+    let said = std::fs::read_to_string(&notices).unwrap_or_default();
+    let lost: Vec<serde_json::Value> = said
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .filter(|notice| notice["kind"] == "monitor_lost")
+        .collect();
+    assert_eq!(lost.len(), 1, "{said}");
+    assert_eq!(lost[0]["incident"], "monitor:database", "{said}");
 }

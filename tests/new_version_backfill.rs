@@ -151,8 +151,8 @@ async fn run(case: &Case) {
         root.path().join("zdm.toml"),
         format!(
             "[backfill]\nstart_batch_rows = 2000\nmax_batch_rows = 2000\nmax_rows_per_second = 40000\n\n\
-             [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\nmax_active_sessions_factor = \"none\"\n\
-             flag_file = {:?}\n",
+             {}flag_file = {:?}\n",
+            common::THROTTLE_OFF,
             flag.display().to_string()
         ),
     )

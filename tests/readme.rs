@@ -276,9 +276,10 @@ fn every_readme_command_does_what_the_readme_says() {
     let config = cwd.path().join("readme-test.toml");
     std::fs::write(
         &config,
-        "[backfill]\nmax_rows_per_second = 500\n\
-         [throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-         max_active_sessions_factor = \"none\"\n[gates]\nwindow_s = 2\n",
+        format!(
+            "[backfill]\nmax_rows_per_second = 500\n{}[gates]\nwindow_s = 2\n",
+            common::THROTTLE_OFF
+        ),
     )
     .expect("config");
     let binary_dir = common::zdm_binary()

@@ -7,11 +7,11 @@
 
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
+use common::{text, zdm};
 use sqlx::{Executor, PgPool};
 use zdm::localpg::LocalPg;
 
@@ -26,29 +26,6 @@ table = "items"
 column = { name = "grade", type = "int", nullable = false, default = "0" }
 up = "n % 5"
 "#;
-
-/// These runs are about the table's size: a busy machine's CPU must not hold them.
-const QUIET: &str = "[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-                     max_active_sessions_factor = \"none\"\n";
-
-fn zdm(pg: &LocalPg, url: &str, dir: &Path, args: &[&str]) -> Output {
-    let config = pg.root().join("zdm-repack.toml");
-    std::fs::write(&config, QUIET).expect("write the config");
-    Command::new(common::zdm_binary())
-        .args(args)
-        .args(["--database-url", url, "--dir"])
-        .arg(dir)
-        .arg("--config")
-        .arg(config)
-        .env_remove("DATABASE_URL")
-        .env("ZDM_LOG_FILE", pg.root().join("zdm-repack.log"))
-        .output()
-        .expect("run zdm")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
 
 async fn total_size(pool: &PgPool) -> i64 {
     sqlx::query_scalar("SELECT pg_total_relation_size('public.items')")
@@ -208,19 +185,10 @@ async fn repack_returns_a_backfilled_table_to_its_size_while_the_application_wri
     let during_start = done.load(Ordering::Relaxed);
 
     let repacked = {
-        let (url, dir, root) = (url.clone(), dir.to_path_buf(), pg.root().to_path_buf());
+        let command = common::zdm_command(&pg, &url, dir, &["repack", "public.items", "--json"]);
         tokio::task::spawn_blocking(move || {
-            let config = root.join("zdm-repack.toml");
-            Command::new(common::zdm_binary())
-                .args(["repack", "public.items", "--json", "--database-url", &url])
-                .arg("--dir")
-                .arg(dir)
-                .arg("--config")
-                .arg(config)
-                .env_remove("DATABASE_URL")
-                .env("ZDM_LOG_FILE", root.join("zdm-repack.log"))
-                .output()
-                .expect("run zdm repack")
+            let mut command = command;
+            command.output().expect("run zdm repack")
         })
         .await
         .expect("join")
@@ -388,11 +356,54 @@ async fn complete_with_repack_rebuilds_the_table_after_contract() {
     );
 }
 
+/// Runs `zdm repack` (`command`) and sends it SIGINT, as a terminal's Ctrl-C, once it
+/// prints a line starting with `when`; returns how it ended and everything it said on
+/// stderr.
+async fn interrupted(
+    mut command: Command,
+    when: &'static str,
+) -> (std::process::ExitStatus, String) {
+    use std::io::{BufRead, BufReader};
+    tokio::task::spawn_blocking(move || {
+        let mut child = command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run zdm repack");
+        let stderr = child.stderr.take().expect("stderr");
+        // A zdm that never ends fails the test instead of hanging it.
+        let (ended, watchdog) = std::sync::mpsc::channel::<()>();
+        let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+        std::thread::spawn(move || {
+            if watchdog.recv_timeout(std::time::Duration::from_secs(180))
+                == Err(std::sync::mpsc::RecvTimeoutError::Timeout)
+            {
+                let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            }
+        });
+        let mut said = Vec::new();
+        let mut sent = false;
+        for line in BufReader::new(stderr).lines() {
+            let line = line.expect("a line");
+            if !sent && line.starts_with(when) {
+                let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
+                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+                sent = true;
+            }
+            said.push(line);
+        }
+        let status = child.wait().expect("wait");
+        let _ = ended.send(());
+        (status, said.join("\n"))
+    })
+    .await
+    .expect("join")
+}
+
 /// Ctrl-C while pg_repack copies: it is asked to stop, removes what it made, and the
 /// table is the one it was (same file, no trigger, no log table left).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ctrl_c_stops_pg_repack_cleanly() {
-    use std::io::{BufRead, BufReader};
     let pg = common::primary();
     let pool = common::database(&pg, "abort").await;
     pool.execute(
@@ -408,35 +419,9 @@ async fn ctrl_c_stops_pg_repack_cleanly() {
         .await
         .expect("file");
     let url = pg.primary().url("abort");
-    let config = pg.root().join("zdm-repack.toml");
-    std::fs::write(&config, QUIET).expect("write the config");
-    let said = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new(common::zdm_binary())
-            .args(["repack", "big", "--database-url", &url, "--config"])
-            .arg(&config)
-            .env_remove("DATABASE_URL")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("run zdm repack");
-        let stderr = child.stderr.take().expect("stderr");
-        let mut said = Vec::new();
-        let mut sent = false;
-        for line in BufReader::new(stderr).lines() {
-            let line = line.expect("a line");
-            // pg_repack has begun its work on the table: the operator presses Ctrl-C.
-            if !sent && line.starts_with("pg_repack: INFO: repacking table") {
-                let pid = nix::unistd::Pid::from_raw(i32::try_from(child.id()).expect("pid"));
-                nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGINT).expect("SIGINT");
-                sent = true;
-            }
-            said.push(line);
-        }
-        let status = child.wait().expect("wait");
-        (status, said.join("\n"))
-    })
-    .await
-    .expect("join");
+    let empty = tempfile::tempdir().expect("tempdir");
+    let command = common::zdm_command(&pg, &url, empty.path(), &["repack", "big"]);
+    let said = interrupted(command, "pg_repack: INFO: repacking table").await;
     let (status, said) = said;
     // Stopped by the operator, cleanly: the runs' exit code for a stop.
     assert_eq!(status.code(), Some(3), "{said}");
@@ -457,4 +442,91 @@ async fn ctrl_c_stops_pg_repack_cleanly() {
     .await
     .expect("leftovers");
     assert_eq!(left, 0, "{said}");
+}
+
+/// A client that ignores SIGINT (and SIGTERM): a stand-in for a hung pg_repack, a script
+/// given as `--pg-repack`. zdm sends SIGTERM after the grace period, then SIGKILL, says
+/// so, exits as stopped, and nothing is left: no process, no lock, the table unchanged,
+/// the rebuild in zdm.audit as not completed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pg_repack_that_ignores_ctrl_c_is_terminated_then_killed() {
+    use std::os::unix::fs::PermissionsExt;
+    let pg = common::primary();
+    let pool = common::database(&pg, "stubborn").await;
+    pool.execute(
+        "CREATE EXTENSION pg_repack;
+         CREATE TABLE big (id bigint PRIMARY KEY, pad text NOT NULL);
+         INSERT INTO big SELECT g, 'x' FROM generate_series(1, 1000) AS g;",
+    )
+    .await
+    .expect("schema");
+    let bin = tempfile::tempdir().expect("tempdir");
+    let pid_file = bin.path().join("stand-in.pid");
+    let stand_in = bin.path().join("pg_repack");
+    std::fs::write(
+        &stand_in,
+        format!(
+            "#!/bin/sh\n# Ignores SIGINT and SIGTERM, as a hung client would.\n\
+             trap '' INT TERM\necho $$ > '{}'\n\
+             echo 'INFO: repacking table \"public\".\"big\"' >&2\n\
+             while :; do sleep 1; done\n",
+            pid_file.display()
+        ),
+    )
+    .expect("the stand-in");
+    std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755))
+        .expect("executable");
+    let url = pg.primary().url("stubborn");
+    let client = stand_in.to_str().expect("utf-8");
+    let command = common::zdm_command(
+        &pg,
+        &url,
+        bin.path(),
+        &[
+            "repack",
+            "big",
+            "--pg-repack",
+            client,
+            "--wait-timeout",
+            "1",
+        ],
+    );
+    let (status, said) = interrupted(command, "pg_repack: INFO: repacking table").await;
+    assert_eq!(status.code(), Some(3), "stopped, not failed: {said}");
+    assert!(
+        said.contains("pg_repack did not stop within 6.0 s of SIGINT: sending SIGTERM"),
+        "{said}"
+    );
+    assert!(
+        said.contains("pg_repack is still running 5.0 s after SIGTERM: killing it (SIGKILL)"),
+        "{said}"
+    );
+    assert!(
+        said.contains(
+            "repack of public.big aborted: SIGINT received; pg_repack did not stop within 6.0 s \
+             of SIGINT nor within 5.0 s of SIGTERM and was killed (SIGKILL); it left no trigger \
+             or log table on it; the table is unchanged"
+        ),
+        "{said}"
+    );
+    // The stand-in is gone: killed, and reaped by zdm.
+    let pid: i32 = std::fs::read_to_string(&pid_file)
+        .expect("the stand-in's pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None);
+    assert_eq!(gone, Err(nix::errno::Errno::ESRCH), "the stand-in lives on");
+    let (migration, detail) = repack_audit(&pool).await;
+    assert_eq!(migration, "");
+    assert!(
+        detail.starts_with("pg_repack of big did not complete: repack of public.big aborted"),
+        "{detail}"
+    );
+    let locks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM pg_locks WHERE relation = 'public.big'::regclass")
+            .fetch_one(&pool)
+            .await
+            .expect("locks");
+    assert_eq!(locks, 0);
 }

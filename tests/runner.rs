@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::{tail, until};
 use tokio::process::{Child, Command as Process};
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 use zdm::control::{discover, Client, Command, Event, Reply, RunState, Running, Setting};
@@ -53,9 +54,11 @@ impl Scene {
         .expect("write migration");
         std::fs::write(
             root.path().join("zdm.toml"),
-            "[backfill]\nbatch_target = \"40ms\"\nstart_batch_rows = 500\nmax_batch_rows = 1500\n\
-             nice_ratio = 1.0\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
-             max_active_sessions_factor = \"none\"\nmax_canary_slowdown = \"none\"\n",
+            format!(
+                "[backfill]\nbatch_target = \"40ms\"\nstart_batch_rows = 500\n\
+                 max_batch_rows = 1500\nnice_ratio = 1.0\n\n{}",
+                common::THROTTLE_OFF
+            ),
         )
         .expect("write zdm.toml");
         // Trust authentication ignores the password: it is here to show it never leaks.
@@ -162,32 +165,6 @@ async fn follow(run: &Running) -> UnboundedReceiver<Event> {
     receiver
 }
 
-/// Events up to and including the first that matches (panics after `within`).
-async fn until(
-    events: &mut UnboundedReceiver<Event>,
-    within: Duration,
-    matches: impl Fn(&Event) -> bool,
-) -> Vec<Event> {
-    let mut seen = Vec::new();
-    let deadline = tokio::time::Instant::now() + within;
-    loop {
-        match tokio::time::timeout_at(deadline, events.recv()).await {
-            Ok(Some(event)) => {
-                let done = matches(&event);
-                seen.push(event);
-                if done {
-                    return seen;
-                }
-            }
-            Ok(None) => panic!("the event stream ended; last events: {:?}", tail(&seen)),
-            Err(_) => panic!(
-                "no matching event within {within:?}; last: {:?}",
-                tail(&seen)
-            ),
-        }
-    }
-}
-
 /// Everything that arrives within `window`.
 async fn during(events: &mut UnboundedReceiver<Event>, window: Duration) -> Vec<Event> {
     let mut seen = Vec::new();
@@ -196,10 +173,6 @@ async fn during(events: &mut UnboundedReceiver<Event>, window: Duration) -> Vec<
         seen.push(event);
     }
     seen
-}
-
-fn tail(events: &[Event]) -> &[Event] {
-    &events[events.len().saturating_sub(6)..]
 }
 
 fn batches(events: &[Event]) -> Vec<&zdm::control::BatchDone> {
@@ -235,6 +208,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     until(
         &mut events,
         Duration::from_secs(30),
+        "three batches",
         |e| matches!(e, Event::BatchDone(b) if b.batch >= 3),
     )
     .await;
@@ -242,7 +216,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     // Pause: at most the batch in flight commits, then nothing moves.
     let reply = send(&run, Command::Pause).await;
     assert!(reply.is_ok(), "{reply:?}");
-    let before_pause = until(&mut events, Duration::from_secs(10), |e| {
+    let before_pause = until(&mut events, Duration::from_secs(10), "the pause", |e| {
         matches!(e, Event::Paused { .. })
     })
     .await;
@@ -261,9 +235,12 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
 
     // The run streams every sample of its monitor (the figures its throttle acts on) to
     // its clients, paused or not.
-    let sampled = until(&mut events, Duration::from_secs(15), |e| {
-        matches!(e, Event::Metrics(_))
-    })
+    let sampled = until(
+        &mut events,
+        Duration::from_secs(15),
+        "a monitor sample",
+        |e| matches!(e, Event::Metrics(_)),
+    )
     .await;
     let Some(Event::Metrics(metrics)) = sampled.last() else {
         unreachable!()
@@ -319,7 +296,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
 
     // Resume: the very next batch is within the new ceiling.
     assert!(send(&run, Command::Resume).await.is_ok());
-    let resumed = until(&mut events, Duration::from_secs(10), |e| {
+    let resumed = until(&mut events, Duration::from_secs(10), "a batch", |e| {
         matches!(e, Event::BatchDone(_))
     })
     .await;
@@ -338,7 +315,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
 
     // A manual throttle holds the backfill, with its reason shown, until cleared.
     assert!(send(&run, Command::Throttle).await.is_ok());
-    let throttled = until(&mut events, Duration::from_secs(10), |e| {
+    let throttled = until(&mut events, Duration::from_secs(10), "the throttle", |e| {
         matches!(e, Event::ThrottleOn { .. })
     })
     .await;
@@ -355,7 +332,7 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
         "{held:?}"
     );
     assert!(send(&run, Command::NoThrottle).await.is_ok());
-    until(&mut events, Duration::from_secs(10), |e| {
+    until(&mut events, Duration::from_secs(10), "the release", |e| {
         matches!(e, Event::ThrottleOff { .. })
     })
     .await;
@@ -366,9 +343,12 @@ async fn pause_set_and_throttle_through_the_socket_take_effect_within_one_batch(
     assert!(send(&run, Command::Set(Setting::NiceRatio(0.0)))
         .await
         .is_ok());
-    let end = until(&mut events, Duration::from_secs(60), |e| {
-        matches!(e, Event::Finished { .. })
-    })
+    let end = until(
+        &mut events,
+        Duration::from_secs(60),
+        "the end of the run",
+        |e| matches!(e, Event::Finished { .. }),
+    )
     .await;
     let Some(Event::Finished { ok, message, .. }) = end.last() else {
         unreachable!()
@@ -417,8 +397,10 @@ async fn an_attached_client_gets_every_gates_verdict_before_contract_runs() {
     // A fast backfill: this test is about what `zdm complete` says before contract.
     std::fs::write(
         scene.root.path().join("zdm.toml"),
-        "[backfill]\nmax_batch_rows = 100000\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
-         max_active_sessions_factor = \"none\"\nmax_canary_slowdown = \"none\"\n",
+        format!(
+            "[backfill]\nmax_batch_rows = 100000\n\n{}",
+            common::THROTTLE_OFF
+        ),
     )
     .expect("write zdm.toml");
     let (ok, _, stderr) = scene.run(&["start", MIGRATION]).await;
@@ -439,9 +421,12 @@ async fn an_attached_client_gets_every_gates_verdict_before_contract_runs() {
     let complete = scene.zdm(&args).spawn().expect("zdm complete");
     let run = scene.running().await;
     let mut events = follow(&run).await;
-    let seen = until(&mut events, Duration::from_secs(60), |e| {
-        matches!(e, Event::Finished { .. })
-    })
+    let seen = until(
+        &mut events,
+        Duration::from_secs(60),
+        "the end of the run",
+        |e| matches!(e, Event::Finished { .. }),
+    )
     .await;
     let evaluated = seen
         .iter()
@@ -495,8 +480,10 @@ async fn ready_to_contract(database: &str) -> Scene {
     let scene = Scene::new(database).await;
     std::fs::write(
         scene.root.path().join("zdm.toml"),
-        "[backfill]\nmax_batch_rows = 100000\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
-         max_active_sessions_factor = \"none\"\nmax_canary_slowdown = \"none\"\n",
+        format!(
+            "[backfill]\nmax_batch_rows = 100000\n\n{}",
+            common::THROTTLE_OFF
+        ),
     )
     .expect("write zdm.toml");
     let (ok, _, stderr) = scene.run(&["start", MIGRATION]).await;
@@ -563,9 +550,12 @@ async fn a_contract_awaiting_confirmation_counts_down_once_then_contracts_on_the
         .expect("zdm complete --await-confirmation");
     let run = scene.running().await;
     let mut events = follow(&run).await;
-    let seen = until(&mut events, Duration::from_secs(60), |e| {
-        matches!(e, Event::AwaitingConfirmation { .. })
-    })
+    let seen = until(
+        &mut events,
+        Duration::from_secs(60),
+        "the wait for a confirmation",
+        |e| matches!(e, Event::AwaitingConfirmation { .. }),
+    )
     .await;
     // The countdown: every second of the window, never going up, each verdict settling.
     let countdown: Vec<&zdm::protocol::Observing> = seen
@@ -639,9 +629,12 @@ async fn a_contract_awaiting_confirmation_counts_down_once_then_contracts_on_the
     let (ok, stdout, stderr) = scene.run(&args).await;
     assert!(ok, "{stdout}{stderr}");
     assert!(stdout.contains("confirmed: it runs now"), "{stdout}");
-    let rest = until(&mut events, Duration::from_secs(60), |e| {
-        matches!(e, Event::Finished { .. })
-    })
+    let rest = until(
+        &mut events,
+        Duration::from_secs(60),
+        "the end of the run",
+        |e| matches!(e, Event::Finished { .. }),
+    )
     .await;
     let Some(Event::Finished { ok, message, .. }) = rest.last() else {
         unreachable!()
@@ -704,9 +697,12 @@ async fn a_contract_awaiting_confirmation_is_cancelled_by_abort_with_nothing_con
         .expect("zdm complete --await-confirmation");
     let run = scene.running().await;
     let mut events = follow(&run).await;
-    until(&mut events, Duration::from_secs(60), |e| {
-        matches!(e, Event::GatesObserving(_))
-    })
+    until(
+        &mut events,
+        Duration::from_secs(60),
+        "the gates observing",
+        |e| matches!(e, Event::GatesObserving(_)),
+    )
     .await;
     // While the gates still watch, nothing is awaited yet: a confirmation is refused.
     let early = send(
@@ -727,9 +723,12 @@ async fn a_contract_awaiting_confirmation_is_cancelled_by_abort_with_nothing_con
         why.contains("not waiting for a contract confirmation"),
         "{why}"
     );
-    until(&mut events, Duration::from_secs(60), |e| {
-        matches!(e, Event::AwaitingConfirmation { .. })
-    })
+    until(
+        &mut events,
+        Duration::from_secs(60),
+        "the wait for a confirmation",
+        |e| matches!(e, Event::AwaitingConfirmation { .. }),
+    )
     .await;
     let (ok, stdout, stderr) = scene.run(&["ctl", "abort"]).await;
     assert!(ok, "{stdout}{stderr}");
@@ -775,7 +774,7 @@ async fn a_detached_run_outlives_its_starter_is_followed_aborted_and_resumed() {
     let run = scene.running().await;
     assert!(process_alive(run.info.pid), "the runner is gone");
     let mut events = follow(&run).await;
-    until(&mut events, Duration::from_secs(30), |e| {
+    until(&mut events, Duration::from_secs(30), "a batch", |e| {
         matches!(e, Event::BatchDone(_))
     })
     .await;
@@ -823,9 +822,12 @@ async fn a_detached_run_outlives_its_starter_is_followed_aborted_and_resumed() {
     let mut events = follow(&run).await;
     let _ = send(&run, Command::Set(Setting::MaxBatchRows(50_000))).await;
     let _ = send(&run, Command::Set(Setting::NiceRatio(0.0))).await;
-    let end = until(&mut events, Duration::from_secs(120), |e| {
-        matches!(e, Event::Finished { .. })
-    })
+    let end = until(
+        &mut events,
+        Duration::from_secs(120),
+        "the end of the run",
+        |e| matches!(e, Event::Finished { .. }),
+    )
     .await;
     assert!(
         matches!(end.last(), Some(Event::Finished { ok: true, .. })),
@@ -908,8 +910,10 @@ async fn the_backfill_writes_as_the_old_version_even_when_the_roles_path_names_t
     .expect("set the database's search_path");
     std::fs::write(
         scene.root.path().join("zdm.toml"),
-        "[backfill]\nmax_batch_rows = 50000\n\n[throttle]\nmax_host_cpu_percent = \"none\"\n\
-         max_active_sessions_factor = \"none\"\nmax_canary_slowdown = \"none\"\n",
+        format!(
+            "[backfill]\nmax_batch_rows = 50000\n\n{}",
+            common::THROTTLE_OFF
+        ),
     )
     .expect("write zdm.toml");
     let (ok, stdout, stderr) = scene.run(&["start", name]).await;
@@ -949,23 +953,6 @@ async fn detach_fails_at_once_when_its_control_directory_is_refused() {
     assert!(!started, "no runner started the migration");
 }
 
-/// Runs `pg_ctl` on the primary as the servers' own user.
-fn pg_ctl(pg: &LocalPg, args: &[&str]) {
-    let status = pg
-        .service_user()
-        .command(&pg.binaries().tool("pg_ctl"), pg.root())
-        .args(args)
-        .arg("--pgdata")
-        .arg(pg.primary().data_dir())
-        .arg("--log")
-        .arg(pg.primary().log_file())
-        .args(["--wait", "--silent"])
-        .stdin(std::process::Stdio::null())
-        .status()
-        .expect("run pg_ctl");
-    assert!(status.success(), "pg_ctl {args:?}: {status}");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_server_gone_for_good_stops_the_run_as_stopped_with_a_bounded_log() {
     let scene = Scene::new("gone").await;
@@ -978,6 +965,7 @@ async fn a_server_gone_for_good_stops_the_run_as_stopped_with_a_bounded_log() {
     until(
         &mut events,
         Duration::from_secs(30),
+        "three batches",
         |e| matches!(e, Event::BatchDone(b) if b.batch >= 3),
     )
     .await;
@@ -986,7 +974,7 @@ async fn a_server_gone_for_good_stops_the_run_as_stopped_with_a_bounded_log() {
         .unwrap_or_default()
         .lines()
         .count();
-    tokio::task::block_in_place(|| pg_ctl(&scene._pg, &["stop", "--mode=immediate"]));
+    tokio::task::block_in_place(|| common::pg_ctl(&scene._pg, &["stop", "--mode=immediate"]));
     let status = tokio::time::timeout(Duration::from_secs(90), start.wait())
         .await
         .expect("the run gives up within its budget")
@@ -1011,7 +999,7 @@ async fn a_server_gone_for_good_stops_the_run_as_stopped_with_a_bounded_log() {
         after.join("\n")
     );
     // Back up, the migration reads as stopped (not failed) and resumes.
-    tokio::task::block_in_place(|| pg_ctl(&scene._pg, &["start"]));
+    tokio::task::block_in_place(|| common::pg_ctl(&scene._pg, &["start"]));
     let (_, stdout, _) = scene.run(&["status"]).await;
     assert!(stdout.contains("STOPPED:"), "{stdout}");
     let (ok, _, stderr) = scene.run(&["start", MIGRATION]).await;

@@ -40,11 +40,7 @@ fn throttle_off() -> &'static Path {
     PATH.get_or_init(|| {
         let path =
             std::env::temp_dir().join(format!("zdm-test-samples-{}.toml", std::process::id()));
-        std::fs::write(
-            &path,
-            "[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n",
-        )
-        .expect("config");
+        std::fs::write(&path, common::THROTTLE_OFF).expect("config");
         path
     })
 }

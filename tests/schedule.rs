@@ -6,11 +6,10 @@
 mod common;
 mod engine_support;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::until;
 use engine_support::{backfill, engine, plan, quick_options};
-use sqlx::PgPool;
-use tokio::sync::mpsc::UnboundedReceiver;
 use zdm::engine::pacing::PacingSettings;
 use zdm::engine::throttle::{Throttle, ThrottleSettings};
 use zdm::engine::{BackfillSettings, EngineOptions, Error, Event, Events};
@@ -18,53 +17,11 @@ use zdm::protocol::RunState;
 use zdm::schedule::{parse_windows, Clock};
 use zdm::settings::Setting;
 
-/// Civil time in Zurich as an instant.
-fn zurich(civil: &str) -> jiff::Timestamp {
-    let dt: jiff::civil::DateTime = civil.parse().expect("datetime");
-    let tz = jiff::tz::TimeZone::get("Europe/Zurich").expect("bundled zone");
-    dt.to_zoned_datetime(tz).expect("zoned").timestamp()
-}
-
-/// Events until one matches `wanted` (returned last), failing after `timeout`.
-async fn until(
-    events: &mut UnboundedReceiver<Event>,
-    timeout: Duration,
-    what: &str,
-    wanted: impl Fn(&Event) -> bool,
-) -> Vec<Event> {
-    let deadline = Instant::now() + timeout;
-    let mut seen = Vec::new();
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, events.recv()).await {
-            Ok(Some(event)) => {
-                let done = wanted(&event);
-                seen.push(event);
-                if done {
-                    return seen;
-                }
-            }
-            Ok(None) => panic!("the run ended before {what}: {seen:#?}"),
-            Err(_) => panic!(
-                "no {what} within {timeout:?}; last events: {:#?}",
-                &seen[seen.len().saturating_sub(8)..]
-            ),
-        }
-    }
-}
-
 fn batch_count(events: &[Event]) -> usize {
     events
         .iter()
         .filter(|e| matches!(e, Event::BatchDone(_)))
         .count()
-}
-
-async fn rows_done(pool: &PgPool) -> i64 {
-    sqlx::query_scalar("SELECT coalesce(sum(rows_updated), 0)::bigint FROM zdm.backfill_ranges")
-        .fetch_one(pool)
-        .await
-        .expect("checkpoint")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -107,7 +64,7 @@ async fn a_window_that_closes_mid_backfill_holds_and_its_opening_resumes_it() {
     };
     let mut engine = engine(&pg, "schedule_window", options).await;
     // Tuesday 1 December 2026, 04:59 in Zurich: one minute of the window left.
-    let clock = Clock::manual(zurich("2026-12-01T04:59:00"));
+    let clock = Clock::manual(common::zurich("2026-12-01T04:59:00"));
     let mut throttle = Throttle::without_monitor(settings, "no monitor in this test".to_string());
     throttle.set_clock(clock.clone());
     engine.set_throttle(throttle);
@@ -138,7 +95,7 @@ async fn a_window_that_closes_mid_backfill_holds_and_its_opening_resumes_it() {
     .await;
 
     // The window closes while the backfill runs: at most the batch in flight commits.
-    clock.set(zurich("2026-12-01T05:00:30"));
+    clock.set(common::zurich("2026-12-01T05:00:30"));
     let seen = until(&mut events, Duration::from_secs(10), "the hold", |e| {
         matches!(e, Event::ThrottleOn { .. })
     })
@@ -151,7 +108,7 @@ async fn a_window_that_closes_mid_backfill_holds_and_its_opening_resumes_it() {
         reason,
         "outside the low-traffic window; next opens Wed 01:00 (in 20 h)"
     );
-    let held = rows_done(&pool).await;
+    let held = common::rows_checkpointed(&pool).await;
     // Progress keeps coming, throttled, and no batch commits.
     let seen = until(
         &mut events,
@@ -162,17 +119,21 @@ async fn a_window_that_closes_mid_backfill_holds_and_its_opening_resumes_it() {
     .await;
     assert_eq!(batch_count(&seen), 0, "{seen:#?}");
     // Time passes (by hand): the countdown follows.
-    clock.set(zurich("2026-12-01T21:48:00"));
+    clock.set(common::zurich("2026-12-01T21:48:00"));
     until(&mut events, Duration::from_secs(10), "the countdown", |e| {
         matches!(e, Event::ThrottleOn { reason }
             if reason == "outside the low-traffic window; next opens Wed 01:00 (in 3 h 12 min)")
     })
     .await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert_eq!(rows_done(&pool).await, held, "no batch outside the window");
+    assert_eq!(
+        common::rows_checkpointed(&pool).await,
+        held,
+        "no batch outside the window"
+    );
 
     // The next window opens: the backfill goes on by itself.
-    clock.set(zurich("2026-12-02T01:00:00"));
+    clock.set(common::zurich("2026-12-02T01:00:00"));
     let seen = until(&mut events, Duration::from_secs(10), "the release", |e| {
         matches!(e, Event::ThrottleOff { reason, .. } if reason.starts_with("the low-traffic window no longer holds"))
     })
@@ -185,10 +146,10 @@ async fn a_window_that_closes_mid_backfill_holds_and_its_opening_resumes_it() {
         |e| matches!(e, Event::BatchDone(_)),
     )
     .await;
-    assert!(rows_done(&pool).await > held);
+    assert!(common::rows_checkpointed(&pool).await > held);
 
     // Closed again; then the operator decides to run anyway (`zdm ctl set window=off`).
-    clock.set(zurich("2026-12-02T06:00:00"));
+    clock.set(common::zurich("2026-12-02T06:00:00"));
     until(&mut events, Duration::from_secs(10), "the second hold", |e| {
         matches!(e, Event::ThrottleOn { reason } if reason.starts_with("outside the low-traffic window"))
     })

@@ -11,7 +11,10 @@
 //! nothing changes. The client is run with bound arguments (no shell), the password only in
 //! its environment (`PGPASSWORD`), and in a process group of its own so that a terminal's
 //! Ctrl-C reaches zdm, which asks pg_repack to stop (SIGINT: it cancels its query and
-//! removes its trigger and tables) and checks that nothing was left behind.
+//! removes its trigger and tables) and checks that nothing was left behind. A client that
+//! does not stop (hung, or not pg_repack at all) is sent SIGTERM after a grace period
+//! ([`stop_grace`]: its lock wait again, for the clean-up, and some), then SIGKILL; its
+//! sessions zdm saw on the server are ended, and what it left is said with the clean-up.
 //!
 //! It is steered like a backfill: it does not start while the throttle holds, and a
 //! critical level or a stop request aborts it cleanly (a rebuild cannot be paused half
@@ -24,6 +27,7 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use sqlx::PgConnection;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
@@ -516,6 +520,9 @@ pub async fn pg_repack(
         command.env("PGPASSWORD", password);
     }
     let client = options.client.display().to_string();
+    // The server's clock when the client starts: its sessions are the pg_repack ones
+    // that began after (see `sessions`).
+    let spawned_at = server_now(conn).await;
     let mut child = command.spawn().map_err(|source| Error::Spawn {
         client: client.clone(),
         source,
@@ -560,9 +567,24 @@ pub async fn pg_repack(
     let mut stop = steering.stop.clone();
     let mut lines_open = true;
     let mut stop_open = true;
+    // After the stop was asked: when to send the next, harder signal, and which.
+    let mut escalation: Option<(tokio::time::Instant, Signal)> = None;
+    let mut escalated: Option<Signal> = None;
+    let mut seen_sessions: Vec<i32> = Vec::new();
+    let grace = stop_grace(options.wait_timeout);
     let status = loop {
+        let next_signal = escalation.map(|(at, _)| at);
         tokio::select! {
             status = child.wait() => break status,
+            _ = tokio::time::sleep_until(next_signal.unwrap_or_else(tokio::time::Instant::now)), if next_signal.is_some() => {
+                if let Some((_, signal)) = escalation.take() {
+                    escalate(pid, signal, &pre.table, grace, events);
+                    escalated = Some(signal);
+                    if signal == Signal::SIGTERM {
+                        escalation = Some((tokio::time::Instant::now() + KILL_GRACE, Signal::SIGKILL));
+                    }
+                }
+            }
             line = line_rx.recv(), if lines_open => match line {
                 Some(line) => {
                     events.emit(Event::Log { level: Level::Info, text: format!("pg_repack: {line}") });
@@ -575,6 +597,7 @@ pub async fn pg_repack(
                 if let Some(why) = steering.stop_requested() {
                     interrupt(pid, &pre.table, &why, events);
                     aborted = Some(why);
+                    escalation = Some((tokio::time::Instant::now() + grace, Signal::SIGTERM));
                 }
             }
             _ = tick.tick() => {
@@ -584,6 +607,7 @@ pub async fn pg_repack(
                         events.emit(Event::CriticalLevel { step: format!("repack {}", pre.table), reason: reason.clone() });
                         interrupt(pid, &pre.table, &why, events);
                         aborted = Some(why);
+                        escalation = Some((tokio::time::Instant::now() + grace, Signal::SIGTERM));
                     }
                     Verdict::Throttle { reason } if throttled.as_ref().is_none_or(|(said, _)| *said != reason) => {
                         events.emit(Event::ThrottleOn { reason: format!(
@@ -601,6 +625,13 @@ pub async fn pg_repack(
                         }
                     }
                     _ => {}
+                }
+                if let Some(since) = spawned_at {
+                    for pid in sessions(conn, since).await {
+                        if !seen_sessions.contains(&pid) {
+                            seen_sessions.push(pid);
+                        }
+                    }
                 }
                 if aborted.is_none() {
                     let mut line = format!("repack {}: ", pre.table);
@@ -626,17 +657,46 @@ pub async fn pg_repack(
         said.push(line);
     }
     let status = status.map_err(|source| Error::Spawn { client, source })?;
+    // A client ended by force cannot end its server sessions: zdm does, so that no
+    // statement of its goes on copying (and holding its locks) on its own.
+    let ended = match escalated {
+        Some(_) => end_sessions(conn, &seen_sessions).await,
+        None => 0,
+    };
     let (_, file_after) = oid_and_file(conn, &pre.quoted).await?;
     if let Some(why) = aborted {
         let left = leftovers(conn, &pre.quoted, oid).await;
+        let forced = match escalated {
+            None => String::new(),
+            Some(signal) => format!(
+                "pg_repack did not stop within {} of SIGINT{}; {}",
+                duration(grace),
+                if signal == Signal::SIGKILL {
+                    format!(
+                        " nor within {} of SIGTERM and was killed (SIGKILL)",
+                        duration(KILL_GRACE)
+                    )
+                } else {
+                    " and was ended with SIGTERM".to_string()
+                },
+                if ended > 0 {
+                    format!("zdm ended its {ended} server session(s); ")
+                } else {
+                    String::new()
+                }
+            ),
+        };
         let cleanup = if file_after != file_before {
             "pg_repack had already swapped the tables: the table is rebuilt".to_string()
-        } else if left.is_empty() {
+        } else if left.is_empty() && escalated.is_none() {
             "pg_repack stopped and removed its trigger and tables; the table is unchanged"
                 .to_string()
+        } else if left.is_empty() {
+            "it left no trigger or log table on it; the table is unchanged".to_string()
         } else {
             format!("the table is unchanged{left}")
         };
+        let cleanup = format!("{forced}{cleanup}");
         return Err(Error::Aborted {
             table: pre.table.clone(),
             why,
@@ -670,18 +730,87 @@ pub async fn pg_repack(
     })
 }
 
+/// How long pg_repack may take to stop after SIGINT before it is sent SIGTERM: its
+/// clean-up takes its ACCESS EXCLUSIVE lock again to drop its trigger, which may wait as
+/// long as its lock wait (`--wait-timeout`), and 5 s more for the rest.
+pub fn stop_grace(wait_timeout: Duration) -> Duration {
+    wait_timeout + Duration::from_secs(5)
+}
+
+/// How long after SIGTERM a client still running is killed.
+const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// Sends `signal` to the client's process group (it runs in one of its own, so anything
+/// it started gets it too).
+fn signal_group(pid: Option<u32>, signal: Signal) {
+    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), signal);
+    }
+}
+
 /// Asks pg_repack to stop: SIGINT, on which it cancels its query and removes its objects.
 fn interrupt(pid: Option<u32>, table: &str, why: &str, events: &Events) {
     events.emit(Event::Log {
         level: Level::Warning,
         text: format!("repack {table}: stopping pg_repack ({why}); it removes what it made"),
     });
-    if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-        let _ = nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(pid),
-            nix::sys::signal::Signal::SIGINT,
-        );
+    signal_group(pid, Signal::SIGINT);
+}
+
+/// A client that did not stop in time gets `signal` (SIGTERM, then SIGKILL), said.
+fn escalate(pid: Option<u32>, signal: Signal, table: &str, grace: Duration, events: &Events) {
+    let text = if signal == Signal::SIGKILL {
+        format!(
+            "repack {table}: pg_repack is still running {} after SIGTERM: killing it (SIGKILL)",
+            duration(KILL_GRACE)
+        )
+    } else {
+        format!(
+            "repack {table}: pg_repack did not stop within {} of SIGINT: sending SIGTERM",
+            duration(grace)
+        )
+    };
+    events.emit(Event::Log {
+        level: Level::Warning,
+        text,
+    });
+    signal_group(pid, signal);
+}
+
+/// The server's clock now; `None` when it cannot be read.
+async fn server_now(conn: &mut PgConnection) -> Option<chrono::DateTime<chrono::Utc>> {
+    sqlx::query_scalar("SELECT now()")
+        .fetch_one(conn)
+        .await
+        .ok()
+}
+
+/// The server processes of pg_repack sessions on this database that began at or after
+/// `since` (when zdm started its client).
+async fn sessions(conn: &mut PgConnection, since: chrono::DateTime<chrono::Utc>) -> Vec<i32> {
+    sqlx::query_scalar(
+        "SELECT pid FROM pg_stat_activity WHERE application_name = 'pg_repack' \
+            AND datname = current_database() AND backend_start >= $1",
+    )
+    .bind(since)
+    .fetch_all(conn)
+    .await
+    .unwrap_or_default()
+}
+
+/// Ends those of `pids` still connected (a killed client's sessions); how many were.
+async fn end_sessions(conn: &mut PgConnection, pids: &[i32]) -> usize {
+    if pids.is_empty() {
+        return 0;
     }
+    let ended: Result<i64, sqlx::Error> = sqlx::query_scalar(
+        "SELECT count(*) FROM pg_stat_activity WHERE pid = ANY ($1) \
+            AND application_name = 'pg_repack' AND pg_terminate_backend(pid)",
+    )
+    .bind(pids)
+    .fetch_one(conn)
+    .await;
+    usize::try_from(ended.unwrap_or(0)).unwrap_or(0)
 }
 
 /// Plain VACUUM (ANALYZE) of the table, never FULL: it takes SHARE UPDATE EXCLUSIVE, which

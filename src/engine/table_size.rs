@@ -5,8 +5,11 @@
 //! rebuild (`zdm repack`) returns it; the DBA is told, with the figures.
 //!
 //! The measures live in `zdm.table_sizes` (created here on first use: one row per
-//! migration and table, the first "before" kept when a backfill resumes), so `zdm status`
-//! shows them for a finished migration. Measuring never fails a run: a database error is
+//! migration and table), so `zdm status` shows them for a finished migration. The first
+//! "before" of a run is kept when its backfill resumes (the table is already partly
+//! rewritten by then); a new run of the migration (started again after a rollback,
+//! `zdm.migrations.started_at` later than the measure) measures again, and forgets the
+//! tables the earlier run measured. Measuring never fails a run: a database error is
 //! a warning, and the figures are only what PostgreSQL's size functions and statistics
 //! say (dead tuples come from the statistics, which lag a second or so).
 
@@ -153,13 +156,25 @@ const CREATE: &str = "CREATE TABLE IF NOT EXISTS zdm.table_sizes ( \
         PRIMARY KEY (migration, table_name))";
 
 /// Records the size of each of `tables` before `migration`'s backfill, keeping a "before"
-/// already recorded (a resumed backfill's table is already partly rewritten).
+/// this run already recorded (a resumed backfill's table is already partly rewritten)
+/// and dropping what an earlier run of the migration recorded (measured before the
+/// migration's record was last started).
 pub async fn record_before(
     conn: &mut PgConnection,
     migration: &str,
     tables: &[String],
 ) -> Result<(), sqlx::Error> {
     sqlx::query(CREATE).execute(&mut *conn).await?;
+    // An earlier run's measures: the run that starts now measures its own "before". A
+    // migration zdm has no record of (library use) keeps what is there.
+    sqlx::query(
+        "DELETE FROM zdm.table_sizes s USING zdm.migrations m \
+          WHERE s.migration = $1 AND m.name = s.migration \
+            AND s.measured_before < m.started_at",
+    )
+    .bind(migration)
+    .execute(&mut *conn)
+    .await?;
     for table in tables {
         let Some((name, size)) = measure(conn, table).await? else {
             continue;

@@ -46,6 +46,9 @@ pub enum Kind {
     Phase,
     /// A contract safety gate did not pass.
     GateFailed,
+    /// The run's monitor lost the database (a restart, a failover, a network cut): its
+    /// readings are stale until it reconnects; the run waits it out by its own budget.
+    MonitorLost,
 }
 
 /// One thing to tell people.
@@ -71,11 +74,16 @@ pub struct Raise {
     pub summary: String,
 }
 
-/// Turns events into raises and clears; keeps the monitor's last alert list to compare.
+/// Turns events into raises and clears; keeps the monitor's last alert list to compare,
+/// and whether its last sample had lost the database.
 #[derive(Debug, Default)]
 pub struct Reader {
     alerts: Vec<Alert>,
+    database_lost: bool,
 }
+
+/// The incident of a monitor that lost the database.
+const MONITOR_LOST: &str = "monitor:database";
 
 /// What one event means for the incidents.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,23 +106,43 @@ impl Reader {
             Event::Metrics(metrics) => {
                 let found = changes(&self.alerts, &metrics.alerts);
                 self.alerts = metrics.alerts.clone();
-                found
-                    .into_iter()
-                    .map(|change| match change {
-                        AlertChange::Raised(alert) => raise(
-                            Kind::Metric,
-                            match alert.severity {
-                                crate::monitor::Severity::Warning => Severity::Warning,
-                                crate::monitor::Severity::Critical => Severity::Critical,
-                            },
-                            format!("metric:{}", alert.subject),
-                            format!("{migration}: {}", alert.message),
+                // Lost: raised once when a sample first says so (every later stale sample
+                // is the same incident), cleared by the first sample connected again.
+                let lost = metrics
+                    .sampler
+                    .problem
+                    .as_ref()
+                    .filter(|_| !metrics.sampler.connected);
+                let mut out = Vec::new();
+                match (lost, self.database_lost) {
+                    (Some(why), false) => out.push(raise(
+                        Kind::MonitorLost,
+                        Severity::Warning,
+                        MONITOR_LOST.to_string(),
+                        format!(
+                            "{migration}: the run's monitor lost the database ({why}); its \
+                             readings are stale until it reconnects"
                         ),
-                        AlertChange::Cleared { subject, .. } => {
-                            Change::Clear(format!("metric:{subject}"))
-                        }
-                    })
-                    .collect()
+                    )),
+                    (None, true) => out.push(Change::Clear(MONITOR_LOST.to_string())),
+                    _ => {}
+                }
+                self.database_lost = lost.is_some();
+                out.extend(found.into_iter().map(|change| match change {
+                    AlertChange::Raised(alert) => raise(
+                        Kind::Metric,
+                        match alert.severity {
+                            crate::monitor::Severity::Warning => Severity::Warning,
+                            crate::monitor::Severity::Critical => Severity::Critical,
+                        },
+                        format!("metric:{}", alert.subject),
+                        format!("{migration}: {}", alert.message),
+                    ),
+                    AlertChange::Cleared { subject, .. } => {
+                        Change::Clear(format!("metric:{subject}"))
+                    }
+                }));
+                out
             }
             Event::CriticalLevel { step, reason } => vec![raise(
                 Kind::ThrottleCritical,
@@ -383,6 +411,44 @@ mod tests {
             sent[0].summary,
             "0003_orders: replica replay lag (s) is 6.0 (limit 5)"
         );
+    }
+
+    /// A lost database, sampled stale for a while, then back: one notice while it is
+    /// lost, cleared when the monitor connects again.
+    #[test]
+    fn a_lost_database_is_said_once_until_the_monitor_is_back() {
+        use crate::monitor::Metrics;
+        let sample = |connected: bool| {
+            let mut metrics = Metrics::default();
+            metrics.sampler.connected = connected;
+            metrics.sampler.problem =
+                (!connected).then(|| "connection refused (server restarting?)".to_string());
+            Event::Metrics(Box::new(metrics))
+        };
+        let mut reader = Reader::default();
+        let mut incidents = Incidents::new(Duration::from_secs(900));
+        let mut sent = Vec::new();
+        let mut cleared = 0;
+        for (i, connected) in [true, false, false, false, false, true, true]
+            .iter()
+            .enumerate()
+        {
+            for change in reader.read("0003_orders", &sample(*connected)) {
+                if matches!(&change, Change::Clear(key) if key == MONITOR_LOST) {
+                    cleared += 1;
+                }
+                sent.extend(incidents.apply(change, at(i as i64)));
+            }
+        }
+        assert_eq!(sent.len(), 1, "{sent:#?}");
+        assert_eq!(sent[0].kind, Kind::MonitorLost);
+        assert_eq!(sent[0].incident, "monitor:database");
+        assert_eq!(
+            sent[0].summary,
+            "0003_orders: the run's monitor lost the database (connection refused (server \
+             restarting?)); its readings are stale until it reconnects"
+        );
+        assert_eq!(cleared, 1);
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! in `zdm.toml`): a minimal HTTP responder answering `GET /metrics` with the Prometheus
 //! text exposition format (version 0.0.4), folded from the run's events like any other
 //! listener's view: the backfill's rows, rate, batch durations (a histogram), throttle
-//! state and reason, workers, every monitor metric, the alerts that hold. Names follow
+//! state and reason, workers, every monitor metric, the alerts that hold, and whether the
+//! monitor reaches the database (a lost one leaves the endpoint serving, the monitor said
+//! to be stale). Names follow
 //! Prometheus conventions (`zdm_backfill_rows_total`, base units in names: seconds,
 //! bytes, ratios). docs/monitoring.md lists every series with a Grafana query.
 
@@ -196,6 +198,32 @@ impl Exposition {
             self.batches
         );
         if let Some(metrics) = &self.metrics {
+            // A lost database does not end the endpoint: it keeps answering, and says the
+            // monitor's readings are stale (their series are left out until it reconnects).
+            let problem = metrics.sampler.problem.as_deref().unwrap_or("");
+            let _ = writeln!(
+                out,
+                "# HELP zdm_monitor_connected Whether the run's monitor reaches the database \
+                 (0: its readings are stale; the reason is the label)."
+            );
+            let _ = writeln!(out, "# TYPE zdm_monitor_connected gauge");
+            let _ = writeln!(
+                out,
+                "zdm_monitor_connected{{{m},problem=\"{}\"}} {}",
+                escape(problem),
+                u8::from(metrics.sampler.connected)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP zdm_monitor_sample_timestamp_seconds When the monitor's last sample \
+                 was taken (Unix time)."
+            );
+            let _ = writeln!(out, "# TYPE zdm_monitor_sample_timestamp_seconds gauge");
+            let _ = writeln!(
+                out,
+                "zdm_monitor_sample_timestamp_seconds{{{m}}} {}",
+                number(metrics.taken_at.timestamp_millis() as f64 / 1000.0)
+            );
             for id in MetricId::ALL {
                 if let Some(value) = metrics.value_of(id) {
                     let (name, scale, help) = monitor_series(id);

@@ -1,7 +1,8 @@
 """A real application for zdm's tests: psycopg 3 with server-side prepared statements
 (prepare_threshold=0) and a connection pool, on one version of the schema (its
 search_path), running a fixed set of statements at a bounded rate from several threads
-until a stop file appears. Prints one JSON line: operations run and every error seen.
+until a stop file appears. Prints one JSON line: operations run (in all, and by statement)
+and every error seen.
 
     app.py DSN SEARCH_PATH SPEC_JSON STOP_FILE
 
@@ -30,6 +31,7 @@ def main():
     id_lock = threading.Lock()
     errors = []
     ops = [0]
+    by_statement = [0] * len(statements)
     ops_lock = threading.Lock()
 
     def configure(conn):
@@ -53,7 +55,8 @@ def main():
     def worker(n):
         rng = random.Random(n)
         while not os.path.exists(stop_file):
-            sql = rng.choice(statements)
+            index = rng.randrange(len(statements))
+            sql = statements[index]
             with id_lock:
                 fresh = next(ids)
             params = {"id": fresh, "rid": rng.randint(1, spec["max_rid"])}
@@ -66,6 +69,7 @@ def main():
                             cur.fetchall()
                 with ops_lock:
                     ops[0] += 1
+                    by_statement[index] += 1
             except Exception as error:  # every failure is a finding
                 errors.append(f"{type(error).__name__}: {error} [{sql}]")
             time.sleep(max(0.0, interval - (time.monotonic() - started)))
@@ -76,7 +80,16 @@ def main():
     for thread in threads:
         thread.join()
     pool.close()
-    print(json.dumps({"ops": ops[0], "error_count": len(errors), "errors": errors[:20]}))
+    print(
+        json.dumps(
+            {
+                "ops": ops[0],
+                "by_statement": by_statement,
+                "error_count": len(errors),
+                "errors": errors[:20],
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
