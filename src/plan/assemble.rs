@@ -35,14 +35,17 @@ pub(crate) fn finish(mut ws: Workspace) -> (Vec<Step>, Catalog) {
 
 /// Expand: the version schema first (sync functions live in it), then the operations'
 /// additive DDL, then the sync triggers (in their old-version-only form), then the
-/// constraints that rely on the triggers' values. After each committed step both versions
-/// can read and write (the expand invariant).
+/// defaults of the columns they fill, then the constraints that rely on the triggers'
+/// values. After each committed step both versions can read and write (the expand
+/// invariant), and every row the old version wrote is either filled by a trigger or NULL
+/// for the backfill.
 fn expand(ws: &mut Workspace, synced: &[TableState]) -> Vec<Step> {
     let mut steps = vec![version_view::create_schema_step(ws)];
     steps.append(&mut ws.expand);
     for state in synced {
         steps.extend(sync_trigger::install_steps(&ws.version_schema, state));
     }
+    steps.append(&mut ws.expand_defaults);
     steps.append(&mut ws.expand_constraints);
     steps
 }

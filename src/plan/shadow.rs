@@ -101,9 +101,6 @@ pub(crate) fn plan(
             .default
             .as_ref()
             .map(|default| format!("({default})::{}", data_type));
-        if let Some(default) = &default {
-            sql.push_str(&format!(", ALTER COLUMN {quoted} SET DEFAULT {default}"));
-        }
         ws.push_expand(Step::sql(
             Phase::Expand,
             format!(
@@ -114,6 +111,23 @@ pub(crate) fn plan(
             LockLevel::AccessExclusive,
             vec![label.clone()],
         ));
+        // Once the sync trigger fills the shadow for the old version's rows: set with the
+        // column, an old-version insert before the trigger exists would keep it.
+        if let Some(default) = &default {
+            ws.push_expand_default(Step::sql(
+                Phase::Expand,
+                format!(
+                    "set the default of shadow column {}.{shadow} (catalog only), now that the sync trigger fills it for the old version",
+                    physical_table
+                ),
+                format!(
+                    "ALTER TABLE {} ALTER COLUMN {quoted} SET DEFAULT {default}",
+                    physical_table.quoted()
+                ),
+                LockLevel::AccessExclusive,
+                vec![label.clone()],
+            ));
+        }
         ws.push_rollback(Step::sql(
             Phase::Rollback,
             format!("drop shadow column {}.{shadow}", physical_table),

@@ -140,6 +140,10 @@ pub struct Workspace<'a> {
     /// Constraints added at expand: they run after the sync triggers, so that every row
     /// the old version writes already has the values they require.
     pub(crate) expand_constraints: Vec<Step>,
+    /// Defaults of columns a sync rule fills: set once the sync triggers are installed.
+    /// Set with the column, a row the old version inserts before the trigger exists keeps
+    /// the default, and the backfill (which fills the column's NULLs) never sees it.
+    pub(crate) expand_defaults: Vec<Step>,
     pub(crate) backfill: Vec<Step>,
     pub(crate) validate: Vec<Step>,
     pub(crate) contract: Vec<Step>,
@@ -163,6 +167,7 @@ impl<'a> Workspace<'a> {
             tables: Vec::new(),
             expand: Vec::new(),
             expand_constraints: Vec::new(),
+            expand_defaults: Vec::new(),
             backfill: Vec::new(),
             validate: Vec::new(),
             contract: Vec::new(),
@@ -486,6 +491,12 @@ impl<'a> Workspace<'a> {
     ) {
         self.expand_constraints
             .push(step.creating(PromiseKind::Constraint, table, name, kept));
+    }
+
+    /// `ALTER COLUMN ... SET DEFAULT` of a column a sync rule fills: it runs after the sync
+    /// triggers are installed (see [`Workspace::expand_defaults`]).
+    pub fn push_expand_default(&mut self, step: Step) {
+        self.expand_defaults.push(step);
     }
 
     /// A data copy: backfill runs them first, in operation order.

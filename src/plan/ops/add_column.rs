@@ -114,8 +114,12 @@ impl PlanOperation for AddColumn {
             physical_table.quoted(),
             column.data_type
         );
+        // With `up`, the sync trigger fills the column for the old version's rows: its
+        // default waits for the trigger (Workspace::push_expand_default).
+        let mut later_default = None;
         match (&column.default, fast_default) {
             (Some(default), true) => sql.push_str(&format!(" DEFAULT {default}")),
+            (Some(default), false) if self.up.is_some() => later_default = Some(default),
             (Some(default), false) => {
                 sql.push_str(&format!(", ALTER COLUMN {quoted} SET DEFAULT {default}"))
             }
@@ -136,6 +140,21 @@ impl PlanOperation for AddColumn {
             LockLevel::AccessExclusive,
             vec![label.clone()],
         ));
+        if let Some(default) = later_default {
+            ws.push_expand_default(Step::sql(
+                Phase::Expand,
+                format!(
+                    "set the default of {}.{}{shown} (catalog only), now that the sync trigger fills it for the old version",
+                    physical_table, column.name
+                ),
+                format!(
+                    "ALTER TABLE {} ALTER COLUMN {quoted} SET DEFAULT {default}",
+                    physical_table.quoted()
+                ),
+                LockLevel::AccessExclusive,
+                vec![label.clone()],
+            ));
+        }
         ws.push_rollback(Step::sql(
             Phase::Rollback,
             format!("drop column {}.{physical}", physical_table),
