@@ -91,7 +91,7 @@ pub(crate) fn plan(
         let data_type = shadow_of.data_type;
         let quoted = quote_ident(&shadow);
 
-        let mut sql = format!(
+        let sql = format!(
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {quoted} {}",
             physical_table.quoted(),
             data_type
