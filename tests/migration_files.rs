@@ -68,6 +68,7 @@ up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
                 identity: None,
                 sequence: None,
                 generated: None,
+                comment: None,
             },
             up: Some("CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END".to_string()),
         })]
@@ -142,7 +143,7 @@ fn unknown_keys_inside_a_column_point_at_the_key() {
         [
             "m/0001_x.toml:4:39: add_column: unknown key `nulable`; did you mean `nullable`? \
           Expected `name`, `type`, `nullable`, `default`, `unique`, `primary_key`, `check`, \
-          `references`, `identity`, `sequence` or `generated`"
+          `references`, `identity`, `sequence`, `generated` or `comment`"
         ]
     );
 }

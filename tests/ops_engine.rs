@@ -1261,6 +1261,11 @@ comment = "People who placed at least one order"
 op = "set_comment"
 table = "orders"
 column = "notes"
+
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "channel", type = "text", comment = "web, phone or shop" }
 "#,
         old_writes: &["INSERT INTO customers (id, email, full_name, country, phone) VALUES (10001, 'old@x', 'Old', 'DE', '+49')"],
         new_writes: &["INSERT INTO customers (id, email, full_name, country, phone_number) VALUES (20001, 'new@x', 'New', 'FR', '+33')"],
@@ -1276,6 +1281,7 @@ column = "notes"
             ("SELECT col_description('public.customers'::regclass, a.attnum) FROM pg_attribute a WHERE a.attrelid = 'public.customers'::regclass AND a.attname = 'phone_number'", "E.164, with the leading +; it's checked by the app"),
             ("SELECT obj_description('public.customers'::regclass, 'pg_class')", "People who placed at least one order"),
             ("SELECT coalesce(col_description(a.attrelid, a.attnum), 'none') FROM pg_attribute a WHERE a.attrelid = 'public.orders'::regclass AND a.attname = 'notes'", "none"),
+            ("SELECT col_description(a.attrelid, a.attnum) FROM pg_attribute a WHERE a.attrelid = 'public.orders'::regclass AND a.attname = 'channel'", "web, phone or shop"),
         ],
     })
     .await;

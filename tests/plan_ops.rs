@@ -1120,6 +1120,19 @@ fn set_comment_is_set_at_contract_under_the_final_names() {
         "{contract}"
     );
     assert!(contract.contains("COMMENT ON TABLE \"public\".\"orders\" IS NULL;"));
+    // A new column's comment comes with it, at expand.
+    let plan = planned("[[operations]]\nop = \"create_table\"\ntable = \"notes\"\ncolumns = [{ name = \"id\", type = \"bigint\", primary_key = true, comment = \"Surrogate key\" }]\n\n[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"channel\", type = \"text\", comment = \"web or shop\" }\n");
+    let comments: Vec<&str> = find(&plan, Phase::Expand, "comment column")
+        .into_iter()
+        .map(sql)
+        .collect();
+    assert_eq!(
+        comments,
+        [
+            "COMMENT ON COLUMN \"public\".\"notes\".\"id\" IS 'Surrogate key'",
+            "COMMENT ON COLUMN \"public\".\"orders\".\"channel\" IS 'web or shop'"
+        ]
+    );
     let message = refused("[[operations]]\nop = \"set_comment\"\ntable = \"orders\"\ncolumn = \"note\"\ncomment = \"x\"\n");
     assert!(message.contains("column note does not exist"), "{message}");
 }

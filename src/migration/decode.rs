@@ -489,7 +489,8 @@ mod tests {
                 "references",
                 "identity",
                 "sequence",
-                "generated"
+                "generated",
+                "comment"
             ]
         );
     }

@@ -124,6 +124,8 @@ pub struct ColumnDef {
     pub sequence: Option<Box<SequenceOptions>>,
     /// A stored generated column: the SQL expression over the row it is computed from.
     pub generated: Option<String>,
+    /// The column's comment (`COMMENT ON COLUMN`), set right after it is created.
+    pub comment: Option<String>,
 }
 
 /// Which writes may give an identity column a value of their own.

@@ -4,11 +4,13 @@
 //! the table's final names, in the table's final-shape step (catalog only, brief), so a
 //! rollback has nothing to undo and the old version's schema never shows the new text.
 
+use crate::db::catalog::QualifiedName;
 use crate::db::quote_ident;
 use crate::migration::operation::SetComment;
 use crate::plan::error::Problem;
 use crate::plan::names::literal;
 use crate::plan::ops::PlanOperation;
+use crate::plan::step::{LockLevel, Phase, Step};
 use crate::plan::workspace::{TableState, Workspace};
 
 impl PlanOperation for SetComment {
@@ -37,6 +39,28 @@ impl PlanOperation for SetComment {
         state.comments.push((id, comment));
         Ok(())
     }
+}
+
+/// Expand: the comment of a column created by this migration (add_column, create_table),
+/// right after it: the column is new, so a rollback drops its comment with it. COMMENT takes
+/// SHARE UPDATE EXCLUSIVE (reads and writes go on), catalog only.
+pub(crate) fn new_column_step(table: &QualifiedName, column: &str, comment: &str) -> Step {
+    let text = if comment.is_empty() {
+        "NULL".to_string()
+    } else {
+        literal(comment)
+    };
+    Step::sql(
+        Phase::Expand,
+        format!("comment column {table}.{column}"),
+        format!(
+            "COMMENT ON COLUMN {}.{} IS {text}",
+            table.quoted(),
+            quote_ident(column)
+        ),
+        LockLevel::ShareUpdateExclusive,
+        vec![table.to_string()],
+    )
 }
 
 /// Contract: the statements of the table's final-shape step (`table` quoted, before the
