@@ -1032,6 +1032,20 @@ down = "lower(currency)::varchar(3)"
     assert_eq!(currency.data_type, "char(3)");
     assert!(!currency.nullable);
 
+    // A set_default between the changes is the new version's: it stays as it was set.
+    let (plan, after) = plan_and_simulate(
+        &migration("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"currency\"\ntype = \"varchar(3)\"\nup = \"currency\"\ndown = \"currency\"\n\n[[operations]]\nop = \"set_default\"\ntable = \"orders\"\ncolumn = \"currency\"\ndefault = \"'USD'\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"currency\"\ntype = \"char(3)\"\nup = \"currency\"\ndown = \"currency\"\n"),
+        &demo(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(sql(find(&plan, Phase::Expand, "add shadow column")[0])
+        .contains("SET DEFAULT (('EUR'::text)::varchar(3))::char(3)"));
+    let currency = after
+        .table(&QualifiedName::new("public", "orders"))
+        .and_then(|t| t.column("currency"))
+        .expect("currency");
+    assert_eq!(currency.default.as_deref(), Some("'USD'"));
+
     // After a rename, the later `up` reads the column by either name.
     let plan = planned("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"currency\"\nto = \"cur\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"cur\"\ntype = \"varchar(3)\"\nup = \"currency::varchar(3)\"\ndown = \"cur::text\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"cur\"\ntype = \"char(3)\"\nup = \"cur::char(3)\"\ndown = \"cur::varchar(3)\"\n");
     let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);

@@ -43,8 +43,9 @@ pub(crate) struct Chain {
     pub shadow: String,
     /// The old version's column, which `down` fills.
     pub old: String,
-    /// The shadow column's type so far.
+    /// The shadow column's type and physical default so far.
     pub data_type: String,
+    pub default: Option<String>,
     /// The composed rules so far (old row → new value, new row → old value).
     pub up: String,
     pub down: String,
@@ -191,7 +192,7 @@ pub(crate) fn plan(
                 name: column_name.to_string(),
                 data_type: data_type.to_string(),
                 nullable,
-                default,
+                default: default.clone(),
                 identity: None,
                 generated: false,
             },
@@ -208,6 +209,7 @@ pub(crate) fn plan(
             shadow: shadow.clone(),
             old: old_physical,
             data_type: data_type.to_string(),
+            default: default.clone(),
             up: shadow_of.up.to_string(),
             down: shadow_of.down.to_string(),
             expand_step,
@@ -285,10 +287,17 @@ fn compose_into(
     // be renamed after a change: its name in the new row is the same for both).
     let down = compose(shadow_of.down, &link.data_type, &[column_name], &link.down);
     let data_type = shadow_of.data_type.to_string();
-    let default = current
+    // The shadow column's own default (the old one, converted) is converted again; a
+    // set_default between the changes is the new version's and stays as it set it.
+    let default = link
         .default
         .as_ref()
         .map(|default| format!("({default})::{data_type}"));
+    let catalog_default = if current.default == link.default {
+        default.clone()
+    } else {
+        current.default.clone()
+    };
     ws.expand[link.expand_step] =
         add_shadow_step(&link.table, &link.shadow, &data_type, default.as_deref());
     if let StepAction::Backfill(backfill) = &mut ws.backfill[link.backfill_step].action {
@@ -314,10 +323,11 @@ fn compose_into(
     let nullable = shadow_of.nullable.unwrap_or(current.nullable);
     if let Some(column) = ws.table_mut(table)?.column_mut(column_name) {
         column.data_type = data_type.clone();
-        column.default = default;
+        column.default = catalog_default;
         column.nullable = nullable;
     }
     link.data_type = data_type;
+    link.default = default;
     link.up = up;
     link.down = down;
     ws.shadows[chain] = link;
