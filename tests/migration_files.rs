@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use zdm::migration::operation::{AddColumn, ColumnDef, RawSqlPhase};
+use zdm::migration::operation::{AddColumn, ColumnDef, RawSqlPhase, ReplicaIdentityKind};
 use zdm::migration::{self, check, check_dir, load_dir, parse, Operation, Severity};
 
 fn samples_dir() -> PathBuf {
@@ -68,6 +68,7 @@ up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
                 identity: None,
                 sequence: None,
                 generated: None,
+                comment: None,
             },
             up: Some("CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END".to_string()),
             from: None,
@@ -143,7 +144,7 @@ fn unknown_keys_inside_a_column_point_at_the_key() {
         [
             "m/0001_x.toml:4:39: add_column: unknown key `nulable`; did you mean `nullable`? \
           Expected `name`, `type`, `nullable`, `default`, `unique`, `primary_key`, `check`, \
-          `references`, `identity`, `sequence` or `generated`"
+          `references`, `identity`, `sequence`, `generated` or `comment`"
         ]
     );
 }
@@ -1147,6 +1148,42 @@ async fn apply_plainly(conn: &mut sqlx::PgConnection, operation: &Operation) {
             q(&op.from),
             q(&op.to)
         )),
+        Operation::SetReplicaIdentity(op) => {
+            let identity = match (op.identity, &op.index) {
+                (ReplicaIdentityKind::Index, Some(index)) => format!("USING INDEX {}", q(index)),
+                (ReplicaIdentityKind::Full, _) => "FULL".to_string(),
+                (ReplicaIdentityKind::Nothing, _) => "NOTHING".to_string(),
+                _ => "DEFAULT".to_string(),
+            };
+            statements.push(format!(
+                "ALTER TABLE {} REPLICA IDENTITY {identity}",
+                quote_table(&op.table)
+            ));
+        }
+        Operation::AddPrimaryKey(op) => statements.push(format!(
+            "ALTER TABLE {} ADD {}PRIMARY KEY ({})",
+            quote_table(&op.table),
+            op.name
+                .as_ref()
+                .map(|name| format!("CONSTRAINT {} ", q(name)))
+                .unwrap_or_default(),
+            op.columns
+                .iter()
+                .map(|c| q(c))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )),
+        Operation::SetComment(op) => {
+            let text = op.comment.as_deref().map_or("NULL".to_string(), literal);
+            statements.push(match &op.column {
+                Some(column) => format!(
+                    "COMMENT ON COLUMN {}.{} IS {text}",
+                    quote_table(&op.table),
+                    q(column)
+                ),
+                None => format!("COMMENT ON TABLE {} IS {text}", quote_table(&op.table)),
+            });
+        }
         Operation::RawSql(op) => {
             statements.push(op.up.clone());
             if let Some(down) = &op.down {

@@ -1,4 +1,4 @@
-//! Every one of the 23 operations through the engine's commands (what `zdm start`,
+//! Every one of the 26 operations through the engine's commands (what `zdm start`,
 //! `zdm rollback` and `zdm complete` run) on a real PostgreSQL with the demo schema:
 //! start → rollback leaves the catalog and `pg_dump --schema-only` exactly as before;
 //! start again, an old-version and a new-version client write at the same time (both
@@ -1080,6 +1080,240 @@ to = "products_sku_unique"
         after: &[
             ("SELECT string_agg(conname, ',') FROM pg_constraint WHERE conrelid = 'public.products'::regclass AND contype = 'u' AND conname LIKE 'products\\_sku\\_u%'", "products_sku_unique"),
             ("SELECT (to_regclass('public.products_sku_unique') IS NOT NULL AND to_regclass('public.products_sku_uq') IS NULL)::text", "true"),
+        ],
+    })
+    .await;
+}
+
+// ---- Several changes to one column in one migration: one shadow column, one up/down chain.
+
+#[tokio::test]
+async fn change_type_twice() {
+    run(Case {
+        name: "0001_change_type_twice",
+        // The prices before the migration, to check the composed backfill against.
+        setup: "CREATE TABLE price_ref AS SELECT id, price_cents FROM products;",
+        file: r#"
+[[operations]]
+op = "change_type"
+table = "products"
+column = "price_cents"
+type = "bigint"
+up = "price_cents::bigint * 10"
+down = "(price_cents / 10)::integer"
+
+[[operations]]
+op = "change_type"
+table = "products"
+column = "price_cents"
+type = "numeric(14,3)"
+up = "price_cents::numeric / 1000"
+down = "round(price_cents * 1000)::bigint"
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'x', 150)"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2.5)"],
+        cross_updates: &[
+            (true, "UPDATE products SET price_cents = 7 WHERE id = 20001"),
+            (false, "UPDATE products SET price_cents = 9.99 WHERE id = 10001"),
+        ],
+        // Each version sees the other's writes through the whole chain (a second rule
+        // applied alone would give 10 times too much or too little).
+        old_sees: &[
+            ("SELECT price_cents::text FROM products WHERE id = 10001", "999"),
+            ("SELECT pg_typeof(price_cents)::text FROM products WHERE id = 10001", "integer"),
+        ],
+        new_sees: &[
+            ("SELECT price_cents::text FROM products WHERE id = 20001", "0.070"),
+            ("SELECT pg_typeof(price_cents)::text FROM products WHERE id = 20001", "numeric"),
+            ("SELECT count(*)::text FROM products p JOIN public.price_ref r USING (id) WHERE p.price_cents IS DISTINCT FROM r.price_cents::numeric / 100", "0"),
+        ],
+        refused: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (30001, 'S-3', 'null', 'x', NULL)"],
+        after: &[
+            ("SELECT data_type || ' ' || numeric_scale || ' ' || is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'products' AND column_name = 'price_cents'", "numeric 3 NO"),
+            ("SELECT price_cents::text FROM products WHERE id = 10001", "9.990"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn rename_drop_not_null_and_change_type() {
+    run(Case {
+        name: "0001_rename_drop_not_null_change_type",
+        setup: "CREATE TABLE name_ref AS SELECT id, full_name FROM customers;",
+        file: r#"
+[[operations]]
+op = "rename_column"
+table = "customers"
+column = "full_name"
+to = "display_name"
+
+[[operations]]
+op = "drop_not_null"
+table = "customers"
+column = "display_name"
+down = "split_part(email, '@', 1)"
+
+[[operations]]
+op = "change_type"
+table = "customers"
+column = "display_name"
+type = "varchar(200)"
+up = "upper(display_name)"
+down = "lower(display_name)"
+"#,
+        old_writes: &["INSERT INTO customers (id, email, full_name, country) VALUES (10001, 'old@x', 'Old', 'DE')"],
+        new_writes: &[
+            "INSERT INTO customers (id, email, display_name, country) VALUES (20001, 'newbie@x.org', NULL, 'FR')",
+            "INSERT INTO customers (id, email, display_name, country) VALUES (20002, 'bob@x.org', 'Bob B', 'FR')",
+        ],
+        cross_updates: &[
+            (true, "UPDATE customers SET full_name = 'Eve' WHERE id = 20002"),
+            (false, "UPDATE customers SET display_name = NULL WHERE id = 10001"),
+        ],
+        old_sees: &[
+            ("SELECT full_name FROM customers WHERE id = 20001", "newbie"),
+            ("SELECT full_name FROM customers WHERE id = 10001", "old"),
+        ],
+        new_sees: &[
+            ("SELECT display_name FROM customers WHERE id = 20002", "EVE"),
+            ("SELECT coalesce(display_name, 'null') FROM customers WHERE id = 10001", "null"),
+            ("SELECT count(*)::text FROM customers c JOIN public.name_ref r USING (id) WHERE c.display_name IS DISTINCT FROM upper(r.full_name)", "0"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT data_type || ' ' || character_maximum_length || ' ' || is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'customers' AND column_name = 'display_name'", "character varying 200 YES"),
+            ("SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'customers' AND column_name = 'full_name'", "0"),
+        ],
+    })
+    .await;
+}
+
+// ---- pgroll's remaining operations.
+
+#[tokio::test]
+async fn set_replica_identity() {
+    run(Case {
+        name: "0001_set_replica_identity",
+        setup: "ALTER TABLE customers REPLICA IDENTITY NOTHING;",
+        file: r#"
+[[operations]]
+op = "set_replica_identity"
+table = "products"
+identity = "index"
+index = "products_sku_key"
+
+[[operations]]
+op = "set_replica_identity"
+table = "orders"
+identity = "full"
+
+[[operations]]
+op = "set_replica_identity"
+table = "customers"
+identity = "default"
+"#,
+        old_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (10001, 'S-1', 'old', 'x', 1)"],
+        new_writes: &["INSERT INTO products (id, sku, name, category, price_cents) VALUES (20001, 'S-2', 'new', 'x', 2)"],
+        cross_updates: &[
+            (true, "UPDATE products SET name = 'new, by old' WHERE id = 20001"),
+            (false, "DELETE FROM products WHERE id = 10001"),
+        ],
+        // Set at expand, for both versions: the rows are the same.
+        old_sees: &[
+            ("SELECT string_agg(relname || '=' || relreplident::text, ',' ORDER BY relname) FROM pg_class WHERE oid IN ('public.products'::regclass, 'public.orders'::regclass, 'public.customers'::regclass)", "customers=d,orders=f,products=i"),
+            ("SELECT name FROM products WHERE id = 20001", "new, by old"),
+        ],
+        new_sees: &[("SELECT count(*)::text FROM products WHERE id IN (10001, 20001)", "1")],
+        refused: &[],
+        after: &[
+            ("SELECT string_agg(relname || '=' || relreplident::text, ',' ORDER BY relname) FROM pg_class WHERE oid IN ('public.products'::regclass, 'public.orders'::regclass, 'public.customers'::regclass)", "customers=d,orders=f,products=i"),
+            ("SELECT indexrelid::regclass::text FROM pg_index WHERE indrelid = 'public.products'::regclass AND indisreplident", "products_sku_key"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn set_comment() {
+    run(Case {
+        name: "0001_set_comment",
+        setup: "COMMENT ON COLUMN customers.phone IS 'free text'; COMMENT ON COLUMN orders.notes IS 'legacy';",
+        file: r#"
+[[operations]]
+op = "rename_column"
+table = "customers"
+column = "phone"
+to = "phone_number"
+
+[[operations]]
+op = "set_comment"
+table = "customers"
+column = "phone_number"
+comment = "E.164, with the leading +; it's checked by the app"
+
+[[operations]]
+op = "set_comment"
+table = "customers"
+comment = "People who placed at least one order"
+
+[[operations]]
+op = "set_comment"
+table = "orders"
+column = "notes"
+
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "channel", type = "text", comment = "web, phone or shop" }
+"#,
+        old_writes: &["INSERT INTO customers (id, email, full_name, country, phone) VALUES (10001, 'old@x', 'Old', 'DE', '+49')"],
+        new_writes: &["INSERT INTO customers (id, email, full_name, country, phone_number) VALUES (20001, 'new@x', 'New', 'FR', '+33')"],
+        cross_updates: &[],
+        // Until contract the physical table keeps its comments.
+        old_sees: &[
+            ("SELECT col_description(a.attrelid, a.attnum) || ' ' || coalesce(obj_description(a.attrelid, 'pg_class'), 'none') FROM pg_attribute a WHERE a.attrelid = 'public.customers'::regclass AND a.attname = 'phone'", "free text none"),
+            ("SELECT phone FROM customers WHERE id = 20001", "+33"),
+        ],
+        new_sees: &[("SELECT phone_number FROM customers WHERE id = 10001", "+49")],
+        refused: &[],
+        after: &[
+            ("SELECT col_description('public.customers'::regclass, a.attnum) FROM pg_attribute a WHERE a.attrelid = 'public.customers'::regclass AND a.attname = 'phone_number'", "E.164, with the leading +; it's checked by the app"),
+            ("SELECT obj_description('public.customers'::regclass, 'pg_class')", "People who placed at least one order"),
+            ("SELECT coalesce(col_description(a.attrelid, a.attnum), 'none') FROM pg_attribute a WHERE a.attrelid = 'public.orders'::regclass AND a.attname = 'notes'", "none"),
+            ("SELECT col_description(a.attrelid, a.attnum) FROM pg_attribute a WHERE a.attrelid = 'public.orders'::regclass AND a.attname = 'channel'", "web, phone or shop"),
+        ],
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn add_primary_key() {
+    run(Case {
+        name: "0001_add_primary_key",
+        setup: "CREATE TABLE events (id bigint, kind text NOT NULL); \
+                INSERT INTO events SELECT i, 'k' || i FROM generate_series(1, 500) i;",
+        file: r#"
+[[operations]]
+op = "add_primary_key"
+table = "events"
+columns = ["id"]
+"#,
+        old_writes: &["INSERT INTO events (id, kind) VALUES (10001, 'old')"],
+        new_writes: &["INSERT INTO events (id, kind) VALUES (20001, 'new')"],
+        cross_updates: &[(true, "UPDATE events SET kind = 'seen by old' WHERE id = 20001")],
+        old_sees: &[("SELECT count(*)::text FROM events", "502")],
+        new_sees: &[("SELECT kind FROM events WHERE id = 20001", "seen by old")],
+        // From expand on, both versions obey the key: no NULL (the NOT VALID check), no
+        // duplicate (the unique index).
+        refused: &[
+            "INSERT INTO events (id, kind) VALUES (NULL, 'null')",
+            "INSERT INTO events (id, kind) VALUES (1, 'duplicate')",
+        ],
+        after: &[
+            ("SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.events'::regclass AND contype = 'p'", "events_pkey PRIMARY KEY (id)"),
+            ("SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 'public.events'::regclass AND attname = 'id'", "true"),
+            ("SELECT count(*)::text FROM pg_index WHERE indrelid = 'public.events'::regclass", "1"),
         ],
     })
     .await;

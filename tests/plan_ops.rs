@@ -956,3 +956,246 @@ fn rename_constraint_waits_for_contract() {
     let message = refused("[[operations]]\nop = \"rename_constraint\"\ntable = \"orders\"\nfrom = \"orders_customer_id_fkey\"\nto = \"orders_pkey\"\n");
     assert!(message.contains("already exists"), "{message}");
 }
+
+// ---- Several changes to one column in one migration.
+
+#[test]
+fn two_changes_of_one_column_compose_into_one_shadow_column() {
+    let (plan, after) = plan_and_simulate(
+        &migration(
+            r#"
+[[operations]]
+op = "change_type"
+table = "orders"
+column = "currency"
+type = "varchar(3)"
+up = "currency::varchar(3)"
+down = "currency::text"
+
+[[operations]]
+op = "change_type"
+table = "orders"
+column = "currency"
+type = "char(3)"
+up = "upper(currency)::char(3)"
+down = "lower(currency)::varchar(3)"
+"#,
+        ),
+        &demo(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_safe(&plan);
+    // One shadow column, of the last type, with the default converted twice.
+    let added = find(&plan, Phase::Expand, "add shadow column");
+    assert_eq!(added.len(), 1, "{:?}", plan.steps);
+    assert!(
+        sql(added[0]).contains("ADD COLUMN IF NOT EXISTS \"_zdm_new_currency\" char(3)"),
+        "{}",
+        sql(added[0])
+    );
+    assert!(
+        sql(added[0]).contains("SET DEFAULT (('EUR'::text)::varchar(3))::char(3)"),
+        "{}",
+        sql(added[0])
+    );
+    // The later `up` over the earlier one's value, the earlier `down` over the later one's.
+    let up = "(SELECT (upper(currency)::char(3)) FROM (SELECT (currency::varchar(3))::varchar(3) AS \"currency\") AS \"_zdm_value\")";
+    let down = "(SELECT (currency::text) FROM (SELECT (lower(currency)::varchar(3))::varchar(3) AS \"currency\") AS \"_zdm_value\")";
+    let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);
+    assert!(
+        function.contains(&format!("NEW.\"_zdm_new_currency\" := ({up});")),
+        "{function}"
+    );
+    assert!(
+        function.contains(&format!("NEW.\"currency\" := ({down});")),
+        "{function}"
+    );
+    let backfills: Vec<_> = plan
+        .phase(Phase::Backfill)
+        .filter_map(|s| match &s.action {
+            StepAction::Backfill(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(backfills.len(), 1);
+    assert_eq!(
+        backfills[0].assignments,
+        vec![("_zdm_new_currency".to_string(), up.to_string())]
+    );
+    // NOT NULL is proven once, the shadow column dropped once at rollback.
+    assert_eq!(find(&plan, Phase::Expand, "IS NOT NULL").len(), 1);
+    assert_eq!(find(&plan, Phase::Rollback, "drop shadow column").len(), 1);
+    let currency = after
+        .table(&QualifiedName::new("public", "orders"))
+        .and_then(|t| t.column("currency"))
+        .expect("currency");
+    assert_eq!(currency.data_type, "char(3)");
+    assert!(!currency.nullable);
+
+    // A set_default between the changes is the new version's: it stays as it was set.
+    let (plan, after) = plan_and_simulate(
+        &migration("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"currency\"\ntype = \"varchar(3)\"\nup = \"currency\"\ndown = \"currency\"\n\n[[operations]]\nop = \"set_default\"\ntable = \"orders\"\ncolumn = \"currency\"\ndefault = \"'USD'\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"currency\"\ntype = \"char(3)\"\nup = \"currency\"\ndown = \"currency\"\n"),
+        &demo(),
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(sql(find(&plan, Phase::Expand, "add shadow column")[0])
+        .contains("SET DEFAULT (('EUR'::text)::varchar(3))::char(3)"));
+    let currency = after
+        .table(&QualifiedName::new("public", "orders"))
+        .and_then(|t| t.column("currency"))
+        .expect("currency");
+    assert_eq!(currency.default.as_deref(), Some("'USD'"));
+
+    // After a rename, the later `up` reads the column by either name.
+    let plan = planned("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"currency\"\nto = \"cur\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"cur\"\ntype = \"varchar(3)\"\nup = \"currency::varchar(3)\"\ndown = \"cur::text\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"cur\"\ntype = \"char(3)\"\nup = \"cur::char(3)\"\ndown = \"cur::varchar(3)\"\n");
+    let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);
+    assert!(function.contains("(SELECT (cur::char(3)) FROM (SELECT \"currency\", \"currency\" AS \"cur\" FROM (SELECT (currency::varchar(3))::varchar(3) AS \"currency\") AS \"_zdm_value\") AS \"_zdm_values\")"), "{function}");
+
+    // NOT NULL dropped after a type change would leave the earlier change's proof behind:
+    // refused, naming the order that works.
+    let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"currency\"\ntype = \"varchar(3)\"\nup = \"currency\"\ndown = \"currency\"\n\n[[operations]]\nop = \"drop_not_null\"\ntable = \"orders\"\ncolumn = \"currency\"\ndown = \"'EUR'\"\n");
+    assert!(
+        message.contains("operation 2 (drop_not_null)")
+            && message.contains("put the drop_not_null first"),
+        "{message}"
+    );
+    // drop_not_null then change_type: one nullable shadow column, no NOT NULL proof.
+    let plan = planned("[[operations]]\nop = \"drop_not_null\"\ntable = \"orders\"\ncolumn = \"currency\"\ndown = \"'EUR'\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"currency\"\ntype = \"varchar(3)\"\nup = \"currency\"\ndown = \"currency\"\n");
+    assert_eq!(find(&plan, Phase::Expand, "add shadow column").len(), 1);
+    assert!(find(&plan, Phase::Expand, "IS NOT NULL").is_empty());
+    let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);
+    assert!(function.contains("NEW.\"currency\" := ((SELECT (coalesce(\"currency\", 'EUR')) FROM (SELECT (currency)::text AS \"currency\") AS \"_zdm_value\"));"), "{function}");
+}
+
+// ---- pgroll's remaining operations.
+
+#[test]
+fn set_replica_identity_is_set_at_expand_and_restored_by_rollback() {
+    let plan = planned("[[operations]]\nop = \"set_replica_identity\"\ntable = \"orders\"\nidentity = \"full\"\n\n[[operations]]\nop = \"set_replica_identity\"\ntable = \"orders\"\nidentity = \"nothing\"\n");
+    assert_safe(&plan);
+    let set: Vec<&str> = find(&plan, Phase::Expand, "replica identity")
+        .into_iter()
+        .map(sql)
+        .collect();
+    assert_eq!(
+        set,
+        [
+            "ALTER TABLE IF EXISTS \"public\".\"orders\" REPLICA IDENTITY FULL",
+            "ALTER TABLE IF EXISTS \"public\".\"orders\" REPLICA IDENTITY NOTHING"
+        ]
+    );
+    // Undone last first: back to FULL, then to the default the table had.
+    let undo: Vec<&str> = find(&plan, Phase::Rollback, "replica identity")
+        .into_iter()
+        .map(sql)
+        .collect();
+    assert_eq!(
+        undo,
+        [
+            "ALTER TABLE IF EXISTS \"public\".\"orders\" REPLICA IDENTITY FULL",
+            "ALTER TABLE IF EXISTS \"public\".\"orders\" REPLICA IDENTITY DEFAULT"
+        ]
+    );
+    assert!(find(&plan, Phase::Expand, "replica identity")
+        .iter()
+        .all(|s| s.lock == LockLevel::AccessExclusive && !s.scans));
+    let message = refused("[[operations]]\nop = \"set_replica_identity\"\ntable = \"orders\"\nidentity = \"index\"\nindex = \"orders_placed_at_idx\"\n");
+    assert!(
+        message.contains("cannot be the replica identity"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"set_replica_identity\"\ntable = \"orders\"\nidentity = \"index\"\nindex = \"orders_pkee\"\n");
+    assert!(message.contains("did you mean"), "{message}");
+}
+
+#[test]
+fn set_comment_is_set_at_contract_under_the_final_names() {
+    let plan = planned("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n\n[[operations]]\nop = \"set_comment\"\ntable = \"orders\"\ncolumn = \"remarks\"\ncomment = \"Free text; don't parse it\"\n\n[[operations]]\nop = \"rename_table\"\ntable = \"orders\"\nto = \"purchases\"\n\n[[operations]]\nop = \"set_comment\"\ntable = \"purchases\"\n");
+    assert_safe(&plan);
+    assert!(!plan
+        .phase(Phase::Expand)
+        .chain(plan.phase(Phase::Backfill))
+        .chain(plan.phase(Phase::Rollback))
+        .any(|s| sql(s).contains("COMMENT ON COLUMN") || sql(s).contains("COMMENT ON TABLE")));
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    let comment = contract
+        .find(
+            "COMMENT ON COLUMN \"public\".\"orders\".\"remarks\" IS 'Free text; don''t parse it';",
+        )
+        .expect("the column's comment, by its final name");
+    let rename_column = contract
+        .find("RENAME COLUMN \"notes\" TO \"remarks\"")
+        .expect("rename");
+    let rename_table = contract
+        .find("RENAME TO \"purchases\"")
+        .expect("table rename");
+    assert!(
+        rename_column < comment && comment < rename_table,
+        "{contract}"
+    );
+    assert!(contract.contains("COMMENT ON TABLE \"public\".\"orders\" IS NULL;"));
+    // A new column's comment comes with it, at expand.
+    let plan = planned("[[operations]]\nop = \"create_table\"\ntable = \"notes\"\ncolumns = [{ name = \"id\", type = \"bigint\", primary_key = true, comment = \"Surrogate key\" }]\n\n[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"channel\", type = \"text\", comment = \"web or shop\" }\n");
+    let comments: Vec<&str> = find(&plan, Phase::Expand, "comment column")
+        .into_iter()
+        .map(sql)
+        .collect();
+    assert_eq!(
+        comments,
+        [
+            "COMMENT ON COLUMN \"public\".\"notes\".\"id\" IS 'Surrogate key'",
+            "COMMENT ON COLUMN \"public\".\"orders\".\"channel\" IS 'web or shop'"
+        ]
+    );
+    let message = refused("[[operations]]\nop = \"set_comment\"\ntable = \"orders\"\ncolumn = \"note\"\ncomment = \"x\"\n");
+    assert!(message.contains("column note does not exist"), "{message}");
+}
+
+#[test]
+fn add_primary_key_builds_concurrently_and_attaches_at_contract() {
+    // A table without a key: the demo's order_items without its key.
+    let mut without_key = demo();
+    let order_items = without_key
+        .table_mut(&QualifiedName::new("public", "order_items"))
+        .expect("order_items");
+    order_items
+        .constraints
+        .retain(|c| c.name != "order_items_pkey");
+    order_items.indexes.retain(|i| i.name != "order_items_pkey");
+    let m = migration("[[operations]]\nop = \"add_primary_key\"\ntable = \"order_items\"\ncolumns = [\"order_id\", \"id\"]\nname = \"order_items_key\"\n");
+    let (plan, after) = plan_and_simulate(&m, &without_key).unwrap_or_else(|e| panic!("{e}"));
+    assert_safe(&plan);
+    let build = find(&plan, Phase::Expand, "build unique index order_items_key")[0];
+    assert_eq!(sql(build), "CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"order_items_key\" ON \"public\".\"order_items\" (\"order_id\", \"id\")");
+    // Both columns are NOT NULL already: no check to prove it.
+    assert!(find(&plan, Phase::Expand, "IS NOT NULL").is_empty());
+    let contract = sql(find(&plan, Phase::Contract, "final shape")[0]);
+    assert!(
+        contract.contains(
+            "ADD CONSTRAINT \"order_items_key\" PRIMARY KEY USING INDEX \"order_items_key\""
+        ),
+        "{contract}"
+    );
+    assert!(!find(
+        &plan,
+        Phase::Rollback,
+        "drop index public.order_items_key concurrently"
+    )
+    .is_empty());
+    let table = after
+        .table(&QualifiedName::new("public", "order_items"))
+        .expect("order_items");
+    assert_eq!(
+        table.batch_key(),
+        Some(vec!["order_id".to_string(), "id".to_string()])
+    );
+
+    // A key on a table that has one is refused.
+    let message = refused(
+        "[[operations]]\nop = \"add_primary_key\"\ntable = \"orders\"\ncolumns = [\"id\"]\n",
+    );
+    assert!(
+        message.contains("already has a primary key (orders_pkey)"),
+        "{message}"
+    );
+}

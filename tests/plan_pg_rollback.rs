@@ -41,6 +41,25 @@ up = "price_cents::numeric / 100"
 down = "(price_cents * 100)::integer"
 
 [[operations]]
+op = "change_type"
+table = "products"
+column = "price_cents"
+type = "numeric(14,3)"
+up = "price_cents::numeric(14,3)"
+down = "price_cents::numeric(12,2)"
+
+[[operations]]
+op = "set_replica_identity"
+table = "orders"
+identity = "full"
+
+[[operations]]
+op = "set_comment"
+table = "customers"
+column = "display_name"
+comment = "How the customer is addressed"
+
+[[operations]]
 op = "set_not_null"
 table = "customers"
 column = "phone"
@@ -105,6 +124,11 @@ columns = [
 op = "rename_table"
 table = "order_items"
 to = "order_lines"
+
+[[operations]]
+op = "set_comment"
+table = "order_lines"
+comment = "One product of an order"
 
 [[operations]]
 op = "split_table"

@@ -30,7 +30,7 @@ use common::demo_process::DemoProcess;
 /// Every command of the README's blocks (after substitution), with its exit code and a
 /// phrase its output (stdout and stderr) must hold; `None`: it prints nothing to check.
 const EXPECTED: &[(&str, i32, Option<&str>)] = &[
-    ("zdm validate --dir sample-migrations", 0, Some("20 valid, 0 errors")),
+    ("zdm validate --dir sample-migrations", 0, Some("21 valid, 0 errors")),
     ("zdm plan --dir sample-migrations", 0, Some("Migration 0001_orders_add_status")),
     (
         "zdm start 0001_orders_add_status --dir sample-migrations --detach",
@@ -57,7 +57,7 @@ const EXPECTED: &[(&str, i32, Option<&str>)] = &[
     ("zdm top --count 3", 0, Some("sessions")),
     ("source <(zdm completions bash)", 0, None),
     ("zdm man > zdm.1", 0, None),
-    ("zdm lint --dir sample-migrations", 0, Some("20 file(s) linted: 0 error(s), 0 warning(s)")),
+    ("zdm lint --dir sample-migrations", 0, Some("21 file(s) linted: 0 error(s), 0 warning(s)")),
     ("zdm check --dir sample-migrations --dry-run", 0, Some("check passed")),
 ];
 

@@ -77,7 +77,7 @@ async fn every_sample_migration_rolls_back_cleanly_and_completes_under_load() {
         "/sample-migrations"
     )))
     .expect("samples parse");
-    assert_eq!(samples.len(), 20);
+    assert_eq!(samples.len(), 21);
     for sample in &samples {
         let name = sample.name.as_str();
         let mut conn = pool.acquire().await.expect("connection");
@@ -138,7 +138,7 @@ async fn every_sample_migration_rolls_back_cleanly_and_completes_under_load() {
         .expect("count");
     assert_eq!(unfilled, 0);
     let nothing_left: i64 = sqlx::query_scalar(
-        "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public\\_00%' AND nspname <> 'public_0020_shipments_tracking_key_name'",
+        "SELECT count(*) FROM pg_namespace WHERE nspname LIKE 'public\\_00%' AND nspname <> 'public_0021_shipment_events'",
     )
     .fetch_one(&pool)
     .await

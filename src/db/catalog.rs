@@ -55,6 +55,20 @@ pub struct Catalog {
     /// enums were introspected).
     #[serde(default)]
     pub enums: Vec<EnumType>,
+    /// The tables whose replica identity is not PostgreSQL's default, by table (absent from
+    /// catalogs stored before it was introspected, and when every table has the default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replica_identities: Vec<ReplicaIdentity>,
+}
+
+/// A table's replica identity other than the default (`pg_class.relreplident`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ReplicaIdentity {
+    pub table: QualifiedName,
+    /// `full`, `nothing` or `index`.
+    pub identity: String,
+    /// The index of `identity = "index"` (none if it was dropped since).
+    pub index: Option<String>,
 }
 
 /// An enum type (`CREATE TYPE ... AS ENUM`).
@@ -191,6 +205,7 @@ impl Catalog {
             functions: load_functions(conn).await?,
             sequences: load_sequences(conn).await?,
             enums: load_enums(conn).await?,
+            replica_identities: load_replica_identities(conn).await?,
         };
         load_columns(conn, &mut catalog).await?;
         load_constraints(conn, &mut catalog).await?;
@@ -251,6 +266,7 @@ impl Catalog {
         self.functions.sort_by(|a, b| a.name.cmp(&b.name));
         self.sequences.sort();
         self.enums.sort_by(|a, b| a.name.cmp(&b.name));
+        self.replica_identities.sort();
         for table in &mut self.tables {
             table.constraints.sort_by(|a, b| a.name.cmp(&b.name));
             table.indexes.sort_by(|a, b| a.name.cmp(&b.name));
@@ -648,6 +664,32 @@ async fn load_enums(conn: &mut PgConnection) -> Result<Vec<EnumType>, sqlx::Erro
                     row.try_get::<String, _>("name")?,
                 ),
                 values: row.try_get("labels")?,
+            })
+        })
+        .collect()
+}
+
+async fn load_replica_identities(
+    conn: &mut PgConnection,
+) -> Result<Vec<ReplicaIdentity>, sqlx::Error> {
+    let sql = format!(
+        "SELECT n.nspname::text AS schema, c.relname::text AS name,
+                CASE c.relreplident WHEN 'f' THEN 'full' WHEN 'n' THEN 'nothing' ELSE 'index' END AS identity,
+                (SELECT i.relname::text FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid
+                 WHERE x.indrelid = c.oid AND x.indisreplident) AS index
+         FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+         WHERE c.relkind IN ('r', 'p') AND c.relreplident <> 'd' AND {HIDDEN_SCHEMAS} ORDER BY 1, 2"
+    );
+    let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
+    rows.iter()
+        .map(|row| {
+            Ok(ReplicaIdentity {
+                table: QualifiedName::new(
+                    row.try_get::<String, _>("schema")?,
+                    row.try_get::<String, _>("name")?,
+                ),
+                identity: row.try_get("identity")?,
+                index: row.try_get("index")?,
             })
         })
         .collect()

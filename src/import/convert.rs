@@ -406,6 +406,7 @@ fn column_def(column: &pg_query::protobuf::ColumnDef) -> Result<ColumnDef, Strin
         identity: None,
         sequence: None,
         generated: None,
+        comment: None,
     };
     for constraint in &column.constraints {
         let Some(NodeEnum::Constraint(constraint)) = &constraint.node else {

@@ -301,6 +301,12 @@ fn describe(operation: &Operation) -> String {
         O::AddEnumValue(o) => format!("{} {}", o.name, o.value),
         O::RenameEnumValue(o) => format!("{} {} → {}", o.name, o.from, o.to),
         O::RawSql(_) => String::new(),
+        O::SetReplicaIdentity(o) => o.table.clone(),
+        O::AddPrimaryKey(o) => format!("{} ({})", o.table, o.columns.join(", ")),
+        O::SetComment(o) => match &o.column {
+            Some(column) => format!("{}.{column}", o.table),
+            None => o.table.clone(),
+        },
     };
     format!("{} {what}", operation.name())
 }

@@ -17,6 +17,7 @@ use super::operation::{
     DropTable, Operation, RawSql, RenameColumn, RenameConstraint, RenameEnumValue, RenameTable,
     SetDefault, SetNotNull, SplitTable,
 };
+use super::operation::{AddPrimaryKey, SetComment, SetReplicaIdentity};
 use crate::suggest::{hint, one_of};
 
 /// A decoding problem and the bytes it is about.
@@ -452,6 +453,9 @@ fn decoder(op: &str) -> Option<(&'static [&'static str], Decoder)> {
         "add_enum_value" => arm!(AddEnumValue, AddEnumValue),
         "rename_enum_value" => arm!(RenameEnumValue, RenameEnumValue),
         "raw_sql" => arm!(RawSql, RawSql),
+        "set_replica_identity" => arm!(SetReplicaIdentity, SetReplicaIdentity),
+        "set_comment" => arm!(SetComment, SetComment),
+        "add_primary_key" => arm!(AddPrimaryKey, AddPrimaryKey),
         _ => return None,
     })
 }
@@ -485,7 +489,8 @@ mod tests {
                 "references",
                 "identity",
                 "sequence",
-                "generated"
+                "generated",
+                "comment"
             ]
         );
     }

@@ -30,11 +30,14 @@ pub enum Operation {
     AddEnumValue(AddEnumValue),
     RenameEnumValue(RenameEnumValue),
     RawSql(RawSql),
+    SetReplicaIdentity(SetReplicaIdentity),
+    SetComment(SetComment),
+    AddPrimaryKey(AddPrimaryKey),
 }
 
 impl Operation {
     /// Every valid `op` value, for error messages ("did you mean ...").
-    pub const NAMES: [&'static str; 23] = [
+    pub const NAMES: [&'static str; 26] = [
         "create_table",
         "drop_table",
         "rename_table",
@@ -58,6 +61,9 @@ impl Operation {
         "add_enum_value",
         "rename_enum_value",
         "raw_sql",
+        "set_replica_identity",
+        "set_comment",
+        "add_primary_key",
     ];
 
     /// This operation's `op` value (`"add_column"`, ...).
@@ -86,6 +92,9 @@ impl Operation {
             Operation::AddEnumValue(_) => "add_enum_value",
             Operation::RenameEnumValue(_) => "rename_enum_value",
             Operation::RawSql(_) => "raw_sql",
+            Operation::SetReplicaIdentity(_) => "set_replica_identity",
+            Operation::SetComment(_) => "set_comment",
+            Operation::AddPrimaryKey(_) => "add_primary_key",
         }
     }
 }
@@ -115,6 +124,8 @@ pub struct ColumnDef {
     pub sequence: Option<Box<SequenceOptions>>,
     /// A stored generated column: the SQL expression over the row it is computed from.
     pub generated: Option<String>,
+    /// The column's comment (`COMMENT ON COLUMN`), set right after it is created.
+    pub comment: Option<String>,
 }
 
 /// Which writes may give an identity column a value of their own.
@@ -442,4 +453,51 @@ pub enum RawSqlPhase {
     #[default]
     Expand,
     Contract,
+}
+
+/// What logical decoding writes of a row's old version on UPDATE and DELETE
+/// (`ALTER TABLE ... REPLICA IDENTITY`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetReplicaIdentity {
+    pub table: String,
+    pub identity: ReplicaIdentityKind,
+    /// The unique index whose columns identify a row (only with `identity = "index"`).
+    pub index: Option<String>,
+}
+
+/// PostgreSQL's replica identities.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReplicaIdentityKind {
+    /// The primary key's columns (PostgreSQL's default).
+    Default,
+    /// Every column.
+    Full,
+    /// Nothing: UPDATE and DELETE cannot be published.
+    Nothing,
+    /// The columns of a unique index (`index`).
+    Index,
+}
+
+/// A table's or a column's comment (`COMMENT ON`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetComment {
+    pub table: String,
+    /// The column; absent: the table's own comment.
+    pub column: Option<String>,
+    /// The new comment; absent (or empty) removes it.
+    pub comment: Option<String>,
+}
+
+/// A primary key on a table that has none, from a unique index built concurrently.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddPrimaryKey {
+    pub table: String,
+    /// The key's columns, in order.
+    pub columns: Vec<String>,
+    /// The constraint's (and its index's) name; `<table>_pkey` when absent.
+    pub name: Option<String>,
 }

@@ -273,7 +273,10 @@ impl<'m> Collector<'m> {
             | Operation::CreateEnum(_)
             | Operation::DropEnum(_)
             | Operation::AddEnumValue(_)
-            | Operation::RenameEnumValue(_) => {}
+            | Operation::RenameEnumValue(_)
+            | Operation::SetReplicaIdentity(_)
+            | Operation::SetComment(_)
+            | Operation::AddPrimaryKey(_) => {}
         }
     }
 

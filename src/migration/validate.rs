@@ -4,7 +4,9 @@
 
 use std::collections::HashSet;
 
-use super::operation::{ColumnDef, FromTable, Operation, RawSqlPhase, Reference};
+use super::operation::{
+    ColumnDef, FromTable, Operation, RawSqlPhase, Reference, ReplicaIdentityKind,
+};
 use super::{Diagnostic, Migration, Severity, SourceMap};
 
 /// PostgreSQL's NAMEDATALEN - 1: longer identifiers are silently truncated.
@@ -29,6 +31,14 @@ pub(crate) fn check(migration: &Migration, source: &SourceMap) -> Vec<Diagnostic
         index: 0,
         op: "",
         found: Vec::new(),
+        keyed: migration
+            .operations
+            .iter()
+            .filter_map(|operation| match operation {
+                Operation::AddPrimaryKey(op) => Some(normalize_table(&op.table)),
+                _ => None,
+            })
+            .collect(),
     };
     if migration.operations.is_empty() {
         review.found.push(Diagnostic {
@@ -79,6 +89,8 @@ struct Review<'s> {
     /// The `op` of the operation under review, which starts each message.
     op: &'static str,
     found: Vec<Diagnostic>,
+    /// Tables an add_primary_key of this migration gives a key (normalized names).
+    keyed: HashSet<String>,
 }
 
 impl Review<'_> {
@@ -112,7 +124,8 @@ impl Review<'_> {
                         format!("table `{}` is created twice in this migration", op.table),
                     );
                 }
-                self.create_table_columns(&op.columns, op.primary_key.as_deref());
+                let keyed = self.keyed.contains(&normalize_table(&op.table));
+                self.create_table_columns(&op.columns, op.primary_key.as_deref(), keyed);
             }
             Operation::DropTable(op) => self.table(&["table"], &op.table),
             Operation::RenameTable(op) => {
@@ -388,10 +401,46 @@ impl Review<'_> {
                     _ => {}
                 }
             }
+            Operation::SetReplicaIdentity(op) => {
+                self.table(&["table"], &op.table);
+                match (op.identity, &op.index) {
+                    (ReplicaIdentityKind::Index, None) => self.error(
+                        &["identity"],
+                        "`identity = \"index\"` needs `index`: the unique index whose columns identify a row".to_string(),
+                    ),
+                    (ReplicaIdentityKind::Index, Some(index)) => {
+                        self.identifier(&["index"], "index name", index);
+                    }
+                    (_, Some(_)) => self.error(
+                        &["index"],
+                        "`index` is only for `identity = \"index\"`".to_string(),
+                    ),
+                    (_, None) => {}
+                }
+            }
+            Operation::SetComment(op) => {
+                self.table(&["table"], &op.table);
+                if let Some(column) = &op.column {
+                    self.column(&["column"], column);
+                }
+            }
+            Operation::AddPrimaryKey(op) => {
+                self.table(&["table"], &op.table);
+                self.column_list(&["columns"], &op.columns);
+                if let Some(name) = &op.name {
+                    self.constraint(created, &op.table, name);
+                }
+            }
         }
     }
 
-    fn create_table_columns(&mut self, columns: &[ColumnDef], primary_key: Option<&[String]>) {
+    /// `keyed`: an add_primary_key of the migration gives the table its key.
+    fn create_table_columns(
+        &mut self,
+        columns: &[ColumnDef],
+        primary_key: Option<&[String]>,
+        keyed: bool,
+    ) {
         if columns.is_empty() {
             self.error(
                 &["columns"],
@@ -434,6 +483,7 @@ impl Review<'_> {
                         .to_string(),
                 );
             }
+            (None, []) if keyed => {}
             (None, []) => self.warn(
                 &["table"],
                 "no primary key: zdm's backfills and split_table work by primary key, and \

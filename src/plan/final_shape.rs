@@ -6,7 +6,9 @@
 
 use crate::db::quote_ident;
 use crate::plan::names::{self, do_block, literal, regclass};
-use crate::plan::ops::{drop_constraint, rename_table, set_default, set_not_null};
+use crate::plan::ops::{
+    add_primary_key, drop_constraint, rename_table, set_comment, set_default, set_not_null,
+};
 use crate::plan::shadow;
 use crate::plan::step::{LockLevel, Phase, Step};
 use crate::plan::sync_trigger;
@@ -26,8 +28,10 @@ pub(crate) fn step(state: &TableState) -> Option<Step> {
         rename_columns_sql(&table, &renames),
         shadow::rename_rebuilt_sql(state, &table),
         set_not_null::contract_sql(state, &table),
+        add_primary_key::contract_sql(state, &table),
         set_default::contract_sql(state, &table),
         drop_constraint::contract_sql(state, &table),
+        set_comment::contract_sql(state, &table),
         rename_table::contract_sql(state, &table),
     ]
     .concat();

@@ -4,6 +4,11 @@
 //! batches, its plain indexes and foreign keys rebuilt on it under temporary names; at
 //! contract the old column is dropped and the shadow column, its indexes and constraints
 //! are renamed into place (the table's final-shape step).
+//!
+//! A second change of the same column in one migration (two change_type, drop_not_null then
+//! change_type) reuses the shadow column: its type becomes the last one, and the `up` and
+//! `down` rules become one chain (`compose`): the later `up` applied to the earlier `up`'s
+//! value, the earlier `down` applied to the later `down`'s value.
 
 use crate::db::catalog::{Column, Constraint, ConstraintKind, Index, QualifiedName, Table};
 use crate::db::quote_ident;
@@ -29,12 +34,61 @@ pub(crate) struct Shadow<'a> {
     pub nullable: Option<bool>,
 }
 
-/// Checks that a column can be moved to a shadow column.
-pub(crate) fn validate(ws: &Workspace, table: &str, column_name: &str) -> Result<(), Problem> {
+/// A column held in a shadow column by an earlier operation of this migration: what a later
+/// change of the same column composes with, and where its steps are to rewrite them.
+#[derive(Debug, Clone)]
+pub(crate) struct Chain {
+    /// The table, physically (its name until contract).
+    pub table: QualifiedName,
+    pub shadow: String,
+    /// The old version's column, which `down` fills.
+    pub old: String,
+    /// The shadow column's type and physical default so far.
+    pub data_type: String,
+    pub default: Option<String>,
+    /// The composed rules so far (old row → new value, new row → old value).
+    pub up: String,
+    pub down: String,
+    /// Index in `Workspace::expand` of the step adding the shadow column, in
+    /// `Workspace::expand_defaults` of the step setting its default, and in
+    /// `Workspace::backfill` of its backfill.
+    expand_step: usize,
+    default_step: Option<usize>,
+    backfill_step: usize,
+}
+
+/// The chain of the column (by its name in the new shape), if an earlier operation of this
+/// migration put it in a shadow column.
+fn chain_of(ws: &Workspace, table: &QualifiedName, column_name: &str) -> Option<usize> {
+    let physical_table = ws.physical_table(table);
+    let physical = ws.physical_column(table, column_name);
+    ws.shadows
+        .iter()
+        .position(|c| c.table == physical_table && c.shadow == physical)
+}
+
+/// Checks that a column can be moved to a shadow column (`nullable`: the new nullability,
+/// `None` keeps it).
+pub(crate) fn validate(
+    ws: &Workspace,
+    table: &str,
+    column_name: &str,
+    nullable: Option<bool>,
+) -> Result<(), Problem> {
     {
         let table = ws.existing_table(table)?;
         refuse_created(ws, &table)?;
         let column = ws.existing_column(&table, column_name)?;
+        if chain_of(ws, &table, column_name).is_some() {
+            // The NOT NULL proof of the earlier change (a CHECK validated at backfill, SET
+            // NOT NULL at contract) stays: a later change may keep it, not drop it.
+            if nullable.is_some_and(|n| n != column.nullable) {
+                return Err(Problem::Refused(format!(
+                    "column {column_name} of {table} changes type in an earlier operation of this migration: put the drop_not_null first, then the change_type (one shadow column)"
+                )));
+            }
+            return Ok(());
+        }
         refuse_reshaped(ws, &table, column_name)?;
         if column.identity.is_some() || column.generated {
             return Err(Problem::Refused(format!(
@@ -82,6 +136,9 @@ pub(crate) fn plan(
 ) -> Result<(), Problem> {
     {
         let table = ws.existing_table(table)?;
+        if let Some(chain) = chain_of(ws, &table, column_name) {
+            return compose_into(ws, &table, column_name, chain, shadow_of);
+        }
         let physical_table = ws.physical_table(&table);
         let label = physical_table.to_string();
         let old = ws.existing_column(&table, column_name)?.clone();
@@ -91,43 +148,19 @@ pub(crate) fn plan(
         let data_type = shadow_of.data_type;
         let quoted = quote_ident(&shadow);
 
-        let sql = format!(
-            "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {quoted} {}",
-            physical_table.quoted(),
-            data_type
-        );
         // The old default, converted, for rows the new version inserts without the column.
         let default = old
             .default
             .as_ref()
             .map(|default| format!("({default})::{}", data_type));
-        ws.push_expand(Step::sql(
-            Phase::Expand,
-            format!(
-                "add shadow column {}.{shadow} of type {} (catalog only, no rewrite)",
-                physical_table, data_type
-            ),
-            sql,
-            LockLevel::AccessExclusive,
-            vec![label.clone()],
-        ));
+        let expand_step = ws.expand.len();
+        ws.push_expand(add_shadow_step(&physical_table, &shadow, data_type));
         // Once the sync trigger fills the shadow for the old version's rows: set with the
         // column, an old-version insert before the trigger exists would keep it.
-        if let Some(default) = &default {
-            ws.push_expand_default(Step::sql(
-                Phase::Expand,
-                format!(
-                    "set the default of shadow column {}.{shadow} (catalog only), now that the sync trigger fills it for the old version",
-                    physical_table
-                ),
-                format!(
-                    "ALTER TABLE {} ALTER COLUMN {quoted} SET DEFAULT {default}",
-                    physical_table.quoted()
-                ),
-                LockLevel::AccessExclusive,
-                vec![label.clone()],
-            ));
-        }
+        let default_step = default.as_deref().map(|default| {
+            ws.push_expand_default(shadow_default_step(&physical_table, &shadow, default));
+            ws.expand_defaults.len() - 1
+        });
         ws.push_rollback(Step::sql(
             Phase::Rollback,
             format!("drop shadow column {}.{shadow}", physical_table),
@@ -150,7 +183,7 @@ pub(crate) fn plan(
                 only_when_null: false,
             });
             state.down.push(SyncRule {
-                target: old_physical,
+                target: old_physical.clone(),
                 expression: shadow_of.down.to_string(),
                 only_when_null: false,
             });
@@ -162,7 +195,7 @@ pub(crate) fn plan(
                 name: column_name.to_string(),
                 data_type: data_type.to_string(),
                 nullable,
-                default,
+                default: default.clone(),
                 identity: None,
                 generated: false,
             },
@@ -174,6 +207,18 @@ pub(crate) fn plan(
         }
 
         let key = ws.batch_key(&physical_table, &label)?;
+        ws.shadows.push(Chain {
+            table: physical_table.clone(),
+            shadow: shadow.clone(),
+            old: old_physical,
+            data_type: data_type.to_string(),
+            default: default.clone(),
+            up: shadow_of.up.to_string(),
+            down: shadow_of.down.to_string(),
+            expand_step,
+            default_step,
+            backfill_step: ws.backfill.len(),
+        });
         ws.push_backfill(Step {
             phase: Phase::Backfill,
             description: format!(
@@ -195,6 +240,137 @@ pub(crate) fn plan(
         });
         Ok(())
     }
+}
+
+/// Expand: the shadow column, catalog only (nullable, no rewrite).
+fn add_shadow_step(physical_table: &QualifiedName, shadow: &str, data_type: &str) -> Step {
+    let quoted = quote_ident(shadow);
+    let sql = format!(
+        "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {quoted} {data_type}",
+        physical_table.quoted(),
+    );
+    Step::sql(
+        Phase::Expand,
+        format!(
+            "add shadow column {physical_table}.{shadow} of type {data_type} (catalog only, no rewrite)"
+        ),
+        sql,
+        LockLevel::AccessExclusive,
+        vec![physical_table.to_string()],
+    )
+}
+
+/// Expand, after the sync triggers: the shadow column's default, the old one converted, for
+/// rows the new version inserts without the column.
+fn shadow_default_step(physical_table: &QualifiedName, shadow: &str, default: &str) -> Step {
+    Step::sql(
+        Phase::Expand,
+        format!(
+            "set the default of shadow column {physical_table}.{shadow} (catalog only), now that the sync trigger fills it for the old version"
+        ),
+        format!(
+            "ALTER TABLE {} ALTER COLUMN {} SET DEFAULT {default}",
+            physical_table.quoted(),
+            quote_ident(shadow)
+        ),
+        LockLevel::AccessExclusive,
+        vec![physical_table.to_string()],
+    )
+}
+
+/// A later change of a column already in a shadow column: the shadow column takes the new
+/// type (its expand step rewritten: nothing has run yet), `up` and `down` become one chain,
+/// the backfill assigns the composed `up`. Its rebuilt indexes and foreign keys, its NOT
+/// NULL proof and its rollback stay as the first change planned them.
+fn compose_into(
+    ws: &mut Workspace,
+    table: &QualifiedName,
+    column_name: &str,
+    chain: usize,
+    shadow_of: &Shadow,
+) -> Result<(), Problem> {
+    let mut link = ws.shadows[chain].clone();
+    let current = ws.existing_column(table, column_name)?.clone();
+    // The later `up` reads the column as the earlier `up` left it, by its name before the
+    // migration (as every `up` reads the old row) and by its name now, after a rename.
+    let mut up_names = vec![link.old.as_str(), column_name];
+    up_names.dedup();
+    let up = compose(&link.up, &link.data_type, &up_names, shadow_of.up);
+    // The earlier `down` reads the column as the later `down` left it (the column cannot
+    // be renamed after a change: its name in the new row is the same for both).
+    let down = compose(shadow_of.down, &link.data_type, &[column_name], &link.down);
+    let data_type = shadow_of.data_type.to_string();
+    // The shadow column's own default (the old one, converted) is converted again; a
+    // set_default between the changes is the new version's and stays as it set it.
+    let default = link
+        .default
+        .as_ref()
+        .map(|default| format!("({default})::{data_type}"));
+    let catalog_default = if current.default == link.default {
+        default.clone()
+    } else {
+        current.default.clone()
+    };
+    ws.expand[link.expand_step] = add_shadow_step(&link.table, &link.shadow, &data_type);
+    if let (Some(step), Some(default)) = (link.default_step, &default) {
+        ws.expand_defaults[step] = shadow_default_step(&link.table, &link.shadow, default);
+    }
+    if let StepAction::Backfill(backfill) = &mut ws.backfill[link.backfill_step].action {
+        for (target, expression) in &mut backfill.assignments {
+            if *target == link.shadow {
+                *expression = up.clone();
+            }
+        }
+    }
+    {
+        let state = ws.state(table)?;
+        for rule in &mut state.up {
+            if rule.target == link.shadow {
+                rule.expression = up.clone();
+            }
+        }
+        for rule in &mut state.down {
+            if rule.target == link.old {
+                rule.expression = down.clone();
+            }
+        }
+    }
+    let nullable = shadow_of.nullable.unwrap_or(current.nullable);
+    if let Some(column) = ws.table_mut(table)?.column_mut(column_name) {
+        column.data_type = data_type.clone();
+        column.default = catalog_default;
+        column.nullable = nullable;
+    }
+    link.data_type = data_type;
+    link.default = default;
+    link.up = up;
+    link.down = down;
+    ws.shadows[chain] = link;
+    Ok(())
+}
+
+/// `then` applied to what `first` gives: one SQL expression. `first`'s value, as
+/// `first_type`, is bound to the column's `names` in a subquery, so `then` reads it there
+/// (a bare name resolves to the nearest scope: the subquery's column, before the writer's
+/// row or the trigger's variable of the same name, which `#variable_conflict use_column`
+/// makes the column too); every other name `then` reads is the writer's row as before.
+/// `first` is evaluated once, also when bound to two names.
+fn compose(first: &str, first_type: &str, names: &[&str], then: &str) -> String {
+    let Some((name, others)) = names.split_first() else {
+        return then.to_string();
+    };
+    let quoted = quote_ident(name);
+    let value = format!("(SELECT ({first})::{first_type} AS {quoted}) AS \"_zdm_value\"");
+    let bound = if others.is_empty() {
+        value
+    } else {
+        let aliases: String = others
+            .iter()
+            .map(|other| format!(", {quoted} AS {}", quote_ident(other)))
+            .collect();
+        format!("(SELECT {quoted}{aliases} FROM {value}) AS \"_zdm_values\"")
+    };
+    format!("(SELECT ({then}) FROM {bound})")
 }
 
 /// Splits what uses a column into the indexes and foreign keys zdm rebuilds on its shadow

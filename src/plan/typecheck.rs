@@ -199,7 +199,10 @@ impl Reshaped {
             | Operation::DropConstraint(_)
             | Operation::RenameConstraint(_)
             | Operation::CreateIndex(_)
-            | Operation::DropIndex(_) => {}
+            | Operation::DropIndex(_)
+            | Operation::SetReplicaIdentity(_)
+            | Operation::SetComment(_)
+            | Operation::AddPrimaryKey(_) => {}
         }
     }
 }

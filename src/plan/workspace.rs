@@ -65,6 +65,12 @@ pub(crate) struct TableState {
     /// Other tables the contract step locks: dropping a foreign key (alone, or with its
     /// column) takes ACCESS EXCLUSIVE on the referenced table too.
     pub also_locked: Vec<String>,
+    /// Comments set at contract (`ops::set_comment`): the table's (`None`) or a column's
+    /// (by id), `None` removing it.
+    pub comments: Vec<(Option<usize>, Option<String>)>,
+    /// The primary key attached at contract (`ops::add_primary_key`): its name, the same as
+    /// the unique index built at expand.
+    pub primary_key: Option<String>,
 }
 
 impl TableState {
@@ -102,6 +108,8 @@ impl TableState {
             rename_indexes: Vec::new(),
             rename_constraints: Vec::new(),
             also_locked: Vec::new(),
+            comments: Vec::new(),
+            primary_key: None,
         }
     }
 
@@ -154,6 +162,9 @@ pub struct Workspace<'a> {
     pub(crate) rollback: Vec<Vec<Step>>,
     /// Trigger functions operations put in the version schema beyond the sync functions.
     pub(crate) extra_functions: Vec<String>,
+    /// The shadow columns planned so far, which a later change of the same column composes
+    /// with (`shadow::Chain`).
+    pub(crate) shadows: Vec<crate::plan::shadow::Chain>,
 }
 
 impl<'a> Workspace<'a> {
@@ -174,6 +185,7 @@ impl<'a> Workspace<'a> {
             contract_types: Vec::new(),
             rollback: Vec::new(),
             extra_functions: Vec::new(),
+            shadows: Vec::new(),
         }
     }
 

@@ -12,6 +12,7 @@ use crate::migration::operation::AddColumn;
 use crate::plan::cross_table::{self, Direction};
 use crate::plan::error::Problem;
 use crate::plan::names::{self, is_constant_default};
+use crate::plan::ops::set_comment;
 use crate::plan::ops::set_not_null::prove_not_null;
 use crate::plan::ops::{
     add_constraint_sql, check_columns, concurrent_index_step, on_delete_clause,
@@ -153,6 +154,13 @@ impl PlanOperation for AddColumn {
                 ),
                 LockLevel::AccessExclusive,
                 vec![label.clone()],
+            ));
+        }
+        if let Some(comment) = &column.comment {
+            ws.push_expand(set_comment::new_column_step(
+                &physical_table,
+                &physical,
+                comment,
             ));
         }
         ws.push_rollback(Step::sql(

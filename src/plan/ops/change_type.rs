@@ -16,7 +16,7 @@ impl PlanOperation for ChangeType {
     }
 
     fn validate(&self, ws: &Workspace) -> Result<(), Problem> {
-        shadow::validate(ws, &self.table, &self.column)
+        shadow::validate(ws, &self.table, &self.column, None)
     }
 
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {

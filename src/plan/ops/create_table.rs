@@ -9,6 +9,7 @@ use crate::db::quote_ident;
 use crate::migration::operation::{CreateTable, IdentityKind};
 use crate::plan::error::Problem;
 use crate::plan::names::{self, column_list};
+use crate::plan::ops::set_comment;
 use crate::plan::ops::{check_columns, on_delete_clause, physical_column_list, PlanOperation};
 use crate::plan::step::{LockLevel, Phase, Step};
 use crate::plan::workspace::Workspace;
@@ -178,6 +179,11 @@ impl PlanOperation for CreateTable {
             lock,
             locked.clone(),
         ));
+        for column in &self.columns {
+            if let Some(comment) = &column.comment {
+                ws.push_expand(set_comment::new_column_step(&table, &column.name, comment));
+            }
+        }
         // Its foreign keys go with it, which locks the tables they reference too.
         ws.push_rollback(Step::sql(
             Phase::Rollback,

@@ -30,12 +30,15 @@ impl PlanOperation for DropNotNull {
                 self.column
             )));
         }
-        shadow::validate(ws, &self.table, &self.column)
+        shadow::validate(ws, &self.table, &self.column, Some(true))
     }
 
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
         let table = ws.existing_table(&self.table)?;
         let data_type = ws.existing_column(&table, &self.column)?.data_type.clone();
+        // `up` reads the old row: the column by its name before the migration (a rename
+        // earlier in it happens physically only at contract).
+        let up = quote_ident(&ws.physical_column(&table, &self.column));
         let column = quote_ident(&self.column);
         let down = match &self.down {
             Some(down) => format!("coalesce({column}, {down})"),
@@ -47,7 +50,7 @@ impl PlanOperation for DropNotNull {
             &self.column,
             &Shadow {
                 data_type: &data_type,
-                up: &column,
+                up: &up,
                 down: &down,
                 nullable: Some(true),
             },

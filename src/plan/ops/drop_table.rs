@@ -54,6 +54,7 @@ impl PlanOperation for DropTable {
         }
         ws.state(&table)?.dropped = true;
         ws.catalog.tables.retain(|t| t.name != table);
+        ws.catalog.replica_identities.retain(|r| r.table != table);
         ws.push_contract(Step::sql(
             Phase::Contract,
             format!("drop table {physical}"),

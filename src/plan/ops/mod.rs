@@ -5,6 +5,7 @@ mod add_check;
 pub(super) mod add_column;
 mod add_enum_value;
 mod add_foreign_key;
+pub(super) mod add_primary_key;
 mod add_unique;
 mod change_type;
 mod create_enum;
@@ -21,8 +22,10 @@ mod rename_column;
 mod rename_constraint;
 mod rename_enum_value;
 pub(super) mod rename_table;
+pub(super) mod set_comment;
 pub(super) mod set_default;
 pub(super) mod set_not_null;
+mod set_replica_identity;
 mod split_table;
 
 use crate::db::catalog::QualifiedName;
@@ -70,6 +73,9 @@ pub(crate) fn planner(operation: &Operation) -> &dyn PlanOperation {
         Operation::AddEnumValue(op) => op,
         Operation::RenameEnumValue(op) => op,
         Operation::RawSql(op) => op,
+        Operation::SetReplicaIdentity(op) => op,
+        Operation::SetComment(op) => op,
+        Operation::AddPrimaryKey(op) => op,
     }
 }
 

@@ -39,6 +39,11 @@ impl PlanOperation for RenameTable {
                 }
             }
         }
+        for identity in &mut ws.catalog.replica_identities {
+            if identity.table == table {
+                identity.table = to.clone();
+            }
+        }
         ws.catalog.normalize();
         Ok(())
     }
