@@ -151,13 +151,25 @@ up = "CASE WHEN shipped_at IS NULL THEN 'new' ELSE 'shipped' END"
     let add = find(&plan, Phase::Expand, "add column public.orders.status");
     assert_eq!(add.len(), 1);
     assert_eq!(add[0].lock, LockLevel::AccessExclusive);
-    // With `up`, the default applies to new rows only: existing rows are backfilled.
+    // With `up`, the default applies to new rows only: existing rows are backfilled. It is
+    // set once the sync trigger fills the column for the old version's inserts (set with
+    // the column, an insert in between would keep it and the backfill would skip it).
     assert!(
-        sql(add[0]).contains(
-            "ADD COLUMN IF NOT EXISTS \"status\" text, ALTER COLUMN \"status\" SET DEFAULT 'new'"
-        ),
+        sql(add[0]).ends_with("ADD COLUMN IF NOT EXISTS \"status\" text"),
         "{}",
         sql(add[0])
+    );
+    let expand: Vec<&Step> = plan.phase(Phase::Expand).collect();
+    let position = |needle: &str| {
+        expand
+            .iter()
+            .position(|s| s.description.contains(needle) || sql(s).contains(needle))
+            .unwrap_or_else(|| panic!("no expand step with {needle}"))
+    };
+    assert!(
+        position("install the sync trigger")
+            < position("ALTER COLUMN \"status\" SET DEFAULT 'new'"),
+        "the default after the trigger: {expand:?}"
     );
     assert!(sql(add[0]).contains("IF NOT EXISTS"));
     let check = find(&plan, Phase::Expand, "IS NOT NULL) NOT VALID");
@@ -993,10 +1005,12 @@ down = "lower(currency)::varchar(3)"
         "{}",
         sql(added[0])
     );
+    let default = find(&plan, Phase::Expand, "set the default of shadow column");
+    assert_eq!(default.len(), 1, "{:?}", plan.steps);
     assert!(
-        sql(added[0]).contains("SET DEFAULT (('EUR'::text)::varchar(3))::char(3)"),
+        sql(default[0]).contains("SET DEFAULT (('EUR'::text)::varchar(3))::char(3)"),
         "{}",
-        sql(added[0])
+        sql(default[0])
     );
     // The later `up` over the earlier one's value, the earlier `down` over the later one's.
     let up = "(SELECT (upper(currency)::char(3)) FROM (SELECT (currency::varchar(3))::varchar(3) AS \"currency\") AS \"_zdm_value\")";
@@ -1038,8 +1052,10 @@ down = "lower(currency)::varchar(3)"
         &demo(),
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    assert!(sql(find(&plan, Phase::Expand, "add shadow column")[0])
-        .contains("SET DEFAULT (('EUR'::text)::varchar(3))::char(3)"));
+    assert!(
+        sql(find(&plan, Phase::Expand, "set the default of shadow column")[0])
+            .contains("SET DEFAULT (('EUR'::text)::varchar(3))::char(3)")
+    );
     let currency = after
         .table(&QualifiedName::new("public", "orders"))
         .and_then(|t| t.column("currency"))
