@@ -771,7 +771,6 @@ to = "full_name"
 }
 
 #[tokio::test]
-#[ignore = "needs two change_type steps on one column in one migration (s7-pgroll's part): #18"]
 async fn alter_column_multiple() {
     Reshape {
         db: "alter_column_multiple",
