@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use plan_support::{catalog, common};
+use plan_support::{catalog, common, schema_dump_without_zdm as schema_dump};
 use sqlx::{Connection, PgPool};
 use zdm::localpg::LocalPg;
 
@@ -180,21 +180,6 @@ async fn killed_then_finished(
     }
     run_to_end(pg, "killed", dir, args);
     kills
-}
-
-/// `pg_dump --schema-only` without zdm's own state schema.
-fn schema_dump(pg: &LocalPg, database: &str) -> String {
-    let output = Command::new(pg.binaries().tool("pg_dump"))
-        .args(["--schema-only", "--no-owner", "--exclude-schema=zdm"])
-        .arg(format!("--dbname={}", pg.primary().url(database)))
-        .output()
-        .expect("run pg_dump");
-    assert!(output.status.success(), "pg_dump failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 /// Every table of `public` with a digest of its rows, and zdm's record of each migration.

@@ -11,10 +11,12 @@ mod plan_support;
 use std::path::Path;
 
 use plan_support::common;
-use plan_support::{catalog, client, demo_database, fetch_one, write_concurrently};
+use plan_support::{
+    catalog, client, demo_database, fetch_one, schema_dump_without_zdm as schema_dump,
+    write_concurrently,
+};
 use zdm::app;
 use zdm::config::{Config, Overrides};
-use zdm::localpg::LocalPg;
 
 /// One operation's scenario. SQL in `*_sees` and `after` returns one text value.
 struct Case {
@@ -59,21 +61,6 @@ fn config(url: &str, dir: &Path) -> Config {
         migrations_dir: Some(dir.to_path_buf()),
     })
     .expect("config")
-}
-
-/// `pg_dump --schema-only` without zdm's own state schema (created by the first start).
-fn schema_dump(pg: &LocalPg, database: &str) -> String {
-    let output = std::process::Command::new(pg.binaries().tool("pg_dump"))
-        .args(["--schema-only", "--no-owner", "--exclude-schema=zdm"])
-        .arg(format!("--dbname={}", pg.primary().url(database)))
-        .output()
-        .expect("run pg_dump");
-    assert!(output.status.success(), "pg_dump failed");
-    String::from_utf8_lossy(&output.stdout)
-        .lines()
-        .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
-        .collect::<Vec<_>>()
-        .join("\n")
 }
 
 async fn run(case: Case) {

@@ -157,8 +157,19 @@ pub async fn write_concurrently(
 
 /// `pg_dump --schema-only` of a database (for "exactly as before" comparisons).
 pub fn schema_dump(pg: &LocalPg, database: &str) -> String {
+    dump_schema(pg, database, &[])
+}
+
+/// `pg_dump --schema-only` without zdm's own state schema (which the first start creates
+/// and a rollback keeps).
+pub fn schema_dump_without_zdm(pg: &LocalPg, database: &str) -> String {
+    dump_schema(pg, database, &["--exclude-schema=zdm"])
+}
+
+fn dump_schema(pg: &LocalPg, database: &str, extra: &[&str]) -> String {
     let output = std::process::Command::new(pg.binaries().tool("pg_dump"))
         .args(["--schema-only", "--no-owner"])
+        .args(extra)
         .arg(format!("--dbname={}", pg.primary().url(database)))
         .output()
         .expect("run pg_dump");

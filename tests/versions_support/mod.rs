@@ -131,19 +131,7 @@ impl Scenario {
 
     /// `pg_dump --schema-only`, without zdm's own state schema.
     pub fn dump(&self) -> String {
-        let pg = server();
-        let output = std::process::Command::new(pg.binaries().tool("pg_dump"))
-            .args(["--schema-only", "--no-owner", "--exclude-schema=zdm"])
-            .arg(format!("--dbname={}", pg.primary().url(&self.db)))
-            .output()
-            .expect("run pg_dump");
-        assert!(output.status.success(), "pg_dump failed");
-        // pg_dump 15.14+ brackets its output with a random \restrict key: not schema.
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .filter(|line| !line.starts_with("\\restrict") && !line.starts_with("\\unrestrict"))
-            .collect::<Vec<_>>()
-            .join("\n")
+        plan_support::schema_dump_without_zdm(server(), &self.db)
     }
 
     /// start → rollback leaves `pg_dump --schema-only` exactly as before; then start again.
