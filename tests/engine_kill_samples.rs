@@ -42,9 +42,10 @@ const START_KILLS: [Point; 6] = [
 ];
 const COMPLETE_KILLS: [Point; 2] = [Point::Steps("contract", 1), Point::Steps("contract", 2)];
 
+/// zdm on `database` with the test config (no host-CPU throttle: a busy CI machine must
+/// not hold the backfill short of a kill point), stdout and stderr piped.
 fn zdm(pg: &LocalPg, database: &str, dir: &Path, args: &[&str]) -> Command {
-    let mut command = Command::new(common::zdm_binary());
-    command.args(args);
+    let mut command = common::zdm_command(pg, &pg.primary().url(database), dir, args);
     if args.first() == Some(&"complete") {
         // This test is about resuming contract after kill -9; the gates have their own.
         command.args(["--window", "0"]).args(
@@ -53,11 +54,10 @@ fn zdm(pg: &LocalPg, database: &str, dir: &Path, args: &[&str]) -> Command {
                 .flat_map(|gate| ["--override-gate", gate]),
         );
     }
+    for name in common::DATABASE_ENV {
+        command.env_remove(name);
+    }
     command
-        .arg("--dir")
-        .arg(dir)
-        .args(["--database-url", &pg.primary().url(database)])
-        .env_remove("DATABASE_URL")
         .env("ZDM_LOG_FILE", pg.root().join(format!("{database}.log")))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
