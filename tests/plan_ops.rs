@@ -1125,6 +1125,56 @@ fn set_replica_identity_is_set_at_expand_and_restored_by_rollback() {
 }
 
 #[test]
+fn the_replica_identity_index_is_not_dropped_while_it_is_the_identity() {
+    // The demo's orders with a unique index over NOT NULL columns as its replica identity.
+    let mut catalog = serde_json::to_value(demo()).expect("catalog as JSON");
+    let orders = catalog["tables"]
+        .as_array_mut()
+        .and_then(|tables| tables.iter_mut().find(|t| t["name"]["name"] == "orders"))
+        .expect("orders");
+    orders["indexes"].as_array_mut().expect("indexes").push(serde_json::json!({
+        "name": "orders_customer_placed_key",
+        "columns": ["customer_id", "placed_at"],
+        "unique": true,
+        "primary": false,
+        "valid": true,
+        "definition": "CREATE UNIQUE INDEX orders_customer_placed_key ON public.orders USING btree (customer_id, placed_at)"
+    }));
+    catalog["replica_identities"] = serde_json::json!([{
+        "table": { "schema": "public", "name": "orders" },
+        "identity": "index",
+        "index": "orders_customer_placed_key"
+    }]);
+    let catalog: Catalog = serde_json::from_value(catalog).expect("catalog");
+    let drop = "[[operations]]\nop = \"drop_index\"\nname = \"orders_customer_placed_key\"\n";
+    let message = plan(&migration(drop), &catalog)
+        .expect_err("refused")
+        .to_string();
+    assert!(
+        message
+            .contains("index orders_customer_placed_key is the replica identity of public.orders")
+            && message.contains("set_replica_identity"),
+        "{message}"
+    );
+    // Given another identity first, the index may go.
+    let plan = plan(
+        &migration(&format!(
+            "[[operations]]\nop = \"set_replica_identity\"\ntable = \"orders\"\nidentity = \"default\"\n\n{drop}"
+        )),
+        &catalog,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert!(plan.phase(Phase::Contract).any(|s| sql(s)
+        .contains("DROP INDEX CONCURRENTLY IF EXISTS \"public\".\"orders_customer_placed_key\"")));
+    // Another index of the same table is no concern.
+    assert!(zdm::plan::plan(
+        &migration("[[operations]]\nop = \"drop_index\"\nname = \"orders_placed_at_idx\"\n"),
+        &catalog
+    )
+    .is_ok());
+}
+
+#[test]
 fn set_comment_is_set_at_contract_under_the_final_names() {
     let plan = planned("[[operations]]\nop = \"rename_column\"\ntable = \"orders\"\ncolumn = \"notes\"\nto = \"remarks\"\n\n[[operations]]\nop = \"set_comment\"\ntable = \"orders\"\ncolumn = \"remarks\"\ncomment = \"Free text; don't parse it\"\n\n[[operations]]\nop = \"rename_table\"\ntable = \"orders\"\nto = \"purchases\"\n\n[[operations]]\nop = \"set_comment\"\ntable = \"purchases\"\n");
     assert_safe(&plan);

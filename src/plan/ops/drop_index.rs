@@ -38,6 +38,22 @@ impl PlanOperation for DropIndex {
                 index.name, constraint.name, table.name
             )));
         }
+        // PostgreSQL lets the index go and leaves the table's identity pointing at nothing:
+        // from then on logical decoding writes no key for its updates and deletes, and a
+        // publication that publishes them makes every UPDATE and DELETE of the table fail.
+        if ws.catalog.replica_identities.iter().any(|r| {
+            r.table == table.name
+                && r.identity == "index"
+                && r.index.as_deref() == Some(&index.name)
+        }) {
+            return Err(Problem::Refused(format!(
+                "index {} is the replica identity of {}: without it logical replication gets no \
+                 key for the table's updates and deletes (and a publication of them makes them \
+                 fail); give the table another identity first (set_replica_identity, e.g. \
+                 identity = \"default\" or \"full\", earlier in this migration)",
+                index.name, table.name
+            )));
+        }
         Ok(())
     }
 
