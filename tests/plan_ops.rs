@@ -1081,6 +1081,17 @@ down = "lower(currency)::varchar(3)"
     assert!(find(&plan, Phase::Expand, "IS NOT NULL").is_empty());
     let function = sql(find(&plan, Phase::Expand, "keeping old and new")[0]);
     assert!(function.contains("NEW.\"currency\" := ((SELECT (coalesce(\"currency\", 'EUR')) FROM (SELECT (currency)::text AS \"currency\") AS \"_zdm_value\"));"), "{function}");
+
+    // A later link that names the column qualified would read the writer's row, not the
+    // earlier link's value: refused, saying to write it bare.
+    let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"total_cents\"\ntype = \"bigint\"\nup = \"total_cents * 10\"\ndown = \"(total_cents / 10)::integer\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"total_cents\"\ntype = \"numeric\"\nup = \"orders.total_cents / 1000.0\"\ndown = \"(total_cents * 1000)::bigint\"\n");
+    assert!(
+        message.contains("the `up` of one of its links names it qualified (orders.total_cents)")
+            && message.contains("unqualified"),
+        "{message}"
+    );
+    let message = refused("[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"total_cents\"\ntype = \"bigint\"\nup = \"total_cents * 10\"\ndown = \"(orders.total_cents / 10)::integer\"\n\n[[operations]]\nop = \"change_type\"\ntable = \"orders\"\ncolumn = \"total_cents\"\ntype = \"numeric\"\nup = \"total_cents / 1000.0\"\ndown = \"(total_cents * 1000)::bigint\"\n");
+    assert!(message.contains("(orders.total_cents)"), "{message}");
 }
 
 // ---- pgroll's remaining operations.

@@ -295,6 +295,8 @@ fn compose_into(
     // migration (as every `up` reads the old row) and by its name now, after a rename.
     let mut up_names = vec![link.old.as_str(), column_name];
     up_names.dedup();
+    refuse_qualified(column_name, "up", shadow_of.up, &up_names)?;
+    refuse_qualified(column_name, "down", &link.down, &[column_name])?;
     let up = compose(&link.up, &link.data_type, &up_names, shadow_of.up);
     // The earlier `down` reads the column as the later `down` left it (the column cannot
     // be renamed after a change: its name in the new row is the same for both).
@@ -371,6 +373,48 @@ fn compose(first: &str, first_type: &str, names: &[&str], then: &str) -> String 
         format!("(SELECT {quoted}{aliases} FROM {value}) AS \"_zdm_values\"")
     };
     format!("(SELECT ({then}) FROM {bound})")
+}
+
+/// Refuses an `up` or `down` of a chain that names the chained column qualified
+/// (`orders.amount`): [`compose`] binds the earlier link's value to the bare name only, so a
+/// qualified reference would silently read the writer's row, before the earlier link.
+fn refuse_qualified(
+    column: &str,
+    which: &str,
+    expression: &str,
+    names: &[&str],
+) -> Result<(), Problem> {
+    let Ok(parsed) = pg_query::parse(
+        &format!("SELECT ({expression})"),
+        pg_query::ParserOptions::DEFAULT,
+    ) else {
+        return Ok(()); // the file's SQL check reports what does not parse
+    };
+    let qualified = parsed.protobuf.nodes().into_iter().find_map(|(node, ..)| {
+        let pg_query::NodeRef::ColumnRef(reference) = node else {
+            return None;
+        };
+        let fields: Vec<&str> = reference
+            .fields
+            .iter()
+            .map(|field| match &field.node {
+                Some(pg_query::NodeEnum::String(text)) => text.sval.as_str(),
+                _ => "*",
+            })
+            .collect();
+        match fields.as_slice() {
+            [_, .., last] if names.contains(last) => Some(fields.join(".")),
+            _ => None,
+        }
+    });
+    match qualified {
+        Some(reference) => Err(Problem::Refused(format!(
+            "column {column} is changed more than once in this migration, and the `{which}` of one of its \
+             links names it qualified ({reference}): each link reads the value the one \
+             before it gives by the column's bare name, so write it unqualified"
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// Splits what uses a column into the indexes and foreign keys zdm rebuilds on its shadow
