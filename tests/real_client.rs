@@ -4,7 +4,8 @@
 //! bounded rate with prepared `SELECT *` and `... RETURNING *`, while the real binary runs
 //! `zdm init`, `zdm start`, `zdm rollback`, `zdm start` and `zdm complete` of a migration
 //! with a backfill (change_type + add_column, set_not_null + drop_column, split_table,
-//! create_enum + change_type to it + add_enum_value). Zero application errors, and at the
+//! create_enum + change_type to it + add_enum_value, a column moved between tables). Zero
+//! application errors, and at the
 //! end every row equals what an oracle computes. The new application rolls out once the
 //! new version is published (`zdm start` done: it is not usable during the backfill, by
 //! design, docs/engine.md) and the old one retires before contract, as in a real rollout.
@@ -209,6 +210,54 @@ after = "high"
                  WHERE enumtypid = 'ticket_priority'::regtype) <> 'low,high,urgent'
             OR (SELECT count(*) FROM pg_attribute WHERE attrelid = 'tickets'::regclass
                  AND attnum > 0 AND NOT attisdropped) <> 4",
+};
+
+/// A column moved between tables (add_column with `from`, drop_column with `from`): the
+/// old version writes `users.email`, the new one `profiles.email`, one profile per user.
+/// `users.email` is nullable: the new version creates users without it (their profile, if
+/// any, gives it).
+const MOVE_COLUMN: Case = Case {
+    database: "client_move_column",
+    migration: "0001_email_to_profiles",
+    setup: "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, email text);
+            CREATE TABLE profiles (id bigint PRIMARY KEY, user_id bigint NOT NULL UNIQUE REFERENCES users, bio text);
+            INSERT INTO users SELECT i, 'user ' || i, 'u' || i || '@x' FROM generate_series(1, 100000) i;
+            INSERT INTO profiles SELECT i, i, 'bio ' || i FROM generate_series(1, 100000) i;",
+    file: r#"
+description = "a user's email moves to the profile"
+
+[[operations]]
+op = "add_column"
+table = "profiles"
+column = { name = "email", type = "text", nullable = false }
+up = "users.email"
+from = { table = "users", where = "users.id = profiles.user_id" }
+
+[[operations]]
+op = "drop_column"
+table = "users"
+column = "email"
+down = "profiles.email"
+from = { table = "profiles", where = "profiles.user_id = users.id" }
+"#,
+    old: &[
+        "SELECT * FROM users WHERE id = %(rid)s",
+        "INSERT INTO users (id, name, email) VALUES (%(id)s, 'old', 'old' || %(id)s) RETURNING *",
+        "UPDATE users SET email = 'old upd ' || id WHERE id = %(rid)s RETURNING *",
+        "SELECT * FROM profiles WHERE id = %(rid)s",
+    ],
+    new: &[
+        "SELECT * FROM profiles p JOIN users u ON u.id = p.user_id WHERE p.id = %(rid)s",
+        "INSERT INTO users (id, name) VALUES (%(id)s, 'new') RETURNING *",
+        "UPDATE profiles SET email = 'new upd ' || user_id WHERE id = %(rid)s RETURNING *",
+        "UPDATE users SET name = 'new name' WHERE id = %(rid)s RETURNING *",
+    ],
+    wrong: "SELECT count(*)::text FROM profiles p WHERE NOT
+              (p.email IN ('u' || p.user_id || '@x', 'old upd ' || p.user_id, 'new upd ' || p.user_id)
+               AND p.id = p.user_id AND p.bio = 'bio ' || p.id)
+            OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' AND NOT attisdropped)
+            OR (SELECT count(*) FROM profiles) <> 100000
+            OR NOT (SELECT attnotnull FROM pg_attribute WHERE attrelid = 'profiles'::regclass AND attname = 'email')",
 };
 
 /// The repack case: `grade`, computed for existing rows, rewrites the table in place.
@@ -589,6 +638,54 @@ async fn split_table() {
 #[tokio::test]
 async fn enums_create_change_type_and_add_value() {
     run(&ENUMS).await;
+}
+
+/// A column moved between tables with a real client on each version: while both write,
+/// each sees the other's writes at every moment (the two columns agree, checked before
+/// the old version retires), and after complete every profile has its user's last email.
+#[tokio::test]
+async fn a_column_moved_between_tables_while_both_versions_write() {
+    let case = &MOVE_COLUMN;
+    let (pg, pool, root) = prepare(case, 40_000).await;
+    let database = case.database;
+    let migration = case.migration;
+    init(&pg, case, root.path());
+    let old = old_app(&pg, case, root.path());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    zdm(&pg, database, root.path(), &["start", migration]);
+    zdm(&pg, database, root.path(), &["rollback", migration]);
+    zdm(&pg, database, root.path(), &["start", migration]);
+    let new = new_app(&pg, case, root.path());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Each statement commits with its triggers' writes: at any snapshot the two agree.
+    let apart = fetch_one(
+        &pool,
+        "SELECT count(*)::text FROM users u JOIN profiles p ON p.user_id = u.id
+          WHERE u.email IS DISTINCT FROM p.email",
+    )
+    .await;
+    assert_eq!(
+        apart, "0",
+        "users.email and profiles.email agree while both write"
+    );
+    let old_ran = old.finish();
+    complete(&pg, case, root.path());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let new_ran = new.finish();
+    assert!(
+        old_ran.by_statement[2] > 10 && new_ran.by_statement[2] > 10,
+        "both updated emails: old {:?}, new {:?}",
+        old_ran.by_statement,
+        new_ran.by_statement
+    );
+    assert_inserts_kept(&pool, "users", &old_ran, 1, (1_000_000, 2_000_000)).await;
+    assert_inserts_kept(&pool, "users", &new_ran, 1, (2_000_000, 3_000_000)).await;
+    let wrong = fetch_one(&pool, case.wrong).await;
+    assert_eq!(
+        wrong, "0",
+        "profiles differing from the oracle after complete"
+    );
+    pool.close().await;
 }
 
 /// The table's file (pg_repack swaps it; the table's oid, which views and prepared
