@@ -42,12 +42,7 @@ down = "balance::integer"
 fn rehearse(pg: &LocalPg, dir: &Path, extra: &[&str]) -> (bool, String, String) {
     // A busy test machine's CPU must not hold these backfills (the throttle has its own tests).
     let config = dir.join("zdm.toml");
-    std::fs::write(
-        &config,
-        "[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
-         max_active_sessions_factor = \"none\"\n",
-    )
-    .expect("config");
+    std::fs::write(&config, common::THROTTLE_OFF).expect("config");
     let output = Command::new(common::zdm_binary())
         .args(["rehearse", "0001_accounts_balance_bigint"])
         .args(["--database-url", &pg.primary().url("source")])
