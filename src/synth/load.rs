@@ -278,6 +278,24 @@ pub async fn reorder(
     Ok(())
 }
 
+/// Seeds the session's `random()`, which the repairs draw with, from `seed`, and keeps its
+/// queries serial: a parallel scan hands rows to `random()` in whatever order its workers
+/// finish, so the same seed would not draw the same values for the same rows.
+pub async fn seed_random(conn: &mut PgConnection, seed: u64) -> Result<(), Error> {
+    // setseed takes a value in [-1, 1].
+    let unit = (seed % 1_000_003) as f64 / 1_000_003.0 * 2.0 - 1.0;
+    sqlx::query("SELECT setseed($1)")
+        .bind(unit)
+        .execute(&mut *conn)
+        .await
+        .map_err(scratch("seeding random() for the repairs".to_string()))?;
+    sqlx::query("SET max_parallel_workers_per_gather = 0")
+        .execute(&mut *conn)
+        .await
+        .map_err(scratch("keeping the repairs serial".to_string()))?;
+    Ok(())
+}
+
 /// Removes rows that repeat a composite unique key (their columns are drawn independently),
 /// keeping the first; returns how many went.
 pub async fn remove_duplicates(

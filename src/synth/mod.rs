@@ -212,6 +212,8 @@ pub async fn synthesize(
         }
     }
 
+    // The repairs draw with random(): seeded, so that the same seed gives the same rows.
+    load::seed_random(&mut conn, options.seed).await?;
     let mut check_repairs = Vec::new();
     let mut duplicates_removed = Vec::new();
     for (index, ((table, unique, composite, (columns, order)), checks)) in
