@@ -188,6 +188,18 @@ pub fn write_report(report: &Report, json: bool, out: &mut dyn Write) {
     for (key, rows) in &report.duplicates_removed {
         let _ = writeln!(out, "unique key {key}: {rows} repeated rows removed");
     }
+    for (key, rows) in &report.references_moved {
+        let _ = writeln!(
+            out,
+            "foreign key {key}: {rows} rows referring to removed repeated rows now refer to the rows they repeated"
+        );
+    }
+    for (key, rows) in &report.references_removed {
+        let _ = writeln!(
+            out,
+            "foreign key {key}: {rows} rows referring to removed repeated rows removed with them (the key is one-to-one)"
+        );
+    }
     for warning in &report.warnings {
         let _ = writeln!(out, "warning: {warning}");
     }

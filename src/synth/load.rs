@@ -296,29 +296,91 @@ pub async fn seed_random(conn: &mut PgConnection, seed: u64) -> Result<(), Error
     Ok(())
 }
 
+/// A single-column foreign key onto a table whose repeated rows are removed: its rows
+/// referring to a removed row are moved to the row it repeated (or removed with it where
+/// the column is unique in `child`: two of them cannot refer to one row).
+#[derive(Debug, Clone)]
+pub struct Referrer {
+    /// The key's name, for the report.
+    pub name: String,
+    /// Schema-qualified and quoted.
+    pub child: String,
+    pub column: String,
+    pub parent_column: String,
+    pub unique: bool,
+}
+
 /// Removes rows that repeat a composite unique key (their columns are drawn independently),
-/// keeping the first; returns how many went.
+/// keeping the first, and settles the rows of `referrers` that referred to them; returns
+/// how many went, and for each referrer how many of its rows moved (or went, when unique).
 pub async fn remove_duplicates(
     conn: &mut PgConnection,
     table: &str,
     columns: &[String],
-) -> Result<u64, Error> {
-    let cols: Vec<String> = columns.iter().map(|c| crate::db::quote_ident(c)).collect();
+    referrers: &[Referrer],
+) -> Result<(u64, Vec<u64>), Error> {
+    let quote = |c: &str| crate::db::quote_ident(c);
+    let cols: Vec<String> = columns.iter().map(|c| quote(c)).collect();
     let all_set = cols
         .iter()
         .map(|c| format!("{c} IS NOT NULL"))
         .collect::<Vec<_>>()
         .join(" AND ");
-    let sql = format!(
-        "DELETE FROM {table} t USING (SELECT ctid AS id, row_number() OVER (PARTITION BY {} \
-         ORDER BY ctid) AS n FROM {table} WHERE {all_set}) d WHERE t.ctid = d.id AND d.n > 1",
+    // Which rows go and, for each referred column, what they and the rows they repeat
+    // hold: taken once, before anything moves (a table may refer to itself).
+    let referred: String = referrers
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let c = quote(&r.parent_column);
+            format!(", {c} AS gone_{i}, first_value({c}) OVER w AS kept_{i}")
+        })
+        .collect();
+    let what = format!("removing repeated keys of {table}");
+    sqlx::raw_sql(&format!(
+        "DROP TABLE IF EXISTS pg_temp.zdm_synth_repeats; \
+         CREATE TEMP TABLE zdm_synth_repeats AS SELECT ctid AS row, row_number() OVER w AS n\
+         {referred} FROM {table} WHERE {all_set} WINDOW w AS (PARTITION BY {} ORDER BY ctid)",
         cols.join(", ")
-    );
-    Ok(sqlx::query(&sql)
+    ))
+    .execute(&mut *conn)
+    .await
+    .map_err(scratch(what.clone()))?;
+    let removed = sqlx::query(&format!(
+        "DELETE FROM {table} t USING pg_temp.zdm_synth_repeats d WHERE t.ctid = d.row AND d.n > 1"
+    ))
+    .execute(&mut *conn)
+    .await
+    .map_err(scratch(what.clone()))?
+    .rows_affected();
+    let mut settled = Vec::new();
+    for (i, r) in referrers.iter().enumerate() {
+        let (child, column) = (&r.child, quote(&r.column));
+        let sql = if r.unique {
+            format!(
+                "DELETE FROM {child} c USING pg_temp.zdm_synth_repeats d \
+                 WHERE d.n > 1 AND c.{column} = d.gone_{i}"
+            )
+        } else {
+            format!(
+                "UPDATE {child} c SET {column} = d.kept_{i} FROM pg_temp.zdm_synth_repeats d \
+                 WHERE d.n > 1 AND c.{column} = d.gone_{i}"
+            )
+        };
+        let n = sqlx::query(&sql)
+            .execute(&mut *conn)
+            .await
+            .map_err(scratch(format!(
+                "{what}: the rows of {child} referring to them"
+            )))?
+            .rows_affected();
+        settled.push(n);
+    }
+    sqlx::raw_sql("DROP TABLE pg_temp.zdm_synth_repeats")
         .execute(&mut *conn)
         .await
-        .map_err(scratch(format!("removing repeated keys of {table}")))?
-        .rows_affected())
+        .map_err(scratch(what))?;
+    Ok((removed, settled))
 }
 
 /// Makes every tuple of a foreign key of several columns refer to a parent row: the

@@ -108,6 +108,12 @@ pub struct Report {
     pub check_repairs: Vec<(String, u64)>,
     /// Rows removed because they repeated a composite unique key, by table.
     pub duplicates_removed: Vec<(String, u64)>,
+    /// Rows whose single-column foreign key referred to a removed repeated row, moved to
+    /// the row it repeated, by key.
+    pub references_moved: Vec<(String, u64)>,
+    /// Rows whose single-column foreign key, unique in their table (one-to-one), referred
+    /// to a removed repeated row: removed with it, by key.
+    pub references_removed: Vec<(String, u64)>,
     /// Rows whose tuple of a foreign key of several columns took a parent's, by key.
     pub foreign_key_repairs: Vec<(String, u64)>,
     pub warnings: Vec<String>,
@@ -215,7 +221,7 @@ pub async fn synthesize(
     // The repairs draw with random(): seeded, so that the same seed gives the same rows.
     load::seed_random(&mut conn, options.seed).await?;
     let mut check_repairs = Vec::new();
-    let mut duplicates_removed = Vec::new();
+    let mut removals = Removals::default();
     for (index, ((table, unique, composite, (columns, order)), checks)) in
         keys.iter().zip(&checks).enumerate()
     {
@@ -226,10 +232,11 @@ pub async fn synthesize(
         check_repairs.extend(repaired);
         remove_repeated_keys(
             &mut conn,
-            table,
+            &tables,
+            index,
             composite,
-            &mut reports[index],
-            &mut duplicates_removed,
+            &mut reports,
+            &mut removals,
         )
         .await?;
     }
@@ -249,10 +256,11 @@ pub async fn synthesize(
         }
         remove_repeated_keys(
             &mut conn,
-            table,
+            &tables,
+            index,
             composite,
-            &mut reports[index],
-            &mut duplicates_removed,
+            &mut reports,
+            &mut removals,
         )
         .await?;
     }
@@ -284,27 +292,81 @@ pub async fn synthesize(
         tables: reports,
         real_values,
         check_repairs,
-        duplicates_removed,
+        duplicates_removed: removals.duplicates,
+        references_moved: removals.references_moved,
+        references_removed: removals.references_removed,
         foreign_key_repairs,
         warnings,
         seconds: started.elapsed().as_secs_f64(),
     })
 }
 
-/// Removes the rows that repeat one of `table`'s composite unique keys, counting them off
-/// its report and naming the key in `removed`.
+/// What removing repeated rows did, for the report.
+#[derive(Default)]
+struct Removals {
+    duplicates: Vec<(String, u64)>,
+    references_moved: Vec<(String, u64)>,
+    references_removed: Vec<(String, u64)>,
+}
+
+/// Removes the rows that repeat one of the composite unique keys of `tables[index]`,
+/// counting them off its report; the rows of other tables referring to them by a
+/// single-column foreign key move to the rows they repeated, or go with them where that
+/// column is unique (one-to-one). Each is counted in `removals`.
 async fn remove_repeated_keys(
     conn: &mut sqlx::PgConnection,
-    table: &str,
+    tables: &[stats::Table],
+    index: usize,
     composite: &[Vec<String>],
-    report: &mut TableReport,
-    removed: &mut Vec<(String, u64)>,
+    reports: &mut [TableReport],
+    removals: &mut Removals,
 ) -> Result<(), Error> {
+    let table = &tables[index].qualified;
+    // The single-column foreign keys onto this table (composite ones are repaired onto
+    // the rows that stay, after this).
+    let referrers: Vec<(usize, load::Referrer)> = tables
+        .iter()
+        .enumerate()
+        .flat_map(|(child, t)| {
+            t.foreign_keys
+                .iter()
+                .filter(|fk| &fk.parent == table)
+                .map(move |fk| {
+                    let referrer = load::Referrer {
+                        name: fk.name.clone(),
+                        child: t.qualified.clone(),
+                        column: fk.column.clone(),
+                        parent_column: fk.parent_column.clone(),
+                        unique: t
+                            .unique
+                            .iter()
+                            .any(|u| u == std::slice::from_ref(&fk.column)),
+                    };
+                    (child, referrer)
+                })
+        })
+        .collect();
+    let settle: Vec<load::Referrer> = referrers.iter().map(|(_, r)| r.clone()).collect();
     for columns in composite {
-        let n = load::remove_duplicates(conn, table, columns).await?;
+        let (n, settled) = load::remove_duplicates(conn, table, columns, &settle).await?;
         if n > 0 {
+            let report = &mut reports[index];
             report.rows = report.rows.saturating_sub(n);
-            removed.push((format!("{} ({})", report.name, columns.join(", ")), n));
+            removals
+                .duplicates
+                .push((format!("{} ({})", report.name, columns.join(", ")), n));
+        }
+        for ((child, referrer), n) in referrers.iter().zip(settled) {
+            if n == 0 {
+                continue;
+            }
+            if referrer.unique {
+                let report = &mut reports[*child];
+                report.rows = report.rows.saturating_sub(n);
+                removals.references_removed.push((referrer.name.clone(), n));
+            } else {
+                removals.references_moved.push((referrer.name.clone(), n));
+            }
         }
     }
     Ok(())

@@ -394,18 +394,24 @@ fn column_gen(
                 fk.name, fk.parent
             ));
         }
-        if let Some((shape, note)) = rescaled(
-            column,
-            &stats,
-            &parent,
-            parent_rows,
-            null_frac,
-            rest_rows,
-            distinct,
-            fk,
-            key,
-            key_ranges,
-        ) {
+        // The child's own histogram repeats parents; a unique key (one-to-one) must not.
+        if let Some((shape, note)) = (!unique)
+            .then(|| {
+                rescaled(
+                    column,
+                    &stats,
+                    &parent,
+                    parent_rows,
+                    null_frac,
+                    rest_rows,
+                    distinct,
+                    fk,
+                    key,
+                    key_ranges,
+                )
+            })
+            .flatten()
+        {
             return Ok((shape, note));
         }
         let parent_key = key ^ 0x5eed;
