@@ -1,0 +1,354 @@
+//! Extract a relation into a new table (create_table with `up`, with drop_column's `down`
+//! from the new table) through the engine's commands on a real PostgreSQL: start →
+//! rollback leaves `pg_dump --schema-only` exactly as before; start again, an old-version
+//! and a new-version client write at the same time, each sees the other's writes in its
+//! own shape (several rows of one user: the old version sees the first by key), complete
+//! leaves no zdm machinery. A NOT NULL column filled from the new table is relaxed while
+//! live, kept for the old version's writes, and given back at rollback.
+
+mod versions_support;
+
+use versions_support::{exec, fails, one, write_concurrently, Scenario};
+
+const ACCOUNTS_AND_USERS: &str = "
+CREATE TABLE accounts (id integer PRIMARY KEY, name text NOT NULL);
+CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL, account_id integer REFERENCES accounts);
+INSERT INTO accounts SELECT i, 'account ' || i FROM generate_series(1, 20) i;
+INSERT INTO users SELECT i, 'user ' || i, CASE WHEN i % 10 = 0 THEN NULL ELSE i % 20 + 1 END
+  FROM generate_series(1, 3000) i;
+";
+
+/// users.account_id (one account per user, or none) into user_accounts (several per user).
+const EXTRACT: &str = r#"
+[[operations]]
+op = "create_table"
+table = "user_accounts"
+primary_key = ["user_id", "account_id"]
+columns = [
+  { name = "user_id", type = "integer", references = { table = "users", columns = ["id"], on_delete = "cascade" } },
+  { name = "account_id", type = "integer", references = { table = "accounts", columns = ["id"] } },
+  { name = "role", type = "text", nullable = false, default = "'member'" },
+]
+up = { table = "users", values = { user_id = "users.id", account_id = "users.account_id" }, where = "user_accounts.user_id = users.id", filter = "users.account_id IS NOT NULL" }
+
+[[operations]]
+op = "drop_column"
+table = "users"
+column = "account_id"
+down = "user_accounts.account_id"
+from = { table = "user_accounts", where = "user_accounts.user_id = users.id" }
+"#;
+
+#[tokio::test]
+async fn extract_a_relation_with_both_versions_writing() {
+    let s = Scenario::new("extract", ACCOUNTS_AND_USERS).await;
+    let name = "0001_user_accounts";
+    s.start_after_exact_rollback(name, EXTRACT).await;
+    let old = s.client(None).await;
+    let new = s.client(Some(name)).await;
+
+    // Backfilled: one row per user with an account, none for the others, in batches by
+    // users' key, each with its checkpoint.
+    assert_eq!(
+        one(&new, "SELECT count(*)::text FROM user_accounts").await,
+        "2700"
+    );
+    assert_eq!(
+        one(
+            &new,
+            "SELECT count(*)::text FROM user_accounts a JOIN users u ON u.id = a.user_id
+             WHERE a.account_id = u.id % 20 + 1 AND a.role = 'member'"
+        )
+        .await,
+        "2700"
+    );
+    assert_eq!(
+        one(
+            &s.pool,
+            "SELECT sum(rows_updated)::text || ' ' || (sum(batches) > 0)::text
+             FROM zdm.backfill_progress WHERE migration = '0001_user_accounts'"
+        )
+        .await,
+        "2700 true"
+    );
+    assert!(fails(&new, "SELECT account_id FROM users").await);
+
+    write_concurrently(
+        &old,
+        &[
+            "INSERT INTO users VALUES (5001, 'old with account', 3)",
+            "INSERT INTO users VALUES (5002, 'old without account', NULL)",
+            "UPDATE users SET account_id = 7 WHERE id = 1",
+            "UPDATE users SET account_id = NULL WHERE id = 2",
+            "UPDATE users SET account_id = 9 WHERE id = 10",
+            "UPDATE users SET name = 'renamed' WHERE id = 3",
+            "DELETE FROM users WHERE id = 4",
+        ],
+        &new,
+        &[
+            "INSERT INTO users VALUES (6001, 'new with two accounts')",
+            "INSERT INTO user_accounts VALUES (6001, 12, 'owner'), (6001, 5, 'member')",
+            "INSERT INTO users VALUES (6002, 'new without account')",
+            "UPDATE user_accounts SET account_id = 15 WHERE user_id = 21",
+            "DELETE FROM user_accounts WHERE user_id = 31",
+            "INSERT INTO user_accounts VALUES (40, 1, 'admin')",
+        ],
+    )
+    .await;
+
+    // The new version sees the old version's writes as rows of user_accounts.
+    for (sql, expected) in [
+        (
+            "SELECT string_agg(account_id::text, ',') FROM user_accounts WHERE user_id = 5001",
+            "3",
+        ),
+        (
+            "SELECT count(*)::text FROM user_accounts WHERE user_id = 5002",
+            "0",
+        ),
+        (
+            "SELECT string_agg(account_id::text, ',') FROM user_accounts WHERE user_id = 1",
+            "7",
+        ),
+        (
+            "SELECT count(*)::text FROM user_accounts WHERE user_id = 2",
+            "0",
+        ),
+        (
+            "SELECT string_agg(account_id::text || ':' || role, ',') FROM user_accounts WHERE user_id = 10",
+            "9:member",
+        ),
+        (
+            "SELECT string_agg(account_id::text, ',') FROM user_accounts WHERE user_id = 3",
+            "4",
+        ),
+        (
+            "SELECT count(*)::text FROM user_accounts WHERE user_id = 4",
+            "0",
+        ),
+    ] {
+        assert_eq!(one(&new, sql).await, expected, "new version: {sql}");
+    }
+    // The old version sees the new version's rows as users.account_id: of several, the
+    // first by user_accounts' key (user_id, account_id).
+    for (sql, expected) in [
+        ("SELECT account_id::text FROM users WHERE id = 6001", "5"),
+        ("SELECT account_id::text FROM users WHERE id = 6002", "NULL"),
+        ("SELECT account_id::text FROM users WHERE id = 21", "15"),
+        ("SELECT account_id::text FROM users WHERE id = 31", "NULL"),
+        ("SELECT account_id::text FROM users WHERE id = 40", "1"),
+        ("SELECT account_id::text FROM users WHERE id = 1", "7"),
+    ] {
+        assert_eq!(one(&old, sql).await, expected, "old version: {sql}");
+    }
+    // The old version's change of such a user's account changes the row it sees, only.
+    exec(&old, "UPDATE users SET account_id = 6 WHERE id = 6001").await;
+    assert_eq!(
+        one(
+            &new,
+            "SELECT string_agg(account_id::text || ':' || role, ',' ORDER BY account_id) FROM user_accounts WHERE user_id = 6001"
+        )
+        .await,
+        "6:member,12:owner"
+    );
+    assert_eq!(
+        one(&old, "SELECT account_id::text FROM users WHERE id = 6001").await,
+        "6"
+    );
+    // An update of another column leaves the new version's rows alone.
+    exec(
+        &new,
+        "UPDATE user_accounts SET role = 'owner' WHERE user_id = 5",
+    )
+    .await;
+    exec(&old, "UPDATE users SET name = 'touched' WHERE id = 5").await;
+    assert_eq!(
+        one(&new, "SELECT role FROM user_accounts WHERE user_id = 5").await,
+        "owner"
+    );
+    old.close().await;
+    new.close().await;
+
+    s.complete(name).await;
+    assert_eq!(s.leftovers().await, "");
+    assert_eq!(
+        one(&s.pool, "SELECT count(*)::text FROM information_schema.columns WHERE table_name = 'users' AND column_name = 'account_id'").await,
+        "0"
+    );
+    assert_eq!(
+        one(&s.pool, "SELECT count(*)::text FROM user_accounts").await,
+        "2702"
+    );
+    // After contract, users is an ordinary table again.
+    exec(&s.pool, "INSERT INTO users VALUES (7001, 'after')").await;
+    assert_eq!(
+        one(
+            &s.pool,
+            "SELECT count(*)::text FROM user_accounts WHERE user_id = 7001"
+        )
+        .await,
+        "0"
+    );
+}
+
+const NOT_NULL_ACCOUNTS: &str = "
+CREATE TABLE accounts (id integer PRIMARY KEY);
+CREATE TABLE users (id integer PRIMARY KEY, account_id integer NOT NULL REFERENCES accounts);
+INSERT INTO accounts SELECT generate_series(1, 5);
+INSERT INTO users SELECT i, i % 5 + 1 FROM generate_series(1, 500) i;
+";
+
+const EXTRACT_NOT_NULL: &str = r#"
+[[operations]]
+op = "create_table"
+table = "user_accounts"
+primary_key = ["user_id", "account_id"]
+columns = [{ name = "user_id", type = "integer" }, { name = "account_id", type = "integer" }]
+up = { table = "users", values = { user_id = "users.id", account_id = "users.account_id" }, where = "user_accounts.user_id = users.id" }
+
+[[operations]]
+op = "drop_column"
+table = "users"
+column = "account_id"
+down = "user_accounts.account_id"
+from = { table = "user_accounts", where = "user_accounts.user_id = users.id" }
+"#;
+
+#[tokio::test]
+async fn a_not_null_column_is_relaxed_while_live_and_given_back_at_rollback() {
+    let s = Scenario::new("extract_not_null", NOT_NULL_ACCOUNTS).await;
+    let name = "0001_user_accounts";
+    s.write(name, EXTRACT_NOT_NULL);
+    let before = s.dump();
+    let started = s.start(name).await.expect("start");
+    assert!(started.contains("ready to contract"), "{started}");
+    let old = s.client(None).await;
+    let new = s.client(Some(name)).await;
+    write_concurrently(
+        &old,
+        &[
+            "INSERT INTO users VALUES (1001, 2)",
+            "UPDATE users SET account_id = 3 WHERE id = 1",
+        ],
+        &new,
+        &[
+            // A user first, then its account: the column is NULL in between.
+            "INSERT INTO users VALUES (2001)",
+            "INSERT INTO user_accounts VALUES (2001, 4)",
+            "INSERT INTO users VALUES (2002)",
+        ],
+    )
+    .await;
+    // The old version's own writes still may not leave it NULL.
+    assert!(fails(&old, "INSERT INTO users VALUES (1002, NULL)").await);
+    assert!(fails(&old, "INSERT INTO users (id) VALUES (1003)").await);
+    assert!(fails(&old, "UPDATE users SET account_id = NULL WHERE id = 1").await);
+    assert_eq!(
+        one(&old, "SELECT account_id::text FROM users WHERE id = 2001").await,
+        "4"
+    );
+    assert_eq!(
+        one(
+            &new,
+            "SELECT account_id::text FROM user_accounts WHERE user_id = 1"
+        )
+        .await,
+        "3"
+    );
+    old.close().await;
+    new.close().await;
+
+    // User 2002 has no account: the old shape cannot hold it, so rollback stops before the
+    // NOT NULL comes back (nothing irreversible done), naming what to fix.
+    let stopped = s.try_rollback(name).await.expect_err("rollback must stop");
+    assert!(stopped.contains("_zdm_nn_users_account_id"), "{stopped}");
+    exec(
+        &s.pool,
+        "UPDATE users SET account_id = 1 WHERE account_id IS NULL",
+    )
+    .await;
+    s.rollback(name).await;
+    assert_eq!(before, s.dump(), "rollback restores the schema dump");
+    assert_eq!(s.leftovers().await, "");
+    assert_eq!(
+        one(&s.pool, "SELECT count(*)::text FROM users").await,
+        "503"
+    );
+}
+
+#[tokio::test]
+async fn up_is_refused_where_it_cannot_work() {
+    let s = Scenario::new("extract_refused", NOT_NULL_ACCOUNTS).await;
+    let mut conn = s.pool.acquire().await.expect("connection");
+    let catalog = zdm::db::catalog::Catalog::load(&mut conn)
+        .await
+        .expect("introspect");
+    for (file, expected) in [
+        (
+            EXTRACT_NOT_NULL.replace("table = \"users\", values", "table = \"nobody\", values"),
+            "nobody",
+        ),
+        (
+            EXTRACT_NOT_NULL.replace("user_id = \"users.id\", ", ""),
+            "user_id of public.user_accounts is NOT NULL without a default",
+        ),
+        (
+            EXTRACT_NOT_NULL
+                .replace(
+                    "[[operations]]\nop = \"create_table\"",
+                    "[[operations]]\nop = \"rename_table\"\ntable = \"users\"\nto = \"members\"\n\n[[operations]]\nop = \"create_table\"",
+                )
+                .replace("table = \"users\", values", "table = \"members\", values"),
+            "renamed",
+        ),
+    ] {
+        let migration = versions_support::plan_support::migration("0001_x", &file);
+        let error = zdm::plan::plan(&migration, &catalog).expect_err("refused");
+        assert!(error.to_string().contains(expected), "{expected}: {error}");
+    }
+}
+
+#[test]
+fn the_file_check_names_what_up_lacks() {
+    for (file, expected) in [
+        (
+            EXTRACT_NOT_NULL.replace("primary_key = [\"user_id\", \"account_id\"]\n", ""),
+            "needs a primary key",
+        ),
+        (
+            EXTRACT_NOT_NULL.replace(
+                "account_id = \"users.account_id\"",
+                "acount_id = \"users.account_id\"",
+            ),
+            "`acount_id` is not a column of `user_accounts` (did you mean account_id?)",
+        ),
+        (
+            EXTRACT_NOT_NULL.replace(
+                "where = \"user_accounts.user_id = users.id\" }",
+                "where = \" \" }",
+            ),
+            "`where` is empty",
+        ),
+        (
+            EXTRACT_NOT_NULL.replace(
+                "where = \"user_accounts.user_id = users.id\" }",
+                "on = \"true\" }",
+            ),
+            "unknown key `on`",
+        ),
+        (
+            EXTRACT_NOT_NULL.replace(
+                "table = \"users\", values",
+                "table = \"user_accounts\", values",
+            ),
+            "the table being created",
+        ),
+    ] {
+        let checked = zdm::migration::check(std::path::Path::new("0001_x.toml"), file.as_bytes());
+        let errors: Vec<String> = checked.errors().map(|e| e.to_string()).collect();
+        assert!(
+            errors.iter().any(|e| e.contains(expected)),
+            "{expected}: {errors:?}"
+        );
+    }
+}
