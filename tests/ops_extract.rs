@@ -352,3 +352,51 @@ fn the_file_check_names_what_up_lacks() {
         );
     }
 }
+
+#[tokio::test]
+async fn the_database_check_types_values_and_filter_over_the_existing_row() {
+    let s = Scenario::new("extract_typecheck", NOT_NULL_ACCOUNTS).await;
+    let mut conn = s.pool.acquire().await.expect("connection");
+    let check = |file: String| async move {
+        let checked = zdm::migration::check(std::path::Path::new("0001_x.toml"), file.as_bytes());
+        let errors: Vec<String> = checked.errors().map(|e| e.to_string()).collect();
+        assert!(errors.is_empty(), "parses offline: {errors:?}");
+        checked
+    };
+    let good = check(EXTRACT_NOT_NULL.to_string()).await;
+    let found =
+        zdm::plan::typecheck::check_files(&mut conn, &[&good], std::time::Duration::from_secs(2))
+            .await
+            .expect("the database answers");
+    assert!(found.is_empty(), "{found:#?}");
+    let bad = check(
+        EXTRACT_NOT_NULL
+            .replace(
+                "account_id = \"users.account_id\"",
+                "account_id = \"users.acount_id\"",
+            )
+            .replacen(
+                "where = \"user_accounts.user_id = users.id\" }",
+                "where = \"user_accounts.user_id = users.id\", filter = \"users.nope IS NOT NULL\" }",
+                1,
+            ),
+    )
+    .await;
+    let found =
+        zdm::plan::typecheck::check_files(&mut conn, &[&bad], std::time::Duration::from_secs(2))
+            .await
+            .expect("the database answers");
+    let messages: Vec<&str> = found.iter().map(|d| d.message.as_str()).collect();
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("`up.values.account_id`") && m.contains("acount_id")),
+        "{messages:#?}"
+    );
+    assert!(
+        messages
+            .iter()
+            .any(|m| m.contains("`up.filter`") && m.contains("nope")),
+        "{messages:#?}"
+    );
+}

@@ -388,6 +388,16 @@ mod tests {
     }
 
     #[test]
+    fn in_a_created_table_the_first_matching_row_by_key_is_taken() {
+        let mut created = rule();
+        created.first_by = Some(vec!["user_id".to_string(), "account_id".to_string()]);
+        assert_eq!(
+            created.backfill_expression(),
+            "(SELECT (users.email) FROM \"public\".\"users\" AS \"users\" WHERE (users.id = profiles.user_id) ORDER BY \"users\".\"user_id\", \"users\".\"account_id\" LIMIT 1)"
+        );
+    }
+
+    #[test]
     fn the_other_tables_function_serves_one_version_and_every_kind_of_write() {
         let up = rule().function_sql("public_v2", Direction::Up);
         assert!(up.contains("IF NOT (NOT (CASE WHEN 'public_v2'"), "{up}");

@@ -604,3 +604,58 @@ pub(super) fn check_generated(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn extract() -> Extract {
+        let table = |name: &str| QualifiedName {
+            schema: "public".to_string(),
+            name: name.to_string(),
+        };
+        Extract {
+            source: table("users"),
+            source_key: vec!["id".to_string()],
+            target: table("user_accounts"),
+            key: vec!["user_id".to_string(), "account_id".to_string()],
+            values: vec![
+                ("user_id".to_string(), "users.id".to_string()),
+                ("account_id".to_string(), "users.account_id".to_string()),
+            ],
+            condition: "user_accounts.user_id = users.id".to_string(),
+            filter: Some("users.account_id IS NOT NULL".to_string()),
+        }
+    }
+
+    #[test]
+    fn the_trigger_serves_the_old_version_and_every_kind_of_write() {
+        let sql = extract().function_sql("public_v2");
+        assert!(sql.contains("IF (CASE WHEN 'public_v2'"), "{sql}");
+        assert!(
+            sql.contains("DELETE FROM \"public\".\"user_accounts\" AS \"user_accounts\" USING (SELECT OLD.*) AS \"users\" WHERE (user_accounts.user_id = users.id);"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("INSERT INTO \"public\".\"user_accounts\" (\"user_id\", \"account_id\") SELECT (users.id), (users.account_id) FROM (SELECT NEW.*) AS \"users\";"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("coalesce((SELECT (users.account_id IS NOT NULL) FROM (SELECT NEW.*) AS \"users\"), false)"),
+            "{sql}"
+        );
+    }
+
+    #[test]
+    fn an_old_version_update_changes_the_first_row_by_key_only_when_the_values_change() {
+        let sql = extract().function_sql("public_v2");
+        assert!(
+            sql.contains("EXISTS (SELECT (users.id), (users.account_id) FROM (SELECT NEW.*) AS \"users\" EXCEPT SELECT (users.id), (users.account_id) FROM (SELECT OLD.*) AS \"users\")"),
+            "{sql}"
+        );
+        assert!(
+            sql.contains("WHERE (\"user_accounts\".\"user_id\", \"user_accounts\".\"account_id\") = (SELECT \"user_accounts\".\"user_id\", \"user_accounts\".\"account_id\" FROM \"public\".\"user_accounts\" AS \"user_accounts\", (SELECT OLD.*) AS \"users\" WHERE (user_accounts.user_id = users.id) ORDER BY \"user_accounts\".\"user_id\", \"user_accounts\".\"account_id\" LIMIT 1);"),
+            "{sql}"
+        );
+    }
+}
