@@ -240,7 +240,16 @@ async fn a_not_null_column_is_relaxed_while_live_and_given_back_at_rollback() {
     )
     .await;
     // The old version's own writes still may not leave it NULL.
-    assert!(fails(&old, "INSERT INTO users VALUES (1002, NULL)").await);
+    let refused = sqlx::raw_sql("INSERT INTO users VALUES (1002, NULL)")
+        .execute(&old)
+        .await
+        .expect_err("NULL from the old version");
+    let refused = refused.as_database_error().expect("a database error");
+    assert_eq!(refused.code().as_deref(), Some("23502"), "{refused}");
+    assert_eq!(
+        refused.message(),
+        "null value in column \"account_id\" of relation \"users\" violates not-null constraint"
+    );
     assert!(fails(&old, "INSERT INTO users (id) VALUES (1003)").await);
     assert!(fails(&old, "UPDATE users SET account_id = NULL WHERE id = 1").await);
     assert_eq!(

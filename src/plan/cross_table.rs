@@ -257,7 +257,7 @@ pub(crate) fn relax_not_null(
     let name = names::derived(&["_zdm_notnull", &table.name, column]);
     let quoted_column = quote_ident(column);
     let body = format!(
-        "BEGIN\n  IF NOT {} THEN\n    RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = format('null value in column %I of relation %I violates not-null constraint', {}, {}), COLUMN = {}, TABLE = {}, SCHEMA = {};\n  END IF;\n  RETURN NEW;\nEND\n",
+        "BEGIN\n  IF NOT {} THEN\n    RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = format('null value in column \"%s\" of relation \"%s\" violates not-null constraint', {}, {}), COLUMN = {}, TABLE = {}, SCHEMA = {};\n  END IF;\n  RETURN NEW;\nEND\n",
         names::new_version_writer(&ws.version_schema, &table.name),
         names::literal(column),
         names::literal(&table.name),
