@@ -409,3 +409,168 @@ async fn the_database_check_types_values_and_filter_over_the_existing_row() {
         "{messages:#?}"
     );
 }
+
+/// `zdm <args>` on the scenario's database, its migrations in `dir`, `config` as its config
+/// file.
+fn zdm_on(
+    s: &Scenario,
+    dir: &std::path::Path,
+    config: &std::path::Path,
+    args: &[&str],
+) -> std::process::Command {
+    let options = s.pool.connect_options();
+    let url = format!(
+        "postgres://{}@127.0.0.1:{}/{}",
+        options.get_username(),
+        options.get_port(),
+        s.db
+    );
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_zdm"));
+    command
+        .args(args)
+        .args(["--database-url", &url, "--dir"])
+        .arg(dir)
+        .arg("--config")
+        .arg(config)
+        .env_remove("DATABASE_URL")
+        .env("ZDM_LOG_FILE", dir.join(".zdm.log"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    command
+}
+
+#[tokio::test]
+async fn a_backfill_killed_mid_way_resumes_with_no_row_lost_or_copied_twice() {
+    let s = Scenario::new(
+        "extract_killed",
+        "
+CREATE TABLE accounts (id integer PRIMARY KEY, name text NOT NULL);
+CREATE TABLE users (id integer PRIMARY KEY, name text NOT NULL, account_id integer REFERENCES accounts);
+INSERT INTO accounts SELECT i, 'account ' || i FROM generate_series(1, 20) i;
+INSERT INTO users SELECT i, 'user ' || i, CASE WHEN i % 10 = 0 THEN NULL ELSE i % 20 + 1 END
+  FROM generate_series(1, 20000) i;
+",
+    )
+    .await;
+    let name = "0001_user_accounts";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join(format!("{name}.toml")), EXTRACT).expect("write");
+    let config = dir.path().join(".zdm-test.toml");
+    std::fs::write(
+        &config,
+        "[throttle]\nmax_host_cpu_percent = \"none\"\nmax_canary_slowdown = \"none\"\n\
+         max_active_sessions_factor = \"none\"\n\n[backfill]\nfixed_batch_rows = 200\n",
+    )
+    .expect("write the config");
+
+    // The old version writes all along: inserts, account changes, removals, deletes.
+    let old = s.client(None).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (old, stop) = (old.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut i: u64 = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                i += 1;
+                let user = (i * 7919) % 20000 + 1;
+                let sql = match i % 4 {
+                    0 => format!("INSERT INTO users VALUES ({}, 'w', {})", 100_000 + i, i % 20 + 1),
+                    1 => format!("UPDATE users SET account_id = {} WHERE id = {user}", i % 20 + 1),
+                    2 => format!(
+                        "UPDATE users SET account_id = CASE WHEN account_id IS NULL THEN 3 END WHERE id = {user}"
+                    ),
+                    _ => format!("DELETE FROM users WHERE id = {user}"),
+                };
+                exec(&old, &sql).await;
+                tokio::time::sleep(std::time::Duration::from_millis(3)).await;
+            }
+            i
+        })
+    };
+
+    // kill -9 of `zdm start` once the backfill committed a few batches, then start again.
+    let mut child = zdm_on(&s, dir.path(), &config, &["start", name])
+        .spawn()
+        .expect("spawn zdm");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    loop {
+        if child.try_wait().expect("poll").is_some() {
+            let output = child.wait_with_output().expect("output");
+            panic!(
+                "zdm start ended before the backfill was far enough along: {}{}",
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        let state = one(
+            &s.pool,
+            "SELECT (to_regclass('zdm.backfill_progress') IS NOT NULL)::text",
+        )
+        .await;
+        if state == "true"
+            && one(
+                &s.pool,
+                "SELECT coalesce(sum(batches), 0)::text FROM zdm.backfill_progress",
+            )
+            .await
+            .parse::<i64>()
+            .unwrap_or(0)
+                >= 5
+        {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no batch committed");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .expect("kill -9");
+    child.wait().expect("wait");
+    let copied_before = one(&s.pool, "SELECT count(*)::text FROM user_accounts").await;
+    let mut finished = None;
+    for _ in 0..100 {
+        let output = zdm_on(&s, dir.path(), &config, &["start", name])
+            .output()
+            .expect("run zdm");
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        if output.status.success() {
+            finished = Some(String::from_utf8_lossy(&output.stdout).to_string() + &stderr);
+            break;
+        }
+        // The killed session's run lock goes once the server sees its connection closed.
+        assert!(
+            stderr.contains("another zdm is already running"),
+            "zdm start failed on its own: {stderr}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let finished = finished.expect("the second zdm start ran");
+    assert!(finished.contains("ready to contract"), "{finished}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let writes = writer.await.expect("the old version's writer");
+    assert!(writes > 0);
+    assert_ne!(copied_before, "0", "the killed run had copied some rows");
+
+    // Every user with an account has exactly its row; no other row is left.
+    for (sql, what) in [
+        (
+            "SELECT count(*)::text FROM users u WHERE u.account_id IS NOT NULL AND NOT EXISTS (
+               SELECT FROM user_accounts a WHERE a.user_id = u.id AND a.account_id = u.account_id)",
+            "users whose row is missing",
+        ),
+        (
+            "SELECT count(*)::text FROM user_accounts a WHERE NOT EXISTS (
+               SELECT FROM users u WHERE u.id = a.user_id AND u.account_id = a.account_id)",
+            "rows of no user's account",
+        ),
+        (
+            "SELECT count(*)::text FROM (SELECT user_id FROM user_accounts GROUP BY 1 HAVING count(*) > 1) d",
+            "users with two rows",
+        ),
+    ] {
+        assert_eq!(one(&s.pool, sql).await, "0", "{what}");
+    }
+    old.close().await;
+}
