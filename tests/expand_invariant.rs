@@ -156,6 +156,27 @@ down = "'ZZ'"
             "UPDATE customers SET country = 'DE' WHERE id = 5",
         ],
     },
+    Case {
+        name: "0009_extract_relation",
+        file: r#"
+[[operations]]
+op = "create_table"
+table = "customer_countries"
+columns = [{ name = "customer_id", type = "bigint", primary_key = true }, { name = "country", type = "text", nullable = false }]
+up = { table = "customers", values = { customer_id = "customers.id", country = "customers.country" }, where = "customer_countries.customer_id = customers.id" }
+
+[[operations]]
+op = "drop_column"
+table = "customers"
+column = "country"
+down = "customer_countries.country"
+from = { table = "customer_countries", where = "customer_countries.customer_id = customers.id" }
+"#,
+        old_writes: &[
+            "INSERT INTO customers (id, email, full_name, country) VALUES ({n}, 'v{n}@example.com', 'V', 'FR')",
+            "UPDATE customers SET country = 'DE' WHERE id = 6",
+        ],
+    },
 ];
 
 fn database_name(case: &Case, how: &str, k: usize) -> String {

@@ -385,6 +385,7 @@ fn create_table(create: &pg_query::protobuf::CreateStmt) -> Result<Operation, St
         table: table_name(relation),
         columns,
         primary_key,
+        up: None,
     }))
 }
 

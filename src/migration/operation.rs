@@ -220,6 +220,31 @@ pub struct CreateTable {
     pub columns: Vec<ColumnDef>,
     /// A primary key over several columns (a single one can say `primary_key = true`).
     pub primary_key: Option<Vec<String>>,
+    /// Fills the new table from an existing one and keeps both in step until contract
+    /// (extract a relation into a new table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<CreateTableUp>,
+}
+
+/// A new table's rows taken from an existing table (Reshape's create_table `up`): one row
+/// per row of `table` that `filter` admits, its columns computed by `values` over that row.
+/// `up = { table = "users", values = { user_id = "users.id", account_id = "users.account_id" },
+/// where = "user_accounts.user_id = users.id", filter = "users.account_id IS NOT NULL" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateTableUp {
+    /// The existing table the rows come from, optionally schema-qualified.
+    pub table: String,
+    /// New column -> SQL expression over the existing table's row (named by its table).
+    pub values: std::collections::BTreeMap<String, String>,
+    /// SQL boolean over both rows (each named by its table): which rows of the new table
+    /// belong to a row of the existing one.
+    #[serde(rename = "where")]
+    pub condition: String,
+    /// SQL boolean over the existing table's row: which of its rows have a row in the new
+    /// table (absent: every row).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

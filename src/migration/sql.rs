@@ -191,6 +191,9 @@ impl<'m> Collector<'m> {
                 for (i, column) in op.columns.iter().enumerate() {
                     self.column(&["columns", &i.to_string()], column);
                 }
+                if let Some(up) = &op.up {
+                    self.create_table_up(op, up);
+                }
             }
             Operation::AddColumn(op) => {
                 self.column(&["column"], &op.column);
@@ -277,6 +280,48 @@ impl<'m> Collector<'m> {
             | Operation::SetReplicaIdentity(_)
             | Operation::SetComment(_)
             | Operation::AddPrimaryKey(_) => {}
+        }
+    }
+
+    /// A new table filled from an existing one: each value and the filter are over the
+    /// existing table's rows (typed to the new column's type, and boolean); `where` joins
+    /// both tables (not type-checked: no single table's rows).
+    fn create_table_up(
+        &mut self,
+        op: &'m crate::migration::operation::CreateTable,
+        up: &'m crate::migration::operation::CreateTableUp,
+    ) {
+        let rows = Rows::Table(&up.table);
+        for (column, value) in &up.values {
+            let target = op
+                .columns
+                .iter()
+                .find(|c| &c.name == column)
+                .map(|c| Target::Type(&c.data_type));
+            self.add(
+                &["up", "values", column],
+                value,
+                Grammar::Expression,
+                rows,
+                target,
+            );
+        }
+        let boolean = Some(Target::Boolean);
+        self.add(
+            &["up", "where"],
+            &up.condition,
+            Grammar::Expression,
+            Rows::NotYet,
+            boolean,
+        );
+        if let Some(filter) = &up.filter {
+            self.add(
+                &["up", "filter"],
+                filter,
+                Grammar::Expression,
+                rows,
+                boolean,
+            );
         }
     }
 

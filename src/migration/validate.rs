@@ -5,7 +5,8 @@
 use std::collections::HashSet;
 
 use super::operation::{
-    ColumnDef, FromTable, Operation, RawSqlPhase, Reference, ReplicaIdentityKind,
+    ColumnDef, CreateTable, CreateTableUp, FromTable, Operation, RawSqlPhase, Reference,
+    ReplicaIdentityKind,
 };
 use super::{Diagnostic, Migration, Severity, SourceMap};
 
@@ -126,6 +127,9 @@ impl Review<'_> {
                 }
                 let keyed = self.keyed.contains(&normalize_table(&op.table));
                 self.create_table_columns(&op.columns, op.primary_key.as_deref(), keyed);
+                if let Some(up) = &op.up {
+                    self.create_table_up(op, up);
+                }
             }
             Operation::DropTable(op) => self.table(&["table"], &op.table),
             Operation::RenameTable(op) => {
@@ -698,6 +702,51 @@ impl Review<'_> {
                 format!(
                     "`{key}` is empty: give the SQL (or, where the key is optional, leave it out)"
                 ),
+            );
+        }
+    }
+
+    /// A new table filled from an existing one: the table, a value for columns of the new
+    /// table only, a non-empty `where`, and a key to tell the new table's rows apart.
+    fn create_table_up(&mut self, op: &CreateTable, up: &CreateTableUp) {
+        self.table(&["up", "table"], &up.table);
+        if normalize_table(&up.table) == normalize_table(&op.table) {
+            self.error(
+                &["up", "table"],
+                "`up.table` is the table being created: name the existing table its rows come from"
+                    .to_string(),
+            );
+        }
+        if up.values.is_empty() {
+            self.error(
+                &["up", "values"],
+                "`up.values` is empty: give each new column's value over the existing row \
+                 (e.g. `user_id = \"users.id\"`)"
+                    .to_string(),
+            );
+        }
+        for (column, value) in &up.values {
+            if !op.columns.iter().any(|c| &c.name == column) {
+                let hint = crate::suggest::did_you_mean(
+                    column,
+                    op.columns.iter().map(|c| c.name.as_str()),
+                );
+                self.error(
+                    &["up", "values", column],
+                    format!("`{column}` is not a column of `{}`{hint}", op.table),
+                );
+            }
+            self.non_empty(&["up", "values", column], column, Some(value));
+        }
+        self.non_empty(&["up", "where"], "where", Some(&up.condition));
+        self.non_empty(&["up", "filter"], "filter", up.filter.as_deref());
+        let keyed = op.primary_key.is_some() || op.columns.iter().any(|c| c.primary_key);
+        if !keyed {
+            self.error(
+                &["up"],
+                "a table filled from another needs a primary key (it tells apart the rows the \
+                 old version's writes update)"
+                    .to_string(),
             );
         }
     }

@@ -229,8 +229,13 @@ pub(crate) fn rollback_step(state: &TableState) -> Option<Step> {
             )
         })
         .collect();
-    let mut locked: Vec<String> = triggers.iter().map(|(t, _)| t.to_string()).collect();
-    locked.dedup();
+    // Each table once, in first-seen order (triggers of two tables may interleave).
+    let mut locked: Vec<String> = Vec::new();
+    for (table, _) in &triggers {
+        if !locked.contains(&table.to_string()) {
+            locked.push(table.to_string());
+        }
+    }
     Some(Step::sql(
         Phase::Rollback,
         format!("drop the sync triggers on {}", locked.join(", ")),

@@ -94,12 +94,16 @@ impl PlanOperation for DropColumn {
         let table = ws.existing_table(&self.table)?;
         ws.lock_referenced_at_contract(&table, Some(&self.column), None)?;
         let physical = ws.physical_column(&table, &self.column);
+        let nullable = ws.existing_column(&table, &self.column)?.nullable;
         let mut rule = self.down.clone();
         // A value from another table: a subquery here, and a trigger there.
         if let (Some(from), Some(down)) = (&self.from, &self.down) {
             let cross = cross_table::resolve(ws, &table, &physical, down, from)?;
             rule = Some(cross.rule_expression());
             cross.plan(ws, Direction::Down)?;
+            if !nullable {
+                cross_table::relax_not_null(ws, &cross.changed, &physical)?;
+            }
         }
         if let Some(down) = rule {
             ws.state(&table)?.down.push(SyncRule {
