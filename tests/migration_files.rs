@@ -1104,14 +1104,14 @@ async fn apply_plainly(conn: &mut sqlx::PgConnection, operation: &Operation) {
             statements.push(format!(
                 "CREATE TABLE {new_table} AS SELECT {}, {} FROM {table}",
                 quote_list(&key),
-                quote_list(&op.columns)
+                quote_list(&op.column_names())
             ));
             statements.push(format!(
                 "ALTER TABLE {new_table} ADD PRIMARY KEY ({key}), \
                  ADD FOREIGN KEY ({key}) REFERENCES {table} ({key}) ON DELETE CASCADE",
                 key = quote_list(&key)
             ));
-            for column in &op.columns {
+            for column in &op.column_names() {
                 statements.push(format!("ALTER TABLE {table} DROP COLUMN {}", q(column)));
             }
         }
