@@ -599,6 +599,13 @@ fn split_table_columns_are_names_or_tables() {
             .any(|e| e.contains("`customer_marketing` would have two columns named `phone`")),
         "{errors:?}"
     );
+    let errors = errors_of(&format!(
+        "{head}columns = [{{ column = \"phone\", up = \"phone ||\", down = \"phone\" }}]\n"
+    ));
+    assert!(
+        errors.len() == 1 && errors[0].contains("`columns[0].up` does not parse"),
+        "{errors:?}"
+    );
     let errors = errors_of(&format!("{head}columns = [42]\n"));
     assert!(
         errors[0].contains("expected a column name or a table"),
