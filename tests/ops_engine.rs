@@ -797,7 +797,8 @@ columns = [
 }
 
 /// split_table of a table with a composite primary key, each key column renamed, two NOT
-/// NULL columns without a default moved (one as it is, one to another unit and type).
+/// NULL columns without a default moved (one as it is, one to another unit and type, its
+/// up/down naming the columns qualified by their table).
 #[tokio::test]
 async fn split_table_composite_key() {
     run(Case {
@@ -815,7 +816,7 @@ new_table = "shipment_details"
 key = { order_id = "shipment_order_id", seq = "shipment_seq" }
 columns = [
   "carrier",
-  { column = "weight_grams", to = "weight_kg", type = "numeric(10,3)", up = "weight_grams / 1000.0", down = "round(weight_kg * 1000)::integer" },
+  { column = "weight_grams", to = "weight_kg", type = "numeric(10,3)", up = "shipments.weight_grams / 1000.0", down = "round(shipment_details.weight_kg * 1000)::integer" },
 ]
 "#,
         old_writes: &["INSERT INTO shipments (order_id, seq, carrier, weight_grams) VALUES (900, 1, 'dhl', 1500)"],

@@ -235,8 +235,9 @@ impl PlanOperation for SplitTable {
         // Who is the new version (once it is published): see names::new_version_writer.
         let is_new_on_old = names::new_version_writer(&ws.version_schema, &table.name);
         let is_new_on_new = names::new_version_writer(&ws.version_schema, &new_table.name);
-        // Old version → new table. `up` reads the old row's columns by name: the row is
-        // the only relation in scope of its SELECT.
+        // Old version → new table. `up` reads the old row's columns by name, bare or
+        // qualified by the table's name: the row, under that name, is the only relation in
+        // scope of its SELECT.
         let old_function = names::fit_identifier(&format!("_zdm_split_{}", physical.name));
         let new_columns: Vec<String> = new_key
             .iter()
@@ -253,15 +254,17 @@ impl PlanOperation for SplitTable {
             .map(|m| format!("{0} = EXCLUDED.{0}", quote_ident(&m.new)))
             .collect();
         let body = format!(
-            "BEGIN\n  IF NOT ({is_new_on_old}) THEN\n    INSERT INTO {} ({})\n    SELECT {} FROM (SELECT NEW.*) AS _zdm_old_row\n    ON CONFLICT ({}) DO UPDATE SET {};\n  END IF;\n  RETURN NULL;\nEND\n",
+            "BEGIN\n  IF NOT ({is_new_on_old}) THEN\n    INSERT INTO {} ({})\n    SELECT {} FROM (SELECT NEW.*) AS {}\n    ON CONFLICT ({}) DO UPDATE SET {};\n  END IF;\n  RETURN NULL;\nEND\n",
             new_table.quoted(),
             column_list(&new_columns),
             old_values.join(", "),
+            quote_ident(&physical.name),
             column_list(&new_key),
             updates.join(", ")
         );
-        // New version → old table: `down` reads the new table's row the same way, in a
-        // subquery of its own (the old table's columns may share its names).
+        // New version → old table: `down` reads the new table's row the same way (under the
+        // new table's name), in a subquery of its own: the old table's columns may share
+        // its names.
         let new_function = names::fit_identifier(&format!("_zdm_split_{}", new_table.name));
         let computed: Vec<String> = new_key
             .iter()
@@ -285,10 +288,11 @@ impl PlanOperation for SplitTable {
             .map(|(i, k)| format!("_zdm_target.{} = _zdm_new_row._zdm_k{i}", quote_ident(k)))
             .collect();
         let back_body = format!(
-            "BEGIN\n  IF {is_new_on_new} THEN\n    UPDATE {} AS _zdm_target SET {}\n    FROM (SELECT {} FROM (SELECT NEW.*) AS _zdm_written) AS _zdm_new_row\n    WHERE {};\n  END IF;\n  RETURN NULL;\nEND\n",
+            "BEGIN\n  IF {is_new_on_new} THEN\n    UPDATE {} AS _zdm_target SET {}\n    FROM (SELECT {} FROM (SELECT NEW.*) AS {}) AS _zdm_new_row\n    WHERE {};\n  END IF;\n  RETURN NULL;\nEND\n",
             physical.quoted(),
             assignments.join(", "),
             computed.join(", "),
+            quote_ident(&new_table.name),
             matches.join(" AND ")
         );
         for (function, body, on, description) in [
@@ -600,12 +604,13 @@ fn restore_not_null_steps(
         Phase::Rollback,
         format!("fill NULLs the new version left in {physical} from {new_table}"),
         do_block(&format!(
-            "  IF {} IS NOT NULL AND {} IS NOT NULL THEN\n    UPDATE {quoted} AS _zdm_target SET {}\n    FROM (SELECT {} FROM {} AS _zdm_written) AS _zdm_new_row\n    WHERE {} AND ({});\n  END IF;\n",
+            "  IF {} IS NOT NULL AND {} IS NOT NULL THEN\n    UPDATE {quoted} AS _zdm_target SET {}\n    FROM (SELECT {} FROM {} AS {}) AS _zdm_new_row\n    WHERE {} AND ({});\n  END IF;\n",
             regclass(&quoted),
             regclass(&new_table.quoted()),
             fills.join(", "),
             computed.join(", "),
             new_table.quoted(),
+            quote_ident(&new_table.name),
             matches.join(" AND "),
             nulls.join(" OR ")
         )),
