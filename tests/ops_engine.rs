@@ -850,8 +850,9 @@ columns = [
 }
 
 /// Rollback after both versions wrote through a split with a NOT NULL column moved: the
-/// new version's rows keep their values for the old version, NOT NULL is back, and the
-/// schema is exactly as before.
+/// new version's rows keep their values for the old version (those written while rollback
+/// was dropping the triggers are filled from the new table; one with no value there stops
+/// rollback until it has one), NOT NULL is back, and the schema is exactly as before.
 #[tokio::test]
 async fn split_table_not_null_rollback_after_writes() {
     let pg = common::primary();
@@ -898,17 +899,54 @@ async fn split_table_not_null_rollback_after_writes() {
         refused.to_string().contains("marketing_opt_in"),
         "the error names the column: {refused}"
     );
+    // Rollback's first step drops the triggers while the new version can still write: a
+    // row it writes then gets no copy back. Here as if that step had just run.
+    sqlx::raw_sql(
+        "DROP TRIGGER _zdm_split_nn_customers ON customers;
+         DROP TRIGGER _zdm_split_customer_marketing ON customer_marketing;",
+    )
+    .execute(&pool)
+    .await
+    .expect("drop the triggers as rollback does first");
+    sqlx::raw_sql(
+        "INSERT INTO customers (id, email, full_name, country) VALUES (20003, 'w@x', 'W', 'NL'); \
+         INSERT INTO customer_marketing (customer_id, opt_in) VALUES (20003, false)",
+    )
+    .execute(&new)
+    .await
+    .expect("a new-version write in that window");
+    // And one without its marketing row: nothing can give it a value.
+    sqlx::raw_sql(
+        "INSERT INTO customers (id, email, full_name, country) VALUES (20004, 'v@x', 'V', 'NL')",
+    )
+    .execute(&new)
+    .await
+    .expect("a new-version write in that window, without its marketing row");
     old.close().await;
     new.close().await;
+    // Rollback stops at the validation, naming the check, without restoring NOT NULL ...
+    let stopped = app::rollback::run(&config, name)
+        .await
+        .expect_err("a row without a value stops rollback");
+    assert!(
+        format!("{stopped:#}").contains("_zdm_nn_customers_marketing_opt_in"),
+        "{stopped:#}"
+    );
+    // ... and runs again once the row has its value.
+    sqlx::raw_sql("UPDATE customers SET marketing_opt_in = true WHERE id = 20004")
+        .execute(&pool)
+        .await
+        .expect("give the row its value");
     let rolled_back = app::rollback::run(&config, name).await.expect("rollback");
     assert!(rolled_back.contains("rolled back"), "{rolled_back}");
+    // Rollback filled 20003 from the new table before it went.
     assert_eq!(
         fetch_one(
             &pool,
             "SELECT string_agg(id || '=' || marketing_opt_in, ',' ORDER BY id) FROM customers WHERE id > 10000"
         )
         .await,
-        "10001=true,20001=true"
+        "10001=true,20001=true,20003=false,20004=true"
     );
     assert_eq!(
         dump_before,
