@@ -956,6 +956,34 @@ async fn split_table_not_null_rollback_after_writes() {
     pool.close().await;
 }
 
+/// split_table's `up` is checked against the database before expand: a column it names
+/// that does not exist stops `start` before anything changes.
+#[tokio::test]
+async fn split_table_up_that_does_not_fit_stops_start() {
+    let pg = common::primary();
+    let db = "split_table_up_does_not_fit";
+    let pool = demo_database(&pg, db).await;
+    let name = "0001_split_table_up_does_not_fit";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(format!("{name}.toml")),
+        "[[operations]]\nop = \"split_table\"\ntable = \"customers\"\nnew_table = \"customer_marketing\"\n\
+         columns = [{ column = \"marketing_opt_in\", type = \"text\", up = \"marketing_opt_out::text\", down = \"marketing_opt_in::boolean\" }]\n",
+    )
+    .expect("write");
+    let config = config(&pg.primary().url(db), dir.path());
+    let before = catalog(&pool).await;
+    let refused = app::start::run(&config, Some(name))
+        .await
+        .expect_err("refused before expand");
+    assert!(
+        format!("{refused:#}").contains("`columns[0].up` does not fit the database: column \"marketing_opt_out\" does not exist"),
+        "{refused:#}"
+    );
+    assert_eq!(before, catalog(&pool).await, "nothing changed");
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn raw_sql() {
     run(Case {

@@ -254,7 +254,7 @@ impl PlanOperation for SplitTable {
             .map(|m| format!("{0} = EXCLUDED.{0}", quote_ident(&m.new)))
             .collect();
         let body = format!(
-            "BEGIN\n  IF NOT ({is_new_on_old}) THEN\n    INSERT INTO {} ({})\n    SELECT {} FROM (SELECT NEW.*) AS {}\n    ON CONFLICT ({}) DO UPDATE SET {};\n  END IF;\n  RETURN NULL;\nEND\n",
+            "#variable_conflict use_column\nBEGIN\n  IF NOT ({is_new_on_old}) THEN\n    INSERT INTO {} ({})\n    SELECT {} FROM (SELECT NEW.*) AS {}\n    ON CONFLICT ({}) DO UPDATE SET {};\n  END IF;\n  RETURN NULL;\nEND\n",
             new_table.quoted(),
             column_list(&new_columns),
             old_values.join(", "),
@@ -288,7 +288,7 @@ impl PlanOperation for SplitTable {
             .map(|(i, k)| format!("_zdm_target.{} = _zdm_new_row._zdm_k{i}", quote_ident(k)))
             .collect();
         let back_body = format!(
-            "BEGIN\n  IF {is_new_on_new} THEN\n    UPDATE {} AS _zdm_target SET {}\n    FROM (SELECT {} FROM (SELECT NEW.*) AS {}) AS _zdm_new_row\n    WHERE {};\n  END IF;\n  RETURN NULL;\nEND\n",
+            "#variable_conflict use_column\nBEGIN\n  IF {is_new_on_new} THEN\n    UPDATE {} AS _zdm_target SET {}\n    FROM (SELECT {} FROM (SELECT NEW.*) AS {}) AS _zdm_new_row\n    WHERE {};\n  END IF;\n  RETURN NULL;\nEND\n",
             physical.quoted(),
             assignments.join(", "),
             computed.join(", "),
@@ -435,7 +435,9 @@ impl PlanOperation for SplitTable {
     }
 }
 
-/// `CREATE OR REPLACE FUNCTION` of one of split_table's trigger functions.
+/// `CREATE OR REPLACE FUNCTION` of one of split_table's trigger functions (each body says
+/// `#variable_conflict use_column`: a column named like a plpgsql variable, `found`, is
+/// the column).
 fn function_step(version: &str, function: &str, body: &str, description: &str) -> Step {
     let tag = names::dollar_tag(body);
     Step::sql(
@@ -492,7 +494,7 @@ fn relax_not_null(
     // Re-read at commit: the new table's row (written after the old one) has filled the
     // column by then, or never will.
     let body = format!(
-        "BEGIN\n  IF EXISTS (SELECT 1 FROM {} AS _zdm_row WHERE {} AND ({})) THEN\n    RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = {}, DETAIL = {} || ' (key ' || ROW({})::text || ')', HINT = {};\n  END IF;\n  RETURN NULL;\nEND\n",
+        "#variable_conflict use_column\nBEGIN\n  IF EXISTS (SELECT 1 FROM {} AS _zdm_row WHERE {} AND ({})) THEN\n    RAISE EXCEPTION USING ERRCODE = 'not_null_violation', MESSAGE = {}, DETAIL = {} || ' (key ' || ROW({})::text || ')', HINT = {};\n  END IF;\n  RETURN NULL;\nEND\n",
         physical.quoted(),
         same_key.join(" AND "),
         any_null("_zdm_row."),
