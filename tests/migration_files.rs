@@ -545,6 +545,74 @@ check = "a < 9"
     assert!(errors_of(twice)[0].contains("constraint `c` on `public.t` is added twice"));
 }
 
+/// split_table's columns: the names of files written before (still meaning the same, and
+/// written back as names), tables with a new name, type and up/down, and their mistakes.
+#[test]
+fn split_table_columns_are_names_or_tables() {
+    let head = "[[operations]]\nop = \"split_table\"\ntable = \"customers\"\nnew_table = \"customer_marketing\"\n";
+    let old_form = format!("{head}columns = [\"marketing_opt_in\", \"phone\"]\n");
+    let parsed = parse(Path::new("m/0001_x.toml"), &old_form).expect("the old form parses");
+    let Operation::SplitTable(op) = &parsed.operations[0] else {
+        panic!("split_table: {:?}", parsed.operations)
+    };
+    assert_eq!(op.column_names(), ["marketing_opt_in", "phone"]);
+    assert!(op.columns.iter().all(|c| c.is_plain()) && op.key.is_empty());
+    assert_eq!(
+        serde_json::to_value(&parsed.operations[0]).expect("serializes"),
+        serde_json::json!({"op": "split_table", "table": "customers", "new_table": "customer_marketing", "columns": ["marketing_opt_in", "phone"]})
+    );
+
+    let new_form = format!(
+        "{head}key = {{ id = \"customer_id\" }}\ncolumns = [\"phone\", {{ column = \"marketing_opt_in\", to = \"opt_in\", type = \"text\", up = \"marketing_opt_in::text\", down = \"opt_in::boolean\" }}]\n"
+    );
+    let parsed = parse(Path::new("m/0001_x.toml"), &new_form).expect("the new form parses");
+    let Operation::SplitTable(op) = &parsed.operations[0] else {
+        panic!("split_table: {:?}", parsed.operations)
+    };
+    assert_eq!(op.key.get("id").map(String::as_str), Some("customer_id"));
+    assert_eq!(op.columns[1].new_name(), "opt_in");
+    assert_eq!(op.columns[1].down.as_deref(), Some("opt_in::boolean"));
+
+    let typo = format!("{head}columns = [{{ column = \"phone\", too = \"tel\" }}]\n");
+    let errors = errors_of(&typo);
+    assert!(
+        errors[0]
+            .starts_with("m/0001_x.toml:5:32: split_table: unknown key `too`; did you mean `to`?"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&format!(
+        "{head}columns = [{{ column = \"phone\", up = \"phone\" }}, {{ column = \"email\", type = \"citext\" }}, {{ column = \"country\", to = \"phone\" }}]\n"
+    ));
+    assert!(
+        errors.iter().any(|e| e.contains("`up` without `down`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("column `email` changes type: give `up`")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("`customer_marketing` would have two columns named `phone`")),
+        "{errors:?}"
+    );
+    let errors = errors_of(&format!(
+        "{head}columns = [{{ column = \"phone\", up = \"phone ||\", down = \"phone\" }}]\n"
+    ));
+    assert!(
+        errors.len() == 1 && errors[0].contains("`columns[0].up` does not parse"),
+        "{errors:?}"
+    );
+    let errors = errors_of(&format!("{head}columns = [42]\n"));
+    assert!(
+        errors[0].contains("expected a column name or a table"),
+        "{errors:?}"
+    );
+}
+
 fn errors_of(text: &str) -> Vec<String> {
     errors_in("m/0001_x.toml", text)
 }
@@ -1104,14 +1172,14 @@ async fn apply_plainly(conn: &mut sqlx::PgConnection, operation: &Operation) {
             statements.push(format!(
                 "CREATE TABLE {new_table} AS SELECT {}, {} FROM {table}",
                 quote_list(&key),
-                quote_list(&op.columns)
+                quote_list(&op.column_names())
             ));
             statements.push(format!(
                 "ALTER TABLE {new_table} ADD PRIMARY KEY ({key}), \
                  ADD FOREIGN KEY ({key}) REFERENCES {table} ({key}) ON DELETE CASCADE",
                 key = quote_list(&key)
             ));
-            for column in &op.columns {
+            for column in &op.column_names() {
                 statements.push(format!("ALTER TABLE {table} DROP COLUMN {}", q(column)));
             }
         }

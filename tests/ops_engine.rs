@@ -737,6 +737,253 @@ columns = ["marketing_opt_in"]
     .await;
 }
 
+/// split_table with its key renamed and a NOT NULL column without a default moved under a
+/// new name and type (up/down), beside a column moved as it is: the old version's inserts
+/// supply the value, the new version's get it from their new-table row in the same
+/// transaction, and a row that would be committed without it is refused for both.
+#[tokio::test]
+async fn split_table_renamed_key_transformed_not_null_column() {
+    run(Case {
+        name: "0001_split_table_transformed",
+        setup: "UPDATE customers SET marketing_opt_in = (id % 2 = 1);
+                ALTER TABLE customers ALTER COLUMN marketing_opt_in SET NOT NULL;",
+        file: r#"
+[[operations]]
+op = "split_table"
+table = "customers"
+new_table = "customer_marketing"
+key = { id = "customer_id" }
+columns = [
+  { column = "marketing_opt_in", to = "opt_in", type = "text", up = "CASE WHEN marketing_opt_in THEN 'yes' ELSE 'no' END", down = "opt_in = 'yes'" },
+  "phone",
+]
+"#,
+        old_writes: &["INSERT INTO customers (id, email, full_name, country, marketing_opt_in, phone) VALUES (10001, 'old@x', 'Old', 'DE', true, '+49')"],
+        new_writes: &["INSERT INTO customers (id, email, full_name, country) VALUES (20001, 'new@x', 'New', 'FR'); \
+                       INSERT INTO customer_marketing (customer_id, opt_in, phone) VALUES (20001, 'no', '+33')"],
+        cross_updates: &[
+            (false, "UPDATE customer_marketing SET opt_in = 'no' WHERE customer_id = 1"),
+            (true, "UPDATE customers SET marketing_opt_in = true, phone = '+34' WHERE id = 20001"),
+        ],
+        old_sees: &[
+            ("SELECT marketing_opt_in::text || ' ' || phone FROM customers WHERE id = 20001", "true +34"),
+            ("SELECT marketing_opt_in::text FROM customers WHERE id = 1", "false"),
+            ("SELECT count(*)::text FROM customers WHERE marketing_opt_in IS NULL", "0"),
+        ],
+        new_sees: &[
+            ("SELECT opt_in || ' ' || phone FROM customer_marketing WHERE customer_id = 10001", "yes +49"),
+            ("SELECT opt_in || ' ' || phone FROM customer_marketing WHERE customer_id = 20001", "yes +34"),
+            ("SELECT opt_in FROM customer_marketing WHERE customer_id = 1", "no"),
+            ("SELECT opt_in FROM customer_marketing WHERE customer_id = 2", "no"),
+            (
+                "SELECT (SELECT count(*) FROM customers)::text || '=' || (SELECT count(*) FROM customer_marketing)::text",
+                "102=102",
+            ),
+            (
+                "SELECT count(*)::text FROM information_schema.columns WHERE table_schema = current_schema() AND table_name = 'customers' AND column_name IN ('marketing_opt_in', 'phone')",
+                "0",
+            ),
+        ],
+        // A customer without its marketing row would leave the old version's NOT NULL
+        // column empty: refused at commit for the new version, at once for the old one.
+        refused: &["INSERT INTO customers (id, email, full_name, country) VALUES (30001, 'x@x', 'X', 'NL')"],
+        after: &[
+            ("SELECT count(*)::text FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'customers' AND column_name IN ('marketing_opt_in', 'phone')", "0"),
+            ("SELECT opt_in FROM customer_marketing WHERE customer_id = 10001", "yes"),
+            ("SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'customer_marketing' AND column_name = 'opt_in'", "NO"),
+        ],
+    })
+    .await;
+}
+
+/// split_table of a table with a composite primary key, each key column renamed, two NOT
+/// NULL columns without a default moved (one as it is, one to another unit and type, its
+/// up/down naming the columns qualified by their table).
+#[tokio::test]
+async fn split_table_composite_key() {
+    run(Case {
+        name: "0001_split_table_composite",
+        setup: "CREATE TABLE shipments (order_id bigint NOT NULL, seq integer NOT NULL, carrier text NOT NULL,
+                    weight_grams integer NOT NULL, label text, PRIMARY KEY (order_id, seq));
+                INSERT INTO shipments (order_id, seq, carrier, weight_grams)
+                SELECT o, s, (ARRAY['dhl', 'ups'])[1 + (o + s) % 2], 100 * o + s
+                FROM generate_series(1, 50) o, generate_series(1, 2) s;",
+        file: r#"
+[[operations]]
+op = "split_table"
+table = "shipments"
+new_table = "shipment_details"
+key = { order_id = "shipment_order_id", seq = "shipment_seq" }
+columns = [
+  "carrier",
+  { column = "weight_grams", to = "weight_kg", type = "numeric(10,3)", up = "shipments.weight_grams / 1000.0", down = "round(shipment_details.weight_kg * 1000)::integer" },
+]
+"#,
+        old_writes: &["INSERT INTO shipments (order_id, seq, carrier, weight_grams) VALUES (900, 1, 'dhl', 1500)"],
+        new_writes: &["INSERT INTO shipments (order_id, seq, label) VALUES (901, 1, 'fragile'); \
+                       INSERT INTO shipment_details (shipment_order_id, shipment_seq, carrier, weight_kg) VALUES (901, 1, 'ups', 2.25)"],
+        cross_updates: &[
+            (false, "UPDATE shipment_details SET weight_kg = 0.5 WHERE shipment_order_id = 1 AND shipment_seq = 2"),
+            (true, "UPDATE shipments SET weight_grams = 3000 WHERE order_id = 901 AND seq = 1"),
+        ],
+        old_sees: &[
+            ("SELECT carrier || ' ' || weight_grams FROM shipments WHERE order_id = 901 AND seq = 1", "ups 3000"),
+            ("SELECT weight_grams::text FROM shipments WHERE order_id = 1 AND seq = 2", "500"),
+        ],
+        new_sees: &[
+            ("SELECT carrier || ' ' || weight_kg FROM shipment_details WHERE shipment_order_id = 900 AND shipment_seq = 1", "dhl 1.500"),
+            ("SELECT weight_kg::text FROM shipment_details WHERE shipment_order_id = 901 AND shipment_seq = 1", "3.000"),
+            ("SELECT weight_kg::text FROM shipment_details WHERE shipment_order_id = 1 AND shipment_seq = 2", "0.500"),
+            ("SELECT weight_kg::text FROM shipment_details WHERE shipment_order_id = 7 AND shipment_seq = 1", "0.701"),
+            (
+                "SELECT (SELECT count(*) FROM shipments)::text || '=' || (SELECT count(*) FROM shipment_details)::text",
+                "102=102",
+            ),
+        ],
+        refused: &["INSERT INTO shipments (order_id, seq) VALUES (902, 1)"],
+        after: &[
+            ("SELECT string_agg(column_name::text, ',' ORDER BY ordinal_position) FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'shipments'", "order_id,seq,label"),
+            ("SELECT weight_kg::text FROM shipment_details WHERE shipment_order_id = 900 AND shipment_seq = 1", "1.500"),
+        ],
+    })
+    .await;
+}
+
+/// Rollback after both versions wrote through a split with a NOT NULL column moved: the
+/// new version's rows keep their values for the old version (those written while rollback
+/// was dropping the triggers are filled from the new table; one with no value there stops
+/// rollback until it has one), NOT NULL is back, and the schema is exactly as before.
+#[tokio::test]
+async fn split_table_not_null_rollback_after_writes() {
+    let pg = common::primary();
+    let db = "split_table_not_null_rollback";
+    let pool = demo_database(&pg, db).await;
+    sqlx::raw_sql(
+        "UPDATE customers SET marketing_opt_in = coalesce(marketing_opt_in, false);
+         ALTER TABLE customers ALTER COLUMN marketing_opt_in SET NOT NULL;",
+    )
+    .execute(&pool)
+    .await
+    .expect("setup");
+    let name = "0001_split_table_not_null_rollback";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(format!("{name}.toml")),
+        "[[operations]]\nop = \"split_table\"\ntable = \"customers\"\nnew_table = \"customer_marketing\"\n\
+         key = { id = \"customer_id\" }\ncolumns = [{ column = \"marketing_opt_in\", to = \"opt_in\" }]\n",
+    )
+    .expect("write");
+    let config = config(&pg.primary().url(db), dir.path());
+    let dump_before = schema_dump(&pg, db);
+    app::start::run(&config, Some(name)).await.expect("start");
+    let old = client(&pg, db, "public").await;
+    let new = client(&pg, db, &format!("\"public_{name}\"")).await;
+    write_concurrently(
+        &old,
+        vec!["INSERT INTO customers (id, email, full_name, country, marketing_opt_in) VALUES (10001, 'o@x', 'O', 'DE', true)".to_string()],
+        &new,
+        vec!["BEGIN; INSERT INTO customers (id, email, full_name, country) VALUES (20001, 'n@x', 'N', 'FR'); \
+              INSERT INTO customer_marketing (customer_id, opt_in) VALUES (20001, true); COMMIT".to_string()],
+    )
+    .await;
+    // A transaction that never writes the marketing row is refused at its commit.
+    let mut tx = new.begin().await.expect("begin");
+    sqlx::raw_sql(
+        "INSERT INTO customers (id, email, full_name, country) VALUES (20002, 'm@x', 'M', 'FR')",
+    )
+    .execute(&mut *tx)
+    .await
+    .expect("the insert itself goes through");
+    let refused = tx.commit().await.expect_err("refused at commit");
+    assert!(
+        refused.to_string().contains("marketing_opt_in"),
+        "the error names the column: {refused}"
+    );
+    // Rollback's first step drops the triggers while the new version can still write: a
+    // row it writes then gets no copy back. Here as if that step had just run.
+    sqlx::raw_sql(
+        "DROP TRIGGER _zdm_split_nn_customers ON customers;
+         DROP TRIGGER _zdm_split_customer_marketing ON customer_marketing;",
+    )
+    .execute(&pool)
+    .await
+    .expect("drop the triggers as rollback does first");
+    sqlx::raw_sql(
+        "INSERT INTO customers (id, email, full_name, country) VALUES (20003, 'w@x', 'W', 'NL'); \
+         INSERT INTO customer_marketing (customer_id, opt_in) VALUES (20003, false)",
+    )
+    .execute(&new)
+    .await
+    .expect("a new-version write in that window");
+    // And one without its marketing row: nothing can give it a value.
+    sqlx::raw_sql(
+        "INSERT INTO customers (id, email, full_name, country) VALUES (20004, 'v@x', 'V', 'NL')",
+    )
+    .execute(&new)
+    .await
+    .expect("a new-version write in that window, without its marketing row");
+    old.close().await;
+    new.close().await;
+    // Rollback stops at the validation, naming the check, without restoring NOT NULL ...
+    let stopped = app::rollback::run(&config, name)
+        .await
+        .expect_err("a row without a value stops rollback");
+    assert!(
+        format!("{stopped:#}").contains("_zdm_nn_customers_marketing_opt_in"),
+        "{stopped:#}"
+    );
+    // ... and runs again once the row has its value.
+    sqlx::raw_sql("UPDATE customers SET marketing_opt_in = true WHERE id = 20004")
+        .execute(&pool)
+        .await
+        .expect("give the row its value");
+    let rolled_back = app::rollback::run(&config, name).await.expect("rollback");
+    assert!(rolled_back.contains("rolled back"), "{rolled_back}");
+    // Rollback filled 20003 from the new table before it went.
+    assert_eq!(
+        fetch_one(
+            &pool,
+            "SELECT string_agg(id || '=' || marketing_opt_in, ',' ORDER BY id) FROM customers WHERE id > 10000"
+        )
+        .await,
+        "10001=true,20001=true,20003=false,20004=true"
+    );
+    assert_eq!(
+        dump_before,
+        schema_dump(&pg, db),
+        "rollback restores the schema dump"
+    );
+    pool.close().await;
+}
+
+/// split_table's `up` is checked against the database before expand: a column it names
+/// that does not exist stops `start` before anything changes.
+#[tokio::test]
+async fn split_table_up_that_does_not_fit_stops_start() {
+    let pg = common::primary();
+    let db = "split_table_up_does_not_fit";
+    let pool = demo_database(&pg, db).await;
+    let name = "0001_split_table_up_does_not_fit";
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join(format!("{name}.toml")),
+        "[[operations]]\nop = \"split_table\"\ntable = \"customers\"\nnew_table = \"customer_marketing\"\n\
+         columns = [{ column = \"marketing_opt_in\", type = \"text\", up = \"marketing_opt_out::text\", down = \"marketing_opt_in::boolean\" }]\n",
+    )
+    .expect("write");
+    let config = config(&pg.primary().url(db), dir.path());
+    let before = catalog(&pool).await;
+    let refused = app::start::run(&config, Some(name))
+        .await
+        .expect_err("refused before expand");
+    assert!(
+        format!("{refused:#}").contains("`columns[0].up` does not fit the database: column \"marketing_opt_out\" does not exist"),
+        "{refused:#}"
+    );
+    assert_eq!(before, catalog(&pool).await, "nothing changed");
+    pool.close().await;
+}
+
 #[tokio::test]
 async fn raw_sql() {
     run(Case {

@@ -741,8 +741,11 @@ table = "products"
         message.contains("referenced by foreign key order_items_order_id_fkey"),
         "{message}"
     );
-    let message = refused("[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_notes\"\ncolumns = [\"customer_id\"]\n");
-    assert!(message.contains("NOT NULL without a default"), "{message}");
+    let message = refused("[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_notes\"\nkey = { customer_id = \"order_id\" }\ncolumns = [\"notes\"]\n");
+    assert!(
+        message.contains("`key` renames customer_id, which is not a column of the primary key of public.orders (id)"),
+        "{message}"
+    );
     let message = refused("[[operations]]\nop = \"drop_constraint\"\ntable = \"orders\"\nname = \"orders_customer_fkey\"\n");
     assert!(
         message.contains("(did you mean orders_customer_id_fkey?)"),
@@ -799,7 +802,9 @@ fn split_table_keeps_both_tables_in_step_until_contract() {
         "create the function that will copy the new version",
     )[0]);
     assert!(
-        back.contains("UPDATE \"public\".\"orders\" SET \"notes\" = NEW.\"notes\""),
+        back.contains(
+            "UPDATE \"public\".\"orders\" AS _zdm_target SET \"notes\" = _zdm_new_row._zdm_v0"
+        ),
         "{back}"
     );
     let orders_view = published_view(&plan, "public_0042_test.orders");
@@ -832,6 +837,81 @@ fn split_table_keeps_both_tables_in_step_until_contract() {
         .expect("orders")
         .column("notes")
         .is_none());
+}
+
+/// A moved NOT NULL column without a default: a deferred constraint trigger carries its NOT
+/// NULL (installed before NOT NULL is dropped), contract drops the trigger with the column,
+/// and rollback fills, proves and restores NOT NULL before the new table goes.
+#[test]
+fn split_table_carries_a_moved_not_null_column_in_a_deferred_trigger() {
+    let plan = planned("[[operations]]\nop = \"split_table\"\ntable = \"orders\"\nnew_table = \"order_totals\"\nkey = { id = \"order_id\" }\ncolumns = [{ column = \"total_cents\", to = \"total\", type = \"numeric(12,2)\", up = \"total_cents / 100.0\", down = \"(total * 100)::bigint\" }]\n");
+    assert_safe(&plan);
+    let expand: Vec<&str> = plan.phase(Phase::Expand).map(sql).collect();
+    let deferred = expand
+        .iter()
+        .position(|s| s.contains("CREATE CONSTRAINT TRIGGER \"_zdm_split_nn_orders\" AFTER INSERT OR UPDATE ON \"public\".\"orders\" DEFERRABLE INITIALLY DEFERRED FOR EACH ROW WHEN (NEW.\"total_cents\" IS NULL)"))
+        .expect("the deferred trigger");
+    let relaxed = expand
+        .iter()
+        .position(|s| {
+            *s == "ALTER TABLE \"public\".\"orders\" ALTER COLUMN \"total_cents\" DROP NOT NULL"
+        })
+        .expect("NOT NULL dropped");
+    assert!(
+        deferred < relaxed,
+        "the trigger holds NOT NULL before it is dropped"
+    );
+    let create = expand
+        .iter()
+        .find(|s| s.starts_with("CREATE TABLE IF NOT EXISTS \"public\".\"order_totals\""))
+        .expect("new table");
+    assert!(create.contains("\"order_id\" bigint NOT NULL"), "{create}");
+    assert!(
+        create.contains("\"total\" numeric(12,2) NOT NULL,"),
+        "{create}"
+    );
+    assert!(
+        create.contains("FOREIGN KEY (\"order_id\") REFERENCES \"public\".\"orders\" (\"id\")"),
+        "{create}"
+    );
+    let copy = expand
+        .iter()
+        .find(|s| s.contains("_zdm_split_orders\"() RETURNS trigger"))
+        .expect("copy function");
+    assert!(
+        copy.contains("SELECT \"id\", (total_cents / 100.0) FROM (SELECT NEW.*)"),
+        "{copy}"
+    );
+    let contract = sql(find(&plan, Phase::Contract, "public.orders its final shape")[0]);
+    let trigger_drop = contract
+        .find("DROP TRIGGER IF EXISTS \"_zdm_split_nn_orders\"")
+        .expect("trigger dropped at contract");
+    assert!(
+        trigger_drop
+            < contract
+                .find("DROP COLUMN IF EXISTS \"total_cents\"")
+                .expect("column dropped")
+    );
+    let rollback: Vec<&str> = plan.phase(Phase::Rollback).map(sql).collect();
+    let at = |text: &str| {
+        rollback
+            .iter()
+            .position(|s| s.contains(text))
+            .unwrap_or_else(|| panic!("no rollback step with {text}: {rollback:#?}"))
+    };
+    let order = [
+        at("DROP TRIGGER IF EXISTS \"_zdm_split_nn_orders\""),
+        at("DROP SCHEMA IF EXISTS"),
+        at("SET \"total_cents\" = coalesce(_zdm_target.\"total_cents\", _zdm_new_row._zdm_v0)"),
+        at("CHECK (\"total_cents\" IS NOT NULL) NOT VALID"),
+        at("VALIDATE CONSTRAINT \"_zdm_nn_orders_total_cents\""),
+        at("ALTER COLUMN \"total_cents\" SET NOT NULL"),
+        at("DROP TABLE IF EXISTS \"public\".\"order_totals\""),
+    ];
+    assert!(
+        order.windows(2).all(|w| w[0] < w[1]),
+        "{order:?}: {rollback:#?}"
+    );
 }
 
 #[test]

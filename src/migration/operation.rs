@@ -1,6 +1,8 @@
 //! The typed operations a migration file is made of: the contract between the file
 //! format (this module's parser) and the planner (`crate::plan`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One step of a migration, as written in its file (`op = "add_column"`, ...).
@@ -419,8 +421,142 @@ pub struct SplitTable {
     pub table: String,
     /// The new table, keyed by the old one's primary key.
     pub new_table: String,
-    /// Columns that move to the new table.
-    pub columns: Vec<String>,
+    /// Columns that move to the new table: a name (moved as it is) or a table saying how.
+    #[serde(with = "moved_columns")]
+    pub columns: Vec<MovedColumn>,
+    /// New names of the primary key's columns in the new table (`{ id = "customer_id" }`);
+    /// a key column not named here keeps its name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub key: BTreeMap<String, String>,
+}
+
+impl SplitTable {
+    /// The moved columns' names in the old table, in order.
+    pub fn column_names(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.column.clone()).collect()
+    }
+}
+
+/// One column split_table moves. In a file either its name alone (`"marketing_opt_in"`:
+/// same name, type and values in the new table) or a table
+/// `{ column = "marketing_opt_in", to = "opt_in", type = "text", up = "...", down = "..." }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MovedColumn {
+    /// The column in the old table.
+    pub column: String,
+    /// Its name in the new table (absent: the same).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<String>,
+    /// Its type in the new table (absent: the same; given: `up` and `down` are required).
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+    /// SQL over the old table's row (its columns by name): the new table's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub up: Option<String>,
+    /// SQL over the new table's row (its columns by their new names): the old column's value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub down: Option<String>,
+    /// The new table column's default (absent: the old column's, when the value moves as
+    /// it is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+}
+
+impl MovedColumn {
+    /// Its name in the new table.
+    pub fn new_name(&self) -> &str {
+        self.to.as_deref().unwrap_or(&self.column)
+    }
+
+    /// Whether it moves as it is (no rename, type, transformation or default of its own).
+    pub fn is_plain(&self) -> bool {
+        self.to.is_none()
+            && self.data_type.is_none()
+            && self.up.is_none()
+            && self.down.is_none()
+            && self.default.is_none()
+    }
+}
+
+/// split_table's `columns`: each a name or a table. The name alone is what split_table files
+/// said before columns could be renamed or transformed, and still means the same; a column
+/// moved as it is is written back as its name.
+mod moved_columns {
+    use std::fmt;
+
+    use serde::de::{self, MapAccess, SeqAccess, Visitor};
+    use serde::ser::SerializeSeq;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use super::MovedColumn;
+
+    pub fn serialize<S: Serializer>(columns: &[MovedColumn], out: S) -> Result<S::Ok, S::Error> {
+        let mut seq = out.serialize_seq(Some(columns.len()))?;
+        for column in columns {
+            if column.is_plain() {
+                seq.serialize_element(&column.column)?;
+            } else {
+                seq.serialize_element(column)?;
+            }
+        }
+        seq.end()
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(input: D) -> Result<Vec<MovedColumn>, D::Error> {
+        input.deserialize_seq(Columns)
+    }
+
+    struct Columns;
+
+    impl<'de> Visitor<'de> for Columns {
+        type Value = Vec<MovedColumn>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("an array")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut items: A) -> Result<Self::Value, A::Error> {
+            let mut columns = Vec::new();
+            while let Some(column) = items.next_element::<OneColumn>()? {
+                columns.push(column.0);
+            }
+            Ok(columns)
+        }
+    }
+
+    struct OneColumn(MovedColumn);
+
+    impl<'de> Deserialize<'de> for OneColumn {
+        fn deserialize<D: Deserializer<'de>>(input: D) -> Result<Self, D::Error> {
+            input.deserialize_any(One).map(OneColumn)
+        }
+    }
+
+    struct One;
+
+    impl<'de> Visitor<'de> for One {
+        type Value = MovedColumn;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a column name or a table `{ column = ..., to, type, up, down, default }`")
+        }
+
+        fn visit_str<E: de::Error>(self, name: &str) -> Result<MovedColumn, E> {
+            Ok(MovedColumn {
+                column: name.to_string(),
+                to: None,
+                data_type: None,
+                up: None,
+                down: None,
+                default: None,
+            })
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MovedColumn, A::Error> {
+            MovedColumn::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

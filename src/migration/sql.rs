@@ -10,6 +10,7 @@
 
 use pg_query::protobuf::{node::Node as NodeEnum, Node, ParseResult};
 
+use super::operation::SplitTable;
 use super::operation::{ColumnDef, FromTable, Operation};
 use super::{Diagnostic, Migration, Severity, SourceMap};
 
@@ -258,6 +259,7 @@ impl<'m> Collector<'m> {
                     self.add(&["predicate"], predicate, Expression, rows, target);
                 }
             }
+            Operation::SplitTable(op) => self.split_table_columns(op),
             Operation::RawSql(op) => {
                 self.add(&["up"], &op.up, Statements, Rows::NotYet, None);
                 if let Some(down) = &op.down {
@@ -272,7 +274,6 @@ impl<'m> Collector<'m> {
             | Operation::DropConstraint(_)
             | Operation::RenameConstraint(_)
             | Operation::DropIndex(_)
-            | Operation::SplitTable(_)
             | Operation::CreateEnum(_)
             | Operation::DropEnum(_)
             | Operation::AddEnumValue(_)
@@ -322,6 +323,46 @@ impl<'m> Collector<'m> {
                 rows,
                 boolean,
             );
+        }
+    }
+
+    /// split_table's moved columns: each `type`, `up` over the old table's rows, `down`
+    /// over the new table's (not there before expand), `default`.
+    fn split_table_columns(&mut self, op: &'m SplitTable) {
+        for (i, moved) in op.columns.iter().enumerate() {
+            let position = i.to_string();
+            let at = |key: &'static str| ["columns", position.as_str(), key];
+            let new_type = match &moved.data_type {
+                Some(data_type) => {
+                    self.add(&at("type"), data_type, Grammar::Type, Rows::NotYet, None);
+                    Target::Type(data_type)
+                }
+                None => Target::ColumnOf(&op.table, &moved.column),
+            };
+            let old_type = Some(Target::ColumnOf(&op.table, &moved.column));
+            if let Some(up) = &moved.up {
+                let rows = Rows::Table(&op.table);
+                self.add(&at("up"), up, Grammar::Expression, rows, Some(new_type));
+            }
+            if let Some(down) = &moved.down {
+                self.add(
+                    &at("down"),
+                    down,
+                    Grammar::Expression,
+                    Rows::NotYet,
+                    old_type,
+                );
+            }
+            if let Some(default) = &moved.default {
+                let target = Some(new_type);
+                self.add(
+                    &at("default"),
+                    default,
+                    Grammar::Expression,
+                    Rows::None,
+                    target,
+                );
+            }
         }
     }
 

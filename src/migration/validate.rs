@@ -4,6 +4,7 @@
 
 use std::collections::HashSet;
 
+use super::operation::SplitTable;
 use super::operation::{
     ColumnDef, CreateTable, CreateTableUp, FromTable, Operation, RawSqlPhase, Reference,
     ReplicaIdentityKind,
@@ -341,7 +342,8 @@ impl Review<'_> {
                         ),
                     );
                 }
-                self.column_list(&["columns"], &op.columns);
+                self.column_list(&["columns"], &op.column_names());
+                self.split_table_columns(op);
             }
             Operation::CreateEnum(op) => {
                 self.table(&["name"], &op.name);
@@ -587,6 +589,76 @@ impl Review<'_> {
     }
 
     /// A non-empty list of distinct column names.
+    /// split_table's key renames and moved columns: names, the `up`/`down` pair (a new type
+    /// needs both), and no two columns of the new table under one name.
+    fn split_table_columns(&mut self, op: &SplitTable) {
+        let mut names: HashSet<&str> = HashSet::new();
+        for (from, to) in &op.key {
+            self.column(&["key", from], from);
+            self.column(&["key", from], to);
+            if !names.insert(to.as_str()) {
+                self.error(
+                    &["key", from],
+                    format!(
+                        "two key columns of `{}` would be named `{to}`",
+                        op.new_table
+                    ),
+                );
+            }
+        }
+        for (i, moved) in op.columns.iter().enumerate() {
+            let position = i.to_string();
+            let at = |key: &'static str| -> Vec<&str> {
+                if key.is_empty() {
+                    vec!["columns", position.as_str()]
+                } else {
+                    vec!["columns", position.as_str(), key]
+                }
+            };
+            if let Some(to) = &moved.to {
+                self.column(&at("to"), to);
+            }
+            self.non_empty(&at("type"), "type", moved.data_type.as_deref());
+            self.non_empty(&at("up"), "up", moved.up.as_deref());
+            self.non_empty(&at("down"), "down", moved.down.as_deref());
+            self.non_empty(&at("default"), "default", moved.default.as_deref());
+            match (&moved.up, &moved.down) {
+                (Some(_), None) => self.error(
+                    &at("up"),
+                    format!(
+                        "`up` without `down`: give `down` too (the new table's value back to the old column `{}`, for the old version)",
+                        moved.column
+                    ),
+                ),
+                (None, Some(_)) => self.error(
+                    &at("down"),
+                    format!(
+                        "`down` without `up`: give `up` too (the old row's value for the new table's `{}`)",
+                        moved.new_name()
+                    ),
+                ),
+                (None, None) if moved.data_type.is_some() => self.error(
+                    &at("type"),
+                    format!(
+                        "column `{}` changes type: give `up` (old row → new value) and `down` (new value → old column)",
+                        moved.column
+                    ),
+                ),
+                _ => {}
+            }
+            if !names.insert(moved.new_name()) {
+                self.error(
+                    &at(if moved.to.is_some() { "to" } else { "" }),
+                    format!(
+                        "`{}` would have two columns named `{}`",
+                        op.new_table,
+                        moved.new_name()
+                    ),
+                );
+            }
+        }
+    }
+
     fn column_list(&mut self, path: &[&str], columns: &[String]) {
         if columns.is_empty() {
             self.error(path, "give at least one column".to_string());
