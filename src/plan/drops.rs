@@ -29,6 +29,9 @@ pub struct ContractDrops {
     /// Columns renamed at contract, as (table, old name → new name).
     #[serde(default)]
     pub renamed_columns: Vec<RenamedColumn>,
+    /// Types dropped at contract (drop_enum). Absent from plans stored before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<QualifiedName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +173,12 @@ impl Workspace<'_> {
                         to: column.name.clone(),
                     });
                 }
+            }
+        }
+        // Types: the enums the migration drops (the simulated catalog no longer has them).
+        for dropped in &self.original.enums {
+            if self.catalog.enum_type(&dropped.name).is_none() {
+                drops.types.push(dropped.name.clone());
             }
         }
         // Indexes: those of dropped tables, those the new shape lacks, and those over a

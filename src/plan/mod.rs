@@ -28,6 +28,7 @@ pub mod workspace;
 
 pub use drops::ContractDrops;
 pub use error::{PlanError, Problem};
+pub(crate) use ops::drop_enum::sql_uses_type;
 pub use step::{Backfill, LockLevel, Phase, Promise, PromiseKind, Step, StepAction};
 pub use sync_trigger::{backfill_flag, BACKFILL_FLAG};
 
