@@ -6,7 +6,8 @@
 //! and constraints); what PostgreSQL drops together with the dropped table or column
 //! itself (the table's own indexes, including those over the dropped column, its own
 //! constraints, defaults, rules, extended statistics and owned sequences); and what this
-//! same contract drops too (a dropped foreign key, a constraint or table dropped with it).
+//! same contract drops too (a dropped foreign key, a constraint or table dropped with it,
+//! an application view it drops and recreates over the final shape: `plan::app_views`).
 //! A foreign key's own `conindid` is the referenced table's index, not the key's: only
 //! primary key, unique and exclusion constraints take an index with them.
 //!
@@ -92,6 +93,9 @@ SELECT DISTINCT what, object
    -- what this contract drops as well is no blocker.
    AND (owner IS NULL OR owner NOT IN (SELECT rel FROM dropped_table))
    AND NOT (classid = 'pg_constraint'::regclass AND objid IN (SELECT oid FROM dropped_constraint))
+   -- an application view contract drops and recreates over the final shape
+   AND NOT (classid = 'pg_rewrite'::regclass
+            AND owner IN (SELECT to_regclass(v) FROM unnest($6::text[]) AS v))
  ORDER BY 1, 2";
 
 /// Who uses a type contract drops. `$1, $2`: the types (`regtype` input, label); `$3, $4`
@@ -378,6 +382,12 @@ impl Gate for NothingDepends {
                     ],
                 );
             }
+            let recreated: Vec<String> = ctx
+                .drops
+                .recreated_views
+                .iter()
+                .map(|v| v.quoted())
+                .collect();
             let found: Result<Vec<(String, String)>, sqlx::Error> = if rels.is_empty() {
                 Ok(Vec::new())
             } else {
@@ -387,6 +397,7 @@ impl Gate for NothingDepends {
                     .bind(&whats[..rels.len()])
                     .bind(&constraint_tables)
                     .bind(&constraint_names)
+                    .bind(&recreated)
                     .fetch_all(&mut ctx.conn)
                     .await
             };

@@ -32,6 +32,10 @@ pub struct ContractDrops {
     /// Types dropped at contract (drop_enum). Absent from plans stored before it existed.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub types: Vec<QualifiedName>,
+    /// Application views contract drops and recreates over the final shape (they read a
+    /// column it replaces): no blocker of the drop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recreated_views: Vec<QualifiedName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -175,6 +179,7 @@ impl Workspace<'_> {
                 }
             }
         }
+        drops.recreated_views = crate::plan::app_views::recreated(self);
         // Types: the enums the migration drops (the simulated catalog no longer has them).
         for dropped in &self.original.enums {
             if self.catalog.enum_type(&dropped.name).is_none() {

@@ -9,6 +9,7 @@
 //! on every write (`sync_trigger`). Each operation's whole story is its file under `ops/`;
 //! `workspace` is the simulated catalog they change, `assemble` the running order.
 
+mod app_views;
 mod assemble;
 mod cross_table;
 pub mod drops;
