@@ -253,3 +253,72 @@ async fn a_view_over_a_dropped_column_is_named_by_the_plan() {
         .description
         .contains("view public.order_totals is not"));
 }
+
+/// Through the binary: order_totals reads the retyped column, so contract recreates it and
+/// the dependencies gate does not count it; a materialized view over the same column is
+/// not recreated, and the gate names it.
+#[tokio::test]
+async fn the_dependency_gate_leaves_out_recreated_views_and_names_materialized_ones() {
+    let pg = plan_support::common::primary();
+    let url = pg.primary().url("app_views_gate");
+    let pool = plan_support::common::database(&pg, "app_views_gate").await;
+    pool.execute(SCHEMA).await.expect("schema");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("0001_orders_reshape.toml"), FILE).expect("file");
+    let run = |args: &[&str]| plan_support::common::zdm(&pg, &url, dir.path(), args);
+    let output = run(&["start", "0001_orders_reshape"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        plan_support::common::text(&output.stderr)
+    );
+    let gates = |run: &dyn Fn(&[&str]) -> std::process::Output| {
+        let output = run(&["gates", "0001_orders_reshape", "--json", "--window", "0"]);
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON");
+        let gate = json["gates"]
+            .as_array()
+            .expect("gates")
+            .iter()
+            .find(|g| g["name"] == "dependencies")
+            .cloned()
+            .expect("dependencies gate");
+        (
+            gate["verdict"].as_str().unwrap_or_default().to_string(),
+            gate["evidence"].to_string(),
+        )
+    };
+    let (verdict, evidence) = gates(&run);
+    assert_eq!(verdict, "pass", "{evidence}");
+
+    pool.execute("CREATE MATERIALIZED VIEW order_stats AS SELECT status, count(*) FROM orders GROUP BY status")
+        .await
+        .expect("materialized view");
+    let (verdict, evidence) = gates(&run);
+    assert_eq!(verdict, "fail", "{evidence}");
+    assert!(evidence.contains("order_stats"), "{evidence}");
+    assert!(!evidence.contains("order_totals"), "{evidence}");
+    pool.execute("DROP MATERIALIZED VIEW order_stats")
+        .await
+        .expect("drop it");
+
+    let output = run(&[
+        "complete",
+        "0001_orders_reshape",
+        "--confirm-contract",
+        "0001_orders_reshape",
+        "--window",
+        "0",
+        // Unknown without pg_stat_statements: not what this test is about.
+        "--override-gate",
+        "old-version-unused",
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        plan_support::common::text(&output.stderr)
+    );
+    assert_eq!(
+        fetch_one(&pool, "SELECT count(*)::text FROM big_orders").await,
+        "40"
+    );
+}
