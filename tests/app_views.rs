@@ -159,6 +159,8 @@ async fn start_then_rollback_leaves_the_schema_as_it_was() {
     // Published with the new version: both application views are in its schema.
     let publish = plan.phase(Phase::Backfill).last().expect("publish step");
     assert!(publish.description.starts_with("publish the new version"));
+    // Safe to run twice (a run killed after it commits runs it again).
+    plan_support::run_step(&pool, publish).await;
     both_versions_read_their_views(&pg, "app_views_rollback", &plan).await;
     run_phase(&pool, &plan, Phase::Rollback).await;
     assert_eq!(schema_dump_without_zdm(&pg, "app_views_rollback"), before);
@@ -226,13 +228,19 @@ async fn start_then_complete_leaves_the_views_over_the_final_shape() {
     assert_eq!(names(&simulated), names(&real));
 }
 
-/// A view over the dropped column cannot be rewritten: the plan says so up front.
+/// A view over the dropped column cannot be rewritten, nor copied one of another schema:
+/// the plan says so up front.
 #[tokio::test]
 async fn a_view_over_a_dropped_column_is_named_by_the_plan() {
     let pg = plan_support::common::primary();
     let pool = plan_support::common::database(&pg, "app_views_dropped").await;
     pool.execute(
-        format!("{SCHEMA} CREATE VIEW legacy_report AS SELECT id, legacy FROM orders;").as_str(),
+        format!(
+            "{SCHEMA} CREATE VIEW legacy_report AS SELECT id, legacy FROM orders;
+             CREATE SCHEMA reporting;
+             CREATE VIEW reporting.order_report AS SELECT id, amount FROM public.orders;"
+        )
+        .as_str(),
     )
     .await
     .expect("schema");
@@ -252,6 +260,15 @@ async fn a_view_over_a_dropped_column_is_named_by_the_plan() {
     assert!(!publish
         .description
         .contains("view public.order_totals is not"));
+    // A view of another schema is named by it: a copy in the version schema could not
+    // take its place, so the plan says it keeps the old shape.
+    assert!(
+        publish.description.contains(
+            "view reporting.order_report is not recreated in the new version: schema reporting is not versioned"
+        ),
+        "{}",
+        publish.description
+    );
 }
 
 /// Through the binary: order_totals reads the retyped column, so contract recreates it and

@@ -39,6 +39,9 @@ struct Changed {
 /// One application view affected by the migration.
 pub(crate) struct AppView {
     pub view: View,
+    /// It is in the versioned schema, so the new version gets a copy (a view of another
+    /// schema is named by its schema: a copy could not take its place).
+    pub copied: bool,
     /// Its definition over the new version's views, or why it cannot be rewritten.
     pub new_version: Result<String, String>,
     /// Its definition over the final tables, when contract must recreate it.
@@ -65,6 +68,7 @@ pub(crate) fn affected(ws: &Workspace) -> (Vec<AppView>, Vec<QualifiedName>) {
                 materialized.push(view.name.clone());
                 continue;
             }
+            let copied = view.name.schema == ws.schema;
             let new_version = rewrite(view, &changed, |c| &c.new_version);
             let recreate = match &new_version {
                 Ok(_) if reads_replaced(view, &changed) => {
@@ -77,7 +81,11 @@ pub(crate) fn affected(ws: &Workspace) -> (Vec<AppView>, Vec<QualifiedName>) {
                 changed.insert(
                     view.name.clone(),
                     Changed {
-                        new_version: QualifiedName::new(&ws.version_schema, &view.name.name),
+                        new_version: if copied {
+                            QualifiedName::new(&ws.version_schema, &view.name.name)
+                        } else {
+                            view.name.clone()
+                        },
                         final_name: view.name.clone(),
                         columns: columns.collect(),
                         replaced: if recreate.is_some() {
@@ -91,6 +99,7 @@ pub(crate) fn affected(ws: &Workspace) -> (Vec<AppView>, Vec<QualifiedName>) {
             }
             found.push(AppView {
                 view: view.clone(),
+                copied,
                 new_version,
                 recreate,
             });
@@ -386,7 +395,8 @@ fn span(
     }
 }
 
-/// `CREATE VIEW name [WITH (options)] AS definition`, its grants and (`owner`) its owner.
+/// `CREATE OR REPLACE VIEW name [WITH (options)] AS definition` (a re-run replaces it by
+/// the same), its grants and (`owner`) its owner.
 fn create_sql(view: &View, name: &QualifiedName, definition: &str, owner: bool) -> String {
     let options = if view.options.is_empty() {
         String::new()
@@ -394,7 +404,7 @@ fn create_sql(view: &View, name: &QualifiedName, definition: &str, owner: bool) 
         format!(" WITH ({})", view.options.join(", "))
     };
     let mut sql = format!(
-        "  CREATE VIEW {}{options} AS {definition};\n",
+        "  CREATE OR REPLACE VIEW {}{options} AS {definition};\n",
         name.quoted()
     );
     if owner && !view.owner.is_empty() {
@@ -427,6 +437,10 @@ pub(crate) fn publish_sql(ws: &Workspace) -> (String, Vec<String>) {
     let mut notes = Vec::new();
     for app in &views {
         match &app.new_version {
+            Ok(_) if !app.copied => notes.push(format!(
+                "view {} is not recreated in the new version: schema {} is not versioned (it keeps the old shape)",
+                app.view.name, app.view.name.schema
+            )),
             Ok(definition) => {
                 let name = QualifiedName::new(&ws.version_schema, &app.view.name.name);
                 body.push_str(&create_sql(&app.view, &name, definition, false));
@@ -451,7 +465,7 @@ pub(crate) fn version_copies(ws: &Workspace) -> Vec<QualifiedName> {
         .0
         .iter()
         .rev()
-        .filter(|a| a.new_version.is_ok())
+        .filter(|a| a.copied && a.new_version.is_ok())
         .map(|a| QualifiedName::new(&ws.version_schema, &a.view.name.name))
         .collect()
 }
@@ -540,13 +554,23 @@ pub(crate) fn simulate(ws: &Workspace, catalog: &mut Vec<View>) {
     let (views, _) = affected(ws);
     let copied: Vec<QualifiedName> = views
         .iter()
-        .filter(|a| a.new_version.is_ok())
+        .filter(|a| a.copied && a.new_version.is_ok())
         .map(|a| a.view.name.clone())
         .collect();
     for app in views {
+        if let Some(base) = catalog.iter_mut().find(|v| v.name == app.view.name) {
+            base.reads = base.reads.iter().map(final_of).collect();
+            base.reads.sort();
+            if let Some(recreated) = &app.recreate {
+                base.definition = recreated.clone();
+            }
+        }
         let Ok(definition) = &app.new_version else {
             continue;
         };
+        if !app.copied {
+            continue;
+        }
         let copy_reads = app
             .view
             .reads
@@ -564,13 +588,6 @@ pub(crate) fn simulate(ws: &Workspace, catalog: &mut Vec<View>) {
             owner: String::new(),
             ..app.view.clone()
         });
-        if let Some(base) = catalog.iter_mut().find(|v| v.name == app.view.name) {
-            base.reads = base.reads.iter().map(final_of).collect();
-            base.reads.sort();
-            if let Some(recreated) = &app.recreate {
-                base.definition = recreated.clone();
-            }
-        }
     }
 }
 
