@@ -186,6 +186,21 @@ pub struct View {
     pub columns: Vec<String>,
     /// `pg_get_viewdef` for introspected views; the planned SELECT for simulated ones.
     pub definition: String,
+    /// A materialized view (absent from catalogs stored before it was introspected).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub materialized: bool,
+    /// `reloptions` (`security_barrier=true`, `check_option=local`), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// Privileges granted to roles other than the owner.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub grants: Vec<Grant>,
+    /// The tables and views its query reads (pg_depend of its rule), sorted.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reads: Vec<QualifiedName>,
+    /// Its owner's role (empty in catalogs stored before it was introspected).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub owner: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -587,13 +602,40 @@ async fn load_views(conn: &mut PgConnection) -> Result<Vec<View>, sqlx::Error> {
                 pg_get_viewdef(c.oid) AS definition,
                 ARRAY(SELECT a.attname::text FROM pg_attribute a
                       WHERE a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                      ORDER BY a.attnum) AS columns
+                      ORDER BY a.attnum) AS columns,
+                c.relkind = 'm' AS materialized,
+                pg_get_userbyid(c.relowner)::text AS owner,
+                ARRAY(SELECT o FROM unnest(coalesce(c.reloptions, '{{}}')) AS o ORDER BY o) AS options,
+                ARRAY(SELECT CASE WHEN g.grantee = 0 THEN 'PUBLIC'
+                                  ELSE pg_get_userbyid(g.grantee)::text END
+                             || ' ' || g.privilege_type
+                        FROM aclexplode(c.relacl) AS g
+                       WHERE g.grantee <> c.relowner ORDER BY 1) AS grants,
+                ARRAY(SELECT rn.nspname::text
+                        FROM pg_rewrite w
+                        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+                                        AND d.refclassid = 'pg_class'::regclass
+                        JOIN pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
+                        JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                       WHERE w.ev_class = c.oid
+                       GROUP BY rn.nspname, r.relname ORDER BY rn.nspname || '.' || r.relname) AS read_schemas,
+                ARRAY(SELECT r.relname::text
+                        FROM pg_rewrite w
+                        JOIN pg_depend d ON d.classid = 'pg_rewrite'::regclass AND d.objid = w.oid
+                                        AND d.refclassid = 'pg_class'::regclass
+                        JOIN pg_class r ON r.oid = d.refobjid AND r.oid <> c.oid
+                        JOIN pg_namespace rn ON rn.oid = r.relnamespace
+                       WHERE w.ev_class = c.oid
+                       GROUP BY rn.nspname, r.relname ORDER BY rn.nspname || '.' || r.relname) AS read_names
          FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
          WHERE c.relkind IN ('v', 'm') AND {HIDDEN_SCHEMAS} ORDER BY 1, 2"
     );
     let rows = sqlx::query(&sql).fetch_all(&mut *conn).await?;
     rows.iter()
         .map(|row| {
+            let schemas: Vec<String> = row.try_get("read_schemas")?;
+            let names: Vec<String> = row.try_get("read_names")?;
+            let grants: Vec<String> = row.try_get("grants")?;
             Ok(View {
                 name: QualifiedName::new(
                     row.try_get::<String, _>("schema")?,
@@ -601,6 +643,22 @@ async fn load_views(conn: &mut PgConnection) -> Result<Vec<View>, sqlx::Error> {
                 ),
                 columns: row.try_get("columns")?,
                 definition: row.try_get("definition")?,
+                materialized: row.try_get("materialized")?,
+                owner: row.try_get("owner")?,
+                options: row.try_get("options")?,
+                grants: grants
+                    .iter()
+                    .filter_map(|g| g.rsplit_once(' '))
+                    .map(|(grantee, privilege)| Grant {
+                        grantee: grantee.to_string(),
+                        privilege: privilege.to_string(),
+                    })
+                    .collect(),
+                reads: schemas
+                    .into_iter()
+                    .zip(names)
+                    .map(|(schema, name)| QualifiedName::new(schema, name))
+                    .collect(),
             })
         })
         .collect()

@@ -6,9 +6,19 @@
 //! and constraints); what PostgreSQL drops together with the dropped table or column
 //! itself (the table's own indexes, including those over the dropped column, its own
 //! constraints, defaults, rules, extended statistics and owned sequences); and what this
-//! same contract drops too (a dropped foreign key, a constraint or table dropped with it).
+//! same contract drops too (a dropped foreign key, a constraint or table dropped with it,
+//! an application view it drops and recreates over the final shape: `plan::app_views`).
 //! A foreign key's own `conindid` is the referenced table's index, not the key's: only
 //! primary key, unique and exclusion constraints take an index with them.
+//!
+//! A type contract drops (drop_enum) is looked up the same way, from the type and its
+//! array type: a column of any table, a view, a function's argument or return type or
+//! SQL-standard body, a domain, another type (a composite's attribute, a range), a
+//! default, check or index expression. PL/pgSQL and SQL bodies are not in pg_depend
+//! (PostgreSQL lets `DROP TYPE` break them silently): their text is read with
+//! PostgreSQL's own lexer for a cast to the type or a variable declared of it. Left out:
+//! what this contract drops first (a column, with what goes with it, or a table) and
+//! zdm's own objects.
 
 use futures::future::BoxFuture;
 
@@ -83,7 +93,187 @@ SELECT DISTINCT what, object
    -- what this contract drops as well is no blocker.
    AND (owner IS NULL OR owner NOT IN (SELECT rel FROM dropped_table))
    AND NOT (classid = 'pg_constraint'::regclass AND objid IN (SELECT oid FROM dropped_constraint))
+   -- an application view contract drops and recreates over the final shape
+   AND NOT (classid = 'pg_rewrite'::regclass
+            AND owner IN (SELECT to_regclass(v) FROM unnest($6::text[]) AS v))
  ORDER BY 1, 2";
+
+/// Who uses a type contract drops. `$1, $2`: the types (`regtype` input, label); `$3, $4`
+/// the dropped columns (relation, column); `$5` the dropped tables.
+const TYPE_USERS: &str = "
+WITH dropped AS (
+    SELECT t.oid, t.typarray, d.label
+      FROM unnest($1::text[], $2::text[]) AS d(name, label)
+      JOIN pg_type t ON t.oid = to_regtype(d.name)
+), used AS (
+    SELECT oid, label FROM dropped
+    UNION ALL SELECT typarray, label FROM dropped WHERE typarray <> 0
+), dropped_column AS (
+    SELECT a.attrelid AS rel, a.attnum
+      FROM unnest($3::text[], $4::text[]) AS t(rel, col)
+      JOIN pg_attribute a ON a.attrelid = to_regclass(t.rel) AND a.attname = t.col
+), dropped_table AS (
+    SELECT to_regclass(t.rel) AS rel FROM unnest($5::text[]) AS t(rel)
+), zdm_schema AS (
+    SELECT oid FROM pg_namespace
+     WHERE obj_description(oid, 'pg_namespace') LIKE 'zdm version schema; base=%'
+), refs AS (
+    SELECT DISTINCT u.label, d.classid, d.objid, d.objsubid
+      FROM used u
+      JOIN pg_depend d ON d.refclassid = 'pg_type'::regclass AND d.refobjid = u.oid
+     WHERE d.deptype = 'n'
+), owned AS (
+    SELECT r.*,
+           CASE r.classid
+             WHEN 'pg_class'::regclass THEN coalesce(
+               (SELECT indrelid FROM pg_index WHERE indexrelid = r.objid), r.objid)
+             WHEN 'pg_rewrite'::regclass THEN (SELECT ev_class FROM pg_rewrite WHERE oid = r.objid)
+             WHEN 'pg_attrdef'::regclass THEN (SELECT adrelid FROM pg_attrdef WHERE oid = r.objid)
+             WHEN 'pg_constraint'::regclass THEN (SELECT nullif(conrelid, 0) FROM pg_constraint WHERE oid = r.objid)
+             WHEN 'pg_trigger'::regclass THEN (SELECT tgrelid FROM pg_trigger WHERE oid = r.objid)
+             WHEN 'pg_policy'::regclass THEN (SELECT polrelid FROM pg_policy WHERE oid = r.objid)
+             WHEN 'pg_statistic_ext'::regclass THEN (SELECT stxrelid FROM pg_statistic_ext WHERE oid = r.objid)
+           END AS rel,
+           CASE r.classid
+             WHEN 'pg_proc'::regclass THEN (SELECT pronamespace FROM pg_proc WHERE oid = r.objid)
+             WHEN 'pg_type'::regclass THEN (SELECT typnamespace FROM pg_type WHERE oid = r.objid)
+           END AS namespace,
+           CASE r.classid
+             WHEN 'pg_proc'::regclass THEN (SELECT proname::text FROM pg_proc WHERE oid = r.objid)
+             WHEN 'pg_constraint'::regclass THEN (SELECT conname::text FROM pg_constraint WHERE oid = r.objid)
+             WHEN 'pg_trigger'::regclass THEN (SELECT tgname::text FROM pg_trigger WHERE oid = r.objid)
+             WHEN 'pg_class'::regclass THEN (SELECT attname::text FROM pg_attribute
+                                              WHERE attrelid = r.objid AND attnum = r.objsubid)
+           END AS own_name
+      FROM refs r
+)
+SELECT DISTINCT o.label,
+       CASE
+         WHEN o.classid = 'pg_class'::regclass AND o.objsubid > 0 THEN
+           CASE c.relkind
+             WHEN 'c' THEN 'type ' || n.nspname || '.' || c.relname || ' (attribute ' || o.own_name || ')'
+             WHEN 'v' THEN 'view ' || n.nspname || '.' || c.relname || ' (column ' || o.own_name || ')'
+             WHEN 'm' THEN 'materialized view ' || n.nspname || '.' || c.relname || ' (column ' || o.own_name || ')'
+             ELSE 'column ' || n.nspname || '.' || c.relname || '.' || o.own_name
+           END
+         WHEN o.classid = 'pg_rewrite'::regclass THEN
+           CASE c.relkind WHEN 'm' THEN 'materialized view ' ELSE 'view ' END
+             || n.nspname || '.' || c.relname
+         WHEN o.classid = 'pg_proc'::regclass THEN
+           (SELECT CASE p.prokind WHEN 'p' THEN 'procedure ' ELSE 'function ' END
+                   || pn.nspname || '.' || p.proname
+                   || '(' || pg_get_function_identity_arguments(p.oid) || ')'
+              FROM pg_proc p JOIN pg_namespace pn ON pn.oid = p.pronamespace WHERE p.oid = o.objid)
+         WHEN o.classid = 'pg_type'::regclass THEN
+           (SELECT CASE t.typtype WHEN 'd' THEN 'domain ' ELSE 'type ' END || tn.nspname || '.' || t.typname
+              FROM pg_type t JOIN pg_namespace tn ON tn.oid = t.typnamespace WHERE t.oid = o.objid)
+         ELSE pg_describe_object(o.classid, o.objid, o.objsubid)
+       END AS object
+  FROM owned o
+  LEFT JOIN pg_class c ON c.oid = o.rel
+  LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
+ WHERE coalesce(o.own_name, '') NOT LIKE '\\_zdm%'
+   AND (o.namespace IS NULL OR o.namespace NOT IN (SELECT oid FROM zdm_schema))
+   AND (c.oid IS NULL OR c.relnamespace NOT IN (SELECT oid FROM zdm_schema))
+   -- an array type is the type's own (it goes with it)
+   AND NOT (o.classid = 'pg_type'::regclass
+            AND o.objid IN (SELECT typarray FROM dropped))
+   -- what this contract drops first is no user by then: a dropped table, a dropped column
+   -- and what PostgreSQL drops with it (its default, an index or check over it)
+   AND (o.rel IS NULL OR o.rel NOT IN (SELECT rel FROM dropped_table WHERE rel IS NOT NULL))
+   AND NOT (o.classid = 'pg_class'::regclass AND o.objsubid > 0
+            AND (o.objid, o.objsubid::int2) IN (SELECT rel, attnum FROM dropped_column))
+   AND NOT EXISTS (SELECT 1 FROM pg_depend x
+                    WHERE x.classid = o.classid AND x.objid = o.objid AND x.deptype = 'a'
+                      AND x.refclassid = 'pg_class'::regclass
+                      AND (x.refobjid, x.refobjsubid::int2) IN (SELECT rel, attnum FROM dropped_column))
+ ORDER BY 1, 2";
+
+/// Functions written in SQL or PL/pgSQL whose body (not in pg_depend) may name a type
+/// contract drops: each one's label, language and source, for `crate::plan::sql_uses_type`.
+const BODIES: &str = "
+SELECT CASE p.prokind WHEN 'p' THEN 'procedure ' ELSE 'function ' END
+       || n.nspname || '.' || p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+       l.lanname::text, p.prosrc
+  FROM pg_proc p
+  JOIN pg_namespace n ON n.oid = p.pronamespace
+  JOIN pg_language l ON l.oid = p.prolang
+ WHERE l.lanname IN ('sql', 'plpgsql') AND p.prosqlbody IS NULL
+   AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'zdm')
+   AND coalesce(obj_description(n.oid, 'pg_namespace'), '') NOT LIKE 'zdm version schema; base=%'
+   AND p.proname NOT LIKE '\\_zdm%'
+   AND NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass
+                                                AND d.objid = p.oid AND d.deptype = 'e')
+   AND p.prosrc ILIKE ANY ($1::text[])
+ ORDER BY 1";
+
+/// What still uses a type contract drops, as gate evidence (`column public.orders.priority
+/// uses type order_priority: …`).
+async fn type_users(ctx: &mut Context) -> Result<Vec<String>, sqlx::Error> {
+    let drops = &ctx.drops;
+    if drops.types.is_empty() {
+        return Ok(Vec::new());
+    }
+    let label = |t: &crate::db::catalog::QualifiedName| {
+        if t.schema == ctx.base_schema {
+            t.name.clone()
+        } else {
+            t.to_string()
+        }
+    };
+    let names: Vec<String> = drops.types.iter().map(|t| t.quoted()).collect();
+    let labels: Vec<String> = drops.types.iter().map(label).collect();
+    let columns: Vec<String> = drops.columns.iter().map(|c| c.table.quoted()).collect();
+    let column_names: Vec<String> = drops.columns.iter().map(|c| c.column.clone()).collect();
+    let tables: Vec<String> = drops.tables.iter().map(|t| t.quoted()).collect();
+    let mut found: std::collections::BTreeSet<(String, String)> = sqlx::query_as(TYPE_USERS)
+        .bind(&names)
+        .bind(&labels)
+        .bind(&columns)
+        .bind(&column_names)
+        .bind(&tables)
+        .fetch_all(&mut ctx.conn)
+        .await?
+        .into_iter()
+        .collect();
+    let patterns: Vec<String> = drops
+        .types
+        .iter()
+        .map(|t| {
+            format!(
+                "%{}%",
+                t.name
+                    .replace('\\', "\\\\")
+                    .replace('%', "\\%")
+                    .replace('_', "\\_")
+            )
+        })
+        .collect();
+    let bodies: Vec<(String, String, String)> = sqlx::query_as(BODIES)
+        .bind(&patterns)
+        .fetch_all(&mut ctx.conn)
+        .await?;
+    for (function, language, source) in bodies {
+        for (dropped, label) in drops.types.iter().zip(&labels) {
+            if crate::plan::sql_uses_type(
+                &source,
+                language == "plpgsql",
+                &dropped.schema,
+                &dropped.name,
+            ) {
+                found.insert((label.clone(), format!("{function} (in its body)")));
+            }
+        }
+    }
+    Ok(found
+        .into_iter()
+        .map(|(label, object)| {
+            format!(
+                "{object} uses type {label}: drop it or change it to another type first (drop_enum runs at contract)"
+            )
+        })
+        .collect())
+}
 
 impl Gate for NothingDepends {
     fn name(&self) -> &'static str {
@@ -173,28 +363,51 @@ impl Gate for NothingDepends {
                     return unknown_because(self, "listing the old version's views", &error)
                 }
             }
-            if rels.is_empty() {
+            let type_users = match type_users(ctx).await {
+                Ok(found) => found,
+                Err(error) => {
+                    return unknown_because(self, "reading what uses the dropped types", &error)
+                }
+            };
+            for dropped in &ctx.drops.types {
+                whats.push(format!("type {dropped}"));
+            }
+            if rels.is_empty() && type_users.is_empty() {
                 return super::judged(
                     self,
                     Verdict::Pass,
-                    vec!["contract drops no table, column, index or version schema".to_string()],
+                    vec![
+                        "contract drops no table, column, index, type or version schema"
+                            .to_string(),
+                    ],
                 );
             }
-            let found: Result<Vec<(String, String)>, sqlx::Error> = sqlx::query_as(FIND)
-                .bind(&rels)
-                .bind(&cols)
-                .bind(&whats)
-                .bind(&constraint_tables)
-                .bind(&constraint_names)
-                .fetch_all(&mut ctx.conn)
-                .await;
+            let recreated: Vec<String> = ctx
+                .drops
+                .recreated_views
+                .iter()
+                .map(|v| v.quoted())
+                .collect();
+            let found: Result<Vec<(String, String)>, sqlx::Error> = if rels.is_empty() {
+                Ok(Vec::new())
+            } else {
+                sqlx::query_as(FIND)
+                    .bind(&rels)
+                    .bind(&cols)
+                    .bind(&whats[..rels.len()])
+                    .bind(&constraint_tables)
+                    .bind(&constraint_names)
+                    .bind(&recreated)
+                    .fetch_all(&mut ctx.conn)
+                    .await
+            };
             match found {
                 Err(error) => unknown_because(self, "reading pg_depend", &error),
-                Ok(rows) if rows.is_empty() => super::judged(
+                Ok(rows) if rows.is_empty() && type_users.is_empty() => super::judged(
                     self,
                     Verdict::Pass,
                     vec![format!(
-                        "no view, function, trigger, foreign key or policy depends on: {}",
+                        "no view, function, trigger, foreign key, policy, column or type depends on: {}",
                         whats.join(", ")
                     )],
                 ),
@@ -205,6 +418,7 @@ impl Gate for NothingDepends {
                         .map(|(what, object)| {
                             format!("{object} depends on {what}: drop or change it first")
                         })
+                        .chain(type_users)
                         .collect(),
                 ),
             }

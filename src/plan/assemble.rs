@@ -69,11 +69,13 @@ fn backfill(ws: &mut Workspace, published: &[VersionView]) -> Vec<Step> {
 /// columns.
 fn contract(ws: &mut Workspace, functions: &[String], final_views: &[VersionView]) -> Vec<Step> {
     let mut steps = version_view::drop_previous_steps(ws);
+    steps.extend(crate::plan::app_views::contract_drop_step(ws));
     steps.extend(ws.tables.iter().filter_map(final_shape::step));
     steps.append(&mut ws.contract);
     steps.append(&mut ws.contract_types);
     steps.extend(sync_trigger::contract_drop_functions_step(functions));
     steps.extend(version_view::repoint_steps(final_views));
+    steps.extend(crate::plan::app_views::contract_create_step(ws));
     steps
 }
 

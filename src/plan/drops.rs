@@ -29,6 +29,13 @@ pub struct ContractDrops {
     /// Columns renamed at contract, as (table, old name → new name).
     #[serde(default)]
     pub renamed_columns: Vec<RenamedColumn>,
+    /// Types dropped at contract (drop_enum). Absent from plans stored before it existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<QualifiedName>,
+    /// Application views contract drops and recreates over the final shape (they read a
+    /// column it replaces): no blocker of the drop.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recreated_views: Vec<QualifiedName>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -170,6 +177,13 @@ impl Workspace<'_> {
                         to: column.name.clone(),
                     });
                 }
+            }
+        }
+        drops.recreated_views = crate::plan::app_views::recreated(self);
+        // Types: the enums the migration drops (the simulated catalog no longer has them).
+        for dropped in &self.original.enums {
+            if self.catalog.enum_type(&dropped.name).is_none() {
+                drops.types.push(dropped.name.clone());
             }
         }
         // Indexes: those of dropped tables, those the new shape lacks, and those over a

@@ -9,6 +9,7 @@
 //! on every write (`sync_trigger`). Each operation's whole story is its file under `ops/`;
 //! `workspace` is the simulated catalog they change, `assemble` the running order.
 
+mod app_views;
 mod assemble;
 mod cross_table;
 pub mod drops;
@@ -28,6 +29,7 @@ pub mod workspace;
 
 pub use drops::ContractDrops;
 pub use error::{PlanError, Problem};
+pub(crate) use ops::drop_enum::sql_uses_type;
 pub use step::{Backfill, LockLevel, Phase, Promise, PromiseKind, Step, StepAction};
 pub use sync_trigger::{backfill_flag, BACKFILL_FLAG};
 

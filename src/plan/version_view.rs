@@ -126,16 +126,20 @@ pub(crate) fn publish_step(ws: &Workspace, views: &[VersionView]) -> Option<Step
         ));
         body.push_str(&view_default_sql(ws, view, defaults));
     }
+    // The application's views over what changed, over the version views just created.
+    let (app_views, notes) = crate::plan::app_views::publish_sql(ws);
+    body.push_str(&app_views);
     let names: Vec<&QualifiedName> = views.iter().map(|v| &v.view).collect();
     body.push_str(&grants::grant_sql(ws, &names));
     if body.is_empty() {
         return None;
     }
+    let notes: String = notes.iter().map(|n| format!("; {n}")).collect();
     let sources: Vec<String> = views.iter().map(|v| v.source.to_string()).collect();
     Some(Step::sql(
         Phase::Backfill,
         format!(
-            "publish the new version: {} view{} in {}, granted like {} (every row is filled by now)",
+            "publish the new version: {} view{} in {}, granted like {} (every row is filled by now){notes}",
             views.len(),
             if views.len() == 1 { "" } else { "s" },
             ws.version_schema,
@@ -251,6 +255,12 @@ pub(crate) fn rollback_drop_step(
     functions: &[String],
 ) -> Step {
     let mut body = String::new();
+    // The application's views copied into the version schema read its views: first.
+    let copies = crate::plan::app_views::version_copies(ws);
+    if !copies.is_empty() {
+        let quoted: Vec<String> = copies.iter().map(QualifiedName::quoted).collect();
+        body.push_str(&format!("  DROP VIEW IF EXISTS {};\n", quoted.join(", ")));
+    }
     let view_names: Vec<String> = published.iter().map(|v| v.view.quoted()).collect();
     if !view_names.is_empty() {
         body.push_str(&format!(
@@ -289,7 +299,10 @@ pub(crate) fn catalog_after_contract(ws: Workspace, final_views: Vec<VersionView
         .unwrap_or_default();
     let comment = names::version_schema_comment(&ws.schema, ws.migration);
     let version_schema = ws.version_schema.clone();
+    let mut app_views = ws.catalog.views.clone();
+    crate::plan::app_views::simulate(&ws, &mut app_views);
     let mut catalog = ws.catalog;
+    catalog.views = app_views;
     catalog.schemas.retain(|s| !previous.contains(&s.name));
     catalog.views.retain(|v| !previous.contains(&v.name.schema));
     catalog.schemas.push(Schema {
@@ -308,6 +321,11 @@ pub(crate) fn catalog_after_contract(ws: Workspace, final_views: Vec<VersionView
             columns: columns.iter().map(|(name, _)| name.clone()).collect(),
             definition: select_sql(&columns, &source),
             name: view,
+            materialized: false,
+            options: Vec::new(),
+            grants: Vec::new(),
+            reads: vec![source],
+            owner: String::new(),
         });
     }
     catalog.normalize();

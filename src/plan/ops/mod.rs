@@ -13,7 +13,7 @@ mod create_index;
 mod create_table;
 mod drop_column;
 pub(super) mod drop_constraint;
-mod drop_enum;
+pub(crate) mod drop_enum;
 mod drop_index;
 mod drop_not_null;
 mod drop_table;
