@@ -156,6 +156,19 @@ down = "'ZZ'"
             "UPDATE customers SET country = 'DE' WHERE id = 5",
         ],
     },
+    Case {
+        name: "0011_add_identity",
+        file: r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "number", type = "bigint", identity = "always" }
+"#,
+        old_writes: &[
+            "INSERT INTO orders (id, customer_id, total_cents) VALUES ({n}, 1, 100)",
+            "UPDATE orders SET total_cents = total_cents + 1 WHERE id = 1",
+        ],
+    },
 ];
 
 fn database_name(case: &Case, how: &str, k: usize) -> String {

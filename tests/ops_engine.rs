@@ -1305,3 +1305,85 @@ columns = ["id"]
     })
     .await;
 }
+
+/// An identity column added to a table with rows, without a rewrite: filled from zdm's
+/// sequence (existing rows by the backfill, both versions' inserts by its trigger), made an
+/// identity at contract and restarted past every value handed out.
+#[tokio::test]
+async fn add_identity_column_always() {
+    run(Case {
+        name: "0001_add_identity_always",
+        // No rewrite from start to complete: the table keeps its file.
+        setup: "CREATE TABLE filenode_before AS SELECT pg_relation_filenode('public.orders') AS f;",
+        file: r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "number", type = "bigint", identity = "always", sequence = { start = 1000 } }
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 1, 200)"],
+        cross_updates: &[(false, "UPDATE orders SET total_cents = 5 WHERE id = 10001")],
+        old_sees: &[("SELECT total_cents::text FROM orders WHERE id = 10001", "5")],
+        // The 200 existing rows got 1000..1199 from the backfill, the two inserts the next.
+        new_sees: &[
+            ("SELECT count(*)::text FROM orders WHERE number IS NULL", "0"),
+            ("SELECT min(number)::text FROM orders", "1000"),
+            ("SELECT string_agg(number::text, ',' ORDER BY number) FROM orders WHERE id IN (10001, 20001)", "1200,1201"),
+            ("SELECT (count(DISTINCT number) = count(*))::text FROM orders", "true"),
+        ],
+        // `always`: a value given, or a filled value changed, is refused as PostgreSQL does.
+        refused: &[
+            "INSERT INTO orders (id, customer_id, total_cents, number) VALUES (30001, 1, 1, 5)",
+            "UPDATE orders SET number = 7 WHERE id = 1",
+        ],
+        after: &[
+            ("SELECT is_identity || identity_generation FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'number'", "YESALWAYS"),
+            ("SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'number'", "NO"),
+            ("WITH i AS (INSERT INTO orders (id, customer_id, total_cents) VALUES (40001, 1, 1) RETURNING number) SELECT number::text FROM i", "1202"),
+            ("SELECT count(*)::text FROM pg_class WHERE relname LIKE '\\_zdm%'", "0"),
+            ("SELECT pg_get_serial_sequence('public.orders', 'number')", "public.orders_number_seq"),
+            ("SELECT (f = pg_relation_filenode('public.orders'))::text FROM filenode_before", "true"),
+        ],
+    })
+    .await;
+}
+
+/// `by_default`: a value given by the new version is kept, and the identity attached at
+/// contract never hands it out again.
+#[tokio::test]
+async fn add_identity_column_by_default() {
+    run(Case {
+        name: "0001_add_identity_by_default",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "number", type = "integer", identity = "by_default", unique = true }
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &[
+            "INSERT INTO orders (id, customer_id, total_cents, number) VALUES (20001, 1, 200, 5000)",
+            "INSERT INTO orders (id, customer_id, total_cents) VALUES (20002, 1, 200)",
+        ],
+        cross_updates: &[(false, "UPDATE orders SET number = 6000 WHERE id = 10001")],
+        old_sees: &[("SELECT number::text FROM orders WHERE id = 10001", "6000")],
+        new_sees: &[
+            ("SELECT count(*)::text FROM orders WHERE number IS NULL", "0"),
+            ("SELECT min(number)::text FROM orders", "1"),
+            ("SELECT number::text FROM orders WHERE id = 20001", "5000"),
+        ],
+        // The unique index and NOT NULL hold for both versions from expand on.
+        refused: &[
+            "INSERT INTO orders (id, customer_id, total_cents, number) VALUES (30001, 1, 1, 5000)",
+            "UPDATE orders SET number = NULL WHERE id = 1",
+        ],
+        after: &[
+            ("SELECT is_identity || identity_generation FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'number'", "YESBY DEFAULT"),
+            ("WITH i AS (INSERT INTO orders (id, customer_id, total_cents) VALUES (40001, 1, 1) RETURNING number) SELECT (number > 6000)::text FROM i", "true"),
+            ("SELECT count(*)::text FROM pg_class WHERE relname LIKE '\\_zdm%'", "0"),
+        ],
+    })
+    .await;
+}

@@ -932,10 +932,34 @@ fn identity_and_generated_columns_are_declared_keys() {
         text.contains("\"gross\" int GENERATED ALWAYS AS (net * 2) STORED"),
         "{text}"
     );
-    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", identity = \"always\" }\n");
-    assert!(message.contains("rewrites the whole table"), "{message}");
+    // add_column: an identity without a rewrite (plan::identity), a generated column refused.
+    let plan = planned("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", identity = \"always\", sequence = { start = 10 } }\n");
+    let all: Vec<&str> = plan.steps.iter().map(sql).collect();
+    let at = |text: &str| {
+        all.iter()
+            .position(|s| s.contains(text))
+            .unwrap_or_else(|| panic!("no step with {text}: {all:#?}"))
+    };
+    assert!(all[at("CREATE SEQUENCE")].contains("AS bigint START WITH 10"));
+    assert!(!all[at("ADD COLUMN IF NOT EXISTS \"n\"")].contains("GENERATED"));
+    assert!(at("CREATE SEQUENCE") < at("ADD COLUMN IF NOT EXISTS \"n\""));
+    assert!(
+        at("CREATE OR REPLACE TRIGGER \"_zdm_identity_orders_n\"")
+            < at("CHECK (\"n\" IS NOT NULL) NOT VALID")
+    );
+    let contract = all[at("ADD GENERATED ALWAYS AS IDENTITY (START WITH 10)")];
+    assert!(
+        contract.find("SET NOT NULL") < contract.find("ADD GENERATED"),
+        "{contract}"
+    );
+    assert!(contract.contains("RESTART WITH"), "{contract}");
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"text\", identity = \"always\" }\n");
+    assert!(message.contains("smallint, integer or bigint"), "{message}");
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", identity = \"always\" }\nup = \"id\"\n");
+    assert!(message.contains("leave `up`"), "{message}");
     let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", generated = \"total_cents * 2\" }\n");
-    assert!(message.contains("not yet"), "{message}");
+    assert!(message.contains("rewriting the whole table"), "{message}");
+    assert!(message.contains("`up` set to the expression"), "{message}");
     let message = refused("[[operations]]\nop = \"create_table\"\ntable = \"t\"\ncolumns = [{ name = \"id\", type = \"bigint\", identity = \"always\", generated = \"1\" }]\n");
     assert!(message.contains("both"), "{message}");
 }
