@@ -1,6 +1,8 @@
 //! The typed operations a migration file is made of: the contract between the file
 //! format (this module's parser) and the planner (`crate::plan`).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 /// One step of a migration, as written in its file (`op = "add_column"`, ...).
@@ -331,6 +333,14 @@ pub struct AddCheck {
     pub name: String,
     /// SQL boolean expression.
     pub check: String,
+    /// Per column, its value in the new version from the old row (pgroll's `up`): each
+    /// column named here or in `down` moves to a shadow column of its own type until
+    /// contract, so rows that violate the constraint are fixed in the new version only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub up: BTreeMap<String, String>,
+    /// Per column, its value in the old version from the new row (pgroll's `down`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -339,6 +349,14 @@ pub struct AddUnique {
     pub table: String,
     pub name: String,
     pub columns: Vec<String>,
+    /// Per column, its value in the new version from the old row (pgroll's `up`): each
+    /// column named here or in `down` moves to a shadow column of its own type until
+    /// contract, so rows that violate the constraint are fixed in the new version only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub up: BTreeMap<String, String>,
+    /// Per column, its value in the old version from the new row (pgroll's `down`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -348,6 +366,14 @@ pub struct AddForeignKey {
     pub name: String,
     pub columns: Vec<String>,
     pub references: Reference,
+    /// Per column, its value in the new version from the old row (pgroll's `up`): each
+    /// column named here or in `down` moves to a shadow column of its own type until
+    /// contract, so rows that violate the constraint are fixed in the new version only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub up: BTreeMap<String, String>,
+    /// Per column, its value in the old version from the new row (pgroll's `down`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -355,6 +381,15 @@ pub struct AddForeignKey {
 pub struct DropConstraint {
     pub table: String,
     pub name: String,
+    /// Per column, its value in the new version from the old row (pgroll's
+    /// drop_multicolumn_constraint `up`; the column itself when absent): each column named
+    /// here or in `down` moves to a shadow column, free of the constraint, until contract.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub up: BTreeMap<String, String>,
+    /// Per column, its value in the old version (still bound by the constraint) from the
+    /// new row.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
