@@ -169,6 +169,22 @@ column = { name = "number", type = "bigint", identity = "always" }
             "UPDATE orders SET total_cents = total_cents + 1 WHERE id = 1",
         ],
     },
+    Case {
+        name: "0012_add_check_per_column",
+        file: r#"
+[[operations]]
+op = "add_check"
+table = "products"
+name = "products_price_positive"
+check = "price_cents > 0 AND category <> ''"
+up = { price_cents = "greatest(price_cents, 1)" }
+"#,
+        // The old version still writes what the new version's check forbids.
+        old_writes: &[
+            "INSERT INTO products (id, sku, name, category, price_cents) VALUES ({n}, 'Q{n}', 'P', 'home', 0)",
+            "UPDATE products SET price_cents = 0 WHERE id = 2",
+        ],
+    },
 ];
 
 fn database_name(case: &Case, how: &str, k: usize) -> String {

@@ -92,7 +92,10 @@ pub(crate) fn drop_sequence_step(sequence: &QualifiedName) -> Step {
 /// UPDATE changing a filled value, is refused with PostgreSQL's own error (SQLSTATE 428C9).
 /// `by_default`: a value given is kept, and the sequence moved past it, so the identity
 /// attached at contract never hands it out again. A row not filled yet (written before the
-/// trigger existed) is filled by its next UPDATE or by the backfill.
+/// trigger existed) is filled by its next UPDATE or by the backfill. SECURITY DEFINER (the
+/// sequence's owner, who ran expand), with a fixed search_path and every name qualified: the
+/// application's roles may write the table but have no privilege on zdm's sequence, as they
+/// need none on an identity's.
 fn function_sql(
     version_schema: &str,
     name: &str,
@@ -133,7 +136,7 @@ fn function_sql(
     );
     let tag = names::dollar_tag(&body);
     format!(
-        "CREATE OR REPLACE FUNCTION {}.{}() RETURNS trigger LANGUAGE plpgsql AS {tag}\n{body}{tag}",
+        "CREATE OR REPLACE FUNCTION {}.{}() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS {tag}\n{body}{tag}",
         quote_ident(version_schema),
         quote_ident(name),
     )

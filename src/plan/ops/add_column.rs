@@ -45,7 +45,7 @@ impl PlanOperation for AddColumn {
         let lower_type = column.data_type.trim().to_ascii_lowercase();
         if lower_type.contains("serial") {
             return Err(Problem::Refused(format!(
-                "type {} rewrites the whole table under an exclusive lock; add a bigint column with a default from a sequence instead",
+                "type {} rewrites the whole table under an exclusive lock; add a bigint column with `identity = \"by_default\"` instead (planned without a rewrite)",
                 column.data_type
             )));
         }
