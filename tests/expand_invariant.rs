@@ -177,6 +177,35 @@ from = { table = "customer_countries", where = "customer_countries.customer_id =
             "UPDATE customers SET country = 'DE' WHERE id = 6",
         ],
     },
+    Case {
+        name: "0011_add_identity",
+        file: r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "number", type = "bigint", identity = "always" }
+"#,
+        old_writes: &[
+            "INSERT INTO orders (id, customer_id, total_cents) VALUES ({n}, 1, 100)",
+            "UPDATE orders SET total_cents = total_cents + 1 WHERE id = 1",
+        ],
+    },
+    Case {
+        name: "0012_add_check_per_column",
+        file: r#"
+[[operations]]
+op = "add_check"
+table = "products"
+name = "products_price_positive"
+check = "price_cents > 0 AND category <> ''"
+up = { price_cents = "greatest(price_cents, 1)" }
+"#,
+        // The old version still writes what the new version's check forbids.
+        old_writes: &[
+            "INSERT INTO products (id, sku, name, category, price_cents) VALUES ({n}, 'Q{n}', 'P', 'home', 0)",
+            "UPDATE products SET price_cents = 0 WHERE id = 2",
+        ],
+    },
 ];
 
 fn database_name(case: &Case, how: &str, k: usize) -> String {

@@ -181,12 +181,16 @@ async fn run_leaving(case: Case, kept: Option<KeptLabel>) {
             "after complete: {sql}"
         );
     }
+    // Columns of tables only: an index built on a shadow column keeps its column's name at
+    // creation in its own pg_attribute (PostgreSQL renames no index column; its definition
+    // and pg_dump name the table's column).
     let leftovers = fetch_one(
         &pool,
         "SELECT ((SELECT count(*) FROM pg_trigger WHERE tgname LIKE '\\_zdm%')
               + (SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
                  JOIN pg_namespace n ON n.oid = c.relnamespace
-                 WHERE n.nspname = 'public' AND a.attname LIKE '\\_zdm%' AND NOT a.attisdropped)
+                 WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p')
+                   AND a.attname LIKE '\\_zdm%' AND NOT a.attisdropped)
               + (SELECT count(*) FROM pg_constraint WHERE conname LIKE '\\_zdm%')
               + (SELECT count(*) FROM pg_proc WHERE proname LIKE '\\_zdm%'))::text",
     )
@@ -1548,6 +1552,240 @@ columns = ["id"]
             ("SELECT conname || ' ' || pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = 'public.events'::regclass AND contype = 'p'", "events_pkey PRIMARY KEY (id)"),
             ("SELECT attnotnull::text FROM pg_attribute WHERE attrelid = 'public.events'::regclass AND attname = 'id'", "true"),
             ("SELECT count(*)::text FROM pg_index WHERE indrelid = 'public.events'::regclass", "1"),
+        ],
+    })
+    .await;
+}
+
+/// An identity column added to a table with rows, without a rewrite: filled from zdm's
+/// sequence (existing rows by the backfill, both versions' inserts by its trigger), made an
+/// identity at contract and restarted past every value handed out.
+#[tokio::test]
+async fn add_identity_column_always() {
+    run(Case {
+        name: "0001_add_identity_always",
+        // No rewrite from start to complete: the table keeps its file.
+        setup: "CREATE TABLE filenode_before AS SELECT pg_relation_filenode('public.orders') AS f;",
+        file: r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "number", type = "bigint", identity = "always", sequence = { start = 1000 } }
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (20001, 1, 200)"],
+        cross_updates: &[(false, "UPDATE orders SET total_cents = 5 WHERE id = 10001")],
+        old_sees: &[("SELECT total_cents::text FROM orders WHERE id = 10001", "5")],
+        // The 200 existing rows got 1000..1199 from the backfill, the two inserts the next.
+        new_sees: &[
+            ("SELECT count(*)::text FROM orders WHERE number IS NULL", "0"),
+            ("SELECT min(number)::text FROM orders", "1000"),
+            ("SELECT string_agg(number::text, ',' ORDER BY number) FROM orders WHERE id IN (10001, 20001)", "1200,1201"),
+            ("SELECT (count(DISTINCT number) = count(*))::text FROM orders", "true"),
+        ],
+        // `always`: a value given, or a filled value changed, is refused as PostgreSQL does.
+        refused: &[
+            "INSERT INTO orders (id, customer_id, total_cents, number) VALUES (30001, 1, 1, 5)",
+            "UPDATE orders SET number = 7 WHERE id = 1",
+        ],
+        after: &[
+            ("SELECT is_identity || identity_generation FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'number'", "YESALWAYS"),
+            ("SELECT is_nullable FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'number'", "NO"),
+            ("WITH i AS (INSERT INTO orders (id, customer_id, total_cents) VALUES (40001, 1, 1) RETURNING number) SELECT number::text FROM i", "1202"),
+            ("SELECT count(*)::text FROM pg_class WHERE relname LIKE '\\_zdm%'", "0"),
+            ("SELECT pg_get_serial_sequence('public.orders', 'number')", "public.orders_number_seq"),
+            ("SELECT (f = pg_relation_filenode('public.orders'))::text FROM filenode_before", "true"),
+        ],
+    })
+    .await;
+}
+
+/// `by_default`: a value given by the new version is kept, and the identity attached at
+/// contract never hands it out again.
+#[tokio::test]
+async fn add_identity_column_by_default() {
+    run(Case {
+        name: "0001_add_identity_by_default",
+        setup: "",
+        file: r#"
+[[operations]]
+op = "add_column"
+table = "orders"
+column = { name = "number", type = "integer", identity = "by_default", unique = true }
+"#,
+        old_writes: &["INSERT INTO orders (id, customer_id, total_cents) VALUES (10001, 1, 100)"],
+        new_writes: &[
+            "INSERT INTO orders (id, customer_id, total_cents, number) VALUES (20001, 1, 200, 5000)",
+            "INSERT INTO orders (id, customer_id, total_cents) VALUES (20002, 1, 200)",
+        ],
+        cross_updates: &[(false, "UPDATE orders SET number = 6000 WHERE id = 10001")],
+        old_sees: &[("SELECT number::text FROM orders WHERE id = 10001", "6000")],
+        new_sees: &[
+            ("SELECT count(*)::text FROM orders WHERE number IS NULL", "0"),
+            ("SELECT min(number)::text FROM orders", "1"),
+            ("SELECT number::text FROM orders WHERE id = 20001", "5000"),
+        ],
+        // The unique index and NOT NULL hold for both versions from expand on.
+        refused: &[
+            "INSERT INTO orders (id, customer_id, total_cents, number) VALUES (30001, 1, 1, 5000)",
+            "UPDATE orders SET number = NULL WHERE id = 1",
+        ],
+        after: &[
+            ("SELECT is_identity || identity_generation FROM information_schema.columns WHERE table_schema = 'public' AND table_name = 'orders' AND column_name = 'number'", "YESBY DEFAULT"),
+            ("WITH i AS (INSERT INTO orders (id, customer_id, total_cents) VALUES (40001, 1, 1) RETURNING number) SELECT (number > 6000)::text FROM i", "true"),
+            ("SELECT count(*)::text FROM pg_class WHERE relname LIKE '\\_zdm%'", "0"),
+        ],
+    })
+    .await;
+}
+
+/// A multi-column check added with per-column `up` (pgroll's create_constraint): the new
+/// version's columns are shadow columns holding the fixed values, the check binds them; the
+/// old version's values, violating rows included, are left alone.
+#[tokio::test]
+async fn add_check_with_per_column_up() {
+    run(Case {
+        name: "0001_add_check_per_column",
+        setup: "CREATE TABLE tickets (id bigint PRIMARY KEY, seat text NOT NULL, price integer NOT NULL); \
+                INSERT INTO tickets SELECT i, CASE WHEN i % 10 = 0 THEN '' ELSE 'S' || i END, i % 7 FROM generate_series(1, 300) i;",
+        file: r#"
+[[operations]]
+op = "add_check"
+table = "tickets"
+name = "tickets_valid"
+check = "price > 0 AND seat <> ''"
+up = { price = "greatest(price, 1)", seat = "CASE WHEN seat = '' THEN 'unassigned' ELSE seat END" }
+"#,
+        old_writes: &["INSERT INTO tickets (id, seat, price) VALUES (10001, '', 0)"],
+        new_writes: &["INSERT INTO tickets (id, seat, price) VALUES (20001, 'A1', 50)"],
+        cross_updates: &[(false, "UPDATE tickets SET price = 70 WHERE id = 10001")],
+        // A new-version write reaches the old version through `down` (here the column as
+        // it is), for every column of the constraint.
+        old_sees: &[
+            ("SELECT seat || ':' || price FROM tickets WHERE id = 10001", "unassigned:70"),
+            ("SELECT count(*)::text FROM tickets WHERE price = 0 OR seat = ''", "68"),
+            ("SELECT price::text FROM tickets WHERE id = 20001", "50"),
+        ],
+        new_sees: &[
+            ("SELECT seat || ':' || price FROM tickets WHERE id = 10001", "unassigned:70"),
+            ("SELECT count(*)::text FROM tickets WHERE NOT (price > 0 AND seat <> '')", "0"),
+            ("SELECT price::text FROM tickets WHERE id = 7", "1"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT pg_get_constraintdef(oid) || ' ' || convalidated FROM pg_constraint WHERE conname = 'tickets_valid'", "CHECK (((price > 0) AND (seat <> ''::text))) true"),
+            ("SELECT count(*)::text FROM tickets WHERE price = 0 OR seat = ''", "0"),
+        ],
+    })
+    .await;
+}
+
+/// A multi-column unique constraint added with per-column `up`: duplicates are renumbered
+/// in the new version's column only.
+#[tokio::test]
+async fn add_unique_with_per_column_up() {
+    run(Case {
+        name: "0001_add_unique_per_column",
+        setup: "CREATE TABLE seats (id bigint PRIMARY KEY, hall text NOT NULL, num integer NOT NULL); \
+                INSERT INTO seats SELECT i, 'A', i % 10 FROM generate_series(1, 200) i;",
+        file: r#"
+[[operations]]
+op = "add_unique"
+table = "seats"
+name = "seats_hall_num_key"
+columns = ["hall", "num"]
+up = { num = "id" }
+down = { num = "num % 10" }
+"#,
+        old_writes: &["INSERT INTO seats (id, hall, num) VALUES (10001, 'A', 1)"],
+        new_writes: &["INSERT INTO seats (id, hall, num) VALUES (20001, 'B', 25)"],
+        // An old-version write gives every column of the constraint its `up` again (as
+        // every `up`, on every old-version write).
+        cross_updates: &[(true, "UPDATE seats SET hall = 'C' WHERE id = 20001")],
+        old_sees: &[
+            ("SELECT num::text FROM seats WHERE id = 20001", "5"),
+            ("SELECT count(*)::text FROM seats WHERE hall = 'A' AND num = 1", "21"),
+        ],
+        new_sees: &[
+            ("SELECT num::text FROM seats WHERE id = 10001", "10001"),
+            ("SELECT hall || num FROM seats WHERE id = 20001", "C20001"),
+            ("SELECT (count(DISTINCT (hall, num)) = count(*))::text FROM seats", "true"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conname = 'seats_hall_num_key'", "UNIQUE (hall, num)"),
+            ("SELECT num::text FROM seats WHERE id = 3", "3"),
+        ],
+    })
+    .await;
+}
+
+/// A foreign key added with `up`: rows pointing nowhere are pointed at a fallback in the
+/// new version only.
+#[tokio::test]
+async fn add_foreign_key_with_per_column_up() {
+    run(Case {
+        name: "0001_add_foreign_key_per_column",
+        setup: "ALTER TABLE order_items DROP CONSTRAINT order_items_product_id_fkey; \
+                UPDATE order_items SET product_id = 999999 WHERE id % 50 = 0;",
+        file: r#"
+[[operations]]
+op = "add_foreign_key"
+table = "order_items"
+name = "order_items_product_id_fkey"
+columns = ["product_id"]
+references = { table = "products", columns = ["id"] }
+up = { product_id = "CASE WHEN EXISTS (SELECT 1 FROM products p WHERE p.id = product_id) THEN product_id ELSE 1 END" }
+"#,
+        old_writes: &["INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (1, 888888, 1, 5)"],
+        new_writes: &["INSERT INTO order_items (order_id, product_id, quantity, unit_price_cents) VALUES (2, 3, 1, 5)"],
+        cross_updates: &[],
+        old_sees: &[("SELECT count(*)::text FROM order_items WHERE product_id IN (888888, 999999)", "9")],
+        new_sees: &[(
+            "SELECT count(*)::text FROM order_items i WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.id = i.product_id)",
+            "0",
+        )],
+        refused: &[],
+        after: &[(
+            "SELECT pg_get_constraintdef(oid) || ' ' || convalidated FROM pg_constraint WHERE conname = 'order_items_product_id_fkey'",
+            "FOREIGN KEY (product_id) REFERENCES products(id) true",
+        )],
+    })
+    .await;
+}
+
+/// A constraint dropped with per-column `down` (pgroll's drop_multicolumn_constraint): the
+/// new version writes what the constraint forbade; the old version, still bound by it,
+/// gets `down`'s values.
+#[tokio::test]
+async fn drop_constraint_with_per_column_down() {
+    run(Case {
+        name: "0001_drop_constraint_per_column",
+        setup: "CREATE TABLE tickets (id bigint PRIMARY KEY, seat text NOT NULL, price integer NOT NULL, \
+                  CONSTRAINT tickets_valid CHECK (price > 0 AND seat <> '')); \
+                INSERT INTO tickets SELECT i, 'S' || i, 1 + i % 7 FROM generate_series(1, 100) i;",
+        file: r#"
+[[operations]]
+op = "drop_constraint"
+table = "tickets"
+name = "tickets_valid"
+down = { price = "greatest(price, 1)", seat = "CASE WHEN seat = '' THEN 'unassigned' ELSE seat END" }
+"#,
+        old_writes: &["INSERT INTO tickets (id, seat, price) VALUES (10001, 'B2', 5)"],
+        new_writes: &["INSERT INTO tickets (id, seat, price) VALUES (20001, '', 0)"],
+        cross_updates: &[(false, "UPDATE tickets SET price = 0 WHERE id = 10001")],
+        old_sees: &[
+            ("SELECT seat || ':' || price FROM tickets WHERE id = 20001", "unassigned:1"),
+            ("SELECT price::text FROM tickets WHERE id = 10001", "1"),
+        ],
+        new_sees: &[
+            ("SELECT seat || ':' || price FROM tickets WHERE id = 20001", ":0"),
+            ("SELECT price::text FROM tickets WHERE id = 10001", "0"),
+        ],
+        refused: &[],
+        after: &[
+            ("SELECT count(*)::text FROM pg_constraint WHERE conname = 'tickets_valid'", "0"),
+            ("SELECT seat || ':' || price FROM tickets WHERE id = 20001", ":0"),
         ],
     })
     .await;

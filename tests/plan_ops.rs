@@ -1012,10 +1012,34 @@ fn identity_and_generated_columns_are_declared_keys() {
         text.contains("\"gross\" int GENERATED ALWAYS AS (net * 2) STORED"),
         "{text}"
     );
-    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", identity = \"always\" }\n");
-    assert!(message.contains("rewrites the whole table"), "{message}");
+    // add_column: an identity without a rewrite (plan::identity), a generated column refused.
+    let plan = planned("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", identity = \"always\", sequence = { start = 10 } }\n");
+    let all: Vec<&str> = plan.steps.iter().map(sql).collect();
+    let at = |text: &str| {
+        all.iter()
+            .position(|s| s.contains(text))
+            .unwrap_or_else(|| panic!("no step with {text}: {all:#?}"))
+    };
+    assert!(all[at("CREATE SEQUENCE")].contains("AS bigint START WITH 10"));
+    assert!(!all[at("ADD COLUMN IF NOT EXISTS \"n\"")].contains("GENERATED"));
+    assert!(at("CREATE SEQUENCE") < at("ADD COLUMN IF NOT EXISTS \"n\""));
+    assert!(
+        at("CREATE OR REPLACE TRIGGER \"_zdm_identity_orders_n\"")
+            < at("CHECK (\"n\" IS NOT NULL) NOT VALID")
+    );
+    let contract = all[at("ADD GENERATED ALWAYS AS IDENTITY (START WITH 10)")];
+    assert!(
+        contract.find("SET NOT NULL") < contract.find("ADD GENERATED"),
+        "{contract}"
+    );
+    assert!(contract.contains("RESTART WITH"), "{contract}");
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"text\", identity = \"always\" }\n");
+    assert!(message.contains("smallint, integer or bigint"), "{message}");
+    let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", identity = \"always\" }\nup = \"id\"\n");
+    assert!(message.contains("leave `up`"), "{message}");
     let message = refused("[[operations]]\nop = \"add_column\"\ntable = \"orders\"\ncolumn = { name = \"n\", type = \"bigint\", generated = \"total_cents * 2\" }\n");
-    assert!(message.contains("not yet"), "{message}");
+    assert!(message.contains("rewriting the whole table"), "{message}");
+    assert!(message.contains("`up` set to the expression"), "{message}");
     let message = refused("[[operations]]\nop = \"create_table\"\ntable = \"t\"\ncolumns = [{ name = \"id\", type = \"bigint\", identity = \"always\", generated = \"1\" }]\n");
     assert!(message.contains("both"), "{message}");
 }
@@ -1354,5 +1378,64 @@ fn add_primary_key_builds_concurrently_and_attaches_at_contract() {
     assert!(
         message.contains("already has a primary key (orders_pkey)"),
         "{message}"
+    );
+}
+
+/// add_check reads the columns as the new version names them: after a change_type of the
+/// column the check binds the shadow column (and follows it into place at contract; before,
+/// it bound the old column and went with it). Per-column `up`/`down` of the constraint
+/// operations move their columns to shadow columns of the same type, composed into an
+/// earlier change of the column.
+#[test]
+fn constraints_with_per_column_values_bind_the_new_versions_columns() {
+    let plan = planned("[[operations]]\nop = \"change_type\"\ntable = \"products\"\ncolumn = \"price_cents\"\ntype = \"bigint\"\nup = \"price_cents::bigint\"\ndown = \"price_cents::integer\"\n\n[[operations]]\nop = \"add_check\"\ntable = \"products\"\nname = \"products_price_positive\"\ncheck = \"price_cents > 0 AND products.price_cents < length('price_cents') * 1000\"\n");
+    let check = find(&plan, Phase::Expand, "add CHECK products_price_positive");
+    assert!(
+        sql(check[0]).contains("CHECK (\"_zdm_new_price_cents\" > 0 AND products.\"_zdm_new_price_cents\" < length('price_cents') * 1000) NOT VALID"),
+        "{}",
+        sql(check[0])
+    );
+
+    let plan = planned("[[operations]]\nop = \"add_unique\"\ntable = \"orders\"\nname = \"orders_customer_notes_key\"\ncolumns = [\"customer_id\", \"notes\"]\nup = { notes = \"coalesce(notes, id::text)\" }\n");
+    let all: Vec<&str> = plan.steps.iter().map(sql).collect();
+    assert!(
+        all.iter()
+            .any(|s| s.contains("ADD COLUMN IF NOT EXISTS \"_zdm_new_notes\" text")),
+        "{all:#?}"
+    );
+    assert!(all.iter().any(|s| s.contains("CREATE UNIQUE INDEX CONCURRENTLY IF NOT EXISTS \"orders_customer_notes_key\" ON \"public\".\"orders\" (\"customer_id\", \"_zdm_new_notes\")")), "{all:#?}");
+    assert!(
+        !all.iter().any(|s| s.contains("_zdm_new_customer_id")),
+        "{all:#?}"
+    );
+
+    // Two changes of one column: one shadow column, one chain.
+    let plan = planned("[[operations]]\nop = \"change_type\"\ntable = \"products\"\ncolumn = \"price_cents\"\ntype = \"bigint\"\nup = \"price_cents::bigint\"\ndown = \"price_cents::integer\"\n\n[[operations]]\nop = \"add_foreign_key\"\ntable = \"products\"\nname = \"products_price_fkey\"\ncolumns = [\"price_cents\"]\nreferences = { table = \"orders\", columns = [\"id\"] }\nup = { price_cents = \"1\" }\n");
+    let shadows = plan
+        .steps
+        .iter()
+        .filter(|s| sql(s).contains("ADD COLUMN IF NOT EXISTS \"_zdm_new_price_cents\""))
+        .count();
+    assert_eq!(shadows, 1);
+
+    let message = refused("[[operations]]\nop = \"add_unique\"\ntable = \"orders\"\nname = \"k\"\ncolumns = [\"customer_id\"]\nup = { notes = \"''\" }\n");
+    assert!(
+        message.contains("not one of the constraint's columns"),
+        "{message}"
+    );
+
+    // drop_constraint with `down`: the dropped constraint does not stop the shadow column
+    // (another constraint on the column still does).
+    let plan = planned("[[operations]]\nop = \"drop_constraint\"\ntable = \"orders\"\nname = \"orders_customer_id_fkey\"\ndown = { customer_id = \"1\" }\n");
+    let all: Vec<&str> = plan.steps.iter().map(sql).collect();
+    assert!(
+        all.iter()
+            .any(|s| s.contains("\"_zdm_new_customer_id\" bigint")),
+        "{all:#?}"
+    );
+    assert!(
+        !all.iter()
+            .any(|s| s.contains("orders_customer_id_fkey") && s.contains("NOT VALID")),
+        "the dropped key is not rebuilt: {all:#?}"
     );
 }

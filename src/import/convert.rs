@@ -312,12 +312,16 @@ fn add_constraint(table: String, constraint: &Constraint) -> Result<Operation, S
                 .as_deref()
                 .and_then(expression)
                 .ok_or("a CHECK zdm cannot write back")?,
+            up: Default::default(),
+            down: Default::default(),
         }),
         ConstrType::ConstrUnique if constraint.indexname.is_empty() => {
             Operation::AddUnique(AddUnique {
                 table,
                 name,
                 columns: constraint.keys.iter().map(last_name).collect(),
+                up: Default::default(),
+                down: Default::default(),
             })
         }
         ConstrType::ConstrForeign => Operation::AddForeignKey(AddForeignKey {
@@ -325,6 +329,8 @@ fn add_constraint(table: String, constraint: &Constraint) -> Result<Operation, S
             name,
             columns: constraint.fk_attrs.iter().map(last_name).collect(),
             references: reference(constraint)?,
+            up: Default::default(),
+            down: Default::default(),
         }),
         _ => return Err("a constraint no typed operation adds".to_string()),
     })

@@ -358,6 +358,14 @@ pub struct AddCheck {
     pub name: String,
     /// SQL boolean expression.
     pub check: String,
+    /// Per column, its value in the new version from the old row (pgroll's `up`): each
+    /// column named here or in `down` moves to a shadow column of its own type until
+    /// contract, so rows that violate the constraint are fixed in the new version only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub up: BTreeMap<String, String>,
+    /// Per column, its value in the old version from the new row (pgroll's `down`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -366,6 +374,14 @@ pub struct AddUnique {
     pub table: String,
     pub name: String,
     pub columns: Vec<String>,
+    /// Per column, its value in the new version from the old row (pgroll's `up`): each
+    /// column named here or in `down` moves to a shadow column of its own type until
+    /// contract, so rows that violate the constraint are fixed in the new version only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub up: BTreeMap<String, String>,
+    /// Per column, its value in the old version from the new row (pgroll's `down`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -375,6 +391,14 @@ pub struct AddForeignKey {
     pub name: String,
     pub columns: Vec<String>,
     pub references: Reference,
+    /// Per column, its value in the new version from the old row (pgroll's `up`): each
+    /// column named here or in `down` moves to a shadow column of its own type until
+    /// contract, so rows that violate the constraint are fixed in the new version only.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub up: BTreeMap<String, String>,
+    /// Per column, its value in the old version from the new row (pgroll's `down`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -382,6 +406,15 @@ pub struct AddForeignKey {
 pub struct DropConstraint {
     pub table: String,
     pub name: String,
+    /// Per column, its value in the new version from the old row (pgroll's
+    /// drop_multicolumn_constraint `up`; the column itself when absent): each column named
+    /// here or in `down` moves to a shadow column, free of the constraint, until contract.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub up: BTreeMap<String, String>,
+    /// Per column, its value in the old version (still bound by the constraint) from the
+    /// new row.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub down: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

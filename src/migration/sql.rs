@@ -8,6 +8,8 @@
 //! check (`crate::plan::typecheck`) needs to type-check them against the live catalog;
 //! `crate::plan::sql_check` uses [`parse`] on a plan's own SQL (`zdm start`, `zdm complete`).
 
+use std::collections::BTreeMap;
+
 use pg_query::protobuf::{node::Node as NodeEnum, Node, ParseResult};
 
 use super::operation::SplitTable;
@@ -185,6 +187,38 @@ impl<'m> Collector<'m> {
         });
     }
 
+    /// A constraint operation's per-column `up` (over the old row) and `down` (over the new
+    /// row, not type-checked), each of the column's type.
+    fn per_column(
+        &mut self,
+        table: &'m str,
+        up: &'m BTreeMap<String, String>,
+        down: &'m BTreeMap<String, String>,
+    ) {
+        for (column, expression) in up {
+            let target = Some(Target::ColumnOf(table, column));
+            let rows = Rows::Table(table);
+            self.add(
+                &["up", column],
+                expression,
+                Grammar::Expression,
+                rows,
+                target,
+            );
+        }
+        for (column, expression) in down {
+            let target = Some(Target::ColumnOf(table, column));
+            let rows = Rows::NotYet;
+            self.add(
+                &["down", column],
+                expression,
+                Grammar::Expression,
+                rows,
+                target,
+            );
+        }
+    }
+
     fn operation_snippets(&mut self, operation: &'m Operation) {
         use Grammar::{Expression, IndexElement, Statements, Type};
         match operation {
@@ -247,7 +281,11 @@ impl<'m> Collector<'m> {
                     Rows::Table(&op.table),
                     target,
                 );
+                self.per_column(&op.table, &op.up, &op.down);
             }
+            Operation::AddUnique(op) => self.per_column(&op.table, &op.up, &op.down),
+            Operation::AddForeignKey(op) => self.per_column(&op.table, &op.up, &op.down),
+            Operation::DropConstraint(op) => self.per_column(&op.table, &op.up, &op.down),
             Operation::CreateIndex(op) => {
                 for (i, column) in op.columns.iter().enumerate() {
                     let path = ["columns", &i.to_string()];
@@ -269,9 +307,6 @@ impl<'m> Collector<'m> {
             Operation::DropTable(_)
             | Operation::RenameTable(_)
             | Operation::RenameColumn(_)
-            | Operation::AddUnique(_)
-            | Operation::AddForeignKey(_)
-            | Operation::DropConstraint(_)
             | Operation::RenameConstraint(_)
             | Operation::DropIndex(_)
             | Operation::CreateEnum(_)

@@ -1,10 +1,11 @@
 //! Each table's one atomic contract step, its final shape: drop its triggers, drop the old
-//! columns, rename the new ones into place, finalize NOT NULL and defaults, drop
+//! columns, rename the new ones into place, finalize NOT NULL, identities and defaults, drop
 //! constraints, rename the table, in that order, from what the operations recorded. One
 //! transaction, so the new version never sees a half-contracted table; every statement is
 //! guarded so a re-run is a no-op.
 
 use crate::db::quote_ident;
+use crate::plan::identity;
 use crate::plan::names::{self, do_block, literal, regclass};
 use crate::plan::ops::{
     add_primary_key, drop_constraint, rename_table, set_comment, set_default, set_not_null,
@@ -28,6 +29,7 @@ pub(crate) fn step(state: &TableState) -> Option<Step> {
         rename_columns_sql(&table, &renames),
         shadow::rename_rebuilt_sql(state, &table),
         set_not_null::contract_sql(state, &table),
+        identity::contract_sql(state, &table),
         add_primary_key::contract_sql(state, &table),
         set_default::contract_sql(state, &table),
         drop_constraint::contract_sql(state, &table),

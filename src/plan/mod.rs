@@ -16,6 +16,7 @@ pub mod drops;
 pub mod error;
 mod final_shape;
 mod grants;
+mod identity;
 pub mod names;
 mod ops;
 pub mod render;

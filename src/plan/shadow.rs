@@ -9,6 +9,11 @@
 //! change_type) reuses the shadow column: its type becomes the last one, and the `up` and
 //! `down` rules become one chain (`compose`): the later `up` applied to the earlier `up`'s
 //! value, the earlier `down` applied to the later `down`'s value.
+//!
+//! The per-column `up`/`down` of add_check, add_unique, add_foreign_key and drop_constraint
+//! (`Values`) move their columns to shadow columns of the same type the same way.
+
+use std::collections::BTreeMap;
 
 use crate::db::catalog::{Column, Constraint, ConstraintKind, Index, QualifiedName, Table};
 use crate::db::quote_ident;
@@ -75,6 +80,18 @@ pub(crate) fn validate(
     column_name: &str,
     nullable: Option<bool>,
 ) -> Result<(), Problem> {
+    validate_except(ws, table, column_name, nullable, None)
+}
+
+/// `validate`, not counting constraint `except` among what uses the column (the constraint
+/// drop_constraint drops: it stays on the old column, and the shadow column goes without).
+fn validate_except(
+    ws: &Workspace,
+    table: &str,
+    column_name: &str,
+    nullable: Option<bool>,
+    except: Option<&str>,
+) -> Result<(), Problem> {
     {
         let table = ws.existing_table(table)?;
         refuse_created(ws, &table)?;
@@ -95,8 +112,13 @@ pub(crate) fn validate(
                 "column {column_name} of {table} is an identity or generated column; zdm cannot reshape it yet"
             )));
         }
-        let found = ws.table(&table)?;
-        let (_, _, unsupported) = rebuildable(found, column_name);
+        let mut found = ws.table(&table)?.clone();
+        if let Some(except) = except {
+            let index = found.constraint(except).and_then(|c| c.index.clone());
+            found.constraints.retain(|c| c.name != except);
+            found.indexes.retain(|i| Some(&i.name) != index.as_ref());
+        }
+        let (_, _, unsupported) = rebuildable(&found, column_name);
         if !unsupported.is_empty() {
             return Err(Problem::Refused(format!(
                 "column {column_name} of {table} is used by {}; zdm rebuilds plain indexes and its own foreign keys on the reshaped column, not those: drop them first, recreate them after",
@@ -123,6 +145,100 @@ pub(crate) fn validate(
         }
         let physical_table = ws.physical_table(&table);
         ws.batch_key(&physical_table, &physical_table.to_string())?;
+        Ok(())
+    }
+}
+
+/// The per-column `up`/`down` of a constraint operation (pgroll's create_constraint and
+/// drop_multicolumn_constraint): every column named in either moves to a shadow column of
+/// its own type (composed into an earlier change of it, one chain), `up` (default: the
+/// column as it is) filling it from the old row, `down` (default: the column as it is) the
+/// old column from the new row. The constraint added is then built on the shadow columns
+/// (the new version's values), the one dropped stays on the old columns (the old version's).
+pub(crate) struct Values<'a> {
+    pub up: &'a BTreeMap<String, String>,
+    pub down: &'a BTreeMap<String, String>,
+}
+
+impl Values<'_> {
+    /// The columns named, each once, in order.
+    fn columns(&self) -> Vec<&str> {
+        let mut columns: Vec<&str> = self
+            .up
+            .keys()
+            .chain(self.down.keys())
+            .map(String::as_str)
+            .collect();
+        columns.sort_unstable();
+        columns.dedup();
+        columns
+    }
+
+    /// Checks each column: of the table, among `allowed` (the constraint's columns, when it
+    /// lists them), movable to a shadow column (`except`: the constraint being dropped does
+    /// not count as a use).
+    pub fn validate(
+        &self,
+        ws: &Workspace,
+        table: &str,
+        allowed: Option<&[String]>,
+        except: Option<&str>,
+    ) -> Result<(), Problem> {
+        for column in self.columns() {
+            if let Some(allowed) = allowed {
+                if !allowed.iter().any(|c| c == column) {
+                    return Err(Problem::Refused(format!(
+                        "`up`/`down` name column {column}, which is not one of the constraint's columns ({})",
+                        allowed.join(", ")
+                    )));
+                }
+            }
+            for (key, rules) in [("up", self.up), ("down", self.down)] {
+                if rules.get(column).is_some_and(|e| e.trim().is_empty()) {
+                    return Err(Problem::Refused(format!(
+                        "`{key}` of column {column} is empty"
+                    )));
+                }
+            }
+            validate_except(ws, table, column, None, except)?;
+        }
+        Ok(())
+    }
+
+    /// Moves each column to its shadow column (or composes into the one it has).
+    pub fn plan(&self, ws: &mut Workspace, table: &str) -> Result<(), Problem> {
+        let qualified = ws.existing_table(table)?;
+        for column in self.columns() {
+            let data_type = ws.existing_column(&qualified, column)?.data_type.clone();
+            // The old row's column: by its physical name, or, composed into an earlier
+            // change, by its name (bound to the earlier `up`'s value).
+            let old_name = if chain_of(ws, &qualified, column).is_some() {
+                column.to_string()
+            } else {
+                ws.physical_column(&qualified, column)
+            };
+            let up = self
+                .up
+                .get(column)
+                .cloned()
+                .unwrap_or_else(|| quote_ident(&old_name));
+            let down = self
+                .down
+                .get(column)
+                .cloned()
+                .unwrap_or_else(|| quote_ident(column));
+            plan(
+                ws,
+                table,
+                column,
+                &Shadow {
+                    data_type: &data_type,
+                    up: &up,
+                    down: &down,
+                    nullable: None,
+                },
+            )?;
+        }
         Ok(())
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct TableState {
     /// The primary key attached at contract (`ops::add_primary_key`): its name, the same as
     /// the unique index built at expand.
     pub primary_key: Option<String>,
+    /// Columns made identity columns at contract (`identity`, add_column with `identity`).
+    pub identities: Vec<crate::plan::identity::Identity>,
 }
 
 impl TableState {
@@ -110,6 +112,7 @@ impl TableState {
             also_locked: Vec::new(),
             comments: Vec::new(),
             primary_key: None,
+            identities: Vec::new(),
         }
     }
 

@@ -4,13 +4,16 @@
 //! is set for new rows only and filled in by the backfill; `up` fills existing rows and rows
 //! the old version writes (sync trigger); unique, check and references are built the safe
 //! way (concurrent index, NOT VALID then VALIDATE). With `from`, `up` reads another table
-//! (`plan::cross_table`: a subquery here, a trigger there).
+//! (`plan::cross_table`: a subquery here, a trigger there). An identity is filled from a
+//! sequence of zdm's until contract attaches it (`plan::identity`); a stored generated column
+//! is refused (PostgreSQL cannot add one to a table with rows without a rewrite).
 
 use crate::db::catalog::{Column, Constraint, ConstraintKind, ForeignKeyTarget, Index};
 use crate::db::quote_ident;
-use crate::migration::operation::AddColumn;
+use crate::migration::operation::{AddColumn, IdentityKind};
 use crate::plan::cross_table::{self, Direction};
 use crate::plan::error::Problem;
+use crate::plan::identity;
 use crate::plan::names::{self, is_constant_default};
 use crate::plan::ops::set_comment;
 use crate::plan::ops::set_not_null::prove_not_null;
@@ -42,15 +45,18 @@ impl PlanOperation for AddColumn {
         let lower_type = column.data_type.trim().to_ascii_lowercase();
         if lower_type.contains("serial") {
             return Err(Problem::Refused(format!(
-                "type {} rewrites the whole table under an exclusive lock; add a bigint column with a default from a sequence instead",
+                "type {} rewrites the whole table under an exclusive lock; add a bigint column with `identity = \"by_default\"` instead (planned without a rewrite)",
                 column.data_type
             )));
         }
-        if column.identity.is_some() || column.generated.is_some() {
+        if column.generated.is_some() {
             return Err(Problem::Refused(format!(
-                "column {}: adding an identity or stored generated column to a table with rows rewrites the whole table under ACCESS EXCLUSIVE; zdm does not yet plan it without a rewrite (declare it in create_table for a new table, or add a bigint column whose default is nextval of a sequence, with `up` filling existing rows)",
+                "column {}: a stored generated column cannot be added to a table with rows without rewriting the whole table under ACCESS EXCLUSIVE (PostgreSQL 15 cannot turn a filled column into a generated one either); add a plain column with `up` set to the expression instead (kept in step for the old version until contract, backfilled in batches), and keep it computed after contract with a trigger of your own (raw_sql), or declare it in create_table for a new table",
                 column.name
             )));
+        }
+        if column.identity.is_some() {
+            validate_identity(ws, self)?;
         }
         if column.primary_key {
             return Err(Problem::Refused(
@@ -110,6 +116,18 @@ impl PlanOperation for AddColumn {
         // Otherwise the column starts empty and the backfill fills it.
         let fast_default =
             self.up.is_none() && column.default.as_deref().is_some_and(is_constant_default);
+        // An identity: a plain column filled from zdm's sequence until contract (`identity`).
+        let sequence = column
+            .identity
+            .map(|_| identity::sequence_name(&physical_table, &physical));
+        if let Some(sequence) = &sequence {
+            let options = column.sequence.as_deref().cloned().unwrap_or_default();
+            ws.push_expand(identity::create_sequence_step(
+                sequence,
+                &column.data_type,
+                &options,
+            ));
+        }
         let mut sql = format!(
             "ALTER TABLE {} ADD COLUMN IF NOT EXISTS {quoted} {}",
             physical_table.quoted(),
@@ -141,6 +159,22 @@ impl PlanOperation for AddColumn {
             LockLevel::AccessExclusive,
             vec![label.clone()],
         ));
+        if let (Some(kind), Some(sequence)) = (column.identity, &sequence) {
+            let descending = column
+                .sequence
+                .as_ref()
+                .and_then(|options| options.increment)
+                .is_some_and(|increment| increment < 0);
+            identity::install(
+                ws,
+                &table,
+                &physical_table,
+                &physical,
+                kind,
+                sequence,
+                descending,
+            )?;
+        }
         if let Some(default) = later_default {
             ws.push_expand_default(Step::sql(
                 Phase::Expand,
@@ -173,28 +207,57 @@ impl PlanOperation for AddColumn {
             LockLevel::AccessExclusive,
             vec![label.clone()],
         ));
+        if let Some(sequence) = &sequence {
+            ws.push_rollback(identity::drop_sequence_step(sequence));
+        }
 
+        // An identity column is NOT NULL, as PostgreSQL makes it.
+        let nullable = column.nullable && column.identity.is_none();
         ws.add_column(
             &table,
             Column {
                 name: column.name.clone(),
                 data_type: column.data_type.clone(),
-                nullable: column.nullable,
+                nullable,
                 default: column.default.clone(),
-                identity: None,
+                identity: column.identity.map(|kind| {
+                    match kind {
+                        IdentityKind::Always => "always",
+                        IdentityKind::ByDefault => "by default",
+                    }
+                    .to_string()
+                }),
                 generated: false,
             },
             &physical,
         )?;
 
-        if !column.nullable {
+        if !nullable {
             prove_not_null(ws, &table, &column.name, &column.name)?;
+        }
+        if let (Some(kind), Some(sequence)) = (column.identity, &sequence) {
+            let id = ws.column_id(&table, &column.name)?;
+            ws.state(&table)?.identities.push(identity::Identity {
+                column: id,
+                kind,
+                options: column
+                    .sequence
+                    .as_ref()
+                    .map(|options| options.sql())
+                    .unwrap_or_default(),
+                sequence: sequence.clone(),
+            });
         }
 
         let mut fill = self
             .up
             .clone()
-            .or_else(|| column.default.clone().filter(|_| !fast_default));
+            .or_else(|| column.default.clone().filter(|_| !fast_default))
+            .or_else(|| {
+                sequence
+                    .as_ref()
+                    .map(|s| format!("nextval({}::regclass)", names::literal(&s.quoted())))
+            });
         let mut rule = self.up.clone();
         // A value from another table: a correlated subquery here, and a trigger there.
         if let (Some(from), Some(up)) = (&self.from, &self.up) {
@@ -350,6 +413,37 @@ impl PlanOperation for AddColumn {
         }
         Ok(())
     }
+}
+
+/// An identity column added to a table with rows (`plan::identity`): an integer type, filled
+/// by its sequence (no `up`), under its own name (not one this migration drops at contract).
+fn validate_identity(ws: &Workspace, op: &AddColumn) -> Result<(), Problem> {
+    let column = &op.column;
+    if !identity::is_identity_type(&column.data_type) {
+        return Err(Problem::Refused(format!(
+            "identity column {} must be smallint, integer or bigint, not {}",
+            column.name, column.data_type
+        )));
+    }
+    if op.up.is_some() || op.from.is_some() {
+        return Err(Problem::Refused(format!(
+            "identity column {}: its sequence fills existing rows and the old version's; leave `up` (and `from`) out",
+            column.name
+        )));
+    }
+    if physical_name(ws, op)? != column.name {
+        return Err(Problem::Refused(format!(
+            "column {} still exists physically (dropped by this migration only at contract): add the identity column in a later migration",
+            column.name
+        )));
+    }
+    if column.sequence.as_ref().and_then(|s| s.increment) == Some(0) {
+        return Err(Problem::Refused(format!(
+            "identity column {}: the sequence's increment cannot be 0",
+            column.name
+        )));
+    }
+    Ok(())
 }
 
 /// The column's physical name: its own, unless a column of that name still exists

@@ -1,6 +1,8 @@
 //! add_foreign_key: ADD CONSTRAINT ... FOREIGN KEY ... NOT VALID at expand (SHARE ROW
 //! EXCLUSIVE on both tables, brief, no scan; new rows are checked from then on), VALIDATE
-//! after the backfill (SHARE UPDATE EXCLUSIVE: reads and writes go on).
+//! after the backfill (SHARE UPDATE EXCLUSIVE: reads and writes go on). With per-column
+//! `up`/`down` (`shadow::Values`) the key is on shadow columns holding the new version's
+//! values.
 
 use crate::db::catalog::{Constraint, ConstraintKind, ForeignKeyTarget};
 use crate::migration::operation::AddForeignKey;
@@ -9,6 +11,7 @@ use crate::plan::ops::{
     add_constraint_sql, check_columns, drop_constraint_step, on_delete_clause,
     physical_column_list, validate_step, PlanOperation,
 };
+use crate::plan::shadow::Values;
 use crate::plan::step::{LockLevel, Phase, Step};
 use crate::plan::workspace::Workspace;
 
@@ -47,10 +50,13 @@ impl PlanOperation for AddForeignKey {
                 self.references.columns.join(", ")
             )));
         }
-        Ok(())
+        self.values()
+            .validate(ws, &self.table, Some(&self.columns), None)
     }
 
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
+        // Per-column `up`/`down`: the key binds the new version's values.
+        self.values().plan(ws, &self.table)?;
         let table = ws.existing_table(&self.table)?;
         let physical_table = ws.physical_table(&table);
         let target = ws.existing_table(&self.references.table)?;
@@ -97,5 +103,14 @@ impl PlanOperation for AddForeignKey {
             }),
         });
         Ok(())
+    }
+}
+
+impl AddForeignKey {
+    fn values(&self) -> Values<'_> {
+        Values {
+            up: &self.up,
+            down: &self.down,
+        }
     }
 }

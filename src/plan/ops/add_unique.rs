@@ -1,6 +1,7 @@
 //! add_unique: never ADD CONSTRAINT UNIQUE (it builds its index under a lock that blocks
 //! writes). A unique index is built concurrently, then attached as the constraint with
-//! ADD CONSTRAINT ... UNIQUE USING INDEX (brief, no scan).
+//! ADD CONSTRAINT ... UNIQUE USING INDEX (brief, no scan). With per-column `up`/`down`
+//! (`shadow::Values`) the columns are shadow columns first, and the index is built on them.
 
 use crate::db::catalog::{Constraint, ConstraintKind, Index};
 use crate::db::quote_ident;
@@ -10,6 +11,7 @@ use crate::plan::ops::{
     add_constraint_sql, check_columns, concurrent_index_step, drop_constraint_step,
     drop_index_concurrently_step, physical_column_list, PlanOperation,
 };
+use crate::plan::shadow::Values;
 use crate::plan::step::{LockLevel, Phase, Step};
 use crate::plan::workspace::Workspace;
 
@@ -21,10 +23,14 @@ impl PlanOperation for AddUnique {
     fn validate(&self, ws: &Workspace) -> Result<(), Problem> {
         let table = ws.existing_table(&self.table)?;
         check_columns(ws, &table, &self.columns)?;
-        ws.check_name_free(&table.schema, &self.name)
+        ws.check_name_free(&table.schema, &self.name)?;
+        self.values()
+            .validate(ws, &self.table, Some(&self.columns), None)
     }
 
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
+        // Per-column `up`/`down`: the index is built on the new version's values.
+        self.values().plan(ws, &self.table)?;
         let table = ws.existing_table(&self.table)?;
         let physical_table = ws.physical_table(&table);
         let label = physical_table.to_string();
@@ -90,5 +96,14 @@ impl PlanOperation for AddUnique {
             references: None,
         });
         Ok(())
+    }
+}
+
+impl AddUnique {
+    fn values(&self) -> Values<'_> {
+        Values {
+            up: &self.up,
+            down: &self.down,
+        }
     }
 }

@@ -1,12 +1,15 @@
 //! drop_constraint: both versions obey the constraint until contract, which drops it
 //! (catalog only, brief) in the table's final-shape step, so expand stays reversible without
-//! re-validating anything.
+//! re-validating anything. With per-column `up`/`down` (pgroll's
+//! drop_multicolumn_constraint, `shadow::Values`) the new version's columns are shadow
+//! columns free of it from expand on, while the old version's keep it.
 
 use crate::db::catalog::ConstraintKind;
 use crate::db::quote_ident;
 use crate::migration::operation::DropConstraint;
 use crate::plan::error::Problem;
 use crate::plan::ops::PlanOperation;
+use crate::plan::shadow::Values;
 use crate::plan::workspace::{TableState, Workspace};
 use crate::suggest::did_you_mean;
 
@@ -34,7 +37,9 @@ impl PlanOperation for DropConstraint {
                 self.name
             )));
         }
-        Ok(())
+        let allowed = (!constraint.columns.is_empty()).then_some(constraint.columns.as_slice());
+        self.values()
+            .validate(ws, &self.table, allowed, Some(&self.name))
     }
 
     fn plan(&self, ws: &mut Workspace) -> Result<(), Problem> {
@@ -47,7 +52,18 @@ impl PlanOperation for DropConstraint {
         if let Some(index) = index {
             found.indexes.retain(|i| i.name != index);
         }
-        Ok(())
+        // Per-column `up`/`down`: the new version's columns are shadow columns free of the
+        // constraint, which stays on the old columns (and goes with them at contract).
+        self.values().plan(ws, &self.table)
+    }
+}
+
+impl DropConstraint {
+    fn values(&self) -> Values<'_> {
+        Values {
+            up: &self.up,
+            down: &self.down,
+        }
     }
 }
 
