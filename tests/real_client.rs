@@ -4,9 +4,9 @@
 //! bounded rate with prepared `SELECT *` and `... RETURNING *`, while the real binary runs
 //! `zdm init`, `zdm start`, `zdm rollback`, `zdm start` and `zdm complete` of a migration
 //! with a backfill (change_type + add_column, set_not_null + drop_column, split_table,
-//! create_enum + change_type to it + add_enum_value, a column moved between tables). Zero
-//! application errors, and at the
-//! end every row equals what an oracle computes. The new application rolls out once the
+//! create_enum + change_type to it + add_enum_value, a column moved between tables, a
+//! relation extracted into a new table, an identity column added to a table with rows).
+//! Zero application errors, and at the end every row equals what an oracle computes. The new application rolls out once the
 //! new version is published (`zdm start` done: it is not usable during the backfill, by
 //! design, docs/engine.md) and the old one retires before contract, as in a real rollout.
 //!
@@ -258,6 +258,87 @@ from = { table = "profiles", where = "profiles.user_id = users.id" }
             OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'email' AND NOT attisdropped)
             OR (SELECT count(*) FROM profiles) <> 100000
             OR NOT (SELECT attnotnull FROM pg_attribute WHERE attrelid = 'profiles'::regclass AND attname = 'email')",
+};
+
+/// An identity column added to a table with rows: filled by zdm's sequence for both
+/// versions while live (the new one reads it back through `RETURNING *`), attached as a
+/// real identity at contract and restarted past every value given: the new version's
+/// inserts after contract collide with none (the column is unique).
+const ADD_IDENTITY: Case = Case {
+    database: "client_identity",
+    migration: "0001_tickets_number",
+    setup: "CREATE TABLE tickets (id bigint PRIMARY KEY, title text NOT NULL);
+            INSERT INTO tickets SELECT i, 'row ' || i FROM generate_series(1, 100000) i;",
+    file: r#"
+[[operations]]
+op = "add_column"
+table = "tickets"
+column = { name = "number", type = "bigint", identity = "always", unique = true, sequence = { start = 1000 } }
+"#,
+    old: &[
+        "SELECT * FROM tickets WHERE id = %(rid)s",
+        "INSERT INTO tickets (id, title) VALUES (%(id)s, 'old') RETURNING *",
+        "UPDATE tickets SET title = 'old upd' WHERE id = %(rid)s RETURNING *",
+    ],
+    new: &[
+        "SELECT * FROM tickets WHERE id = %(rid)s",
+        "INSERT INTO tickets (id, title) VALUES (%(id)s, 'new') RETURNING *",
+        "UPDATE tickets SET title = 'new upd' WHERE id = %(rid)s RETURNING *",
+    ],
+    wrong: "SELECT count(*)::text FROM tickets WHERE number IS NULL OR number < 1000 OR NOT CASE
+              WHEN id <= 100000 THEN title IN ('row ' || id, 'old upd', 'new upd')
+              WHEN id >= 2000000 THEN title IN ('new', 'new upd')
+              ELSE title IN ('old', 'old upd', 'new upd') END
+            OR (SELECT count(DISTINCT number) FROM tickets) <> (SELECT count(*) FROM tickets)
+            OR (SELECT attidentity::text || attnotnull::text FROM pg_attribute
+                 WHERE attrelid = 'tickets'::regclass AND attname = 'number') <> 'atrue'
+            OR EXISTS (SELECT 1 FROM pg_class WHERE relname LIKE '\\_zdm%' AND relkind = 'S')",
+};
+
+/// A one-to-many column extracted into a join table (create_table with `up`, drop_column
+/// with `down` from it): the old version writes `users.account_id`, the new one
+/// `user_accounts`; each user has one row there until the new version gives more.
+const EXTRACT_RELATION: Case = Case {
+    database: "client_extract",
+    migration: "0001_user_accounts",
+    setup: "CREATE TABLE users (id bigint PRIMARY KEY, name text NOT NULL, account_id bigint NOT NULL);
+            INSERT INTO users SELECT i, 'user ' || i, 1 + i % 100 FROM generate_series(1, 100000) i;",
+    file: r#"
+[[operations]]
+op = "create_table"
+table = "user_accounts"
+primary_key = ["user_id", "account_id"]
+columns = [
+  { name = "user_id", type = "bigint", references = { table = "users", columns = ["id"], on_delete = "cascade" } },
+  { name = "account_id", type = "bigint" },
+  { name = "role", type = "text", nullable = false, default = "'member'" },
+]
+up = { table = "users", values = { user_id = "users.id", account_id = "users.account_id" }, where = "user_accounts.user_id = users.id" }
+
+[[operations]]
+op = "drop_column"
+table = "users"
+column = "account_id"
+down = "user_accounts.account_id"
+from = { table = "user_accounts", where = "user_accounts.user_id = users.id" }
+"#,
+    old: &[
+        "SELECT * FROM users WHERE id = %(rid)s",
+        "INSERT INTO users (id, name, account_id) VALUES (%(id)s, 'old', 1 + %(id)s %% 100) RETURNING *",
+        "UPDATE users SET account_id = 200 + id %% 100 WHERE id = %(rid)s RETURNING *",
+    ],
+    new: &[
+        "SELECT * FROM users u JOIN user_accounts a ON a.user_id = u.id WHERE u.id = %(rid)s",
+        "INSERT INTO users (id, name) VALUES (%(id)s, 'new') RETURNING *",
+        "UPDATE user_accounts SET account_id = 300 + user_id %% 100 WHERE user_id = %(rid)s RETURNING *",
+    ],
+    wrong: "SELECT count(*)::text FROM users u LEFT JOIN user_accounts a ON a.user_id = u.id WHERE NOT CASE
+              WHEN u.id <= 100000 THEN a.account_id IN (1 + u.id % 100, 200 + u.id % 100, 300 + u.id % 100)
+                   AND a.role = 'member'
+              WHEN u.id >= 2000000 THEN a.user_id IS NULL
+              ELSE a.account_id IN (1 + u.id % 100, 200 + u.id % 100, 300 + u.id % 100) END
+            OR (SELECT count(*) FROM user_accounts) <> (SELECT count(*) FROM users WHERE id < 2000000)
+            OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'account_id' AND NOT attisdropped)",
 };
 
 /// The repack case: `grade`, computed for existing rows, rewrites the table in place.
@@ -685,6 +766,55 @@ async fn a_column_moved_between_tables_while_both_versions_write() {
         wrong, "0",
         "profiles differing from the oracle after complete"
     );
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn an_identity_column_added_to_a_table_with_rows() {
+    run(&ADD_IDENTITY).await;
+}
+
+/// A relation extracted into a new table with a real client on each version: while both
+/// write, the old column shows the new table's first row for every user (checked before
+/// the old version retires), and after complete every user has its one row.
+#[tokio::test]
+async fn a_relation_extracted_into_a_new_table_while_both_versions_write() {
+    let case = &EXTRACT_RELATION;
+    let (pg, pool, root) = prepare(case, 40_000).await;
+    let (database, migration) = (case.database, case.migration);
+    init(&pg, case, root.path());
+    let old = old_app(&pg, case, root.path());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    zdm(&pg, database, root.path(), &["start", migration]);
+    zdm(&pg, database, root.path(), &["rollback", migration]);
+    zdm(&pg, database, root.path(), &["start", migration]);
+    let new = new_app(&pg, case, root.path());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let apart = fetch_one(
+        &pool,
+        "SELECT count(*)::text FROM users u WHERE u.account_id IS DISTINCT FROM
+           (SELECT a.account_id FROM user_accounts a WHERE a.user_id = u.id
+             ORDER BY a.user_id, a.account_id LIMIT 1)",
+    )
+    .await;
+    assert_eq!(
+        apart, "0",
+        "users.account_id shows the join table while both write"
+    );
+    let old_ran = old.finish();
+    complete(&pg, case, root.path());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let new_ran = new.finish();
+    assert!(
+        old_ran.by_statement[2] > 10 && new_ran.by_statement[2] > 10,
+        "both moved accounts: old {:?}, new {:?}",
+        old_ran.by_statement,
+        new_ran.by_statement
+    );
+    assert_inserts_kept(&pool, "users", &old_ran, 1, (1_000_000, 2_000_000)).await;
+    assert_inserts_kept(&pool, "users", &new_ran, 1, (2_000_000, 3_000_000)).await;
+    let wrong = fetch_one(&pool, case.wrong).await;
+    assert_eq!(wrong, "0", "users differing from the oracle after complete");
     pool.close().await;
 }
 
