@@ -721,65 +721,13 @@ async fn enums_create_change_type_and_add_value() {
     run(&ENUMS).await;
 }
 
-/// A column moved between tables with a real client on each version: while both write,
-/// each sees the other's writes at every moment (the two columns agree, checked before
-/// the old version retires), and after complete every profile has its user's last email.
-#[tokio::test]
-async fn a_column_moved_between_tables_while_both_versions_write() {
-    let case = &MOVE_COLUMN;
-    let (pg, pool, root) = prepare(case, 40_000).await;
-    let database = case.database;
-    let migration = case.migration;
-    init(&pg, case, root.path());
-    let old = old_app(&pg, case, root.path());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    zdm(&pg, database, root.path(), &["start", migration]);
-    zdm(&pg, database, root.path(), &["rollback", migration]);
-    zdm(&pg, database, root.path(), &["start", migration]);
-    let new = new_app(&pg, case, root.path());
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    // Each statement commits with its triggers' writes: at any snapshot the two agree.
-    let apart = fetch_one(
-        &pool,
-        "SELECT count(*)::text FROM users u JOIN profiles p ON p.user_id = u.id
-          WHERE u.email IS DISTINCT FROM p.email",
-    )
-    .await;
-    assert_eq!(
-        apart, "0",
-        "users.email and profiles.email agree while both write"
-    );
-    let old_ran = old.finish();
-    complete(&pg, case, root.path());
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let new_ran = new.finish();
-    assert!(
-        old_ran.by_statement[2] > 10 && new_ran.by_statement[2] > 10,
-        "both updated emails: old {:?}, new {:?}",
-        old_ran.by_statement,
-        new_ran.by_statement
-    );
-    assert_inserts_kept(&pool, "users", &old_ran, 1, (1_000_000, 2_000_000)).await;
-    assert_inserts_kept(&pool, "users", &new_ran, 1, (2_000_000, 3_000_000)).await;
-    let wrong = fetch_one(&pool, case.wrong).await;
-    assert_eq!(
-        wrong, "0",
-        "profiles differing from the oracle after complete"
-    );
-    pool.close().await;
-}
-
-#[tokio::test]
-async fn an_identity_column_added_to_a_table_with_rows() {
-    run(&ADD_IDENTITY).await;
-}
-
-/// A relation extracted into a new table with a real client on each version: while both
-/// write, the old column shows the new table's first row for every user (checked before
-/// the old version retires), and after complete every user has its one row.
-#[tokio::test]
-async fn a_relation_extracted_into_a_new_table_while_both_versions_write() {
-    let case = &EXTRACT_RELATION;
+/// A migration between two tables through its rollout (start, rollback, start, the new
+/// version rolling out, the old one retiring, complete), both versions writing to each
+/// table: `agree` (a count, as text) finds the rows where the two tables disagree while
+/// both write, and must find none; each app's third statement must have run (the write
+/// the other version follows), every row each inserted into `users` is kept, and no row
+/// differs from the case's oracle after complete.
+async fn across_two_tables(case: &Case, agree: &str) {
     let (pg, pool, root) = prepare(case, 40_000).await;
     let (database, migration) = (case.database, case.migration);
     init(&pg, case, root.path());
@@ -790,32 +738,57 @@ async fn a_relation_extracted_into_a_new_table_while_both_versions_write() {
     zdm(&pg, database, root.path(), &["start", migration]);
     let new = new_app(&pg, case, root.path());
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let apart = fetch_one(
-        &pool,
-        "SELECT count(*)::text FROM users u WHERE u.account_id IS DISTINCT FROM
-           (SELECT a.account_id FROM user_accounts a WHERE a.user_id = u.id
-             ORDER BY a.user_id, a.account_id LIMIT 1)",
-    )
-    .await;
-    assert_eq!(
-        apart, "0",
-        "users.account_id shows the join table while both write"
-    );
+    // Each statement commits with its triggers' writes: at any snapshot the two agree.
+    let apart = fetch_one(&pool, agree).await;
+    assert_eq!(apart, "0", "{migration}: rows apart while both write");
     let old_ran = old.finish();
     complete(&pg, case, root.path());
     tokio::time::sleep(Duration::from_secs(1)).await;
     let new_ran = new.finish();
     assert!(
         old_ran.by_statement[2] > 10 && new_ran.by_statement[2] > 10,
-        "both moved accounts: old {:?}, new {:?}",
+        "both wrote what the other follows: old {:?}, new {:?}",
         old_ran.by_statement,
         new_ran.by_statement
     );
     assert_inserts_kept(&pool, "users", &old_ran, 1, (1_000_000, 2_000_000)).await;
     assert_inserts_kept(&pool, "users", &new_ran, 1, (2_000_000, 3_000_000)).await;
     let wrong = fetch_one(&pool, case.wrong).await;
-    assert_eq!(wrong, "0", "users differing from the oracle after complete");
+    assert_eq!(
+        wrong, "0",
+        "{migration}: rows differing from the oracle after complete"
+    );
     pool.close().await;
+}
+
+/// A column moved between tables: the two columns agree while both write, and after
+/// complete every profile has an email one of the versions gave.
+#[tokio::test]
+async fn a_column_moved_between_tables_while_both_versions_write() {
+    across_two_tables(
+        &MOVE_COLUMN,
+        "SELECT count(*)::text FROM users u JOIN profiles p ON p.user_id = u.id
+          WHERE u.email IS DISTINCT FROM p.email",
+    )
+    .await;
+}
+
+/// A relation extracted into a new table: the old column shows the new table's first row
+/// for every user while both write, and after complete every user has its one row.
+#[tokio::test]
+async fn a_relation_extracted_into_a_new_table_while_both_versions_write() {
+    across_two_tables(
+        &EXTRACT_RELATION,
+        "SELECT count(*)::text FROM users u WHERE u.account_id IS DISTINCT FROM
+           (SELECT a.account_id FROM user_accounts a WHERE a.user_id = u.id
+             ORDER BY a.user_id, a.account_id LIMIT 1)",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn an_identity_column_added_to_a_table_with_rows() {
+    run(&ADD_IDENTITY).await;
 }
 
 /// The table's file (pg_repack swaps it; the table's oid, which views and prepared

@@ -61,14 +61,7 @@ pub fn only_new_home(sql: &str, column: &str, old_table: &str, new_table: &str) 
     for (node, ..) in &nodes {
         let new_home = match node {
             NodeRef::ColumnRef(reference) => {
-                let fields: Vec<&str> = reference
-                    .fields
-                    .iter()
-                    .map(|field| match &field.node {
-                        Some(pg_query::NodeEnum::String(text)) => text.sval.as_str(),
-                        _ => "*",
-                    })
-                    .collect();
+                let fields = crate::migration::sql::column_ref_fields(reference);
                 match fields.as_slice() {
                     [.., last] if *last != column => continue,
                     [name] if *name == column => !has(old_table) && has(new_table),

@@ -557,6 +557,19 @@ pub fn last_name(node: &Node) -> String {
     }
 }
 
+/// A column reference's names as written (`["orders", "total"]` of `orders.total`), `*`
+/// for a star (`orders.*`).
+pub fn column_ref_fields(reference: &pg_query::protobuf::ColumnRef) -> Vec<&str> {
+    reference
+        .fields
+        .iter()
+        .map(|field| match &field.node {
+            Some(NodeEnum::String(text)) => text.sval.as_str(),
+            _ => "*",
+        })
+        .collect()
+}
+
 /// A name node as written, dotted (`public.orders_placed`).
 pub fn qualified_name(node: &Node) -> String {
     match node.node.as_ref() {

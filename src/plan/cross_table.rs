@@ -196,30 +196,8 @@ impl CrossTable {
             "recompute {}.{} when {described} writes to {} change it",
             self.changed, self.target, self.other
         );
-        ws.push_expand(Step::sql(
-            Phase::Expand,
-            format!("create the function that will {description}"),
-            self.function_sql(&ws.version_schema, direction),
-            LockLevel::None,
-            Vec::new(),
-        ));
-        ws.push_expand(
-            Step::sql(
-                Phase::Expand,
-                format!("install the trigger that will {description}"),
-                format!(
-                    "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}.{}()",
-                    quote_ident(&name),
-                    self.other.quoted(),
-                    quote_ident(&ws.version_schema),
-                    quote_ident(&name)
-                ),
-                LockLevel::ShareRowExclusive,
-                vec![Workspace::label(&self.other)],
-            )
-            .creating(PromiseKind::Trigger, &self.other, &name, false),
-        );
-        ws.extra_functions.push(name.clone());
+        let function = self.function_sql(&ws.version_schema, direction);
+        install_after_row_trigger(ws, &self.other, &name, &description, function);
         let on_other = (self.other.clone(), name);
         let changed_sync = (
             self.changed.clone(),
@@ -352,6 +330,44 @@ pub(crate) fn relax_not_null(
         vec![label],
     ));
     Ok(())
+}
+
+/// Creates `function` (its name `name`, in the version schema) and an AFTER INSERT OR
+/// UPDATE OR DELETE row trigger of the same name on `table` calling it: the trigger zdm
+/// puts on a table whose writes another table follows. SHARE ROW EXCLUSIVE on `table`,
+/// brief, with the usual lock_timeout and retries; its function goes with the version
+/// schema.
+pub(crate) fn install_after_row_trigger(
+    ws: &mut Workspace,
+    table: &QualifiedName,
+    name: &str,
+    description: &str,
+    function: String,
+) {
+    ws.push_expand(Step::sql(
+        Phase::Expand,
+        format!("create the function that will {description}"),
+        function,
+        LockLevel::None,
+        Vec::new(),
+    ));
+    ws.push_expand(
+        Step::sql(
+            Phase::Expand,
+            format!("install the trigger that will {description}"),
+            format!(
+                "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}.{}()",
+                quote_ident(name),
+                table.quoted(),
+                quote_ident(&ws.version_schema),
+                quote_ident(name)
+            ),
+            LockLevel::ShareRowExclusive,
+            vec![Workspace::label(table)],
+        )
+        .creating(PromiseKind::Trigger, table, name, false),
+    );
+    ws.extra_functions.push(name.to_string());
 }
 
 #[cfg(test)]

@@ -510,14 +510,7 @@ fn refuse_qualified(
         let pg_query::NodeRef::ColumnRef(reference) = node else {
             return None;
         };
-        let fields: Vec<&str> = reference
-            .fields
-            .iter()
-            .map(|field| match &field.node {
-                Some(pg_query::NodeEnum::String(text)) => text.sval.as_str(),
-                _ => "*",
-            })
-            .collect();
+        let fields = crate::migration::sql::column_ref_fields(reference);
         match fields.as_slice() {
             [_, .., last] if names.contains(last) => Some(fields.join(".")),
             _ => None,

@@ -103,15 +103,8 @@ fn physical_expression(
         let pg_query::NodeRef::ColumnRef(reference) = node else {
             continue;
         };
-        let fields: Vec<&str> = reference
-            .fields
-            .iter()
-            .filter_map(|field| match &field.node {
-                Some(pg_query::NodeEnum::String(text)) => Some(text.sval.as_str()),
-                _ => None,
-            })
-            .collect();
-        if fields.len() != reference.fields.len() {
+        let fields = crate::migration::sql::column_ref_fields(reference);
+        if fields.contains(&"*") {
             continue; // `t.*`
         }
         let name = match fields.as_slice() {

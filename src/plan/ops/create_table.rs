@@ -19,7 +19,7 @@ use crate::plan::error::Problem;
 use crate::plan::names::{self, column_list};
 use crate::plan::ops::set_comment;
 use crate::plan::ops::{check_columns, on_delete_clause, physical_column_list, PlanOperation};
-use crate::plan::step::{Backfill, LockLevel, Phase, PromiseKind, Step, StepAction};
+use crate::plan::step::{Backfill, LockLevel, Phase, Step, StepAction};
 use crate::plan::workspace::Workspace;
 
 impl PlanOperation for CreateTable {
@@ -488,30 +488,14 @@ impl Extract {
             "carry the old version's writes to {} into {}",
             self.source, self.target
         );
-        ws.push_expand(Step::sql(
-            Phase::Expand,
-            format!("create the function that will {description}"),
-            self.function_sql(&ws.version_schema),
-            LockLevel::None,
-            Vec::new(),
-        ));
-        ws.push_expand(
-            Step::sql(
-                Phase::Expand,
-                format!("install the trigger that will {description}"),
-                format!(
-                    "CREATE OR REPLACE TRIGGER {} AFTER INSERT OR UPDATE OR DELETE ON {} FOR EACH ROW EXECUTE FUNCTION {}.{}()",
-                    quote_ident(&name),
-                    self.source.quoted(),
-                    quote_ident(&ws.version_schema),
-                    quote_ident(&name)
-                ),
-                LockLevel::ShareRowExclusive,
-                vec![Workspace::label(&self.source)],
-            )
-            .creating(PromiseKind::Trigger, &self.source, &name, false),
+        let function = self.function_sql(&ws.version_schema);
+        crate::plan::cross_table::install_after_row_trigger(
+            ws,
+            &self.source,
+            &name,
+            &description,
+            function,
         );
-        ws.extra_functions.push(name.clone());
         let first = quote_ident(&self.source_key[0]);
         let mut predicate = format!("NOT EXISTS (SELECT {})", self.matching_in_scope());
         if let Some(filter) = &self.filter {
