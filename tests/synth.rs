@@ -339,6 +339,18 @@ async fn repeated_rows_take_their_references_along_and_one_to_one_keys_stay_uniq
     }
 }
 
+/// A table's rows as one value: their count and the md5 of them all, in order.
+async fn digest(pool: &PgPool, table: &str) -> String {
+    let sql = format!(
+        "SELECT count(*)::text || ' ' || md5(string_agg(x::text, '|' ORDER BY x::text)) \
+         FROM {table} x"
+    );
+    sqlx::query_scalar(&sql)
+        .fetch_one(pool)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+}
+
 /// `--seed`'s promise: the same seed generates the same rows, the check repairs' random
 /// draws and the composite-key removals included; another seed other rows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -354,34 +366,18 @@ async fn the_same_seed_generates_the_same_rows() {
             "a check repaired: {out}"
         );
     }
-    let digest = |table: &str| {
-        format!(
-            "SELECT count(*)::text || ' ' || md5(string_agg(x::text, '|' ORDER BY x::text)) \
-             FROM {table} x"
-        )
-    };
     for table in ["customers", "orders", "order_lines"] {
-        let sql = digest(table);
-        let one: String = sqlx::query_scalar(&sql)
-            .fetch_one(&first)
-            .await
-            .expect("digest");
-        let two: String = sqlx::query_scalar(&sql)
-            .fetch_one(&second)
-            .await
-            .expect("digest");
-        assert_eq!(one, two, "{table}: the same seed, the same rows");
+        assert_eq!(
+            digest(&first, table).await,
+            digest(&second, table).await,
+            "{table}: the same seed, the same rows"
+        );
     }
-    let sql = digest("orders");
-    let one: String = sqlx::query_scalar(&sql)
-        .fetch_one(&first)
-        .await
-        .expect("digest");
-    let three: String = sqlx::query_scalar(&sql)
-        .fetch_one(&other)
-        .await
-        .expect("digest");
-    assert_ne!(one, three, "another seed, other rows");
+    assert_ne!(
+        digest(&first, "orders").await,
+        digest(&other, "orders").await,
+        "another seed, other rows"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
