@@ -5,7 +5,8 @@
 //! `zdm init`, `zdm start`, `zdm rollback`, `zdm start` and `zdm complete` of a migration
 //! with a backfill (change_type + add_column, set_not_null + drop_column, split_table,
 //! create_enum + change_type to it + add_enum_value, a column moved between tables, a
-//! relation extracted into a new table, an identity column added to a table with rows).
+//! relation extracted into a new table, an identity column added to a table with rows, an
+//! application view over a renamed and retyped column).
 //! Zero application errors, and at the end every row equals what an oracle computes. The new application rolls out once the
 //! new version is published (`zdm start` done: it is not usable during the backfill, by
 //! design, docs/engine.md) and the old one retires before contract, as in a real rollout.
@@ -339,6 +340,52 @@ from = { table = "user_accounts", where = "user_accounts.user_id = users.id" }
               ELSE a.account_id IN (1 + u.id % 100, 200 + u.id % 100, 300 + u.id % 100) END
             OR (SELECT count(*) FROM user_accounts) <> (SELECT count(*) FROM users WHERE id < 2000000)
             OR EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = 'users'::regclass AND attname = 'account_id' AND NOT attisdropped)",
+};
+
+/// An application view over a table whose column is renamed and retyped: the new version
+/// reads its copy in the version schema by prepared `SELECT *` (the view's own column
+/// names kept, the new type shown), the old one the original by its schema; after
+/// contract the original reads the final shape.
+const APP_VIEW: Case = Case {
+    database: "client_app_view",
+    migration: "0001_item_prices_in_cents",
+    setup: "CREATE TABLE items (id bigint PRIMARY KEY, title text NOT NULL, price numeric(10,2) NOT NULL);
+            INSERT INTO items SELECT i, 'row ' || i, (i % 1000) / 10.0 FROM generate_series(1, 100000) i;
+            CREATE VIEW item_prices AS SELECT id, title, price FROM items;",
+    file: r#"
+[[operations]]
+op = "rename_column"
+table = "items"
+column = "title"
+to = "name"
+
+[[operations]]
+op = "change_type"
+table = "items"
+column = "price"
+type = "bigint"
+up = "(price * 100)::bigint"
+down = "price / 100.0"
+"#,
+    old: &[
+        "SELECT * FROM public.item_prices WHERE id = %(rid)s",
+        "INSERT INTO items (id, title, price) VALUES (%(id)s, 'old', (%(id)s %% 1000) / 10.0) RETURNING *",
+        "UPDATE items SET title = 'old upd' WHERE id = %(rid)s RETURNING *",
+    ],
+    new: &[
+        "SELECT id, title, price + 0 AS cents FROM item_prices WHERE id = %(rid)s",
+        "INSERT INTO items (id, name, price) VALUES (%(id)s, 'new', (%(id)s %% 1000) * 10) RETURNING *",
+        "SELECT * FROM item_prices WHERE id = %(rid)s",
+    ],
+    wrong: "SELECT count(*)::text FROM items WHERE NOT CASE
+              WHEN id <= 100000 THEN price = ((id % 1000) / 10.0 * 100)::bigint
+                   AND name IN ('row ' || id, 'old upd')
+              WHEN id >= 2000000 THEN price = (id % 1000) * 10 AND name = 'new'
+              ELSE price = ((id % 1000) / 10.0 * 100)::bigint AND name IN ('old', 'old upd') END
+            OR (SELECT count(*) FROM public.item_prices) <> (SELECT count(*) FROM items)
+            OR (SELECT string_agg(attname || ' ' || format_type(atttypid, atttypmod), ', ' ORDER BY attnum)
+                  FROM pg_attribute WHERE attrelid = 'public.item_prices'::regclass AND attnum > 0)
+               <> 'id bigint, title text, price bigint'",
 };
 
 /// The repack case: `grade`, computed for existing rows, rewrites the table in place.
@@ -784,6 +831,11 @@ async fn a_relation_extracted_into_a_new_table_while_both_versions_write() {
              ORDER BY a.user_id, a.account_id LIMIT 1)",
     )
     .await;
+}
+
+#[tokio::test]
+async fn an_application_view_over_a_renamed_and_retyped_column() {
+    run(&APP_VIEW).await;
 }
 
 #[tokio::test]
